@@ -1,0 +1,419 @@
+//! Incremental parsing of an XMPP XML stream (RFC 6120 §4 and §11) into top-level stanzas, with
+//! the limits a server needs against hostile peers. No I/O: bytes go in, events come out, so every
+//! transport (TCP, TLS, WebSocket, BOSH) and the fuzzer drive the same code.
+//!
+//! XML restrictions of RFC 6120 §11.1 (no DTDs, entity declarations, processing instructions or
+//! comments) are enforced by `rxml`, which implements exactly that restricted profile.
+
+use minidom::rxml::{self, Event, Parse, WithOptions};
+use minidom::Element;
+
+pub use minidom;
+
+/// Limits applied while parsing one stream. Every breach is reported as
+/// [`StreamParseError::PolicyViolation`], which maps to the `<policy-violation/>` stream error.
+#[derive(Clone, Debug)]
+pub struct ParserLimits {
+    /// Largest serialised size of one top-level stanza, in bytes.
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting inside a stanza (the stanza itself is depth 1).
+    pub max_depth: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+    /// Longest single name, attribute value or text token.
+    pub max_token_bytes: usize,
+}
+
+impl Default for ParserLimits {
+    fn default() -> Self {
+        ParserLimits {
+            max_stanza_bytes: 256 * 1024,
+            max_depth: 32,
+            max_attributes: 64,
+            max_token_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// What the parser found in the stream.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// The stream header (`<stream:stream …>`, or `<open/>` on WebSocket when the transport
+    /// feeds framed elements): its qualified name and attributes.
+    StreamOpen {
+        namespace: String,
+        name: String,
+        attributes: Vec<(String, String)>,
+    },
+    /// One complete top-level element.
+    Stanza(Element),
+    /// The peer closed its stream (`</stream:stream>`).
+    StreamClose,
+}
+
+/// Why the stream cannot go on; each maps to one RFC 6120 §4.9.3 stream error condition.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StreamParseError {
+    /// Not well-formed XML (`<not-well-formed/>`), including invalid UTF-8 and bad namespaces.
+    #[error("not well-formed: {0}")]
+    NotWellFormed(String),
+    /// Forbidden XML features: DTD, entity declarations, processing instructions, comments
+    /// (`<restricted-xml/>`).
+    #[error("restricted XML: {0}")]
+    RestrictedXml(String),
+    /// A configured limit was exceeded (`<policy-violation/>`).
+    #[error("policy violation: {0}")]
+    PolicyViolation(String),
+}
+
+impl StreamParseError {
+    /// The RFC 6120 stream error condition element name.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            StreamParseError::NotWellFormed(_) => "not-well-formed",
+            StreamParseError::RestrictedXml(_) => "restricted-xml",
+            StreamParseError::PolicyViolation(_) => "policy-violation",
+        }
+    }
+}
+
+/// Incremental stream parser: feed it whatever bytes arrived, get back whole stanzas.
+///
+/// A stanza may be split across reads at any byte, including inside a multi-byte UTF-8
+/// character; the parser keeps the partial state until the rest arrives.
+pub struct StreamParser {
+    parser: rxml::Parser,
+    limits: ParserLimits,
+    /// Elements currently open inside a stanza; `stack[0]` is the stanza itself.
+    stack: Vec<Element>,
+    /// Whether the stream root (`<stream:stream>`) has been opened.
+    root_open: bool,
+    /// Bytes consumed since the last complete stanza; bounded by `max_stanza_bytes`.
+    stanza_bytes: usize,
+    /// Set once an error or the end of stream has been reported; nothing more is parsed.
+    finished: bool,
+}
+
+impl StreamParser {
+    pub fn new(limits: ParserLimits) -> Self {
+        let mut options = rxml::Options::default();
+        options.max_token_length = limits.max_token_bytes;
+        StreamParser {
+            parser: rxml::Parser::with_options(options),
+            limits,
+            stack: Vec::new(),
+            root_open: false,
+            stanza_bytes: 0,
+            finished: false,
+        }
+    }
+
+    /// Forget everything about the current stream; used for the stream restarts after STARTTLS
+    /// and SASL (RFC 6120 §5.4.3.3, §6.4.6).
+    pub fn reset(&mut self) {
+        *self = StreamParser::new(self.limits.clone());
+    }
+
+    pub fn limits(&self) -> &ParserLimits {
+        &self.limits
+    }
+
+    /// Parse `data` and append every complete event to `out`. On error the stream is over: the
+    /// caller sends the matching stream error and closes.
+    pub fn feed(
+        &mut self,
+        mut data: &[u8],
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), StreamParseError> {
+        if self.finished {
+            return Ok(());
+        }
+        loop {
+            let before = data.len();
+            let result = self.parser.parse(&mut data, false);
+            self.stanza_bytes += before - data.len();
+            if self.stanza_bytes > self.limits.max_stanza_bytes {
+                self.finished = true;
+                return Err(StreamParseError::PolicyViolation(format!(
+                    "stanza larger than {} bytes",
+                    self.limits.max_stanza_bytes
+                )));
+            }
+            match result {
+                Ok(Some(event)) => {
+                    if let Err(e) = self.handle_event(event, out) {
+                        self.finished = true;
+                        return Err(e);
+                    }
+                    if self.finished {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => {
+                    self.finished = true;
+                    return Ok(());
+                }
+                Err(rxml::error::EndOrError::NeedMoreData) => return Ok(()),
+                Err(rxml::error::EndOrError::Error(e)) => {
+                    self.finished = true;
+                    return Err(classify(e));
+                }
+            }
+        }
+    }
+
+    fn handle_event(
+        &mut self,
+        event: Event,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), StreamParseError> {
+        match event {
+            Event::XmlDeclaration(..) => Ok(()),
+            Event::StartElement(_, (namespace, name), attributes) => {
+                if attributes.len() > self.limits.max_attributes {
+                    return Err(StreamParseError::PolicyViolation(format!(
+                        "more than {} attributes on <{}>",
+                        self.limits.max_attributes, name
+                    )));
+                }
+                if !self.root_open {
+                    self.root_open = true;
+                    self.stanza_bytes = 0;
+                    out.push(StreamEvent::StreamOpen {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                        attributes: attributes
+                            .into_iter()
+                            .map(|((ns, attr), value)| {
+                                let key = if ns.is_none() {
+                                    attr.to_string()
+                                } else if ns.as_str() == "http://www.w3.org/XML/1998/namespace" {
+                                    format!("xml:{attr}")
+                                } else {
+                                    format!("{{{}}}{attr}", ns.as_str())
+                                };
+                                (key, value)
+                            })
+                            .collect(),
+                    });
+                    return Ok(());
+                }
+                if self.stack.len() >= self.limits.max_depth {
+                    return Err(StreamParseError::PolicyViolation(format!(
+                        "elements nested deeper than {}",
+                        self.limits.max_depth
+                    )));
+                }
+                let mut element = Element::bare(name.to_string(), namespace.to_string());
+                *element.attrs_mut() = attributes;
+                self.stack.push(element);
+                Ok(())
+            }
+            Event::Text(_, text) => {
+                // Whitespace between stanzas is allowed keep-alive; other text at stream level
+                // has no meaning and is dropped, as servers commonly do.
+                if let Some(top) = self.stack.last_mut() {
+                    top.append_text_node(text);
+                }
+                Ok(())
+            }
+            Event::EndElement(_) => {
+                match self.stack.pop() {
+                    Some(element) => {
+                        if let Some(parent) = self.stack.last_mut() {
+                            parent.append_child(element);
+                        } else {
+                            self.stanza_bytes = 0;
+                            out.push(StreamEvent::Stanza(element));
+                        }
+                    }
+                    None => {
+                        // The root element closed: end of stream.
+                        self.finished = true;
+                        out.push(StreamEvent::StreamClose);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn classify(error: rxml::Error) -> StreamParseError {
+    match error {
+        rxml::Error::RestrictedXml(what) => {
+            if what.contains("long") {
+                StreamParseError::PolicyViolation(format!("XML token too long ({what})"))
+            } else {
+                StreamParseError::RestrictedXml(what.to_string())
+            }
+        }
+        // `<!DOCTYPE` and `<!ENTITY` reach the lexer as a `<!` that starts neither CDATA nor a
+        // comment: markup declarations, which RFC 6120 §11.1 forbids.
+        rxml::Error::InvalidSyntax(what) if what.contains("cdata or comment") => {
+            StreamParseError::RestrictedXml("DTD or markup declaration".into())
+        }
+        rxml::Error::UndeclaredEntity => {
+            StreamParseError::RestrictedXml("undeclared entity reference".into())
+        }
+        other => StreamParseError::NotWellFormed(other.to_string()),
+    }
+}
+
+/// Serialise one element to bytes, as it goes on the wire inside a stream.
+pub fn serialize(element: &Element) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(256);
+    // Writing to a Vec cannot fail on I/O; an error here would mean an element we built
+    // ourselves is invalid, which is a bug worth surfacing in logs rather than a panic.
+    if let Err(e) = element.write_to(&mut buffer) {
+        eprintln!("salon-xml: cannot serialise <{}>: {e}", element.name());
+        buffer.clear();
+    }
+    buffer
+}
+
+/// Escape text for use in XML character data or a single/double-quoted attribute value.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+    fn parse_all(chunks: &[&[u8]]) -> (Vec<StreamEvent>, Result<(), StreamParseError>) {
+        let mut parser = StreamParser::new(ParserLimits::default());
+        let mut out = Vec::new();
+        for chunk in chunks {
+            if let Err(e) = parser.feed(chunk, &mut out) {
+                return (out, Err(e));
+            }
+        }
+        (out, Ok(()))
+    }
+
+    #[test]
+    fn stanza_split_at_every_byte() {
+        let mut input = HEADER.to_vec();
+        input.extend_from_slice(
+            "<message to='a@b'><body>héllo ✓ &amp; bye</body></message></stream:stream>"
+                .as_bytes(),
+        );
+        let chunks: Vec<&[u8]> = input.chunks(1).collect();
+        let (events, result) = parse_all(&chunks);
+        result.unwrap();
+        assert!(
+            matches!(&events[0], StreamEvent::StreamOpen { name, attributes, .. } if name == "stream" && attributes.iter().any(|(k, v)| k == "to" && v == "localhost"))
+        );
+        match &events[1] {
+            StreamEvent::Stanza(el) => {
+                assert_eq!(el.name(), "message");
+                assert_eq!(el.ns(), "jabber:client");
+                assert_eq!(el.attr("to"), Some("a@b"));
+                assert_eq!(
+                    el.get_child("body", "jabber:client").unwrap().text(),
+                    "héllo ✓ & bye"
+                );
+            }
+            other => panic!("expected stanza, got {other:?}"),
+        }
+        assert!(matches!(events[2], StreamEvent::StreamClose));
+    }
+
+    #[test]
+    fn oversized_stanza_is_policy_violation() {
+        let mut parser = StreamParser::new(ParserLimits {
+            max_stanza_bytes: 1000,
+            ..ParserLimits::default()
+        });
+        let mut out = Vec::new();
+        parser.feed(HEADER, &mut out).unwrap();
+        let big = format!("<message><body>{}</body></message>", "x".repeat(2000));
+        let err = parser.feed(big.as_bytes(), &mut out).unwrap_err();
+        assert_eq!(err.condition(), "policy-violation");
+    }
+
+    #[test]
+    fn deep_nesting_is_policy_violation() {
+        let mut input = HEADER.to_vec();
+        input.extend_from_slice("<a>".repeat(100).as_bytes());
+        let (_, result) = parse_all(&[&input]);
+        assert_eq!(result.unwrap_err().condition(), "policy-violation");
+    }
+
+    #[test]
+    fn doctype_and_entities_are_restricted() {
+        for bad in [
+            &b"<?xml version='1.0'?><!DOCTYPE foo [<!ENTITY x 'y'>]><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>"[..],
+            &b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><?php echo 1 ?>"[..],
+            &b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><message>&xxe;</message>"[..],
+        ] {
+            let (_, result) = parse_all(&[bad]);
+            let err = result.unwrap_err();
+            assert_eq!(
+                err.condition(),
+                "restricted-xml",
+                "input {:?}: {err:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_not_well_formed() {
+        let mut input = HEADER.to_vec();
+        input.extend_from_slice(b"<message><body>\xff\xfe</body></message>");
+        let (_, result) = parse_all(&[&input]);
+        assert_eq!(result.unwrap_err().condition(), "not-well-formed");
+    }
+
+    #[test]
+    fn mismatched_tags_are_not_well_formed() {
+        let mut input = HEADER.to_vec();
+        input.extend_from_slice(b"<message><body></message>");
+        let (_, result) = parse_all(&[&input]);
+        assert_eq!(result.unwrap_err().condition(), "not-well-formed");
+    }
+
+    #[test]
+    fn reset_allows_a_new_stream_header() {
+        let mut parser = StreamParser::new(ParserLimits::default());
+        let mut out = Vec::new();
+        parser.feed(HEADER, &mut out).unwrap();
+        parser.reset();
+        parser.feed(HEADER, &mut out).unwrap();
+        assert_eq!(
+            out.iter()
+                .filter(|e| matches!(e, StreamEvent::StreamOpen { .. }))
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn serialize_round_trips() {
+        let mut input = HEADER.to_vec();
+        input.extend_from_slice(b"<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>");
+        let (events, result) = parse_all(&[&input]);
+        result.unwrap();
+        let StreamEvent::Stanza(el) = &events[1] else {
+            panic!("no stanza")
+        };
+        let text = String::from_utf8(serialize(el)).unwrap();
+        assert!(text.contains("jabber:iq:roster"), "{text}");
+        assert!(text.starts_with("<iq"), "{text}");
+    }
+}
