@@ -1,1 +1,290 @@
-fn main(){}
+//! The `salon` command: run the server, check a configuration, manage accounts.
+//! Every failure exits non-zero with one line saying what went wrong; configuration errors
+//! exit with code 2 and name the file, line and key.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use salon_server::config::Config;
+use salon_server::session::sasl::derive_credentials;
+use salon_server::storage::{Storage, StorageError};
+use salon_server::Server;
+use salon_store::SqliteStorage;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "salon", version, about = "Salon: an XMPP server where a chat room is a link")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. Without --config: a development setup on localhost.
+    Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration and print the effective settings.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Manage accounts (works whether the server runs or not).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create an account. Without --password, asks for it (or reads one line from stdin).
+    Add {
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Change an account's password (asks for it, or reads one line from stdin).
+    Passwd {
+        jid: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Delete an account and everything stored for it.
+    Del { jid: String },
+    /// List accounts, optionally of one domain.
+    List { domain: Option<String> },
+}
+
+/// A failure with the exit code it deserves.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure {
+            code: 1,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("salon: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, Failure> {
+    match path {
+        Some(path) => Config::load(path).map_err(|e| Failure {
+            code: 2,
+            message: e.to_string(),
+        }),
+        None => Ok(Config::development()),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve { config } => {
+            let config = load_config(config.as_ref())?;
+            init_logging(&config.log.level);
+            runtime.block_on(serve(config))?;
+        }
+        Command::Check { config } => {
+            let config = load_config(config.as_ref())?;
+            print!("{}", config.describe());
+            println!("configuration OK");
+        }
+        Command::User { action, config } => {
+            let config = load_config(config.as_ref())?;
+            runtime.block_on(user(&config, action))?;
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn open_storage(config: &Config) -> anyhow::Result<Arc<SqliteStorage>> {
+    let path = config.data_dir.join("salon.db");
+    let storage = SqliteStorage::open(&path)
+        .await
+        .with_context(|| format!("opening the database {}", path.display()))?;
+    Ok(Arc::new(storage))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+    let storage = open_storage(&config).await?;
+    let server = Server::new(config, storage)?;
+    tracing::info!(
+        domain = %server.config.domain,
+        anonymous = server.config.anonymous_domain().unwrap_or("off"),
+        "Salon {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    let running = {
+        let server = server.clone();
+        tokio::spawn(async move { server.run().await })
+    };
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = running => {
+            // The listeners stopped by themselves: that is a start-up failure.
+            return match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::anyhow!("server task failed: {e}")),
+            };
+        }
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    server.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Split and validate an account address for the CLI.
+fn account(config: &Config, address: &str) -> Result<(String, String), Failure> {
+    let bare = jid::BareJid::new(address).map_err(|e| Failure {
+        code: 1,
+        message: format!("`{address}` is not a valid JID: {e}"),
+    })?;
+    let Some(node) = bare.node() else {
+        return Err(Failure {
+            code: 1,
+            message: format!("`{address}` has no user part; write user@{}", config.domain),
+        });
+    };
+    if bare.domain().as_str() != config.domain {
+        return Err(Failure {
+            code: 1,
+            message: format!(
+                "accounts live on {}; `{address}` is on another host",
+                config.domain
+            ),
+        });
+    }
+    Ok((node.as_str().to_string(), bare.domain().as_str().to_string()))
+}
+
+fn read_password(given: Option<String>) -> Result<String, Failure> {
+    let password = match given {
+        Some(p) => p,
+        None if std::io::stdin().is_terminal() => {
+            let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+            let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+            if first != again {
+                return Err(Failure {
+                    code: 1,
+                    message: "the passwords differ".into(),
+                });
+            }
+            first
+        }
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if password.is_empty() {
+        return Err(Failure {
+            code: 1,
+            message: "the password must not be empty".into(),
+        });
+    }
+    Ok(password)
+}
+
+async fn user(config: &Config, action: UserAction) -> Result<(), Failure> {
+    let storage = open_storage(config).await?;
+    let not_found = |jid: &str| Failure {
+        code: 1,
+        message: format!("no account {jid}"),
+    };
+    match action {
+        UserAction::Add { jid, password } => {
+            let (user, domain) = account(config, &jid)?;
+            let password = read_password(password)?;
+            let credentials = tokio::task::spawn_blocking(move || derive_credentials(&password))
+                .await
+                .context("hashing the password")?;
+            match storage.create_account(&user, &domain, &credentials).await {
+                Ok(()) => println!("created {user}@{domain}"),
+                Err(StorageError::AlreadyExists) => {
+                    return Err(Failure {
+                        code: 1,
+                        message: format!("{user}@{domain} already exists"),
+                    })
+                }
+                Err(e) => return Err(anyhow::Error::from(e).into()),
+            }
+        }
+        UserAction::Passwd { jid, password } => {
+            let (user, domain) = account(config, &jid)?;
+            let password = read_password(password)?;
+            let credentials = tokio::task::spawn_blocking(move || derive_credentials(&password))
+                .await
+                .context("hashing the password")?;
+            match storage.set_credentials(&user, &domain, &credentials).await {
+                Ok(()) => println!("password changed for {user}@{domain}"),
+                Err(StorageError::NotFound) => return Err(not_found(&jid)),
+                Err(e) => return Err(anyhow::Error::from(e).into()),
+            }
+        }
+        UserAction::Del { jid } => {
+            let (user, domain) = account(config, &jid)?;
+            match storage.delete_account(&user, &domain).await {
+                Ok(()) => println!("deleted {user}@{domain}"),
+                Err(StorageError::NotFound) => return Err(not_found(&jid)),
+                Err(e) => return Err(anyhow::Error::from(e).into()),
+            }
+        }
+        UserAction::List { domain } => {
+            let accounts = storage
+                .list_accounts(domain.as_deref())
+                .await
+                .map_err(anyhow::Error::from)?;
+            for account in accounts {
+                println!("{account}");
+            }
+        }
+    }
+    storage.flush().await.map_err(anyhow::Error::from)?;
+    Ok(())
+}

@@ -1,1 +1,15 @@
+//! The Salon XMPP server: configuration, sessions, router and feature modules.
+//! See ARCHITECTURE.md for the path of a stanza through these modules.
 
+pub mod config;
+pub mod im;
+pub mod modules;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod stanza;
+pub mod storage;
+pub mod tls;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,464 @@
+//! The TOML configuration: every key Salon understands, its default, and errors that name the
+//! file, line and key. The reference for operators is `docs/configuration.md`; keep them in step.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The host where accounts live.
+    pub domain: String,
+    /// Where the database, certificates and uploads are kept.
+    pub data_dir: PathBuf,
+    /// Bare JIDs with administrative rights on this server.
+    pub admins: Vec<String>,
+    pub tls: Option<TlsConfig>,
+    pub listen: ListenConfig,
+    pub c2s: C2sConfig,
+    pub anonymous: Option<AnonymousConfig>,
+    pub muc: Option<MucConfig>,
+    pub limits: LimitsConfig,
+    pub contact: ContactConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Client connections with STARTTLS (RFC 6120 §5).
+    pub c2s: Option<SocketAddr>,
+    /// Client connections with TLS from the first byte (XEP-0368).
+    pub c2s_direct_tls: Option<SocketAddr>,
+    /// HTTP: WebSocket, BOSH, uploads, web client.
+    pub http: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2sConfig {
+    /// Refuse SASL (and so everything else) before TLS.
+    pub require_encryption: bool,
+    /// Seconds a client has to authenticate before it is disconnected.
+    pub auth_timeout: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnonymousConfig {
+    /// Host for SASL ANONYMOUS logins; never the main domain.
+    pub domain: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MucConfig {
+    /// Host of the multi-user chat service.
+    pub domain: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest stanza a client may send, in bytes (RFC 6120 §13.12).
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting inside one stanza.
+    pub max_xml_depth: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+    /// Stanzas waiting to be written to one connection before it is cut off as too slow.
+    pub outbound_queue: usize,
+    /// Failed logins one IP address may make per minute before logins are refused.
+    pub login_failures_per_minute: u32,
+    /// Simultaneous connections from one IP address.
+    pub connections_per_ip: usize,
+    /// Messages held for one offline account.
+    pub offline_messages_per_user: usize,
+    /// Stanzas per second one session may send (bursts up to twice that are allowed).
+    pub stanzas_per_second: u32,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContactConfig {
+    /// XEP-0157 addresses, as URIs (`mailto:…`, `xmpp:…`, `https://…`).
+    pub admin: Vec<String>,
+    pub abuse: Vec<String>,
+    pub support: Vec<String>,
+    pub security: Vec<String>,
+    pub feedback: Vec<String>,
+    pub sales: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. "info" or "salon_server=debug".
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            domain: "localhost".into(),
+            data_dir: PathBuf::from("./salon-data"),
+            admins: Vec::new(),
+            tls: None,
+            listen: ListenConfig::default(),
+            c2s: C2sConfig::default(),
+            anonymous: None,
+            muc: None,
+            limits: LimitsConfig::default(),
+            contact: ContactConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            c2s: Some(SocketAddr::from(([127, 0, 0, 1], 5222))),
+            c2s_direct_tls: Some(SocketAddr::from(([127, 0, 0, 1], 5223))),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 5280))),
+        }
+    }
+}
+
+impl Default for C2sConfig {
+    fn default() -> Self {
+        C2sConfig {
+            require_encryption: true,
+            auth_timeout: 60,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_stanza_bytes: 256 * 1024,
+            max_xml_depth: 32,
+            max_attributes: 64,
+            outbound_queue: 2048,
+            login_failures_per_minute: 10,
+            connections_per_ip: 64,
+            offline_messages_per_user: 500,
+            stanzas_per_second: 200,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration error, precise enough to fix without reading code.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{}", file.display())?,
+            None => write!(f, "<built-in configuration>")?,
+        }
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The development setup used when no file is given: `localhost`, `anon.localhost`,
+    /// `rooms.localhost`, loopback listeners, data in `./salon-data`.
+    pub fn development() -> Config {
+        Config {
+            anonymous: Some(AnonymousConfig {
+                domain: "anon.localhost".into(),
+            }),
+            muc: Some(MucConfig {
+                domain: "rooms.localhost".into(),
+            }),
+            ..Config::default()
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, Some(path))
+    }
+
+    pub fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|span| line_of(text, span.start));
+            ConfigError {
+                file: path.map(Path::to_path_buf),
+                line,
+                key: line.and_then(|l| key_on_line(text, l)),
+                message: e.message().to_string(),
+            }
+        })?;
+        config.validate().map_err(|(key, message)| {
+            let line = find_key_line(text, &key);
+            ConfigError {
+                file: path.map(Path::to_path_buf),
+                line,
+                key: Some(key),
+                message,
+            }
+        })?;
+        Ok(config)
+    }
+
+    /// Checks that cannot be expressed in types. Returns the dotted key and the problem.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let check_domain = |key: &str, domain: &str| -> Result<(), (String, String)> {
+            match jid::BareJid::new(domain) {
+                Ok(jid) if jid.node().is_none() => Ok(()),
+                _ => Err((
+                    key.to_string(),
+                    format!("`{domain}` is not a valid domain name"),
+                )),
+            }
+        };
+        check_domain("domain", &self.domain)?;
+        let mut hosts = vec![("domain", self.domain.as_str())];
+        if let Some(anon) = &self.anonymous {
+            check_domain("anonymous.domain", &anon.domain)?;
+            hosts.push(("anonymous.domain", &anon.domain));
+        }
+        if let Some(muc) = &self.muc {
+            check_domain("muc.domain", &muc.domain)?;
+            hosts.push(("muc.domain", &muc.domain));
+        }
+        for (i, (key, host)) in hosts.iter().enumerate() {
+            if hosts[..i].iter().any(|(_, other)| other == host) {
+                return Err((
+                    key.to_string(),
+                    format!("`{host}` is already used by another host; each needs its own"),
+                ));
+            }
+        }
+        for admin in &self.admins {
+            if jid::BareJid::new(admin).is_err() {
+                return Err(("admins".into(), format!("`{admin}` is not a valid JID")));
+            }
+        }
+        let limits = &self.limits;
+        for (key, value, min) in [
+            ("limits.max_stanza_bytes", limits.max_stanza_bytes, 10_000),
+            ("limits.max_xml_depth", limits.max_xml_depth, 4),
+            ("limits.max_attributes", limits.max_attributes, 8),
+            ("limits.outbound_queue", limits.outbound_queue, 16),
+            ("limits.connections_per_ip", limits.connections_per_ip, 1),
+            (
+                "limits.stanzas_per_second",
+                limits.stanzas_per_second as usize,
+                1,
+            ),
+            (
+                "limits.login_failures_per_minute",
+                limits.login_failures_per_minute as usize,
+                1,
+            ),
+        ] {
+            if value < min {
+                return Err((key.into(), format!("must be at least {min}, got {value}")));
+            }
+        }
+        if self.listen.c2s.is_none() && self.listen.c2s_direct_tls.is_none() {
+            return Err((
+                "listen".into(),
+                "no client listener: set listen.c2s or listen.c2s_direct_tls".into(),
+            ));
+        }
+        if let Err(e) = tracing_filter_check(&self.log.level) {
+            return Err(("log.level".into(), e));
+        }
+        Ok(())
+    }
+
+    /// The hosts whose users log in here: the main domain and the anonymous host.
+    pub fn anonymous_domain(&self) -> Option<&str> {
+        self.anonymous.as_ref().map(|a| a.domain.as_str())
+    }
+
+    /// A readable dump of the effective configuration, as `salon check` prints it.
+    pub fn describe(&self) -> String {
+        let opt = |a: &Option<SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+        let mut out = String::new();
+        out.push_str(&format!("domain = {:?}\n", self.domain));
+        out.push_str(&format!("data_dir = {:?}\n", self.data_dir.display()));
+        out.push_str(&format!("admins = {:?}\n", self.admins));
+        match &self.tls {
+            Some(tls) => out.push_str(&format!(
+                "tls.cert = {:?}\ntls.key = {:?}\n",
+                tls.cert.display(),
+                tls.key.display()
+            )),
+            None => out.push_str("tls = self-signed certificate in data_dir\n"),
+        }
+        out.push_str(&format!(
+            "listen.c2s = {}\nlisten.c2s_direct_tls = {}\nlisten.http = {}\n",
+            opt(&self.listen.c2s),
+            opt(&self.listen.c2s_direct_tls),
+            opt(&self.listen.http)
+        ));
+        out.push_str(&format!(
+            "c2s.require_encryption = {}\nc2s.auth_timeout = {}\n",
+            self.c2s.require_encryption, self.c2s.auth_timeout
+        ));
+        out.push_str(&format!(
+            "anonymous.domain = {}\n",
+            self.anonymous_domain().unwrap_or("off (no anonymous logins)")
+        ));
+        out.push_str(&format!(
+            "muc.domain = {}\n",
+            self.muc.as_ref().map_or("off", |m| m.domain.as_str())
+        ));
+        let l = &self.limits;
+        out.push_str(&format!(
+            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\n",
+            l.max_stanza_bytes, l.max_xml_depth, l.max_attributes, l.outbound_queue,
+            l.login_failures_per_minute, l.connections_per_ip, l.offline_messages_per_user,
+            l.stanzas_per_second
+        ));
+        out.push_str(&format!("log.level = {:?}\n", self.log.level));
+        out
+    }
+}
+
+fn tracing_filter_check(level: &str) -> Result<(), String> {
+    if level.trim().is_empty() {
+        return Err("must not be empty; use e.g. \"info\"".into());
+    }
+    Ok(())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The dotted key defined on `line` (1-based), using the nearest `[table]` header above it.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let current = lines.get(line.checked_sub(1)?)?.trim();
+    let table = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    if current.starts_with('[') {
+        return Some(current.trim_matches(|c| c == '[' || c == ']').to_string());
+    }
+    let key = current.split('=').next()?.trim();
+    if key.is_empty() {
+        return table;
+    }
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// The line on which a dotted key is set, if it is in the file at all.
+fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
+    (1..=text.lines().count()).find(|&l| key_on_line(text, l).as_deref() == Some(dotted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_example_parses() {
+        let text = r#"
+domain = "example.org"
+data_dir = "/var/lib/salon"
+[tls]
+cert = "/etc/salon/fullchain.pem"
+key = "/etc/salon/privkey.pem"
+[listen]
+c2s = "0.0.0.0:5222"
+c2s_direct_tls = "0.0.0.0:5223"
+http = "0.0.0.0:5280"
+[c2s]
+require_encryption = true
+[anonymous]
+domain = "anon.example.org"
+[muc]
+domain = "rooms.example.org"
+"#;
+        let config = Config::parse(text, None).unwrap();
+        assert_eq!(config.domain, "example.org");
+        assert_eq!(config.anonymous_domain(), Some("anon.example.org"));
+        assert_eq!(config.listen.c2s.unwrap().port(), 5222);
+        assert!(config.c2s.require_encryption);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = "domain = \"example.org\"\n[c2s]\nrequire_encryptoin = false\n";
+        let err = Config::parse(text, Some(Path::new("salon.toml"))).unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert_eq!(err.key.as_deref(), Some("c2s.require_encryptoin"));
+        let shown = err.to_string();
+        assert!(shown.starts_with("salon.toml:3: key `c2s.require_encryptoin`"), "{shown}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let text = "domain = \"example.org\"\n[c2s]\nrequire_encryption = \"yes\"\n";
+        let err = Config::parse(text, None).unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert_eq!(err.key.as_deref(), Some("c2s.require_encryption"));
+    }
+
+    #[test]
+    fn bad_value_names_line_and_key() {
+        let text = "domain = \"example.org\"\n[listen]\nc2s = \"not an address\"\n";
+        let err = Config::parse(text, None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("listen.c2s"));
+        let text = "domain = \"exa mple@org\"\n";
+        let err = Config::parse(text, None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("domain"));
+        assert_eq!(err.line, Some(1));
+        let text = "domain = \"example.org\"\n[muc]\ndomain = \"example.org\"\n";
+        let err = Config::parse(text, None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("muc.domain"));
+        assert_eq!(err.line, Some(3));
+    }
+}

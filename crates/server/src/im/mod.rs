@@ -1,0 +1,204 @@
+//! Instant messaging on local hosts (RFC 6121): delivery rules for stanzas addressed to local
+//! accounts (§8.5), offline storage (§8.5.2.2), rosters (§2) and presence (§3, §4).
+
+use crate::modules::IqScope;
+use crate::router::SessionHandle;
+use crate::server::Server;
+use crate::stanza::{self, ns, Build, StanzaError};
+use crate::storage::OfflineMessage;
+use bytes::Bytes;
+use minidom::Element;
+use std::sync::Arc;
+
+pub mod presence;
+pub mod roster;
+
+/// Deliver a stanza whose `to` is on a local user host (RFC 6121 §8.5).
+pub async fn deliver_local(server: &Arc<Server>, stanza: Element, to: jid::Jid) {
+    let Some(node) = to.node() else {
+        // Addressed to the server itself.
+        if stanza.name() == "iq" {
+            server.handle_iq(stanza, IqScope::Server, to.to_bare()).await;
+        } else if stanza.name() == "message" {
+            // RFC 6120 §10.3.1: a message to the server that it cannot act on.
+            server.bounce(&stanza, StanzaError::service_unavailable());
+        }
+        return;
+    };
+    let _ = node;
+    match to.try_as_full() {
+        Ok(full) => deliver_to_full(server, stanza, full).await,
+        Err(bare) => deliver_to_bare(server, stanza, bare).await,
+    }
+}
+
+async fn deliver_to_full(server: &Arc<Server>, stanza: Element, to: &jid::FullJid) {
+    if stanza.name() == "presence" && is_subscription(&stanza) {
+        // RFC 6121 §3: subscription stanzas are about the account, not a resource.
+        presence::inbound_subscription(server, stanza, &to.to_bare()).await;
+        return;
+    }
+    if let Some(session) = server.router.session(to) {
+        session.send_element(&stanza);
+        return;
+    }
+    match stanza.name() {
+        // §8.5.3.2.1: chat and normal messages fall back to the bare JID.
+        "message" => match stanza.attr("type").unwrap_or("normal") {
+            "normal" | "chat" => deliver_to_bare(server, stanza, &to.to_bare()).await,
+            "groupchat" => server.bounce(&stanza, StanzaError::service_unavailable()),
+            _ => {}
+        },
+        "iq" => server.bounce(&stanza, StanzaError::service_unavailable()),
+        // §8.5.3.2.3: presence to an unavailable resource is dropped.
+        _ => {}
+    }
+}
+
+async fn deliver_to_bare(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
+    match stanza.name() {
+        "iq" => {
+            if server.account_exists(to).await {
+                server.handle_iq(stanza, IqScope::Account, to.clone()).await;
+            } else {
+                server.bounce(&stanza, StanzaError::service_unavailable());
+            }
+        }
+        "presence" => presence::inbound(server, stanza, to).await,
+        "message" => deliver_message_to_bare(server, stanza, to).await,
+        _ => {}
+    }
+}
+
+/// RFC 6121 §8.5.2.1: messages to an account go to its most available resources, or are held.
+async fn deliver_message_to_bare(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
+    let kind = stanza.attr("type").unwrap_or("normal");
+    if kind == "groupchat" {
+        server.bounce(&stanza, StanzaError::service_unavailable());
+        return;
+    }
+    let sessions = server.router.sessions_of(to.as_str());
+    let targets = highest_priority(&sessions);
+    if !targets.is_empty() {
+        let bytes = Bytes::from(salon_xml::serialize(&stanza));
+        let targets: Vec<_> = if kind == "headline" {
+            sessions
+                .iter()
+                .filter(|s| s.is_available() && s.priority() >= 0)
+                .collect()
+        } else {
+            targets
+        };
+        for session in targets {
+            session.send(bytes.clone());
+        }
+        return;
+    }
+    if !server.account_exists(to).await {
+        server.bounce(&stanza, StanzaError::service_unavailable());
+        return;
+    }
+    if matches!(kind, "normal" | "chat") && worth_storing(&stanza) {
+        store_offline(server, stanza, to).await;
+    }
+}
+
+/// Available resources with the highest non-negative priority (RFC 6121 §8.5.2.1.1).
+fn highest_priority(sessions: &[Arc<SessionHandle>]) -> Vec<&Arc<SessionHandle>> {
+    let available: Vec<_> = sessions
+        .iter()
+        .filter(|s| s.is_available() && s.priority() >= 0)
+        .collect();
+    let Some(best) = available.iter().map(|s| s.priority()).max() else {
+        return Vec::new();
+    };
+    available
+        .into_iter()
+        .filter(|s| s.priority() == best)
+        .collect()
+}
+
+/// Only messages with content a person would miss are kept (XEP-0160 §3).
+fn worth_storing(stanza: &Element) -> bool {
+    stanza.children().any(|c| {
+        c.name() == "body" || c.name() == "subject" || c.ns() == "urn:xmpp:hints"
+    })
+}
+
+async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
+    let (Some(node), domain) = (to.node(), to.domain().as_str()) else {
+        return;
+    };
+    let storage = server.storage_for(domain);
+    let held = storage.count_offline(node.as_str(), domain).await.unwrap_or(0);
+    if held >= server.config.limits.offline_messages_per_user {
+        server.bounce(
+            &stanza,
+            StanzaError::new(stanza::ErrorType::Wait, "resource-constraint")
+                .with_text("the recipient's offline storage is full"),
+        );
+        return;
+    }
+    let message = OfflineMessage {
+        stanza: String::from_utf8_lossy(&salon_xml::serialize(&stanza)).into_owned(),
+        received_at: stanza::now_unix(),
+    };
+    if let Err(e) = storage.store_offline(node.as_str(), domain, &message).await {
+        tracing::error!(to = %to, error = %e, "storing offline message");
+        server.bounce(&stanza, StanzaError::internal());
+    }
+}
+
+/// Hand held messages to a session that just became available, with XEP-0203 delay stamps.
+pub async fn deliver_offline(server: &Arc<Server>, session: &SessionHandle) {
+    let bare = session.jid.to_bare();
+    let (Some(node), domain) = (bare.node(), bare.domain().as_str()) else {
+        return;
+    };
+    let messages = match server
+        .storage_for(domain)
+        .take_offline(node.as_str(), domain)
+        .await
+    {
+        Ok(messages) => messages,
+        Err(e) => {
+            tracing::error!(jid = %bare, error = %e, "reading offline messages");
+            return;
+        }
+    };
+    for message in messages {
+        let mut parser = salon_xml::StreamParser::new(salon_xml::ParserLimits {
+            max_stanza_bytes: usize::MAX / 2,
+            ..Default::default()
+        });
+        let mut events = Vec::new();
+        let wrapped = format!(
+            "<stream xmlns='{}'>{}",
+            ns::CLIENT,
+            message.stanza
+        );
+        if parser.feed(wrapped.as_bytes(), &mut events).is_err() {
+            tracing::error!(jid = %bare, "unreadable offline message dropped");
+            continue;
+        }
+        for event in events {
+            if let salon_xml::StreamEvent::Stanza(mut stanza) = event {
+                stanza.append_child(
+                    Build::new("delay", ns::DELAY)
+                        .attr("from", domain)
+                        .attr("stamp", stanza::xep82_datetime(message.received_at))
+                        .text("Offline storage")
+                        .build(),
+                );
+                session.send_element(&stanza);
+            }
+        }
+    }
+}
+
+fn is_subscription(stanza: &Element) -> bool {
+    matches!(
+        stanza.attr("type"),
+        Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")
+    )
+}

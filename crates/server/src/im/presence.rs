@@ -1,0 +1,338 @@
+//! Presence (RFC 6121 §4) and the subscription state machine (RFC 6121 §3 and Appendix A):
+//! broadcast to subscribers, probes answered from the router's table on login, directed
+//! presence, and unavailable presence when a session ends.
+
+use super::roster;
+use crate::router::SessionHandle;
+use crate::server::Server;
+use crate::stanza::{ns, remove_attr, set_attr, Build, StanzaError};
+use crate::storage::Subscription;
+use bytes::Bytes;
+use minidom::Element;
+use std::sync::Arc;
+
+/// A presence stanza sent by a local session (its `from` already stamped).
+pub async fn outbound(server: &Arc<Server>, session: &Arc<SessionHandle>, stanza: Element) {
+    let kind = stanza.attr("type");
+    match (stanza.attr("to"), kind) {
+        (None, None | Some("unavailable")) => broadcast(server, session, stanza).await,
+        (None, _) => {}
+        (Some(to), Some(kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"))) => {
+            let Ok(contact) = jid::Jid::new(to).map(|j| j.to_bare()) else {
+                server.bounce(&stanza, StanzaError::jid_malformed());
+                return;
+            };
+            let from = session.jid.to_bare().to_string();
+            outbound_subscription(server, &from, &contact, kind).await;
+        }
+        (Some(to), None | Some("unavailable")) => {
+            // Directed presence (RFC 6121 §4.6): remember it so that our unavailable reaches
+            // the recipient too.
+            if let Ok(mut state) = session.presence.lock() {
+                if kind.is_none() {
+                    state.directed.insert(to.to_string());
+                } else {
+                    state.directed.remove(to);
+                }
+            }
+            server.route(stanza).await;
+        }
+        (Some(_), Some("probe")) => {
+            // Clients have no business probing; the server probes on their behalf.
+        }
+        (Some(_), _) => server.route(stanza).await,
+    }
+}
+
+/// Initial, updated or unavailable presence without `to` (RFC 6121 §4.2, §4.4, §4.5).
+async fn broadcast(server: &Arc<Server>, session: &Arc<SessionHandle>, mut stanza: Element) {
+    let going_offline = stanza.attr("type") == Some("unavailable");
+    let priority = stanza
+        .get_child("priority", ns::CLIENT)
+        .and_then(|p| p.text().trim().parse::<i8>().ok())
+        .unwrap_or(0);
+    remove_attr(&mut stanza, "to");
+    let (first_available, directed) = {
+        let Ok(mut state) = session.presence.lock() else {
+            return;
+        };
+        let first = !state.available && !going_offline;
+        state.available = !going_offline;
+        state.priority = priority;
+        state.last = (!going_offline).then(|| stanza.clone());
+        let directed: Vec<String> = if going_offline {
+            state.directed.drain().collect()
+        } else {
+            Vec::new()
+        };
+        (first, directed)
+    };
+    let account = session.jid.to_bare();
+    let items = roster::items(server, &account).await;
+    for item in items.iter().filter(|i| i.subscription.has_from()) {
+        deliver_presence_to(server, &stanza, &item.jid);
+    }
+    for target in directed {
+        deliver_presence_to(server, &stanza, &target);
+    }
+    // The account's own resources see each other (and the sender sees its own presence).
+    let own = Bytes::from(salon_xml::serialize(&stanza));
+    for other in server.router.sessions_of(account.as_str()) {
+        if other.is_available() || other.id == session.id {
+            other.send(own.clone());
+        }
+    }
+    if first_available {
+        probe_contacts(server, session, &items);
+        redeliver_pending_requests(server, session, &items);
+        super::deliver_offline(server, session).await;
+    }
+}
+
+/// Send `stanza` (presence from a local user) to `target`, local or not.
+fn deliver_presence_to(server: &Arc<Server>, stanza: &Element, target: &str) {
+    let mut copy = stanza.clone();
+    set_attr(&mut copy, "to", target);
+    let server = server.clone();
+    // Routing may need storage look-ups for remote or unknown targets; do not hold up the
+    // broadcast for them.
+    tokio::spawn(async move { server.route(copy).await });
+}
+
+/// Answer the probes of RFC 6121 §4.3 locally: current presence of every contact we are
+/// subscribed to, straight from the router's table.
+fn probe_contacts(server: &Arc<Server>, session: &SessionHandle, items: &[crate::storage::RosterItem]) {
+    for item in items.iter().filter(|i| i.subscription.has_to()) {
+        for contact in server.router.sessions_of(&item.jid) {
+            let last = contact.presence.lock().ok().and_then(|p| p.last.clone());
+            if let Some(mut presence) = last {
+                set_attr(&mut presence, "to", session.jid.to_string());
+                session.send_element(&presence);
+            }
+        }
+    }
+}
+
+/// RFC 6121 §3.1.3: subscription requests received while offline are shown at next login.
+fn redeliver_pending_requests(
+    server: &Arc<Server>,
+    session: &SessionHandle,
+    items: &[crate::storage::RosterItem],
+) {
+    let _ = server;
+    for item in items.iter().filter(|i| i.pending_in) {
+        let request = Build::new("presence", ns::CLIENT)
+            .attr("type", "subscribe")
+            .attr("from", item.jid.clone())
+            .attr("to", session.jid.to_bare().to_string())
+            .build();
+        session.send_element(&request);
+    }
+}
+
+/// Presence addressed to a local bare JID (RFC 6121 §4.3, §4.6, §8.5.2.1.2).
+pub async fn inbound(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
+    match stanza.attr("type") {
+        Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed") => {
+            inbound_subscription(server, stanza, to).await
+        }
+        Some("probe") => {}
+        _ => {
+            let bytes = Bytes::from(salon_xml::serialize(&stanza));
+            for session in server.router.sessions_of(to.as_str()) {
+                if session.is_available() {
+                    session.send(bytes.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The user `from` (bare JID) sends a subscription stanza of `kind` to `contact`.
+pub async fn outbound_subscription(
+    server: &Arc<Server>,
+    from: &str,
+    contact: &jid::BareJid,
+    kind: &str,
+) {
+    let Ok(account) = jid::BareJid::new(from) else {
+        return;
+    };
+    let contact_str = contact.as_str();
+    let mut route = true;
+    match kind {
+        "subscribe" => {
+            roster::update_item(server, &account, contact_str, |item| {
+                if !item.subscription.has_to() {
+                    item.ask_out = true;
+                }
+            })
+            .await;
+        }
+        "subscribed" => {
+            let item = roster::update_item(server, &account, contact_str, |item| {
+                if item.pending_in {
+                    item.pending_in = false;
+                    item.subscription = match item.subscription {
+                        Subscription::None => Subscription::From,
+                        Subscription::To => Subscription::Both,
+                        other => other,
+                    };
+                }
+            })
+            .await;
+            // Nothing pending and not yet approved: nothing to approve (pre-approval is not
+            // offered), so the stanza is not routed.
+            route = item.is_some_and(|i| i.subscription.has_from());
+        }
+        "unsubscribe" => {
+            roster::update_item(server, &account, contact_str, |item| {
+                item.ask_out = false;
+                item.subscription = match item.subscription {
+                    Subscription::To => Subscription::None,
+                    Subscription::Both => Subscription::From,
+                    other => other,
+                };
+            })
+            .await;
+        }
+        "unsubscribed" => {
+            roster::update_item(server, &account, contact_str, |item| {
+                item.pending_in = false;
+                item.subscription = match item.subscription {
+                    Subscription::From => Subscription::None,
+                    Subscription::Both => Subscription::To,
+                    other => other,
+                };
+            })
+            .await;
+        }
+        _ => return,
+    }
+    if route {
+        send_subscription(server, from, contact, kind).await;
+    }
+    match kind {
+        // RFC 6121 §3.1.5: after approving, the contact gets our current presence.
+        "subscribed" if route => send_current_presence(server, &account, contact_str, false),
+        // RFC 6121 §3.2.2: after cancelling, the contact learns we are gone for them.
+        "unsubscribed" => send_current_presence(server, &account, contact_str, true),
+        _ => {}
+    }
+}
+
+/// Route a subscription stanza from a local account's bare JID to `contact`.
+pub async fn send_subscription(server: &Arc<Server>, from: &str, contact: &jid::BareJid, kind: &str) {
+    let stanza = Build::new("presence", ns::CLIENT)
+        .attr("type", kind)
+        .attr("from", from)
+        .attr("to", contact.to_string())
+        .build();
+    server.route(stanza).await;
+}
+
+fn send_current_presence(server: &Arc<Server>, account: &jid::BareJid, contact: &str, unavailable: bool) {
+    for session in server.router.sessions_of(account.as_str()) {
+        let last = session.presence.lock().ok().and_then(|p| p.last.clone());
+        let Some(presence) = last else { continue };
+        let presence = if unavailable {
+            Build::new("presence", ns::CLIENT)
+                .attr("type", "unavailable")
+                .attr("from", session.jid.to_string())
+                .build()
+        } else {
+            presence
+        };
+        deliver_presence_to(server, &presence, contact);
+    }
+}
+
+/// A subscription stanza arrives for the local account `to` (RFC 6121 §3, inbound side).
+pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
+    let Some(Ok(from)) = stanza.attr("from").map(|f| jid::Jid::new(f).map(|j| j.to_bare())) else {
+        return;
+    };
+    if !server.account_exists(to).await {
+        server.bounce(&stanza, StanzaError::service_unavailable());
+        return;
+    }
+    let from_str = from.to_string();
+    let kind = stanza.attr("type").unwrap_or_default().to_string();
+    let mut deliver = true;
+    match kind.as_str() {
+        "subscribe" => {
+            let existing = roster::update_item(server, to, &from_str, |item| {
+                if !item.subscription.has_from() {
+                    item.pending_in = true;
+                }
+            })
+            .await;
+            if existing.is_some_and(|i| i.subscription.has_from()) {
+                // Already approved: answer for the user (RFC 6121 §3.1.3).
+                deliver = false;
+                send_subscription(server, to.as_str(), &from, "subscribed").await;
+            }
+        }
+        "subscribed" => {
+            let item = roster::update_item(server, to, &from_str, |item| {
+                if item.ask_out {
+                    item.ask_out = false;
+                    item.subscription = match item.subscription {
+                        Subscription::None => Subscription::To,
+                        Subscription::From => Subscription::Both,
+                        other => other,
+                    };
+                }
+            })
+            .await;
+            deliver = item.is_some_and(|i| i.subscription.has_to());
+        }
+        "unsubscribe" => {
+            roster::update_item(server, to, &from_str, |item| {
+                item.pending_in = false;
+                item.subscription = match item.subscription {
+                    Subscription::From => Subscription::None,
+                    Subscription::Both => Subscription::To,
+                    other => other,
+                };
+            })
+            .await;
+        }
+        "unsubscribed" => {
+            roster::update_item(server, to, &from_str, |item| {
+                item.ask_out = false;
+                item.subscription = match item.subscription {
+                    Subscription::To => Subscription::None,
+                    Subscription::Both => Subscription::From,
+                    other => other,
+                };
+            })
+            .await;
+        }
+        _ => return,
+    }
+    if !deliver {
+        return;
+    }
+    let mut stanza = stanza;
+    set_attr(&mut stanza, "from", from_str);
+    set_attr(&mut stanza, "to", to.to_string());
+    let bytes = Bytes::from(salon_xml::serialize(&stanza));
+    for session in server.router.sessions_of(to.as_str()) {
+        if session.is_available() {
+            session.send(bytes.clone());
+        }
+    }
+}
+
+/// A session ended without saying goodbye: tell everyone who saw it online.
+pub async fn session_ended(server: &Arc<Server>, session: &Arc<SessionHandle>) {
+    if !session.is_available() {
+        return;
+    }
+    let unavailable = Build::new("presence", ns::CLIENT)
+        .attr("type", "unavailable")
+        .attr("from", session.jid.to_string())
+        .build();
+    broadcast(server, session, unavailable).await;
+}

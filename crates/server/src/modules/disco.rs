@@ -1,0 +1,177 @@
+//! XEP-0030 Service Discovery for the server and for accounts, built from what the modules
+//! registered, and the XEP-0115 verification string advertised in stream features.
+
+use super::{Identity, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::server::Server;
+use crate::stanza::{ns, Build, StanzaError};
+use base64::Engine as _;
+use minidom::Element;
+use sha1::{Digest, Sha1};
+use std::sync::Arc;
+
+pub fn register(registry: &mut Registry) {
+    for scope in [IqScope::Server, IqScope::Account] {
+        registry.feature(scope, ns::DISCO_INFO);
+        registry.iq(scope, IqKind::Get, ns::DISCO_INFO, Arc::new(DiscoInfo(scope)));
+        registry.iq(scope, IqKind::Get, ns::DISCO_ITEMS, Arc::new(DiscoItems(scope)));
+    }
+    registry.feature(IqScope::Server, ns::DISCO_ITEMS);
+    registry.identity(
+        IqScope::Server,
+        Identity {
+            category: "server",
+            kind: "im",
+            name: Some("Salon"),
+        },
+    );
+    registry.identity(
+        IqScope::Account,
+        Identity {
+            category: "account",
+            kind: "registered",
+            name: None,
+        },
+    );
+}
+
+/// The disco#info `<query/>` for a scope.
+pub fn info_query(registry: &Registry, scope: IqScope, node: Option<&str>) -> Element {
+    let identities = registry.identities(scope).map(|identity| {
+        Build::new("identity", ns::DISCO_INFO)
+            .attr("category", identity.category)
+            .attr("type", identity.kind)
+            .attr_opt("name", identity.name)
+            .build()
+    });
+    let features = registry
+        .features(scope)
+        .map(|f| Build::new("feature", ns::DISCO_INFO).attr("var", f).build());
+    let mut query = Build::new("query", ns::DISCO_INFO)
+        .attr_opt("node", node)
+        .children(identities)
+        .children(features);
+    if scope == IqScope::Server {
+        query = query.children(registry.server_forms().iter().cloned());
+    }
+    query.build()
+}
+
+struct DiscoInfo(IqScope);
+
+#[async_trait::async_trait]
+impl IqHandler for DiscoInfo {
+    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
+        let node = request.payload().and_then(|q| q.attr("node"));
+        if let Some(node) = node {
+            // The only node we answer for is our own caps node (XEP-0115 §6.2).
+            if node != format!("{CAPS_NODE}#{}", server.caps_ver) {
+                return Err(StanzaError::item_not_found());
+            }
+        }
+        if self.0 == IqScope::Account && server.is_anonymous_host(request.to.domain().as_str()) {
+            let mut query = info_query(&server.modules, self.0, node);
+            for identity in query.children_mut() {
+                if identity.name() == "identity" {
+                    crate::stanza::set_attr(identity, "type", "anonymous");
+                }
+            }
+            return Ok(Some(query));
+        }
+        Ok(Some(info_query(&server.modules, self.0, node)))
+    }
+}
+
+struct DiscoItems(IqScope);
+
+#[async_trait::async_trait]
+impl IqHandler for DiscoItems {
+    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
+        let mut query = Build::new("query", ns::DISCO_ITEMS);
+        if self.0 == IqScope::Server && !server.is_anonymous_host(request.to.domain().as_str()) {
+            for domain in server.router.service_domains() {
+                query = query.child(Build::new("item", ns::DISCO_ITEMS).attr("jid", domain).build());
+            }
+        }
+        Ok(Some(query.build()))
+    }
+}
+
+pub const CAPS_NODE: &str = "https://salon.chat";
+
+/// XEP-0115 §5.1 verification string of the server's disco#info.
+pub fn caps_ver(registry: &Registry) -> String {
+    let mut input = String::new();
+    let mut identities: Vec<&Identity> = registry.identities(IqScope::Server).collect();
+    identities.sort();
+    for identity in identities {
+        input.push_str(&format!(
+            "{}/{}//{}<",
+            identity.category,
+            identity.kind,
+            identity.name.unwrap_or("")
+        ));
+    }
+    let mut features: Vec<&str> = registry.features(IqScope::Server).collect();
+    features.sort_unstable();
+    for feature in features {
+        input.push_str(feature);
+        input.push('<');
+    }
+    for form in registry.server_forms() {
+        let mut fields: Vec<(String, Vec<String>)> = form
+            .children()
+            .filter(|f| f.name() == "field")
+            .map(|f| {
+                let mut values: Vec<String> = f
+                    .children()
+                    .filter(|v| v.name() == "value")
+                    .map(|v| v.text())
+                    .collect();
+                values.sort();
+                (f.attr("var").unwrap_or_default().to_string(), values)
+            })
+            .collect();
+        fields.sort();
+        if let Some((_, form_type)) = fields.iter().find(|(var, _)| var == "FORM_TYPE") {
+            input.push_str(&form_type.join("<"));
+            input.push('<');
+        }
+        for (var, values) in fields.iter().filter(|(var, _)| var != "FORM_TYPE") {
+            input.push_str(var);
+            input.push('<');
+            for value in values {
+                input.push_str(value);
+                input.push('<');
+            }
+        }
+    }
+    base64::engine::general_purpose::STANDARD.encode(Sha1::digest(input.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worked example of XEP-0115 §5.2.
+    #[test]
+    fn caps_ver_matches_xep_example() {
+        let mut registry = Registry::default();
+        registry.identity(
+            IqScope::Server,
+            Identity {
+                category: "client",
+                kind: "pc",
+                name: Some("Exodus 0.9.1"),
+            },
+        );
+        for feature in [
+            "http://jabber.org/protocol/caps",
+            "http://jabber.org/protocol/disco#info",
+            "http://jabber.org/protocol/disco#items",
+            "http://jabber.org/protocol/muc",
+        ] {
+            registry.feature(IqScope::Server, feature);
+        }
+        assert_eq!(caps_ver(&registry), "QgayPKawpkPSDYmwT/WM94uAlu0=");
+    }
+}

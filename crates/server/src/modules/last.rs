@@ -1,0 +1,62 @@
+//! XEP-0012 Last Activity: the server's uptime, and when an offline contact last logged out
+//! (only to those subscribed to the account's presence, XEP-0012 §4).
+
+use super::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::im::roster;
+use crate::server::Server;
+use crate::stanza::{self, ns, Build, StanzaError};
+use std::sync::Arc;
+
+pub fn register(registry: &mut Registry) {
+    registry.feature(IqScope::Server, ns::LAST);
+    registry.iq(IqScope::Server, IqKind::Get, ns::LAST, Arc::new(ServerUptime));
+    registry.iq(IqScope::Account, IqKind::Get, ns::LAST, Arc::new(AccountLast));
+}
+
+struct ServerUptime;
+
+#[async_trait::async_trait]
+impl IqHandler for ServerUptime {
+    async fn handle(&self, server: &Arc<Server>, _request: IqRequest) -> IqResponse {
+        Ok(Some(
+            Build::new("query", ns::LAST)
+                .attr("seconds", server.started.elapsed().as_secs().to_string())
+                .build(),
+        ))
+    }
+}
+
+struct AccountLast;
+
+#[async_trait::async_trait]
+impl IqHandler for AccountLast {
+    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
+        let (user, domain) = roster::account_key(&request.to);
+        if !request.is_own_account() {
+            let item = server
+                .storage_for(&domain)
+                .roster_item(&user, &domain, request.from.to_bare().as_str())
+                .await
+                .map_err(|_| StanzaError::internal())?;
+            if !item.is_some_and(|i| i.subscription.has_from()) {
+                return Err(StanzaError::forbidden());
+            }
+        }
+        if server.router.is_online(request.to.as_str()) {
+            return Ok(Some(Build::new("query", ns::LAST).attr("seconds", "0").build()));
+        }
+        let last = server
+            .storage_for(&domain)
+            .last_activity(&user, &domain)
+            .await
+            .map_err(|_| StanzaError::internal())?
+            .ok_or_else(StanzaError::item_not_found)?;
+        let seconds = (stanza::now_unix() - last.at).max(0);
+        Ok(Some(
+            Build::new("query", ns::LAST)
+                .attr("seconds", seconds.to_string())
+                .text(last.status)
+                .build(),
+        ))
+    }
+}

@@ -1,0 +1,209 @@
+//! Who is online and how to reach them: the table of bound sessions (sharded by bare JID, no
+//! global lock), the service hosts (MUC, upload) that take stanzas for their domain, and the
+//! per-connection outbound queue with its bound (ARCHITECTURE.md "The path of a stanza", step 5).
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use minidom::Element;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, Notify};
+
+/// What a session's writer receives: stanza bytes serialised once by the sender, so a fan-out
+/// to many recipients shares one buffer.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Stanza(Bytes),
+}
+
+/// A stream error to close a session with, decided by someone other than the session itself.
+#[derive(Debug, Clone)]
+pub struct Kick {
+    pub condition: &'static str,
+    pub text: String,
+}
+
+/// The presence a bound session has announced (RFC 6121 §4).
+#[derive(Debug, Default)]
+pub struct PresenceState {
+    /// Has sent initial presence and not gone unavailable.
+    pub available: bool,
+    pub priority: i8,
+    /// The last broadcast presence, already serialised without `to`.
+    pub last: Option<Element>,
+    /// Addresses that received directed presence and must hear when we go offline.
+    pub directed: HashSet<String>,
+    /// Has asked for the roster, so wants roster pushes (RFC 6121 §2.1.6).
+    pub roster_requested: bool,
+}
+
+/// One bound session as the rest of the server sees it.
+pub struct SessionHandle {
+    pub jid: jid::FullJid,
+    /// Unique per process, to tell a replaced session from its successor.
+    pub id: u64,
+    pub anonymous: bool,
+    sender: mpsc::Sender<Outbound>,
+    kicked: Notify,
+    kick_reason: Mutex<Option<Kick>>,
+    closing: AtomicBool,
+    pub presence: Mutex<PresenceState>,
+}
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+impl SessionHandle {
+    pub fn new(
+        jid: jid::FullJid,
+        anonymous: bool,
+        queue: usize,
+    ) -> (Arc<SessionHandle>, mpsc::Receiver<Outbound>) {
+        let (sender, receiver) = mpsc::channel(queue);
+        let handle = SessionHandle {
+            jid,
+            id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+            anonymous,
+            sender,
+            kicked: Notify::new(),
+            kick_reason: Mutex::new(None),
+            closing: AtomicBool::new(false),
+            presence: Mutex::new(PresenceState::default()),
+        };
+        (Arc::new(handle), receiver)
+    }
+
+    /// Queue bytes for this session. A session whose queue is full cannot keep up; it is closed
+    /// rather than allowed to grow memory without bound.
+    pub fn send(&self, bytes: Bytes) {
+        match self.sender.try_send(Outbound::Stanza(bytes)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(jid = %self.jid, "outbound queue full; disconnecting slow reader");
+                self.kick(
+                    "policy-violation",
+                    "too many stanzas waiting to be read; the connection is too slow",
+                );
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    pub fn send_element(&self, element: &Element) {
+        self.send(Bytes::from(salon_xml::serialize(element)));
+    }
+
+    /// Ask the session to close its stream with this error.
+    pub fn kick(&self, condition: &'static str, text: impl Into<String>) {
+        if self.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(mut reason) = self.kick_reason.lock() {
+            *reason = Some(Kick {
+                condition,
+                text: text.into(),
+            });
+        }
+        self.kicked.notify_one();
+    }
+
+    /// Resolves when someone called [`kick`](Self::kick); returns the reason.
+    pub async fn kicked(&self) -> Kick {
+        loop {
+            if let Some(kick) = self.kick_reason.lock().ok().and_then(|r| r.clone()) {
+                return kick;
+            }
+            self.kicked.notified().await;
+        }
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.presence.lock().map(|p| p.available).unwrap_or(false)
+    }
+
+    pub fn priority(&self) -> i8 {
+        self.presence.lock().map(|p| p.priority).unwrap_or(0)
+    }
+}
+
+/// Handles every stanza addressed to a service host such as `rooms.example.org`.
+#[async_trait::async_trait]
+pub trait ServiceHost: Send + Sync {
+    async fn handle(&self, stanza: Element);
+}
+
+/// The table of bound sessions and service hosts.
+#[derive(Default)]
+pub struct Router {
+    sessions: DashMap<String, Vec<Arc<SessionHandle>>>,
+    services: DashMap<String, Arc<dyn ServiceHost>>,
+}
+
+impl Router {
+    /// Bind a session. An existing session with the same full JID is returned so the caller
+    /// can close it with `<conflict/>` (RFC 6120 §7.7.2.2).
+    pub fn bind(&self, session: Arc<SessionHandle>) -> Option<Arc<SessionHandle>> {
+        let bare = session.jid.to_bare().to_string();
+        let mut entry = self.sessions.entry(bare).or_default();
+        let replaced = entry
+            .iter()
+            .position(|s| s.jid == session.jid)
+            .map(|i| entry.remove(i));
+        entry.push(session);
+        replaced
+    }
+
+    /// Remove a session, if it is still the one bound under its JID.
+    pub fn unbind(&self, session: &SessionHandle) {
+        let bare = session.jid.to_bare().to_string();
+        self.sessions.remove_if_mut(&bare, |_, list| {
+            list.retain(|s| s.id != session.id);
+            list.is_empty()
+        });
+    }
+
+    /// All bound sessions of an account.
+    pub fn sessions_of(&self, bare: &str) -> Vec<Arc<SessionHandle>> {
+        self.sessions
+            .get(bare)
+            .map(|list| list.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>> {
+        let bare = full.to_bare().to_string();
+        self.sessions
+            .get(&bare)
+            .and_then(|list| list.iter().find(|s| &s.jid == full).cloned())
+    }
+
+    pub fn is_online(&self, bare: &str) -> bool {
+        self.sessions.contains_key(bare)
+    }
+
+    /// Every bound session; used at shutdown.
+    pub fn all_sessions(&self) -> Vec<Arc<SessionHandle>> {
+        self.sessions
+            .iter()
+            .flat_map(|entry| entry.value().clone())
+            .collect()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.iter().map(|e| e.value().len()).sum()
+    }
+
+    pub fn register_service(&self, domain: &str, host: Arc<dyn ServiceHost>) {
+        self.services.insert(domain.to_string(), host);
+    }
+
+    pub fn service_domains(&self) -> Vec<String> {
+        let mut domains: Vec<String> = self.services.iter().map(|e| e.key().clone()).collect();
+        domains.sort();
+        domains
+    }
+
+    pub fn service(&self, domain: &str) -> Option<Arc<dyn ServiceHost>> {
+        self.services.get(domain).map(|h| h.clone())
+    }
+}

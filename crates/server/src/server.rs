@@ -1,0 +1,288 @@
+//! The running server: shared state handed to every session and module, the listeners, and
+//! orderly shutdown (`<system-shutdown/>` to every stream, storage flushed).
+
+use crate::config::Config;
+use crate::modules::{IqKind, IqRequest, IqScope, Registry};
+use crate::router::Router;
+use crate::stanza::{self, StanzaError};
+use crate::storage::{memory::MemoryStorage, Storage};
+use crate::tls::TlsSetup;
+use anyhow::Context as _;
+use minidom::Element;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Failed-login accounting per client address (RFC 6120 §13.8 countermeasure against
+/// password guessing): at most `limit` failures in any sliding minute.
+pub struct LoginLimiter {
+    limit: usize,
+    failures: dashmap::DashMap<IpAddr, std::collections::VecDeque<Instant>>,
+}
+
+impl LoginLimiter {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub fn new(failures_per_minute: u32) -> LoginLimiter {
+        LoginLimiter {
+            limit: failures_per_minute.max(1) as usize,
+            failures: dashmap::DashMap::new(),
+        }
+    }
+
+    /// Whether this address may try to log in now.
+    pub fn may_try(&self, ip: IpAddr) -> bool {
+        let Some(mut recent) = self.failures.get_mut(&ip) else {
+            return true;
+        };
+        let now = Instant::now();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Self::WINDOW)
+        {
+            recent.pop_front();
+        }
+        recent.len() < self.limit
+    }
+
+    /// Record one failed login.
+    pub fn failed(&self, ip: IpAddr) {
+        let mut recent = self.failures.entry(ip).or_default();
+        recent.push_back(Instant::now());
+        while recent.len() > self.limit {
+            recent.pop_front();
+        }
+    }
+}
+
+pub struct Server {
+    pub config: Config,
+    /// Accounts, rosters and the rest for the main domain.
+    pub storage: Arc<dyn Storage>,
+    /// The anonymous host's state: memory only, gone when the visitor is.
+    pub anonymous_storage: Arc<dyn Storage>,
+    pub router: Router,
+    pub modules: Registry,
+    pub tls: TlsSetup,
+    pub login_failures: LoginLimiter,
+    pub connections: dashmap::DashMap<IpAddr, usize>,
+    /// XEP-0115 verification string of the server's disco#info, computed once.
+    pub caps_ver: String,
+    pub started: Instant,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Server {
+    pub fn new(config: Config, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<Server>> {
+        let tls = TlsSetup::from_config(&config)?;
+        let mut modules = Registry::default();
+        crate::modules::register_all(&mut modules, &config);
+        let caps_ver = crate::modules::disco::caps_ver(&modules);
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(Server {
+            login_failures: LoginLimiter::new(config.limits.login_failures_per_minute),
+            config,
+            storage,
+            anonymous_storage: Arc::new(MemoryStorage::new()),
+            router: Router::default(),
+            modules,
+            tls,
+            connections: dashmap::DashMap::new(),
+            caps_ver,
+            started: Instant::now(),
+            shutdown,
+        }))
+    }
+
+    /// Whether `domain` is a host whose users log in here.
+    pub fn is_local_user_host(&self, domain: &str) -> bool {
+        domain == self.config.domain || Some(domain) == self.config.anonymous_domain()
+    }
+
+    pub fn is_anonymous_host(&self, domain: &str) -> bool {
+        Some(domain) == self.config.anonymous_domain()
+    }
+
+    /// The storage holding accounts of `domain`.
+    pub fn storage_for(&self, domain: &str) -> &Arc<dyn Storage> {
+        if self.is_anonymous_host(domain) {
+            &self.anonymous_storage
+        } else {
+            &self.storage
+        }
+    }
+
+    /// Whether `bare` names an existing account. Anonymous accounts exist while online.
+    pub async fn account_exists(&self, bare: &jid::BareJid) -> bool {
+        let Some(node) = bare.node() else {
+            return false;
+        };
+        let domain = bare.domain().as_str();
+        if self.is_anonymous_host(domain) {
+            return self.router.is_online(bare.as_str());
+        }
+        if domain != self.config.domain {
+            return false;
+        }
+        matches!(self.storage.credentials(node.as_str(), domain).await, Ok(Some(_)))
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Route a stanza whose `from` is already stamped (RFC 6121 §8). Errors go back to the
+    /// sender as stanza errors.
+    pub fn route(
+        self: &Arc<Self>,
+        stanza: Element,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        // Boxed because delivery can route again (subscription answers, bounces).
+        Box::pin(self.route_inner(stanza))
+    }
+
+    async fn route_inner(self: &Arc<Self>, stanza: Element) {
+        let to = match stanza.attr("to").map(jid::Jid::new) {
+            Some(Ok(to)) => to,
+            Some(Err(_)) => {
+                self.bounce(&stanza, StanzaError::jid_malformed());
+                return;
+            }
+            None => {
+                // Only local senders reach here without `to`; the session resolves those.
+                return;
+            }
+        };
+        let domain = to.domain().as_str();
+        if self.is_local_user_host(domain) {
+            crate::im::deliver_local(self, stanza, to).await;
+        } else if let Some(service) = self.router.service(domain) {
+            service.handle(stanza).await;
+        } else {
+            // Server-to-server is not built yet, and anonymous hosts never federate anyway.
+            self.bounce(
+                &stanza,
+                StanzaError::new(stanza::ErrorType::Cancel, "remote-server-not-found")
+                    .with_text(format!("{domain} is not served here")),
+            );
+        }
+    }
+
+    /// Send an error reply for `stanza` back to its sender, unless it is itself an error.
+    pub fn bounce(self: &Arc<Self>, stanza: &Element, error: StanzaError) {
+        if stanza::is_error(stanza) {
+            return;
+        }
+        let reply = stanza::error_reply(stanza, &error);
+        self.deliver_to_sender(reply);
+    }
+
+    /// Deliver a reply to a local full JID (the `to` of `reply`), if that session is bound.
+    pub fn deliver_to_sender(self: &Arc<Self>, reply: Element) {
+        let Some(Ok(to)) = reply.attr("to").map(jid::FullJid::new) else {
+            return;
+        };
+        if let Some(session) = self.router.session(&to) {
+            session.send_element(&reply);
+        }
+    }
+
+    /// Answer an IQ addressed to the server or to an account, through the module registry.
+    pub async fn handle_iq(self: &Arc<Self>, stanza: Element, scope: IqScope, to: jid::BareJid) {
+        let kind = match stanza.attr("type") {
+            Some("get") => IqKind::Get,
+            Some("set") => IqKind::Set,
+            // Results and errors addressed to the server or a bare JID end here.
+            _ => return,
+        };
+        let Some(Ok(from)) = stanza.attr("from").map(jid::FullJid::new) else {
+            return;
+        };
+        let payload_count = stanza.children().count();
+        if payload_count != 1 {
+            self.bounce(
+                &stanza,
+                StanzaError::bad_request("an IQ get or set carries exactly one payload"),
+            );
+            return;
+        }
+        let namespace = stanza.children().next().map(|c| c.ns()).unwrap_or_default();
+        let Some(handler) = self.modules.handler(scope, kind, &namespace) else {
+            self.bounce(&stanza, StanzaError::service_unavailable());
+            return;
+        };
+        let request = IqRequest {
+            from,
+            to,
+            kind,
+            stanza: stanza.clone(),
+        };
+        match handler.handle(self, request).await {
+            Ok(payload) => self.deliver_to_sender(stanza::iq_result(&stanza, payload)),
+            Err(error) => self.bounce(&stanza, error),
+        }
+    }
+
+    /// Bind the listeners and serve until shutdown is requested.
+    pub async fn run(self: &Arc<Self>) -> anyhow::Result<()> {
+        let mut tasks = Vec::new();
+        if let Some(addr) = self.config.listen.c2s {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen.c2s: cannot listen on {addr}"))?;
+            tracing::info!(%addr, "client connections (STARTTLS)");
+            tasks.push(tokio::spawn(crate::session::tcp::accept_loop(
+                self.clone(),
+                listener,
+                false,
+            )));
+        }
+        if let Some(addr) = self.config.listen.c2s_direct_tls {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen.c2s_direct_tls: cannot listen on {addr}"))?;
+            tracing::info!(%addr, "client connections (direct TLS, XEP-0368)");
+            tasks.push(tokio::spawn(crate::session::tcp::accept_loop(
+                self.clone(),
+                listener,
+                true,
+            )));
+        }
+        let mut shutdown = self.shutdown_signal();
+        shutdown_requested(&mut shutdown).await;
+        for task in tasks {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    /// Close every stream with `<system-shutdown/>`, wait briefly for them to go, flush storage.
+    pub async fn shutdown(self: &Arc<Self>) {
+        let _ = self.shutdown.send(true);
+        for session in self.router.all_sessions() {
+            session.kick("system-shutdown", "the server is shutting down");
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while self.router.session_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if let Err(e) = self.storage.flush().await {
+            tracing::error!(error = %e, "flushing storage at shutdown");
+        }
+    }
+}
+
+/// Resolves once shutdown has been requested.
+pub async fn shutdown_requested(signal: &mut watch::Receiver<bool>) {
+    loop {
+        if *signal.borrow_and_update() {
+            return;
+        }
+        if signal.changed().await.is_err() {
+            // The server is gone; nothing will ever ask again.
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,749 @@
+//! A client session (RFC 6120 §4–§7): stream negotiation, STARTTLS, SASL, resource binding,
+//! then stamping and routing the client's stanzas. Written once for every transport, which
+//! only supplies bytes in and out (see [`Transport`]).
+
+pub mod sasl;
+pub mod tcp;
+
+use crate::im;
+use crate::modules::IqScope;
+use crate::router::{Outbound, SessionHandle};
+use crate::server::Server;
+use crate::stanza::{self, ns, set_attr, Build, StanzaError};
+use base64::Engine as _;
+use minidom::Element;
+use salon_xml::{ParserLimits, StreamEvent, StreamParseError};
+use sasl::{Authenticated, ChannelBindings, Exchange, StepOutcome};
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Failed SASL attempts allowed on one connection before it is closed (RFC 6120 §6.4.5).
+const MAX_SASL_FAILURES: u32 = 3;
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    Parse(StreamParseError),
+    Closed,
+}
+
+/// What a session needs from a transport: parsed input, raw output, and TLS.
+#[async_trait::async_trait]
+pub trait Transport: Send {
+    /// Wait for input and append what it completes. Must be cancel-safe: the session selects
+    /// between reading and writing.
+    async fn read_events(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), ReadError>;
+    /// Write bytes, all of them, in as few system calls as the transport allows.
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// The server's stream header (`<stream:stream>` on TCP, `<open/>` on WebSocket).
+    fn stream_header(&self, from: &str, id: &str, to: Option<&str>) -> String;
+    /// What closes the stream (`</stream:stream>` or `<close/>`).
+    fn stream_footer(&self) -> &'static str;
+    /// Forget the parser state for a stream restart.
+    fn restart(&mut self);
+    fn is_secure(&self) -> bool;
+    fn can_starttls(&self) -> bool;
+    async fn starttls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()>;
+    fn channel_bindings(&self) -> ChannelBindings;
+    /// The client's address, for limits and logs.
+    fn peer_ip(&self) -> IpAddr;
+}
+
+pub fn parser_limits(server: &Server) -> ParserLimits {
+    let limits = &server.config.limits;
+    ParserLimits {
+        max_stanza_bytes: limits.max_stanza_bytes,
+        max_depth: limits.max_xml_depth,
+        max_attributes: limits.max_attributes,
+        max_token_bytes: limits.max_stanza_bytes,
+    }
+}
+
+/// Counts connections per client address; dropping it releases the slot.
+pub struct ConnectionGuard {
+    server: Arc<Server>,
+    ip: IpAddr,
+}
+
+impl ConnectionGuard {
+    pub fn admit(server: &Arc<Server>, ip: IpAddr) -> Option<ConnectionGuard> {
+        let mut count = server.connections.entry(ip).or_insert(0);
+        if *count >= server.config.limits.connections_per_ip {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionGuard {
+            server: server.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.server
+            .connections
+            .remove_if_mut(&self.ip, |_, count| {
+                *count = count.saturating_sub(1);
+                *count == 0
+            });
+    }
+}
+
+/// Where the stream negotiation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Waiting for the client's stream header.
+    AwaitingHeader,
+    /// Header exchanged; TLS and SASL may happen.
+    Negotiating,
+    /// Authenticated, stream restarted, waiting for bind.
+    Authenticated,
+    /// Resource bound: stanzas flow.
+    Bound,
+}
+
+/// Why the session loop stops.
+enum Stop {
+    /// Send this stream error, then close.
+    StreamError(&'static str, String),
+    /// The client closed its stream, or the connection dropped: close quietly.
+    Closed,
+}
+
+struct Session<T: Transport> {
+    server: Arc<Server>,
+    transport: T,
+    stage: Stage,
+    /// The host named in the client's stream header.
+    host: String,
+    header_sent: bool,
+    authenticated: Option<Authenticated>,
+    sasl: Option<Exchange>,
+    sasl_failures: u32,
+    handle: Option<Arc<SessionHandle>>,
+    outbound: Option<mpsc::Receiver<Outbound>>,
+    /// Token bucket for the per-session stanza rate.
+    tokens: f64,
+    last_refill: Instant,
+}
+
+/// Drive one client connection to its end.
+pub async fn run<T: Transport>(server: Arc<Server>, transport: T) {
+    let mut session = Session {
+        host: server.config.domain.clone(),
+        server,
+        transport,
+        stage: Stage::AwaitingHeader,
+        header_sent: false,
+        authenticated: None,
+        sasl: None,
+        sasl_failures: 0,
+        handle: None,
+        outbound: None,
+        tokens: 0.0,
+        last_refill: Instant::now(),
+    };
+    session.tokens = session.rate() * 2.0;
+    let stop = session.serve().await;
+    session.finish(stop).await;
+}
+
+impl<T: Transport> Session<T> {
+    fn rate(&self) -> f64 {
+        f64::from(self.server.config.limits.stanzas_per_second)
+    }
+
+    async fn serve(&mut self) -> Stop {
+        let auth_deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.server.config.c2s.auth_timeout);
+        let mut shutdown = self.server.shutdown_signal();
+        let mut events = Vec::new();
+        let mut batch = Vec::with_capacity(16 * 1024);
+        loop {
+            let handle = self.handle.clone();
+            let outbound = self.outbound.as_mut();
+            tokio::select! {
+                read = self.transport.read_events(&mut events) => {
+                    let result = read;
+                    for event in events.drain(..).collect::<Vec<_>>() {
+                        if let Err(stop) = self.on_event(event).await {
+                            return stop;
+                        }
+                    }
+                    match result {
+                        Ok(()) => {}
+                        Err(ReadError::Parse(e)) => {
+                            tracing::info!(peer = %self.transport.peer_ip(), error = %e, "closing stream: bad XML");
+                            return Stop::StreamError(e.condition(), e.to_string());
+                        }
+                        Err(ReadError::Io(e)) => {
+                            tracing::debug!(peer = %self.transport.peer_ip(), error = %e, "connection error");
+                            return Stop::Closed;
+                        }
+                        Err(ReadError::Closed) => return Stop::Closed,
+                    }
+                }
+                first = next_outbound(outbound) => {
+                    let Some(Outbound::Stanza(first)) = first else { return Stop::Closed };
+                    batch.clear();
+                    batch.extend_from_slice(&first);
+                    if let Some(rx) = self.outbound.as_mut() {
+                        // Everything already queued goes out in the same write.
+                        while batch.len() < 64 * 1024 {
+                            match rx.try_recv() {
+                                Ok(Outbound::Stanza(more)) => batch.extend_from_slice(&more),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    if self.transport.write(&batch).await.is_err() {
+                        return Stop::Closed;
+                    }
+                }
+                kick = wait_kicked(handle) => {
+                    return Stop::StreamError(kick.condition, kick.text);
+                }
+                _ = tokio::time::sleep_until(auth_deadline), if self.stage != Stage::Bound => {
+                    return Stop::StreamError("connection-timeout", "authentication took too long".into());
+                }
+                _ = crate::server::shutdown_requested(&mut shutdown) => {
+                    return Stop::StreamError("system-shutdown", "the server is shutting down".into());
+                }
+            }
+        }
+    }
+
+    async fn send_raw(&mut self, text: &str) -> Result<(), Stop> {
+        self.transport
+            .write(text.as_bytes())
+            .await
+            .map_err(|_| Stop::Closed)
+    }
+
+    async fn send(&mut self, element: &Element) -> Result<(), Stop> {
+        let bytes = salon_xml::serialize(element);
+        self.transport.write(&bytes).await.map_err(|_| Stop::Closed)
+    }
+
+    async fn on_event(&mut self, event: StreamEvent) -> Result<(), Stop> {
+        match event {
+            StreamEvent::StreamOpen {
+                namespace,
+                name,
+                attributes,
+            } => self.on_stream_open(&namespace, &name, &attributes).await,
+            StreamEvent::StreamClose => Err(Stop::Closed),
+            StreamEvent::Stanza(element) => {
+                self.throttle().await;
+                self.on_element(element).await
+            }
+        }
+    }
+
+    /// Slow a client that sends faster than `limits.stanzas_per_second` by not reading from
+    /// it, so TCP pushes back, rather than disconnecting it.
+    async fn throttle(&mut self) {
+        let now = Instant::now();
+        let rate = self.rate();
+        self.tokens = (self.tokens + now.duration_since(self.last_refill).as_secs_f64() * rate)
+            .min(rate * 2.0);
+        self.last_refill = now;
+        self.tokens -= 1.0;
+        if self.tokens < 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(-self.tokens / rate)).await;
+        }
+    }
+
+    async fn on_stream_open(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        attributes: &[(String, String)],
+    ) -> Result<(), Stop> {
+        let attr = |key: &str| {
+            attributes
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        if let Some(to) = attr("to") {
+            match jid::BareJid::new(to) {
+                Ok(host) if host.node().is_none() && self.server.is_local_user_host(host.as_str()) => {
+                    self.host = host.to_string();
+                }
+                _ => {
+                    self.send_header().await?;
+                    return Err(Stop::StreamError(
+                        "host-unknown",
+                        format!("this server does not serve {to}"),
+                    ));
+                }
+            }
+        }
+        self.send_header().await?;
+        if name != "stream" || namespace != ns::STREAM {
+            return Err(Stop::StreamError(
+                "invalid-namespace",
+                "the stream element must be stream in http://etherx.jabber.org/streams".into(),
+            ));
+        }
+        if attr("version").is_none_or(|v| !v.starts_with("1.")) {
+            return Err(Stop::StreamError(
+                "unsupported-version",
+                "XMPP 1.0 streams only".into(),
+            ));
+        }
+        if self.stage == Stage::AwaitingHeader {
+            self.stage = if self.authenticated.is_some() {
+                Stage::Authenticated
+            } else {
+                Stage::Negotiating
+            };
+        }
+        let features = self.features();
+        self.send(&features).await
+    }
+
+    async fn send_header(&mut self) -> Result<(), Stop> {
+        let id = format!("{:032x}", rand::random::<u128>());
+        let header = self.transport.stream_header(&self.host, &id, None);
+        self.header_sent = true;
+        self.send_raw(&header).await
+    }
+
+    fn features(&self) -> Element {
+        let mut features = Build::new("features", ns::STREAM);
+        let secure = self.transport.is_secure();
+        let require_tls = self.server.config.c2s.require_encryption;
+        match self.authenticated {
+            None => {
+                if self.transport.can_starttls() {
+                    let mut starttls = Build::new("starttls", ns::TLS);
+                    if require_tls {
+                        starttls = starttls.child(Element::bare("required", ns::TLS));
+                    }
+                    features = features.child(starttls.build());
+                }
+                if secure || !require_tls {
+                    let anonymous = self.server.is_anonymous_host(&self.host);
+                    let mechanisms = sasl::offered_mechanisms(anonymous, secure, secure || !require_tls);
+                    features = features.child(
+                        Build::new("mechanisms", ns::SASL)
+                            .children(mechanisms.into_iter().map(|m| {
+                                Build::new("mechanism", ns::SASL).text(m).build()
+                            }))
+                            .build(),
+                    );
+                    let bindings = self.transport.channel_bindings().offered();
+                    if !anonymous && !bindings.is_empty() {
+                        features = features.child(
+                            Build::new("sasl-channel-binding", ns::SASL_CB)
+                                .children(bindings.into_iter().map(|t| {
+                                    Build::new("channel-binding", ns::SASL_CB)
+                                        .attr("type", t)
+                                        .build()
+                                }))
+                                .build(),
+                        );
+                    }
+                }
+            }
+            Some(_) => {
+                features = features
+                    .child(Element::bare("bind", ns::BIND))
+                    .child(
+                        Build::new("session", ns::SESSION)
+                            .child(Element::bare("optional", ns::SESSION))
+                            .build(),
+                    );
+            }
+        }
+        features
+            .child(
+                Build::new("c", ns::CAPS)
+                    .attr("hash", "sha-1")
+                    .attr("node", crate::modules::disco::CAPS_NODE)
+                    .attr("ver", self.server.caps_ver.clone())
+                    .build(),
+            )
+            .build()
+    }
+
+    async fn on_element(&mut self, element: Element) -> Result<(), Stop> {
+        match self.stage {
+            Stage::AwaitingHeader => Err(Stop::StreamError(
+                "not-well-formed",
+                "expected a stream header".into(),
+            )),
+            Stage::Negotiating => self.negotiate(element).await,
+            Stage::Authenticated => self.bind(element).await,
+            Stage::Bound => self.on_stanza(element).await,
+        }
+    }
+
+    async fn negotiate(&mut self, element: Element) -> Result<(), Stop> {
+        let namespace = element.ns();
+        match (element.name(), namespace.as_str()) {
+            ("starttls", ns::TLS) => self.starttls().await,
+            ("auth", ns::SASL) => self.sasl_auth(&element).await,
+            ("response", ns::SASL) => self.sasl_response(&element).await,
+            ("abort", ns::SASL) => {
+                self.sasl = None;
+                self.sasl_failure("aborted", None).await
+            }
+            _ => Err(Stop::StreamError(
+                "not-authorized",
+                "authenticate before sending stanzas".into(),
+            )),
+        }
+    }
+
+    async fn starttls(&mut self) -> Result<(), Stop> {
+        if !self.transport.can_starttls() {
+            self.send_raw(&format!("<failure xmlns='{}'/>", ns::TLS)).await?;
+            return Err(Stop::Closed);
+        }
+        self.send_raw(&format!("<proceed xmlns='{}'/>", ns::TLS))
+            .await?;
+        let config = self.server.tls.starttls.clone();
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.transport.starttls(config)).await {
+            Ok(Ok(())) => {
+                self.stage = Stage::AwaitingHeader;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.transport.peer_ip(), error = %e, "STARTTLS handshake failed");
+                Err(Stop::Closed)
+            }
+            Err(_) => Err(Stop::Closed),
+        }
+    }
+
+    async fn sasl_failure(&mut self, condition: &str, text: Option<&str>) -> Result<(), Stop> {
+        let text = text
+            .map(|t| format!("<text>{}</text>", salon_xml::escape(t)))
+            .unwrap_or_default();
+        self.send_raw(&format!(
+            "<failure xmlns='{}'><{condition}/>{text}</failure>",
+            ns::SASL
+        ))
+        .await
+    }
+
+    async fn sasl_auth(&mut self, element: &Element) -> Result<(), Stop> {
+        let secure = self.transport.is_secure();
+        let require_tls = self.server.config.c2s.require_encryption;
+        if self.authenticated.is_some() {
+            return Err(Stop::StreamError("policy-violation", "already authenticated".into()));
+        }
+        if !secure && require_tls {
+            return self.sasl_failure("encryption-required", Some("use STARTTLS first")).await;
+        }
+        let ip = self.transport.peer_ip();
+        if !self.server.login_failures.may_try(ip) {
+            tracing::warn!(peer = %ip, "login refused: too many failed logins from this address");
+            return self
+                .sasl_failure("temporary-auth-failure", Some("too many failed logins; try again later"))
+                .await;
+        }
+        let mechanism = element.attr("mechanism").unwrap_or_default();
+        let anonymous = self.server.is_anonymous_host(&self.host);
+        let storage = self.server.storage_for(&self.host).clone();
+        let exchange = Exchange::start(
+            mechanism,
+            storage,
+            &self.host,
+            anonymous,
+            secure,
+            secure || !require_tls,
+            self.transport.channel_bindings(),
+        );
+        match exchange {
+            Ok(exchange) => {
+                self.sasl = Some(exchange);
+                self.sasl_step(element).await
+            }
+            Err(failure) => self.sasl_failure(failure.condition(), None).await,
+        }
+    }
+
+    async fn sasl_response(&mut self, element: &Element) -> Result<(), Stop> {
+        if self.sasl.is_none() {
+            return self.sasl_failure("malformed-request", Some("no exchange in progress")).await;
+        }
+        self.sasl_step(element).await
+    }
+
+    async fn sasl_step(&mut self, element: &Element) -> Result<(), Stop> {
+        let text = element.text();
+        let text = text.trim();
+        let data = if text == "=" || text.is_empty() {
+            Vec::new()
+        } else {
+            match base64::engine::general_purpose::STANDARD.decode(text) {
+                Ok(data) => data,
+                Err(_) => {
+                    self.sasl = None;
+                    return self.sasl_failure("incorrect-encoding", None).await;
+                }
+            }
+        };
+        let Some(exchange) = self.sasl.as_mut() else {
+            return Ok(());
+        };
+        match exchange.step(data).await {
+            Ok(StepOutcome::Challenge(challenge)) => {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(challenge);
+                self.send_raw(&format!("<challenge xmlns='{}'>{encoded}</challenge>", ns::SASL))
+                    .await
+            }
+            Ok(StepOutcome::Success(who, additional)) => {
+                self.sasl = None;
+                let additional = if additional.is_empty() {
+                    String::new()
+                } else {
+                    base64::engine::general_purpose::STANDARD.encode(additional)
+                };
+                tracing::info!(peer = %self.transport.peer_ip(), host = %self.host, who = ?who, "authenticated");
+                self.authenticated = Some(who);
+                self.send_raw(&format!("<success xmlns='{}'>{additional}</success>", ns::SASL))
+                    .await?;
+                self.transport.restart();
+                self.stage = Stage::AwaitingHeader;
+                Ok(())
+            }
+            Err(failure) => {
+                self.sasl = None;
+                let ip = self.transport.peer_ip();
+                self.server.login_failures.failed(ip);
+                self.sasl_failures += 1;
+                tracing::info!(peer = %ip, host = %self.host, condition = failure.condition(), "failed login");
+                self.sasl_failure(failure.condition(), None).await?;
+                if self.sasl_failures >= MAX_SASL_FAILURES {
+                    return Err(Stop::StreamError(
+                        "policy-violation",
+                        "too many failed authentication attempts".into(),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// RFC 6120 §7: resource binding.
+    async fn bind(&mut self, element: Element) -> Result<(), Stop> {
+        let bind = element.get_child("bind", ns::BIND);
+        if element.name() != "iq" || element.attr("type") != Some("set") || bind.is_none() {
+            if element.name() == "iq" && element.get_child("session", ns::SESSION).is_some() {
+                // Legacy session establishment before bind is an error in RFC 3921 terms.
+                let reply = stanza::error_reply(&element, &StanzaError::not_allowed());
+                return self.send(&reply).await;
+            }
+            return Err(Stop::StreamError(
+                "not-authorized",
+                "bind a resource before sending stanzas".into(),
+            ));
+        }
+        let requested = bind
+            .and_then(|b| b.get_child("resource", ns::BIND))
+            .map(|r| r.text())
+            .filter(|r| !r.trim().is_empty());
+        let (node, anonymous) = match &self.authenticated {
+            Some(Authenticated::User(user)) => (user.clone(), false),
+            Some(Authenticated::Anonymous) => (format!("{:016x}", rand::random::<u64>()), true),
+            None => return Err(Stop::Closed),
+        };
+        let resource = requested.unwrap_or_else(|| format!("salon-{:08x}", rand::random::<u32>()));
+        let full = match jid::FullJid::new(&format!("{node}@{}/{resource}", self.host)) {
+            Ok(full) => full,
+            Err(_) => {
+                let reply = stanza::error_reply(
+                    &element,
+                    &StanzaError::bad_request("the resource is not a valid resourcepart"),
+                );
+                return self.send(&reply).await;
+            }
+        };
+        let (handle, receiver) =
+            SessionHandle::new(full.clone(), anonymous, self.server.config.limits.outbound_queue);
+        if let Some(old) = self.server.router.bind(handle.clone()) {
+            tracing::info!(jid = %full, "new session replaces the old one with the same resource");
+            old.kick("conflict", "replaced by a new session with the same resource");
+        }
+        self.handle = Some(handle);
+        self.outbound = Some(receiver);
+        self.stage = Stage::Bound;
+        tracing::info!(jid = %full, peer = %self.transport.peer_ip(), "bound");
+        let reply = stanza::iq_result(
+            &element,
+            Some(
+                Build::new("bind", ns::BIND)
+                    .child(Build::new("jid", ns::BIND).text(full.to_string()).build())
+                    .build(),
+            ),
+        );
+        self.send(&reply).await
+    }
+
+    async fn on_stanza(&mut self, mut element: Element) -> Result<(), Stop> {
+        let Some(handle) = self.handle.clone() else {
+            return Err(Stop::Closed);
+        };
+        if element.ns() != ns::CLIENT || !matches!(element.name(), "message" | "presence" | "iq") {
+            return Err(Stop::StreamError(
+                "unsupported-stanza-type",
+                format!("<{}/> in {} is not handled here", element.name(), element.ns()),
+            ));
+        }
+        // RFC 6120 §8.1.2.1: the server stamps the sender's full JID.
+        set_attr(&mut element, "from", handle.jid.to_string());
+        let to = match element.attr("to") {
+            Some(to) => match jid::Jid::new(to) {
+                Ok(to) => Some(to),
+                Err(_) => {
+                    let reply = stanza::error_reply(&element, &StanzaError::jid_malformed());
+                    return self.send(&reply).await;
+                }
+            },
+            None => None,
+        };
+        if let Some(to) = &to {
+            // Normalise the address as routing compares it.
+            set_attr(&mut element, "to", to.to_string());
+        }
+        match element.name() {
+            "iq" => self.on_iq(element, to, &handle).await,
+            "presence" => {
+                im::presence::outbound(&self.server, &handle, element).await;
+                Ok(())
+            }
+            _ => {
+                if to.is_none() {
+                    set_attr(&mut element, "to", handle.jid.to_bare().to_string());
+                }
+                self.server.route(element).await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_iq(
+        &mut self,
+        element: Element,
+        to: Option<jid::Jid>,
+        handle: &Arc<SessionHandle>,
+    ) -> Result<(), Stop> {
+        let kind = element.attr("type");
+        if element.attr("id").is_none() || !matches!(kind, Some("get" | "set" | "result" | "error")) {
+            if stanza::is_error(&element) {
+                return Ok(());
+            }
+            let reply = stanza::error_reply(
+                &element,
+                &StanzaError::bad_request("an IQ needs an id and a type of get, set, result or error"),
+            );
+            return self.send(&reply).await;
+        }
+        if element.get_child("session", ns::SESSION).is_some() && to.is_none() {
+            // RFC 3921 session establishment, kept for old clients: nothing to do.
+            let reply = stanza::iq_result(&element, None);
+            return self.send(&reply).await;
+        }
+        let own_bare = handle.jid.to_bare();
+        match to {
+            None => {
+                self.server.handle_iq(element, IqScope::Account, own_bare).await;
+            }
+            Some(to) if to.is_bare() && to.to_bare() == own_bare => {
+                self.server.handle_iq(element, IqScope::Account, own_bare).await;
+            }
+            Some(_) => self.server.route(element).await,
+        }
+        Ok(())
+    }
+
+    /// Leave the router, tell contacts, and close the stream as `stop` says.
+    async fn finish(mut self, stop: Stop) {
+        if let Some(handle) = self.handle.take() {
+            self.server.router.unbind(&handle);
+            im::presence::session_ended(&self.server, &handle).await;
+            if !handle.anonymous {
+                let bare = handle.jid.to_bare();
+                if !self.server.router.is_online(bare.as_str()) {
+                    if let Some(node) = bare.node() {
+                        let _ = self
+                            .server
+                            .storage
+                            .set_last_activity(
+                                node.as_str(),
+                                bare.domain().as_str(),
+                                &crate::storage::LastActivity {
+                                    at: stanza::now_unix(),
+                                    status: String::new(),
+                                },
+                            )
+                            .await;
+                    }
+                }
+            }
+            // Anonymous visitors leave nothing behind.
+            if handle.anonymous {
+                if let Some(node) = handle.jid.node() {
+                    let _ = self
+                        .server
+                        .anonymous_storage
+                        .delete_account(node.as_str(), handle.jid.domain().as_str())
+                        .await;
+                }
+            }
+            tracing::info!(jid = %handle.jid, "session ended");
+        }
+        let footer = self.transport.stream_footer();
+        match stop {
+            Stop::StreamError(condition, text) => {
+                if !self.header_sent {
+                    let _ = self.send_header().await;
+                }
+                let error = format!(
+                    "<stream:error xmlns:stream='{}'><{condition} xmlns='{}'/><text xmlns='{}'>{}</text></stream:error>{footer}",
+                    ns::STREAM,
+                    ns::STREAMS_ERROR,
+                    ns::STREAMS_ERROR,
+                    salon_xml::escape(&text)
+                );
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.transport.write(error.as_bytes()),
+                )
+                .await;
+            }
+            Stop::Closed => {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.transport.write(footer.as_bytes()),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+async fn next_outbound(receiver: Option<&mut mpsc::Receiver<Outbound>>) -> Option<Outbound> {
+    match receiver {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_kicked(handle: Option<Arc<SessionHandle>>) -> crate::router::Kick {
+    match handle {
+        Some(handle) => handle.kicked().await,
+        None => std::future::pending().await,
+    }
+}

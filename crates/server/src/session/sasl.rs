@@ -1,0 +1,372 @@
+//! SASL authentication (RFC 6120 §6) through `rsasl`: SCRAM-SHA-1/256 and their -PLUS
+//! variants (RFC 5802, RFC 7677, channel bindings RFC 9266 / RFC 5929), PLAIN (RFC 4616) and,
+//! on anonymous hosts only, ANONYMOUS (RFC 4505). Passwords are only ever stored as SCRAM keys.
+
+use crate::storage::{Credentials, ScramKeys, Storage};
+use rsasl::callback::{Context, Request, SessionCallback, SessionData};
+use rsasl::mechanisms::scram::properties::ScramStoredPassword;
+use rsasl::prelude::*;
+use rsasl::property::{AuthId, AuthzId, Password};
+use rsasl::validate::{Validate, ValidationError};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use std::io::Cursor;
+use std::sync::Arc;
+use tokio::runtime::Handle;
+
+/// Iterations used for new passwords (RFC 7677 recommends at least 4096).
+pub const SCRAM_ITERATIONS: u32 = 4096;
+
+/// Derive the stored SCRAM keys for a password (RFC 5802 §3), for both hash functions.
+pub fn derive_credentials(password: &str) -> Credentials {
+    let salt: [u8; 16] = rand::random();
+    derive_with_salt(password, &salt, SCRAM_ITERATIONS)
+}
+
+fn derive_with_salt(password: &str, salt: &[u8], iterations: u32) -> Credentials {
+    use rsasl::mechanisms::scram::tools::{derive_keys, hash_password};
+    // SASLprep (RFC 4013) the password as SCRAM clients do; fall back to the raw text for
+    // strings SASLprep rejects so that such a password still works with PLAIN.
+    let prepared = stringprep::saslprep(password)
+        .map(|p| p.into_owned())
+        .unwrap_or_else(|_| password.to_string());
+    let mut salted1 = Default::default();
+    hash_password::<Sha1>(prepared.as_bytes(), iterations, salt, &mut salted1);
+    let (client1, server1) = derive_keys::<Sha1>(salted1.as_slice());
+    let mut salted256 = Default::default();
+    hash_password::<Sha256>(prepared.as_bytes(), iterations, salt, &mut salted256);
+    let (client256, server256) = derive_keys::<Sha256>(salted256.as_slice());
+    Credentials {
+        iterations,
+        salt: salt.to_vec(),
+        sha1: ScramKeys {
+            stored_key: Sha1::digest(client1).to_vec(),
+            server_key: server1.to_vec(),
+        },
+        sha256: ScramKeys {
+            stored_key: Sha256::digest(client256).to_vec(),
+            server_key: server256.to_vec(),
+        },
+    }
+}
+
+/// Check a plaintext password (from PLAIN) against stored credentials, in constant time.
+pub fn verify_password(credentials: &Credentials, password: &str) -> bool {
+    let candidate = derive_with_salt(password, &credentials.salt, credentials.iterations);
+    constant_time_eq(&candidate.sha256.stored_key, &credentials.sha256.stored_key)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Who logged in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authenticated {
+    /// Localpart of an account on the host.
+    User(String),
+    Anonymous,
+}
+
+/// The outcome rsasl hands back from our validation callback.
+pub struct SalonValidation;
+impl Validation for SalonValidation {
+    type Value = Authenticated;
+}
+
+static WITH_CHANNEL_BINDING: [Mechanism; 5] = [
+    rsasl::mechanisms::scram::SCRAM_SHA256_PLUS,
+    rsasl::mechanisms::scram::SCRAM_SHA1_PLUS,
+    rsasl::mechanisms::scram::SCRAM_SHA256,
+    rsasl::mechanisms::scram::SCRAM_SHA1,
+    rsasl::mechanisms::plain::PLAIN,
+];
+static WITHOUT_CHANNEL_BINDING: [Mechanism; 3] = [
+    rsasl::mechanisms::scram::SCRAM_SHA256,
+    rsasl::mechanisms::scram::SCRAM_SHA1,
+    rsasl::mechanisms::plain::PLAIN,
+];
+static WITHOUT_PLAIN: [Mechanism; 2] = [
+    rsasl::mechanisms::scram::SCRAM_SHA256,
+    rsasl::mechanisms::scram::SCRAM_SHA1,
+];
+static ANONYMOUS_ONLY: [Mechanism; 1] = [rsasl::mechanisms::anonymous::ANONYMOUS];
+
+/// Channel-binding data of the current TLS connection.
+#[derive(Clone, Default)]
+pub struct ChannelBindings {
+    pub tls_exporter: Option<Vec<u8>>,
+    pub tls_server_end_point: Option<Vec<u8>>,
+}
+
+impl ChannelBindingCallback for ChannelBindings {
+    fn get_cb_data(&self, cbname: &str) -> Option<&[u8]> {
+        match cbname {
+            "tls-exporter" => self.tls_exporter.as_deref(),
+            "tls-server-end-point" => self.tls_server_end_point.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl ChannelBindings {
+    /// The binding types offered in XEP-0440 `<sasl-channel-binding/>`.
+    pub fn offered(&self) -> Vec<&'static str> {
+        let mut types = Vec::new();
+        if self.tls_exporter.is_some() {
+            types.push("tls-exporter");
+        }
+        if self.tls_server_end_point.is_some() {
+            types.push("tls-server-end-point");
+        }
+        types
+    }
+}
+
+/// Looks up credentials and validates logins for one authentication attempt.
+struct Callback {
+    storage: Arc<dyn Storage>,
+    domain: String,
+    runtime: Handle,
+}
+
+impl Callback {
+    /// The account's normalised localpart, if `authid` is a valid one.
+    fn localpart(&self, authid: &str) -> Option<String> {
+        let bare = jid::BareJid::new(&format!("{authid}@{}", self.domain)).ok()?;
+        Some(bare.node()?.as_str().to_string())
+    }
+
+    fn credentials(&self, authid: &str) -> Option<Credentials> {
+        let user = self.localpart(authid)?;
+        // rsasl callbacks are synchronous; every SASL step runs on a blocking thread (see
+        // `Exchange::step`), where waiting for the async storage is allowed.
+        self.runtime
+            .block_on(self.storage.credentials(&user, &self.domain))
+            .ok()
+            .flatten()
+    }
+
+    fn authzid_ok(&self, context: &Context, user: &str) -> bool {
+        match context.get_ref::<AuthzId>() {
+            None | Some("") => true,
+            Some(authzid) => {
+                let expected = format!("{user}@{}", self.domain);
+                jid::BareJid::new(authzid).is_ok_and(|j| j.as_str() == expected)
+            }
+        }
+    }
+}
+
+impl SessionCallback for Callback {
+    fn callback(
+        &self,
+        session_data: &SessionData,
+        context: &Context,
+        request: &mut Request,
+    ) -> Result<(), SessionError> {
+        if !request.is::<ScramStoredPassword>() {
+            return Ok(());
+        }
+        let Some(authid) = context.get_ref::<AuthId>() else {
+            return Ok(());
+        };
+        if let Some(credentials) = self.credentials(authid) {
+            let keys = if session_data
+                .mechanism()
+                .mechanism
+                .as_str()
+                .starts_with("SCRAM-SHA-256")
+            {
+                &credentials.sha256
+            } else {
+                &credentials.sha1
+            };
+            request.satisfy::<ScramStoredPassword>(&ScramStoredPassword::new(
+                credentials.iterations,
+                &credentials.salt,
+                &keys.stored_key,
+                &keys.server_key,
+            ))?;
+        }
+        Ok(())
+    }
+
+    fn validate(
+        &self,
+        session_data: &SessionData,
+        context: &Context,
+        validate: &mut Validate<'_>,
+    ) -> Result<(), ValidationError> {
+        let mechanism = session_data.mechanism().mechanism.as_str();
+        let outcome = match mechanism {
+            "ANONYMOUS" => Some(Authenticated::Anonymous),
+            "PLAIN" => {
+                let authid = context.get_ref::<AuthId>().unwrap_or_default();
+                let password = context.get_ref::<Password>().unwrap_or_default();
+                let password = std::str::from_utf8(password).unwrap_or_default();
+                match (self.localpart(authid), self.credentials(authid)) {
+                    (Some(user), Some(credentials))
+                        if verify_password(&credentials, password)
+                            && self.authzid_ok(context, &user) =>
+                    {
+                        Some(Authenticated::User(user))
+                    }
+                    _ => None,
+                }
+            }
+            // rsasl calls validate for SCRAM only after the client proof checked out.
+            _ => {
+                let authid = context.get_ref::<AuthId>().unwrap_or_default();
+                self.localpart(authid)
+                    .filter(|user| self.authzid_ok(context, user))
+                    .map(Authenticated::User)
+            }
+        };
+        if let Some(outcome) = outcome {
+            validate.with::<SalonValidation, _>(|| Ok(outcome))?;
+        }
+        Ok(())
+    }
+}
+
+/// Which mechanisms a connection may use.
+pub fn offered_mechanisms(anonymous_host: bool, secure: bool, plain_allowed: bool) -> Vec<&'static str> {
+    registry_for(anonymous_host, secure, plain_allowed)
+        .iter()
+        .map(|m| m.mechanism.as_str())
+        .collect()
+}
+
+fn registry_for(anonymous_host: bool, secure: bool, plain_allowed: bool) -> &'static [Mechanism] {
+    if anonymous_host {
+        &ANONYMOUS_ONLY
+    } else if secure {
+        &WITH_CHANNEL_BINDING
+    } else if plain_allowed {
+        &WITHOUT_CHANNEL_BINDING
+    } else {
+        &WITHOUT_PLAIN
+    }
+}
+
+/// Why an exchange ended without success; each is an RFC 6120 §6.5 condition.
+#[derive(Debug)]
+pub enum SaslFailure {
+    InvalidMechanism,
+    IncorrectEncoding,
+    NotAuthorized,
+    MalformedRequest,
+}
+
+impl SaslFailure {
+    pub fn condition(&self) -> &'static str {
+        match self {
+            SaslFailure::InvalidMechanism => "invalid-mechanism",
+            SaslFailure::IncorrectEncoding => "incorrect-encoding",
+            SaslFailure::NotAuthorized => "not-authorized",
+            SaslFailure::MalformedRequest => "malformed-request",
+        }
+    }
+}
+
+/// What one step produced.
+pub enum StepOutcome {
+    /// Send a `<challenge/>` with these bytes and wait for a `<response/>`.
+    Challenge(Vec<u8>),
+    /// Send `<success/>` with these additional-data bytes (may be empty).
+    Success(Authenticated, Vec<u8>),
+}
+
+/// One SASL exchange in progress.
+pub struct Exchange {
+    session: Option<Session<SalonValidation, ChannelBindings>>,
+}
+
+impl Exchange {
+    /// Start `mechanism` if it is one this connection may use.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        mechanism: &str,
+        storage: Arc<dyn Storage>,
+        domain: &str,
+        anonymous_host: bool,
+        secure: bool,
+        plain_allowed: bool,
+        bindings: ChannelBindings,
+    ) -> Result<Exchange, SaslFailure> {
+        let registry = registry_for(anonymous_host, secure, plain_allowed);
+        if !registry.iter().any(|m| m.mechanism.as_str() == mechanism) {
+            return Err(SaslFailure::InvalidMechanism);
+        }
+        let callback = Callback {
+            storage,
+            domain: domain.to_string(),
+            runtime: Handle::current(),
+        };
+        let config = SASLConfig::builder()
+            .with_registry(Registry::with_mechanisms(registry))
+            .with_callback(callback)
+            .map_err(|_| SaslFailure::InvalidMechanism)?;
+        let server = SASLServer::<SalonValidation, ChannelBindings>::with_cb(config, bindings);
+        let name = Mechname::parse(mechanism.as_bytes()).map_err(|_| SaslFailure::InvalidMechanism)?;
+        let session = server
+            .start_suggested(name)
+            .map_err(|_| SaslFailure::InvalidMechanism)?;
+        Ok(Exchange {
+            session: Some(session),
+        })
+    }
+
+    /// Feed the client's data (already base64-decoded). Runs on a blocking thread because the
+    /// callbacks wait for storage and PLAIN hashes the password.
+    pub async fn step(&mut self, input: Vec<u8>) -> Result<StepOutcome, SaslFailure> {
+        let Some(mut session) = self.session.take() else {
+            return Err(SaslFailure::MalformedRequest);
+        };
+        let result = tokio::task::spawn_blocking(move || {
+            let mut out = Cursor::new(Vec::new());
+            let state = session.step(Some(&input), &mut out);
+            (session, state, out.into_inner())
+        })
+        .await;
+        let Ok((mut session, state, output)) = result else {
+            return Err(SaslFailure::NotAuthorized);
+        };
+        match state {
+            Ok(State::Running) => {
+                self.session = Some(session);
+                Ok(StepOutcome::Challenge(output))
+            }
+            Ok(State::Finished(_)) => match session.validation() {
+                Some(who) => Ok(StepOutcome::Success(who, output)),
+                None => Err(SaslFailure::NotAuthorized),
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "SASL step failed");
+                Err(SaslFailure::NotAuthorized)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7677_test_vector() {
+        // RFC 7677 §3: user "user", password "pencil", salt W22ZaJ0SNY7soEsUEjb6gQ==, i=4096.
+        use base64::Engine as _;
+        let salt = base64::engine::general_purpose::STANDARD
+            .decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+            .unwrap();
+        let credentials = derive_with_salt("pencil", &salt, 4096);
+        // ServerKey derived from the published server signature's inputs is not given
+        // directly; check the stored key round-trips through verification instead.
+        assert!(verify_password(&credentials, "pencil"));
+        assert!(!verify_password(&credentials, "pencil2"));
+        assert_eq!(credentials.sha256.stored_key.len(), 32);
+        assert_eq!(credentials.sha1.stored_key.len(), 20);
+    }
+}

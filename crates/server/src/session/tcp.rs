@@ -1,0 +1,159 @@
+//! The TCP transport for client streams: plain with STARTTLS (RFC 6120 §5) or TLS from the first
+//! byte (XEP-0368). It only moves bytes; stream logic lives in the session.
+
+use super::{ReadError, Transport};
+use crate::server::Server;
+use crate::session::sasl::ChannelBindings;
+use salon_xml::{ParserLimits, StreamEvent, StreamParser};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while STARTTLS swaps one for the other.
+    Upgrading,
+}
+
+pub struct TcpTransport {
+    stream: Stream,
+    parser: StreamParser,
+    buffer: Box<[u8]>,
+    peer: SocketAddr,
+    server_end_point: Vec<u8>,
+}
+
+impl TcpTransport {
+    fn new(stream: Stream, peer: SocketAddr, limits: ParserLimits, server_end_point: Vec<u8>) -> Self {
+        TcpTransport {
+            stream,
+            parser: StreamParser::new(limits),
+            buffer: vec![0u8; 16 * 1024].into_boxed_slice(),
+            peer,
+            server_end_point,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for TcpTransport {
+    async fn read_events(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
+        let read = match &mut self.stream {
+            Stream::Plain(s) => s.read(&mut self.buffer).await,
+            Stream::Tls(s) => s.read(&mut self.buffer).await,
+            Stream::Upgrading => return Err(ReadError::Closed),
+        }
+        .map_err(ReadError::Io)?;
+        if read == 0 {
+            return Err(ReadError::Closed);
+        }
+        self.parser
+            .feed(&self.buffer[..read], events)
+            .map_err(ReadError::Parse)
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.stream {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+            Stream::Upgrading => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn stream_header(&self, from: &str, id: &str, to: Option<&str>) -> String {
+        let to = to
+            .map(|t| format!(" to='{}'", salon_xml::escape(t)))
+            .unwrap_or_default();
+        format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='{id}' from='{}'{to} version='1.0' xml:lang='en'>",
+            salon_xml::escape(from)
+        )
+    }
+
+    fn stream_footer(&self) -> &'static str {
+        "</stream:stream>"
+    }
+
+    fn restart(&mut self) {
+        self.parser.reset();
+    }
+
+    fn is_secure(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    fn can_starttls(&self) -> bool {
+        matches!(self.stream, Stream::Plain(_))
+    }
+
+    async fn starttls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        let tls = TlsAcceptor::from(config).accept(tcp).await?;
+        self.stream = Stream::Tls(Box::new(tls));
+        self.parser.reset();
+        Ok(())
+    }
+
+    fn channel_bindings(&self) -> ChannelBindings {
+        match &self.stream {
+            Stream::Tls(tls) => ChannelBindings {
+                tls_exporter: crate::tls::exporter_binding(tls.get_ref().1),
+                tls_server_end_point: Some(self.server_end_point.clone()),
+            },
+            _ => ChannelBindings::default(),
+        }
+    }
+
+    fn peer_ip(&self) -> IpAddr {
+        self.peer.ip()
+    }
+}
+
+/// Accept client connections until the task is aborted.
+pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls: bool) {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(guard) = super::ConnectionGuard::admit(&server, peer.ip()) else {
+            tracing::warn!(%peer, "too many connections from this address; refused");
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let server = server.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let limits = super::parser_limits(&server);
+            let end_point = server.tls.server_end_point.clone();
+            let stream = if direct_tls {
+                match TlsAcceptor::from(server.tls.direct.clone()).accept(socket).await {
+                    Ok(tls) => Stream::Tls(Box::new(tls)),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                }
+            } else {
+                Stream::Plain(socket)
+            };
+            let transport = TcpTransport::new(stream, peer, limits, end_point);
+            super::run(server, transport).await;
+        });
+    }
+}

@@ -1,0 +1,245 @@
+//! Namespaces and small stanza builders shared by every module: error replies (RFC 6120 §8.3),
+//! IQ results, and attribute access on `minidom` elements.
+
+use minidom::rxml::{Namespace, NcName};
+use minidom::Element;
+
+pub mod ns {
+    pub const CLIENT: &str = "jabber:client";
+    pub const STREAM: &str = "http://etherx.jabber.org/streams";
+    pub const STREAMS_ERROR: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+    pub const STANZAS_ERROR: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+    pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+    pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+    pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+    pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+    pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+    pub const CAPS: &str = "http://jabber.org/protocol/caps";
+    pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+    pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+    pub const DATA_FORMS: &str = "jabber:x:data";
+    pub const ROSTER: &str = "jabber:iq:roster";
+    pub const PING: &str = "urn:xmpp:ping";
+    pub const VERSION: &str = "jabber:iq:version";
+    pub const TIME: &str = "urn:xmpp:time";
+    pub const LAST: &str = "jabber:iq:last";
+    pub const VCARD: &str = "vcard-temp";
+    pub const DELAY: &str = "urn:xmpp:delay";
+    pub const SERVER_INFO: &str = "http://jabber.org/network/serverinfo";
+}
+
+/// Parse an attribute name known at compile time. Only called with literals, so the
+/// conversion cannot fail on input from the network.
+fn name(attribute: &'static str) -> NcName {
+    NcName::try_from(attribute).unwrap_or_else(|_| panic!("invalid attribute name {attribute}"))
+}
+
+/// Set (or replace) an unqualified attribute.
+pub fn set_attr(element: &mut Element, attribute: &'static str, value: impl Into<String>) {
+    element
+        .attrs_mut()
+        .insert(Namespace::NONE, name(attribute), value.into());
+}
+
+/// Remove an unqualified attribute if present.
+pub fn remove_attr(element: &mut Element, attribute: &'static str) {
+    element.attrs_mut().remove(&Namespace::NONE, &name(attribute));
+}
+
+/// An element builder that takes plain `&str` attribute names.
+pub struct Build(Element);
+
+impl Build {
+    pub fn new(element: &str, namespace: &str) -> Build {
+        Build(Element::bare(element, namespace))
+    }
+    pub fn attr(mut self, attribute: &'static str, value: impl Into<String>) -> Build {
+        set_attr(&mut self.0, attribute, value);
+        self
+    }
+    pub fn attr_opt(self, attribute: &'static str, value: Option<impl Into<String>>) -> Build {
+        match value {
+            Some(v) => self.attr(attribute, v),
+            None => self,
+        }
+    }
+    pub fn child(mut self, child: Element) -> Build {
+        self.0.append_child(child);
+        self
+    }
+    pub fn children(mut self, children: impl IntoIterator<Item = Element>) -> Build {
+        for child in children {
+            self.0.append_child(child);
+        }
+        self
+    }
+    pub fn text(mut self, text: impl Into<String>) -> Build {
+        self.0.append_text_node(text);
+        self
+    }
+    pub fn build(self) -> Element {
+        self.0
+    }
+}
+
+impl From<Build> for Element {
+    fn from(b: Build) -> Element {
+        b.0
+    }
+}
+
+/// RFC 6120 §8.3.2 error types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorType {
+    Auth,
+    Cancel,
+    Continue,
+    Modify,
+    Wait,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Auth => "auth",
+            ErrorType::Cancel => "cancel",
+            ErrorType::Continue => "continue",
+            ErrorType::Modify => "modify",
+            ErrorType::Wait => "wait",
+        }
+    }
+}
+
+/// A stanza error: the defined condition of RFC 6120 §8.3.3, its type and an optional text.
+#[derive(Clone, Debug)]
+pub struct StanzaError {
+    pub kind: ErrorType,
+    pub condition: &'static str,
+    pub text: Option<String>,
+    /// An application-specific condition element to add (e.g. XEP-0363 `<file-too-large/>`).
+    pub extra: Option<Element>,
+}
+
+impl StanzaError {
+    pub fn new(kind: ErrorType, condition: &'static str) -> StanzaError {
+        StanzaError {
+            kind,
+            condition,
+            text: None,
+            extra: None,
+        }
+    }
+    pub fn with_text(mut self, text: impl Into<String>) -> StanzaError {
+        self.text = Some(text.into());
+        self
+    }
+    pub fn service_unavailable() -> StanzaError {
+        StanzaError::new(ErrorType::Cancel, "service-unavailable")
+    }
+    pub fn bad_request(text: impl Into<String>) -> StanzaError {
+        StanzaError::new(ErrorType::Modify, "bad-request").with_text(text)
+    }
+    pub fn not_allowed() -> StanzaError {
+        StanzaError::new(ErrorType::Cancel, "not-allowed")
+    }
+    pub fn forbidden() -> StanzaError {
+        StanzaError::new(ErrorType::Auth, "forbidden")
+    }
+    pub fn item_not_found() -> StanzaError {
+        StanzaError::new(ErrorType::Cancel, "item-not-found")
+    }
+    pub fn jid_malformed() -> StanzaError {
+        StanzaError::new(ErrorType::Modify, "jid-malformed")
+    }
+    pub fn internal() -> StanzaError {
+        StanzaError::new(ErrorType::Wait, "internal-server-error")
+    }
+    pub fn feature_not_implemented() -> StanzaError {
+        StanzaError::new(ErrorType::Cancel, "feature-not-implemented")
+    }
+    pub fn policy_violation(text: impl Into<String>) -> StanzaError {
+        StanzaError::new(ErrorType::Modify, "policy-violation").with_text(text)
+    }
+    pub fn resource_constraint() -> StanzaError {
+        StanzaError::new(ErrorType::Wait, "resource-constraint")
+    }
+
+    /// The `<error/>` child element.
+    pub fn to_element(&self) -> Element {
+        let mut error = Build::new("error", ns::CLIENT)
+            .attr("type", self.kind.as_str())
+            .child(Element::bare(self.condition, ns::STANZAS_ERROR));
+        if let Some(text) = &self.text {
+            error = error.child(
+                Build::new("text", ns::STANZAS_ERROR)
+                    .text(text.clone())
+                    .build(),
+            );
+        }
+        if let Some(extra) = &self.extra {
+            error = error.child(extra.clone());
+        }
+        error.build()
+    }
+}
+
+/// Turn a received stanza into its error bounce (RFC 6120 §8.3.1): swap addresses, set
+/// `type='error'`, keep the payload, add the error element.
+pub fn error_reply(stanza: &Element, error: &StanzaError) -> Element {
+    let mut reply = Element::bare(stanza.name(), ns::CLIENT);
+    for node in stanza.nodes() {
+        if let Some(child) = node.as_element() {
+            if child.name() != "error" {
+                reply.append_child(child.clone());
+            }
+        }
+    }
+    if let Some(id) = stanza.attr("id") {
+        set_attr(&mut reply, "id", id);
+    }
+    if let Some(from) = stanza.attr("from") {
+        set_attr(&mut reply, "to", from);
+    }
+    if let Some(to) = stanza.attr("to") {
+        set_attr(&mut reply, "from", to);
+    }
+    set_attr(&mut reply, "type", "error");
+    reply.append_child(error.to_element());
+    reply
+}
+
+/// An IQ result answering `request`, with an optional payload.
+pub fn iq_result(request: &Element, payload: Option<Element>) -> Element {
+    let mut reply = Build::new("iq", ns::CLIENT)
+        .attr("type", "result")
+        .attr_opt("id", request.attr("id"))
+        .attr_opt("to", request.attr("from"))
+        .attr_opt("from", request.attr("to"))
+        .build();
+    if let Some(payload) = payload {
+        reply.append_child(payload);
+    }
+    reply
+}
+
+/// Whether a stanza is of type error; errors are never answered with errors (RFC 6120 §8.3.1).
+pub fn is_error(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("error")
+}
+
+/// The first child element, the payload of an IQ.
+pub fn first_child(element: &Element) -> Option<&Element> {
+    element.children().next()
+}
+
+/// XEP-0082 timestamp for a Unix time in seconds.
+pub fn xep82_datetime(unix_seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(unix_seconds, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+pub fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}

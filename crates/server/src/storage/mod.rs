@@ -1,0 +1,178 @@
+//! The storage trait every backend implements (SQLite by default, PostgreSQL later). It is shaped
+//! by what the feature modules need, not by tables: accounts with SCRAM credentials (RFC 5802),
+//! rosters (RFC 6121 §2), offline messages (RFC 6121 §8.5.2.2), vCards (XEP-0054) and last
+//! activity (XEP-0012).
+//!
+//! Addresses are passed as (localpart, domain) pairs of already-validated, normalised strings.
+
+use async_trait::async_trait;
+
+/// Errors a backend reports. Features turn them into `<internal-server-error/>` and log them.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("account already exists")]
+    AlreadyExists,
+    #[error("account does not exist")]
+    NotFound,
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// The salted keys of RFC 5802 §3 for one hash function. The password itself is never stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScramKeys {
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+/// Everything needed to verify a password with SCRAM-SHA-1, SCRAM-SHA-256 or PLAIN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    pub sha1: ScramKeys,
+    pub sha256: ScramKeys,
+}
+
+/// RFC 6121 §2.1.2.5 subscription states as stored on the roster item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Subscription {
+    #[default]
+    None,
+    To,
+    From,
+    Both,
+    /// Only in roster pushes for a removed item; never stored.
+    Remove,
+}
+
+impl Subscription {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subscription::None => "none",
+            Subscription::To => "to",
+            Subscription::From => "from",
+            Subscription::Both => "both",
+            Subscription::Remove => "remove",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Subscription> {
+        Some(match text {
+            "none" => Subscription::None,
+            "to" => Subscription::To,
+            "from" => Subscription::From,
+            "both" => Subscription::Both,
+            "remove" => Subscription::Remove,
+            _ => return None,
+        })
+    }
+
+    /// The user receives the contact's presence.
+    pub fn has_to(self) -> bool {
+        matches!(self, Subscription::To | Subscription::Both)
+    }
+
+    /// The contact receives the user's presence.
+    pub fn has_from(self) -> bool {
+        matches!(self, Subscription::From | Subscription::Both)
+    }
+}
+
+/// One contact on a user's roster (RFC 6121 §2.1.2).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RosterItem {
+    /// The contact's bare JID, normalised.
+    pub jid: String,
+    pub name: Option<String>,
+    pub subscription: Subscription,
+    /// The user has sent a subscription request not yet answered ("pending out").
+    pub ask_out: bool,
+    /// The contact has asked to subscribe and the user has not answered ("pending in"); the
+    /// stored request is re-delivered at each login (RFC 6121 §3.1.3).
+    pub pending_in: bool,
+    pub groups: Vec<String>,
+}
+
+/// A stanza kept for an offline user, already serialised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfflineMessage {
+    pub stanza: String,
+    /// Seconds since the Unix epoch at which the server received it (for XEP-0203 delay).
+    pub received_at: i64,
+}
+
+/// What XEP-0012 reports for an offline account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastActivity {
+    /// Seconds since the Unix epoch of the last logout.
+    pub at: i64,
+    pub status: String,
+}
+
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    // Accounts.
+    async fn create_account(
+        &self,
+        user: &str,
+        domain: &str,
+        credentials: &Credentials,
+    ) -> StorageResult<()>;
+    async fn set_credentials(
+        &self,
+        user: &str,
+        domain: &str,
+        credentials: &Credentials,
+    ) -> StorageResult<()>;
+    /// Removes the account and everything stored for it (roster, offline, vCard, last).
+    async fn delete_account(&self, user: &str, domain: &str) -> StorageResult<()>;
+    async fn credentials(&self, user: &str, domain: &str) -> StorageResult<Option<Credentials>>;
+    /// Bare JIDs (`user@domain`) of all accounts, or only those of `domain`, sorted.
+    async fn list_accounts(&self, domain: Option<&str>) -> StorageResult<Vec<String>>;
+
+    // Rosters.
+    async fn roster(&self, user: &str, domain: &str) -> StorageResult<Vec<RosterItem>>;
+    async fn roster_item(
+        &self,
+        user: &str,
+        domain: &str,
+        contact: &str,
+    ) -> StorageResult<Option<RosterItem>>;
+    /// Inserts or replaces the item for `item.jid`.
+    async fn put_roster_item(&self, user: &str, domain: &str, item: &RosterItem)
+        -> StorageResult<()>;
+    async fn remove_roster_item(&self, user: &str, domain: &str, contact: &str)
+        -> StorageResult<()>;
+
+    // Offline messages.
+    async fn store_offline(
+        &self,
+        user: &str,
+        domain: &str,
+        message: &OfflineMessage,
+    ) -> StorageResult<()>;
+    /// Number of messages held for the user (to enforce a per-user cap).
+    async fn count_offline(&self, user: &str, domain: &str) -> StorageResult<usize>;
+    /// Returns and deletes all held messages, oldest first.
+    async fn take_offline(&self, user: &str, domain: &str) -> StorageResult<Vec<OfflineMessage>>;
+
+    // vCard-temp (XEP-0054), stored as the serialised `<vCard/>` element.
+    async fn vcard(&self, user: &str, domain: &str) -> StorageResult<Option<String>>;
+    async fn set_vcard(&self, user: &str, domain: &str, vcard: &str) -> StorageResult<()>;
+
+    // Last activity (XEP-0012).
+    async fn last_activity(&self, user: &str, domain: &str) -> StorageResult<Option<LastActivity>>;
+    async fn set_last_activity(
+        &self,
+        user: &str,
+        domain: &str,
+        activity: &LastActivity,
+    ) -> StorageResult<()>;
+
+    /// Makes sure everything written so far is durable; called on shutdown.
+    async fn flush(&self) -> StorageResult<()>;
+}
+pub mod memory;

@@ -1,0 +1,205 @@
+"""Starting and stopping a Salon server process for the integration tests.
+
+The server under test is `$SALON_BIN` or `<repo>/target/debug/salon`. Each SalonServer gets its
+own temporary directory (config, data_dir and the captured stderr log) and its own free ports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SALON_BIN = Path(os.environ.get("SALON_BIN", str(REPO / "target" / "debug" / "salon")))
+if not SALON_BIN.is_absolute():
+    SALON_BIN = (REPO / SALON_BIN).resolve()
+
+STARTUP_TIMEOUT = 20.0
+CLI_TIMEOUT = 30.0
+LOG_LEVEL = os.environ.get("SALON_TEST_LOG_LEVEL", "info")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (bind to port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerError(AssertionError):
+    pass
+
+
+class SalonServer:
+    def __init__(
+        self,
+        base_dir: Path,
+        name: str = "salon",
+        *,
+        require_encryption: bool = True,
+        max_stanza_bytes: int | None = None,
+        login_failures_per_minute: int = 1000,
+        extra_limits: dict | None = None,
+    ):
+        self.name = name
+        self.dir = Path(base_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = self.dir / "data"
+        self.config_path = self.dir / "salon.toml"
+        self.log_path = self.dir / "salon-stderr.log"
+        self.domain = "localhost"
+        self.anon_domain = "anon.localhost"
+        self.muc_domain = "rooms.localhost"
+        self.c2s_port = free_port()
+        self.tls_port = free_port()
+        self.http_port = free_port()
+        self.require_encryption = require_encryption
+        self.proc: subprocess.Popen | None = None
+        self._log_file = None
+        self._users: dict[str, str] = {}
+
+        limits = {
+            "login_failures_per_minute": login_failures_per_minute,
+            # The suite opens many connections from 127.0.0.1; only the rate-limit module
+            # tests a per-IP limit.
+            "connections_per_ip": 1000,
+        }
+        if max_stanza_bytes is not None:
+            limits["max_stanza_bytes"] = max_stanza_bytes
+        if extra_limits:
+            limits.update(extra_limits)
+        lines = [
+            f'domain = "{self.domain}"',
+            f'data_dir = "{self.data_dir}"',
+            "",
+            "[listen]",
+            f'c2s = "127.0.0.1:{self.c2s_port}"',
+            f'c2s_direct_tls = "127.0.0.1:{self.tls_port}"',
+            f'http = "127.0.0.1:{self.http_port}"',
+            "",
+            "[c2s]",
+            f"require_encryption = {'true' if require_encryption else 'false'}",
+            "",
+            "[anonymous]",
+            f'domain = "{self.anon_domain}"',
+            "",
+            "[muc]",
+            f'domain = "{self.muc_domain}"',
+            "",
+            "[limits]",
+        ]
+        lines += [f"{k} = {v}" for k, v in limits.items()]
+        lines += ["", "[log]", f'level = "{LOG_LEVEL}"', ""]
+        self.config_path.write_text("\n".join(lines))
+
+    # -- process ---------------------------------------------------------------------------
+
+    def start(self) -> "SalonServer":
+        if not SALON_BIN.exists():
+            raise ServerError(
+                f"Salon binary not found at {SALON_BIN} (build it with `cargo build`, "
+                "or set SALON_BIN)"
+            )
+        self._log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(SALON_BIN), "serve", "--config", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=self._log_file,
+            cwd=str(self.dir),
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError(
+                    f"salon serve exited with code {self.proc.returncode} during startup\n"
+                    f"config:\n{self.config_path.read_text()}\nlog:\n{self.log_tail()}"
+                )
+            if self._port_open(self.c2s_port):
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise ServerError(
+            f"salon serve did not accept connections on 127.0.0.1:{self.c2s_port} within "
+            f"{STARTUP_TIMEOUT}s\nlog:\n{self.log_tail()}"
+        )
+
+    @staticmethod
+    def _port_open(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def assert_running(self) -> None:
+        if not self.is_running():
+            code = None if self.proc is None else self.proc.returncode
+            raise ServerError(f"salon server is not running (exit code {code})\n{self.log_tail()}")
+
+    def terminate(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait up to `timeout`; returns the exit code (None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                return None
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        try:
+            self.terminate()
+        finally:
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+
+    def log_tail(self, lines: int = 150) -> str:
+        text = self.log_text().splitlines()
+        return "\n".join(text[-lines:])
+
+    # -- CLI -------------------------------------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [str(SALON_BIN), *args, "--config", str(self.config_path)]
+        res = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=CLI_TIMEOUT, cwd=str(self.dir),
+            stdin=subprocess.DEVNULL,
+        )
+        if check and res.returncode != 0:
+            raise ServerError(
+                f"`{' '.join(cmd)}` exited {res.returncode}\nstdout:\n{res.stdout}\n"
+                f"stderr:\n{res.stderr}"
+            )
+        return res
+
+    def add_user(self, localpart: str, password: str) -> str:
+        jid = f"{localpart}@{self.domain}"
+        self.cli("user", "add", jid, "--password", password)
+        self._users[jid] = password
+        return jid
+
+    def new_user(self, prefix: str = "u") -> tuple[str, str]:
+        """Creates a fresh account with a unique localpart; returns (bare jid, password)."""
+        local = f"{prefix}{uuid.uuid4().hex[:8]}"
+        password = "pw-" + uuid.uuid4().hex[:12]
+        return self.add_user(local, password), password

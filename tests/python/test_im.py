@@ -1,0 +1,229 @@
+"""Instant messaging: subscriptions and rosters, presence, 1:1 messages, offline storage,
+vCard, errors for unknown users (RFC 6121, XEP-0203, XEP-0054)."""
+
+import asyncio
+import xml.etree.ElementTree as ET
+
+from conftest import server_fixture
+from helpers import (
+    NS_CLIENT, NS_DELAY, Client, Clients, async_test, stanza_error_condition, uid,
+)
+
+server = server_fixture("im", require_encryption=True)
+
+NS_ROSTER = "jabber:iq:roster"
+NS_VCARD = "vcard-temp"
+
+
+async def login(cs, server, jid, password, resource=None, **kw):
+    resource = resource or ("r" + uid())
+    return await cs.login(server, f"{jid}/{resource}", password, mech="SCRAM-SHA-256", **kw)
+
+
+async def roster_items(c: Client) -> dict:
+    resp = await c.iq("get", None, f"<query xmlns='{NS_ROSTER}'/>")
+    assert resp["type"] == "result", f"roster get failed: {resp}"
+    query = resp.xml.find(f"{{{NS_ROSTER}}}query")
+    assert query is not None, f"roster result without query: {resp}"
+    return {item.get("jid"): item for item in query.findall(f"{{{NS_ROSTER}}}item")}
+
+
+def is_presence(p, ptype, frm):
+    return p["type"] == ptype and str(p["from"]) == frm
+
+
+@async_test
+async def test_subscription_handshake_roster_and_presence(server):
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("sa"), server.new_user("sb")
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw)
+        bob = await login(cs, server, b_jid, b_pw)
+
+        # alice -> bob: subscribe / subscribed
+        alice.x.send_presence(pto=b_jid, ptype="subscribe")
+        sub = await bob.wait_presence(lambda p: p["type"] == "subscribe", what="subscribe from alice")
+        assert str(sub["from"]) == a_jid, f"subscribe must come from alice's bare JID: {sub}"
+        bob.x.send_presence(pto=a_jid, ptype="subscribed")
+        ok = await alice.wait_presence(lambda p: p["type"] == "subscribed", what="subscribed from bob")
+        assert str(ok["from"]) == b_jid, str(ok)
+
+        # bob -> alice: subscribe / subscribed
+        bob.x.send_presence(pto=a_jid, ptype="subscribe")
+        sub = await alice.wait_presence(lambda p: p["type"] == "subscribe", what="subscribe from bob")
+        assert str(sub["from"]) == b_jid, str(sub)
+        alice.x.send_presence(pto=b_jid, ptype="subscribed")
+        ok = await bob.wait_presence(lambda p: p["type"] == "subscribed", what="subscribed from alice")
+        assert str(ok["from"]) == a_jid, str(ok)
+
+        # Rosters: both = both (the server may need a moment to apply the last subscribed).
+        async def both(c, contact):
+            for _ in range(20):
+                items = await roster_items(c)
+                if contact in items and items[contact].get("subscription") == "both":
+                    return items
+                await asyncio.sleep(0.2)
+            raise AssertionError(
+                f"{c.bare}'s roster does not show {contact} with subscription=both: "
+                f"{ {j: i.attrib for j, i in items.items()} }"
+            )
+
+        a_items = await both(alice, b_jid)
+        b_items = await both(bob, a_jid)
+        assert a_items[b_jid].get("ask") is None, ET.tostring(a_items[b_jid])
+        assert b_items[a_jid].get("ask") is None, ET.tostring(b_items[a_jid])
+
+        # Presence: a fresh broadcast from alice reaches bob from alice's full JID, and vice versa.
+        status = "here-" + uid()
+        alice.x.send_presence(pstatus=status)
+        p = await bob.wait_presence(
+            lambda p: str(p["from"]) == alice.jid and p["status"] == status,
+            what="alice's presence broadcast",
+        )
+        assert p["type"] in ("available", ""), str(p)
+        status_b = "bob-" + uid()
+        bob.x.send_presence(pstatus=status_b, pshow="away")
+        p = await alice.wait_presence(
+            lambda p: str(p["from"]) == bob.jid and p["status"] == status_b,
+            what="bob's presence broadcast",
+        )
+        assert p["show"] == "away", str(p)
+
+        # A second bob resource gets alice's current presence when it comes online.
+        bob2 = await login(cs, server, b_jid, b_pw)
+        await bob2.wait_presence(
+            lambda p: str(p["from"]) == alice.jid and p["type"] != "unavailable",
+            what="alice's presence on bob's initial presence (presence probe)",
+        )
+
+        # alice goes offline: bob sees unavailable from alice's full JID.
+        alice_full = alice.jid
+        await alice.close()
+        await bob.wait_presence(
+            lambda p: is_presence(p, "unavailable", alice_full),
+            what="unavailable presence from alice on disconnect",
+        )
+
+
+@async_test
+async def test_no_presence_leak_without_subscription(server):
+    (a_jid, a_pw), (c_jid, c_pw) = server.new_user("pl"), server.new_user("pc")
+    async with Clients() as cs:
+        carol = await login(cs, server, c_jid, c_pw)
+        alice = await login(cs, server, a_jid, a_pw)
+        status = "secret-" + uid()
+        alice.x.send_presence(pstatus=status)
+        await alice.ping_server()  # make sure the broadcast was processed
+        await asyncio.sleep(0.5)
+        leaked = [p for p in carol.presences if p["status"] == status]
+        assert not leaked, f"presence sent to a non-subscriber: {leaked[0]}"
+
+
+@async_test
+async def test_chat_messages_both_ways(server):
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("ma"), server.new_user("mb")
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw)
+        bob = await login(cs, server, b_jid, b_pw)
+
+        mid = "m1-" + uid()
+        body = "hello bob ✓ <&> " + uid()
+        alice.send_message(bob.jid, body, mid=mid)
+        m = await bob.wait_message(lambda m: m["id"] == mid, what="alice's message")
+        assert m["body"] == body
+        assert str(m["from"]) == alice.jid, f"from must be alice's full JID: {m}"
+        assert str(m["to"]) == bob.jid, str(m)
+        assert m["type"] == "chat"
+
+        mid2 = "m2-" + uid()
+        body2 = "hi alice " + uid()
+        bob.send_message(alice.jid, body2, mid=mid2)
+        m = await alice.wait_message(lambda m: m["id"] == mid2, what="bob's reply")
+        assert m["body"] == body2
+        assert str(m["from"]) == bob.jid, str(m)
+
+        # To the bare JID: delivered to the online resource.
+        mid3 = "m3-" + uid()
+        alice.send_message(b_jid, "to bare " + mid3, mid=mid3)
+        m = await bob.wait_message(lambda m: m["id"] == mid3, what="message to bob's bare JID")
+        assert m["body"] == "to bare " + mid3
+        assert str(m["from"]) == alice.jid
+
+
+@async_test
+async def test_offline_message_delivered_with_delay(server):
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("oa"), server.new_user("ob")
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw)
+        mid = "off-" + uid()
+        body = "while you were away " + uid()
+        alice.send_message(b_jid, body, mid=mid)
+        await alice.ping_server()
+        await asyncio.sleep(0.5)
+        errors = [m for m in alice.messages if m["type"] == "error"]
+        assert not errors, f"offline message bounced: {errors[0]}"
+
+        bob = await login(cs, server, b_jid, b_pw)
+        m = await bob.wait_message(lambda m: m["id"] == mid, what="offline message")
+        assert m["body"] == body
+        assert m["from"].bare == a_jid, str(m)
+        delay = m.xml.find(f"{{{NS_DELAY}}}delay")
+        assert delay is not None, f"offline message without XEP-0203 delay: {m}"
+        assert delay.get("stamp"), f"delay without stamp: {m}"
+        stamp = delay.get("stamp")
+        assert "T" in stamp and (stamp.endswith("Z") or "+" in stamp), f"bad stamp {stamp!r}"
+
+        # Delivered once: a second session of bob does not get it again.
+        bob2 = await login(cs, server, b_jid, b_pw)
+        await bob2.ping_server()
+        await asyncio.sleep(0.5)
+        assert not [m for m in bob2.messages if m["id"] == mid], "offline message delivered twice"
+
+
+@async_test
+async def test_message_to_unknown_user_bounces(server):
+    a_jid, a_pw = server.new_user("ua")
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw)
+        mid = "nx-" + uid()
+        alice.send_message(f"nosuchuser{uid()}@localhost", "anyone?", mid=mid)
+        err = await alice.wait_message(lambda m: m["id"] == mid, what="error bounce")
+        assert err["type"] == "error", f"expected an error bounce: {err}"
+        assert stanza_error_condition(err.xml) == "service-unavailable", str(err)
+
+
+@async_test
+async def test_vcard_set_get_and_fetch_by_other(server):
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("va"), server.new_user("vb")
+    fn = "Alice " + uid()
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw)
+        bob = await login(cs, server, b_jid, b_pw)
+
+        # Before any set: empty vCard (result, possibly empty) or item-not-found.
+        resp = await bob.iq("get", a_jid, f"<vCard xmlns='{NS_VCARD}'/>")
+        if resp["type"] == "result":
+            assert resp.xml.find(f"{{{NS_VCARD}}}vCard/{{{NS_VCARD}}}FN") is None
+        else:
+            assert stanza_error_condition(resp.xml) == "item-not-found", str(resp)
+
+        vcard = (
+            f"<vCard xmlns='{NS_VCARD}'><FN>{fn}</FN><NICKNAME>al</NICKNAME>"
+            f"<EMAIL><INTERNET/><USERID>alice@example.org</USERID></EMAIL></vCard>"
+        )
+        resp = await alice.iq("set", None, vcard)
+        assert resp["type"] == "result", f"vCard set failed: {resp}"
+
+        for who, to in ((alice, None), (alice, a_jid), (bob, a_jid)):
+            resp = await who.iq("get", to, f"<vCard xmlns='{NS_VCARD}'/>")
+            assert resp["type"] == "result", f"vCard get by {who.bare} failed: {resp}"
+            card = resp.xml.find(f"{{{NS_VCARD}}}vCard")
+            assert card is not None, str(resp)
+            assert card.findtext(f"{{{NS_VCARD}}}FN") == fn, str(resp)
+            assert card.findtext(f"{{{NS_VCARD}}}NICKNAME") == "al", str(resp)
+            assert card.findtext(f"{{{NS_VCARD}}}EMAIL/{{{NS_VCARD}}}USERID") == "alice@example.org"
+
+        # bob cannot write alice's vCard.
+        resp = await bob.iq("set", a_jid, f"<vCard xmlns='{NS_VCARD}'><FN>evil</FN></vCard>")
+        assert resp["type"] == "error", f"bob could set alice's vCard: {resp}"
+        resp = await alice.iq("get", None, f"<vCard xmlns='{NS_VCARD}'/>")
+        assert resp.xml.findtext(f"{{{NS_VCARD}}}vCard/{{{NS_VCARD}}}FN") == fn

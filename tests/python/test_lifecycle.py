@@ -1,0 +1,66 @@
+"""Process lifecycle and CLI: `salon user add/list/del` against a running server, and SIGTERM
+(clients get <system-shutdown/>, exit code 0)."""
+
+import asyncio
+
+import pytest
+
+from conftest import start_server
+from helpers import Client, Clients, async_test, uid
+
+
+@pytest.fixture
+def fresh_server(tmp_path_factory):
+    srv = start_server(tmp_path_factory, "lifecycle")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+async def login_works(srv, jid, password) -> bool:
+    async with Clients() as cs:
+        c = cs.add(Client(srv, f"{jid}/cli", password, mech="SCRAM-SHA-256"))
+        c.start_connect()
+        await c.wait_until(lambda: c.session_started.done() or c.auth_failures,
+                           what="login outcome")
+        return c.session_started.done()
+
+
+def test_user_cli_add_list_del(fresh_server):
+    srv = fresh_server
+    jid = srv.add_user("dave" + uid(), "dave-pw")
+    listed = srv.cli("user", "list").stdout.split()
+    assert jid in listed, f"{jid} not in `salon user list`: {listed}"
+    assert asyncio.run(login_works(srv, jid, "dave-pw")), "login with the CLI-created account failed"
+
+    srv.cli("user", "del", jid)
+    listed = srv.cli("user", "list").stdout.split()
+    assert jid not in listed, f"{jid} still listed after `salon user del`: {listed}"
+    assert not asyncio.run(login_works(srv, jid, "dave-pw")), "deleted account can still log in"
+
+    first = srv.cli("user", "add", "eve@localhost", "--password", "x1", check=False)
+    assert first.returncode == 0, first.stderr
+    again = srv.cli("user", "add", "eve@localhost", "--password", "x2", check=False)
+    assert again.returncode != 0, "adding an existing account again succeeded silently"
+    assert asyncio.run(login_works(srv, "eve@localhost", "x1")), "re-adding changed the password"
+
+
+def test_sigterm_sends_system_shutdown_and_exits_zero(fresh_server):
+    srv = fresh_server
+    jid = srv.add_user("frank", "frank-pw")
+
+    @async_test
+    async def scenario():
+        async with Clients() as cs:
+            c = await cs.login(srv, f"{jid}/bye", "frank-pw", mech="SCRAM-SHA-256")
+            await c.ping_server()
+            loop = asyncio.get_running_loop()
+            code_future = loop.run_in_executor(None, srv.terminate, 15.0)
+            await c.wait_until(lambda: c.stream_errors, what="<system-shutdown/> stream error")
+            assert c.stream_errors[0]["condition"] == "system-shutdown", str(c.stream_errors[0])
+            await c.wait_until(lambda: c.is_disconnected.is_set(), what="disconnect")
+            return await code_future
+
+    code = scenario()
+    assert code == 0, f"salon exited with {code} on SIGTERM (None = it had to be killed)"
