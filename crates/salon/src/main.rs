@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "salon", version, about = "Salon: an XMPP server where a chat room is a link")]
+#[command(
+    name = "salon",
+    version,
+    about = "Salon: an XMPP server where a chat room is a link"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -196,7 +200,10 @@ fn account(config: &Config, address: &str) -> Result<(String, String), Failure> 
             ),
         });
     }
-    Ok((node.as_str().to_string(), bare.domain().as_str().to_string()))
+    Ok((
+        node.as_str().to_string(),
+        bare.domain().as_str().to_string(),
+    ))
 }
 
 fn read_password(given: Option<String>) -> Result<String, Failure> {

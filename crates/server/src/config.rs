@@ -342,7 +342,8 @@ impl Config {
         ));
         out.push_str(&format!(
             "anonymous.domain = {}\n",
-            self.anonymous_domain().unwrap_or("off (no anonymous logins)")
+            self.anonymous_domain()
+                .unwrap_or("off (no anonymous logins)")
         ));
         out.push_str(&format!(
             "muc.domain = {}\n",
@@ -436,7 +437,10 @@ domain = "rooms.example.org"
         assert_eq!(err.line, Some(3));
         assert_eq!(err.key.as_deref(), Some("c2s.require_encryptoin"));
         let shown = err.to_string();
-        assert!(shown.starts_with("salon.toml:3: key `c2s.require_encryptoin`"), "{shown}");
+        assert!(
+            shown.starts_with("salon.toml:3: key `c2s.require_encryptoin`"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -126,7 +126,10 @@ impl Server {
         if domain != self.config.domain {
             return false;
         }
-        matches!(self.storage.credentials(node.as_str(), domain).await, Ok(Some(_)))
+        matches!(
+            self.storage.credentials(node.as_str(), domain).await,
+            Ok(Some(_))
+        )
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

@@ -43,7 +43,9 @@ pub fn set_attr(element: &mut Element, attribute: &'static str, value: impl Into
 
 /// Remove an unqualified attribute if present.
 pub fn remove_attr(element: &mut Element, attribute: &'static str) {
-    element.attrs_mut().remove(&Namespace::NONE, &name(attribute));
+    element
+        .attrs_mut()
+        .remove(&Namespace::NONE, &name(attribute));
 }
 
 /// An element builder that takes plain `&str` attribute names.

@@ -53,7 +53,12 @@ fn load_pem(
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("tls.cert: cannot read {}", cert.display()))?
         .collect::<Result<_, _>>()
-        .with_context(|| format!("tls.cert: {} is not a PEM certificate chain", cert.display()))?;
+        .with_context(|| {
+            format!(
+                "tls.cert: {} is not a PEM certificate chain",
+                cert.display()
+            )
+        })?;
     if chain.is_empty() {
         return Err(anyhow!("tls.cert: no certificate in {}", cert.display()));
     }

@@ -1,6 +1,8 @@
 //! The behaviour every `Storage` backend must share, written once in `run_suite` and run against
-//! each backend (in memory and SQLite), plus SQLite-only tests: persistence across reopening and
-//! two handles (the server and the CLI) writing to the same file at once.
+//! each backend (in memory and SQLite), plus backend-specific tests: data written for an address
+//! without an account (refused by SQLite, kept by the memory backend for anonymous visitors), and
+//! for SQLite persistence across reopening and two handles (the server and the CLI) writing to
+//! the same file at once.
 
 use std::path::Path;
 
@@ -284,12 +286,7 @@ async fn roster(s: &dyn Storage) {
         Some(romeo2.clone())
     );
 
-    // Per-account data for an account that does not exist is refused.
-    let err = s
-        .put_roster_item("carol", A, &romeo)
-        .await
-        .expect_err("no account");
-    assert!(matches!(err, StorageError::NotFound), "{err:?}");
+    // Reading the roster of an address without an account gives nothing.
     assert!(s.roster("carol", A).await.expect("roster").is_empty());
 
     s.remove_roster_item("alice", A, &nurse.jid)
@@ -357,11 +354,6 @@ async fn offline_messages(s: &dyn Storage) {
     assert_eq!(s.count_offline("alice", B).await.expect("count"), 1);
     assert_eq!(s.count_offline("bob", A).await.expect("count"), 0);
 
-    let err = s
-        .store_offline("carol", A, &messages[0])
-        .await
-        .expect_err("no account");
-    assert!(matches!(err, StorageError::NotFound), "{err:?}");
     assert_eq!(s.count_offline("carol", A).await.expect("count"), 0);
     assert!(s.take_offline("carol", A).await.expect("take").is_empty());
 
@@ -412,11 +404,6 @@ async fn vcards(s: &dyn Storage) {
         Some(second)
     );
 
-    let err = s
-        .set_vcard("carol", A, first)
-        .await
-        .expect_err("no account");
-    assert!(matches!(err, StorageError::NotFound), "{err:?}");
     assert_eq!(s.vcard("carol", A).await.expect("vcard"), None);
 }
 
@@ -438,11 +425,6 @@ async fn last_activity(s: &dyn Storage) {
         Some(last(1_800_000_000, ""))
     );
 
-    let err = s
-        .set_last_activity("carol", A, &last(1, "x"))
-        .await
-        .expect_err("no account");
-    assert!(matches!(err, StorageError::NotFound), "{err:?}");
     assert_eq!(s.last_activity("carol", A).await.expect("last"), None);
 }
 
@@ -528,6 +510,121 @@ async fn sqlite_conformance() {
         .expect("open");
     run_suite(&storage).await;
     storage.close().await;
+}
+
+/// Writes one of each kind of per-address data for carol@a.example, who has no account.
+async fn write_without_account(s: &dyn Storage) -> [Result<(), StorageError>; 4] {
+    let it = RosterItem {
+        groups: vec!["G".to_owned()],
+        ..item("romeo@montague.example")
+    };
+    [
+        s.put_roster_item("carol", A, &it).await,
+        s.store_offline("carol", A, &offline("<message/>", 1)).await,
+        s.set_vcard("carol", A, "<vCard/>").await,
+        s.set_last_activity("carol", A, &last(1, "x")).await,
+    ]
+}
+
+/// Nothing is visible for carol@a.example.
+async fn assert_nothing_for_carol(s: &dyn Storage) {
+    assert_eq!(s.credentials("carol", A).await.expect("get"), None);
+    assert!(s.roster("carol", A).await.expect("roster").is_empty());
+    assert_eq!(s.count_offline("carol", A).await.expect("count"), 0);
+    assert_eq!(s.vcard("carol", A).await.expect("vcard"), None);
+    assert_eq!(s.last_activity("carol", A).await.expect("last"), None);
+}
+
+/// SQLite never stores data for an address without an account, so none can be inherited by an
+/// account created later.
+#[tokio::test]
+async fn sqlite_refuses_data_without_account() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let s = open(&dir.path().join("salon.db")).await;
+    for result in write_without_account(&s).await {
+        let err = result.expect_err("no account");
+        assert!(matches!(err, StorageError::NotFound), "{err:?}");
+    }
+    assert_nothing_for_carol(&s).await;
+    s.create_account("carol", A, &creds(1))
+        .await
+        .expect("create");
+    assert!(s.roster("carol", A).await.expect("roster").is_empty());
+    assert!(s.take_offline("carol", A).await.expect("take").is_empty());
+    s.close().await;
+}
+
+/// Anonymous visitors have no account in the memory backend; their data is kept all the same,
+/// without making the address an account, and `delete_account` clears it at logout.
+#[tokio::test]
+async fn memory_keeps_data_without_account() {
+    let s = MemoryStorage::new();
+    s.create_account("alice", A, &creds(1))
+        .await
+        .expect("create");
+    for result in write_without_account(&s).await {
+        result.expect("stored without account");
+    }
+    assert_eq!(s.roster("carol", A).await.expect("roster").len(), 1);
+    assert_eq!(s.count_offline("carol", A).await.expect("count"), 1);
+    assert_eq!(
+        s.vcard("carol", A).await.expect("vcard").as_deref(),
+        Some("<vCard/>")
+    );
+    assert_eq!(
+        s.last_activity("carol", A).await.expect("last"),
+        Some(last(1, "x"))
+    );
+    // Still not an account.
+    assert_eq!(s.credentials("carol", A).await.expect("get"), None);
+    assert_eq!(
+        s.list_accounts(None).await.expect("list"),
+        ["alice@a.example"]
+    );
+    let err = s
+        .set_credentials("carol", A, &creds(2))
+        .await
+        .expect_err("no account");
+    assert!(matches!(err, StorageError::NotFound), "{err:?}");
+
+    // Logout: the data goes, and the answer says there was no account.
+    let err = s.delete_account("carol", A).await.expect_err("no account");
+    assert!(matches!(err, StorageError::NotFound), "{err:?}");
+    assert_nothing_for_carol(&s).await;
+    assert_eq!(
+        s.list_accounts(None).await.expect("list"),
+        ["alice@a.example"]
+    );
+
+    // Taking the last data forgets the address; writing again starts afresh.
+    s.store_offline("carol", A, &offline("<message/>", 2))
+        .await
+        .expect("store");
+    assert_eq!(s.take_offline("carol", A).await.expect("take").len(), 1);
+    assert_nothing_for_carol(&s).await;
+    let err = s.delete_account("carol", A).await.expect_err("forgotten");
+    assert!(matches!(err, StorageError::NotFound), "{err:?}");
+
+    // An account created for an address keeps what was written for it before.
+    s.set_vcard("carol", A, "<vCard/>").await.expect("vcard");
+    s.create_account("carol", A, &creds(3))
+        .await
+        .expect("create");
+    assert_eq!(
+        s.credentials("carol", A).await.expect("get"),
+        Some(creds(3))
+    );
+    assert_eq!(
+        s.vcard("carol", A).await.expect("vcard").as_deref(),
+        Some("<vCard/>")
+    );
+    let err = s
+        .create_account("carol", A, &creds(4))
+        .await
+        .expect_err("duplicate");
+    assert!(matches!(err, StorageError::AlreadyExists), "{err:?}");
+    s.delete_account("carol", A).await.expect("delete");
+    assert_nothing_for_carol(&s).await;
 }
 
 async fn open(path: &Path) -> SqliteStorage {

@@ -96,8 +96,10 @@ pub struct StreamParser {
 
 impl StreamParser {
     pub fn new(limits: ParserLimits) -> Self {
-        let mut options = rxml::Options::default();
-        options.max_token_length = limits.max_token_bytes;
+        let options = rxml::Options {
+            max_token_length: limits.max_token_bytes,
+            ..Default::default()
+        };
         StreamParser {
             parser: rxml::Parser::with_options(options),
             limits,
@@ -309,8 +311,7 @@ mod tests {
     fn stanza_split_at_every_byte() {
         let mut input = HEADER.to_vec();
         input.extend_from_slice(
-            "<message to='a@b'><body>héllo ✓ &amp; bye</body></message></stream:stream>"
-                .as_bytes(),
+            "<message to='a@b'><body>héllo ✓ &amp; bye</body></message></stream:stream>".as_bytes(),
         );
         let chunks: Vec<&[u8]> = input.chunks(1).collect();
         let (events, result) = parse_all(&chunks);

@@ -18,7 +18,9 @@ pub async fn deliver_local(server: &Arc<Server>, stanza: Element, to: jid::Jid) 
     let Some(node) = to.node() else {
         // Addressed to the server itself.
         if stanza.name() == "iq" {
-            server.handle_iq(stanza, IqScope::Server, to.to_bare()).await;
+            server
+                .handle_iq(stanza, IqScope::Server, to.to_bare())
+                .await;
         } else if stanza.name() == "message" {
             // RFC 6120 §10.3.1: a message to the server that it cannot act on.
             server.bounce(&stanza, StanzaError::service_unavailable());
@@ -120,9 +122,9 @@ fn highest_priority(sessions: &[Arc<SessionHandle>]) -> Vec<&Arc<SessionHandle>>
 
 /// Only messages with content a person would miss are kept (XEP-0160 §3).
 fn worth_storing(stanza: &Element) -> bool {
-    stanza.children().any(|c| {
-        c.name() == "body" || c.name() == "subject" || c.ns() == "urn:xmpp:hints"
-    })
+    stanza
+        .children()
+        .any(|c| c.name() == "body" || c.name() == "subject" || c.ns() == "urn:xmpp:hints")
 }
 
 async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
@@ -130,7 +132,10 @@ async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::BareJid)
         return;
     };
     let storage = server.storage_for(domain);
-    let held = storage.count_offline(node.as_str(), domain).await.unwrap_or(0);
+    let held = storage
+        .count_offline(node.as_str(), domain)
+        .await
+        .unwrap_or(0);
     if held >= server.config.limits.offline_messages_per_user {
         server.bounce(
             &stanza,
@@ -172,11 +177,7 @@ pub async fn deliver_offline(server: &Arc<Server>, session: &SessionHandle) {
             ..Default::default()
         });
         let mut events = Vec::new();
-        let wrapped = format!(
-            "<stream xmlns='{}'>{}",
-            ns::CLIENT,
-            message.stanza
-        );
+        let wrapped = format!("<stream xmlns='{}'>{}", ns::CLIENT, message.stanza);
         if parser.feed(wrapped.as_bytes(), &mut events).is_err() {
             tracing::error!(jid = %bare, "unreadable offline message dropped");
             continue;

@@ -101,7 +101,11 @@ fn deliver_presence_to(server: &Arc<Server>, stanza: &Element, target: &str) {
 
 /// Answer the probes of RFC 6121 §4.3 locally: current presence of every contact we are
 /// subscribed to, straight from the router's table.
-fn probe_contacts(server: &Arc<Server>, session: &SessionHandle, items: &[crate::storage::RosterItem]) {
+fn probe_contacts(
+    server: &Arc<Server>,
+    session: &SessionHandle,
+    items: &[crate::storage::RosterItem],
+) {
     for item in items.iter().filter(|i| i.subscription.has_to()) {
         for contact in server.router.sessions_of(&item.jid) {
             let last = contact.presence.lock().ok().and_then(|p| p.last.clone());
@@ -222,7 +226,12 @@ pub async fn outbound_subscription(
 }
 
 /// Route a subscription stanza from a local account's bare JID to `contact`.
-pub async fn send_subscription(server: &Arc<Server>, from: &str, contact: &jid::BareJid, kind: &str) {
+pub async fn send_subscription(
+    server: &Arc<Server>,
+    from: &str,
+    contact: &jid::BareJid,
+    kind: &str,
+) {
     let stanza = Build::new("presence", ns::CLIENT)
         .attr("type", kind)
         .attr("from", from)
@@ -231,7 +240,12 @@ pub async fn send_subscription(server: &Arc<Server>, from: &str, contact: &jid::
     server.route(stanza).await;
 }
 
-fn send_current_presence(server: &Arc<Server>, account: &jid::BareJid, contact: &str, unavailable: bool) {
+fn send_current_presence(
+    server: &Arc<Server>,
+    account: &jid::BareJid,
+    contact: &str,
+    unavailable: bool,
+) {
     for session in server.router.sessions_of(account.as_str()) {
         let last = session.presence.lock().ok().and_then(|p| p.last.clone());
         let Some(presence) = last else { continue };
@@ -249,7 +263,10 @@ fn send_current_presence(server: &Arc<Server>, account: &jid::BareJid, contact: 
 
 /// A subscription stanza arrives for the local account `to` (RFC 6121 §3, inbound side).
 pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
-    let Some(Ok(from)) = stanza.attr("from").map(|f| jid::Jid::new(f).map(|j| j.to_bare())) else {
+    let Some(Ok(from)) = stanza
+        .attr("from")
+        .map(|f| jid::Jid::new(f).map(|j| j.to_bare()))
+    else {
         return;
     };
     if !server.account_exists(to).await {

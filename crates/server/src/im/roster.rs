@@ -32,7 +32,9 @@ impl IqHandler for RosterHandler {
 /// The account's (localpart, domain) as storage wants them.
 pub fn account_key(bare: &jid::BareJid) -> (String, String) {
     (
-        bare.node().map(|n| n.as_str().to_string()).unwrap_or_default(),
+        bare.node()
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
         bare.domain().as_str().to_string(),
     )
 }
@@ -75,7 +77,9 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
     let items: Vec<&Element> = query.children().filter(|c| c.name() == "item").collect();
     // RFC 6121 §2.3.3: exactly one item per set.
     let [item] = items.as_slice() else {
-        return Err(StanzaError::bad_request("a roster set carries exactly one item"));
+        return Err(StanzaError::bad_request(
+            "a roster set carries exactly one item",
+        ));
     };
     let contact = item
         .attr("jid")
@@ -128,7 +132,10 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
     }
     let updated = RosterItem {
         jid: contact.to_string(),
-        name: item.attr("name").filter(|n| !n.is_empty()).map(str::to_string),
+        name: item
+            .attr("name")
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
         groups,
         ..existing.unwrap_or_default()
     };
@@ -172,7 +179,11 @@ pub fn push(server: &Arc<Server>, account: &jid::BareJid, item: &RosterItem) {
             .attr("type", "set")
             .attr("id", format!("push-{}", rand::random::<u32>()))
             .attr("to", session.jid.to_string())
-            .child(Build::new("query", ns::ROSTER).child(item_element(item)).build())
+            .child(
+                Build::new("query", ns::ROSTER)
+                    .child(item_element(item))
+                    .build(),
+            )
             .build();
         session.send_element(&push);
     }

@@ -18,13 +18,19 @@ pub fn register(registry: &mut Registry, config: &Config) {
     if fields.iter().all(|(_, values)| values.is_empty()) {
         return;
     }
-    let mut form = Build::new("x", ns::DATA_FORMS).attr("type", "result").child(
-        Build::new("field", ns::DATA_FORMS)
-            .attr("var", "FORM_TYPE")
-            .attr("type", "hidden")
-            .child(Build::new("value", ns::DATA_FORMS).text(ns::SERVER_INFO).build())
-            .build(),
-    );
+    let mut form = Build::new("x", ns::DATA_FORMS)
+        .attr("type", "result")
+        .child(
+            Build::new("field", ns::DATA_FORMS)
+                .attr("var", "FORM_TYPE")
+                .attr("type", "hidden")
+                .child(
+                    Build::new("value", ns::DATA_FORMS)
+                        .text(ns::SERVER_INFO)
+                        .build(),
+                )
+                .build(),
+        );
     for (var, values) in fields {
         if values.is_empty() {
             continue;

@@ -12,8 +12,18 @@ use std::sync::Arc;
 pub fn register(registry: &mut Registry) {
     for scope in [IqScope::Server, IqScope::Account] {
         registry.feature(scope, ns::DISCO_INFO);
-        registry.iq(scope, IqKind::Get, ns::DISCO_INFO, Arc::new(DiscoInfo(scope)));
-        registry.iq(scope, IqKind::Get, ns::DISCO_ITEMS, Arc::new(DiscoItems(scope)));
+        registry.iq(
+            scope,
+            IqKind::Get,
+            ns::DISCO_INFO,
+            Arc::new(DiscoInfo(scope)),
+        );
+        registry.iq(
+            scope,
+            IqKind::Get,
+            ns::DISCO_ITEMS,
+            Arc::new(DiscoItems(scope)),
+        );
     }
     registry.feature(IqScope::Server, ns::DISCO_ITEMS);
     registry.identity(
@@ -89,7 +99,11 @@ impl IqHandler for DiscoItems {
         let mut query = Build::new("query", ns::DISCO_ITEMS);
         if self.0 == IqScope::Server && !server.is_anonymous_host(request.to.domain().as_str()) {
             for domain in server.router.service_domains() {
-                query = query.child(Build::new("item", ns::DISCO_ITEMS).attr("jid", domain).build());
+                query = query.child(
+                    Build::new("item", ns::DISCO_ITEMS)
+                        .attr("jid", domain)
+                        .build(),
+                );
             }
         }
         Ok(Some(query.build()))

@@ -9,8 +9,18 @@ use std::sync::Arc;
 
 pub fn register(registry: &mut Registry) {
     registry.feature(IqScope::Server, ns::LAST);
-    registry.iq(IqScope::Server, IqKind::Get, ns::LAST, Arc::new(ServerUptime));
-    registry.iq(IqScope::Account, IqKind::Get, ns::LAST, Arc::new(AccountLast));
+    registry.iq(
+        IqScope::Server,
+        IqKind::Get,
+        ns::LAST,
+        Arc::new(ServerUptime),
+    );
+    registry.iq(
+        IqScope::Account,
+        IqKind::Get,
+        ns::LAST,
+        Arc::new(AccountLast),
+    );
 }
 
 struct ServerUptime;
@@ -43,7 +53,9 @@ impl IqHandler for AccountLast {
             }
         }
         if server.router.is_online(request.to.as_str()) {
-            return Ok(Some(Build::new("query", ns::LAST).attr("seconds", "0").build()));
+            return Ok(Some(
+                Build::new("query", ns::LAST).attr("seconds", "0").build(),
+            ));
         }
         let last = server
             .storage_for(&domain)

@@ -69,10 +69,12 @@ pub struct Identity {
     pub name: Option<&'static str>,
 }
 
+type HandlersByNamespace = HashMap<&'static str, Arc<dyn IqHandler>>;
+
 /// What the modules registered. Built once at startup, read-only afterwards.
 #[derive(Default)]
 pub struct Registry {
-    iq: HashMap<(IqScope, IqKind), HashMap<&'static str, Arc<dyn IqHandler>>>,
+    iq: HashMap<(IqScope, IqKind), HandlersByNamespace>,
     features: HashMap<IqScope, BTreeSet<&'static str>>,
     identities: HashMap<IqScope, BTreeSet<Identity>>,
     /// XEP-0128 extended info forms for the server's disco#info.

@@ -67,7 +67,10 @@ fn parse_vcard(text: &str) -> Option<minidom::Element> {
     });
     let mut events = Vec::new();
     parser
-        .feed(format!("<stream xmlns='{}'>{text}", ns::CLIENT).as_bytes(), &mut events)
+        .feed(
+            format!("<stream xmlns='{}'>{text}", ns::CLIENT).as_bytes(),
+            &mut events,
+        )
         .ok()?;
     events.into_iter().find_map(|e| match e {
         salon_xml::StreamEvent::Stanza(el) => Some(el),

@@ -86,12 +86,10 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.server
-            .connections
-            .remove_if_mut(&self.ip, |_, count| {
-                *count = count.saturating_sub(1);
-                *count == 0
-            });
+        self.server.connections.remove_if_mut(&self.ip, |_, count| {
+            *count = count.saturating_sub(1);
+            *count == 0
+        });
     }
 }
 
@@ -171,7 +169,7 @@ impl<T: Transport> Session<T> {
             tokio::select! {
                 read = self.transport.read_events(&mut events) => {
                     let result = read;
-                    for event in events.drain(..).collect::<Vec<_>>() {
+                    for event in std::mem::take(&mut events) {
                         if let Err(stop) = self.on_event(event).await {
                             return stop;
                         }
@@ -274,7 +272,9 @@ impl<T: Transport> Session<T> {
         };
         if let Some(to) = attr("to") {
             match jid::BareJid::new(to) {
-                Ok(host) if host.node().is_none() && self.server.is_local_user_host(host.as_str()) => {
+                Ok(host)
+                    if host.node().is_none() && self.server.is_local_user_host(host.as_str()) =>
+                {
                     self.host = host.to_string();
                 }
                 _ => {
@@ -332,12 +332,15 @@ impl<T: Transport> Session<T> {
                 }
                 if secure || !require_tls {
                     let anonymous = self.server.is_anonymous_host(&self.host);
-                    let mechanisms = sasl::offered_mechanisms(anonymous, secure, secure || !require_tls);
+                    let mechanisms =
+                        sasl::offered_mechanisms(anonymous, secure, secure || !require_tls);
                     features = features.child(
                         Build::new("mechanisms", ns::SASL)
-                            .children(mechanisms.into_iter().map(|m| {
-                                Build::new("mechanism", ns::SASL).text(m).build()
-                            }))
+                            .children(
+                                mechanisms
+                                    .into_iter()
+                                    .map(|m| Build::new("mechanism", ns::SASL).text(m).build()),
+                            )
                             .build(),
                     );
                     let bindings = self.transport.channel_bindings().offered();
@@ -355,13 +358,11 @@ impl<T: Transport> Session<T> {
                 }
             }
             Some(_) => {
-                features = features
-                    .child(Element::bare("bind", ns::BIND))
-                    .child(
-                        Build::new("session", ns::SESSION)
-                            .child(Element::bare("optional", ns::SESSION))
-                            .build(),
-                    );
+                features = features.child(Element::bare("bind", ns::BIND)).child(
+                    Build::new("session", ns::SESSION)
+                        .child(Element::bare("optional", ns::SESSION))
+                        .build(),
+                );
             }
         }
         features
@@ -406,7 +407,8 @@ impl<T: Transport> Session<T> {
 
     async fn starttls(&mut self) -> Result<(), Stop> {
         if !self.transport.can_starttls() {
-            self.send_raw(&format!("<failure xmlns='{}'/>", ns::TLS)).await?;
+            self.send_raw(&format!("<failure xmlns='{}'/>", ns::TLS))
+                .await?;
             return Err(Stop::Closed);
         }
         self.send_raw(&format!("<proceed xmlns='{}'/>", ns::TLS))
@@ -440,16 +442,24 @@ impl<T: Transport> Session<T> {
         let secure = self.transport.is_secure();
         let require_tls = self.server.config.c2s.require_encryption;
         if self.authenticated.is_some() {
-            return Err(Stop::StreamError("policy-violation", "already authenticated".into()));
+            return Err(Stop::StreamError(
+                "policy-violation",
+                "already authenticated".into(),
+            ));
         }
         if !secure && require_tls {
-            return self.sasl_failure("encryption-required", Some("use STARTTLS first")).await;
+            return self
+                .sasl_failure("encryption-required", Some("use STARTTLS first"))
+                .await;
         }
         let ip = self.transport.peer_ip();
         if !self.server.login_failures.may_try(ip) {
             tracing::warn!(peer = %ip, "login refused: too many failed logins from this address");
             return self
-                .sasl_failure("temporary-auth-failure", Some("too many failed logins; try again later"))
+                .sasl_failure(
+                    "temporary-auth-failure",
+                    Some("too many failed logins; try again later"),
+                )
                 .await;
         }
         let mechanism = element.attr("mechanism").unwrap_or_default();
@@ -475,7 +485,9 @@ impl<T: Transport> Session<T> {
 
     async fn sasl_response(&mut self, element: &Element) -> Result<(), Stop> {
         if self.sasl.is_none() {
-            return self.sasl_failure("malformed-request", Some("no exchange in progress")).await;
+            return self
+                .sasl_failure("malformed-request", Some("no exchange in progress"))
+                .await;
         }
         self.sasl_step(element).await
     }
@@ -500,8 +512,11 @@ impl<T: Transport> Session<T> {
         match exchange.step(data).await {
             Ok(StepOutcome::Challenge(challenge)) => {
                 let encoded = base64::engine::general_purpose::STANDARD.encode(challenge);
-                self.send_raw(&format!("<challenge xmlns='{}'>{encoded}</challenge>", ns::SASL))
-                    .await
+                self.send_raw(&format!(
+                    "<challenge xmlns='{}'>{encoded}</challenge>",
+                    ns::SASL
+                ))
+                .await
             }
             Ok(StepOutcome::Success(who, additional)) => {
                 self.sasl = None;
@@ -512,8 +527,11 @@ impl<T: Transport> Session<T> {
                 };
                 tracing::info!(peer = %self.transport.peer_ip(), host = %self.host, who = ?who, "authenticated");
                 self.authenticated = Some(who);
-                self.send_raw(&format!("<success xmlns='{}'>{additional}</success>", ns::SASL))
-                    .await?;
+                self.send_raw(&format!(
+                    "<success xmlns='{}'>{additional}</success>",
+                    ns::SASL
+                ))
+                .await?;
                 self.transport.restart();
                 self.stage = Stage::AwaitingHeader;
                 Ok(())
@@ -570,11 +588,17 @@ impl<T: Transport> Session<T> {
                 return self.send(&reply).await;
             }
         };
-        let (handle, receiver) =
-            SessionHandle::new(full.clone(), anonymous, self.server.config.limits.outbound_queue);
+        let (handle, receiver) = SessionHandle::new(
+            full.clone(),
+            anonymous,
+            self.server.config.limits.outbound_queue,
+        );
         if let Some(old) = self.server.router.bind(handle.clone()) {
             tracing::info!(jid = %full, "new session replaces the old one with the same resource");
-            old.kick("conflict", "replaced by a new session with the same resource");
+            old.kick(
+                "conflict",
+                "replaced by a new session with the same resource",
+            );
         }
         self.handle = Some(handle);
         self.outbound = Some(receiver);
@@ -598,7 +622,11 @@ impl<T: Transport> Session<T> {
         if element.ns() != ns::CLIENT || !matches!(element.name(), "message" | "presence" | "iq") {
             return Err(Stop::StreamError(
                 "unsupported-stanza-type",
-                format!("<{}/> in {} is not handled here", element.name(), element.ns()),
+                format!(
+                    "<{}/> in {} is not handled here",
+                    element.name(),
+                    element.ns()
+                ),
             ));
         }
         // RFC 6120 §8.1.2.1: the server stamps the sender's full JID.
@@ -640,13 +668,16 @@ impl<T: Transport> Session<T> {
         handle: &Arc<SessionHandle>,
     ) -> Result<(), Stop> {
         let kind = element.attr("type");
-        if element.attr("id").is_none() || !matches!(kind, Some("get" | "set" | "result" | "error")) {
+        if element.attr("id").is_none() || !matches!(kind, Some("get" | "set" | "result" | "error"))
+        {
             if stanza::is_error(&element) {
                 return Ok(());
             }
             let reply = stanza::error_reply(
                 &element,
-                &StanzaError::bad_request("an IQ needs an id and a type of get, set, result or error"),
+                &StanzaError::bad_request(
+                    "an IQ needs an id and a type of get, set, result or error",
+                ),
             );
             return self.send(&reply).await;
         }
@@ -658,10 +689,14 @@ impl<T: Transport> Session<T> {
         let own_bare = handle.jid.to_bare();
         match to {
             None => {
-                self.server.handle_iq(element, IqScope::Account, own_bare).await;
+                self.server
+                    .handle_iq(element, IqScope::Account, own_bare)
+                    .await;
             }
             Some(to) if to.is_bare() && to.to_bare() == own_bare => {
-                self.server.handle_iq(element, IqScope::Account, own_bare).await;
+                self.server
+                    .handle_iq(element, IqScope::Account, own_bare)
+                    .await;
             }
             Some(_) => self.server.route(element).await,
         }

@@ -231,7 +231,11 @@ impl SessionCallback for Callback {
 }
 
 /// Which mechanisms a connection may use.
-pub fn offered_mechanisms(anonymous_host: bool, secure: bool, plain_allowed: bool) -> Vec<&'static str> {
+pub fn offered_mechanisms(
+    anonymous_host: bool,
+    secure: bool,
+    plain_allowed: bool,
+) -> Vec<&'static str> {
     registry_for(anonymous_host, secure, plain_allowed)
         .iter()
         .map(|m| m.mechanism.as_str())
@@ -309,7 +313,8 @@ impl Exchange {
             .with_callback(callback)
             .map_err(|_| SaslFailure::InvalidMechanism)?;
         let server = SASLServer::<SalonValidation, ChannelBindings>::with_cb(config, bindings);
-        let name = Mechname::parse(mechanism.as_bytes()).map_err(|_| SaslFailure::InvalidMechanism)?;
+        let name =
+            Mechname::parse(mechanism.as_bytes()).map_err(|_| SaslFailure::InvalidMechanism)?;
         let session = server
             .start_suggested(name)
             .map_err(|_| SaslFailure::InvalidMechanism)?;

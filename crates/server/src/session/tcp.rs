@@ -29,7 +29,12 @@ pub struct TcpTransport {
 }
 
 impl TcpTransport {
-    fn new(stream: Stream, peer: SocketAddr, limits: ParserLimits, server_end_point: Vec<u8>) -> Self {
+    fn new(
+        stream: Stream,
+        peer: SocketAddr,
+        limits: ParserLimits,
+        server_end_point: Vec<u8>,
+    ) -> Self {
         TcpTransport {
             stream,
             parser: StreamParser::new(limits),
@@ -142,7 +147,10 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
             let limits = super::parser_limits(&server);
             let end_point = server.tls.server_end_point.clone();
             let stream = if direct_tls {
-                match TlsAcceptor::from(server.tls.direct.clone()).accept(socket).await {
+                match TlsAcceptor::from(server.tls.direct.clone())
+                    .accept(socket)
+                    .await
+                {
                     Ok(tls) => Stream::Tls(Box::new(tls)),
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");

@@ -142,10 +142,18 @@ pub trait Storage: Send + Sync + 'static {
         contact: &str,
     ) -> StorageResult<Option<RosterItem>>;
     /// Inserts or replaces the item for `item.jid`.
-    async fn put_roster_item(&self, user: &str, domain: &str, item: &RosterItem)
-        -> StorageResult<()>;
-    async fn remove_roster_item(&self, user: &str, domain: &str, contact: &str)
-        -> StorageResult<()>;
+    async fn put_roster_item(
+        &self,
+        user: &str,
+        domain: &str,
+        item: &RosterItem,
+    ) -> StorageResult<()>;
+    async fn remove_roster_item(
+        &self,
+        user: &str,
+        domain: &str,
+        contact: &str,
+    ) -> StorageResult<()>;
 
     // Offline messages.
     async fn store_offline(
