@@ -4,6 +4,12 @@
 //! activity (XEP-0012).
 //!
 //! Addresses are passed as (localpart, domain) pairs of already-validated, normalised strings.
+//!
+//! Persistent backends refuse roster, offline, vCard and last-activity writes for an address
+//! that has no account (`NotFound`), so data never outlives its account. The in-memory backend
+//! used for anonymous hosts accepts them: anonymous visitors have no account record, they exist
+//! while online, and their data is dropped with `delete_account` when they leave. Rosters are
+//! returned sorted by contact JID.
 
 use async_trait::async_trait;
 
