@@ -268,7 +268,9 @@ impl Server {
             session.kick("system-shutdown", "the server is shutting down");
         }
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
-        while self.router.session_count() > 0 && Instant::now() < deadline {
+        // Connections, not bound sessions: a session leaves the router before it has written
+        // its closing stream error, and the connection slot is released only after that.
+        while !self.connections.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         if let Err(e) = self.storage.flush().await {

@@ -7,7 +7,11 @@ use std::sync::Arc;
 
 pub fn register(registry: &mut Registry) {
     registry.feature(IqScope::Server, ns::PING);
-    registry.iq(IqScope::Server, IqKind::Get, ns::PING, Arc::new(Ping));
+    // A ping without `to` is addressed to the account and answered by the server for it
+    // (RFC 6120 §10.3.3), which clients use to check their connection.
+    for scope in [IqScope::Server, IqScope::Account] {
+        registry.iq(scope, IqKind::Get, ns::PING, Arc::new(Ping));
+    }
 }
 
 struct Ping;
