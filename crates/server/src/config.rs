@@ -37,11 +37,14 @@ pub struct TlsConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenConfig {
-    /// Client connections with STARTTLS (RFC 6120 §5).
+    /// Client connections with STARTTLS (RFC 6120 §5). `"off"` disables the listener.
+    #[serde(deserialize_with = "listener")]
     pub c2s: Option<SocketAddr>,
-    /// Client connections with TLS from the first byte (XEP-0368).
+    /// Client connections with TLS from the first byte (XEP-0368). `"off"` disables it.
+    #[serde(deserialize_with = "listener")]
     pub c2s_direct_tls: Option<SocketAddr>,
-    /// HTTP: WebSocket, BOSH, uploads, web client.
+    /// HTTP: WebSocket, BOSH, uploads, web client. `"off"` disables it.
+    #[serde(deserialize_with = "listener")]
     pub http: Option<SocketAddr>,
 }
 
@@ -66,6 +69,55 @@ pub struct AnonymousConfig {
 pub struct MucConfig {
     /// Host of the multi-user chat service.
     pub domain: String,
+    /// Who may create rooms by joining them.
+    #[serde(default)]
+    pub create_rooms: CreateRooms,
+    /// Messages kept in memory per room for history on join (rooms choose up to this).
+    #[serde(default = "default_max_history")]
+    pub max_history: usize,
+    /// Days archived room messages are kept (0: forever).
+    #[serde(default = "default_archive_days")]
+    pub archive_retention_days: u64,
+    /// Occupants one room may hold (rooms may set a lower limit).
+    #[serde(default = "default_max_occupants")]
+    pub max_occupants: usize,
+}
+
+/// Who may create rooms (`[muc] create_rooms`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CreateRooms {
+    /// Anyone, anonymous visitors included.
+    #[default]
+    Anyone,
+    /// Users with an account on this server.
+    Registered,
+    /// Only the server's `admins`.
+    Admins,
+}
+
+fn default_max_history() -> usize {
+    100
+}
+
+fn default_archive_days() -> u64 {
+    0
+}
+
+fn default_max_occupants() -> usize {
+    1000
+}
+
+impl MucConfig {
+    pub fn new(domain: &str) -> MucConfig {
+        MucConfig {
+            domain: domain.to_string(),
+            create_rooms: CreateRooms::default(),
+            max_history: default_max_history(),
+            archive_retention_days: default_archive_days(),
+            max_occupants: default_max_occupants(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -124,6 +176,21 @@ impl Default for Config {
             log: LogConfig::default(),
         }
     }
+}
+
+/// A listener address, or `"off"`: TOML has no null, and leaving the key out means the default.
+fn listener<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an address like \"127.0.0.1:5222\" or \"[::]:5222\", nor \"off\""
+        ))
+    })
 }
 
 impl Default for ListenConfig {
@@ -203,9 +270,7 @@ impl Config {
             anonymous: Some(AnonymousConfig {
                 domain: "anon.localhost".into(),
             }),
-            muc: Some(MucConfig {
-                domain: "rooms.localhost".into(),
-            }),
+            muc: Some(MucConfig::new("rooms.localhost")),
             ..Config::default()
         }
     }
@@ -221,7 +286,7 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|span| line_of(text, span.start));
             ConfigError {
                 file: path.map(Path::to_path_buf),
@@ -230,6 +295,7 @@ impl Config {
                 message: e.message().to_string(),
             }
         })?;
+        config.normalise();
         config.validate().map_err(|(key, message)| {
             let line = find_key_line(text, &key);
             ConfigError {
@@ -240,6 +306,26 @@ impl Config {
             }
         })?;
         Ok(config)
+    }
+
+    /// Host names as the server compares them (RFC 7622 §3.2: lower case, nameprep), so that
+    /// `EXAMPLE.org` in the file works like `example.org`. Invalid names are left for
+    /// `validate` to report.
+    fn normalise(&mut self) {
+        let normal = |domain: &mut String| {
+            if let Ok(jid) = jid::BareJid::new(domain) {
+                if jid.node().is_none() {
+                    *domain = jid.to_string();
+                }
+            }
+        };
+        normal(&mut self.domain);
+        if let Some(anonymous) = &mut self.anonymous {
+            normal(&mut anonymous.domain);
+        }
+        if let Some(muc) = &mut self.muc {
+            normal(&mut muc.domain);
+        }
     }
 
     /// Checks that cannot be expressed in types. Returns the dotted key and the problem.
@@ -279,6 +365,7 @@ impl Config {
         let limits = &self.limits;
         for (key, value, min) in [
             ("limits.max_stanza_bytes", limits.max_stanza_bytes, 10_000),
+            ("c2s.auth_timeout", self.c2s.auth_timeout as usize, 5),
             ("limits.max_xml_depth", limits.max_xml_depth, 4),
             ("limits.max_attributes", limits.max_attributes, 8),
             ("limits.outbound_queue", limits.outbound_queue, 16),
@@ -361,9 +448,20 @@ impl Config {
     }
 }
 
-fn tracing_filter_check(level: &str) -> Result<(), String> {
-    if level.trim().is_empty() {
+/// A `tracing` filter: comma-separated `level` or `target=level` directives.
+fn tracing_filter_check(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if filter.trim().is_empty() {
         return Err("must not be empty; use e.g. \"info\"".into());
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let level = directive.rsplit('=').next().unwrap_or(directive);
+        let is_target_only = !directive.contains('=') && directive.contains("::");
+        if !is_target_only && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{directive}` is not a level; use one of trace, debug, info, warn, error, off, optionally as target=level"
+            ));
+        }
     }
     Ok(())
 }
@@ -449,6 +547,26 @@ domain = "rooms.example.org"
         let err = Config::parse(text, None).unwrap_err();
         assert_eq!(err.line, Some(3));
         assert_eq!(err.key.as_deref(), Some("c2s.require_encryption"));
+    }
+
+    #[test]
+    fn listeners_can_be_off_and_domains_are_normalised() {
+        let text = "domain = \"Example.ORG\"\n[listen]\nc2s_direct_tls = \"off\"\nhttp = \"off\"\n";
+        let config = Config::parse(text, None).unwrap();
+        assert_eq!(config.domain, "example.org");
+        assert!(config.listen.c2s.is_some());
+        assert!(config.listen.c2s_direct_tls.is_none());
+        assert!(config.listen.http.is_none());
+        let text = "[listen]\nc2s = \"off\"\nc2s_direct_tls = \"off\"\n";
+        let err = Config::parse(text, None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("listen"));
+    }
+
+    #[test]
+    fn misspelt_log_level_is_refused() {
+        let err = Config::parse("[log]\nlevel = \"inf\"\n", None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("log.level"));
+        assert!(Config::parse("[log]\nlevel = \"info,salon_server=debug\"\n", None).is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod im;
 pub mod modules;
+pub mod muc;
 pub mod router;
 pub mod server;
 pub mod session;

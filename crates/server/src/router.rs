@@ -15,6 +15,58 @@ use tokio::sync::{mpsc, Notify};
 #[derive(Debug, Clone)]
 pub enum Outbound {
     Stanza(Bytes),
+    /// A fanned-out stanza: shared bytes around the recipient's own `to` address.
+    Addressed(Arc<AddressedTemplate>, Arc<str>),
+}
+
+impl Outbound {
+    /// Append the wire form of this stanza to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Outbound::Stanza(bytes) => out.extend_from_slice(bytes),
+            Outbound::Addressed(template, to) => {
+                out.extend_from_slice(&template.head);
+                out.extend_from_slice(to.as_bytes());
+                out.extend_from_slice(&template.tail);
+            }
+        }
+    }
+}
+
+/// A stanza serialised once for many recipients, split where the `to` address goes
+/// (ARCHITECTURE.md: serialise a broadcast once). `to` values are inserted escaped.
+#[derive(Debug)]
+pub struct AddressedTemplate {
+    head: Bytes,
+    tail: Bytes,
+}
+
+/// Stands in for the `to` attribute while serialising a template; private-use characters
+/// never appear in addresses we put there.
+const TO_PLACEHOLDER: &str = "\u{E000}salon-recipient\u{E000}";
+
+impl AddressedTemplate {
+    /// Serialise `stanza` (whose `to` is ignored) once.
+    pub fn new(stanza: &Element) -> Arc<AddressedTemplate> {
+        let mut copy = stanza.clone();
+        crate::stanza::set_attr(&mut copy, "to", TO_PLACEHOLDER);
+        let bytes = salon_xml::serialize(&copy);
+        let marker = TO_PLACEHOLDER.as_bytes();
+        let position = bytes
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .unwrap_or(bytes.len());
+        let tail_start = (position + marker.len()).min(bytes.len());
+        Arc::new(AddressedTemplate {
+            head: Bytes::copy_from_slice(&bytes[..position]),
+            tail: Bytes::copy_from_slice(&bytes[tail_start..]),
+        })
+    }
+
+    /// The recipient address in the form the template expects.
+    pub fn recipient(to: &str) -> Arc<str> {
+        Arc::from(salon_xml::escape(to))
+    }
 }
 
 /// A stream error to close a session with, decided by someone other than the session itself.
@@ -76,7 +128,16 @@ impl SessionHandle {
     /// Queue bytes for this session. A session whose queue is full cannot keep up; it is closed
     /// rather than allowed to grow memory without bound.
     pub fn send(&self, bytes: Bytes) {
-        match self.sender.try_send(Outbound::Stanza(bytes)) {
+        self.enqueue(Outbound::Stanza(bytes));
+    }
+
+    /// Queue one copy of a fanned-out stanza addressed to this session's JID.
+    pub fn send_addressed(&self, template: &Arc<AddressedTemplate>, to: &Arc<str>) {
+        self.enqueue(Outbound::Addressed(template.clone(), to.clone()));
+    }
+
+    fn enqueue(&self, item: Outbound) {
+        match self.sender.try_send(item) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(jid = %self.jid, "outbound queue full; disconnecting slow reader");
@@ -129,7 +190,7 @@ impl SessionHandle {
 /// Handles every stanza addressed to a service host such as `rooms.example.org`.
 #[async_trait::async_trait]
 pub trait ServiceHost: Send + Sync {
-    async fn handle(&self, stanza: Element);
+    async fn handle(&self, server: &Arc<crate::server::Server>, stanza: Element);
 }
 
 /// The table of bound sessions and service hosts.

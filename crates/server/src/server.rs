@@ -49,6 +49,16 @@ impl LoginLimiter {
 
     /// Record one failed login.
     pub fn failed(&self, ip: IpAddr) {
+        // Forget addresses whose failures are all outside the window, so the table stays
+        // as small as the set of recent offenders.
+        if self.failures.len() > 1024 {
+            let now = Instant::now();
+            self.failures.retain(|_, recent| {
+                recent
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) <= Self::WINDOW)
+            });
+        }
         let mut recent = self.failures.entry(ip).or_default();
         recent.push_back(Instant::now());
         while recent.len() > self.limit {
@@ -65,6 +75,8 @@ pub struct Server {
     pub anonymous_storage: Arc<dyn Storage>,
     pub router: Router,
     pub modules: Registry,
+    /// The multi-user chat service, when `[muc]` is configured.
+    pub muc: Option<Arc<crate::muc::MucService>>,
     pub tls: TlsSetup,
     pub login_failures: LoginLimiter,
     pub connections: dashmap::DashMap<IpAddr, usize>,
@@ -81,12 +93,18 @@ impl Server {
         crate::modules::register_all(&mut modules, &config);
         let caps_ver = crate::modules::disco::caps_ver(&modules);
         let (shutdown, _) = watch::channel(false);
+        let muc = config.muc.clone().map(crate::muc::MucService::new);
+        let router = Router::default();
+        if let Some(muc) = &muc {
+            router.register_service(&muc.settings.domain, muc.clone());
+        }
         Ok(Arc::new(Server {
+            muc,
             login_failures: LoginLimiter::new(config.limits.login_failures_per_minute),
             config,
             storage,
             anonymous_storage: Arc::new(MemoryStorage::new()),
-            router: Router::default(),
+            router,
             modules,
             tls,
             connections: dashmap::DashMap::new(),
@@ -162,7 +180,7 @@ impl Server {
         if self.is_local_user_host(domain) {
             crate::im::deliver_local(self, stanza, to).await;
         } else if let Some(service) = self.router.service(domain) {
-            service.handle(stanza).await;
+            service.handle(self, stanza).await;
         } else {
             // Server-to-server is not built yet, and anonymous hosts never federate anyway.
             self.bounce(
@@ -230,6 +248,10 @@ impl Server {
 
     /// Bind the listeners and serve until shutdown is requested.
     pub async fn run(self: &Arc<Self>) -> anyhow::Result<()> {
+        if let Some(muc) = &self.muc {
+            muc.load(self).await;
+            crate::muc::archive::start_retention(self.clone(), muc.settings.archive_retention_days);
+        }
         let mut tasks = Vec::new();
         if let Some(addr) = self.config.listen.c2s {
             let listener = TcpListener::bind(addr)

@@ -119,7 +119,7 @@ pub struct StanzaError {
     pub condition: &'static str,
     pub text: Option<String>,
     /// An application-specific condition element to add (e.g. XEP-0363 `<file-too-large/>`).
-    pub extra: Option<Element>,
+    pub extra: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -179,7 +179,7 @@ impl StanzaError {
             );
         }
         if let Some(extra) = &self.extra {
-            error = error.child(extra.clone());
+            error = error.child((**extra).clone());
         }
         error.build()
     }

@@ -101,6 +101,16 @@ async fn deliver_message_to_bare(server: &Arc<Server>, stanza: Element, to: &jid
         return;
     }
     if matches!(kind, "normal" | "chat") && worth_storing(&stanza) {
+        if from_anonymous_visitor(server, &stanza) {
+            // Anonymous visitors may talk to people who are online, but must not be able to
+            // fill accounts' offline storage.
+            server.bounce(
+                &stanza,
+                StanzaError::service_unavailable()
+                    .with_text("the recipient is offline; guests cannot leave messages"),
+            );
+            return;
+        }
         store_offline(server, stanza, to).await;
     }
 }
@@ -195,6 +205,14 @@ pub async fn deliver_offline(server: &Arc<Server>, session: &SessionHandle) {
             }
         }
     }
+}
+
+/// Whether the stanza was sent by a visitor of the anonymous host.
+pub fn from_anonymous_visitor(server: &Server, stanza: &Element) -> bool {
+    stanza
+        .attr("from")
+        .and_then(|from| jid::Jid::new(from).ok())
+        .is_some_and(|from| server.is_anonymous_host(from.domain().as_str()))
 }
 
 fn is_subscription(stanza: &Element) -> bool {

@@ -22,6 +22,15 @@ pub async fn outbound(server: &Arc<Server>, session: &Arc<SessionHandle>, stanza
                 server.bounce(&stanza, StanzaError::jid_malformed());
                 return;
             };
+            if session.anonymous && !server.is_anonymous_host(contact.domain().as_str()) {
+                // Subscriptions are stored on the contact's roster; guests may not leave
+                // persistent state on accounts.
+                server.bounce(
+                    &stanza,
+                    StanzaError::not_allowed().with_text("guests cannot subscribe to accounts"),
+                );
+                return;
+            }
             let from = session.jid.to_bare().to_string();
             outbound_subscription(server, &from, &contact, kind).await;
         }

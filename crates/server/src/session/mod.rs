@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 /// Failed SASL attempts allowed on one connection before it is closed (RFC 6120 §6.4.5).
 const MAX_SASL_FAILURES: u32 = 3;
 /// How long a TLS handshake may take.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug)]
 pub enum ReadError {
@@ -188,14 +188,14 @@ impl<T: Transport> Session<T> {
                     }
                 }
                 first = next_outbound(outbound) => {
-                    let Some(Outbound::Stanza(first)) = first else { return Stop::Closed };
+                    let Some(first) = first else { return Stop::Closed };
                     batch.clear();
-                    batch.extend_from_slice(&first);
+                    first.write_to(&mut batch);
                     if let Some(rx) = self.outbound.as_mut() {
                         // Everything already queued goes out in the same write.
                         while batch.len() < 64 * 1024 {
                             match rx.try_recv() {
-                                Ok(Outbound::Stanza(more)) => batch.extend_from_slice(&more),
+                                Ok(more) => more.write_to(&mut batch),
                                 Err(_) => break,
                             }
                         }
@@ -332,8 +332,7 @@ impl<T: Transport> Session<T> {
                 }
                 if secure || !require_tls {
                     let anonymous = self.server.is_anonymous_host(&self.host);
-                    let mechanisms =
-                        sasl::offered_mechanisms(anonymous, secure, secure || !require_tls);
+                    let mechanisms = sasl::offered_mechanisms(anonymous, secure);
                     features = features.child(
                         Build::new("mechanisms", ns::SASL)
                             .children(
@@ -471,7 +470,6 @@ impl<T: Transport> Session<T> {
             &self.host,
             anonymous,
             secure,
-            secure || !require_tls,
             self.transport.channel_bindings(),
         );
         match exchange {

@@ -86,10 +86,7 @@ static WITHOUT_CHANNEL_BINDING: [Mechanism; 3] = [
     rsasl::mechanisms::scram::SCRAM_SHA1,
     rsasl::mechanisms::plain::PLAIN,
 ];
-static WITHOUT_PLAIN: [Mechanism; 2] = [
-    rsasl::mechanisms::scram::SCRAM_SHA256,
-    rsasl::mechanisms::scram::SCRAM_SHA1,
-];
+
 static ANONYMOUS_ONLY: [Mechanism; 1] = [rsasl::mechanisms::anonymous::ANONYMOUS];
 
 /// Channel-binding data of the current TLS connection.
@@ -230,27 +227,22 @@ impl SessionCallback for Callback {
     }
 }
 
-/// Which mechanisms a connection may use.
-pub fn offered_mechanisms(
-    anonymous_host: bool,
-    secure: bool,
-    plain_allowed: bool,
-) -> Vec<&'static str> {
-    registry_for(anonymous_host, secure, plain_allowed)
+/// Which mechanisms a connection may use. Sessions offer SASL only once the connection is
+/// encrypted, or when `c2s.require_encryption = false` allows plaintext (tests, loopback).
+pub fn offered_mechanisms(anonymous_host: bool, secure: bool) -> Vec<&'static str> {
+    registry_for(anonymous_host, secure)
         .iter()
         .map(|m| m.mechanism.as_str())
         .collect()
 }
 
-fn registry_for(anonymous_host: bool, secure: bool, plain_allowed: bool) -> &'static [Mechanism] {
+fn registry_for(anonymous_host: bool, secure: bool) -> &'static [Mechanism] {
     if anonymous_host {
         &ANONYMOUS_ONLY
     } else if secure {
         &WITH_CHANNEL_BINDING
-    } else if plain_allowed {
-        &WITHOUT_CHANNEL_BINDING
     } else {
-        &WITHOUT_PLAIN
+        &WITHOUT_CHANNEL_BINDING
     }
 }
 
@@ -289,17 +281,15 @@ pub struct Exchange {
 
 impl Exchange {
     /// Start `mechanism` if it is one this connection may use.
-    #[allow(clippy::too_many_arguments)]
     pub fn start(
         mechanism: &str,
         storage: Arc<dyn Storage>,
         domain: &str,
         anonymous_host: bool,
         secure: bool,
-        plain_allowed: bool,
         bindings: ChannelBindings,
     ) -> Result<Exchange, SaslFailure> {
-        let registry = registry_for(anonymous_host, secure, plain_allowed);
+        let registry = registry_for(anonymous_host, secure);
         if !registry.iter().any(|m| m.mechanism.as_str() == mechanism) {
             return Err(SaslFailure::InvalidMechanism);
         }

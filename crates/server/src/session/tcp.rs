@@ -147,13 +147,15 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
             let limits = super::parser_limits(&server);
             let end_point = server.tls.server_end_point.clone();
             let stream = if direct_tls {
-                match TlsAcceptor::from(server.tls.direct.clone())
-                    .accept(socket)
-                    .await
-                {
-                    Ok(tls) => Stream::Tls(Box::new(tls)),
-                    Err(e) => {
+                let handshake = TlsAcceptor::from(server.tls.direct.clone()).accept(socket);
+                match tokio::time::timeout(super::TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+                    Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
                         return;
                     }
                 }

@@ -10,15 +10,31 @@
 //! `list_accounts` leaves it out, `set_credentials` is `NotFound`. `delete_account` drops the
 //! data (answering `NotFound` if there was no account), and an address left with neither
 //! account nor data is forgotten, so departed visitors leave nothing behind.
+//!
+//! MUC rooms and message archives are not per-account data and live in maps of their own, each
+//! behind its own lock (no operation needs two at once). `delete_account` also drops the archive
+//! named `user@domain`, whether or not there was an account, as the SQLite backend does.
+//!
+//! Archives (XEP-0313) keep messages in append order under a sequence number shared by all
+//! archives; timestamps only filter. A query's page is taken from the "window": the messages
+//! matching `with`/`start`/`end` that lie strictly after `after_id` and strictly before
+//! `before_id` (both optional, both allowed at once). `complete` is true when the window holds
+//! no message beyond the page, i.e. the page was not cut short by `limit`; with only one of
+//! `after_id`/`before_id` given that is exactly "nothing further in the paging direction".
+//! `count` ignores `after_id`, `before_id` and `limit`. An `after_id` or `before_id` that is not
+//! in the archive (even if the archive does not exist) is [`StorageError::NotFound`]; one that is
+//! in the archive but does not match the filters still marks a position. `delete_room` of a room
+//! that is not stored is not an error.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
 use super::{
-    Credentials, LastActivity, OfflineMessage, RosterItem, Storage, StorageError, StorageResult,
-    Subscription,
+    ArchivePage, ArchiveQuery, ArchivedMessage, Credentials, LastActivity, OfflineMessage,
+    RosterItem, Storage, StorageError, StorageResult, Subscription,
 };
 
 /// Everything stored for one address.
@@ -48,10 +64,105 @@ impl Entry {
 /// Domain → localpart → entry. Nested so that lookups by `&str` need no allocation.
 type Entries = HashMap<String, HashMap<String, Entry>>;
 
+/// Service domain → room bare JID → record; the inner `BTreeMap` lists rooms sorted.
+type Rooms = HashMap<String, BTreeMap<String, String>>;
+
+/// One archive: messages by sequence number (append order), and the stanza-id index.
+#[derive(Debug, Default)]
+struct Archive {
+    messages: BTreeMap<u64, ArchivedMessage>,
+    seq_by_id: HashMap<String, u64>,
+}
+
+/// All archives by bare JID. Archives left empty are forgotten.
+#[derive(Debug, Default)]
+struct Archives {
+    /// The next sequence number; shared by all archives, never reused.
+    next_seq: u64,
+    by_jid: HashMap<String, Archive>,
+}
+
 /// A [`Storage`] that keeps everything in process memory and forgets it on exit.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
     entries: RwLock<Entries>,
+    rooms: RwLock<Rooms>,
+    archives: RwLock<Archives>,
+}
+
+// No operation panics while holding a lock, and none leaves a map half-updated, so a poisoned
+// lock (a panic elsewhere while holding it) still guards consistent data.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The domain of a bare JID (everything after the `@`, or all of it for a domain JID).
+fn jid_domain(jid: &str) -> &str {
+    jid.split_once('@').map_or(jid, |(_, domain)| domain)
+}
+
+/// Whether a message passes the query's `with`, `start` and `end` filters.
+fn matches(query: &ArchiveQuery, message: &ArchivedMessage) -> bool {
+    query
+        .with
+        .as_deref()
+        .is_none_or(|with| with == message.with)
+        && query.start.is_none_or(|start| message.timestamp >= start)
+        && query.end.is_none_or(|end| message.timestamp <= end)
+}
+
+impl Archive {
+    /// The sequence number of the message with stanza-id `id`, `NotFound` if there is none.
+    fn position(archive: Option<&Archive>, id: Option<&str>) -> StorageResult<Option<u64>> {
+        id.map(|id| {
+            archive
+                .and_then(|archive| archive.seq_by_id.get(id).copied())
+                .ok_or(StorageError::NotFound)
+        })
+        .transpose()
+    }
+
+    fn query(&self, query: &ArchiveQuery, after: Option<u64>, before: Option<u64>) -> ArchivePage {
+        let count = self.messages.values().filter(|m| matches(query, m)).count();
+        // `BTreeMap::range` panics on an inverted range; such a window is empty.
+        if let (Some(after), Some(before)) = (after, before) {
+            if after >= before {
+                return ArchivePage {
+                    messages: Vec::new(),
+                    complete: true,
+                    count,
+                };
+            }
+        }
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
+        let window = self
+            .messages
+            .range((lower, upper))
+            .map(|(_, message)| message)
+            .filter(|m| matches(query, m));
+        // One more than the page, to learn whether the page is the last.
+        let wanted = query.limit.saturating_add(1);
+        let mut messages: Vec<ArchivedMessage> = if query.from_end {
+            window.rev().take(wanted).cloned().collect()
+        } else {
+            window.take(wanted).cloned().collect()
+        };
+        let complete = messages.len() <= query.limit;
+        messages.truncate(query.limit);
+        if query.from_end {
+            messages.reverse();
+        }
+        ArchivePage {
+            messages,
+            complete,
+            count,
+        }
+    }
 }
 
 impl MemoryStorage {
@@ -59,14 +170,12 @@ impl MemoryStorage {
         MemoryStorage::default()
     }
 
-    // No operation panics while holding the lock, and none leaves the map half-updated, so a
-    // poisoned lock (a panic elsewhere while holding it) still guards consistent data.
     fn read(&self) -> RwLockReadGuard<'_, Entries> {
-        self.entries.read().unwrap_or_else(PoisonError::into_inner)
+        read(&self.entries)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Entries> {
-        self.entries.write().unwrap_or_else(PoisonError::into_inner)
+        write(&self.entries)
     }
 
     /// Runs `f` on the address's entry if there is one.
@@ -144,6 +253,10 @@ impl Storage for MemoryStorage {
     }
 
     async fn delete_account(&self, user: &str, domain: &str) -> StorageResult<()> {
+        // The account's archive goes too, even if there was no account (a visitor's).
+        write(&self.archives)
+            .by_jid
+            .remove(&format!("{user}@{domain}"));
         let mut entries = self.write();
         let users = entries.get_mut(domain).ok_or(StorageError::NotFound)?;
         let entry = users.remove(user).ok_or(StorageError::NotFound)?;
@@ -282,6 +395,118 @@ impl Storage for MemoryStorage {
         self.update_entry(user, domain, true, |entry| {
             entry.last = Some(activity.clone());
         });
+        Ok(())
+    }
+
+    async fn save_room(&self, room: &str, record: &str) -> StorageResult<()> {
+        write(&self.rooms)
+            .entry(jid_domain(room).to_owned())
+            .or_default()
+            .insert(room.to_owned(), record.to_owned());
+        Ok(())
+    }
+
+    async fn delete_room(&self, room: &str) -> StorageResult<()> {
+        let mut rooms = write(&self.rooms);
+        let service = jid_domain(room);
+        if let Some(service_rooms) = rooms.get_mut(service) {
+            service_rooms.remove(room);
+            if service_rooms.is_empty() {
+                rooms.remove(service);
+            }
+        }
+        Ok(())
+    }
+
+    async fn rooms(&self, service: &str) -> StorageResult<Vec<(String, String)>> {
+        Ok(read(&self.rooms)
+            .get(service)
+            .map(|rooms| {
+                rooms
+                    .iter()
+                    .map(|(jid, record)| (jid.clone(), record.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn archive_append(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()> {
+        let mut archives = write(&self.archives);
+        let seq = archives.next_seq;
+        let entry = archives.by_jid.entry(archive.to_owned()).or_default();
+        if entry.seq_by_id.contains_key(&message.id) {
+            return Err(StorageError::AlreadyExists);
+        }
+        entry.seq_by_id.insert(message.id.clone(), seq);
+        entry.messages.insert(seq, message.clone());
+        archives.next_seq += 1;
+        Ok(())
+    }
+
+    async fn archive_query(
+        &self,
+        archive: &str,
+        query: &ArchiveQuery,
+    ) -> StorageResult<ArchivePage> {
+        let archives = read(&self.archives);
+        let stored = archives.by_jid.get(archive);
+        let after = Archive::position(stored, query.after_id.as_deref())?;
+        let before = Archive::position(stored, query.before_id.as_deref())?;
+        Ok(match stored {
+            Some(stored) => stored.query(query, after, before),
+            None => ArchivePage {
+                messages: Vec::new(),
+                complete: true,
+                count: 0,
+            },
+        })
+    }
+
+    async fn archive_get(&self, archive: &str, id: &str) -> StorageResult<Option<ArchivedMessage>> {
+        let archives = read(&self.archives);
+        Ok(archives.by_jid.get(archive).and_then(|stored| {
+            let seq = stored.seq_by_id.get(id)?;
+            stored.messages.get(seq).cloned()
+        }))
+    }
+
+    async fn archive_replace(&self, archive: &str, id: &str, stanza: &str) -> StorageResult<()> {
+        let mut archives = write(&self.archives);
+        let message = archives
+            .by_jid
+            .get_mut(archive)
+            .and_then(|stored| {
+                let seq = stored.seq_by_id.get(id)?;
+                stored.messages.get_mut(seq)
+            })
+            .ok_or(StorageError::NotFound)?;
+        stanza.clone_into(&mut message.stanza);
+        Ok(())
+    }
+
+    async fn archive_expire(&self, before: i64) -> StorageResult<usize> {
+        let mut archives = write(&self.archives);
+        let mut expired = 0;
+        archives.by_jid.retain(|_, stored| {
+            let Archive {
+                messages,
+                seq_by_id,
+            } = stored;
+            messages.retain(|_, message| {
+                let keep = message.timestamp >= before;
+                if !keep {
+                    seq_by_id.remove(&message.id);
+                    expired += 1;
+                }
+                keep
+            });
+            !messages.is_empty()
+        });
+        Ok(expired)
+    }
+
+    async fn archive_delete(&self, archive: &str) -> StorageResult<()> {
+        write(&self.archives).by_jid.remove(archive);
         Ok(())
     }
 

@@ -118,6 +118,46 @@ pub struct LastActivity {
     pub status: String,
 }
 
+/// One archived message (XEP-0313), in a per-archive (room or account) ordered log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedMessage {
+    /// The XEP-0359 stanza-id given to the message, unique within the archive.
+    pub id: String,
+    /// Microseconds since the Unix epoch at which the server archived it.
+    pub timestamp: i64,
+    /// The bare JID the message is with (for a room: the sender's occupant JID; for an
+    /// account: the other party's bare JID), used by the `with` filter.
+    pub with: String,
+    /// The message as serialised XML.
+    pub stanza: String,
+}
+
+/// A XEP-0313 query with XEP-0059 paging, already validated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    pub with: Option<String>,
+    /// Inclusive bounds, in microseconds since the epoch.
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    /// Only messages after / before the message with this id (exclusive).
+    pub after_id: Option<String>,
+    pub before_id: Option<String>,
+    /// Page size.
+    pub limit: usize,
+    /// Take the page from the newest end (RSM `<before/>`), still returned oldest first.
+    pub from_end: bool,
+}
+
+/// One page of results, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchivePage {
+    pub messages: Vec<ArchivedMessage>,
+    /// True when no message matching the query lies beyond this page in the paging direction.
+    pub complete: bool,
+    /// Total matching messages, ignoring paging (RSM `<count/>`).
+    pub count: usize,
+}
+
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     // Accounts.
@@ -185,6 +225,26 @@ pub trait Storage: Send + Sync + 'static {
         domain: &str,
         activity: &LastActivity,
     ) -> StorageResult<()>;
+
+    // Persistent multi-user chat rooms (XEP-0045): an opaque serialised record per room, owned
+    // by the MUC module (configuration, affiliations, registered nicks, subject).
+    async fn save_room(&self, room: &str, record: &str) -> StorageResult<()>;
+    async fn delete_room(&self, room: &str) -> StorageResult<()>;
+    /// All rooms of a MUC service domain: (room bare JID, record), sorted by JID.
+    async fn rooms(&self, service: &str) -> StorageResult<Vec<(String, String)>>;
+
+    // Message archives (XEP-0313), keyed by the archive's bare JID (a room or an account).
+    /// Appends a message; durable when this returns. `id` must be new in the archive.
+    async fn archive_append(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()>;
+    async fn archive_query(&self, archive: &str, query: &ArchiveQuery) -> StorageResult<ArchivePage>;
+    /// Looks a message up by its stanza-id.
+    async fn archive_get(&self, archive: &str, id: &str) -> StorageResult<Option<ArchivedMessage>>;
+    /// Replaces the stored stanza of a message (XEP-0425 tombstone); NotFound if absent.
+    async fn archive_replace(&self, archive: &str, id: &str, stanza: &str) -> StorageResult<()>;
+    /// Deletes messages older than `before` (microseconds) from every archive; returns how many.
+    async fn archive_expire(&self, before: i64) -> StorageResult<usize>;
+    /// Deletes a whole archive (room destroyed, account deleted).
+    async fn archive_delete(&self, archive: &str) -> StorageResult<()>;
 
     /// Makes sure everything written so far is durable; called on shutdown.
     async fn flush(&self) -> StorageResult<()>;

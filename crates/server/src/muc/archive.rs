@@ -1,0 +1,293 @@
+//! Room archives (XEP-0313 Message Archive Management with XEP-0059 paging): the ordered,
+//! bounded writer each room appends through, the query protocol, and XEP-0425 tombstones.
+
+use crate::server::Server;
+use crate::stanza::{self, ns, Build, StanzaError};
+use crate::storage::{ArchiveQuery, ArchivedMessage, StorageError};
+use minidom::Element;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub const NS_MAM: &str = "urn:xmpp:mam:2";
+pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
+pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
+
+/// Messages waiting to be written for one room; a room whose storage falls this far behind
+/// waits for it rather than growing memory.
+const WRITER_QUEUE: usize = 1024;
+/// Largest page a client may ask for.
+const MAX_PAGE: usize = 250;
+const DEFAULT_PAGE: usize = 50;
+
+enum WriterCommand {
+    Append(ArchivedMessage),
+    /// Answered once everything queued before it is durable.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Appends a room's messages in order, off the room's own task.
+pub struct ArchiveWriter {
+    sender: mpsc::Sender<WriterCommand>,
+}
+
+impl ArchiveWriter {
+    pub fn start(server: Arc<Server>, archive: String) -> ArchiveWriter {
+        let (sender, mut receiver) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(async move {
+            while let Some(command) = receiver.recv().await {
+                match command {
+                    WriterCommand::Append(message) => {
+                        if let Err(e) = server.storage.archive_append(&archive, &message).await {
+                            tracing::error!(archive = %archive, error = %e, "archiving message");
+                        }
+                    }
+                    WriterCommand::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        ArchiveWriter { sender }
+    }
+
+    pub async fn append(&self, message: ArchivedMessage) {
+        let _ = self.sender.send(WriterCommand::Append(message)).await;
+    }
+
+    /// Wait until every message appended so far is stored, so a query sees them.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.sender.send(WriterCommand::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// The query form's fields (XEP-0313 §5.1.1), answered to a `get`.
+pub fn query_form() -> Element {
+    let field = |var: &'static str, kind: &'static str| {
+        Build::new("field", ns::DATA_FORMS)
+            .attr("var", var)
+            .attr("type", kind)
+            .build()
+    };
+    Build::new("query", NS_MAM)
+        .child(
+            Build::new("x", ns::DATA_FORMS)
+                .attr("type", "form")
+                .child(
+                    Build::new("field", ns::DATA_FORMS)
+                        .attr("var", "FORM_TYPE")
+                        .attr("type", "hidden")
+                        .child(Build::new("value", ns::DATA_FORMS).text(NS_MAM).build())
+                        .build(),
+                )
+                .child(field("with", "jid-single"))
+                .child(field("start", "text-single"))
+                .child(field("end", "text-single"))
+                .child(field("before-id", "text-single"))
+                .child(field("after-id", "text-single"))
+                .build(),
+        )
+        .build()
+}
+
+fn parse_time(value: &str) -> Result<i64, StanzaError> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|d| d.timestamp_micros())
+        .map_err(|_| StanzaError::bad_request(format!("`{value}` is not a XEP-0082 date-time")))
+}
+
+/// Turn the `<query/>` into an [`ArchiveQuery`].
+fn parse_query(query: &Element) -> Result<ArchiveQuery, StanzaError> {
+    let mut parsed = ArchiveQuery {
+        limit: DEFAULT_PAGE,
+        ..Default::default()
+    };
+    if let Some(form) = query.get_child("x", ns::DATA_FORMS) {
+        for field in form.children().filter(|f| f.name() == "field") {
+            let value = field.get_child("value", ns::DATA_FORMS).map(|v| v.text());
+            let Some(value) = value.filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            match field.attr("var").unwrap_or_default() {
+                "FORM_TYPE" if value != NS_MAM => {
+                    return Err(StanzaError::bad_request("unknown FORM_TYPE"));
+                }
+                "with" => {
+                    let with = jid::Jid::new(&value).map_err(|_| StanzaError::jid_malformed())?;
+                    parsed.with = Some(with.to_string());
+                }
+                "start" => parsed.start = Some(parse_time(&value)?),
+                "end" => parsed.end = Some(parse_time(&value)?),
+                "after-id" => parsed.after_id = Some(value),
+                "before-id" => {
+                    parsed.before_id = Some(value);
+                    parsed.from_end = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(set) = query.get_child("set", NS_RSM) {
+        if let Some(max) = set.get_child("max", NS_RSM) {
+            parsed.limit = max
+                .text()
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| StanzaError::bad_request("RSM max is not a number"))?
+                .min(MAX_PAGE);
+        }
+        if let Some(after) = set.get_child("after", NS_RSM) {
+            parsed.after_id = Some(after.text());
+        }
+        if let Some(before) = set.get_child("before", NS_RSM) {
+            // An empty <before/> asks for the last page (XEP-0059 §2.5).
+            let id = before.text();
+            parsed.from_end = true;
+            if !id.is_empty() {
+                parsed.before_id = Some(id);
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Run a query against `archive` and send the results to `to`, then return the `<fin/>`.
+pub async fn answer_query(
+    server: &Arc<Server>,
+    archive: &str,
+    to: &jid::FullJid,
+    query: &Element,
+) -> Result<Option<Element>, StanzaError> {
+    let parsed = parse_query(query)?;
+    let page = match server.storage.archive_query(archive, &parsed).await {
+        Ok(page) => page,
+        Err(StorageError::NotFound) => {
+            return Err(StanzaError::item_not_found().with_text("no message with that id"))
+        }
+        Err(e) => {
+            tracing::error!(archive, error = %e, "archive query");
+            return Err(StanzaError::internal());
+        }
+    };
+    let query_id = query.attr("queryid");
+    let Some(session) = server.router.session(to) else {
+        return Ok(None);
+    };
+    for message in &page.messages {
+        let Some(original) = parse_stored(&message.stanza) else {
+            continue;
+        };
+        let result = Build::new("message", ns::CLIENT)
+            .attr("from", archive.to_string())
+            .attr("to", to.to_string())
+            .attr("id", format!("mam-{:x}", rand::random::<u64>()))
+            .child(
+                Build::new("result", NS_MAM)
+                    .attr_opt("queryid", query_id)
+                    .attr("id", message.id.clone())
+                    .child(
+                        Build::new("forwarded", NS_FORWARD)
+                            .child(
+                                Build::new("delay", ns::DELAY)
+                                    .attr("stamp", micros_to_datetime(message.timestamp))
+                                    .build(),
+                            )
+                            .child(original)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        session.send_element(&result);
+    }
+
+    let mut set = Build::new("set", NS_RSM);
+    if let (Some(first), Some(last)) = (page.messages.first(), page.messages.last()) {
+        set = set
+            .child(
+                Build::new("first", NS_RSM)
+                    .attr("index", "0")
+                    .text(first.id.clone())
+                    .build(),
+            )
+            .child(Build::new("last", NS_RSM).text(last.id.clone()).build());
+    }
+    set = set.child(
+        Build::new("count", NS_RSM)
+            .text(page.count.to_string())
+            .build(),
+    );
+    let mut fin = Build::new("fin", NS_MAM).child(set.build());
+    if page.complete {
+        fin = fin.attr("complete", "true");
+    }
+    Ok(Some(fin.build()))
+}
+
+fn micros_to_datetime(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+/// Parse a stored stanza back into an element.
+pub fn parse_stored(text: &str) -> Option<Element> {
+    let mut parser = salon_xml::StreamParser::new(salon_xml::ParserLimits {
+        max_stanza_bytes: usize::MAX / 2,
+        ..Default::default()
+    });
+    let mut events = Vec::new();
+    parser
+        .feed(
+            format!("<stream xmlns='{}'>{text}", ns::CLIENT).as_bytes(),
+            &mut events,
+        )
+        .ok()?;
+    events.into_iter().find_map(|e| match e {
+        salon_xml::StreamEvent::Stanza(element) => Some(element),
+        _ => None,
+    })
+}
+
+/// XEP-0425 §5: keep the envelope and the sender's occupant id, replace the content with a
+/// `<retracted/>` element.
+pub fn tombstone(stored: &str, retracted: Element) -> Option<String> {
+    let original = parse_stored(stored)?;
+    let mut kept = Element::bare(original.name(), ns::CLIENT);
+    for name in ["type", "from", "id"] {
+        if let Some(value) = original.attr(name) {
+            stanza::set_attr(&mut kept, name, value.to_string());
+        }
+    }
+    for child in original.children() {
+        if child.is("occupant-id", super::room::NS_OCCUPANT_ID)
+            || child.is("stanza-id", super::room::NS_SID)
+        {
+            kept.append_child(child.clone());
+        }
+    }
+    kept.append_child(retracted);
+    Some(String::from_utf8_lossy(&salon_xml::serialize(&kept)).into_owned())
+}
+
+/// Delete archived messages past the retention period, once an hour.
+pub fn start_retention(server: Arc<Server>, days: u64) {
+    if days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let cutoff = chrono::Utc::now().timestamp_micros() - (days as i64) * 86_400_000_000;
+            match server.storage.archive_expire(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "expired archived messages"),
+                Err(e) => tracing::error!(error = %e, "expiring archived messages"),
+            }
+        }
+    });
+}

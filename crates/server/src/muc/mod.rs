@@ -1,0 +1,267 @@
+//! The multi-user chat service (XEP-0045) on `[muc] domain`: room creation policy, the room
+//! directory (disco#items of the service), and hand-off of each stanza to its room. Every room
+//! is a task of its own that owns the room's state, so a room's ordering is total and no lock is
+//! shared between rooms.
+
+pub mod archive;
+pub mod config;
+pub mod nick;
+pub mod room;
+
+use crate::config::{CreateRooms, MucConfig};
+use crate::router::ServiceHost;
+use crate::server::Server;
+use crate::stanza::{self, ns, Build, StanzaError};
+use dashmap::DashMap;
+use minidom::Element;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
+pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+pub const NS_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
+
+/// Stanzas waiting for one room; a room that falls this far behind refuses more.
+const ROOM_QUEUE: usize = 4096;
+
+/// What the directory shows of a room, kept current by the room's task.
+#[derive(Clone, Debug, Default)]
+pub struct RoomSummary {
+    pub name: String,
+    pub public: bool,
+    pub occupants: usize,
+}
+
+/// The service's way to reach a running room.
+pub struct RoomHandle {
+    sender: mpsc::Sender<Element>,
+    pub summary: Mutex<RoomSummary>,
+    /// Tells this incarnation from a later room of the same name.
+    id: u64,
+}
+
+pub struct MucService {
+    pub settings: MucConfig,
+    rooms: DashMap<String, Arc<RoomHandle>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl MucService {
+    pub fn new(settings: MucConfig) -> Arc<MucService> {
+        Arc::new(MucService {
+            settings,
+            rooms: DashMap::new(),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// Start the tasks of the persistent rooms stored for this service.
+    pub async fn load(self: &Arc<Self>, server: &Arc<Server>) {
+        let stored = match server.storage.rooms(&self.settings.domain).await {
+            Ok(rooms) => rooms,
+            Err(e) => {
+                tracing::error!(error = %e, "loading persistent rooms");
+                return;
+            }
+        };
+        for (jid, record) in stored {
+            let Ok(jid) = jid::BareJid::new(&jid) else {
+                tracing::warn!(room = %jid, "stored room with an invalid address skipped");
+                continue;
+            };
+            match serde_json::from_str::<config::RoomRecord>(&record) {
+                Ok(record) => {
+                    self.spawn_room(server, jid, record, false);
+                }
+                Err(e) => {
+                    tracing::error!(room = %jid, error = %e, "unreadable room record skipped")
+                }
+            }
+        }
+        tracing::info!(rooms = self.rooms.len(), domain = %self.settings.domain, "MUC service ready");
+    }
+
+    fn spawn_room(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        jid: jid::BareJid,
+        record: config::RoomRecord,
+        created_now: bool,
+    ) -> Arc<RoomHandle> {
+        let (sender, receiver) = mpsc::channel(ROOM_QUEUE);
+        let handle = Arc::new(RoomHandle {
+            sender,
+            summary: Mutex::new(RoomSummary::default()),
+            id: self
+                .next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        });
+        let key = jid.to_string();
+        self.rooms.insert(key, handle.clone());
+        let room = room::Room::new(
+            server.clone(),
+            self.clone(),
+            handle.clone(),
+            jid,
+            record,
+            created_now,
+        );
+        tokio::spawn(room.run(receiver));
+        handle
+    }
+
+    /// Called by a room's task when it ends (destroyed, or temporary and empty).
+    pub fn room_closed(&self, jid: &str, handle: &RoomHandle) {
+        self.rooms
+            .remove_if(jid, |_, current| current.id == handle.id);
+    }
+
+    /// Whether `user` may create a room under `[muc] create_rooms`.
+    fn may_create(&self, server: &Server, user: &jid::BareJid) -> bool {
+        match self.settings.create_rooms {
+            CreateRooms::Anyone => true,
+            CreateRooms::Registered => user.domain().as_str() == server.config.domain,
+            CreateRooms::Admins => server
+                .config
+                .admins
+                .iter()
+                .any(|a| jid::BareJid::new(a).is_ok_and(|admin| &admin == user)),
+        }
+    }
+
+    async fn handle_service_stanza(&self, server: &Arc<Server>, stanza: Element) {
+        if stanza.name() != "iq" {
+            if stanza.name() == "message" {
+                server.bounce(&stanza, StanzaError::service_unavailable());
+            }
+            return;
+        }
+        let kind = stanza.attr("type");
+        if kind != Some("get") && kind != Some("set") {
+            return;
+        }
+        let namespace = stanza.children().next().map(|c| c.ns()).unwrap_or_default();
+        let reply = match (kind, namespace.as_str()) {
+            (Some("get"), ns::DISCO_INFO) => Ok(Some(
+                Build::new("query", ns::DISCO_INFO)
+                    .child(
+                        Build::new("identity", ns::DISCO_INFO)
+                            .attr("category", "conference")
+                            .attr("type", "text")
+                            .attr("name", "Chatrooms")
+                            .build(),
+                    )
+                    .children(
+                        [
+                            ns::DISCO_INFO,
+                            ns::DISCO_ITEMS,
+                            NS_MUC,
+                            "urn:xmpp:occupant-id:0",
+                            "urn:xmpp:mam:2",
+                            "urn:xmpp:sid:0",
+                        ]
+                        .into_iter()
+                        .map(|f| Build::new("feature", ns::DISCO_INFO).attr("var", f).build()),
+                    )
+                    .build(),
+            )),
+            (Some("get"), ns::DISCO_ITEMS) => Ok(Some(self.directory())),
+            (Some("get"), ns::PING) => Ok(None),
+            _ => Err(StanzaError::service_unavailable()),
+        };
+        match reply {
+            Ok(payload) => server.deliver_to_sender(stanza::iq_result(&stanza, payload)),
+            Err(error) => server.bounce(&stanza, error),
+        }
+    }
+
+    /// Public rooms, for disco#items on the service (XEP-0045 §6.3).
+    fn directory(&self) -> Element {
+        let mut rooms: Vec<(String, RoomSummary)> = self
+            .rooms
+            .iter()
+            .filter_map(|entry| {
+                let summary = entry.value().summary.lock().ok()?.clone();
+                summary.public.then(|| (entry.key().clone(), summary))
+            })
+            .collect();
+        rooms.sort_by(|a, b| a.0.cmp(&b.0));
+        Build::new("query", ns::DISCO_ITEMS)
+            .children(rooms.into_iter().map(|(jid, summary)| {
+                let name = if summary.name.is_empty() {
+                    jid.split('@').next().unwrap_or_default().to_string()
+                } else {
+                    summary.name
+                };
+                Build::new("item", ns::DISCO_ITEMS)
+                    .attr("jid", jid)
+                    .attr("name", name)
+                    .build()
+            }))
+            .build()
+    }
+}
+
+#[async_trait::async_trait]
+impl ServiceHost for MucService {
+    async fn handle(&self, server: &Arc<Server>, stanza: Element) {
+        let Some(Ok(to)) = stanza.attr("to").map(jid::Jid::new) else {
+            return;
+        };
+        let Some(node) = to.node() else {
+            self.handle_service_stanza(server, stanza).await;
+            return;
+        };
+        let room_jid = jid::BareJid::from_parts(Some(node), to.domain());
+        let key = room_jid.to_string();
+        let existing = self.rooms.get(&key).map(|h| h.clone());
+        let handle = match existing {
+            Some(handle) => handle,
+            None => {
+                let is_join = stanza.name() == "presence"
+                    && stanza.attr("type").is_none()
+                    && to.resource().is_some();
+                if !is_join {
+                    if !stanza::is_error(&stanza) && stanza.attr("type") != Some("unavailable") {
+                        server.bounce(
+                            &stanza,
+                            StanzaError::item_not_found().with_text("no such room"),
+                        );
+                    }
+                    return;
+                }
+                let Some(Ok(creator)) = stanza.attr("from").map(jid::Jid::new) else {
+                    return;
+                };
+                if !self.may_create(server, &creator.to_bare()) {
+                    server.bounce(
+                        &stanza,
+                        StanzaError::not_allowed().with_text("you may not create rooms here"),
+                    );
+                    return;
+                }
+                // The service is held in an Arc by the router; find ours to share with the room.
+                let Some(me) = server.muc.clone() else {
+                    return;
+                };
+                // Another stanza may have created it meanwhile: entry() keeps this atomic.
+                if let Some(handle) = self.rooms.get(&key).map(|h| h.clone()) {
+                    handle
+                } else {
+                    me.spawn_room(server, room_jid, config::RoomRecord::default(), true)
+                }
+            }
+        };
+        if let Err(refused) = handle.sender.try_send(stanza) {
+            let stanza = refused.into_inner();
+            tracing::warn!(room = %key, "room queue full or closed; stanza refused");
+            server.bounce(
+                &stanza,
+                StanzaError::new(stanza::ErrorType::Wait, "resource-constraint")
+                    .with_text("the room is too busy"),
+            );
+        }
+    }
+}
