@@ -14,7 +14,7 @@ import pytest
 
 from conftest import server_fixture
 from helpers import (
-    NS_CLIENT, NS_SASL, NS_STREAM, Client, Clients, RawXmpp, async_test, mechanisms_of,
+    NS_CLIENT, NS_STREAM, Client, Clients, RawXmpp, async_test, mechanisms_of,
     stanza_error_condition, stream_header, tostr, uid,
 )
 
@@ -196,6 +196,120 @@ async def test_wrong_stream_namespace(server, accounts):
         b"xmlns:stream='http://example.org/not-streams' to='localhost' version='1.0'>"
     )
     await header_case(server, accounts, header, {"invalid-namespace"})
+
+
+@pytest.mark.parametrize("content_ns", ["urn:example:bogus", "jabber:server"])
+@async_test
+async def test_wrong_default_namespace(server, accounts, content_ns):
+    # RFC 6120 §4.9.3.10: <invalid-namespace/> when the content namespace declared as the
+    # default namespace is not supported; a client (c2s) stream is jabber:client only.
+    header = (
+        f"<?xml version='1.0'?><stream:stream xmlns='{content_ns}' "
+        f"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"
+    ).encode()
+    await header_case(server, accounts, header, {"invalid-namespace"})
+
+
+# -- transport-level garbage ----------------------------------------------------------------
+
+
+@async_test
+async def test_tls_handshake_on_starttls_port(server, accounts):
+    """A TLS ClientHello on the STARTTLS port is not XML: the server must answer and close
+    (not-well-formed) or at least close, never hang or crash."""
+    async with Clients() as cs:
+        w = await witness(cs, server, accounts)
+        import ssl as _ssl
+        ctx = _ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = _ssl.CERT_NONE
+        try:
+            _r, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", server.c2s_port, ssl=ctx,
+                                        server_hostname="localhost"),
+                10,
+            )
+        except (_ssl.SSLError, ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass  # handshake refused: expected
+        else:
+            writer.close()
+            raise AssertionError("a TLS handshake succeeded on the STARTTLS (cleartext) port")
+        await check_witness(w, server)
+
+
+@async_test
+async def test_cleartext_on_direct_tls_port(server, accounts):
+    async with Clients() as cs:
+        w = await witness(cs, server, accounts)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.tls_port)
+        try:
+            writer.write(stream_header("localhost"))
+            await writer.drain()
+            data = b""
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while loop.time() < deadline:
+                try:
+                    chunk = await asyncio.wait_for(reader.read(4096), deadline - loop.time())
+                except (ConnectionError, OSError):
+                    chunk = b""
+                except asyncio.TimeoutError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            assert reader.at_eof() or not data.startswith(b"<"), (
+                f"direct TLS port spoke cleartext XMPP or kept the connection open: {data[:200]!r}"
+            )
+            assert reader.at_eof(), "direct TLS port did not close a cleartext connection within 10s"
+        finally:
+            writer.close()
+        await check_witness(w, server)
+
+
+@async_test
+async def test_abrupt_disconnect_mid_stanza(server, accounts):
+    async with Clients() as cs:
+        w = await witness(cs, server, accounts)
+        raw, _full = await raw_login(server, accounts)
+        await raw.send(f"<message to='{w.jid}' id='half' type='chat'><body>half a stan")
+        transport = raw.writer.transport
+        sock = raw.writer.get_extra_info("socket")
+        import socket as _socket, struct
+        if sock is not None:
+            # RST instead of FIN.
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+        await asyncio.sleep(0.5)
+        assert not [m for m in w.messages if m["id"] == "half"], "half a stanza was delivered"
+        await check_witness(w, server)
+
+
+@async_test
+async def test_client_closes_stream_gracefully(server, accounts):
+    async with Clients() as cs:
+        w = await witness(cs, server, accounts)
+        raw, _full = await raw_login(server, accounts)
+        await raw.send("</stream:stream>")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not (raw.stream_closed or raw.eof) and loop.time() < deadline:
+            try:
+                await raw._read_more(deadline - loop.time())
+            except asyncio.TimeoutError:
+                break
+        assert raw.stream_closed, (
+            f"server did not answer </stream:stream> with its own closing tag:\n{raw.transcript()}"
+        )
+        deadline = loop.time() + 10
+        while not raw.eof and loop.time() < deadline:
+            try:
+                await raw._read_more(deadline - loop.time())
+            except asyncio.TimeoutError:
+                break
+        assert raw.eof, "server did not close the TCP connection after both streams closed"
+        raw.close()
+        await check_witness(w, server)
 
 
 # -- authenticated streams ----------------------------------------------------------------

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 from conftest import server_fixture
 from helpers import (
-    NS_CLIENT, NS_DELAY, Client, Clients, async_test, stanza_error_condition, uid,
+    NS_DELAY, Client, Clients, async_test, stanza_error_condition, uid,
 )
 
 server = server_fixture("im", require_encryption=True)

@@ -195,3 +195,27 @@ async def test_bind_without_resource_gets_one(server, alice):
         assert bare == alice and resource, f"bad generated full JID {full!r}"
     finally:
         raw.close()
+
+
+@pytest.mark.parametrize("host", ["localhost", "anon.localhost"])
+@async_test
+async def test_response_stream_header(server, host):
+    """RFC 6120 §4.7: the response header carries from=<host>, a unique id and version 1.0."""
+    ids = []
+    for _ in range(2):
+        raw = await RawXmpp.connect(server.c2s_port)
+        try:
+            await raw.send(
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                f"xmlns:stream='{NS_STREAM}' to='{host}' version='1.0'>"
+            )
+            root = await raw.read_header()
+            assert root.get("from") == host, f"header from={root.get('from')!r}: {raw.transcript()}"
+            assert root.get("version") == "1.0", raw.transcript()
+            assert root.get("id"), f"no stream id: {raw.transcript()}"
+            ids.append(root.get("id"))
+            features = await raw.expect(f"{{{NS_STREAM}}}features")
+            assert features.find(f"{{{NS_TLS}}}starttls") is not None, tostr(features)
+        finally:
+            raw.close()
+    assert ids[0] != ids[1], f"stream ids are not unique: {ids}"

@@ -3,14 +3,31 @@
 //! `migrations/` embedded in the binary and applied on open.
 //!
 //! The file may be opened by more than one process at once (the running server and
-//! `salon user add`), so it runs in WAL mode with a busy timeout, the one multi-statement write
-//! takes the write lock up front (`BEGIN IMMEDIATE`), and everything else is a single statement.
+//! `salon user add`), so it runs in WAL mode with a busy timeout, multi-statement writes take the
+//! write lock up front (`BEGIN IMMEDIATE`), multi-statement reads run in one transaction (one
+//! snapshot), and everything else is a single statement.
 //!
 //! Everything stored for an account references `accounts.id` with `ON DELETE CASCADE`. Writes of
 //! per-account data (roster, offline messages, vCard, last activity) resolve the account inside
 //! the same statement and fail with [`StorageError::NotFound`] if it does not exist, so data can
 //! never outlive its account or be attached to one created later under the same name. Reads of a
 //! missing account return nothing.
+//!
+//! MUC room records and message archives do not reference accounts: a room is not an account,
+//! and an archive is named by a bare JID that may be a room or an account, so appending needs no
+//! account. `delete_account` deletes the archive named `user@domain` in the same transaction
+//! (even when there was no account, which it still reports as `NotFound`); `delete_room` leaves
+//! the room's archive for `archive_delete`, and deleting a room that is not stored is not an
+//! error.
+//!
+//! Archives are ordered by an `AUTOINCREMENT` sequence (append order); timestamps only filter.
+//! A query's page is taken from the "window": the messages matching `with`/`start`/`end` that lie
+//! strictly after `after_id` and strictly before `before_id` (both optional, both allowed at
+//! once). `complete` is true when the window holds no message beyond the page, i.e. the page was
+//! not cut short by `limit`; with only one of `after_id`/`before_id` given that is exactly
+//! "nothing further in the paging direction". `count` ignores `after_id`, `before_id` and
+//! `limit`. An `after_id` or `before_id` not in the archive is [`StorageError::NotFound`]; one
+//! that is in the archive but does not match the filters still marks a position.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,14 +35,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use salon_server::storage::{
-    Credentials, LastActivity, OfflineMessage, RosterItem, ScramKeys, Storage, StorageError,
-    StorageResult, Subscription,
+    ArchivePage, ArchiveQuery, ArchivedMessage, Credentials, LastActivity, OfflineMessage,
+    RosterItem, ScramKeys, Storage, StorageError, StorageResult, Subscription,
 };
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::Row as _;
+use sqlx::{QueryBuilder, Row as _};
 
 /// The schema, embedded at compile time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -215,6 +232,62 @@ fn roster_from_rows(rows: &[SqliteRow]) -> StorageResult<Vec<RosterItem>> {
     Ok(items)
 }
 
+/// The domain of a bare JID (everything after the `@`, or all of it for a domain JID).
+fn jid_domain(jid: &str) -> &str {
+    jid.split_once('@').map_or(jid, |(_, domain)| domain)
+}
+
+/// Columns of an [`ArchivedMessage`], for [`archived_from_row`].
+const ARCHIVE_COLUMNS: &str = "id, timestamp, with_jid, stanza";
+
+fn archived_from_row(row: &SqliteRow) -> StorageResult<ArchivedMessage> {
+    Ok(ArchivedMessage {
+        id: row.try_get("id").map_err(db_error)?,
+        timestamp: row.try_get("timestamp").map_err(db_error)?,
+        with: row.try_get("with_jid").map_err(db_error)?,
+        stanza: row.try_get("stanza").map_err(db_error)?,
+    })
+}
+
+/// Appends `WHERE` with the archive and the query's `with`/`start`/`end` filters. Only the
+/// filters present are written, so each combination is its own statement with its own plan
+/// (a `?n IS NULL OR ...` form would keep SQLite from using the indexes).
+fn push_archive_filters<'a>(
+    builder: &mut QueryBuilder<'a, Sqlite>,
+    archive: &'a str,
+    query: &'a ArchiveQuery,
+) {
+    builder.push(" WHERE archive = ").push_bind(archive);
+    if let Some(with) = &query.with {
+        builder.push(" AND with_jid = ").push_bind(with.as_str());
+    }
+    if let Some(start) = query.start {
+        builder.push(" AND timestamp >= ").push_bind(start);
+    }
+    if let Some(end) = query.end {
+        builder.push(" AND timestamp <= ").push_bind(end);
+    }
+}
+
+/// The sequence number of the message with stanza-id `id` in `archive`; `NotFound` if none.
+async fn archive_position(
+    conn: &mut SqliteConnection,
+    archive: &str,
+    id: Option<&str>,
+) -> StorageResult<Option<i64>> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM archive_messages WHERE archive = ?1 AND id = ?2")
+            .bind(archive)
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+            .map_err(db_error)?;
+    seq.map(Some).ok_or(StorageError::NotFound)
+}
+
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn create_account(
@@ -268,14 +341,26 @@ impl Storage for SqliteStorage {
     }
 
     async fn delete_account(&self, user: &str, domain: &str) -> StorageResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
         // Roster items (and their groups), offline messages, vCard and last activity go with
         // the row through ON DELETE CASCADE.
         let result = sqlx::query("DELETE FROM accounts WHERE user = ?1 AND domain = ?2")
             .bind(user)
             .bind(domain)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        // The archive is not tied to the account row; it goes even if there was no account.
+        sqlx::query("DELETE FROM archive_messages WHERE archive = ?1")
+            .bind(format!("{user}@{domain}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
         require_row(result.rows_affected())
     }
 
@@ -548,6 +633,160 @@ impl Storage for SqliteStorage {
         .await
         .map_err(db_error)?;
         require_row(result.rows_affected())
+    }
+
+    async fn save_room(&self, room: &str, record: &str) -> StorageResult<()> {
+        sqlx::query(
+            "INSERT INTO rooms (jid, service, record) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (jid) DO UPDATE SET record = excluded.record",
+        )
+        .bind(room)
+        .bind(jid_domain(room))
+        .bind(record)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_room(&self, room: &str) -> StorageResult<()> {
+        // Deleting a room that is not stored is not an error; the archive stays.
+        sqlx::query("DELETE FROM rooms WHERE jid = ?1")
+            .bind(room)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn rooms(&self, service: &str) -> StorageResult<Vec<(String, String)>> {
+        // BINARY collation compares UTF-8 bytes, which is the order of Rust's `str`.
+        let rows = sqlx::query("SELECT jid, record FROM rooms WHERE service = ?1 ORDER BY jid")
+            .bind(service)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("jid").map_err(db_error)?,
+                    row.try_get("record").map_err(db_error)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn archive_append(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()> {
+        // A duplicate id violates UNIQUE (archive, id): `AlreadyExists`.
+        sqlx::query(
+            "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(archive)
+        .bind(&message.id)
+        .bind(message.timestamp)
+        .bind(&message.with)
+        .bind(&message.stanza)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn archive_query(
+        &self,
+        archive: &str,
+        query: &ArchiveQuery,
+    ) -> StorageResult<ArchivePage> {
+        // One read transaction: positions, count and page come from the same snapshot.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let after = archive_position(&mut tx, archive, query.after_id.as_deref()).await?;
+        let before = archive_position(&mut tx, archive, query.before_id.as_deref()).await?;
+
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM archive_messages");
+        push_archive_filters(&mut count, archive, query);
+        let count: i64 = count
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let count = usize::try_from(count).map_err(|_| corrupt("archive message count"))?;
+
+        // One more than the page, to learn whether the page is the last.
+        let wanted = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut page = QueryBuilder::new(format!("SELECT {ARCHIVE_COLUMNS} FROM archive_messages"));
+        push_archive_filters(&mut page, archive, query);
+        if let Some(after) = after {
+            page.push(" AND seq > ").push_bind(after);
+        }
+        if let Some(before) = before {
+            page.push(" AND seq < ").push_bind(before);
+        }
+        page.push(if query.from_end {
+            " ORDER BY seq DESC LIMIT "
+        } else {
+            " ORDER BY seq LIMIT "
+        })
+        .push_bind(wanted);
+        let rows = page.build().fetch_all(&mut *tx).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+
+        let mut messages = rows
+            .iter()
+            .map(archived_from_row)
+            .collect::<StorageResult<Vec<_>>>()?;
+        let complete = messages.len() <= query.limit;
+        messages.truncate(query.limit);
+        if query.from_end {
+            messages.reverse();
+        }
+        Ok(ArchivePage {
+            messages,
+            complete,
+            count,
+        })
+    }
+
+    async fn archive_get(&self, archive: &str, id: &str) -> StorageResult<Option<ArchivedMessage>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ARCHIVE_COLUMNS} FROM archive_messages WHERE archive = ?1 AND id = ?2"
+        ))
+        .bind(archive)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(archived_from_row).transpose()
+    }
+
+    async fn archive_replace(&self, archive: &str, id: &str, stanza: &str) -> StorageResult<()> {
+        let result =
+            sqlx::query("UPDATE archive_messages SET stanza = ?3 WHERE archive = ?1 AND id = ?2")
+                .bind(archive)
+                .bind(id)
+                .bind(stanza)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        require_row(result.rows_affected())
+    }
+
+    async fn archive_expire(&self, before: i64) -> StorageResult<usize> {
+        let result = sqlx::query("DELETE FROM archive_messages WHERE timestamp < ?1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        usize::try_from(result.rows_affected()).map_err(|_| corrupt("expired message count"))
+    }
+
+    async fn archive_delete(&self, archive: &str) -> StorageResult<()> {
+        sqlx::query("DELETE FROM archive_messages WHERE archive = ?1")
+            .bind(archive)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
     }
 
     async fn flush(&self) -> StorageResult<()> {

@@ -3,13 +3,18 @@
 //! without an account (refused by SQLite, kept by the memory backend for anonymous visitors), and
 //! for SQLite persistence across reopening and two handles (the server and the CLI) writing to
 //! the same file at once.
+//!
+//! Archive paging semantics checked here (and documented in both backends): the page is taken
+//! from the messages matching `with`/`start`/`end` strictly between `after_id` and `before_id`,
+//! oldest first; `complete` means the page was not cut short by `limit`; `count` ignores
+//! `after_id`, `before_id` and `limit`.
 
 use std::path::Path;
 
 use salon_server::storage::memory::MemoryStorage;
 use salon_server::storage::{
-    Credentials, LastActivity, OfflineMessage, RosterItem, ScramKeys, Storage, StorageError,
-    Subscription,
+    ArchivePage, ArchiveQuery, ArchivedMessage, Credentials, LastActivity, OfflineMessage,
+    RosterItem, ScramKeys, Storage, StorageError, Subscription,
 };
 use salon_store::SqliteStorage;
 
@@ -70,6 +75,8 @@ async fn run_suite(s: &dyn Storage) {
     offline_messages(s).await;
     vcards(s).await;
     last_activity(s).await;
+    rooms(s).await;
+    archives(s).await;
     delete_cascades(s).await;
     s.flush().await.expect("flush");
 }
@@ -428,6 +435,745 @@ async fn last_activity(s: &dyn Storage) {
     assert_eq!(s.last_activity("carol", A).await.expect("last"), None);
 }
 
+const MUC_A: &str = "muc.a.example";
+
+async fn rooms(s: &dyn Storage) {
+    assert!(s.rooms(MUC_A).await.expect("rooms").is_empty());
+
+    // Saved out of order, on several services; none of them is an account.
+    let saved = [
+        ("zed@muc.a.example", "{\"zed\":1}"),
+        ("ümlaut@muc.a.example", "<room name='Ü'/>"),
+        ("alpha@muc.a.example", ""),
+        ("alpha@muc.b.example", "b"),
+        ("beta@sub.muc.a.example", "sub"),
+        ("gamma@a.example", "host"),
+    ];
+    for (room, record) in saved {
+        s.save_room(room, record)
+            .await
+            .unwrap_or_else(|e| panic!("save {room}: {e}"));
+    }
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(jid, record)| ((*jid).to_owned(), (*record).to_owned()))
+            .collect()
+    };
+    // Sorted by JID in byte order ('ü' is after 'z'), only the exact service.
+    assert_eq!(
+        s.rooms(MUC_A).await.expect("rooms"),
+        owned(&[
+            ("alpha@muc.a.example", ""),
+            ("zed@muc.a.example", "{\"zed\":1}"),
+            ("ümlaut@muc.a.example", "<room name='Ü'/>"),
+        ])
+    );
+    assert_eq!(
+        s.rooms("muc.b.example").await.expect("rooms"),
+        owned(&[("alpha@muc.b.example", "b")])
+    );
+    assert_eq!(
+        s.rooms("sub.muc.a.example").await.expect("rooms"),
+        owned(&[("beta@sub.muc.a.example", "sub")])
+    );
+    assert_eq!(
+        s.rooms(A).await.expect("rooms"),
+        owned(&[("gamma@a.example", "host")])
+    );
+    assert!(s.rooms("a.exampl").await.expect("rooms").is_empty());
+    assert!(s.rooms("example").await.expect("rooms").is_empty());
+    // Room records are not accounts.
+    assert!(!s
+        .list_accounts(None)
+        .await
+        .expect("list")
+        .iter()
+        .any(|jid| jid.contains("muc")));
+
+    // Saving again replaces the record, without a second entry.
+    s.save_room("zed@muc.a.example", "{\"zed\":2}")
+        .await
+        .expect("replace");
+    assert_eq!(
+        s.rooms(MUC_A).await.expect("rooms"),
+        owned(&[
+            ("alpha@muc.a.example", ""),
+            ("zed@muc.a.example", "{\"zed\":2}"),
+            ("ümlaut@muc.a.example", "<room name='Ü'/>"),
+        ])
+    );
+
+    // Deleting a room leaves its archive and the other rooms (also the same name elsewhere).
+    let kept = archived(0, 1, "x@a.example", "<message>kept</message>");
+    s.archive_append("alpha@muc.a.example", &kept)
+        .await
+        .expect("append");
+    s.delete_room("alpha@muc.a.example").await.expect("delete");
+    assert_eq!(
+        s.rooms(MUC_A).await.expect("rooms"),
+        owned(&[
+            ("zed@muc.a.example", "{\"zed\":2}"),
+            ("ümlaut@muc.a.example", "<room name='Ü'/>"),
+        ])
+    );
+    assert_eq!(
+        s.rooms("muc.b.example").await.expect("rooms"),
+        owned(&[("alpha@muc.b.example", "b")])
+    );
+    assert_eq!(
+        s.archive_get("alpha@muc.a.example", &kept.id)
+            .await
+            .expect("get"),
+        Some(kept.clone())
+    );
+    s.archive_delete("alpha@muc.a.example")
+        .await
+        .expect("archive delete");
+    // Deleting what is not there is not an error.
+    s.delete_room("alpha@muc.a.example")
+        .await
+        .expect("delete again");
+    s.delete_room("nobody@muc.a.example")
+        .await
+        .expect("delete unknown");
+
+    // A deleted room saved again starts afresh.
+    s.save_room("alpha@muc.a.example", "new")
+        .await
+        .expect("save again");
+    assert_eq!(
+        s.rooms(MUC_A).await.expect("rooms"),
+        owned(&[
+            ("alpha@muc.a.example", "new"),
+            ("zed@muc.a.example", "{\"zed\":2}"),
+            ("ümlaut@muc.a.example", "<room name='Ü'/>"),
+        ])
+    );
+
+    for (room, _) in saved {
+        s.delete_room(room).await.expect("delete");
+    }
+    for service in [MUC_A, "muc.b.example", "sub.muc.a.example", A] {
+        assert!(s.rooms(service).await.expect("rooms").is_empty());
+    }
+}
+
+/// Microseconds; a realistic epoch time.
+const T0: i64 = 1_700_000_000_000_000;
+const SECOND: i64 = 1_000_000;
+
+fn archived(id: usize, timestamp: i64, with: &str, stanza: &str) -> ArchivedMessage {
+    ArchivedMessage {
+        id: format!("id-{id:02}"),
+        timestamp,
+        with: with.to_owned(),
+        stanza: stanza.to_owned(),
+    }
+}
+
+const ROOM: &str = "room@muc.a.example";
+const ROMEO: &str = "room@muc.a.example/romeo";
+const JULIET: &str = "room@muc.a.example/juliet";
+
+/// The 25 messages of [`ROOM`], in append order. Neither ids nor timestamps follow that order:
+/// message `i` has id `id-{(13 i) mod 25}` and timestamp `T0 + ((7 i) mod 25)` seconds. Every
+/// third message (i = 0, 3, …, 24) is from Romeo, the others from Juliet.
+fn room_messages() -> Vec<ArchivedMessage> {
+    (0..25)
+        .map(|i| {
+            let with = if i % 3 == 0 { ROMEO } else { JULIET };
+            archived(
+                (i * 13) % 25,
+                T0 + ((i as i64 * 7) % 25) * SECOND,
+                with,
+                &format!("<message from='{with}' type='groupchat'><body>{i} ✓</body></message>"),
+            )
+        })
+        .collect()
+}
+
+fn pick(all: &[ArchivedMessage], indices: impl IntoIterator<Item = usize>) -> Vec<ArchivedMessage> {
+    indices.into_iter().map(|i| all[i].clone()).collect()
+}
+
+fn limit(limit: usize) -> ArchiveQuery {
+    ArchiveQuery {
+        limit,
+        ..ArchiveQuery::default()
+    }
+}
+
+async fn query(s: &dyn Storage, archive: &str, q: &ArchiveQuery) -> ArchivePage {
+    s.archive_query(archive, q)
+        .await
+        .unwrap_or_else(|e| panic!("query {archive} {q:?}: {e}"))
+}
+
+fn page(messages: Vec<ArchivedMessage>, complete: bool, count: usize) -> ArchivePage {
+    ArchivePage {
+        messages,
+        complete,
+        count,
+    }
+}
+
+async fn archives(s: &dyn Storage) {
+    let all = room_messages();
+    let id = |i: usize| Some(all[i].id.clone());
+
+    // Nothing yet.
+    assert_eq!(query(s, ROOM, &limit(10)).await, page(vec![], true, 0));
+    assert_eq!(s.archive_get(ROOM, &all[0].id).await.expect("get"), None);
+    let q = ArchiveQuery {
+        after_id: id(0),
+        ..limit(10)
+    };
+    let err = s.archive_query(ROOM, &q).await.expect_err("empty archive");
+    assert!(matches!(err, StorageError::NotFound), "{err:?}");
+
+    // Appended interleaved with other archives: another room, and an account's (alice@a has an
+    // account, nobody@a does not; archives need none).
+    let other = "other@muc.a.example";
+    for (i, message) in all.iter().enumerate() {
+        s.archive_append(ROOM, message)
+            .await
+            .unwrap_or_else(|e| panic!("append {i}: {e}"));
+        if i % 5 == 0 {
+            let theirs = archived(i, T0 + i as i64, "x@b.example", &format!("<o>{i}</o>"));
+            s.archive_append(other, &theirs).await.expect("append");
+            s.archive_append("alice@a.example", &theirs)
+                .await
+                .expect("append");
+        }
+    }
+    s.archive_append("nobody@a.example", &archived(99, T0, "x@b.example", "<n/>"))
+        .await
+        .expect("append, no account");
+
+    // The same id again in the same archive is refused and changes nothing; in another archive
+    // it is fine.
+    let duplicate = archived(13, T0 + 100 * SECOND, ROMEO, "<dup/>");
+    assert_eq!(duplicate.id, all[1].id);
+    let err = s
+        .archive_append(ROOM, &duplicate)
+        .await
+        .expect_err("duplicate");
+    assert!(matches!(err, StorageError::AlreadyExists), "{err:?}");
+    assert_eq!(
+        s.archive_get(ROOM, &duplicate.id).await.expect("get"),
+        Some(all[1].clone())
+    );
+    s.archive_append("third@muc.a.example", &duplicate)
+        .await
+        .expect("same id, other archive");
+
+    // Everything, in append order (not by id, not by timestamp), every field intact.
+    assert_eq!(
+        query(s, ROOM, &limit(100)).await,
+        page(all.clone(), true, 25)
+    );
+    assert_eq!(
+        query(s, ROOM, &limit(25)).await,
+        page(all.clone(), true, 25),
+        "exactly the limit: nothing beyond"
+    );
+    assert_eq!(
+        query(s, ROOM, &limit(usize::MAX)).await,
+        page(all.clone(), true, 25)
+    );
+    assert_eq!(
+        query(s, other, &limit(100)).await.messages.len(),
+        5,
+        "archives are separate"
+    );
+
+    // Paging forwards in pages of 10: 10, 10, 5, complete only on the last.
+    let first = query(s, ROOM, &limit(10)).await;
+    assert_eq!(first, page(pick(&all, 0..10), false, 25));
+    let second = query(
+        s,
+        ROOM,
+        &ArchiveQuery {
+            after_id: Some(first.messages[9].id.clone()),
+            ..limit(10)
+        },
+    )
+    .await;
+    assert_eq!(second, page(pick(&all, 10..20), false, 25));
+    let third = query(
+        s,
+        ROOM,
+        &ArchiveQuery {
+            after_id: Some(second.messages[9].id.clone()),
+            ..limit(10)
+        },
+    )
+    .await;
+    assert_eq!(third, page(pick(&all, 20..25), true, 25));
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                after_id: id(24),
+                ..limit(10)
+            }
+        )
+        .await,
+        page(vec![], true, 25),
+        "after the last message"
+    );
+
+    // Paging backwards from the end: pages still oldest first.
+    let back = |before_id: Option<String>| ArchiveQuery {
+        before_id,
+        from_end: true,
+        ..limit(10)
+    };
+    let last = query(s, ROOM, &back(None)).await;
+    assert_eq!(last, page(pick(&all, 15..25), false, 25));
+    let middle = query(s, ROOM, &back(Some(last.messages[0].id.clone()))).await;
+    assert_eq!(middle, page(pick(&all, 5..15), false, 25));
+    let oldest = query(s, ROOM, &back(Some(middle.messages[0].id.clone()))).await;
+    assert_eq!(oldest, page(pick(&all, 0..5), true, 25));
+    assert_eq!(
+        query(s, ROOM, &back(id(0))).await,
+        page(vec![], true, 25),
+        "before the first message"
+    );
+    assert_eq!(
+        query(s, ROOM, &back(id(10))).await,
+        page(pick(&all, 0..10), true, 25),
+        "exactly a page left"
+    );
+
+    // A before bound paged from the start, and an after bound paged from the end.
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                before_id: id(12),
+                ..limit(5)
+            }
+        )
+        .await,
+        page(pick(&all, 0..5), false, 25)
+    );
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                after_id: id(20),
+                from_end: true,
+                ..limit(10)
+            }
+        )
+        .await,
+        page(pick(&all, 21..25), true, 25)
+    );
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                after_id: id(3),
+                from_end: true,
+                ..limit(2)
+            }
+        )
+        .await,
+        page(pick(&all, 23..25), false, 25)
+    );
+
+    // Both bounds: the messages strictly between.
+    let between = |after: usize, before: usize, n: usize, from_end: bool| ArchiveQuery {
+        after_id: id(after),
+        before_id: id(before),
+        from_end,
+        ..limit(n)
+    };
+    assert_eq!(
+        query(s, ROOM, &between(5, 9, 10, false)).await,
+        page(pick(&all, 6..9), true, 25)
+    );
+    assert_eq!(
+        query(s, ROOM, &between(5, 9, 2, false)).await,
+        page(pick(&all, 6..8), false, 25)
+    );
+    assert_eq!(
+        query(s, ROOM, &between(5, 9, 2, true)).await,
+        page(pick(&all, 7..9), false, 25)
+    );
+    assert_eq!(
+        query(s, ROOM, &between(5, 6, 10, false)).await,
+        page(vec![], true, 25)
+    );
+    assert_eq!(
+        query(s, ROOM, &between(7, 7, 10, false)).await,
+        page(vec![], true, 25)
+    );
+    assert_eq!(
+        query(s, ROOM, &between(9, 5, 10, true)).await,
+        page(vec![], true, 25)
+    );
+
+    // Limit 0: no messages, but the count and whether any lie beyond.
+    assert_eq!(query(s, ROOM, &limit(0)).await, page(vec![], false, 25));
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                from_end: true,
+                ..limit(0)
+            }
+        )
+        .await,
+        page(vec![], false, 25)
+    );
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                after_id: id(24),
+                ..limit(0)
+            }
+        )
+        .await,
+        page(vec![], true, 25)
+    );
+    assert_eq!(
+        query(s, "empty@muc.a.example", &limit(0)).await,
+        page(vec![], true, 0)
+    );
+
+    // The `with` filter: exact match only.
+    let romeo: Vec<usize> = (0..25).step_by(3).collect();
+    assert_eq!(romeo.len(), 9);
+    let with = |who: &str| ArchiveQuery {
+        with: Some(who.to_owned()),
+        ..limit(100)
+    };
+    assert_eq!(
+        query(s, ROOM, &with(ROMEO)).await,
+        page(pick(&all, romeo.iter().copied()), true, 9)
+    );
+    assert_eq!(query(s, ROOM, &with(JULIET)).await.count, 16);
+    assert_eq!(
+        query(s, ROOM, &with("room@muc.a.example")).await,
+        page(vec![], true, 0)
+    );
+    assert_eq!(
+        query(s, ROOM, &with("room@muc.a.example/Romeo")).await,
+        page(vec![], true, 0)
+    );
+    // Paged, with a position that itself does not match the filter.
+    let romeo_page = |after: usize| ArchiveQuery {
+        after_id: id(after),
+        ..ArchiveQuery {
+            limit: 4,
+            ..with(ROMEO)
+        }
+    };
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                limit: 4,
+                ..with(ROMEO)
+            }
+        )
+        .await,
+        page(pick(&all, [0, 3, 6, 9]), false, 9)
+    );
+    assert_eq!(
+        query(s, ROOM, &romeo_page(9)).await,
+        page(pick(&all, [12, 15, 18, 21]), false, 9)
+    );
+    assert_eq!(
+        query(s, ROOM, &romeo_page(10)).await,
+        page(pick(&all, [12, 15, 18, 21]), false, 9)
+    );
+    assert_eq!(
+        query(s, ROOM, &romeo_page(21)).await,
+        page(pick(&all, [24]), true, 9)
+    );
+    assert_eq!(
+        query(s, ROOM, &romeo_page(22)).await,
+        page(pick(&all, [24]), true, 9)
+    );
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                before_id: id(23),
+                from_end: true,
+                limit: 3,
+                ..with(ROMEO)
+            }
+        )
+        .await,
+        page(pick(&all, [15, 18, 21]), false, 9)
+    );
+
+    // Start and end are inclusive and select by timestamp; results stay in append order.
+    let in_range = |lo: i64, hi: i64| -> Vec<usize> {
+        (0..25)
+            .filter(|&i| (lo..=hi).contains(&all[i].timestamp))
+            .collect()
+    };
+    let range = ArchiveQuery {
+        start: Some(T0 + 5 * SECOND),
+        end: Some(T0 + 9 * SECOND),
+        ..limit(100)
+    };
+    let expected = in_range(T0 + 5 * SECOND, T0 + 9 * SECOND);
+    // (7 i) mod 25 in 5..=9: i = 15, 1, 8, 19, 12, in append order 1, 8, 12, 15, 19.
+    assert_eq!(expected, [1, 8, 12, 15, 19]);
+    assert_eq!(
+        query(s, ROOM, &range).await,
+        page(pick(&all, expected.iter().copied()), true, 5)
+    );
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                limit: 2,
+                ..range.clone()
+            }
+        )
+        .await,
+        page(pick(&all, [1, 8]), false, 5)
+    );
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                after_id: id(8),
+                limit: 2,
+                ..range.clone()
+            }
+        )
+        .await,
+        page(pick(&all, [12, 15]), false, 5)
+    );
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                from_end: true,
+                limit: 2,
+                ..range.clone()
+            }
+        )
+        .await,
+        page(pick(&all, [15, 19]), false, 5)
+    );
+    let start_only = ArchiveQuery {
+        start: Some(T0 + 20 * SECOND),
+        ..limit(100)
+    };
+    assert_eq!(
+        query(s, ROOM, &start_only).await,
+        page(pick(&all, in_range(T0 + 20 * SECOND, i64::MAX)), true, 5)
+    );
+    let end_only = ArchiveQuery {
+        end: Some(T0),
+        ..limit(100)
+    };
+    assert_eq!(
+        query(s, ROOM, &end_only).await,
+        page(pick(&all, [0]), true, 1)
+    );
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                start: Some(T0 + 25 * SECOND),
+                ..limit(100)
+            }
+        )
+        .await,
+        page(vec![], true, 0)
+    );
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                start: Some(T0 + 9 * SECOND),
+                end: Some(T0 + 5 * SECOND),
+                ..limit(100)
+            }
+        )
+        .await,
+        page(vec![], true, 0),
+        "start after end"
+    );
+    // All three filters: Romeo's among 1, 8, 12, 15, 19 are 12 and 15.
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                with: Some(ROMEO.to_owned()),
+                ..range.clone()
+            }
+        )
+        .await,
+        page(pick(&all, [12, 15]), true, 2)
+    );
+
+    // An unknown position is NotFound, also one that exists only in another archive.
+    for (after_id, before_id) in [
+        (Some("nope".to_owned()), None),
+        (None, Some("nope".to_owned())),
+        (id(0), Some("nope".to_owned())),
+        (Some("nope".to_owned()), id(0)),
+        (Some("id-99".to_owned()), None),
+    ] {
+        let q = ArchiveQuery {
+            after_id,
+            before_id,
+            ..limit(10)
+        };
+        let err = s.archive_query(ROOM, &q).await.expect_err("unknown id");
+        assert!(matches!(err, StorageError::NotFound), "{q:?}: {err:?}");
+    }
+
+    // Lookup by id.
+    for message in &all {
+        assert_eq!(
+            s.archive_get(ROOM, &message.id).await.expect("get"),
+            Some(message.clone())
+        );
+    }
+    assert_eq!(s.archive_get(ROOM, "nope").await.expect("get"), None);
+    assert_eq!(s.archive_get(ROOM, "id-99").await.expect("get"), None);
+    assert_eq!(
+        s.archive_get("nothing@muc.a.example", "id-00")
+            .await
+            .expect("get"),
+        None
+    );
+
+    // Replacing the stanza (a tombstone) keeps everything else, including the position.
+    let tombstone = "<message><retracted xmlns='urn:xmpp:message-retract:1'/></message>";
+    s.archive_replace(ROOM, &all[7].id, tombstone)
+        .await
+        .expect("replace");
+    let mut retracted = all.clone();
+    retracted[7].stanza = tombstone.to_owned();
+    assert_eq!(
+        s.archive_get(ROOM, &all[7].id).await.expect("get"),
+        Some(retracted[7].clone())
+    );
+    assert_eq!(
+        query(s, ROOM, &limit(100)).await,
+        page(retracted.clone(), true, 25)
+    );
+    assert_eq!(
+        s.archive_get(other, &all[7].id).await.expect("get"),
+        None,
+        "other archives untouched"
+    );
+    for (archive, id) in [
+        (ROOM, "nope"),
+        ("nothing@muc.a.example", all[7].id.as_str()),
+        (other, all[7].id.as_str()),
+    ] {
+        let err = s
+            .archive_replace(archive, id, "<x/>")
+            .await
+            .expect_err("absent");
+        assert!(
+            matches!(err, StorageError::NotFound),
+            "{archive} {id}: {err:?}"
+        );
+    }
+
+    // Expiry: strictly older than `before`, across all archives. In ROOM, timestamps T0 + 0, 1
+    // and 2 s (i = 0, 18, 11); in `other`, alice's, nobody's and third's, everything (all at
+    // most T0 + 20 µs) except the duplicate-id message at T0 + 100 s.
+    assert_eq!(in_range(i64::MIN, T0 + 2 * SECOND), [0, 11, 18]);
+    assert_eq!(
+        s.archive_expire(T0 + 3 * SECOND).await.expect("expire"),
+        3 + 5 + 5 + 1
+    );
+    assert_eq!(s.archive_expire(T0 + 3 * SECOND).await.expect("expire"), 0);
+    let survivors: Vec<usize> = (0..25).filter(|i| ![0, 11, 18].contains(i)).collect();
+    assert_eq!(
+        query(s, ROOM, &limit(100)).await,
+        page(pick(&retracted, survivors.iter().copied()), true, 22)
+    );
+    assert_eq!(query(s, other, &limit(100)).await, page(vec![], true, 0));
+    assert_eq!(query(s, "alice@a.example", &limit(100)).await.count, 0);
+    assert_eq!(
+        query(s, "third@muc.a.example", &limit(100)).await,
+        page(vec![duplicate.clone()], true, 1)
+    );
+    assert_eq!(s.archive_get(ROOM, &all[0].id).await.expect("get"), None);
+    let err = s
+        .archive_query(
+            ROOM,
+            &ArchiveQuery {
+                after_id: id(11),
+                ..limit(10)
+            },
+        )
+        .await
+        .expect_err("expired position");
+    assert!(matches!(err, StorageError::NotFound), "{err:?}");
+    // Paging still works around the gaps.
+    assert_eq!(
+        query(
+            s,
+            ROOM,
+            &ArchiveQuery {
+                after_id: id(10),
+                ..limit(3)
+            }
+        )
+        .await,
+        page(pick(&retracted, [12, 13, 14]), false, 22)
+    );
+
+    // An expired id can be used again, and new messages go last whatever their timestamp.
+    s.archive_append(ROOM, &all[0]).await.expect("append again");
+    let mut expected = pick(&retracted, survivors.iter().copied());
+    expected.push(all[0].clone());
+    assert_eq!(query(s, ROOM, &limit(100)).await, page(expected, true, 23));
+
+    // Deleting an archive deletes only that archive.
+    s.archive_delete(ROOM).await.expect("delete");
+    assert_eq!(query(s, ROOM, &limit(100)).await, page(vec![], true, 0));
+    assert_eq!(s.archive_get(ROOM, &all[1].id).await.expect("get"), None);
+    assert_eq!(query(s, "third@muc.a.example", &limit(100)).await.count, 1);
+    s.archive_delete(ROOM).await.expect("delete again");
+    s.archive_delete("third@muc.a.example")
+        .await
+        .expect("delete");
+    assert_eq!(query(s, "third@muc.a.example", &limit(100)).await.count, 0);
+
+    // A deleted archive starts afresh.
+    s.archive_append(ROOM, &all[1]).await.expect("append");
+    assert_eq!(
+        query(s, ROOM, &limit(100)).await,
+        page(vec![all[1].clone()], true, 1)
+    );
+    s.archive_delete(ROOM).await.expect("delete");
+}
+
 async fn delete_cascades(s: &dyn Storage) {
     // Give dave@a one of everything, and alice@a (who keeps hers) the same.
     s.create_account("dave", A, &creds(7))
@@ -449,7 +1195,20 @@ async fn delete_cascades(s: &dyn Storage) {
         s.set_last_activity(user, A, &last(2, "bye"))
             .await
             .expect("last");
+        s.archive_append(
+            &format!("{user}@{A}"),
+            &archived(1, T0, "contact@c.example", "<message/>"),
+        )
+        .await
+        .expect("archive");
     }
+    // An archive named like dave's in a room service, and a room, are not dave's.
+    s.archive_append(
+        "dave@muc.a.example",
+        &archived(1, T0, "contact@c.example", "<message/>"),
+    )
+    .await
+    .expect("archive");
 
     s.delete_account("dave", A).await.expect("delete");
     assert_eq!(s.credentials("dave", A).await.expect("get"), None);
@@ -462,6 +1221,15 @@ async fn delete_cascades(s: &dyn Storage) {
     assert_eq!(s.count_offline("dave", A).await.expect("count"), 0);
     assert_eq!(s.vcard("dave", A).await.expect("vcard"), None);
     assert_eq!(s.last_activity("dave", A).await.expect("last"), None);
+    assert_eq!(
+        query(s, "dave@a.example", &limit(10)).await,
+        page(vec![], true, 0),
+        "the account's archive goes with it"
+    );
+    assert_eq!(query(s, "dave@muc.a.example", &limit(10)).await.count, 1);
+    s.archive_delete("dave@muc.a.example")
+        .await
+        .expect("archive delete");
 
     // A new account under the same name inherits nothing.
     s.create_account("dave", A, &creds(8))
@@ -478,6 +1246,7 @@ async fn delete_cascades(s: &dyn Storage) {
     assert!(s.take_offline("dave", A).await.expect("take").is_empty());
     assert_eq!(s.vcard("dave", A).await.expect("vcard"), None);
     assert_eq!(s.last_activity("dave", A).await.expect("last"), None);
+    assert_eq!(query(s, "dave@a.example", &limit(10)).await.count, 0);
 
     // Alice's data is untouched.
     assert_eq!(s.roster("alice", A).await.expect("roster").len(), 1);
@@ -487,6 +1256,23 @@ async fn delete_cascades(s: &dyn Storage) {
         s.last_activity("alice", A).await.expect("last"),
         Some(last(2, "bye"))
     );
+    assert_eq!(
+        query(s, "alice@a.example", &limit(10)).await,
+        page(
+            vec![archived(1, T0, "contact@c.example", "<message/>")],
+            true,
+            1
+        )
+    );
+
+    // Deleting an address without an account still drops its archive (SQLite answers NotFound
+    // and the memory backend, for whom that is a visitor logging out, too).
+    s.archive_append("ghost@a.example", &archived(2, T0, "x@b.example", "<m/>"))
+        .await
+        .expect("archive");
+    let err = s.delete_account("ghost", A).await.expect_err("no account");
+    assert!(matches!(err, StorageError::NotFound), "{err:?}");
+    assert_eq!(query(s, "ghost@a.example", &limit(10)).await.count, 0);
 
     // Deleting the last account of a domain leaves the others.
     s.delete_account("alice", B).await.expect("delete");
@@ -716,6 +1502,70 @@ async fn sqlite_data_survives_reopening() {
             offline("<message>3</message>", 5),
             offline("<message>4</message>", 1)
         ]
+    );
+    storage.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_archives_and_rooms_survive_reopening() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let path = dir.path().join("salon.db");
+    let messages: Vec<ArchivedMessage> = (0..4)
+        .map(|i| {
+            archived(
+                10 - i,
+                T0 - i as i64 * SECOND,
+                ROMEO,
+                &format!("<message>{i} ✓</message>"),
+            )
+        })
+        .collect();
+
+    let storage = open(&path).await;
+    for message in &messages[..3] {
+        storage.archive_append(ROOM, message).await.expect("append");
+    }
+    storage
+        .save_room(ROOM, "<config persistent='1'/>")
+        .await
+        .expect("save");
+    storage.flush().await.expect("flush");
+    storage.close().await;
+
+    let storage = open(&path).await;
+    assert_eq!(
+        query(&storage, ROOM, &limit(10)).await,
+        page(messages[..3].to_vec(), true, 3)
+    );
+    assert_eq!(
+        storage.rooms(MUC_A).await.expect("rooms"),
+        [(ROOM.to_owned(), "<config persistent='1'/>".to_owned())]
+    );
+    // Ids stay unique, and the order continues after reopening.
+    let err = storage
+        .archive_append(ROOM, &messages[0])
+        .await
+        .expect_err("duplicate");
+    assert!(matches!(err, StorageError::AlreadyExists), "{err:?}");
+    storage
+        .archive_append(ROOM, &messages[3])
+        .await
+        .expect("append");
+    assert_eq!(
+        query(
+            &storage,
+            ROOM,
+            &ArchiveQuery {
+                after_id: Some(messages[2].id.clone()),
+                ..limit(10)
+            }
+        )
+        .await,
+        page(messages[3..].to_vec(), true, 4)
+    );
+    assert_eq!(
+        query(&storage, ROOM, &limit(10)).await,
+        page(messages.clone(), true, 4)
     );
     storage.close().await;
 }

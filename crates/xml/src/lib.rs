@@ -44,6 +44,9 @@ pub enum StreamEvent {
         namespace: String,
         name: String,
         attributes: Vec<(String, String)>,
+        /// The default namespace declared on the header (`xmlns='jabber:client'`), which
+        /// decides the content namespace of the stream (RFC 6120 §4.8.2).
+        default_namespace: Option<String>,
     },
     /// One complete top-level element.
     Stanza(Element),
@@ -92,6 +95,9 @@ pub struct StreamParser {
     stanza_bytes: usize,
     /// Set once an error or the end of stream has been reported; nothing more is parsed.
     finished: bool,
+    /// Raw bytes before the stream header has been parsed, to read its default namespace,
+    /// which the namespace-resolving parser does not report.
+    header_bytes: Vec<u8>,
 }
 
 impl StreamParser {
@@ -107,6 +113,7 @@ impl StreamParser {
             root_open: false,
             stanza_bytes: 0,
             finished: false,
+            header_bytes: Vec::new(),
         }
     }
 
@@ -129,6 +136,9 @@ impl StreamParser {
     ) -> Result<(), StreamParseError> {
         if self.finished {
             return Ok(());
+        }
+        if !self.root_open && self.header_bytes.len() < self.limits.max_stanza_bytes {
+            self.header_bytes.extend_from_slice(data);
         }
         loop {
             let before = data.len();
@@ -181,7 +191,10 @@ impl StreamParser {
                 if !self.root_open {
                     self.root_open = true;
                     self.stanza_bytes = 0;
+                    let default_namespace = default_namespace_of(&self.header_bytes, &name);
+                    self.header_bytes = Vec::new();
                     out.push(StreamEvent::StreamOpen {
+                        default_namespace,
                         namespace: namespace.to_string(),
                         name: name.to_string(),
                         attributes: attributes
@@ -239,6 +252,38 @@ impl StreamParser {
             }
         }
     }
+}
+
+/// Find `xmlns='…'` on the first element named `local` (possibly prefixed) in `header`, which
+/// the parser has already found well-formed.
+fn default_namespace_of(header: &[u8], local: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    let start = text.match_indices('<').find_map(|(i, _)| {
+        let rest = &text[i + 1..];
+        let name_end = rest.find(|c: char| c.is_whitespace() || c == '>' || c == '/')?;
+        let name = &rest[..name_end];
+        let bare = name.rsplit(':').next().unwrap_or(name);
+        (bare == local && !name.starts_with('?') && !name.starts_with('!'))
+            .then_some(i + 1 + name_end)
+    })?;
+    let tag = &text[start..];
+    let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+    let mut rest = tag;
+    while let Some(position) = rest.find("xmlns") {
+        let after = rest[position + 5..].trim_start();
+        rest = &rest[position + 5..];
+        let Some(after) = after.strip_prefix('=') else {
+            continue;
+        };
+        let after = after.trim_start();
+        let quote = after.chars().next()?;
+        if quote != '\'' && quote != '"' {
+            continue;
+        }
+        let value = &after[1..];
+        return Some(value[..value.find(quote)?].to_string());
+    }
+    None
 }
 
 fn classify(error: rxml::Error) -> StreamParseError {
@@ -317,7 +362,7 @@ mod tests {
         let (events, result) = parse_all(&chunks);
         result.unwrap();
         assert!(
-            matches!(&events[0], StreamEvent::StreamOpen { name, attributes, .. } if name == "stream" && attributes.iter().any(|(k, v)| k == "to" && v == "localhost"))
+            matches!(&events[0], StreamEvent::StreamOpen { name, attributes, default_namespace, .. } if name == "stream" && attributes.iter().any(|(k, v)| k == "to" && v == "localhost") && default_namespace.as_deref() == Some("jabber:client"))
         );
         match &events[1] {
             StreamEvent::Stanza(el) => {

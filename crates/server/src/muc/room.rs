@@ -1606,8 +1606,13 @@ impl Room {
             self.deliver(&occupant, &presence);
         }
         self.record.config.persistent = false;
-        if let Err(e) = self.server.storage.delete_room(self.jid.as_str()).await {
+                if let Err(e) = self.server.storage.delete_room(self.jid.as_str()).await {
             tracing::error!(room = %self.jid, error = %e, "deleting room record");
+        }
+        // A later room of the same name starts with an empty archive.
+        self.archive.flush().await;
+        if let Err(e) = self.server.storage.archive_delete(self.jid.as_str()).await {
+            tracing::error!(room = %self.jid, error = %e, "deleting room archive");
         }
         self.update_summary();
         tracing::info!(room = %self.jid, "room destroyed");

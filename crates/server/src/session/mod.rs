@@ -235,7 +235,11 @@ impl<T: Transport> Session<T> {
                 namespace,
                 name,
                 attributes,
-            } => self.on_stream_open(&namespace, &name, &attributes).await,
+                default_namespace,
+            } => {
+                self.on_stream_open(&namespace, &name, &attributes, default_namespace.as_deref())
+                    .await
+            }
             StreamEvent::StreamClose => Err(Stop::Closed),
             StreamEvent::Stanza(element) => {
                 self.throttle().await;
@@ -263,6 +267,7 @@ impl<T: Transport> Session<T> {
         namespace: &str,
         name: &str,
         attributes: &[(String, String)],
+        default_namespace: Option<&str>,
     ) -> Result<(), Stop> {
         let attr = |key: &str| {
             attributes
@@ -291,6 +296,12 @@ impl<T: Transport> Session<T> {
             return Err(Stop::StreamError(
                 "invalid-namespace",
                 "the stream element must be stream in http://etherx.jabber.org/streams".into(),
+            ));
+        }
+        if default_namespace != Some(ns::CLIENT) {
+            return Err(Stop::StreamError(
+                "invalid-namespace",
+                "client streams use the jabber:client namespace".into(),
             ));
         }
         if attr("version").is_none_or(|v| !v.starts_with("1.")) {

@@ -173,7 +173,8 @@ pub trait Storage: Send + Sync + 'static {
         domain: &str,
         credentials: &Credentials,
     ) -> StorageResult<()>;
-    /// Removes the account and everything stored for it (roster, offline, vCard, last).
+    /// Removes the account and everything stored for it (roster, offline, vCard, last,
+    /// its message archive).
     async fn delete_account(&self, user: &str, domain: &str) -> StorageResult<()>;
     async fn credentials(&self, user: &str, domain: &str) -> StorageResult<Option<Credentials>>;
     /// Bare JIDs (`user@domain`) of all accounts, or only those of `domain`, sorted.
