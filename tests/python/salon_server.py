@@ -31,6 +31,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class ServerError(AssertionError):
     pass
 
@@ -45,6 +53,7 @@ class SalonServer:
         max_stanza_bytes: int | None = None,
         login_failures_per_minute: int = 1000,
         extra_limits: dict | None = None,
+        muc: dict | None = None,
     ):
         self.name = name
         self.dir = Path(base_dir)
@@ -90,6 +99,10 @@ class SalonServer:
             "",
             "[muc]",
             f'domain = "{self.muc_domain}"',
+        ]
+        # Extra [muc] keys (create_rooms, max_history, archive_retention_days, max_occupants).
+        lines += [f"{k} = {_toml_value(v)}" for k, v in (muc or {}).items()]
+        lines += [
             "",
             "[limits]",
         ]
@@ -158,6 +171,17 @@ class SalonServer:
                 self.proc.wait(timeout=10)
                 return None
         return self.proc.returncode
+
+    def restart(self, timeout: float = 10.0) -> "SalonServer":
+        """SIGTERM (waiting for a clean exit), then start again on the same config, ports and
+        data_dir. Fails if the server did not exit by itself within `timeout`."""
+        code = self.terminate(timeout)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if code is None:
+            raise ServerError(f"salon serve did not exit within {timeout}s of SIGTERM")
+        return self.start()
 
     def stop(self) -> None:
         try:

@@ -432,10 +432,17 @@ impl Config {
             self.anonymous_domain()
                 .unwrap_or("off (no anonymous logins)")
         ));
-        out.push_str(&format!(
-            "muc.domain = {}\n",
-            self.muc.as_ref().map_or("off", |m| m.domain.as_str())
-        ));
+                match &self.muc {
+            Some(muc) => out.push_str(&format!(
+                "muc.domain = {}\nmuc.create_rooms = {:?}\nmuc.max_history = {}\nmuc.archive_retention_days = {}\nmuc.max_occupants = {}\n",
+                muc.domain,
+                muc.create_rooms,
+                muc.max_history,
+                muc.archive_retention_days,
+                muc.max_occupants
+            )),
+            None => out.push_str("muc.domain = off (no multi-user chat)\n"),
+        }
         let l = &self.limits;
         out.push_str(&format!(
             "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\n",

@@ -353,12 +353,22 @@ pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &ji
 
 /// A session ended without saying goodbye: tell everyone who saw it online.
 pub async fn session_ended(server: &Arc<Server>, session: &Arc<SessionHandle>) {
-    if !session.is_available() {
-        return;
-    }
     let unavailable = Build::new("presence", ns::CLIENT)
         .attr("type", "unavailable")
         .attr("from", session.jid.to_string())
         .build();
-    broadcast(server, session, unavailable).await;
+    if session.is_available() {
+        broadcast(server, session, unavailable).await;
+        return;
+    }
+    // Never broadcast presence, but may have sent directed presence (a room join without
+    // initial presence): those must still hear that the session is gone, or it stays a ghost.
+    let directed: Vec<String> = session
+        .presence
+        .lock()
+        .map(|mut state| state.directed.drain().collect())
+        .unwrap_or_default();
+    for target in directed {
+        deliver_presence_to(server, &unavailable, &target);
+    }
 }
