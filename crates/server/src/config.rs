@@ -96,6 +96,16 @@ pub enum CreateRooms {
     Admins,
 }
 
+impl CreateRooms {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreateRooms::Anyone => "anyone",
+            CreateRooms::Registered => "registered",
+            CreateRooms::Admins => "admins",
+        }
+    }
+}
+
 fn default_max_history() -> usize {
     100
 }
@@ -434,9 +444,9 @@ impl Config {
         ));
                 match &self.muc {
             Some(muc) => out.push_str(&format!(
-                "muc.domain = {}\nmuc.create_rooms = {:?}\nmuc.max_history = {}\nmuc.archive_retention_days = {}\nmuc.max_occupants = {}\n",
+                "muc.domain = {}\nmuc.create_rooms = \"{}\"\nmuc.max_history = {}\nmuc.archive_retention_days = {}\nmuc.max_occupants = {}\n",
                 muc.domain,
-                muc.create_rooms,
+                                muc.create_rooms.as_str(),
                 muc.max_history,
                 muc.archive_retention_days,
                 muc.max_occupants
