@@ -442,7 +442,7 @@ impl Config {
             self.anonymous_domain()
                 .unwrap_or("off (no anonymous logins)")
         ));
-                match &self.muc {
+        match &self.muc {
             Some(muc) => out.push_str(&format!(
                 "muc.domain = {}\nmuc.create_rooms = \"{}\"\nmuc.max_history = {}\nmuc.archive_retention_days = {}\nmuc.max_occupants = {}\n",
                 muc.domain,

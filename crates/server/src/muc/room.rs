@@ -1606,7 +1606,7 @@ impl Room {
             self.deliver(&occupant, &presence);
         }
         self.record.config.persistent = false;
-                if let Err(e) = self.server.storage.delete_room(self.jid.as_str()).await {
+        if let Err(e) = self.server.storage.delete_room(self.jid.as_str()).await {
             tracing::error!(room = %self.jid, error = %e, "deleting room record");
         }
         // A later room of the same name starts with an empty archive.

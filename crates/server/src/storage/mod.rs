@@ -237,7 +237,11 @@ pub trait Storage: Send + Sync + 'static {
     // Message archives (XEP-0313), keyed by the archive's bare JID (a room or an account).
     /// Appends a message; durable when this returns. `id` must be new in the archive.
     async fn archive_append(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()>;
-    async fn archive_query(&self, archive: &str, query: &ArchiveQuery) -> StorageResult<ArchivePage>;
+    async fn archive_query(
+        &self,
+        archive: &str,
+        query: &ArchiveQuery,
+    ) -> StorageResult<ArchivePage>;
     /// Looks a message up by its stanza-id.
     async fn archive_get(&self, archive: &str, id: &str) -> StorageResult<Option<ArchivedMessage>>;
     /// Replaces the stored stanza of a message (XEP-0425 tombstone); NotFound if absent.
