@@ -158,7 +158,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let running = {
         let server = server.clone();
-        tokio::spawn(async move { server.run().await })
+        tokio::spawn(async move {
+            let web = match server.config.listen.http {
+                Some(addr) => {
+                    let listener = salon_web::bind(addr)
+                        .await
+                        .with_context(|| format!("listen.http: cannot listen on {addr}"))?;
+                    Some(tokio::spawn(salon_web::serve(server.clone(), listener)))
+                }
+                None => None,
+            };
+            let result = server.run().await;
+            if let Some(web) = web {
+                let _ = web.await;
+            }
+            result
+        })
     };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

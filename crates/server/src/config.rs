@@ -21,6 +21,7 @@ pub struct Config {
     pub anonymous: Option<AnonymousConfig>,
     pub muc: Option<MucConfig>,
     pub limits: LimitsConfig,
+    pub http: HttpConfig,
     pub contact: ContactConfig,
     pub log: LogConfig,
 }
@@ -151,6 +152,96 @@ pub struct LimitsConfig {
     pub stanzas_per_second: u32,
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Origins allowed to use WebSocket, BOSH and host-meta from a browser (CORS). `["*"]`
+    /// allows any site to embed the chat.
+    pub cors_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed: IP
+    /// addresses or CIDR ranges. Requests from anyone else are taken at face value.
+    pub trusted_proxies: Vec<String>,
+    /// The address people reach Salon's HTTP side at, e.g. `https://chat.example.org`; used in
+    /// host-meta and room links. Absent: taken from each request's Host header.
+    pub public_url: Option<String>,
+    /// Largest WebSocket message accepted, in bytes; larger closes the connection with
+    /// close code 1009. Stanzas over `limits.max_stanza_bytes` already get `<policy-violation/>`.
+    pub max_websocket_message: usize,
+    /// Seconds between WebSocket pings that keep idle connections (and proxies) alive.
+    pub websocket_ping_interval: u64,
+    /// Treat connections from the loopback address (not through a trusted proxy) as
+    /// encrypted: their traffic never leaves the machine.
+    pub loopback_is_secure: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            cors_origins: vec!["*".into()],
+            trusted_proxies: Vec::new(),
+            public_url: None,
+            max_websocket_message: 1024 * 1024,
+            websocket_ping_interval: 30,
+            loopback_is_secure: true,
+        }
+    }
+}
+
+/// An address or CIDR range from `http.trusted_proxies`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpRange {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    pub fn parse(text: &str) -> Option<IpRange> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix.parse::<u8>().ok()?)),
+            None => (text, None),
+        };
+        let network: std::net::IpAddr = address.trim().parse().ok()?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpRange { network, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn trusted_proxy_ranges(&self) -> Vec<IpRange> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| IpRange::parse(p))
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContactConfig {
@@ -182,6 +273,7 @@ impl Default for Config {
             anonymous: None,
             muc: None,
             limits: LimitsConfig::default(),
+            http: HttpConfig::default(),
             contact: ContactConfig::default(),
             log: LogConfig::default(),
         }
@@ -401,6 +493,28 @@ impl Config {
                 "no client listener: set listen.c2s or listen.c2s_direct_tls".into(),
             ));
         }
+        for proxy in &self.http.trusted_proxies {
+            if IpRange::parse(proxy).is_none() {
+                return Err((
+                    "http.trusted_proxies".into(),
+                    format!("`{proxy}` is not an IP address or CIDR range"),
+                ));
+            }
+        }
+        if let Some(url) = &self.http.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err((
+                    "http.public_url".into(),
+                    format!("`{url}` must start with http:// or https://"),
+                ));
+            }
+        }
+        if self.http.max_websocket_message < self.limits.max_stanza_bytes {
+            return Err((
+                "http.max_websocket_message".into(),
+                "must be at least limits.max_stanza_bytes".into(),
+            ));
+        }
         if let Err(e) = tracing_filter_check(&self.log.level) {
             return Err(("log.level".into(), e));
         }
@@ -577,6 +691,20 @@ domain = "rooms.example.org"
         let text = "[listen]\nc2s = \"off\"\nc2s_direct_tls = \"off\"\n";
         let err = Config::parse(text, None).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("listen"));
+    }
+
+    #[test]
+    fn trusted_proxy_ranges_match() {
+        let range = IpRange::parse("10.0.0.0/8").unwrap();
+        assert!(range.contains("10.1.2.3".parse().unwrap()));
+        assert!(!range.contains("11.0.0.1".parse().unwrap()));
+        assert!(range.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let single = IpRange::parse("::1").unwrap();
+        assert!(single.contains("::1".parse().unwrap()));
+        assert!(!single.contains("::2".parse().unwrap()));
+        assert!(IpRange::parse("10.0.0.0/33").is_none());
+        let err = Config::parse("[http]\ntrusted_proxies = [\"nope\"]\n", None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("http.trusted_proxies"));
     }
 
     #[test]

@@ -127,6 +127,11 @@ impl StreamParser {
         &self.limits
     }
 
+    /// Whether part of a stanza has been read but not its end.
+    pub fn in_stanza(&self) -> bool {
+        !self.stack.is_empty()
+    }
+
     /// Parse `data` and append every complete event to `out`. On error the stream is over: the
     /// caller sends the matching stream error and closes.
     pub fn feed(

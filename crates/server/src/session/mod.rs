@@ -38,8 +38,13 @@ pub trait Transport: Send {
     /// Wait for input and append what it completes. Must be cancel-safe: the session selects
     /// between reading and writing.
     async fn read_events(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), ReadError>;
-    /// Write bytes, all of them, in as few system calls as the transport allows.
-    async fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Where the next outgoing element is written. Elements accumulate until
+    /// [`flush`](Self::flush), so a batch costs one system call.
+    fn out(&mut self) -> &mut Vec<u8>;
+    /// Marks the end of one element written to [`out`](Self::out) (a WebSocket frame boundary).
+    fn end_element(&mut self);
+    /// Write everything buffered.
+    async fn flush(&mut self) -> io::Result<()>;
     /// The server's stream header (`<stream:stream>` on TCP, `<open/>` on WebSocket).
     fn stream_header(&self, from: &str, id: &str, to: Option<&str>) -> String;
     /// What closes the stream (`</stream:stream>` or `<close/>`).
@@ -52,7 +57,21 @@ pub trait Transport: Send {
     fn channel_bindings(&self) -> ChannelBindings;
     /// The client's address, for limits and logs.
     fn peer_ip(&self) -> IpAddr;
+    /// Whether the client's stream header is acceptable to this transport: its element and
+    /// namespaces (RFC 6120 §4.8, RFC 7395 §3.3.2). `None` when it is; otherwise the stream
+    /// error condition and text.
+    fn check_header(
+        &self,
+        namespace: &str,
+        name: &str,
+        default_namespace: Option<&str>,
+    ) -> Option<(&'static str, &'static str)>;
+    /// Close the connection after the last flush.
+    async fn close(&mut self) {}
 }
+
+/// Most elements written in one batch, so that one busy session cannot starve its reader.
+const WRITE_BATCH: usize = 256;
 
 pub fn parser_limits(server: &Server) -> ParserLimits {
     let limits = &server.config.limits;
@@ -114,9 +133,9 @@ enum Stop {
     Closed,
 }
 
-struct Session<T: Transport> {
+struct Session {
     server: Arc<Server>,
-    transport: T,
+    transport: Box<dyn Transport>,
     stage: Stage,
     /// The host named in the client's stream header.
     host: String,
@@ -132,7 +151,7 @@ struct Session<T: Transport> {
 }
 
 /// Drive one client connection to its end.
-pub async fn run<T: Transport>(server: Arc<Server>, transport: T) {
+pub async fn run(server: Arc<Server>, transport: Box<dyn Transport>) {
     let mut session = Session {
         host: server.config.domain.clone(),
         server,
@@ -152,7 +171,7 @@ pub async fn run<T: Transport>(server: Arc<Server>, transport: T) {
     session.finish(stop).await;
 }
 
-impl<T: Transport> Session<T> {
+impl Session {
     fn rate(&self) -> f64 {
         f64::from(self.server.config.limits.stanzas_per_second)
     }
@@ -162,7 +181,6 @@ impl<T: Transport> Session<T> {
             tokio::time::Instant::now() + Duration::from_secs(self.server.config.c2s.auth_timeout);
         let mut shutdown = self.server.shutdown_signal();
         let mut events = Vec::new();
-        let mut batch = Vec::with_capacity(16 * 1024);
         loop {
             let handle = self.handle.clone();
             let outbound = self.outbound.as_mut();
@@ -188,19 +206,24 @@ impl<T: Transport> Session<T> {
                     }
                 }
                 first = next_outbound(outbound) => {
-                    let Some(first) = first else { return Stop::Closed };
-                    batch.clear();
-                    first.write_to(&mut batch);
+                                        let Some(first) = first else { return Stop::Closed };
+                    first.write_to(self.transport.out());
+                    self.transport.end_element();
                     if let Some(rx) = self.outbound.as_mut() {
                         // Everything already queued goes out in the same write.
-                        while batch.len() < 64 * 1024 {
+                        let mut batched = 1;
+                        while batched < WRITE_BATCH {
                             match rx.try_recv() {
-                                Ok(more) => more.write_to(&mut batch),
+                                Ok(more) => {
+                                    more.write_to(self.transport.out());
+                                    self.transport.end_element();
+                                    batched += 1;
+                                }
                                 Err(_) => break,
                             }
                         }
                     }
-                    if self.transport.write(&batch).await.is_err() {
+                    if self.transport.flush().await.is_err() {
                         return Stop::Closed;
                     }
                 }
@@ -217,16 +240,21 @@ impl<T: Transport> Session<T> {
         }
     }
 
+    /// Queue one element's bytes.
+    fn queue(&mut self, bytes: &[u8]) {
+        self.transport.out().extend_from_slice(bytes);
+        self.transport.end_element();
+    }
+
     async fn send_raw(&mut self, text: &str) -> Result<(), Stop> {
-        self.transport
-            .write(text.as_bytes())
-            .await
-            .map_err(|_| Stop::Closed)
+        self.queue(text.as_bytes());
+        self.transport.flush().await.map_err(|_| Stop::Closed)
     }
 
     async fn send(&mut self, element: &Element) -> Result<(), Stop> {
         let bytes = salon_xml::serialize(element);
-        self.transport.write(&bytes).await.map_err(|_| Stop::Closed)
+        self.queue(&bytes);
+        self.transport.flush().await.map_err(|_| Stop::Closed)
     }
 
     async fn on_event(&mut self, event: StreamEvent) -> Result<(), Stop> {
@@ -292,17 +320,11 @@ impl<T: Transport> Session<T> {
             }
         }
         self.send_header().await?;
-        if name != "stream" || namespace != ns::STREAM {
-            return Err(Stop::StreamError(
-                "invalid-namespace",
-                "the stream element must be stream in http://etherx.jabber.org/streams".into(),
-            ));
-        }
-        if default_namespace != Some(ns::CLIENT) {
-            return Err(Stop::StreamError(
-                "invalid-namespace",
-                "client streams use the jabber:client namespace".into(),
-            ));
+        if let Some((condition, text)) =
+            self.transport
+                .check_header(namespace, name, default_namespace)
+        {
+            return Err(Stop::StreamError(condition, text.into()));
         }
         if attr("version").is_none_or(|v| !v.starts_with("1.")) {
             return Err(Stop::StreamError(
@@ -755,26 +777,19 @@ impl<T: Transport> Session<T> {
                     let _ = self.send_header().await;
                 }
                 let error = format!(
-                    "<stream:error xmlns:stream='{}'><{condition} xmlns='{}'/><text xmlns='{}'>{}</text></stream:error>{footer}",
+                    "<stream:error xmlns:stream='{}'><{condition} xmlns='{}'/><text xmlns='{}'>{}</text></stream:error>",
                     ns::STREAM,
                     ns::STREAMS_ERROR,
                     ns::STREAMS_ERROR,
                     salon_xml::escape(&text)
                 );
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    self.transport.write(error.as_bytes()),
-                )
-                .await;
+                self.queue(error.as_bytes());
+                self.queue(footer.as_bytes());
             }
-            Stop::Closed => {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    self.transport.write(footer.as_bytes()),
-                )
-                .await;
-            }
+            Stop::Closed => self.queue(footer.as_bytes()),
         }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.transport.flush()).await;
+        self.transport.close().await;
     }
 }
 

@@ -24,6 +24,8 @@ pub struct TcpTransport {
     stream: Stream,
     parser: StreamParser,
     buffer: Box<[u8]>,
+    /// Elements waiting for the next flush.
+    outgoing: Vec<u8>,
     peer: SocketAddr,
     server_end_point: Vec<u8>,
 }
@@ -39,6 +41,7 @@ impl TcpTransport {
             stream,
             parser: StreamParser::new(limits),
             buffer: vec![0u8; 16 * 1024].into_boxed_slice(),
+            outgoing: Vec::new(),
             peer,
             server_end_point,
         }
@@ -62,14 +65,62 @@ impl Transport for TcpTransport {
             .map_err(ReadError::Parse)
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match &mut self.stream {
-            Stream::Plain(s) => s.write_all(bytes).await,
-            Stream::Tls(s) => {
-                s.write_all(bytes).await?;
-                s.flush().await
-            }
+    fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.outgoing
+    }
+
+    fn end_element(&mut self) {}
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
+        let result = match &mut self.stream {
+            Stream::Plain(s) => s.write_all(&self.outgoing).await,
+            Stream::Tls(s) => match s.write_all(&self.outgoing).await {
+                Ok(()) => s.flush().await,
+                Err(e) => Err(e),
+            },
             Stream::Upgrading => Err(io::ErrorKind::NotConnected.into()),
+        };
+        self.outgoing.clear();
+        // Give back memory a burst made us take.
+        if self.outgoing.capacity() > 256 * 1024 {
+            self.outgoing.shrink_to(16 * 1024);
+        }
+        result
+    }
+
+    fn check_header(
+        &self,
+        namespace: &str,
+        name: &str,
+        default_namespace: Option<&str>,
+    ) -> Option<(&'static str, &'static str)> {
+        if name != "stream" || namespace != crate::stanza::ns::STREAM {
+            return Some((
+                "invalid-namespace",
+                "the stream element must be stream in http://etherx.jabber.org/streams",
+            ));
+        }
+        if default_namespace != Some(crate::stanza::ns::CLIENT) {
+            return Some((
+                "invalid-namespace",
+                "client streams use the jabber:client namespace",
+            ));
+        }
+        None
+    }
+
+    async fn close(&mut self) {
+        match &mut self.stream {
+            Stream::Plain(s) => {
+                let _ = s.shutdown().await;
+            }
+            Stream::Tls(s) => {
+                let _ = s.shutdown().await;
+            }
+            Stream::Upgrading => {}
         }
     }
 
@@ -163,7 +214,7 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
                 Stream::Plain(socket)
             };
             let transport = TcpTransport::new(stream, peer, limits, end_point);
-            super::run(server, transport).await;
+            super::run(server, Box::new(transport)).await;
         });
     }
 }

@@ -1,0 +1,75 @@
+//! Salon's HTTP listener: XMPP over WebSocket (RFC 7395), host-meta discovery (XEP-0156), CORS
+//! for embedding, and the client address behind trusted reverse proxies. Routes are declared
+//! here; each handler lives in the module named after what it serves.
+
+mod client_address;
+mod host_meta;
+mod websocket;
+
+use axum::http::{header, HeaderValue, Method};
+use axum::routing::get;
+use axum::Router;
+use salon_server::Server;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use client_address::ClientAddress;
+
+/// Shared state handed to every handler.
+#[derive(Clone)]
+pub struct WebState {
+    pub server: Arc<Server>,
+    trusted_proxies: Arc<Vec<salon_server::config::IpRange>>,
+}
+
+/// All routes, with their layers.
+pub fn router(server: Arc<Server>) -> Router {
+    let state = WebState {
+        trusted_proxies: Arc::new(server.config.http.trusted_proxy_ranges()),
+        server: server.clone(),
+    };
+    Router::new()
+        .route("/xmpp-websocket", get(websocket::upgrade))
+        .route("/.well-known/host-meta", get(host_meta::xrd))
+        .route("/.well-known/host-meta.json", get(host_meta::jrd))
+        .layer(cors(&server.config.http.cors_origins))
+        .with_state(state)
+}
+
+/// CORS for the endpoints other sites use when they embed the chat.
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(86400))
+}
+
+/// Bind the HTTP listener (separately, so that a port in use is reported at start).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "HTTP (WebSocket /xmpp-websocket, host-meta)");
+    Ok(listener)
+}
+
+/// Serve HTTP until the server shuts down.
+pub async fn serve(server: Arc<Server>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let mut shutdown = server.shutdown_signal();
+    let app = router(server).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            salon_server::server::shutdown_requested(&mut shutdown).await;
+        })
+        .await
+}

@@ -1,0 +1,238 @@
+//! XMPP over WebSocket (RFC 7395): the `xmpp` subprotocol, one element per text message,
+//! `<open/>`/`<close/>` framing, a message size limit, and pings that keep idle connections
+//! alive. This transport only moves elements; the session logic is the same as for TCP.
+
+use crate::{ClientAddress, WebState};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use salon_server::session::sasl::ChannelBindings;
+use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
+use salon_server::stanza::ns;
+use salon_xml::{StreamEvent, StreamParseError, StreamParser};
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+
+/// Wraps the frames so that elements without their own `xmlns` are in `jabber:client`.
+const WRAPPER: &str = "<stream xmlns='jabber:client'>";
+
+pub async fn upgrade(
+    State(state): State<WebState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // RFC 7395 §3.2: the client must offer the `xmpp` subprotocol.
+    let offers_xmpp = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "xmpp");
+    if !offers_xmpp {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the xmpp WebSocket subprotocol is required\n",
+        )
+            .into_response();
+    }
+    let server = state.server.clone();
+    let Some(guard) = ConnectionGuard::admit(&server, client.ip) else {
+        tracing::warn!(peer = %client.ip, "too many connections from this address; WebSocket refused");
+        return (StatusCode::TOO_MANY_REQUESTS, "too many connections\n").into_response();
+    };
+    let secure =
+        client.secure || (client.ip.is_loopback() && state.server.config.http.loopback_is_secure);
+    let max_message = server.config.http.max_websocket_message;
+    upgrade
+        .protocols(["xmpp"])
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            let _guard = guard;
+            let transport = WebSocketTransport::new(socket, &server, client.ip, secure);
+            salon_server::session::run(server, Box::new(transport)).await;
+        })
+}
+
+pub struct WebSocketTransport {
+    socket: WebSocket,
+    parser: StreamParser,
+    /// Elements waiting for the next flush, one WebSocket message each.
+    pending: Vec<String>,
+    current: Vec<u8>,
+    peer: IpAddr,
+    secure: bool,
+    ping: tokio::time::Interval,
+}
+
+impl WebSocketTransport {
+    fn new(
+        socket: WebSocket,
+        server: &Arc<salon_server::Server>,
+        peer: IpAddr,
+        secure: bool,
+    ) -> Self {
+        let period = Duration::from_secs(server.config.http.websocket_ping_interval.max(1));
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut transport = WebSocketTransport {
+            socket,
+            parser: StreamParser::new(parser_limits(server)),
+            pending: Vec::new(),
+            current: Vec::new(),
+            peer,
+            secure,
+            ping,
+        };
+        transport.restart();
+        transport
+    }
+
+    /// Parse one WebSocket message: exactly one complete element (RFC 7395 §3.3.3).
+    fn parse_message(
+        &mut self,
+        text: &str,
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), ReadError> {
+        let mut parsed = Vec::new();
+        self.parser
+            .feed(text.as_bytes(), &mut parsed)
+            .map_err(ReadError::Parse)?;
+        if self.parser.in_stanza() {
+            return Err(ReadError::Parse(StreamParseError::NotWellFormed(
+                "a WebSocket message must hold one complete element".into(),
+            )));
+        }
+        for event in parsed {
+            match event {
+                StreamEvent::Stanza(element) if element.is("open", NS_FRAMING) => {
+                    events.push(StreamEvent::StreamOpen {
+                        namespace: NS_FRAMING.to_string(),
+                        name: "open".to_string(),
+                        attributes: element
+                            .attrs()
+                            .iter()
+                            .map(|((_, name), value)| (name.to_string(), value.clone()))
+                            .collect(),
+                        default_namespace: Some(ns::CLIENT.to_string()),
+                    });
+                }
+                StreamEvent::Stanza(element) if element.is("close", NS_FRAMING) => {
+                    events.push(StreamEvent::StreamClose);
+                }
+                StreamEvent::Stanza(element) => events.push(StreamEvent::Stanza(element)),
+                // The wrapper's own open and close are ours, not the client's.
+                StreamEvent::StreamOpen { .. } | StreamEvent::StreamClose => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for WebSocketTransport {
+    async fn read_events(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
+        loop {
+            tokio::select! {
+                message = self.socket.recv() => {
+                    return match message {
+                        Some(Ok(Message::Text(text))) => self.parse_message(text.as_str(), events),
+                        Some(Ok(Message::Binary(_))) => Err(ReadError::Parse(StreamParseError::NotWellFormed(
+                            "XMPP over WebSocket uses text messages".into(),
+                        ))),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_))) | None => Err(ReadError::Closed),
+                        Some(Err(e)) => Err(ReadError::Io(io::Error::other(e))),
+                    };
+                }
+                _ = self.ping.tick() => {
+                    if self.socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        return Err(ReadError::Closed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.current
+    }
+
+    fn end_element(&mut self) {
+        let bytes = std::mem::take(&mut self.current);
+        self.pending.push(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        );
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        for frame in self.pending.drain(..) {
+            self.socket
+                .feed(Message::Text(frame.into()))
+                .await
+                .map_err(io::Error::other)?;
+        }
+        self.socket.flush().await.map_err(io::Error::other)
+    }
+
+    fn stream_header(&self, from: &str, id: &str, _to: Option<&str>) -> String {
+        format!(
+            "<open xmlns='{NS_FRAMING}' id='{id}' from='{}' version='1.0' xml:lang='en'/>",
+            salon_xml::escape(from)
+        )
+    }
+
+    fn stream_footer(&self) -> &'static str {
+        "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"
+    }
+
+    fn restart(&mut self) {
+        self.parser.reset();
+        let mut ignored = Vec::new();
+        let _ = self.parser.feed(WRAPPER.as_bytes(), &mut ignored);
+    }
+
+    fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    fn can_starttls(&self) -> bool {
+        false
+    }
+
+    async fn starttls(&mut self, _config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    fn channel_bindings(&self) -> ChannelBindings {
+        ChannelBindings::default()
+    }
+
+    fn peer_ip(&self) -> IpAddr {
+        self.peer
+    }
+
+    fn check_header(
+        &self,
+        namespace: &str,
+        name: &str,
+        _default_namespace: Option<&str>,
+    ) -> Option<(&'static str, &'static str)> {
+        (name != "open" || namespace != NS_FRAMING).then_some((
+            "invalid-namespace",
+            "WebSocket streams open with <open xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+        ))
+    }
+
+    async fn close(&mut self) {
+        let _ = self.socket.send(Message::Close(None)).await;
+    }
+}
