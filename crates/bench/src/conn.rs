@@ -387,7 +387,7 @@ pub async fn login(target: &Target, index: usize) -> Result<Session> {
         bail!("server offers no resource binding after SASL");
     }
     conn.send(&format!(
-        "<iq type='set' id='bind1'><bind xmlns='{NS_BIND}'><resource>bench{index}</resource></bind></iq>"
+        "<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='{NS_BIND}'><resource>bench{index}</resource></bind></iq>"
     ))
     .await?;
     let jid = loop {
@@ -410,7 +410,7 @@ pub async fn login(target: &Target, index: usize) -> Result<Session> {
     if let Some(session) = features.get_child("session", NS_SESSION) {
         if session.get_child("optional", NS_SESSION).is_none() {
             conn.send(&format!(
-                "<iq type='set' id='sess1'><session xmlns='{NS_SESSION}'/></iq>"
+                "<iq xmlns='jabber:client' type='set' id='sess1'><session xmlns='{NS_SESSION}'/></iq>"
             ))
             .await?;
             loop {

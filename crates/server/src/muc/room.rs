@@ -1591,7 +1591,8 @@ impl Room {
         }
         let notice = notice.build();
         for occupant in std::mem::take(&mut self.occupants) {
-            let affiliation = self.affiliation(&occupant.real);
+            // §10.9: the departing occupants are shown with no affiliation any more.
+            let affiliation = Affiliation::None;
             let departure = Departure {
                 role: Role::None,
                 affiliation,
