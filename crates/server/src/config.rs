@@ -54,8 +54,11 @@ pub struct ListenConfig {
 pub struct C2sConfig {
     /// Refuse SASL (and so everything else) before TLS.
     pub require_encryption: bool,
-    /// Seconds a client has to authenticate before it is disconnected.
+        /// Seconds a client has to authenticate before it is disconnected.
     pub auth_timeout: u64,
+    /// Seconds a session whose connection dropped is kept for XEP-0198 resumption; its
+    /// occupant stays in rooms meanwhile.
+    pub resume_timeout: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -308,8 +311,9 @@ impl Default for ListenConfig {
 impl Default for C2sConfig {
     fn default() -> Self {
         C2sConfig {
-            require_encryption: true,
+                        require_encryption: true,
             auth_timeout: 60,
+            resume_timeout: 300,
         }
     }
 }

@@ -79,7 +79,9 @@ pub struct Server {
     pub muc: Option<Arc<crate::muc::MucService>>,
     pub tls: TlsSetup,
     pub login_failures: LoginLimiter,
-    pub connections: dashmap::DashMap<IpAddr, usize>,
+        pub connections: dashmap::DashMap<IpAddr, usize>,
+    /// Sessions that can be resumed (XEP-0198), by resumption id.
+    pub resumable: dashmap::DashMap<String, crate::session::ResumeSlot>,
     /// XEP-0115 verification string of the server's disco#info, computed once.
     pub caps_ver: String,
     pub started: Instant,
@@ -107,7 +109,8 @@ impl Server {
             router,
             modules,
             tls,
-            connections: dashmap::DashMap::new(),
+                        connections: dashmap::DashMap::new(),
+            resumable: dashmap::DashMap::new(),
             caps_ver,
             started: Instant::now(),
             shutdown,

@@ -3,6 +3,7 @@
 //! only supplies bytes in and out (see [`Transport`]).
 
 pub mod sasl;
+pub mod stream_management;
 pub mod tcp;
 
 use crate::im;
@@ -18,6 +19,7 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use stream_management::{StreamManagement, NS_SM};
 use tokio::sync::mpsc;
 
 /// Failed SASL attempts allowed on one connection before it is closed (RFC 6120 §6.4.5).
@@ -131,6 +133,79 @@ enum Stop {
     StreamError(&'static str, String),
     /// The client closed its stream, or the connection dropped: close quietly.
     Closed,
+    /// The connection dropped without a closing `</stream>`: a resumable session waits for
+    /// the client to come back (XEP-0198 §5).
+    Dropped,
+    /// A new connection resumes this session (XEP-0198 §5): adopt its transport.
+    Resumed(ResumeRequest),
+    /// This connection's transport went to the session it resumed; nothing is left to do.
+    HandedOver,
+}
+
+/// A new connection asking a session to take it over (XEP-0198 `<resume/>`).
+pub struct ResumeRequest {
+    transport: Box<dyn Transport>,
+    /// The client's count of stanzas it received.
+    h: u32,
+}
+
+/// How a waiting session is found when its client comes back.
+pub struct ResumeSlot {
+    jid: jid::FullJid,
+    anonymous: bool,
+    sender: mpsc::Sender<ResumeRequest>,
+}
+
+/// Stands in for a transport that has been handed over or is gone.
+struct NoTransport {
+    out: Vec<u8>,
+}
+
+#[async_trait::async_trait]
+impl Transport for NoTransport {
+    async fn read_events(&mut self, _: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
+        Err(ReadError::Closed)
+    }
+    fn out(&mut self) -> &mut Vec<u8> {
+        self.out.clear();
+        &mut self.out
+    }
+    fn end_element(&mut self) {
+        self.out.clear();
+    }
+    async fn flush(&mut self) -> io::Result<()> {
+        Err(io::ErrorKind::NotConnected.into())
+    }
+    fn stream_header(&self, _: &str, _: &str, _: Option<&str>) -> String {
+        String::new()
+    }
+    fn stream_footer(&self) -> &'static str {
+        ""
+    }
+    fn restart(&mut self) {}
+    fn is_secure(&self) -> bool {
+        false
+    }
+    fn can_starttls(&self) -> bool {
+        false
+    }
+    async fn starttls(&mut self, _: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        Err(io::ErrorKind::NotConnected.into())
+    }
+    fn channel_bindings(&self) -> ChannelBindings {
+        ChannelBindings::default()
+    }
+    fn peer_ip(&self) -> IpAddr {
+        IpAddr::from([0, 0, 0, 0])
+    }
+    fn check_header(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+    ) -> Option<(&'static str, &'static str)> {
+        None
+    }
 }
 
 struct Session {
@@ -148,6 +223,10 @@ struct Session {
     /// Token bucket for the per-session stanza rate.
     tokens: f64,
     last_refill: Instant,
+    /// XEP-0198 state, once the client enabled it.
+    sm: Option<StreamManagement>,
+    /// Where a resuming connection reaches this session.
+    resume_requests: Option<mpsc::Receiver<ResumeRequest>>,
 }
 
 /// Drive one client connection to its end.
@@ -165,9 +244,24 @@ pub async fn run(server: Arc<Server>, transport: Box<dyn Transport>) {
         outbound: None,
         tokens: 0.0,
         last_refill: Instant::now(),
+        sm: None,
+        resume_requests: None,
     };
     session.tokens = session.rate() * 2.0;
-    let stop = session.serve().await;
+    let stop = loop {
+        match session.serve().await {
+            Stop::Resumed(request) => session.adopt(request).await,
+            Stop::Dropped if session.sm.as_ref().is_some_and(|sm| sm.resumable()) => {
+                match session.wait_detached().await {
+                    Some(request) => session.adopt(request).await,
+                    None => break Stop::Closed,
+                }
+            }
+            Stop::Dropped => break Stop::Closed,
+            Stop::HandedOver => return,
+            stop => break stop,
+        }
+    };
     session.finish(stop).await;
 }
 
@@ -198,33 +292,33 @@ impl Session {
                             tracing::info!(peer = %self.transport.peer_ip(), error = %e, "closing stream: bad XML");
                             return Stop::StreamError(e.condition(), e.to_string());
                         }
-                        Err(ReadError::Io(e)) => {
+                                                Err(ReadError::Io(e)) => {
                             tracing::debug!(peer = %self.transport.peer_ip(), error = %e, "connection error");
-                            return Stop::Closed;
+                            return Stop::Dropped;
                         }
-                        Err(ReadError::Closed) => return Stop::Closed,
+                        Err(ReadError::Closed) => return Stop::Dropped,
                     }
                 }
                 first = next_outbound(outbound) => {
-                                        let Some(first) = first else { return Stop::Closed };
-                    first.write_to(self.transport.out());
-                    self.transport.end_element();
-                    if let Some(rx) = self.outbound.as_mut() {
-                        // Everything already queued goes out in the same write.
-                        let mut batched = 1;
-                        while batched < WRITE_BATCH {
-                            match rx.try_recv() {
-                                Ok(more) => {
-                                    more.write_to(self.transport.out());
-                                    self.transport.end_element();
-                                    batched += 1;
-                                }
-                                Err(_) => break,
-                            }
+                                                            let Some(first) = first else { return Stop::Closed };
+                    self.write_stanza(first);
+                    // Everything already queued goes out in the same write.
+                    for _ in 1..WRITE_BATCH {
+                        match self.outbound.as_mut().map(|rx| rx.try_recv()) {
+                            Some(Ok(more)) => self.write_stanza(more),
+                            _ => break,
                         }
                     }
+                    if self.sm.as_mut().is_some_and(|sm| sm.should_request()) {
+                        self.queue(format!("<r xmlns='{NS_SM}'/>").as_bytes());
+                    }
                     if self.transport.flush().await.is_err() {
-                        return Stop::Closed;
+                        return Stop::Dropped;
+                    }
+                }
+                request = next_resume(self.resume_requests.as_mut()) => {
+                    if let Some(request) = request {
+                        return Stop::Resumed(request);
                     }
                 }
                 kick = wait_kicked(handle) => {
@@ -251,10 +345,20 @@ impl Session {
         self.transport.flush().await.map_err(|_| Stop::Closed)
     }
 
+    /// Send a stanza (counted for stream management, unlike nonzas sent with `send_raw`).
     async fn send(&mut self, element: &Element) -> Result<(), Stop> {
-        let bytes = salon_xml::serialize(element);
-        self.queue(&bytes);
-        self.transport.flush().await.map_err(|_| Stop::Closed)
+        let bytes = bytes::Bytes::from(salon_xml::serialize(element));
+        self.write_stanza(Outbound::Stanza(bytes));
+        self.transport.flush().await.map_err(|_| Stop::Dropped)
+    }
+
+    /// Queue a stanza for the client, keeping a copy until it is acknowledged.
+    fn write_stanza(&mut self, item: Outbound) {
+        item.write_to(self.transport.out());
+        self.transport.end_element();
+        if let Some(sm) = self.sm.as_mut() {
+            sm.sent(item);
+        }
     }
 
     async fn on_event(&mut self, event: StreamEvent) -> Result<(), Stop> {
@@ -390,11 +494,14 @@ impl Session {
                 }
             }
             Some(_) => {
-                features = features.child(Element::bare("bind", ns::BIND)).child(
-                    Build::new("session", ns::SESSION)
-                        .child(Element::bare("optional", ns::SESSION))
-                        .build(),
-                );
+                features = features
+                    .child(Element::bare("sm", NS_SM))
+                    .child(Element::bare("bind", ns::BIND))
+                    .child(
+                        Build::new("session", ns::SESSION)
+                            .child(Element::bare("optional", ns::SESSION))
+                            .build(),
+                    );
             }
         }
         features
@@ -409,6 +516,9 @@ impl Session {
     }
 
     async fn on_element(&mut self, element: Element) -> Result<(), Stop> {
+        if element.ns() == NS_SM {
+            return self.on_stream_management(element).await;
+        }
         match self.stage {
             Stage::AwaitingHeader => Err(Stop::StreamError(
                 "not-well-formed",
@@ -650,6 +760,9 @@ impl Session {
         let Some(handle) = self.handle.clone() else {
             return Err(Stop::Closed);
         };
+        if let Some(sm) = self.sm.as_mut() {
+            sm.received();
+        }
         if element.ns() != ns::CLIENT || !matches!(element.name(), "message" | "presence" | "iq") {
             return Err(Stop::StreamError(
                 "unsupported-stanza-type",
@@ -736,6 +849,9 @@ impl Session {
 
     /// Leave the router, tell contacts, and close the stream as `stop` says.
     async fn finish(mut self, stop: Stop) {
+        if let Some(id) = self.sm.as_ref().and_then(|sm| sm.id.clone()) {
+            self.server.resumable.remove(&id);
+        }
         if let Some(handle) = self.handle.take() {
             self.server.router.unbind(&handle);
             im::presence::session_ended(&self.server, &handle).await;
@@ -786,10 +902,207 @@ impl Session {
                 self.queue(error.as_bytes());
                 self.queue(footer.as_bytes());
             }
-            Stop::Closed => self.queue(footer.as_bytes()),
+            _ => self.queue(footer.as_bytes()),
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.transport.flush()).await;
         self.transport.close().await;
+    }
+
+    /// XEP-0198 nonzas: enable, acknowledgement requests and answers, resumption.
+    async fn on_stream_management(&mut self, element: Element) -> Result<(), Stop> {
+        let failed = |condition: &str| {
+            format!(
+                "<failed xmlns='{NS_SM}'><{condition} xmlns='{}'/></failed>",
+                ns::STANZAS_ERROR
+            )
+        };
+        match (element.name(), self.stage) {
+            ("enable", Stage::Bound) if self.sm.is_none() => {
+                let resume = matches!(element.attr("resume"), Some("true" | "1"));
+                let max = self.server.config.c2s.resume_timeout;
+                let id = resume.then(|| format!("{:032x}", rand::random::<u128>()));
+                if let (Some(id), Some(handle)) = (&id, &self.handle) {
+                    let (sender, receiver) = mpsc::channel(1);
+                    self.server.resumable.insert(
+                        id.clone(),
+                        ResumeSlot {
+                            jid: handle.jid.clone(),
+                            anonymous: handle.anonymous,
+                            sender,
+                        },
+                    );
+                    self.resume_requests = Some(receiver);
+                }
+                let answer = match &id {
+                    Some(id) => {
+                        format!("<enabled xmlns='{NS_SM}' id='{id}' resume='true' max='{max}'/>")
+                    }
+                    None => format!("<enabled xmlns='{NS_SM}'/>"),
+                };
+                self.sm = Some(StreamManagement::new(id));
+                self.send_raw(&answer).await
+            }
+            ("enable", _) => self.send_raw(&failed("unexpected-request")).await,
+            ("r", _) => match &self.sm {
+                Some(sm) => {
+                    let answer = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound);
+                    self.send_raw(&answer).await
+                }
+                None => Err(Stop::StreamError(
+                    "unsupported-stanza-type",
+                    "enable stream management first".into(),
+                )),
+            },
+            ("a", _) => {
+                let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
+                match (self.sm.as_mut(), h) {
+                    (Some(sm), Some(h)) => sm.acknowledge(h).map_err(|e| {
+                        Stop::StreamError(
+                            "undefined-condition",
+                            format!("acknowledged {} stanzas but only {} were sent", e.h, e.sent),
+                        )
+                    }),
+                    (None, _) => Err(Stop::StreamError(
+                        "unsupported-stanza-type",
+                        "enable stream management first".into(),
+                    )),
+                    (_, None) => Err(Stop::StreamError(
+                        "bad-format",
+                        "<a/> needs a number h".into(),
+                    )),
+                }
+            }
+            ("resume", Stage::Authenticated) => self.resume(&element).await,
+            ("resume", _) => self.send_raw(&failed("unexpected-request")).await,
+            _ => Err(Stop::StreamError(
+                "unsupported-stanza-type",
+                format!("<{}/> is not part of stream management", element.name()),
+            )),
+        }
+    }
+
+    /// A new connection, authenticated, asks to continue an earlier session: hand it this
+    /// connection if the session is waiting and belongs to the same user.
+    async fn resume(&mut self, element: &Element) -> Result<(), Stop> {
+        let previd = element.attr("previd").unwrap_or_default();
+        let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
+        let slot = self
+            .server
+            .resumable
+            .get(previd)
+            .map(|slot| (slot.jid.clone(), slot.anonymous, slot.sender.clone()));
+        let same_owner = |jid: &jid::FullJid, anonymous: bool| {
+            jid.domain().as_str() == self.host
+                && match &self.authenticated {
+                    Some(Authenticated::User(user)) => {
+                        !anonymous && jid.node().is_some_and(|n| n.as_str() == user)
+                    }
+                    Some(Authenticated::Anonymous) => anonymous,
+                    None => false,
+                }
+        };
+        let (Some((jid, anonymous, sender)), Some(h)) = (slot, h) else {
+            let answer = format!(
+                "<failed xmlns='{NS_SM}'><item-not-found xmlns='{}'/></failed>",
+                ns::STANZAS_ERROR
+            );
+            return self.send_raw(&answer).await;
+        };
+        if !same_owner(&jid, anonymous) {
+            let answer = format!(
+                "<failed xmlns='{NS_SM}'><not-authorized xmlns='{}'/></failed>",
+                ns::STANZAS_ERROR
+            );
+            return self.send_raw(&answer).await;
+        }
+        let transport = std::mem::replace(
+            &mut self.transport,
+            Box::new(NoTransport { out: Vec::new() }),
+        );
+        match sender.try_send(ResumeRequest { transport, h }) {
+            Ok(()) => {
+                tracing::info!(jid = %jid, "session resumed on a new connection");
+                Err(Stop::HandedOver)
+            }
+            Err(refused) => {
+                // The old session ended meanwhile: keep the connection and say so.
+                let request = match refused {
+                    mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+                };
+                self.transport = request.transport;
+                let answer = format!(
+                    "<failed xmlns='{NS_SM}'><item-not-found xmlns='{}'/></failed>",
+                    ns::STANZAS_ERROR
+                );
+                self.send_raw(&answer).await
+            }
+        }
+    }
+
+    /// Take over the connection of a client that resumed (XEP-0198 §5): acknowledge what it
+    /// has, tell it what we have, and send again what it missed.
+    async fn adopt(&mut self, request: ResumeRequest) {
+        let mut old = std::mem::replace(&mut self.transport, request.transport);
+        let _ = tokio::time::timeout(Duration::from_millis(500), old.close()).await;
+        drop(old);
+        let Some(sm) = self.sm.as_mut() else {
+            return;
+        };
+        if let Err(e) = sm.acknowledge(request.h) {
+            tracing::info!(
+                h = e.h,
+                sent = e.sent,
+                "resumption with an impossible count"
+            );
+        }
+        let id = sm.id.clone().unwrap_or_default();
+        let resumed = format!(
+            "<resumed xmlns='{NS_SM}' previd='{id}' h='{}'/>",
+            sm.inbound
+        );
+        let missed: Vec<Outbound> = sm.unacked().cloned().collect();
+        self.queue(resumed.as_bytes());
+        for item in missed {
+            item.write_to(self.transport.out());
+            self.transport.end_element();
+        }
+        let _ = self.transport.flush().await;
+    }
+
+    /// The connection is gone but the session may be resumed: keep collecting what arrives
+    /// for it, within bounds, until the client comes back or the time is up.
+    async fn wait_detached(&mut self) -> Option<ResumeRequest> {
+        let timeout = Duration::from_secs(self.server.config.c2s.resume_timeout);
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut shutdown = self.server.shutdown_signal();
+        let limit = self.server.config.limits.outbound_queue;
+        tracing::debug!(jid = ?self.handle.as_ref().map(|h| h.jid.to_string()), "connection lost; session kept for resumption");
+        loop {
+            let handle = self.handle.clone();
+            tokio::select! {
+                request = next_resume(self.resume_requests.as_mut()) => return request,
+                item = next_outbound(self.outbound.as_mut()) => {
+                    let (Some(item), Some(sm)) = (item, self.sm.as_mut()) else { return None };
+                    sm.sent(item);
+                    if sm.pending() > limit {
+                        return None;
+                    }
+                }
+                _ = &mut deadline => return None,
+                _ = wait_kicked(handle) => return None,
+                _ = crate::server::shutdown_requested(&mut shutdown) => return None,
+            }
+        }
+    }
+}
+
+async fn next_resume(
+    receiver: Option<&mut mpsc::Receiver<ResumeRequest>>,
+) -> Option<ResumeRequest> {
+    match receiver {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,0 +1,138 @@
+//! XEP-0198 Stream Management: counting stanzas each way, acknowledgements, and the unacked
+//! queue that lets a session be resumed on a new connection (after a page reload or a network
+//! switch) with nothing lost and no leave/join seen by anyone.
+
+use crate::router::Outbound;
+use std::collections::VecDeque;
+
+pub const NS_SM: &str = "urn:xmpp:sm:3";
+
+/// Ask the client for an acknowledgement once this many stanzas are unacknowledged.
+const REQUEST_ACK_AFTER: usize = 8;
+
+pub struct StreamManagement {
+    /// Resumption id, when the client asked for resumption.
+    pub id: Option<String>,
+    /// Stanzas received from the client (`h` we report).
+    pub inbound: u32,
+    /// Stanzas sent to the client so far.
+    outbound: u32,
+    /// The client's last acknowledged count.
+    acked: u32,
+    /// Sent, not yet acknowledged, oldest first.
+    unacked: VecDeque<Outbound>,
+    /// An `<r/>` is outstanding.
+    requested: bool,
+}
+
+/// The client acknowledged more stanzas than were sent (XEP-0198 §4).
+#[derive(Debug)]
+pub struct TooHigh {
+    pub h: u32,
+    pub sent: u32,
+}
+
+impl StreamManagement {
+    pub fn new(id: Option<String>) -> StreamManagement {
+        StreamManagement {
+            id,
+            inbound: 0,
+            outbound: 0,
+            acked: 0,
+            unacked: VecDeque::new(),
+            requested: false,
+        }
+    }
+
+    /// Record a stanza written to the client.
+    pub fn sent(&mut self, item: Outbound) {
+        self.outbound = self.outbound.wrapping_add(1);
+        self.unacked.push_back(item);
+    }
+
+    /// Record a stanza received from the client.
+    pub fn received(&mut self) {
+        self.inbound = self.inbound.wrapping_add(1);
+    }
+
+    /// Apply the client's count `h` (counts wrap at 2^32, XEP-0198 §4).
+    pub fn acknowledge(&mut self, h: u32) -> Result<(), TooHigh> {
+        let newly = h.wrapping_sub(self.acked) as usize;
+        if newly > self.unacked.len() {
+            return Err(TooHigh {
+                h,
+                sent: self.outbound,
+            });
+        }
+        self.unacked.drain(..newly);
+        self.acked = h;
+        self.requested = false;
+        Ok(())
+    }
+
+    pub fn pending(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Stanzas to send again after a resumption.
+    pub fn unacked(&self) -> impl Iterator<Item = &Outbound> {
+        self.unacked.iter()
+    }
+
+    /// Whether to send `<r/>` now; remembers that it was sent.
+    pub fn should_request(&mut self) -> bool {
+        if !self.requested && self.unacked.len() >= REQUEST_ACK_AFTER {
+            self.requested = true;
+            return true;
+        }
+        false
+    }
+
+    pub fn resumable(&self) -> bool {
+        self.id.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn stanza(n: u8) -> Outbound {
+        Outbound::Stanza(Bytes::from(vec![n]))
+    }
+
+    #[test]
+    fn acknowledgements_drop_what_the_client_has() {
+        let mut sm = StreamManagement::new(None);
+        for n in 0..5 {
+            sm.sent(stanza(n));
+        }
+        sm.acknowledge(3).unwrap();
+        assert_eq!(sm.pending(), 2);
+        let left: Vec<u8> = sm
+            .unacked()
+            .map(|o| match o {
+                Outbound::Stanza(b) => b[0],
+                Outbound::Addressed(..) => 255,
+            })
+            .collect();
+        assert_eq!(left, vec![3, 4]);
+        sm.acknowledge(3).unwrap();
+        assert_eq!(sm.pending(), 2);
+        let error = sm.acknowledge(9).unwrap_err();
+        assert_eq!((error.h, error.sent), (9, 5));
+    }
+
+    #[test]
+    fn counts_wrap_around() {
+        let mut sm = StreamManagement::new(None);
+        sm.acked = u32::MAX - 1;
+        sm.outbound = u32::MAX - 1;
+        for n in 0..4 {
+            sm.sent(stanza(n));
+        }
+        sm.acknowledge(1).unwrap();
+        assert_eq!(sm.pending(), 1);
+    }
+}
