@@ -53,7 +53,8 @@ class SalonServer:
         max_stanza_bytes: int | None = None,
         login_failures_per_minute: int = 1000,
         extra_limits: dict | None = None,
-        muc: dict | None = None,
+                muc: dict | None = None,
+        http: dict | None = None,
     ):
         self.name = name
         self.dir = Path(base_dir)
@@ -107,6 +108,8 @@ class SalonServer:
             "[limits]",
         ]
         lines += [f"{k} = {v}" for k, v in limits.items()]
+        if http:
+            lines += ["", "[http]"] + [f"{k} = {_toml_value(v)}" for k, v in http.items()]
         lines += ["", "[log]", f'level = "{LOG_LEVEL}"', ""]
         self.config_path.write_text("\n".join(lines))
 

@@ -54,7 +54,7 @@ pub struct ListenConfig {
 pub struct C2sConfig {
     /// Refuse SASL (and so everything else) before TLS.
     pub require_encryption: bool,
-        /// Seconds a client has to authenticate before it is disconnected.
+    /// Seconds a client has to authenticate before it is disconnected.
     pub auth_timeout: u64,
     /// Seconds a session whose connection dropped is kept for XEP-0198 resumption; its
     /// occupant stays in rooms meanwhile.
@@ -175,6 +175,10 @@ pub struct HttpConfig {
     /// Treat connections from the loopback address (not through a trusted proxy) as
     /// encrypted: their traffic never leaves the machine.
     pub loopback_is_secure: bool,
+    /// Seconds without any BOSH request after which a BOSH session ends (XEP-0124 `inactivity`).
+    pub bosh_inactivity: u64,
+    /// Longest a BOSH request is held waiting for data (clients may ask for less).
+    pub bosh_max_wait: u64,
 }
 
 impl Default for HttpConfig {
@@ -186,6 +190,8 @@ impl Default for HttpConfig {
             max_websocket_message: 1024 * 1024,
             websocket_ping_interval: 30,
             loopback_is_secure: true,
+            bosh_inactivity: 60,
+            bosh_max_wait: 60,
         }
     }
 }
@@ -311,7 +317,7 @@ impl Default for ListenConfig {
 impl Default for C2sConfig {
     fn default() -> Self {
         C2sConfig {
-                        require_encryption: true,
+            require_encryption: true,
             auth_timeout: 60,
             resume_timeout: 300,
         }
@@ -511,6 +517,18 @@ impl Config {
                     "http.public_url".into(),
                     format!("`{url}` must start with http:// or https://"),
                 ));
+            }
+        }
+        for (key, value) in [
+            ("http.bosh_inactivity", self.http.bosh_inactivity),
+            ("http.bosh_max_wait", self.http.bosh_max_wait),
+            (
+                "http.websocket_ping_interval",
+                self.http.websocket_ping_interval,
+            ),
+        ] {
+            if value == 0 {
+                return Err((key.into(), "must be at least 1".into()));
             }
         }
         if self.http.max_websocket_message < self.limits.max_stanza_bytes {

@@ -1,0 +1,523 @@
+//! XMPP over BOSH (XEP-0124 with XEP-0206): sessions made of long-polled HTTP requests, the RID
+//! window with replay of recent responses, `hold`/`wait`, stream restarts after SASL, an
+//! inactivity timeout, and a limit on requests in flight. The session behind it is the same
+//! one TCP and WebSocket use; this module only turns HTTP bodies into elements and back.
+
+use crate::{ClientAddress, WebState};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use salon_server::session::sasl::ChannelBindings;
+use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
+use salon_server::stanza::ns;
+use salon_xml::{ParserLimits, StreamEvent, StreamParser};
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify};
+
+pub const NS_HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
+pub const NS_XBOSH: &str = "urn:xmpp:xbosh";
+
+/// Requests the server holds at most at once (`hold`); the client may use one more.
+const MAX_HOLD: usize = 2;
+
+/// How many answered requests are kept for replay (XEP-0124 §14.3).
+const REPLAY_WINDOW: u64 = 4;
+
+/// All BOSH sessions, by sid.
+#[derive(Default)]
+pub struct BoshSessions {
+    sessions: DashMap<String, Arc<BoshSession>>,
+}
+
+struct Shared {
+    /// The highest rid processed.
+    last_rid: u64,
+    /// Elements waiting for a request to carry them.
+    outgoing: Vec<String>,
+    /// Recent responses, for replay when a request is retried.
+    answered: BTreeMap<u64, String>,
+    /// Requests currently held, by rid.
+    held: VecDeque<u64>,
+    terminated: bool,
+    last_activity: Instant,
+}
+
+struct BoshSession {
+    sid: String,
+    host: String,
+    wait: Duration,
+    inactivity: Duration,
+    hold: usize,
+    inbound: mpsc::Sender<Vec<StreamEvent>>,
+    shared: Mutex<Shared>,
+    changed: Notify,
+    limits: ParserLimits,
+}
+
+/// Build a `<body/>` wrapper around elements.
+fn body(attributes: &str, elements: &[String]) -> String {
+    let mut text = format!(
+        "<body xmlns='{NS_HTTPBIND}' xmlns:xmpp='{NS_XBOSH}' xmlns:stream='{}'{attributes}>",
+        ns::STREAM
+    );
+    for element in elements {
+        text.push_str(element);
+    }
+    text.push_str("</body>");
+    text
+}
+
+fn terminate(condition: &str) -> String {
+    body(&format!(" type='terminate' condition='{condition}'"), &[])
+}
+
+fn xml_response(status: StatusCode, text: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+/// A request's `<body/>` attributes and the elements it carries.
+type BoshRequest = (Vec<(String, String)>, Vec<minidom::Element>);
+
+/// Parse a request body into its `<body/>` attributes and child elements.
+fn parse_request(
+    text: &[u8],
+    limits: &ParserLimits,
+) -> Result<BoshRequest, String> {
+    let mut parser = StreamParser::new(limits.clone());
+    let mut events = Vec::new();
+    parser.feed(text, &mut events).map_err(|e| e.to_string())?;
+    let mut attributes = None;
+    let mut children = Vec::new();
+    let mut closed = false;
+    for event in events {
+        match event {
+            StreamEvent::StreamOpen {
+                namespace,
+                name,
+                attributes: attrs,
+                ..
+            } => {
+                if name != "body" || namespace != NS_HTTPBIND {
+                    return Err("the request is not a BOSH <body/>".into());
+                }
+                attributes = Some(attrs);
+            }
+            StreamEvent::Stanza(element) => children.push(element),
+            StreamEvent::StreamClose => closed = true,
+        }
+    }
+    match (attributes, closed) {
+        (Some(attributes), true) => Ok((attributes, children)),
+        _ => Err("the request body is not a complete <body/> element".into()),
+    }
+}
+
+fn attribute<'a>(attributes: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+pub async fn request(
+    State(state): State<WebState>,
+    client: ClientAddress,
+    payload: Bytes,
+) -> Response {
+    let limits = parser_limits(&state.server);
+    let (attributes, children) = match parse_request(&payload, &limits) {
+        Ok(parsed) => parsed,
+        Err(why) => {
+            tracing::info!(peer = %client.ip, error = %why, "bad BOSH request");
+            return xml_response(StatusCode::BAD_REQUEST, terminate("bad-request"));
+        }
+    };
+    let Some(rid) = attribute(&attributes, "rid").and_then(|r| r.parse::<u64>().ok()) else {
+        return xml_response(StatusCode::BAD_REQUEST, terminate("bad-request"));
+    };
+    match attribute(&attributes, "sid") {
+        None => create_session(state, client, &attributes, rid).await,
+        Some(sid) => {
+            let session = state.bosh.sessions.get(sid).map(|s| s.clone());
+            match session {
+                Some(session) => session.handle(rid, &attributes, children).await,
+                None => xml_response(StatusCode::NOT_FOUND, terminate("item-not-found")),
+            }
+        }
+    }
+}
+
+/// XEP-0124 §7.1 / XEP-0206 §3: a new session.
+async fn create_session(
+    state: WebState,
+    client: ClientAddress,
+    attributes: &[(String, String)],
+    rid: u64,
+) -> Response {
+    let server = state.server.clone();
+    let host = attribute(attributes, "to")
+        .unwrap_or(&server.config.domain)
+        .to_string();
+    if !server.is_local_user_host(&host) {
+        return xml_response(StatusCode::OK, terminate("host-unknown"));
+    }
+    let Some(guard) = ConnectionGuard::admit(&server, client.ip) else {
+        return xml_response(StatusCode::OK, terminate("policy-violation"));
+    };
+    let max_wait = server.config.http.bosh_max_wait;
+    let inactivity = server.config.http.bosh_inactivity;
+    let wait = attribute(attributes, "wait")
+        .and_then(|w| w.parse::<u64>().ok())
+        .unwrap_or(max_wait)
+        .clamp(1, max_wait);
+    let hold = attribute(attributes, "hold")
+        .and_then(|h| h.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, MAX_HOLD);
+    let sid = format!("{:032x}", rand::random::<u128>());
+    let (inbound, receiver) = mpsc::channel(16);
+    let session = Arc::new(BoshSession {
+        sid: sid.clone(),
+        host: host.clone(),
+        wait: Duration::from_secs(wait),
+        inactivity: Duration::from_secs(inactivity),
+        hold,
+        inbound,
+        shared: Mutex::new(Shared {
+            last_rid: rid,
+            outgoing: Vec::new(),
+            answered: BTreeMap::new(),
+            held: VecDeque::new(),
+            terminated: false,
+            last_activity: Instant::now(),
+        }),
+        changed: Notify::new(),
+        limits: parser_limits(&server),
+    });
+    state.bosh.sessions.insert(sid.clone(), session.clone());
+    let secure =
+        client.secure || (client.ip.is_loopback() && server.config.http.loopback_is_secure);
+    let transport = BoshTransport {
+        session: session.clone(),
+        receiver,
+        current: Vec::new(),
+        pending: Vec::new(),
+        peer: client.ip,
+        secure,
+        _guard: guard,
+    };
+    let sessions = state.bosh.clone();
+    tokio::spawn(async move {
+        salon_server::session::run(server, Box::new(transport)).await;
+        sessions.sessions.remove(&sid);
+    });
+    // The stream opens at once; its features travel in this first response.
+    session.open_stream().await;
+    let elements = session.wait_for_output(rid).await;
+    let attributes = format!(
+        " sid='{}' wait='{wait}' requests='{}' hold='{hold}' inactivity='{inactivity}' polling='1' ver='1.11' from='{}' authid='{}' xmpp:version='1.0' xmpp:restartlogic='true' secure='{secure}'",
+        session.sid,
+        hold + 1,
+        salon_xml::escape(&host),
+        session.sid,
+    );
+    let text = body(&attributes, &elements);
+    session.remember(rid, &text);
+    xml_response(StatusCode::OK, text)
+}
+
+impl BoshSession {
+    async fn open_stream(&self) {
+        let open = StreamEvent::StreamOpen {
+            namespace: ns::STREAM.to_string(),
+            name: "stream".to_string(),
+            attributes: vec![
+                ("to".into(), self.host.clone()),
+                ("version".into(), "1.0".into()),
+            ],
+            default_namespace: Some(ns::CLIENT.to_string()),
+        };
+        let _ = self.inbound.send(vec![open]).await;
+    }
+
+    fn remember(&self, rid: u64, text: &str) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.answered.insert(rid, text.to_string());
+            while shared.answered.len() as u64 > REPLAY_WINDOW {
+                shared.answered.pop_first();
+            }
+        }
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        rid: u64,
+        attributes: &[(String, String)],
+        children: Vec<minidom::Element>,
+    ) -> Response {
+        // RID checks (XEP-0124 §14): replay an answered request, refuse one outside the window,
+        // and let one that arrived early wait for its predecessors.
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let waiter = self.changed.notified();
+            {
+                let Ok(mut shared) = self.shared.lock() else {
+                    return xml_response(StatusCode::OK, terminate("internal-server-error"));
+                };
+                shared.last_activity = Instant::now();
+                if shared.terminated {
+                    return xml_response(StatusCode::OK, terminate("item-not-found"));
+                }
+                if rid <= shared.last_rid {
+                    return match shared.answered.get(&rid) {
+                        Some(text) => xml_response(StatusCode::OK, text.clone()),
+                        None => xml_response(StatusCode::OK, terminate("item-not-found")),
+                    };
+                }
+                if rid > shared.last_rid + (self.hold as u64) + 1 {
+                    tracing::info!(sid = %self.sid, rid, last = shared.last_rid, "BOSH rid outside the window");
+                    shared.terminated = true;
+                    drop(shared);
+                    self.changed.notify_waiters();
+                    let _ = self.inbound.try_send(vec![StreamEvent::StreamClose]);
+                    return xml_response(StatusCode::OK, terminate("item-not-found"));
+                }
+                if shared.held.len() > self.hold {
+                    // More requests in flight than the session allows (`requests`).
+                    return xml_response(StatusCode::OK, terminate("policy-violation"));
+                }
+                if rid == shared.last_rid + 1 {
+                    shared.last_rid = rid;
+                    shared.held.push_back(rid);
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                return xml_response(StatusCode::OK, terminate("item-not-found"));
+            }
+            let _ = tokio::time::timeout_at(deadline.into(), waiter).await;
+        }
+        self.changed.notify_waiters();
+        let mut events = Vec::new();
+        if matches!(
+            attribute(attributes, "xmpp:restart")
+                .or_else(|| attribute(attributes, &format!("{{{NS_XBOSH}}}restart"))),
+            Some("true" | "1")
+        ) {
+            events.push(StreamEvent::StreamOpen {
+                namespace: ns::STREAM.to_string(),
+                name: "stream".to_string(),
+                attributes: vec![
+                    ("to".into(), self.host.clone()),
+                    ("version".into(), "1.0".into()),
+                ],
+                default_namespace: Some(ns::CLIENT.to_string()),
+            });
+        }
+        events.extend(children.into_iter().map(StreamEvent::Stanza));
+        let terminating = attribute(attributes, "type") == Some("terminate");
+        if terminating {
+            events.push(StreamEvent::StreamClose);
+        }
+        if !events.is_empty() && self.inbound.send(events).await.is_err() {
+            return xml_response(StatusCode::OK, terminate("item-not-found"));
+        }
+        let elements = if terminating {
+            Vec::new()
+        } else {
+            self.wait_for_output(rid).await
+        };
+        let terminated = self.shared.lock().map(|s| s.terminated).unwrap_or(true);
+        let text = if terminating || (terminated && elements.is_empty()) {
+            terminate_with(&elements)
+        } else if terminated {
+            body(
+                " type='terminate' condition='remote-stream-error'",
+                &elements,
+            )
+        } else {
+            body("", &elements)
+        };
+        self.remember(rid, &text);
+        xml_response(StatusCode::OK, text)
+    }
+
+    /// Hold request `rid` until there is something to send, `wait` passes, or a newer request
+    /// means this one must go back (so at most `hold` requests are held).
+    async fn wait_for_output(&self, rid: u64) -> Vec<String> {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let waiter = self.changed.notified();
+            {
+                let Ok(mut shared) = self.shared.lock() else {
+                    return Vec::new();
+                };
+                let newer = shared.held.iter().filter(|r| **r > rid).count();
+                if !shared.outgoing.is_empty()
+                    || shared.terminated
+                    || newer >= self.hold
+                    || Instant::now() >= deadline
+                {
+                    shared.held.retain(|r| *r != rid);
+                    shared.last_activity = Instant::now();
+                    return std::mem::take(&mut shared.outgoing);
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline.into(), waiter).await;
+        }
+    }
+}
+
+fn terminate_with(elements: &[String]) -> String {
+    body(" type='terminate'", elements)
+}
+
+struct BoshTransport {
+    session: Arc<BoshSession>,
+    receiver: mpsc::Receiver<Vec<StreamEvent>>,
+    current: Vec<u8>,
+    pending: Vec<String>,
+    peer: IpAddr,
+    secure: bool,
+    _guard: ConnectionGuard,
+}
+
+#[async_trait::async_trait]
+impl Transport for BoshTransport {
+    async fn read_events(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
+        loop {
+            // The session ends after `inactivity` seconds with no request held or made.
+            let idle_deadline = {
+                let shared = self.session.shared.lock().map_err(|_| ReadError::Closed)?;
+                if shared.terminated {
+                    return Err(ReadError::Closed);
+                }
+                if shared.held.is_empty() {
+                    Some(shared.last_activity + self.session.inactivity)
+                } else {
+                    None
+                }
+            };
+            let sleep = async {
+                match idle_deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+            };
+            tokio::select! {
+                received = self.receiver.recv() => {
+                    return match received {
+                        Some(mut batch) => {
+                            // Elements arrive parsed; check each against the stanza limit.
+                            for event in &batch {
+                                if let StreamEvent::Stanza(element) = event {
+                                    if salon_xml::serialize(element).len() > self.session.limits.max_stanza_bytes {
+                                        return Err(ReadError::Parse(salon_xml::StreamParseError::PolicyViolation("stanza too large".into())));
+                                    }
+                                }
+                            }
+                            events.append(&mut batch);
+                            Ok(())
+                        }
+                        None => Err(ReadError::Closed),
+                    };
+                }
+                _ = sleep => {
+                    if idle_deadline.is_some_and(|at| Instant::now() >= at) {
+                        tracing::debug!(sid = %self.session.sid, "BOSH session inactive; closing");
+                        return Err(ReadError::Closed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.current
+    }
+
+    fn end_element(&mut self) {
+        let bytes = std::mem::take(&mut self.current);
+        if !bytes.is_empty() {
+            self.pending
+                .push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut shared = self
+                .session
+                .shared
+                .lock()
+                .map_err(|_| io::Error::other("poisoned"))?;
+            if shared.terminated {
+                return Err(io::ErrorKind::NotConnected.into());
+            }
+            shared.outgoing.append(&mut self.pending);
+        }
+        self.session.changed.notify_waiters();
+        Ok(())
+    }
+
+    fn stream_header(&self, _from: &str, _id: &str, _to: Option<&str>) -> String {
+        // BOSH carries the stream header's information in the session creation response.
+        String::new()
+    }
+
+    fn stream_footer(&self) -> &'static str {
+        ""
+    }
+
+    fn restart(&mut self) {}
+
+    fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    fn can_starttls(&self) -> bool {
+        false
+    }
+
+    async fn starttls(&mut self, _config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    fn channel_bindings(&self) -> ChannelBindings {
+        ChannelBindings::default()
+    }
+
+    fn peer_ip(&self) -> IpAddr {
+        self.peer
+    }
+
+    fn check_header(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+    ) -> Option<(&'static str, &'static str)> {
+        None
+    }
+
+    async fn close(&mut self) {
+        if let Ok(mut shared) = self.session.shared.lock() {
+            shared.terminated = true;
+        }
+        self.session.changed.notify_waiters();
+    }
+}
