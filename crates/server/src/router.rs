@@ -101,6 +101,10 @@ pub struct SessionHandle {
     kick_reason: Mutex<Option<Kick>>,
     closing: AtomicBool,
     pub presence: Mutex<PresenceState>,
+    /// The connection is gone and the session waits for XEP-0198 resumption.
+    detached: AtomicBool,
+    /// The client's address (after trusted proxies), for abuse controls.
+    pub peer_ip: std::net::IpAddr,
 }
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
@@ -110,6 +114,7 @@ impl SessionHandle {
         jid: jid::FullJid,
         anonymous: bool,
         queue: usize,
+        peer_ip: std::net::IpAddr,
     ) -> (Arc<SessionHandle>, mpsc::Receiver<Outbound>) {
         let (sender, receiver) = mpsc::channel(queue);
         let handle = SessionHandle {
@@ -120,6 +125,8 @@ impl SessionHandle {
             kicked: Notify::new(),
             kick_reason: Mutex::new(None),
             closing: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+            peer_ip,
             presence: Mutex::new(PresenceState::default()),
         };
         (Arc::new(handle), receiver)
@@ -176,6 +183,15 @@ impl SessionHandle {
             }
             self.kicked.notified().await;
         }
+    }
+
+    pub fn set_detached(&self, detached: bool) {
+        self.detached.store(detached, Ordering::SeqCst);
+    }
+
+    /// Whether the session has lost its connection and waits to be resumed.
+    pub fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::SeqCst)
     }
 
     pub fn is_available(&self) -> bool {

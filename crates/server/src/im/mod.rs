@@ -28,6 +28,14 @@ pub async fn deliver_local(server: &Arc<Server>, stanza: Element, to: jid::Jid) 
         return;
     };
     let _ = node;
+    if stanza.name() == "message" && between_different_guests(server, &stanza, &to) {
+        // Guests reach each other only inside rooms that allow it, never directly.
+        server.bounce(
+            &stanza,
+            StanzaError::not_allowed().with_text("guests cannot message other guests directly"),
+        );
+        return;
+    }
     match to.try_as_full() {
         Ok(full) => deliver_to_full(server, stanza, full).await,
         Err(bare) => deliver_to_bare(server, stanza, bare).await,
@@ -205,6 +213,15 @@ pub async fn deliver_offline(server: &Arc<Server>, session: &SessionHandle) {
             }
         }
     }
+}
+
+fn between_different_guests(server: &Server, stanza: &Element, to: &jid::Jid) -> bool {
+    let from = stanza.attr("from").and_then(|f| jid::Jid::new(f).ok());
+    from.is_some_and(|from| {
+        server.is_anonymous_host(from.domain().as_str())
+            && server.is_anonymous_host(to.domain().as_str())
+            && from.to_bare() != to.to_bare()
+    })
 }
 
 /// Whether the stanza was sent by a visitor of the anonymous host.

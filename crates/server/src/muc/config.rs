@@ -62,6 +62,8 @@ pub struct RoomConfig {
     pub allow_invites: bool,
     /// Messages are archived (XEP-0313).
     pub archive: bool,
+    /// Guests (visitors of the anonymous host) may send private messages to other guests.
+    pub guest_pm: bool,
 }
 
 impl Default for RoomConfig {
@@ -81,6 +83,7 @@ impl Default for RoomConfig {
             allow_pm: AllowPm::Anyone,
             allow_invites: false,
             archive: true,
+            guest_pm: false,
         }
     }
 }
@@ -308,6 +311,12 @@ pub fn form(config: &RoomConfig, owners: Vec<String>, admins: Vec<String>) -> El
             boolean(config.allow_invites),
         ))
         .child(field(
+            "salon#roomconfig_guestpm",
+            "boolean",
+            "Guests may send private messages to other guests",
+            boolean(config.guest_pm),
+        ))
+        .child(field(
             "muc#roomconfig_enablearchiving",
             "boolean",
             "Archive messages",
@@ -399,6 +408,7 @@ pub fn apply(
                     .ok_or_else(|| bad(format!("{var}: `{first}` is not an option")))?
             }
             "muc#roomconfig_allowinvites" => config.allow_invites = as_bool()?,
+            "salon#roomconfig_guestpm" => config.guest_pm = as_bool()?,
             "muc#roomconfig_enablearchiving" | "muc#roomconfig_enablelogging" => {
                 config.archive = as_bool()?
             }

@@ -515,6 +515,12 @@ impl Room {
             );
             return;
         }
+        if let Some(index) = self.occupant_by_nick(requested) {
+            if self.occupants[index].real != real && self.is_returning_visitor(index, &from) {
+                self.take_over(index, from, muc);
+                return;
+            }
+        }
         let nick = match self.check_nick(requested, &real, None) {
             Ok(nick) => nick,
             Err(error) => {
@@ -611,6 +617,49 @@ impl Room {
         let index = self.occupants.len() - 1;
         self.update_summary();
         self.send_room_state(index, &from, muc, &codes);
+    }
+
+    /// A visitor whose connection dropped comes back on a new session (a reloaded page that
+    /// did not resume): every session of the occupant is gone or waiting for resumption, and
+    /// the newcomer connects from the same address.
+    fn is_returning_visitor(&self, index: usize, newcomer: &jid::FullJid) -> bool {
+        let Some(new_ip) = self.server.router.session(newcomer).map(|h| h.peer_ip) else {
+            return false;
+        };
+        let mut same_address = false;
+        for session in &self.occupants[index].sessions {
+            match self.server.router.session(session) {
+                Some(handle) if !handle.is_detached() => return false,
+                Some(handle) => same_address |= handle.peer_ip == new_ip,
+                None => same_address = true,
+            }
+        }
+        same_address
+    }
+
+    /// Give the occupant to its returning visitor without a leave or join for anyone else;
+    /// the old, detached session is closed.
+    fn take_over(&mut self, index: usize, from: jid::FullJid, muc: Option<&Element>) {
+        let old_real = self.occupants[index].real.clone();
+        let new_real = from.to_bare();
+        if let Some(affiliation) = self.record.affiliations.remove(old_real.as_str()) {
+            if affiliation != Affiliation::Outcast {
+                self.record
+                    .affiliations
+                    .entry(new_real.to_string())
+                    .or_insert(affiliation);
+            }
+        }
+        let old_sessions =
+            std::mem::replace(&mut self.occupants[index].sessions, vec![from.clone()]);
+        self.occupants[index].real = new_real;
+        for session in old_sessions {
+            if let Some(handle) = self.server.router.session(&session) {
+                handle.kick("conflict", "a new session took over this one");
+            }
+        }
+        tracing::info!(room = %self.jid, nick = %self.occupants[index].nick, "returning visitor took over its occupant");
+        self.send_room_state(index, &from, muc, &[]);
     }
 
     /// What a joining session receives (§7.2.3–§7.2.16): occupants, its own presence with
@@ -946,7 +995,10 @@ impl Room {
             return;
         };
         let from = &self.occupants[sender];
+        let is_guest = |jid: &jid::BareJid| self.server.is_anonymous_host(jid.domain().as_str());
+        let between_guests = is_guest(&from.real) && is_guest(&self.occupants[target].real);
         let allowed = match self.record.config.allow_pm {
+            _ if between_guests && !self.record.config.guest_pm => false,
             AllowPm::Anyone => true,
             AllowPm::Participants => from.role >= Role::Participant,
             AllowPm::Moderators => from.role >= Role::Moderator,

@@ -733,6 +733,7 @@ impl Session {
             full.clone(),
             anonymous,
             self.server.config.limits.outbound_queue,
+            self.transport.peer_ip(),
         );
         if let Some(old) = self.server.router.bind(handle.clone()) {
             tracing::info!(jid = %full, "new session replaces the old one with the same resource");
@@ -1042,6 +1043,9 @@ impl Session {
     /// Take over the connection of a client that resumed (XEP-0198 §5): acknowledge what it
     /// has, tell it what we have, and send again what it missed.
     async fn adopt(&mut self, request: ResumeRequest) {
+        if let Some(handle) = &self.handle {
+            handle.set_detached(false);
+        }
         let mut old = std::mem::replace(&mut self.transport, request.transport);
         let _ = tokio::time::timeout(Duration::from_millis(500), old.close()).await;
         drop(old);
@@ -1072,6 +1076,9 @@ impl Session {
     /// The connection is gone but the session may be resumed: keep collecting what arrives
     /// for it, within bounds, until the client comes back or the time is up.
     async fn wait_detached(&mut self) -> Option<ResumeRequest> {
+        if let Some(handle) = &self.handle {
+            handle.set_detached(true);
+        }
         let timeout = Duration::from_secs(self.server.config.c2s.resume_timeout);
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);

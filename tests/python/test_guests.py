@@ -1,0 +1,118 @@
+"""Rules for visitors of the anonymous host: no direct messages between guests, private
+messages between guests in a room only when the room allows it, and a guest whose page reloaded
+into a new session gets its nick back without a ghost or a leave/join for the others."""
+
+import asyncio
+
+from conftest import server_fixture
+from helpers import NS_CLIENT, RawXmpp, async_test, tostr
+
+NS_SM = "urn:xmpp:sm:3"
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+ERR = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+server = server_fixture("guests", require_encryption=False)
+
+
+async def guest(server) -> tuple[RawXmpp, str]:
+    raw = await RawXmpp.connect(server.c2s_port)
+    await raw.open_stream("anon.localhost")
+    result = await raw.auth("ANONYMOUS", b"")
+    assert result.tag.endswith("success"), tostr(result)
+    await raw.open_stream()
+    jid = await raw.bind()
+    await raw.send("<presence/>")
+    return raw, jid
+
+
+async def join(raw: RawXmpp, room: str, nick: str, instant: bool = False):
+    await raw.send(f"<presence to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+    own = await raw.expect(f"{{{NS_CLIENT}}}presence", predicate=lambda p: p.get("from") == f"{room}/{nick}")
+    if instant:
+        await raw.send(f"<iq type='set' to='{room}' id='inst'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+                       f"<x xmlns='jabber:x:data' type='submit'/></query></iq>")
+        await raw.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda i: i.get("id") == "inst")
+    return own
+
+
+async def drain_until_iq(raw: RawXmpp, room: str, iid: str) -> list:
+    await raw.send(f"<iq type='get' to='{room}' id='{iid}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+    seen = []
+    while True:
+        element = await raw.next_element()
+        assert element is not None
+        if element.tag == f"{{{NS_CLIENT}}}iq" and element.get("id") == iid:
+            return seen
+        seen.append(element)
+
+
+@async_test()
+async def test_guests_cannot_message_each_other_directly(server):
+    a, a_jid = await guest(server)
+    b, b_jid = await guest(server)
+    await a.send(f"<message to='{b_jid}' type='chat' id='dm'><body>psst</body></message>")
+    error = await a.expect(f"{{{NS_CLIENT}}}message", predicate=lambda m: m.get("id") == "dm")
+    assert error.get("type") == "error" and error.find(f".//{{{ERR}}}not-allowed") is not None, tostr(error)
+    a.close()
+    b.close()
+
+
+@async_test()
+async def test_room_private_messages_between_guests_need_the_room_setting(server):
+    room = "guestpm@rooms.localhost"
+    a, _ = await guest(server)
+    b, _ = await guest(server)
+    await join(a, room, "GuestA", instant=True)
+    await join(b, room, "GuestB")
+    await a.send(f"<message to='{room}/GuestB' type='chat' id='pm1'><body>hello</body></message>")
+    error = await a.expect(f"{{{NS_CLIENT}}}message", predicate=lambda m: m.get("id") == "pm1")
+    assert error.find(f".//{{{ERR}}}not-allowed") is not None, tostr(error)
+
+    # The owner (guest A created the room) allows private messages between guests.
+    await a.send(
+        f"<iq type='set' to='{room}' id='cfg'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+        "<x xmlns='jabber:x:data' type='submit'>"
+        "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+        "<field var='salon#roomconfig_guestpm'><value>1</value></field></x></query></iq>")
+    result = await a.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda i: i.get("id") == "cfg")
+    assert result.get("type") == "result", tostr(result)
+    await a.send(f"<message to='{room}/GuestB' type='chat' id='pm2'><body>hello again</body></message>")
+    pm = await b.expect(f"{{{NS_CLIENT}}}message", predicate=lambda m: m.get("id") == "pm2")
+    assert pm.get("from") == f"{room}/GuestA"
+    a.close()
+    b.close()
+
+
+@async_test()
+async def test_returning_guest_takes_its_nick_back_without_ghost(server):
+    room = "reload@rooms.localhost"
+    watcher, _ = await guest(server)
+    await join(watcher, room, "Watcher", instant=True)
+    old, _ = await guest(server)
+    await old.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
+    await old.expect(f"{{{NS_SM}}}enabled")
+    await join(old, room, "Returning")
+    await drain_until_iq(watcher, room, "d1")
+
+    # The page reloads: the connection drops and a brand-new guest session comes back.
+    old.close()
+    await asyncio.sleep(0.3)
+    new, _ = await guest(server)
+    own = await join(new, room, "Returning")
+    assert own.get("type") is None, f"the returning guest was refused: {tostr(own)}"
+    codes = {s.get("code") for s in own.iter(f"{{{NS_MUC_USER}}}status")}
+    assert "110" in codes, tostr(own)
+
+    # The new session is the occupant: its messages go out under the nick.
+    await new.send(f"<message to='{room}' type='groupchat'><body>back again</body></message>")
+    message = await watcher.expect(
+        f"{{{NS_CLIENT}}}message",
+        predicate=lambda m: m.findtext(f"{{{NS_CLIENT}}}body") == "back again")
+    assert message.get("from") == f"{room}/Returning"
+
+    # The watcher saw no leave and no second join for the nick.
+    seen = await drain_until_iq(watcher, room, "d2")
+    presences = [e for e in seen if e.tag == f"{{{NS_CLIENT}}}presence" and e.get("from") == f"{room}/Returning"]
+    assert not presences, [tostr(p) for p in presences]
+    watcher.close()
+    new.close()
