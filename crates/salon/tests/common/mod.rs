@@ -124,6 +124,9 @@ domain = "rooms.localhost"
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- salon server log ----\n{}", self.log());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
