@@ -10,7 +10,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from conftest import server_fixture
-from helpers import NS_CLIENT, async_test, tostr
+from helpers import NS_CLIENT, RawXmpp, async_test, tostr
 
 NS_BIND = "http://jabber.org/protocol/httpbind"
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -100,7 +100,6 @@ class Bosh:
 @async_test()
 async def test_session_login_bind_and_messages(server):
     alice = Bosh(server.http_port, "anon.localhost")
-    bob = Bosh(server.http_port, "anon.localhost")
     created = await alice.create()
     # XEP-0124 §7.1 / XEP-0206 §3: session attributes.
     for attribute in ("sid", "wait", "requests", "inactivity", "ver"):
@@ -109,12 +108,22 @@ async def test_session_login_bind_and_messages(server):
     assert created.get("{urn:xmpp:xbosh}restartlogic") == "true"
     alice.sid = None
     alice_jid = await alice.login_anonymous()
-    bob_jid = await bob.login_anonymous()
     assert alice_jid.split("@")[1].startswith("anon.localhost/")
+
+    # An account on a TCP connection talks with the BOSH guest, both ways.
+    server.add_user("boshfriend", "pw")
+    bob = await RawXmpp.connect(server.c2s_port)
+    await bob.open_stream("localhost")
+    bob_jid = await bob.login_plain("boshfriend", "pw", "tcp")
     await alice.request(f"<message xmlns='jabber:client' to='{bob_jid}' type='chat'><body>over bosh</body></message>")
-    message = await bob.until(lambda e: e.tag == f"{{{NS_CLIENT}}}message", "message")
+    message = await bob.expect(f"{{{NS_CLIENT}}}message")
     assert message.findtext(f"{{{NS_CLIENT}}}body") == "over bosh"
     assert message.get("from") == alice_jid
+    await bob.send(f"<message to='{alice_jid}' type='chat'><body>over tcp</body></message>")
+    reply = await alice.until(lambda e: e.tag == f"{{{NS_CLIENT}}}message", "reply")
+    assert reply.findtext(f"{{{NS_CLIENT}}}body") == "over tcp"
+    assert reply.get("from") == bob_jid
+    bob.close()
 
 
 @async_test()
