@@ -90,10 +90,7 @@ fn xml_response(status: StatusCode, text: String) -> Response {
 type BoshRequest = (Vec<(String, String)>, Vec<minidom::Element>);
 
 /// Parse a request body into its `<body/>` attributes and child elements.
-fn parse_request(
-    text: &[u8],
-    limits: &ParserLimits,
-) -> Result<BoshRequest, String> {
+fn parse_request(text: &[u8], limits: &ParserLimits) -> Result<BoshRequest, String> {
     let mut parser = StreamParser::new(limits.clone());
     let mut events = Vec::new();
     parser.feed(text, &mut events).map_err(|e| e.to_string())?;

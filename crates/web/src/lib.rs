@@ -2,6 +2,8 @@
 //! for embedding, and the client address behind trusted reverse proxies. Routes are declared
 //! here; each handler lives in the module named after what it serves.
 
+mod client;
+mod bosh;
 mod client_address;
 mod host_meta;
 mod websocket;
@@ -19,20 +21,37 @@ pub use client_address::ClientAddress;
 /// Shared state handed to every handler.
 #[derive(Clone)]
 pub struct WebState {
-    pub server: Arc<Server>,
+        pub server: Arc<Server>,
     trusted_proxies: Arc<Vec<salon_server::config::IpRange>>,
+    bosh: Arc<bosh::BoshSessions>,
 }
 
 /// All routes, with their layers.
 pub fn router(server: Arc<Server>) -> Router {
     let state = WebState {
-        trusted_proxies: Arc::new(server.config.http.trusted_proxy_ranges()),
+                trusted_proxies: Arc::new(server.config.http.trusted_proxy_ranges()),
+        bosh: Arc::new(bosh::BoshSessions::default()),
         server: server.clone(),
     };
     Router::new()
-        .route("/xmpp-websocket", get(websocket::upgrade))
+                .route("/xmpp-websocket", get(websocket::upgrade))
+        .route(
+            "/http-bind",
+            axum::routing::post(bosh::request)
+                .get(|| async { "XMPP over BOSH (XEP-0206): POST <body/> requests here\n" })
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    server.config.http.max_websocket_message,
+                )),
+        )
         .route("/.well-known/host-meta", get(host_meta::xrd))
         .route("/.well-known/host-meta.json", get(host_meta::jrd))
+        .route("/", get(client::index))
+        .route("/join/{room}", get(client::join))
+        .route("/assets/{*path}", get(client::asset))
+        .route("/config.json", get(client::config))
+        .route("/converse", get(client::converse_redirect))
+        .route("/converse/", get(client::converse_page))
+        .route("/converse/dist/{*path}", get(client::converse_dist))
         .layer(cors(&server.config.http.cors_origins))
         .with_state(state)
 }

@@ -1,0 +1,997 @@
+// Salon's built-in web client: the landing page and one chat room (XEP-0045), with history,
+// occupants, topic, nick colours (XEP-0392), corrections (XEP-0308), replies (XEP-0461),
+// reactions (XEP-0444), moderation (XEP-0045 admin, XEP-0425), and sessions that survive a
+// reload or a dropped connection (XEP-0198).
+
+import { Connection, WebSocketTransport, x, t, child, children, text, newId } from './xmpp.js';
+import { nickColor, cachedColor } from './colors.js';
+
+const NS = {
+  muc: 'http://jabber.org/protocol/muc',
+  mucUser: 'http://jabber.org/protocol/muc#user',
+  mucOwner: 'http://jabber.org/protocol/muc#owner',
+  mucAdmin: 'http://jabber.org/protocol/muc#admin',
+  data: 'jabber:x:data',
+  delay: 'urn:xmpp:delay',
+  sid: 'urn:xmpp:sid:0',
+  occupantId: 'urn:xmpp:occupant-id:0',
+  correct: 'urn:xmpp:message-correct:0',
+  reply: 'urn:xmpp:reply:0',
+  fallback: 'urn:xmpp:fallback:0',
+  reactions: 'urn:xmpp:reactions:0',
+  retract: 'urn:xmpp:message-retract:1',
+  moderate: 'urn:xmpp:message-moderate:1',
+  hints: 'urn:xmpp:hints',
+  stanzas: 'urn:ietf:params:xml:ns:xmpp-stanzas',
+};
+const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
+const ROLE_ORDER = { moderator: 0, participant: 1, visitor: 2, none: 3 };
+const ROLE_TITLE = { moderator: 'Moderators', participant: 'Participants', visitor: 'Visitors' };
+const KEEP_MESSAGES = 150;
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const kid of kids.flat()) if (kid !== null && kid !== undefined && kid !== false) e.append(kid);
+  return e;
+};
+const splitJid = (jid) => {
+  const i = jid.indexOf('/');
+  return i < 0 ? [jid, ''] : [jid.slice(0, i), jid.slice(i + 1)];
+};
+const dark = () => matchMedia('(prefers-color-scheme: dark)').matches;
+
+/** Everything the page knows; `window.salon` for tests and curious people. */
+const S = {
+  cfg: null,
+  roomJid: null,
+  roomName: null,
+  nick: null,
+  embed: false,
+  conn: null,
+  joined: false,
+  joining: false,
+  me: null, // own occupant
+  occupants: new Map(),
+  messages: [],
+  byStanzaId: new Map(),
+  byKeyId: new Map(),
+  pending: new Map(),
+  subject: '',
+  subjectSeen: false,
+  retry: 0,
+  reconnectTimer: null,
+  leaving: false,
+  reply: null,
+  editing: null,
+  suggestN: 1,
+  unread: 0,
+  events: [], // for tests: 'resumed', 'fresh', 'disconnected'
+};
+window.salon = S;
+
+// -- configuration and routing --------------------------------------------------------------
+
+async function loadConfig() {
+  let cfg = {};
+  try {
+    const r = await fetch('/config.json', { cache: 'no-cache' });
+    if (r.ok) cfg = await r.json();
+  } catch { /* derive everything from the page's host */ }
+  const domain = cfg.domain || location.hostname;
+  let ws = cfg.websocket_url || '/xmpp-websocket';
+  if (ws.startsWith('/')) ws = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + ws;
+  return {
+    domain,
+    anon: cfg.anonymous_domain || 'anon.' + domain,
+    muc: cfg.muc_domain || 'rooms.' + domain,
+    ws,
+    bosh: cfg.bosh_url || null,
+  };
+}
+
+function route() {
+  const q = new URLSearchParams(location.search);
+  let room = null;
+  const m = location.pathname.match(/^\/join\/([^/]+)\/?$/);
+  if (m) room = decodeURIComponent(m[1]);
+  else if (q.get('channel')) room = q.get('channel');
+  else if (q.get('room')) room = q.get('room');
+  else if (location.hash.length > 1) room = decodeURIComponent(location.hash.slice(1));
+  room = room ? room.replace(/^#+/, '').trim() : '';
+  return { room: room || null, nick: (q.get('nick') || '').trim() || null, embed: q.get('embed') === '1' };
+}
+
+/** A room name as typed (`sprint`, `#sprint`, `sprint@rooms.host`) → its bare JID. */
+function roomJid(room) {
+  room = room.trim().replace(/^#+/, '').replace(/^xmpp:/, '').replace(/\?.*$/, '');
+  if (room.includes('@')) return room.toLowerCase();
+  return room.toLowerCase().replace(/\s+/g, '-').replace(/["&'/:<>@]/g, '') + '@' + S.cfg.muc;
+}
+
+const joinUrl = (name) => location.origin + '/join/' + encodeURIComponent(name);
+const xmppUri = (jid) => 'xmpp:' + jid + '?join';
+
+// -- landing ----------------------------------------------------------------------------------
+
+function showLanding(r) {
+  document.title = 'Salon';
+  $('landing').hidden = false;
+  $('chat').hidden = true;
+  const nick = $('landing-nick'), room = $('landing-room');
+  nick.value = r.nick || localStorage.getItem('salon:nick') || '';
+  room.value = r.room || '';
+  const update = () => {
+    const name = room.value.trim().replace(/^#+/, '') || 'lobby';
+    const jid = roomJid(name);
+    const local = jid.endsWith('@' + S.cfg.muc) ? jid.split('@')[0] : jid;
+    const url = joinUrl(local);
+    $('share-link').href = url;
+    $('share-link').textContent = url;
+    $('xmpp-link').href = xmppUri(jid);
+    $('xmpp-uri').textContent = xmppUri(jid);
+    $('embed-snippet').value = `<iframe src="${url}?embed=1" title="Chat: ${local}" style="width:100%;height:500px;border:0"></iframe>`;
+  };
+  room.addEventListener('input', update);
+  update();
+  $('embed-snippet').addEventListener('focus', (e) => e.target.select());
+  $('landing-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const jid = roomJid(room.value);
+    const local = jid.endsWith('@' + S.cfg.muc) ? jid.split('@')[0] : jid;
+    localStorage.setItem('salon:nick', nick.value.trim());
+    history.pushState(null, '', '/join/' + encodeURIComponent(local));
+    $('landing').hidden = true;
+    openRoom(jid, nick.value.trim());
+  });
+  (nick.value ? room : nick).focus();
+}
+
+// -- status line ------------------------------------------------------------------------------
+
+let statusTimer = null;
+function status(msg, kind = 'info', hideAfter = 0, action = null) {
+  const s = $('status');
+  clearTimeout(statusTimer);
+  if (!msg) {
+    s.hidden = true;
+    s.dataset.kind = '';
+    return;
+  }
+  s.hidden = false;
+  s.dataset.kind = kind;
+  s.replaceChildren(msg);
+  if (action) s.append(' ', el('button', { type: 'button', class: 'link', onclick: action.run, text: action.label }));
+  if (hideAfter) statusTimer = setTimeout(() => status(null), hideAfter);
+}
+
+// -- the room -----------------------------------------------------------------------------------
+
+function openRoom(jid, nick) {
+  S.roomJid = jid;
+  S.roomName = jid.endsWith('@' + S.cfg.muc) ? jid.split('@')[0] : jid;
+  document.title = '#' + S.roomName + ' — Salon';
+  $('chat').hidden = false;
+  $('landing').hidden = true;
+  document.body.classList.toggle('embed', S.embed);
+  $('room-name').textContent = '#' + S.roomName;
+  $('open-app').href = xmppUri(jid);
+  document.querySelector('.nick-room').textContent = '#' + S.roomName;
+  setupComposer();
+  const snap = loadSnapshot();
+  if (snap && (!nick || snap.nick === nick)) {
+    restoreSnapshot(snap);
+    start(snap.nick, snap.sm);
+  } else if (nick) {
+    start(nick, null);
+  } else {
+    askNick(localStorage.getItem('salon:nick') || '');
+  }
+}
+
+function askNick(value, error, suggestion) {
+  const f = $('nick-form');
+  f.hidden = false;
+  $('composer').hidden = true;
+  $('nick-input').value = value || '';
+  $('nick-error').hidden = !error;
+  $('nick-error').textContent = error || '';
+  $('nick-suggest').hidden = !suggestion;
+  if (suggestion) $('nick-suggestion').textContent = suggestion;
+  $('nick-input').focus();
+  if (error) $('nick-input').select();
+}
+
+function setupNickForm() {
+  $('nick-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const nick = $('nick-input').value.trim();
+    if (!nick) return;
+    chooseNick(nick);
+  });
+  $('nick-suggestion').addEventListener('click', () => chooseNick($('nick-suggestion').textContent));
+}
+
+function chooseNick(nick) {
+  $('nick-form').hidden = true;
+  if (!$('nick-error').hidden) {
+    // The previous try failed: keep the base for the next suggestion.
+  } else {
+    S.suggestN = 1;
+  }
+  if (S.conn && S.conn.online) {
+    S.nick = nick;
+    joinRoom();
+  } else {
+    start(nick, null);
+  }
+}
+
+/** Nick + a digit, the digit growing each time the suggestion was taken too. */
+function suggestNick(nick) {
+  const base = nick.replace(/\d+$/, '') || nick;
+  const tail = nick.match(/(\d+)$/);
+  S.suggestN = Math.max(S.suggestN + 1, tail ? Number(tail[1]) + 1 : 2);
+  return base + S.suggestN;
+}
+
+async function start(nick, resume) {
+  S.nick = nick;
+  localStorage.setItem('salon:nick', nick);
+  $('nick-form').hidden = true;
+  $('composer').hidden = false;
+  if (!S.conn) {
+    S.conn = new Connection({
+      transport: () => new WebSocketTransport(S.cfg.ws),
+      domain: S.cfg.anon,
+      onstanza,
+      onstate,
+    });
+  }
+  status(resume ? 'Reconnecting…' : 'Connecting…');
+  try {
+    const how = await S.conn.connect(resume);
+    S.events.push(how);
+    S.retry = 0;
+    if (how === 'resumed') {
+      status('Connected — session resumed.', 'ok', 2500);
+      S.joined = true;
+    } else {
+      status(S.messages.length ? 'Connected; joining again…' : 'Joining…');
+      joinRoom();
+    }
+    saveSoon();
+  } catch (e) {
+    S.conn.abort();
+    S.events.push('failed');
+    reconnectLater(e);
+  }
+}
+
+function reconnectLater(err) {
+  clearTimeout(S.reconnectTimer);
+  if (S.leaving) return;
+  const delay = Math.round(Math.min(30000, 1000 * 2 ** S.retry) * (0.75 + Math.random() * 0.5));
+  S.retry++;
+  const due = Date.now() + delay;
+  const tick = () => {
+    const left = Math.max(0, Math.ceil((due - Date.now()) / 1000));
+    status(`Connection lost${err && err.message && !/connection lost/.test(err.message) ? ' (' + err.message + ')' : ''}. Reconnecting in ${left} s…`, 'warn', 0, { label: 'Reconnect now', run: reconnectNow });
+  };
+  tick();
+  S.countdown = setInterval(tick, 1000);
+  S.reconnectTimer = setTimeout(reconnectNow, delay);
+}
+
+function reconnectNow() {
+  clearTimeout(S.reconnectTimer);
+  clearInterval(S.countdown);
+  S.reconnectTimer = null;
+  if (S.leaving) return;
+  const resume = S.conn && S.conn.resumeState();
+  if (!resume) S.joined = false;
+  start(S.nick, resume);
+}
+
+function onstate(state, info) {
+  if (state === 'acked') return saveSoon();
+  if (state === 'disconnected') {
+    S.events.push('disconnected');
+    if (S.leaving) return;
+    if (!S.conn.resumeState()) S.joined = false;
+    reconnectLater(info && info.error);
+  }
+}
+
+addEventListener('online', () => { if (S.reconnectTimer) reconnectNow(); });
+
+function joinRoom() {
+  S.joining = true;
+  S.joined = false;
+  S.subjectSeen = false;
+  S.occupants.clear();
+  renderOccupants();
+  // Coming back after a failed resumption: only what was missed.
+  const last = S.messages.filter((m) => !m.pending).at(-1);
+  const history = last ? { since: new Date(last.time).toISOString() } : { maxstanzas: 50 };
+  S.conn.send(x('presence', { to: `${S.roomJid}/${S.nick}`, id: newId() },
+    x('x', { xmlns: NS.muc }, x('history', history))));
+}
+
+function leave() {
+  S.leaving = true;
+  clearTimeout(S.reconnectTimer);
+  clearInterval(S.countdown);
+  sessionStorage.removeItem(snapKey());
+  if (S.conn) {
+    if (S.conn.online) S.conn.send(x('presence', { to: `${S.roomJid}/${S.nick}`, type: 'unavailable' }));
+    setTimeout(() => S.conn.close(), 200);
+  }
+  setTimeout(() => { location.href = '/'; }, 400);
+}
+
+// -- incoming stanzas -------------------------------------------------------------------------
+
+function onstanza(st) {
+  const from = st.getAttribute('from') || '';
+  const [bare] = splitJid(from);
+  if (st.localName === 'presence' && bare === S.roomJid) onPresence(st);
+  else if (st.localName === 'message') onMessage(st);
+  saveSoon();
+}
+
+function errorOf(st) {
+  const e = child(st, 'error');
+  if (!e) return { condition: 'undefined-condition', text: '' };
+  const cond = [...e.children].find((c) => c.localName !== 'text');
+  return { condition: cond ? cond.localName : 'undefined-condition', text: text(child(e, 'text')) || '' };
+}
+
+function onPresence(st) {
+  const [, nick] = splitJid(st.getAttribute('from'));
+  const type = st.getAttribute('type');
+  if (type === 'error') return joinError(st);
+  const xu = child(st, 'x', NS.mucUser);
+  const codes = new Set(children(xu, 'status').map((s) => s.getAttribute('code')));
+  const item = child(xu, 'item');
+  const self = codes.has('110');
+  const old = S.occupants.get(nick);
+  if (type === 'unavailable') {
+    S.occupants.delete(nick);
+    const reason = text(child(item, 'reason'));
+    const why = reason ? ` (${reason})` : '';
+    if (codes.has('303')) {
+      const newNick = item && item.getAttribute('nick');
+      if (self) S.nick = newNick;
+      notice(`${nick} is now known as ${newNick}`);
+    } else if (codes.has('307')) {
+      notice(self ? `You were kicked out of the room${why}.` : `${nick} was kicked${why}.`, self ? 'bad' : '');
+    } else if (codes.has('301')) {
+      notice(self ? `You were banned from the room${why}.` : `${nick} was banned${why}.`, self ? 'bad' : '');
+    } else if (codes.has('332')) {
+      notice('The chat service is shutting down.', 'bad');
+    } else if (self) {
+      notice('You left the room.');
+    } else if (S.joined) {
+      noise(nick, 'left');
+    }
+    if (self && !codes.has('303')) {
+      S.joined = false;
+      S.me = null;
+      if (codes.has('307') || codes.has('301') || codes.has('321')) {
+        S.leaving = true;
+        sessionStorage.removeItem(snapKey());
+        status('You are no longer in the room.', 'bad', 0, { label: 'Rejoin', run: () => location.reload() });
+        $('composer').hidden = true;
+      }
+    }
+    renderOccupants();
+    return;
+  }
+  const occ = {
+    nick,
+    role: (item && item.getAttribute('role')) || 'participant',
+    affiliation: (item && item.getAttribute('affiliation')) || 'none',
+    jid: item && item.getAttribute('jid'),
+    occupantId: child(st, 'occupant-id', NS.occupantId)?.getAttribute('id') || null,
+    show: text(child(st, 'show')),
+  };
+  S.occupants.set(nick, occ);
+  if (self) {
+    const firstJoin = !S.joined;
+    S.nick = nick;
+    S.me = occ;
+    if (codes.has('201')) {
+      // A new room, locked until configured: accept the default configuration.
+      S.conn.iq({ type: 'set', to: S.roomJid }, x('query', { xmlns: NS.mucOwner }, x('x', { xmlns: NS.data, type: 'submit' })))
+        .catch(() => notice('Could not unlock the new room.', 'bad'));
+    }
+    if (firstJoin) {
+      S.joined = true;
+      S.joining = false;
+      $('composer').hidden = false;
+      $('nick-form').hidden = true;
+      status(null);
+      if (codes.has('201')) notice('You created this room.');
+      if (document.activeElement === document.body || !document.activeElement) $('input').focus();
+    } else if (old && old.role !== occ.role) {
+      notice(`You are now ${article(occ.role)} ${occ.role}.`);
+    }
+    renderMessages();
+  } else if (!old && S.joined) {
+    noise(nick, 'joined');
+  } else if (old && old.role !== occ.role && S.joined) {
+    notice(`${nick} is now ${article(occ.role)} ${occ.role}.`);
+  }
+  renderOccupants();
+}
+const article = (w) => (/^[aeiou]/.test(w) ? 'an' : 'a');
+
+function joinError(st) {
+  const { condition, text: msg } = errorOf(st);
+  S.joining = false;
+  const said = msg ? ` The server said: “${msg}”` : '';
+  const texts = {
+    conflict: `The nickname “${S.nick}” is already used in this room.`,
+    'not-acceptable': `The nickname “${S.nick}” is not accepted here.`,
+    'jid-malformed': `The nickname “${S.nick}” is not valid.`,
+    forbidden: 'You are banned from this room.',
+    'not-authorized': 'This room needs a password, which this page cannot send yet.',
+    'registration-required': 'This room is for members only.',
+    'service-unavailable': 'The room is full or not available.',
+    'item-not-found': 'This room does not exist, and you cannot create it.',
+    'not-allowed': 'You may not create rooms here.',
+    'resource-constraint': 'Too many requests; wait a moment and try again.',
+  };
+  const base = (texts[condition] || `Could not join the room (${condition}).`) + said;
+  status(null);
+  if (['conflict', 'not-acceptable', 'jid-malformed'].includes(condition)) {
+    askNick(S.nick, base, condition === 'conflict' ? suggestNick(S.nick) : null);
+  } else {
+    askNick(S.nick, base, null);
+  }
+}
+
+function stanzaIdOf(st) {
+  for (const s of children(st, 'stanza-id', NS.sid)) if (s.getAttribute('by') === S.roomJid) return s.getAttribute('id');
+  return null;
+}
+
+/** The body less the fallback text for `forNs` (XEP-0428 ranges, in code points). */
+function stripFallback(st, body, forNs) {
+  const fb = children(st, 'fallback', NS.fallback).find((f) => f.getAttribute('for') === forNs);
+  if (!fb || body === null) return body;
+  const b = child(fb, 'body');
+  if (!b) return '';
+  const cps = Array.from(body);
+  const start = Number(b.getAttribute('start') ?? 0), end = Number(b.getAttribute('end') ?? cps.length);
+  return (cps.slice(0, start).join('') + cps.slice(end).join('')).replace(/^\n/, '');
+}
+
+function onMessage(st) {
+  const from = st.getAttribute('from') || '';
+  const [bare, nick] = splitJid(from);
+  if (bare !== S.roomJid) return;
+  const type = st.getAttribute('type');
+  if (type === 'error') {
+    const { condition, text: msg } = errorOf(st);
+    const p = S.pending.get(st.getAttribute('id'));
+    if (p) {
+      p.failed = true;
+      render(p);
+    }
+    notice(`Your message was not delivered: ${msg || condition}.`, 'bad');
+    return;
+  }
+  let body = text(child(st, 'body'));
+  const subject = child(st, 'subject');
+  if (subject && body === null) return setTopic(text(subject) || '', nick, !!child(st, 'delay', NS.delay));
+  if (type !== 'groupchat') {
+    if (body !== null && nick) notice(`Private message from ${nick}: ${body}`, 'pm');
+    return;
+  }
+  const occId = child(st, 'occupant-id', NS.occupantId)?.getAttribute('id') || null;
+  const key = occId || nick;
+  const retract = child(st, 'retract', NS.retract);
+  if (retract) {
+    const target = S.byStanzaId.get(retract.getAttribute('id'));
+    const moderated = child(retract, 'moderated', NS.moderate);
+    // Moderators retract through the room; anyone else only their own messages.
+    if (target && (moderated ? !nick : target.key === key)) {
+      target.retracted = true;
+      target.retractedBy = moderated ? 'a moderator' : null;
+      target.reason = text(child(retract, 'reason')) || text(child(moderated, 'reason'));
+      render(target);
+    }
+    return;
+  }
+  const reactions = child(st, 'reactions', NS.reactions);
+  if (reactions) {
+    const target = S.byStanzaId.get(reactions.getAttribute('id'));
+    if (target) {
+      for (const set of target.reactions.values()) set.delete(key);
+      for (const r of children(reactions, 'reaction')) {
+        const e = text(r);
+        if (!e) continue;
+        if (!target.reactions.has(e)) target.reactions.set(e, new Map());
+        target.reactions.get(e).set(key, nick);
+      }
+      for (const [e, set] of target.reactions) if (!set.size) target.reactions.delete(e);
+      render(target);
+    }
+    return;
+  }
+  const tomb = child(st, 'retracted', NS.retract);
+  if (body === null && !tomb) return;
+  const stanzaId = stanzaIdOf(st);
+  if (stanzaId && S.byStanzaId.has(stanzaId)) return; // already shown (history after a rejoin)
+  const id = child(st, 'origin-id', NS.sid)?.getAttribute('id') || st.getAttribute('id');
+  const delay = child(st, 'delay', NS.delay);
+  const replace = child(st, 'replace', NS.correct);
+  if (replace) {
+    const orig = S.byKeyId.get(key + '\n' + replace.getAttribute('id'));
+    if (orig && !orig.retracted) {
+      orig.body = stripFallback(st, body, NS.reply);
+      orig.edited = true;
+      orig.pendingEdit = false;
+      render(orig);
+      if (orig === S.editing) cancelContext();
+      return;
+    }
+  }
+  if (nick === S.nick && S.pending.has(id)) {
+    const p = S.pending.get(id);
+    S.pending.delete(id);
+    p.pending = false;
+    p.stanzaId = stanzaId;
+    p.key = key;
+    p.occupantId = occId;
+    index(p);
+    render(p);
+    return;
+  }
+  const replyEl = child(st, 'reply', NS.reply);
+  const m = {
+    id,
+    stanzaId,
+    nick,
+    key,
+    occupantId: occId,
+    body: replyEl ? stripFallback(st, body, NS.reply) : body,
+    time: delay ? Date.parse(delay.getAttribute('stamp')) || Date.now() : Date.now(),
+    delayed: !!delay,
+    replyTo: replyEl ? { id: replyEl.getAttribute('id'), to: replyEl.getAttribute('to') } : null,
+    reactions: new Map(),
+    retracted: !!tomb,
+  };
+  addMessage(m);
+  if (!m.delayed && document.hidden) {
+    S.unread++;
+    document.title = `(${S.unread}) #${S.roomName} — Salon`;
+  }
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && S.roomName) {
+    S.unread = 0;
+    document.title = '#' + S.roomName + ' — Salon';
+  }
+});
+
+function setTopic(subject, nick, delayed) {
+  const changed = S.subjectSeen && subject !== S.subject;
+  S.subject = subject;
+  S.subjectSeen = true;
+  $('topic').textContent = subject;
+  $('topic').title = subject;
+  if (changed && !delayed) notice(subject ? `${nick || 'The room'} set the topic: ${subject}` : `${nick || 'The room'} cleared the topic.`);
+}
+
+// -- the message log --------------------------------------------------------------------------
+
+function index(m) {
+  if (m.stanzaId) S.byStanzaId.set(m.stanzaId, m);
+  if (m.id) S.byKeyId.set(m.key + '\n' + m.id, m);
+}
+
+function addMessage(m) {
+  S.messages.push(m);
+  index(m);
+  const log = $('log');
+  const stick = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  // History arrives oldest first; later live messages go at the end.
+  log.append(render(m));
+  if (S.messages.length > 1000) {
+    const old = S.messages.shift();
+    old.node?.remove();
+  }
+  if (stick || m.nick === S.nick) log.scrollTop = log.scrollHeight;
+}
+
+function mentions(body) {
+  if (!S.nick || !body) return false;
+  const n = S.nick.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(^|[^\\p{L}\\p{N}_])${n}($|[^\\p{L}\\p{N}_])`, 'iu').test(body);
+}
+
+function richText(body) {
+  const frag = document.createDocumentFragment();
+  const re = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+  let last = 0;
+  for (const m of body.matchAll(re)) {
+    frag.append(body.slice(last, m.index));
+    frag.append(el('a', { href: m[0], target: '_blank', rel: 'noopener noreferrer nofollow', text: m[0] }));
+    last = m.index + m[0].length;
+  }
+  frag.append(body.slice(last));
+  return frag;
+}
+
+function nickSpan(nick, cls = 'nick') {
+  const span = el('span', { class: cls, text: nick });
+  const c = cachedColor(nick, dark());
+  if (c) span.style.color = c;
+  else nickColor(nick, dark()).then((col) => { span.style.color = col; });
+  return span;
+}
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+function isModerator() {
+  return S.me && S.me.role === 'moderator';
+}
+
+function render(m) {
+  const own = m.nick === S.nick && (!m.occupantId || !S.me || !S.me.occupantId || m.occupantId === S.me.occupantId);
+  const body = m.body || '';
+  const me = body.startsWith('/me ');
+  const cls = ['msg'];
+  if (own) cls.push('own');
+  if (m.pending) cls.push('pending');
+  if (m.failed) cls.push('failed');
+  if (m.retracted) cls.push('retracted');
+  if (!own && mentions(body)) cls.push('mention');
+  if (me) cls.push('action');
+  const date = new Date(m.time);
+  const node = el('article', { class: cls.join(' '), tabindex: '-1', 'aria-label': `${m.nick}, ${dateFmt.format(date)}` });
+  if (m.stanzaId) node.dataset.stanzaId = m.stanzaId;
+  const meta = el('div', { class: 'meta' }, nickSpan(m.nick),
+    el('time', { datetime: date.toISOString(), title: dateFmt.format(date), text: m.delayed && Date.now() - m.time > 86400000 ? dateFmt.format(date) : timeFmt.format(date) }),
+    m.edited && !m.retracted ? el('span', { class: 'edited', text: '(edited)' }) : null,
+    m.pending ? el('span', { class: 'edited', text: m.failed ? 'not sent' : 'sending…' }) : null);
+  node.append(meta);
+  if (m.retracted) {
+    node.append(el('p', { class: 'text', text: `This message was removed${m.retractedBy ? ' by ' + m.retractedBy : ''}${m.reason ? ': ' + m.reason : '.'}` }));
+  } else {
+    if (m.replyTo) {
+      const target = S.byStanzaId.get(m.replyTo.id);
+      const who = target ? target.nick : splitJid(m.replyTo.to || '')[1] || '…';
+      const what = target ? (target.retracted ? '(removed)' : target.body.split('\n')[0].slice(0, 140)) : '(an earlier message)';
+      node.append(el('blockquote', { class: 'quote', onclick: () => target?.node?.scrollIntoView({ block: 'center', behavior: 'smooth' }) }, nickSpan(who), ' ', what));
+    }
+    const p = el('p', { class: 'text' });
+    if (me) p.append(nickSpan(m.nick, 'nick'), ' ', richText(body.slice(4)));
+    else p.append(richText(body));
+    node.append(p);
+    if (m.reactions.size) {
+      const mine = myKey();
+      node.append(el('div', { class: 'reactions' }, [...m.reactions].map(([emoji, who]) => el('button', {
+        type: 'button', class: 'chip', 'aria-pressed': who.has(mine) ? 'true' : 'false',
+        title: [...who.values()].join(', '), 'aria-label': `${emoji} ${who.size}: ${[...who.values()].join(', ')}`,
+        onclick: () => toggleReaction(m, emoji),
+      }, emoji, ' ', el('span', { text: String(who.size) })))));
+    }
+    const actions = el('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Message actions' });
+    const can = m.stanzaId && S.joined;
+    if (can) actions.append(el('button', { type: 'button', 'aria-label': `Reply to ${m.nick}`, title: 'Reply', text: '↩', onclick: () => startReply(m) }));
+    if (can) actions.append(el('button', { type: 'button', 'aria-label': 'React', title: 'React', text: '☺', onclick: (e) => openPicker(m, e.currentTarget) }));
+    if (own && !m.pending) actions.append(el('button', { type: 'button', 'aria-label': 'Edit', title: 'Edit', text: '✎', onclick: () => startEdit(m) }));
+    if (can && isModerator()) actions.append(el('button', { type: 'button', 'aria-label': `Remove message from ${m.nick}`, title: 'Remove (moderator)', text: '🗑', onclick: () => retract(m) }));
+    if (actions.children.length) node.append(actions);
+  }
+  if (m.node) m.node.replaceWith(node);
+  m.node = node;
+  return node;
+}
+
+function renderMessages() {
+  for (const m of S.messages) render(m);
+}
+
+function notice(msg, kind = '') {
+  const log = $('log');
+  log.append(el('p', { class: 'notice ' + kind, text: msg }));
+  log.scrollTop = log.scrollHeight;
+}
+
+/** Joins and leaves, folded into one line while nothing else is said. */
+function noise(nick, what) {
+  const log = $('log');
+  let line = log.lastElementChild;
+  if (!line || !line.classList.contains('noise')) {
+    line = el('p', { class: 'notice noise' });
+    line.events = new Map();
+    log.append(line);
+  }
+  const prev = line.events.get(nick);
+  let now = what;
+  if (prev === 'joined' && what === 'left') now = 'joined and left';
+  else if (prev === 'left' && what === 'joined') now = 'came back';
+  else if (prev === 'joined and left' && what === 'joined') now = 'joined';
+  else if (prev === 'came back' && what === 'left') now = 'left';
+  line.events.delete(nick);
+  line.events.set(nick, now);
+  const parts = [...line.events].map(([n, w]) => `${n} ${w}`);
+  line.textContent = parts.length > 4 ? `${parts.slice(0, 3).join(', ')} and ${parts.length - 3} more changes` : parts.join(', ');
+  line.title = parts.join('\n');
+  const stick = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  if (stick) log.scrollTop = log.scrollHeight;
+}
+
+// -- occupants --------------------------------------------------------------------------------
+
+function renderOccupants() {
+  const list = $('occupant-list');
+  const occs = [...S.occupants.values()].sort((a, b) => (ROLE_ORDER[a.role] ?? 9) - (ROLE_ORDER[b.role] ?? 9) || a.nick.localeCompare(b.nick));
+  $('occupant-count').textContent = String(occs.length);
+  const items = [];
+  let role = null;
+  for (const o of occs) {
+    if (o.role !== role) {
+      role = o.role;
+      items.push(el('li', { class: 'role', role: 'presentation', text: ROLE_TITLE[role] || role }));
+    }
+    const mine = o.nick === S.nick;
+    const li = el('li', { class: 'occupant' + (mine ? ' me' : '') },
+      el('span', { class: 'dot', 'aria-hidden': 'true' }), nickSpan(o.nick),
+      o.affiliation === 'owner' || o.affiliation === 'admin' ? el('span', { class: 'badge', text: o.affiliation }) : null,
+      mine ? el('span', { class: 'badge', text: 'you' }) : null);
+    const dot = li.querySelector('.dot');
+    nickColor(o.nick, dark()).then((c) => { dot.style.background = c; });
+    li.setAttribute('aria-label', `${o.nick}, ${o.role}${o.affiliation !== 'none' ? ', ' + o.affiliation : ''}${mine ? ', you' : ''}`);
+    if (isModerator() && !mine && ROLE_ORDER[o.role] >= ROLE_ORDER.participant - (S.me.affiliation === 'owner' || S.me.affiliation === 'admin' ? 1 : 0)) {
+      li.append(el('span', { class: 'mod' },
+        el('button', { type: 'button', class: 'small', text: 'Kick', 'aria-label': `Kick ${o.nick}`, onclick: () => kick(o) }),
+        o.jid ? el('button', { type: 'button', class: 'small', text: 'Ban', 'aria-label': `Ban ${o.nick}`, onclick: () => ban(o) }) : null));
+    }
+    items.push(li);
+  }
+  list.replaceChildren(...items);
+}
+
+// -- sending --------------------------------------------------------------------------------
+
+function myKey() {
+  return (S.me && S.me.occupantId) || S.nick;
+}
+
+function sendMessage(body) {
+  if (S.editing) {
+    const m = S.editing;
+    if (body !== m.body) {
+      const id = newId();
+      S.conn.send(x('message', { to: S.roomJid, type: 'groupchat', id },
+        x('body', {}, t(body)), x('replace', { xmlns: NS.correct, id: m.id }), x('origin-id', { xmlns: NS.sid, id })));
+    }
+    cancelContext();
+    return;
+  }
+  const id = newId();
+  let full = body;
+  const extra = [];
+  let replyTo = null;
+  if (S.reply) {
+    const r = S.reply;
+    const quote = `> ${r.nick}: ${r.body.split('\n')[0].slice(0, 100)}\n`;
+    full = quote + body;
+    replyTo = { id: r.stanzaId, to: `${S.roomJid}/${r.nick}` };
+    extra.push(x('reply', { xmlns: NS.reply, to: replyTo.to, id: r.stanzaId }),
+      x('fallback', { xmlns: NS.fallback, for: NS.reply }, x('body', { start: 0, end: Array.from(quote).length })));
+    cancelContext();
+  }
+  S.conn.send(x('message', { to: S.roomJid, type: 'groupchat', id }, x('body', {}, t(full)), ...extra, x('origin-id', { xmlns: NS.sid, id })));
+  const m = { id, stanzaId: null, nick: S.nick, key: myKey(), occupantId: S.me?.occupantId, body, time: Date.now(), delayed: false, replyTo, reactions: new Map(), pending: true };
+  S.pending.set(id, m);
+  addMessage(m);
+}
+
+function toggleReaction(m, emoji) {
+  const mine = myKey();
+  const set = new Set([...m.reactions].filter(([, who]) => who.has(mine)).map(([e]) => e));
+  if (set.has(emoji)) set.delete(emoji);
+  else set.add(emoji);
+  S.conn.send(x('message', { to: S.roomJid, type: 'groupchat', id: newId() },
+    x('reactions', { xmlns: NS.reactions, id: m.stanzaId }, [...set].map((e) => x('reaction', {}, t(e)))),
+    x('store', { xmlns: NS.hints })));
+}
+
+function openPicker(m, anchor) {
+  const p = $('reaction-picker');
+  p.replaceChildren(...REACTIONS.map((e) => el('button', { type: 'button', role: 'menuitem', text: e, 'aria-label': `React with ${e}`, onclick: () => { closePicker(); toggleReaction(m, e); } })));
+  p.hidden = false;
+  const r = anchor.getBoundingClientRect();
+  p.style.top = Math.max(8, r.top - p.offsetHeight - 6) + 'px';
+  p.style.left = Math.max(8, Math.min(innerWidth - p.offsetWidth - 8, r.right - p.offsetWidth)) + 'px';
+  p.returnTo = anchor;
+  p.firstElementChild.focus();
+}
+function closePicker() {
+  const p = $('reaction-picker');
+  if (p.hidden) return;
+  p.hidden = true;
+  p.returnTo?.focus();
+}
+document.addEventListener('click', (e) => { if (!e.target.closest('#reaction-picker, .actions')) closePicker(); });
+
+function setContext(label) {
+  $('context').hidden = false;
+  $('context-text').replaceChildren(...label);
+  $('input').focus();
+}
+function startReply(m) {
+  S.editing = null;
+  S.reply = m;
+  setContext(['Replying to ', nickSpan(m.nick), ': ', m.body.split('\n')[0].slice(0, 80)]);
+}
+function startEdit(m) {
+  S.reply = null;
+  S.editing = m;
+  $('input').value = m.body;
+  autosize();
+  setContext(['Editing your message']);
+}
+function cancelContext() {
+  const wasEditing = !!S.editing;
+  S.reply = null;
+  S.editing = null;
+  $('context').hidden = true;
+  if (wasEditing) {
+    $('input').value = '';
+    autosize();
+  }
+}
+
+async function adminIq(payload, what) {
+  try {
+    await S.conn.iq({ type: 'set', to: S.roomJid }, payload);
+  } catch (e) {
+    const err = e instanceof Element ? errorOf(e) : { condition: e.message, text: '' };
+    notice(`Could not ${what}: ${err.text || err.condition}.`, 'bad');
+  }
+}
+function kick(o) {
+  const reason = prompt(`Kick ${o.nick}? Reason (optional):`, '');
+  if (reason === null) return;
+  adminIq(x('query', { xmlns: NS.mucAdmin }, x('item', { nick: o.nick, role: 'none' }, reason ? x('reason', {}, t(reason)) : null)), `kick ${o.nick}`);
+}
+function ban(o) {
+  const reason = prompt(`Ban ${o.nick} from the room? Reason (optional):`, '');
+  if (reason === null) return;
+  adminIq(x('query', { xmlns: NS.mucAdmin }, x('item', { jid: splitJid(o.jid)[0], affiliation: 'outcast' }, reason ? x('reason', {}, t(reason)) : null)), `ban ${o.nick}`);
+}
+function retract(m) {
+  if (!confirm(`Remove this message from ${m.nick} for everyone?`)) return;
+  adminIq(x('moderate', { xmlns: NS.moderate, id: m.stanzaId }, x('retract', { xmlns: NS.retract }), x('reason', {})), 'remove the message');
+}
+
+function autosize() {
+  const i = $('input');
+  i.style.height = 'auto';
+  i.style.height = Math.min(i.scrollHeight, 160) + 'px';
+}
+
+let composerReady = false;
+function setupComposer() {
+  if (composerReady) return;
+  composerReady = true;
+  setupNickForm();
+  const input = $('input');
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const body = input.value.replace(/\s+$/, '');
+    if (!body.trim() || !S.joined) return;
+    sendMessage(body);
+    input.value = '';
+    autosize();
+    input.focus();
+  });
+  input.addEventListener('input', autosize);
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      $('composer').requestSubmit();
+    } else if (e.key === 'ArrowUp' && !input.value) {
+      const last = [...S.messages].reverse().find((m) => m.nick === S.nick && !m.pending && !m.retracted && (!m.occupantId || m.key === myKey()));
+      if (last) {
+        e.preventDefault();
+        startEdit(last);
+      }
+    } else if (e.key === 'Escape') {
+      cancelContext();
+    }
+  });
+  $('context-cancel').addEventListener('click', cancelContext);
+  $('reaction-picker').addEventListener('keydown', (e) => {
+    const items = [...$('reaction-picker').children];
+    const i = items.indexOf(document.activeElement);
+    if (e.key === 'Escape') closePicker();
+    else if (e.key === 'ArrowRight' || e.key === 'ArrowDown') items[(i + 1) % items.length].focus();
+    else if (e.key === 'ArrowLeft' || e.key === 'ArrowUp') items[(i - 1 + items.length) % items.length].focus();
+    else return;
+    e.preventDefault();
+  });
+  $('toggle-occupants').addEventListener('click', () => {
+    const open = document.body.classList.toggle('show-occupants');
+    $('toggle-occupants').setAttribute('aria-expanded', String(open));
+  });
+  $('leave').addEventListener('click', leave);
+}
+
+// -- surviving a reload (XEP-0198 resumption, page state in sessionStorage) -------------------
+
+const snapKey = () => 'salon:room:' + S.roomJid;
+let saveTimer = null;
+function saveSoon() {
+  if (saveTimer) return;
+  saveTimer = setTimeout(() => { saveTimer = null; save(); }, 300);
+}
+function save() {
+  if (!S.roomJid || S.leaving || !S.nick) return;
+  const keep = S.messages.slice(-KEEP_MESSAGES).map((m) => ({
+    ...m, node: undefined, reactions: [...m.reactions].map(([e, who]) => [e, [...who]]),
+  }));
+  try {
+    sessionStorage.setItem(snapKey(), JSON.stringify({
+      v: 1, nick: S.nick, sm: S.conn && S.conn.resumeState(), joined: S.joined, me: S.me,
+      subject: S.subject, occupants: [...S.occupants.values()], messages: keep, saved: Date.now(),
+    }));
+  } catch { /* storage full or refused: reload will rejoin instead of resuming */ }
+}
+addEventListener('pagehide', () => { clearTimeout(saveTimer); saveTimer = null; save(); });
+
+function loadSnapshot() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(snapKey()) || 'null');
+    return s && s.v === 1 ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+function restoreSnapshot(s) {
+  S.nick = s.nick;
+  S.me = s.me;
+  S.joined = !!(s.sm && s.joined);
+  S.subject = s.subject || '';
+  S.subjectSeen = !!s.subject;
+  $('topic').textContent = S.subject;
+  for (const o of s.occupants || []) S.occupants.set(o.nick, o);
+  for (const raw of s.messages || []) {
+    const m = { ...raw, reactions: new Map(raw.reactions.map(([e, who]) => [e, new Map(who)])) };
+    if (m.pending) S.pending.set(m.id, m);
+    addMessage(m);
+  }
+  renderOccupants();
+  if (S.joined) $('composer').hidden = false;
+}
+
+// -- start ----------------------------------------------------------------------------------
+
+async function main() {
+  S.cfg = await loadConfig();
+  const r = route();
+  S.embed = r.embed;
+  if (!r.room) return showLanding(r);
+  openRoom(roomJid(r.room), r.nick);
+}
+addEventListener('popstate', () => location.reload());
+addEventListener('hashchange', () => { if (location.pathname === '/' && location.hash.length > 1) location.reload(); });
+main();
