@@ -116,3 +116,16 @@ async def test_returning_guest_takes_its_nick_back_without_ghost(server):
     assert not presences, [tostr(p) for p in presences]
     watcher.close()
     new.close()
+
+
+@async_test()
+async def test_room_info_links_to_the_webchat(server):
+    room = "linked@rooms.localhost"
+    a, _ = await guest(server)
+    await join(a, room, "Linker", instant=True)
+    await a.send(f"<iq type='get' to='{room}' id='info'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+    info = await a.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda i: i.get("id") == "info")
+    fields = {f.get("var"): f.findtext("{jabber:x:data}value")
+              for f in info.iter("{jabber:x:data}field")}
+    assert fields.get("muc#roominfo_webchat_url") == f"http://127.0.0.1:{server.http_port}/join/linked", fields
+    a.close()

@@ -20,6 +20,8 @@ pub struct Config {
     pub c2s: C2sConfig,
     pub anonymous: Option<AnonymousConfig>,
     pub muc: Option<MucConfig>,
+    /// HTTP File Upload (XEP-0363); absent: no upload service.
+    pub upload: Option<UploadConfig>,
     pub limits: LimitsConfig,
     pub http: HttpConfig,
     pub contact: ContactConfig,
@@ -132,6 +134,99 @@ impl MucConfig {
             max_occupants: default_max_occupants(),
         }
     }
+}
+
+/// `[upload]`: the HTTP File Upload service (XEP-0363). Sizes are in bytes, times in seconds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadConfig {
+    /// Host of the upload service. Empty in the file means `upload.DOMAIN`.
+    pub domain: String,
+    /// Base URL of the PUT and GET links, e.g. `https://files.example.org`, when uploads are
+    /// reached at another address than `http.public_url` (a reverse proxy in front of Salon's
+    /// HTTP listener). Absent: `http.public_url`, else `http://` and `listen.http`.
+    pub public_url: Option<String>,
+    /// Largest file an account may upload.
+    pub max_file_size: u64,
+    /// Bytes one account may upload in any 24 hours (0: no limit).
+    pub quota_per_day: u64,
+    /// Bytes all stored uploads may take together (0: no limit).
+    pub total_quota: u64,
+    /// Content types accepted, like `"image/png"` or `"image/*"`; empty: any.
+    pub allowed_types: Vec<String>,
+    /// Seconds an account's upload is kept (0: until deleted by hand).
+    pub expire_after: u64,
+    /// Seconds a slot may be used for its PUT after it was handed out.
+    pub slot_lifetime: u64,
+    /// Seconds between sweeps that delete expired files.
+    pub sweep_interval: u64,
+    /// Stricter settings for visitors of the anonymous host.
+    pub anonymous: AnonymousUploadConfig,
+}
+
+/// `[upload.anonymous]`: what visitors of the anonymous host may upload.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnonymousUploadConfig {
+    /// Whether visitors may upload at all (`false`: slot requests get `<not-allowed/>`).
+    pub enabled: bool,
+    /// Largest file a visitor may upload (never more than `upload.max_file_size`).
+    pub max_file_size: u64,
+    /// Bytes visitors from one IP address may upload in any 24 hours (0: no limit). By address,
+    /// because a visitor gets a new JID with every login.
+    pub quota_per_day: u64,
+    /// Content types visitors may upload; absent: the same as `upload.allowed_types`.
+    pub allowed_types: Option<Vec<String>>,
+    /// Seconds a visitor's upload is kept (0: until deleted by hand).
+    pub expire_after: u64,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            domain: String::new(),
+            public_url: None,
+            max_file_size: 100 * 1024 * 1024,
+            quota_per_day: 1024 * 1024 * 1024,
+            total_quota: 10 * 1024 * 1024 * 1024,
+            allowed_types: Vec::new(),
+            expire_after: 7 * 86_400,
+            slot_lifetime: 300,
+            sweep_interval: 3600,
+            anonymous: AnonymousUploadConfig::default(),
+        }
+    }
+}
+
+impl Default for AnonymousUploadConfig {
+    fn default() -> Self {
+        AnonymousUploadConfig {
+            enabled: true,
+            max_file_size: 10 * 1024 * 1024,
+            quota_per_day: 100 * 1024 * 1024,
+            allowed_types: None,
+            expire_after: 86_400,
+        }
+    }
+}
+
+impl UploadConfig {
+    pub fn new(domain: &str) -> UploadConfig {
+        UploadConfig {
+            domain: domain.to_string(),
+            ..UploadConfig::default()
+        }
+    }
+}
+
+/// Whether `pattern` from `allowed_types` is a media type (`type/subtype`, either may be `*`).
+fn is_type_pattern(pattern: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+*".contains(c))
+    };
+    matches!(pattern.split_once('/'), Some((t, s)) if token(t) && token(s))
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -281,6 +376,7 @@ impl Default for Config {
             c2s: C2sConfig::default(),
             anonymous: None,
             muc: None,
+            upload: None,
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
             contact: ContactConfig::default(),
@@ -376,13 +472,14 @@ impl std::error::Error for ConfigError {}
 
 impl Config {
     /// The development setup used when no file is given: `localhost`, `anon.localhost`,
-    /// `rooms.localhost`, loopback listeners, data in `./salon-data`.
+    /// `rooms.localhost`, `upload.localhost`, loopback listeners, data in `./salon-data`.
     pub fn development() -> Config {
         Config {
             anonymous: Some(AnonymousConfig {
                 domain: "anon.localhost".into(),
             }),
             muc: Some(MucConfig::new("rooms.localhost")),
+            upload: Some(UploadConfig::new("upload.localhost")),
             ..Config::default()
         }
     }
@@ -438,6 +535,12 @@ impl Config {
         if let Some(muc) = &mut self.muc {
             normal(&mut muc.domain);
         }
+        if let Some(upload) = &mut self.upload {
+            if upload.domain.is_empty() {
+                upload.domain = format!("upload.{}", self.domain);
+            }
+            normal(&mut upload.domain);
+        }
     }
 
     /// Checks that cannot be expressed in types. Returns the dotted key and the problem.
@@ -460,6 +563,10 @@ impl Config {
         if let Some(muc) = &self.muc {
             check_domain("muc.domain", &muc.domain)?;
             hosts.push(("muc.domain", &muc.domain));
+        }
+        if let Some(upload) = &self.upload {
+            check_domain("upload.domain", &upload.domain)?;
+            hosts.push(("upload.domain", &upload.domain));
         }
         for (i, (key, host)) in hosts.iter().enumerate() {
             if hosts[..i].iter().any(|(_, other)| other == host) {
@@ -537,8 +644,71 @@ impl Config {
                 "must be at least limits.max_stanza_bytes".into(),
             ));
         }
+        if let Some(upload) = &self.upload {
+            self.validate_upload(upload)?;
+        }
         if let Err(e) = tracing_filter_check(&self.log.level) {
             return Err(("log.level".into(), e));
+        }
+        Ok(())
+    }
+
+    /// Where browsers reach Salon's HTTP side: `http.public_url`, or else the HTTP listener
+    /// (with `domain` standing in for an unspecified address). None without an HTTP listener.
+    pub fn web_base_url(&self) -> Option<String> {
+        if let Some(url) = &self.http.public_url {
+            return Some(url.trim_end_matches('/').to_string());
+        }
+        let addr = self.listen.http?;
+        Some(if addr.ip().is_unspecified() {
+            format!("http://{}:{}", self.domain, addr.port())
+        } else {
+            format!("http://{addr}")
+        })
+    }
+
+    fn validate_upload(&self, upload: &UploadConfig) -> Result<(), (String, String)> {
+        if let Some(url) = &upload.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err((
+                    "upload.public_url".into(),
+                    format!("`{url}` must start with http:// or https://"),
+                ));
+            }
+        } else if self.http.public_url.is_none() && self.listen.http.is_none() {
+            return Err((
+                "upload".into(),
+                "uploads need Salon's HTTP listener (listen.http) or an external address \
+                 (upload.public_url)"
+                    .into(),
+            ));
+        }
+        for (key, value) in [
+            ("upload.slot_lifetime", upload.slot_lifetime),
+            ("upload.sweep_interval", upload.sweep_interval),
+        ] {
+            if value == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
+        }
+        let types = [
+            ("upload.allowed_types", Some(&upload.allowed_types)),
+            (
+                "upload.anonymous.allowed_types",
+                upload.anonymous.allowed_types.as_ref(),
+            ),
+        ];
+        for (key, list) in types {
+            for pattern in list.into_iter().flatten() {
+                if !is_type_pattern(pattern) {
+                    return Err((
+                        key.into(),
+                        format!(
+                            "`{pattern}` is not a content type like \"image/png\" or \"image/*\""
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -588,6 +758,34 @@ impl Config {
                 muc.max_occupants
             )),
             None => out.push_str("muc.domain = off (no multi-user chat)\n"),
+        }
+        match &self.upload {
+            Some(u) => {
+                let a = &u.anonymous;
+                out.push_str(&format!(
+                    "upload.domain = {}\nupload.public_url = {}\nupload.max_file_size = {}\nupload.quota_per_day = {}\nupload.total_quota = {}\nupload.allowed_types = {:?}\nupload.expire_after = {}\nupload.slot_lifetime = {}\nupload.sweep_interval = {}\n",
+                    u.domain,
+                    u.public_url.as_deref().unwrap_or("(from http.public_url or listen.http)"),
+                    u.max_file_size,
+                    u.quota_per_day,
+                    u.total_quota,
+                    u.allowed_types,
+                    u.expire_after,
+                    u.slot_lifetime,
+                    u.sweep_interval
+                ));
+                out.push_str(&format!(
+                    "upload.anonymous.enabled = {}\nupload.anonymous.max_file_size = {}\nupload.anonymous.quota_per_day = {}\nupload.anonymous.allowed_types = {}\nupload.anonymous.expire_after = {}\n",
+                    a.enabled,
+                    a.max_file_size,
+                    a.quota_per_day,
+                    a.allowed_types
+                        .as_ref()
+                        .map_or("(as upload.allowed_types)".to_string(), |t| format!("{t:?}")),
+                    a.expire_after
+                ));
+            }
+            None => out.push_str("upload.domain = off (no file upload)\n"),
         }
         let l = &self.limits;
         out.push_str(&format!(
@@ -734,6 +932,33 @@ domain = "rooms.example.org"
         let err = Config::parse("[log]\nlevel = \"inf\"\n", None).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("log.level"));
         assert!(Config::parse("[log]\nlevel = \"info,salon_server=debug\"\n", None).is_ok());
+    }
+
+    #[test]
+    fn upload_section_defaults_and_errors() {
+        let config = Config::parse("domain = \"example.org\"\n[upload]\n", None).unwrap();
+        let upload = config.upload.unwrap();
+        assert_eq!(upload.domain, "upload.example.org");
+        assert_eq!(upload.expire_after, 7 * 86_400);
+        assert_eq!(upload.anonymous.expire_after, 86_400);
+        assert!(Config::parse("", None).unwrap().upload.is_none());
+        assert!(Config::development().upload.is_some());
+        let text = "[upload]\nallowed_types = [\"image\"]\n";
+        let err = Config::parse(text, None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("upload.allowed_types"));
+        assert_eq!(err.line, Some(2));
+        let text = "[upload]\n[upload.anonymous]\nallowed_types = [\"x/\"]\n";
+        let err = Config::parse(text, None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("upload.anonymous.allowed_types"));
+        let text = "[upload]\nmax_file_sise = 3\n";
+        let err = Config::parse(text, None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("upload.max_file_sise"));
+        let text = "[listen]\nhttp = \"off\"\n[upload]\n";
+        let err = Config::parse(text, None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("upload"));
+        let text = "[muc]\ndomain = \"up.localhost\"\n[upload]\ndomain = \"up.localhost\"\n";
+        let err = Config::parse(text, None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("upload.domain"));
     }
 
     #[test]

@@ -1235,6 +1235,10 @@ impl Room {
             ))
             .child(field("muc#roominfo_subject", self.record.subject.clone()))
             .child(field("muc#roomconfig_roomname", config.name.clone()))
+            .children(self.server.config.web_base_url().map(|base| {
+                let room = self.jid.node().map(|n| n.as_str()).unwrap_or_default();
+                field("muc#roominfo_webchat_url", format!("{base}/join/{room}"))
+            }))
             .child(field(
                 "muc#roominfo_subjectmod",
                 if config.change_subject { "1" } else { "0" }.into(),
