@@ -68,6 +68,7 @@ class SalonServer:
         self.c2s_port = free_port()
         self.tls_port = free_port()
         self.http_port = free_port()
+        self.https_port = free_port()
         self.require_encryption = require_encryption
         self.proc: subprocess.Popen | None = None
         self._log_file = None
@@ -91,6 +92,7 @@ class SalonServer:
             f'c2s = "127.0.0.1:{self.c2s_port}"',
             f'c2s_direct_tls = "127.0.0.1:{self.tls_port}"',
             f'http = "127.0.0.1:{self.http_port}"',
+            f'https = "127.0.0.1:{self.https_port}"',
             "",
             "[c2s]",
             f"require_encryption = {'true' if require_encryption else 'false'}",

@@ -168,7 +168,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            let web_tls = match server.config.listen.https {
+                Some(addr) => {
+                    let listener = salon_web::bind(addr)
+                        .await
+                        .with_context(|| format!("listen.https: cannot listen on {addr}"))?;
+                    Some(tokio::spawn(salon_web::serve_https(
+                        server.clone(),
+                        listener,
+                    )))
+                }
+                None => None,
+            };
             let result = server.run().await;
+            if let Some(web_tls) = web_tls {
+                let _ = web_tls.await;
+            }
             if let Some(web) = web {
                 let _ = web.await;
             }

@@ -49,6 +49,9 @@ pub struct ListenConfig {
     /// HTTP: WebSocket, BOSH, uploads, web client. `"off"` disables it.
     #[serde(deserialize_with = "listener")]
     pub http: Option<SocketAddr>,
+    /// The same over HTTPS with the server's certificate. Off unless set.
+    #[serde(deserialize_with = "listener")]
+    pub https: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -406,6 +409,7 @@ impl Default for ListenConfig {
             c2s: Some(SocketAddr::from(([127, 0, 0, 1], 5222))),
             c2s_direct_tls: Some(SocketAddr::from(([127, 0, 0, 1], 5223))),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 5280))),
+            https: None,
         }
     }
 }
@@ -734,14 +738,15 @@ impl Config {
             None => out.push_str("tls = self-signed certificate in data_dir\n"),
         }
         out.push_str(&format!(
-            "listen.c2s = {}\nlisten.c2s_direct_tls = {}\nlisten.http = {}\n",
+            "listen.c2s = {}\nlisten.c2s_direct_tls = {}\nlisten.http = {}\nlisten.https = {}\n",
             opt(&self.listen.c2s),
             opt(&self.listen.c2s_direct_tls),
-            opt(&self.listen.http)
+            opt(&self.listen.http),
+            opt(&self.listen.https)
         ));
         out.push_str(&format!(
-            "c2s.require_encryption = {}\nc2s.auth_timeout = {}\n",
-            self.c2s.require_encryption, self.c2s.auth_timeout
+            "c2s.require_encryption = {}\nc2s.auth_timeout = {}\nc2s.resume_timeout = {}\n",
+            self.c2s.require_encryption, self.c2s.auth_timeout, self.c2s.resume_timeout
         ));
         out.push_str(&format!(
             "anonymous.domain = {}\n",
@@ -793,6 +798,18 @@ impl Config {
             l.max_stanza_bytes, l.max_xml_depth, l.max_attributes, l.outbound_queue,
             l.login_failures_per_minute, l.connections_per_ip, l.offline_messages_per_user,
             l.stanzas_per_second
+        ));
+        let h = &self.http;
+        out.push_str(&format!(
+            "http.cors_origins = {:?}\nhttp.trusted_proxies = {:?}\nhttp.public_url = {}\nhttp.max_websocket_message = {}\nhttp.websocket_ping_interval = {}\nhttp.loopback_is_secure = {}\nhttp.bosh_inactivity = {}\nhttp.bosh_max_wait = {}\n",
+            h.cors_origins,
+            h.trusted_proxies,
+            h.public_url.as_deref().unwrap_or("(from each request's Host header)"),
+            h.max_websocket_message,
+            h.websocket_ping_interval,
+            h.loopback_is_secure,
+            h.bosh_inactivity,
+            h.bosh_max_wait
         ));
         out.push_str(&format!("log.level = {:?}\n", self.log.level));
         out

@@ -15,6 +15,8 @@ pub struct TlsSetup {
     pub starttls: Arc<rustls::ServerConfig>,
     /// For XEP-0368 direct TLS: same certificate, ALPN `xmpp-client`.
     pub direct: Arc<rustls::ServerConfig>,
+    /// For the HTTPS listener: same certificate, ALPN `http/1.1`.
+    pub https: Arc<rustls::ServerConfig>,
     /// RFC 5929 tls-server-end-point: hash of our certificate, fixed for the process.
     pub server_end_point: Vec<u8>,
 }
@@ -40,6 +42,7 @@ impl TlsSetup {
         Ok(TlsSetup {
             starttls: build(Vec::new())?,
             direct: build(vec![b"xmpp-client".to_vec()])?,
+            https: build(vec![b"http/1.1".to_vec()])?,
             server_end_point,
         })
     }

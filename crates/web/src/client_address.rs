@@ -23,16 +23,21 @@ impl FromRequestParts<WebState> for ClientAddress {
         parts: &mut Parts,
         state: &WebState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+        let (peer, encrypted) = match (
+            parts.extensions.get::<ConnectInfo<SocketAddr>>(),
+            parts
+                .extensions
+                .get::<ConnectInfo<crate::https::HttpsPeer>>(),
+        ) {
+            (Some(plain), _) => (plain.0.ip(), false),
+            (None, Some(tls)) => (tls.0 .0.ip(), true),
+            (None, None) => return Err(StatusCode::INTERNAL_SERVER_ERROR),
+        };
         let trusted = |ip: IpAddr| state.trusted_proxies.iter().any(|r| r.contains(ip));
         if !trusted(peer) {
             return Ok(ClientAddress {
                 ip: peer,
-                secure: false,
+                secure: encrypted,
             });
         }
         let forwarded: Vec<IpAddr> = parts
@@ -54,7 +59,8 @@ impl FromRequestParts<WebState> for ClientAddress {
             .headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+            || encrypted;
         Ok(ClientAddress { ip, secure })
     }
 }

@@ -2,10 +2,11 @@
 //! for embedding, and the client address behind trusted reverse proxies. Routes are declared
 //! here; each handler lives in the module named after what it serves.
 
-mod client;
 mod bosh;
+mod client;
 mod client_address;
 mod host_meta;
+mod https;
 mod websocket;
 
 use axum::http::{header, HeaderValue, Method};
@@ -21,7 +22,7 @@ pub use client_address::ClientAddress;
 /// Shared state handed to every handler.
 #[derive(Clone)]
 pub struct WebState {
-        pub server: Arc<Server>,
+    pub server: Arc<Server>,
     trusted_proxies: Arc<Vec<salon_server::config::IpRange>>,
     bosh: Arc<bosh::BoshSessions>,
 }
@@ -29,12 +30,12 @@ pub struct WebState {
 /// All routes, with their layers.
 pub fn router(server: Arc<Server>) -> Router {
     let state = WebState {
-                trusted_proxies: Arc::new(server.config.http.trusted_proxy_ranges()),
+        trusted_proxies: Arc::new(server.config.http.trusted_proxy_ranges()),
         bosh: Arc::new(bosh::BoshSessions::default()),
         server: server.clone(),
     };
     Router::new()
-                .route("/xmpp-websocket", get(websocket::upgrade))
+        .route("/xmpp-websocket", get(websocket::upgrade))
         .route(
             "/http-bind",
             axum::routing::post(bosh::request)
@@ -73,6 +74,21 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(86400))
+}
+
+/// Serve HTTPS with the server's certificate until the server shuts down.
+pub async fn serve_https(
+    server: Arc<Server>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    let tls = https::TlsListener::new(listener, server.tls.https.clone())?;
+    let mut shutdown = server.shutdown_signal();
+    let app = router(server).into_make_service_with_connect_info::<https::HttpsPeer>();
+    axum::serve(tls, app)
+        .with_graceful_shutdown(async move {
+            salon_server::server::shutdown_requested(&mut shutdown).await;
+        })
+        .await
 }
 
 /// Bind the HTTP listener (separately, so that a port in use is reported at start).
