@@ -6,7 +6,6 @@ use super::roster;
 use crate::router::SessionHandle;
 use crate::server::Server;
 use crate::stanza::{ns, remove_attr, set_attr, Build, StanzaError};
-use crate::storage::Subscription;
 use bytes::Bytes;
 use minidom::Element;
 use std::sync::Arc;
@@ -186,11 +185,7 @@ pub async fn outbound_subscription(
             let item = roster::update_item(server, &account, contact_str, |item| {
                 if item.pending_in {
                     item.pending_in = false;
-                    item.subscription = match item.subscription {
-                        Subscription::None => Subscription::From,
-                        Subscription::To => Subscription::Both,
-                        other => other,
-                    };
+                    item.subscription = item.subscription.with_from();
                 }
             })
             .await;
@@ -201,22 +196,14 @@ pub async fn outbound_subscription(
         "unsubscribe" => {
             roster::update_item(server, &account, contact_str, |item| {
                 item.ask_out = false;
-                item.subscription = match item.subscription {
-                    Subscription::To => Subscription::None,
-                    Subscription::Both => Subscription::From,
-                    other => other,
-                };
+                item.subscription = item.subscription.without_to();
             })
             .await;
         }
         "unsubscribed" => {
             roster::update_item(server, &account, contact_str, |item| {
                 item.pending_in = false;
-                item.subscription = match item.subscription {
-                    Subscription::From => Subscription::None,
-                    Subscription::Both => Subscription::To,
-                    other => other,
-                };
+                item.subscription = item.subscription.without_from();
             })
             .await;
         }
@@ -303,11 +290,7 @@ pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &ji
             let item = roster::update_item(server, to, &from_str, |item| {
                 if item.ask_out {
                     item.ask_out = false;
-                    item.subscription = match item.subscription {
-                        Subscription::None => Subscription::To,
-                        Subscription::From => Subscription::Both,
-                        other => other,
-                    };
+                    item.subscription = item.subscription.with_to();
                 }
             })
             .await;
@@ -316,22 +299,14 @@ pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &ji
         "unsubscribe" => {
             roster::update_item(server, to, &from_str, |item| {
                 item.pending_in = false;
-                item.subscription = match item.subscription {
-                    Subscription::From => Subscription::None,
-                    Subscription::Both => Subscription::To,
-                    other => other,
-                };
+                item.subscription = item.subscription.without_from();
             })
             .await;
         }
         "unsubscribed" => {
             roster::update_item(server, to, &from_str, |item| {
                 item.ask_out = false;
-                item.subscription = match item.subscription {
-                    Subscription::To => Subscription::None,
-                    Subscription::Both => Subscription::From,
-                    other => other,
-                };
+                item.subscription = item.subscription.without_to();
             })
             .await;
         }

@@ -242,10 +242,21 @@ impl Room {
 
     /// Serialise once per audience (with and without real JIDs) and queue to everyone.
     fn broadcast_presence(&self, subject: &Occupant, codes: &[&str], extra: Option<Element>) {
-        let with_jid =
-            AddressedTemplate::new(&self.presence_of(subject, true, codes, extra.clone()));
-        let without_jid = AddressedTemplate::new(&self.presence_of(subject, false, codes, extra));
-        for occupant in &self.occupants {
+        let with_jid = self.presence_of(subject, true, codes, extra.clone());
+        let without_jid = self.presence_of(subject, false, codes, extra);
+        self.deliver_by_audience(&with_jid, &without_jid, None);
+    }
+
+    /// Queue one of two versions of a stanza to every occupant but `skip`: the one showing
+    /// real JIDs to those allowed to see them (§7.2.3–§7.2.4), the other to the rest. Each
+    /// version is serialised once.
+    fn deliver_by_audience(&self, with_jid: &Element, without_jid: &Element, skip: Option<usize>) {
+        let with_jid = AddressedTemplate::new(with_jid);
+        let without_jid = AddressedTemplate::new(without_jid);
+        for (i, occupant) in self.occupants.iter().enumerate() {
+            if Some(i) == skip {
+                continue;
+            }
             let template = if self.may_see_real_jids(occupant) {
                 &with_jid
             } else {
@@ -380,17 +391,11 @@ impl Room {
             },
         );
         self.deliver(&occupant, &own);
-        let with_jid = AddressedTemplate::new(&self.unavailable_of(&occupant, true, &departure));
-        let without_jid =
-            AddressedTemplate::new(&self.unavailable_of(&occupant, false, &departure));
-        for other in &self.occupants {
-            let template = if self.may_see_real_jids(other) {
-                &with_jid
-            } else {
-                &without_jid
-            };
-            self.deliver_template(other, template);
-        }
+        self.deliver_by_audience(
+            &self.unavailable_of(&occupant, true, &departure),
+            &self.unavailable_of(&occupant, false, &departure),
+            None,
+        );
         self.update_summary();
     }
 
@@ -603,16 +608,11 @@ impl Room {
             payload: Self::presence_payload(stanza),
         };
         // Everyone else learns of the newcomer; the newcomer gets the room's state.
-        let with_jid = AddressedTemplate::new(&self.presence_of(&occupant, true, &[], None));
-        let without_jid = AddressedTemplate::new(&self.presence_of(&occupant, false, &[], None));
-        for other in &self.occupants {
-            let template = if self.may_see_real_jids(other) {
-                &with_jid
-            } else {
-                &without_jid
-            };
-            self.deliver_template(other, template);
-        }
+        self.deliver_by_audience(
+            &self.presence_of(&occupant, true, &[], None),
+            &self.presence_of(&occupant, false, &[], None),
+            None,
+        );
         self.occupants.push(occupant);
         let index = self.occupants.len() - 1;
         self.update_summary();
@@ -783,8 +783,8 @@ impl Room {
             }
             presence
         };
-        let with_jid = AddressedTemplate::new(&new_nick_item(true));
-        let without_jid = AddressedTemplate::new(&new_nick_item(false));
+        let leave_with_jid = new_nick_item(true);
+        let leave_without_jid = new_nick_item(false);
         let mut own_leave = new_nick_item(true);
         if let Some(x) = own_leave.get_child_mut("x", NS_MUC_USER) {
             x.append_child(
@@ -793,38 +793,20 @@ impl Room {
                     .build(),
             );
         }
-        for (i, occupant) in self.occupants.iter().enumerate() {
-            if i == index {
-                self.deliver(occupant, &own_leave);
-            } else {
-                let template = if self.may_see_real_jids(occupant) {
-                    &with_jid
-                } else {
-                    &without_jid
-                };
-                self.deliver_template(occupant, template);
-            }
-        }
+        self.deliver(&self.occupants[index], &own_leave);
+        self.deliver_by_audience(&leave_with_jid, &leave_without_jid, Some(index));
         let occupant = &mut self.occupants[index];
         occupant.key = nick::comparison_key(&nick);
         occupant.nick = nick;
         occupant.payload = Self::presence_payload(stanza);
         let occupant = &self.occupants[index];
         let own = self.presence_of(occupant, true, &[status::SELF], None);
-        let with_jid = AddressedTemplate::new(&self.presence_of(occupant, true, &[], None));
-        let without_jid = AddressedTemplate::new(&self.presence_of(occupant, false, &[], None));
-        for (i, other) in self.occupants.iter().enumerate() {
-            if i == index {
-                self.deliver(other, &own);
-            } else {
-                let template = if self.may_see_real_jids(other) {
-                    &with_jid
-                } else {
-                    &without_jid
-                };
-                self.deliver_template(other, template);
-            }
-        }
+        self.deliver(occupant, &own);
+        self.deliver_by_audience(
+            &self.presence_of(occupant, true, &[], None),
+            &self.presence_of(occupant, false, &[], None),
+            Some(index),
+        );
     }
 
     // ----- Messages (§7.4, §7.5, §7.8, §8.1) -----

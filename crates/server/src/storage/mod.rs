@@ -85,6 +85,40 @@ impl Subscription {
     pub fn has_from(self) -> bool {
         matches!(self, Subscription::From | Subscription::Both)
     }
+
+    /// RFC 6121 Appendix A transitions: the state with the `to` half added or removed…
+    pub fn with_to(self) -> Subscription {
+        match self {
+            Subscription::None => Subscription::To,
+            Subscription::From => Subscription::Both,
+            other => other,
+        }
+    }
+
+    pub fn without_to(self) -> Subscription {
+        match self {
+            Subscription::To => Subscription::None,
+            Subscription::Both => Subscription::From,
+            other => other,
+        }
+    }
+
+    /// …and with the `from` half added or removed.
+    pub fn with_from(self) -> Subscription {
+        match self {
+            Subscription::None => Subscription::From,
+            Subscription::To => Subscription::Both,
+            other => other,
+        }
+    }
+
+    pub fn without_from(self) -> Subscription {
+        match self {
+            Subscription::From => Subscription::None,
+            Subscription::Both => Subscription::To,
+            other => other,
+        }
+    }
 }
 
 /// One contact on a user's roster (RFC 6121 §2.1.2).
