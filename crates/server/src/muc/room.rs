@@ -272,7 +272,7 @@ impl Room {
         occupant: &Occupant,
         with_jid: bool,
         codes: &[&str],
-        extra: Option<Element>,
+        item_detail: Option<Element>,
     ) -> Element {
         let mut presence = Build::new("presence", ns::CLIENT)
             .attr("from", self.occupant_jid(&occupant.nick))
@@ -287,10 +287,11 @@ impl Room {
                 item = item.attr("jid", first.to_string());
             }
         }
-        let mut x = Build::new("x", NS_MUC_USER).child(item.build());
-        if let Some(extra) = extra {
-            x = x.child(extra);
+        // A role change's reason and actor go inside the item (§8.4).
+        if let Some(detail) = item_detail {
+            item = item.child(detail);
         }
+        let mut x = Build::new("x", NS_MUC_USER).child(item.build());
         for code in codes {
             x = x.child(
                 Build::new("status", NS_MUC_USER)
@@ -1327,7 +1328,8 @@ impl Room {
             .occupant_by_session(from)
             .map(|i| self.occupants[i].nick.clone());
         enum Change {
-            Role(usize, Role, Option<String>),
+            // By occupant key, since earlier changes in the same request may remove occupants.
+            Role(String, Role, Option<String>),
             Affiliation(jid::BareJid, Affiliation, Option<String>),
         }
         let mut changes = Vec::new();
@@ -1363,7 +1365,11 @@ impl Room {
                     return Err(StanzaError::not_allowed()
                         .with_text("only admins grant or revoke moderation"));
                 }
-                changes.push(Change::Role(target, role, reason));
+                changes.push(Change::Role(
+                    self.occupants[target].key.clone(),
+                    role,
+                    reason,
+                ));
             } else if let Some(affiliation) = item.attr("affiliation") {
                 let affiliation = Affiliation::parse(affiliation)
                     .ok_or_else(|| StanzaError::bad_request("unknown affiliation"))?;
@@ -1415,19 +1421,18 @@ impl Room {
         let mut affiliations_changed = false;
         for change in changes {
             match change {
-                Change::Role(index, Role::None, reason) => {
-                    if index < self.occupants.len() {
+                Change::Role(key, role, reason) => {
+                    let Some(index) = self.occupants.iter().position(|o| o.key == key) else {
+                        continue;
+                    };
+                    if role == Role::None {
                         self.remove_occupant(index, &[status::KICKED], reason.as_deref(), actor);
-                    }
-                }
-                Change::Role(index, role, reason) => {
-                    if let Some(occupant) = self.occupants.get_mut(index) {
-                        occupant.role = role;
+                    } else {
+                        self.occupants[index].role = role;
                         let occupant = &self.occupants[index];
                         let reason =
                             reason.map(|r| Build::new("reason", NS_MUC_USER).text(r).build());
-                        let _ = reason;
-                        self.broadcast_presence(occupant, &[], None);
+                        self.broadcast_presence(occupant, &[], reason);
                     }
                 }
                 Change::Affiliation(jid, affiliation, reason) => {
