@@ -377,7 +377,10 @@ pub async fn login(target: &Target, index: usize) -> Result<Session> {
                 }
                 break;
             }
-            "failure" => bail!("SASL {mechanism} as {user} refused: {}", describe_error(&el)),
+            "failure" => bail!(
+                "SASL {mechanism} as {user} refused: {}",
+                describe_error(&el)
+            ),
             other => bail!("unexpected <{other}> during SASL"),
         }
     }
@@ -478,9 +481,10 @@ mod tests {
         parser
             .feed(b"<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>too fast</text></stream:error>", &mut events)
             .unwrap();
-        let StreamEvent::Stanza(el) = &events[0] else {
+        let Some(StreamEvent::Stanza(el)) = events.last() else {
             panic!("no stanza")
         };
+        assert_eq!(el.ns(), NS_STREAMS);
         assert_eq!(describe_error(el), "policy-violation (too fast)");
     }
 }

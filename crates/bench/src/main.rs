@@ -123,14 +123,16 @@ fn plan(args: &Args) -> Result<Plan> {
             bail!("--rate must be positive for {:?}", args.scenario);
         }
     }
-    if args.scenario == Scenario::Chat && args.clients % 2 != 0 {
+    if args.scenario == Scenario::Chat && !args.clients.is_multiple_of(2) {
         bail!("chat pairs clients: --clients must be even");
     }
     let (addr, ws_url) = if args.scenario == Scenario::Ws {
-        let rest = args
-            .ws_url
-            .strip_prefix("ws://")
-            .with_context(|| format!("--ws-url {} must start with ws:// (no TLS on loopback)", args.ws_url))?;
+        let rest = args.ws_url.strip_prefix("ws://").with_context(|| {
+            format!(
+                "--ws-url {} must start with ws:// (no TLS on loopback)",
+                args.ws_url
+            )
+        })?;
         let authority = rest.split('/').next().unwrap_or_default();
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
@@ -176,12 +178,16 @@ fn fmt_opt<T: std::fmt::Display>(v: Option<T>) -> String {
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1} ms")).unwrap_or_else(|| "-".into())
+    v.map(|v| format!("{v:.1} ms"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn table(r: &Report) -> String {
     let mut rows: Vec<(&str, String)> = vec![
-        ("scenario", format!("{} over {} ({} login)", r.scenario, r.transport, r.auth)),
+        (
+            "scenario",
+            format!("{} over {} ({} login)", r.scenario, r.transport, r.auth),
+        ),
         ("clients", r.clients.to_string()),
     ];
     if let Some(rooms) = r.rooms {
@@ -224,7 +230,11 @@ fn table(r: &Report) -> String {
     if r.scenario != "connect" {
         rows.push((
             "rate",
-            format!("{} msg/s per client for {:.0} s", fmt_opt(r.rate_per_client), r.duration_s),
+            format!(
+                "{} msg/s per client for {:.0} s",
+                fmt_opt(r.rate_per_client),
+                r.duration_s
+            ),
         ));
         rows.push(("messages sent", r.messages_sent.to_string()));
         rows.push((
@@ -237,7 +247,10 @@ fn table(r: &Report) -> String {
         rows.push(("deliveries/s", format!("{:.0}", r.deliveries_per_s)));
         rows.push((
             "lost",
-            format!("{} ({:.2} %) after {:.1} s drain", r.lost, r.lost_percent, r.drain_s),
+            format!(
+                "{} ({:.2} %) after {:.1} s drain",
+                r.lost, r.lost_percent, r.drain_s
+            ),
         ));
         rows.push((
             "latency p50/p95/p99/max",
@@ -286,9 +299,9 @@ fn table(r: &Report) -> String {
 
 async fn run(args: &Args) -> Result<Report> {
     let plan = plan(args)?;
-    let hard = args.timeout.unwrap_or(
-        2.0 * args.setup_timeout + args.duration + args.drain + 30.0,
-    );
+    let hard = args
+        .timeout
+        .unwrap_or(2.0 * args.setup_timeout + args.duration + args.drain + 30.0);
     match tokio::time::timeout(Duration::from_secs_f64(hard), scenario::run(plan)).await {
         Ok(result) => result,
         Err(_) => bail!("hard timeout: the run took longer than {hard:.0} s"),
@@ -346,7 +359,10 @@ mod tests {
         let p = plan(&args).unwrap();
         assert_eq!(p.target.addr, "127.0.0.1:5280".parse().unwrap());
         args.ws_url = "ws://[::1]:5290/xmpp-websocket".into();
-        assert_eq!(plan(&args).unwrap().target.addr, "[::1]:5290".parse().unwrap());
+        assert_eq!(
+            plan(&args).unwrap().target.addr,
+            "[::1]:5290".parse().unwrap()
+        );
     }
 
     #[test]

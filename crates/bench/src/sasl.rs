@@ -102,7 +102,9 @@ impl ScramClient {
             .split(',')
             .find_map(|p| p.strip_prefix("v="))
             .ok_or_else(|| anyhow!("SCRAM server-final without v=: {server_final}"))?;
-        let got = B64.decode(v).context("SCRAM server signature is not base64")?;
+        let got = B64
+            .decode(v)
+            .context("SCRAM server signature is not base64")?;
         match &self.server_signature {
             Some(expected) if *expected == got => Ok(()),
             Some(_) => bail!("SCRAM server signature does not match"),
@@ -125,7 +127,10 @@ mod tests {
     #[test]
     fn scram_sha1_rfc5802_vector() {
         let mut client = ScramClient::new("user", "pencil", "fyko+d2lbbFgONRv9qkxdawL");
-        assert_eq!(client.client_first(), "n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL");
+        assert_eq!(
+            client.client_first(),
+            "n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL"
+        );
         let server_first = "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096";
         let client_final = client.client_final(server_first).unwrap();
         assert_eq!(
@@ -144,8 +149,12 @@ mod tests {
     #[test]
     fn scram_refuses_a_nonce_that_does_not_extend_ours() {
         let mut client = ScramClient::new("user", "pencil", "abc");
-        assert!(client.client_final("r=xyz123,s=QSXCR+Q6sek8bf92,i=4096").is_err());
-        assert!(client.client_final("r=abc,s=QSXCR+Q6sek8bf92,i=4096").is_err());
+        assert!(client
+            .client_final("r=xyz123,s=QSXCR+Q6sek8bf92,i=4096")
+            .is_err());
+        assert!(client
+            .client_final("r=abc,s=QSXCR+Q6sek8bf92,i=4096")
+            .is_err());
     }
 
     #[test]

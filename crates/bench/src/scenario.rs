@@ -206,12 +206,15 @@ pub async fn run(plan: Plan) -> Result<Report> {
     let login_start = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for index in 0..clients {
-        tasks.push(tokio::spawn(client(shared.clone(), index, phase_rx.clone())));
+        tasks.push(tokio::spawn(client(
+            shared.clone(),
+            index,
+            phase_rx.clone(),
+        )));
     }
     let setup_timeout = shared.plan.setup_timeout;
-    let all_tried = || {
-        shared.logged_in.load(Relaxed) + shared.login_failed.load(Relaxed) >= clients
-    };
+    let all_tried =
+        || shared.logged_in.load(Relaxed) + shared.login_failed.load(Relaxed) >= clients;
     if timeout(setup_timeout, wait_for(&shared, all_tried))
         .await
         .is_err()
@@ -233,10 +236,7 @@ pub async fn run(plan: Plan) -> Result<Report> {
         report.server_cpu_login_s = Some(after - before);
     }
     if report.logins_ok == 0 {
-        bail!(
-            "no client could log in{}",
-            first(&shared.first_login_error)
-        );
+        bail!("no client could log in{}", first(&shared.first_login_error));
     }
     if report.logins_failed > 0 && shared.plan.scenario != Scenario::Connect {
         bail!(
@@ -354,11 +354,7 @@ fn first(slot: &Mutex<Option<String>>) -> String {
 /// One client from login to stop; returns its latency samples (µs).
 async fn client(shared: Arc<Shared>, index: usize, mut phase: watch::Receiver<u8>) -> Vec<u32> {
     let permit = shared.login_gate.acquire().await;
-    let session = match timeout(
-        shared.plan.login_timeout,
-        login(&shared.plan.target, index),
-    )
-    .await
+    let session = match timeout(shared.plan.login_timeout, login(&shared.plan.target, index)).await
     {
         Ok(result) => result,
         Err(_) => Err(anyhow!(
@@ -419,7 +415,11 @@ fn handle(shared: &Shared, state: &mut ClientState, el: &Element, phase: u8) {
                     .unwrap_or_default();
                 Shared::note(
                     &shared.first_error,
-                    format!("client {}: message error from {:?}: {why}", state.index, el.attr("from")),
+                    format!(
+                        "client {}: message error from {:?}: {why}",
+                        state.index,
+                        el.attr("from")
+                    ),
                 );
                 return;
             }
