@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test Salon has: formatting and lint checks, the Rust unit and integration tests
 # (which start real salon processes and drive them with tokio-xmpp), and the Python suite
-# (slixmpp and raw sockets against a real salon process). Installs what the tests need.
+# (slixmpp and raw sockets against a real salon process), and the browser tests (headless Chromium
+# with playwright-core). Installs what the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +28,6 @@ cargo test --workspace
 
 step "python integration tests"
 bash tests/run-python.sh
+
+step "browser tests (headless Chromium: built-in web client, Converse.js)"
+bash tests/run-browser.sh

@@ -55,6 +55,7 @@ class SalonServer:
         extra_limits: dict | None = None,
                 muc: dict | None = None,
         http: dict | None = None,
+        upload: dict | None = None,
     ):
         self.name = name
         self.dir = Path(base_dir)
@@ -65,6 +66,7 @@ class SalonServer:
         self.domain = "localhost"
         self.anon_domain = "anon.localhost"
         self.muc_domain = "rooms.localhost"
+        self.upload_domain = "upload.localhost"
         self.c2s_port = free_port()
         self.tls_port = free_port()
         self.http_port = free_port()
@@ -112,6 +114,19 @@ class SalonServer:
         lines += [f"{k} = {v}" for k, v in limits.items()]
         if http:
             lines += ["", "[http]"] + [f"{k} = {_toml_value(v)}" for k, v in http.items()]
+        if upload is not None:
+            # An [upload] section (empty dict: all defaults); a nested "anonymous" dict becomes
+            # [upload.anonymous]. Lists are written as TOML arrays of strings.
+            def value(v) -> str:
+                if isinstance(v, (list, tuple)):
+                    return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+                return _toml_value(v)
+
+            flat = {k: v for k, v in upload.items() if k != "anonymous"}
+            lines += ["", "[upload]"] + [f"{k} = {value(v)}" for k, v in flat.items()]
+            if "anonymous" in upload:
+                lines += ["", "[upload.anonymous]"]
+                lines += [f"{k} = {value(v)}" for k, v in upload["anonymous"].items()]
         lines += ["", "[log]", f'level = "{LOG_LEVEL}"', ""]
         self.config_path.write_text("\n".join(lines))
 

@@ -77,6 +77,9 @@ async def test_login_and_talk_over_websocket_and_secure_websocket(server):
         await member.send("<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>ws</resource></bind></iq>")
         assert "wsfriend@localhost/ws" in await recv_until(member, "<jid>")
         await member.send("<presence xmlns='jabber:client'/>")
+        # The server reflects our presence: from then on we are available for bare-JID messages.
+        await recv_until(member, "<presence")
+
 
         await guest.send(f"<message xmlns='jabber:client' to='wsfriend@localhost' type='chat'><body>hi over ws</body></message>")
         frame = await recv_until(member, "hi over ws")

@@ -186,13 +186,14 @@ function openRoom(jid, nick) {
   document.querySelector('.nick-room').textContent = '#' + S.roomName;
   setupComposer();
   const snap = loadSnapshot();
+  // A nick in the URL wins; otherwise the page resumes its session or uses the last nick.
   if (snap && (!nick || snap.nick === nick)) {
     restoreSnapshot(snap);
     start(snap.nick, snap.sm);
-  } else if (nick) {
-    start(nick, null);
+  } else if (nick || localStorage.getItem('salon:nick')) {
+    start(nick || localStorage.getItem('salon:nick'), null);
   } else {
-    askNick(localStorage.getItem('salon:nick') || '');
+    askNick('');
   }
 }
 
@@ -932,6 +933,13 @@ function setupComposer() {
     const open = document.body.classList.toggle('show-occupants');
     $('toggle-occupants').setAttribute('aria-expanded', String(open));
   });
+  const closeDrawer = () => {
+    if (!document.body.classList.contains('show-occupants')) return;
+    document.body.classList.remove('show-occupants');
+    $('toggle-occupants').setAttribute('aria-expanded', 'false');
+  };
+  $('log').addEventListener('click', closeDrawer);
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeDrawer(); });
   $('leave').addEventListener('click', leave);
 }
 

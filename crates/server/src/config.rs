@@ -71,6 +71,14 @@ pub struct C2sConfig {
 pub struct AnonymousConfig {
     /// Host for SASL ANONYMOUS logins; never the main domain.
     pub domain: String,
+    /// Seconds a guest's dropped session is kept for resumption. Shorter than for accounts:
+    /// a closed tab cannot be told from a reload, and the guest stays in its rooms meanwhile.
+    #[serde(default = "default_guest_resume_timeout")]
+    pub resume_timeout: u64,
+}
+
+fn default_guest_resume_timeout() -> u64 {
+    60
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -147,7 +155,7 @@ pub struct UploadConfig {
     pub domain: String,
     /// Base URL of the PUT and GET links, e.g. `https://files.example.org`, when uploads are
     /// reached at another address than `http.public_url` (a reverse proxy in front of Salon's
-    /// HTTP listener). Absent: `http.public_url`, else `http://` and `listen.http`.
+    /// HTTP listener). Absent: `http.public_url`, else `listen.https`, else `listen.http`.
     pub public_url: Option<String>,
     /// Largest file an account may upload.
     pub max_file_size: u64,
@@ -277,6 +285,12 @@ pub struct HttpConfig {
     pub bosh_inactivity: u64,
     /// Longest a BOSH request is held waiting for data (clients may ask for less).
     pub bosh_max_wait: u64,
+    /// Directory holding Converse.js's `dist/` files, served at `/converse/dist/`. Salon does
+    /// not ship Converse.js.
+    pub converse_dir: Option<PathBuf>,
+    /// Base URL of Converse.js's files when they are hosted elsewhere (instead of
+    /// `converse_dir`).
+    pub converse_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -290,6 +304,8 @@ impl Default for HttpConfig {
             loopback_is_secure: true,
             bosh_inactivity: 60,
             bosh_max_wait: 60,
+            converse_dir: None,
+            converse_url: None,
         }
     }
 }
@@ -481,6 +497,7 @@ impl Config {
         Config {
             anonymous: Some(AnonymousConfig {
                 domain: "anon.localhost".into(),
+                resume_timeout: default_guest_resume_timeout(),
             }),
             muc: Some(MucConfig::new("rooms.localhost")),
             upload: Some(UploadConfig::new("upload.localhost")),
@@ -622,6 +639,15 @@ impl Config {
                 ));
             }
         }
+        if let Some(url) = &self.http.converse_url {
+            if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with('/'))
+            {
+                return Err((
+                    "http.converse_url".into(),
+                    format!("`{url}` must be an http(s) URL or a path starting with /"),
+                ));
+            }
+        }
         if let Some(url) = &self.http.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err((
@@ -679,11 +705,14 @@ impl Config {
                     format!("`{url}` must start with http:// or https://"),
                 ));
             }
-        } else if self.http.public_url.is_none() && self.listen.http.is_none() {
+        } else if self.http.public_url.is_none()
+            && self.listen.http.is_none()
+            && self.listen.https.is_none()
+        {
             return Err((
                 "upload".into(),
-                "uploads need Salon's HTTP listener (listen.http) or an external address \
-                 (upload.public_url)"
+                "uploads need Salon's HTTP listener (listen.http or listen.https) or an \
+                 external address (upload.public_url)"
                     .into(),
             ));
         }
@@ -715,6 +744,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// How long a dropped session of a user of `domain` waits for resumption (XEP-0198).
+    pub fn resume_timeout_for(&self, domain: &str) -> u64 {
+        match &self.anonymous {
+            Some(anonymous) if anonymous.domain == domain => anonymous.resume_timeout,
+            _ => self.c2s.resume_timeout,
+        }
     }
 
     /// The hosts whose users log in here: the main domain and the anonymous host.
@@ -811,6 +848,19 @@ impl Config {
             h.bosh_inactivity,
             h.bosh_max_wait
         ));
+        out.push_str(&format!(
+            "http.converse_dir = {}\nhttp.converse_url = {}\n",
+            h.converse_dir
+                .as_ref()
+                .map_or("(none)".to_string(), |d| format!("{:?}", d.display())),
+            h.converse_url.as_deref().unwrap_or("(none)")
+        ));
+        if let Some(anonymous) = &self.anonymous {
+            out.push_str(&format!(
+                "anonymous.resume_timeout = {}\n",
+                anonymous.resume_timeout
+            ));
+        }
         out.push_str(&format!("log.level = {:?}\n", self.log.level));
         out
     }

@@ -11,6 +11,7 @@ pub mod session;
 pub mod stanza;
 pub mod storage;
 pub mod tls;
+pub mod upload;
 
 pub use config::Config;
 pub use server::Server;

@@ -77,9 +77,11 @@ pub struct Server {
     pub modules: Registry,
     /// The multi-user chat service, when `[muc]` is configured.
     pub muc: Option<Arc<crate::muc::MucService>>,
+    /// The HTTP File Upload service, when `[upload]` is configured.
+    pub upload: Option<Arc<crate::upload::UploadService>>,
     pub tls: TlsSetup,
     pub login_failures: LoginLimiter,
-        pub connections: dashmap::DashMap<IpAddr, usize>,
+    pub connections: dashmap::DashMap<IpAddr, usize>,
     /// Sessions that can be resumed (XEP-0198), by resumption id.
     pub resumable: dashmap::DashMap<String, crate::session::ResumeSlot>,
     /// XEP-0115 verification string of the server's disco#info, computed once.
@@ -100,8 +102,19 @@ impl Server {
         if let Some(muc) = &muc {
             router.register_service(&muc.settings.domain, muc.clone());
         }
+        let upload = match &config.upload {
+            Some(settings) => Some(crate::upload::UploadService::new(
+                settings.clone(),
+                &config,
+            )?),
+            None => None,
+        };
+        if let Some(upload) = &upload {
+            router.register_service(&upload.settings.domain, upload.clone());
+        }
         Ok(Arc::new(Server {
             muc,
+            upload,
             login_failures: LoginLimiter::new(config.limits.login_failures_per_minute),
             config,
             storage,
@@ -109,7 +122,7 @@ impl Server {
             router,
             modules,
             tls,
-                        connections: dashmap::DashMap::new(),
+            connections: dashmap::DashMap::new(),
             resumable: dashmap::DashMap::new(),
             caps_ver,
             started: Instant::now(),
@@ -255,6 +268,7 @@ impl Server {
             muc.load(self).await;
             crate::muc::archive::start_retention(self.clone(), muc.settings.archive_retention_days);
         }
+        crate::upload::start_expiry(self.clone());
         let mut tasks = Vec::new();
         if let Some(addr) = self.config.listen.c2s {
             let listener = TcpListener::bind(addr)

@@ -228,11 +228,8 @@ pub async fn converse_page(headers: HeaderMap) -> Response {
 }
 
 /// The directory Converse.js's `dist/` is served from, if one is configured.
-fn converse_dir(_state: &WebState) -> Option<std::path::PathBuf> {
-    // Stopgap until the configuration has `http.converse_dir`.
-    std::env::var_os("SALON_CONVERSE_DIR")
-        .filter(|d| !d.is_empty())
-        .map(std::path::PathBuf::from)
+fn converse_dir(state: &WebState) -> Option<std::path::PathBuf> {
+    state.server.config.http.converse_dir.clone()
 }
 
 /// `/converse/dist/{*path}`: files from the configured Converse.js directory.
@@ -244,8 +241,7 @@ pub async fn converse_dist(
     let Some(dir) = converse_dir(&state) else {
         return not_found(
             "Converse.js is not installed here: Salon does not ship it. Set http.converse_dir \
-             (for now the SALON_CONVERSE_DIR environment variable) to the dist/ directory of \
-             the converse.js npm package.",
+             to the dist/ directory of the converse.js npm package, or http.converse_url.",
         );
     };
     // Only plain path segments: no `..`, no absolute paths, no hidden files.
@@ -275,7 +271,10 @@ pub async fn converse_dist(
     {
         return (
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_str().unwrap().into())],
+            [
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, cache.to_str().unwrap().into()),
+            ],
         )
             .into_response();
     }
@@ -327,9 +326,9 @@ pub async fn config(State(state): State<WebState>) -> Response {
         "muc_domain": config.muc.as_ref().map(|m| m.domain.as_str()),
         // Absent: the page uses ws(s)://its-own-host/xmpp-websocket.
         "websocket_url": websocket_url,
-        // Absent: no BOSH fallback offered (set once /http-bind is served).
-        "bosh_url": serde_json::Value::Null,
-        "converse_base": "/converse/dist/",
+        "bosh_url": base.as_ref().map_or_else(|| "/http-bind".to_string(), |b| format!("{b}/http-bind")),
+        "upload_domain": config.upload.as_ref().map(|u| u.domain.as_str()),
+        "converse_base": config.http.converse_url.as_deref().unwrap_or("/converse/dist/"),
     });
     (
         [
@@ -356,7 +355,10 @@ mod tests {
     #[test]
     fn gzip_negotiation() {
         let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT_ENCODING, "gzip, deflate, br".parse().unwrap());
+        h.insert(
+            header::ACCEPT_ENCODING,
+            "gzip, deflate, br".parse().unwrap(),
+        );
         assert!(accepts_gzip(&h));
         h.insert(header::ACCEPT_ENCODING, "br, gzip;q=0".parse().unwrap());
         assert!(!accepts_gzip(&h));

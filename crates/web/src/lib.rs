@@ -7,6 +7,7 @@ mod client;
 mod client_address;
 mod host_meta;
 mod https;
+mod upload;
 mod websocket;
 
 use axum::http::{header, HeaderValue, Method};
@@ -54,6 +55,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/converse/", get(client::converse_page))
         .route("/converse/dist/{*path}", get(client::converse_dist))
         .layer(cors(&server.config.http.cors_origins))
+        // After the general CORS layer, which does not apply to it: uploads have their own.
+        .merge(upload::routes(&server.config.http.cors_origins))
         .with_state(state)
 }
 

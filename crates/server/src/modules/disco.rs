@@ -95,9 +95,10 @@ struct DiscoItems(IqScope);
 
 #[async_trait::async_trait]
 impl IqHandler for DiscoItems {
-    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
+    async fn handle(&self, server: &Arc<Server>, _request: IqRequest) -> IqResponse {
         let mut query = Build::new("query", ns::DISCO_ITEMS);
-        if self.0 == IqScope::Server && !server.is_anonymous_host(request.to.domain().as_str()) {
+        // Guests see the services too: they join rooms and share files like everyone.
+        if self.0 == IqScope::Server {
             for domain in server.router.service_domains() {
                 query = query.child(
                     Build::new("item", ns::DISCO_ITEMS)

@@ -920,7 +920,7 @@ impl Session {
         match (element.name(), self.stage) {
             ("enable", Stage::Bound) if self.sm.is_none() => {
                 let resume = matches!(element.attr("resume"), Some("true" | "1"));
-                let max = self.server.config.c2s.resume_timeout;
+                let max = self.server.config.resume_timeout_for(&self.host);
                 let id = resume.then(|| format!("{:032x}", rand::random::<u128>()));
                 if let (Some(id), Some(handle)) = (&id, &self.handle) {
                     let (sender, receiver) = mpsc::channel(1);
@@ -1079,7 +1079,7 @@ impl Session {
         if let Some(handle) = &self.handle {
             handle.set_detached(true);
         }
-        let timeout = Duration::from_secs(self.server.config.c2s.resume_timeout);
+        let timeout = Duration::from_secs(self.server.config.resume_timeout_for(&self.host));
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut shutdown = self.server.shutdown_signal();

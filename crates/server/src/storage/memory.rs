@@ -13,7 +13,8 @@
 //!
 //! MUC rooms and message archives are not per-account data and live in maps of their own, each
 //! behind its own lock (no operation needs two at once). `delete_account` also drops the archive
-//! named `user@domain`, whether or not there was an account, as the SQLite backend does.
+//! named `user@domain`, whether or not there was an account, as the SQLite backend does. Upload
+//! records (XEP-0363) have a map of their own too.
 //!
 //! Archives (XEP-0313) keep messages in append order under a sequence number shared by all
 //! archives; timestamps only filter. A query's page is taken from the "window": the messages
@@ -34,7 +35,7 @@ use async_trait::async_trait;
 
 use super::{
     ArchivePage, ArchiveQuery, ArchivedMessage, Credentials, LastActivity, OfflineMessage,
-    RosterItem, Storage, StorageError, StorageResult, Subscription,
+    RosterItem, Storage, StorageError, StorageResult, Subscription, UploadRecord,
 };
 
 /// Everything stored for one address.
@@ -88,6 +89,8 @@ pub struct MemoryStorage {
     entries: RwLock<Entries>,
     rooms: RwLock<Rooms>,
     archives: RwLock<Archives>,
+    /// Upload records by slot id.
+    uploads: RwLock<HashMap<String, UploadRecord>>,
 }
 
 // No operation panics while holding a lock, and none leaves a map half-updated, so a poisoned
@@ -507,6 +510,47 @@ impl Storage for MemoryStorage {
 
     async fn archive_delete(&self, archive: &str) -> StorageResult<()> {
         write(&self.archives).by_jid.remove(archive);
+        Ok(())
+    }
+
+    async fn upload_add(&self, record: &UploadRecord) -> StorageResult<()> {
+        let mut uploads = write(&self.uploads);
+        if uploads.contains_key(&record.id) {
+            return Err(StorageError::AlreadyExists);
+        }
+        uploads.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn upload_get(&self, id: &str) -> StorageResult<Option<UploadRecord>> {
+        Ok(read(&self.uploads).get(id).cloned())
+    }
+
+    async fn upload_usage(&self, quota_key: &str, since: i64) -> StorageResult<u64> {
+        Ok(read(&self.uploads)
+            .values()
+            .filter(|r| r.quota_key == quota_key && r.created_at >= since)
+            .map(|r| r.size)
+            .sum())
+    }
+
+    async fn upload_total(&self) -> StorageResult<u64> {
+        Ok(read(&self.uploads).values().map(|r| r.size).sum())
+    }
+
+    async fn upload_expired(&self, now: i64, limit: usize) -> StorageResult<Vec<UploadRecord>> {
+        let mut expired: Vec<UploadRecord> = read(&self.uploads)
+            .values()
+            .filter(|r| r.expires_at.is_some_and(|at| at <= now))
+            .cloned()
+            .collect();
+        expired.sort_by(|a, b| (a.expires_at, &a.id).cmp(&(b.expires_at, &b.id)));
+        expired.truncate(limit);
+        Ok(expired)
+    }
+
+    async fn upload_delete(&self, id: &str) -> StorageResult<()> {
+        write(&self.uploads).remove(id);
         Ok(())
     }
 

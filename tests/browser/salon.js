@@ -1,0 +1,205 @@
+// Test fixtures: a real Salon process with a temporary data dir and free ports, headless
+// Debian Chromium through playwright-core, and a slixmpp helper process.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(here, '../..');
+export const SALON_BIN = process.env.SALON_BIN ? path.resolve(REPO, process.env.SALON_BIN) : path.join(REPO, 'target/debug/salon');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+export const PYTHON = process.env.SALON_PYTHON || path.join(REPO, 'tests/python/.venv/bin/python');
+export const CONVERSE_DIR = process.env.SALON_CONVERSE_DIR || path.join(here, 'node_modules/converse.js/dist');
+export const SHOTS = process.env.SALON_SCREENSHOTS || null;
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const portOpen = (port) => new Promise((resolve) => {
+  const c = connect(port, '127.0.0.1');
+  c.on('connect', () => { c.destroy(); resolve(true); });
+  c.on('error', () => resolve(false));
+});
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export class Salon {
+  async start({ resumeTimeout } = {}) {
+    if (!existsSync(SALON_BIN)) throw new Error(`Salon binary not found at ${SALON_BIN}: run cargo build -p salon`);
+    this.dir = mkdtempSync(path.join(tmpdir(), 'salon-browser-'));
+    this.c2s = await freePort();
+    this.tls = await freePort();
+    this.http = await freePort();
+    this.url = `http://127.0.0.1:${this.http}`;
+    const lines = [
+      'domain = "localhost"',
+      `data_dir = "${this.dir}/data"`,
+      '',
+      '[listen]',
+      `c2s = "127.0.0.1:${this.c2s}"`,
+      `c2s_direct_tls = "127.0.0.1:${this.tls}"`,
+      `http = "127.0.0.1:${this.http}"`,
+      '',
+      '[c2s]',
+      'require_encryption = true',
+      ...(resumeTimeout ? [`resume_timeout = ${resumeTimeout}`] : []),
+      '',
+      '[anonymous]',
+      'domain = "anon.localhost"',
+      '',
+      '[muc]',
+      'domain = "rooms.localhost"',
+      '',
+      '[limits]',
+      'connections_per_ip = 1000',
+      'login_failures_per_minute = 1000',
+      '',
+      '[http]',
+      `converse_dir = "${CONVERSE_DIR}"`,
+      '',
+      '[log]',
+      `level = "${process.env.SALON_TEST_LOG_LEVEL || 'info'}"`,
+      '',
+    ];
+    this.config = path.join(this.dir, 'salon.toml');
+    writeFileSync(this.config, lines.join('\n'));
+    this.logPath = path.join(this.dir, 'salon-stderr.log');
+    const { openSync } = await import('node:fs');
+    const log = openSync(this.logPath, 'a');
+    this.proc = spawn(SALON_BIN, ['serve', '--config', this.config], {
+      cwd: this.dir, stdio: ['ignore', log, log],
+      env: { ...process.env },
+    });
+    this.exited = new Promise((r) => this.proc.on('exit', (code) => r(code)));
+    const deadline = Date.now() + 20000;
+    while (Date.now() < deadline) {
+      if (this.proc.exitCode !== null) throw new Error(`salon exited during startup:\n${this.log()}`);
+      if (await portOpen(this.http)) return this;
+      await sleep(100);
+    }
+    throw new Error(`salon did not listen on ${this.http}:\n${this.log()}`);
+  }
+  log() {
+    try { return readFileSync(this.logPath, 'utf8').split('\n').slice(-60).join('\n'); } catch { return ''; }
+  }
+  async stop() {
+    if (this.proc && this.proc.exitCode === null) {
+      this.proc.kill('SIGTERM');
+      const t = setTimeout(() => this.proc.kill('SIGKILL'), 10000);
+      await this.exited;
+      clearTimeout(t);
+    }
+    // SALON_KEEP_TMP=1 keeps the config, data and log for a look after the run.
+    if (this.dir && !process.env.SALON_KEEP_TMP) rmSync(this.dir, { recursive: true, force: true });
+  }
+  /** Does the server offer XEP-0198 to clients? (asks over WebSocket from a page) */
+  async offersStreamManagement(page) {
+    return page.evaluate(async (anon) => {
+      const ws = new WebSocket(location.origin.replace(/^http/, 'ws') + '/xmpp-websocket', 'xmpp');
+      const frames = [];
+      await new Promise((res, rej) => { ws.onopen = res; ws.onerror = rej; });
+      const wait = (re) => new Promise((res) => {
+        const check = () => { const f = frames.find((x) => re.test(x)); if (f) res(f); else setTimeout(check, 20); };
+        check();
+      });
+      ws.onmessage = (e) => frames.push(e.data);
+      ws.send(`<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="${anon}" version="1.0"/>`);
+      await wait(/mechanisms/);
+      ws.send('<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="ANONYMOUS"/>');
+      await wait(/<success/);
+      frames.length = 0;
+      ws.send(`<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="${anon}" version="1.0"/>`);
+      const f = await wait(/features/);
+      ws.close();
+      return f.includes('urn:xmpp:sm:3');
+    }, 'anon.localhost');
+  }
+}
+
+let browser = null;
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (tests/run-browser.sh does)`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  return browser;
+}
+
+/** A new page in its own context (own storage), with console errors collected. */
+export async function newPage(b, opts = {}) {
+  const context = await b.newContext({ viewport: opts.viewport || { width: 1100, height: 720 }, ...opts.context });
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });
+  return page;
+}
+
+export async function shot(page, name) {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, name + '.png') });
+}
+
+/** A slixmpp client in a room, driven over stdin/stdout with JSON lines (see muc_bot.py). */
+export class Bot {
+  constructor(salon, room, nick) {
+    this.salon = salon;
+    this.room = room;
+    this.nick = nick;
+    this.events = [];
+    this.waiters = [];
+  }
+  async start() {
+    if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: run tests/run-python.sh once (it creates the venv with slixmpp)`);
+    this.proc = spawn(PYTHON, [path.join(here, 'muc_bot.py'), String(this.salon.c2s), this.room, this.nick], { stdio: ['pipe', 'pipe', 'inherit'] });
+    createInterface({ input: this.proc.stdout }).on('line', (line) => {
+      let ev;
+      try { ev = JSON.parse(line); } catch { return; }
+      this.events.push(ev);
+      for (const w of [...this.waiters]) if (w.pred(ev)) { this.waiters.splice(this.waiters.indexOf(w), 1); w.resolve(ev); }
+    });
+    await this.waitFor((e) => e.event === 'joined', 30000);
+    return this;
+  }
+  waitFor(pred, timeout = 15000) {
+    const found = this.events.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const w = { pred, resolve };
+      this.waiters.push(w);
+      setTimeout(() => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) { this.waiters.splice(i, 1); reject(new Error(`bot ${this.nick}: timed out; events so far:\n${JSON.stringify(this.events, null, 1)}`)); }
+      }, timeout);
+    });
+  }
+  say(body) {
+    this.proc.stdin.write(JSON.stringify({ say: body }) + '\n');
+  }
+  async stop() {
+    if (this.proc.exitCode !== null) return;
+    this.proc.stdin.write(JSON.stringify({ quit: true }) + '\n');
+    const t = setTimeout(() => this.proc.kill(), 5000);
+    await new Promise((r) => this.proc.on('exit', r));
+    clearTimeout(t);
+  }
+}

@@ -1,0 +1,277 @@
+// Browser tests of the built-in web client (web/) and the /converse/ page against a real Salon.
+// Run with tests/run-browser.sh (it installs Chromium and the npm packages and builds nothing:
+// build target/debug/salon first).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { Salon, Bot, launchBrowser, newPage, shot, sleep } from './salon.js';
+
+let salon, browser;
+const pages = [];
+
+before(async () => {
+  salon = await new Salon().start();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  for (const p of pages) await p.context().close().catch(() => {});
+  if (browser) await browser.close();
+  if (salon) await salon.stop();
+});
+
+async function open(url, opts) {
+  const page = await newPage(browser, opts);
+  pages.push(page);
+  await page.goto(salon.url + url);
+  return page;
+}
+
+/** Open a room link and wait until the page is in the room. */
+async function join(url, opts) {
+  const page = await open(url, opts);
+  await page.waitForFunction(() => window.salon && window.salon.joined, null, { timeout: 20000 });
+  return page;
+}
+
+async function send(page, body) {
+  await page.fill('#input', body);
+  await page.press('#input', 'Enter');
+}
+
+const messageIn = (page, body, timeout = 10000) =>
+  page.locator('#log article .text', { hasText: body }).first().waitFor({ timeout });
+
+let roomN = 0;
+const room = (name) => `${name}${++roomN}${Date.now() % 100000}`;
+
+test('the landing page has the form, the noscript warning, the xmpp: link and an embed snippet', async () => {
+  const page = await open('/');
+  await page.locator('#landing').waitFor();
+  assert.equal(await page.locator('noscript').count(), 1);
+  await page.fill('#landing-room', 'Sprint');
+  assert.equal(await page.locator('#xmpp-link').getAttribute('href'), 'xmpp:sprint@rooms.localhost?join');
+  const snippet = await page.inputValue('#embed-snippet');
+  assert.match(snippet, /<iframe src="http:\/\/127\.0\.0\.1:\d+\/join\/sprint\?embed=1"/);
+  await shot(page, 'landing');
+  await page.fill('#landing-nick', 'lander');
+  await page.click('#landing-form button[type=submit]');
+  await page.waitForFunction(() => window.salon.joined);
+  assert.equal(new URL(page.url()).pathname, '/join/sprint');
+  assert.deepEqual(page.errors, []);
+});
+
+test('two pages join from a link, talk, and a slixmpp client in the room sees them and answers', async () => {
+  const r = room('talk');
+  const bot = await new Bot(salon, `${r}@rooms.localhost`, 'slixbot').start();
+  try {
+    const alice = await join(`/join/${r}?nick=alice`);
+    // The other common link forms: ?channel=&nick= and /#room with a remembered nick.
+    const bob = await join(`/?channel=${r}&nick=bob`, { viewport: { width: 390, height: 760 } });
+    await bot.waitFor((e) => e.event === 'online' && e.nick === 'bob');
+    await send(alice, 'hello from alice');
+    await messageIn(bob, 'hello from alice');
+    await send(bob, 'hi alice, bob here');
+    await messageIn(alice, 'hi alice, bob here');
+    await bot.waitFor((e) => e.event === 'message' && e.nick === 'alice' && e.body === 'hello from alice');
+    await bot.waitFor((e) => e.event === 'message' && e.nick === 'bob' && e.body === 'hi alice, bob here');
+    bot.say('hello browsers, slixmpp answering');
+    await messageIn(alice, 'slixmpp answering');
+    await messageIn(bob, 'slixmpp answering');
+    // Occupant list with roles, on both pages.
+    await alice.locator('#occupant-list .occupant', { hasText: 'slixbot' }).waitFor();
+    const roles = await alice.locator('#occupant-list .role').allTextContents();
+    assert.deepEqual(roles.map((s) => s.toLowerCase()), ['moderators', 'participants']);
+    // A mention of bob is highlighted on bob's page.
+    assert.equal(await bob.locator('#log article.mention', { hasText: 'hi alice' }).count(), 0);
+    await messageIn(alice, 'hi alice');
+    assert.equal(await alice.locator('#log article.mention', { hasText: 'hi alice, bob here' }).count(), 1);
+    // A third visitor arrives with the nick remembered from an earlier visit, via /#room.
+    const carol = await open('/');
+    await carol.evaluate(() => localStorage.setItem('salon:nick', 'carol'));
+    await carol.goto(`${salon.url}/#${r}`);
+    await carol.waitForFunction(() => window.salon.joined);
+    assert.equal(await carol.evaluate(() => window.salon.nick), 'carol');
+    await messageIn(carol, 'hello from alice'); // history
+    await alice.locator('#log .noise', { hasText: 'carol joined' }).waitFor();
+    await shot(alice, 'talk-desktop');
+    await shot(bob, 'talk-phone');
+    await bob.click('#toggle-occupants');
+    await bob.locator('#occupant-list .occupant', { hasText: 'carol' }).waitFor();
+    assert.equal(await bob.getAttribute('#toggle-occupants', 'aria-expanded'), 'true');
+    await sleep(400); // the drawer slides in
+    await shot(bob, 'talk-phone-occupants');
+    for (const p of [alice, bob, carol]) assert.deepEqual(p.errors, []);
+  } finally {
+    await bot.stop();
+  }
+});
+
+test('a nick already in the room gets the server error and a free suggestion', async () => {
+  const r = room('clash');
+  const first = await join(`/join/${r}?nick=dana`);
+  await join(`/join/${r}?nick=dana2`);
+  const second = await open(`/join/${r}?nick=dana`);
+  await second.locator('#nick-error').waitFor({ state: 'visible' });
+  assert.match(await second.textContent('#nick-error'), /already used/);
+  // dana2 is taken too: the first suggestion fails, the page then offers the next digit.
+  assert.equal(await second.textContent('#nick-suggestion'), 'dana2');
+  await shot(second, 'nick-conflict');
+  await second.click('#nick-suggestion');
+  await second.locator('#nick-suggestion', { hasText: 'dana3' }).waitFor({ state: 'visible' });
+  await second.click('#nick-suggestion');
+  await second.waitForFunction(() => window.salon.joined);
+  assert.equal(await second.evaluate(() => window.salon.nick), 'dana3');
+  await send(second, 'dana3 is here');
+  await messageIn(first, 'dana3 is here');
+});
+
+test('a dropped connection reconnects by itself, says so, and the room goes on', async () => {
+  const r = room('drop');
+  const alice = await join(`/join/${r}?nick=alice`);
+  const bob = await join(`/join/${r}?nick=bob`);
+  await bob.context().setOffline(true);
+  await bob.evaluate(() => window.salon.conn.abort()); // the socket dies
+  await bob.locator('#status', { hasText: /Connection lost.*Reconnecting/ }).waitFor({ timeout: 5000 });
+  await shot(bob, 'reconnecting');
+  await sleep(1500); // a try or two fails while offline
+  await bob.context().setOffline(false);
+  await bob.waitForFunction(() => window.salon.joined && window.salon.conn.online, null, { timeout: 40000 });
+  await bob.locator('#status', { hasText: /Connected/ }).waitFor({ timeout: 10000 });
+  await send(bob, 'back online');
+  await messageIn(alice, 'back online');
+  await send(alice, 'welcome back');
+  await messageIn(bob, 'welcome back');
+  assert.equal(await bob.evaluate(() => window.salon.nick), 'bob');
+});
+
+test('corrections, replies, reactions and moderation (retract, kick) between two pages', async () => {
+  const r = room('features');
+  const owner = await join(`/join/${r}?nick=olga`);
+  const guest = await join(`/join/${r}?nick=gus`);
+  await send(guest, 'teh first message');
+  await messageIn(owner, 'teh first message');
+  // Up arrow edits the last message (XEP-0308).
+  await guest.focus('#input');
+  await guest.keyboard.press('ArrowUp');
+  assert.equal(await guest.inputValue('#input'), 'teh first message');
+  await guest.fill('#input', 'the first message');
+  await guest.press('#input', 'Enter');
+  await owner.locator('#log article', { hasText: 'the first message' }).locator('.edited', { hasText: 'edited' }).waitFor();
+  assert.equal(await owner.locator('#log article .text', { hasText: 'teh first' }).count(), 0);
+  // Reply (XEP-0461): the quote is shown, the fallback stripped.
+  const target = owner.locator('#log article', { hasText: 'the first message' });
+  await target.hover();
+  await target.getByRole('button', { name: 'Reply to gus' }).click();
+  await send(owner, 'a reply to gus');
+  const reply = guest.locator('#log article', { hasText: 'a reply to gus' });
+  await reply.locator('blockquote', { hasText: 'the first message' }).waitFor();
+  assert.doesNotMatch(await reply.locator('.text').textContent(), /^>/);
+  // Reaction (XEP-0444).
+  const onGuest = guest.locator('#log article', { hasText: 'a reply to gus' });
+  await onGuest.hover();
+  await onGuest.getByRole('button', { name: 'React' }).click();
+  await guest.getByRole('menuitem', { name: 'React with 👍' }).click();
+  await owner.locator('#log article', { hasText: 'a reply to gus' }).locator('.chip', { hasText: '1' }).waitFor();
+  // Moderator retraction (XEP-0425): the owner is a moderator.
+  await send(guest, 'spam spam spam');
+  const spam = owner.locator('#log article', { hasText: 'spam spam spam' });
+  await spam.waitFor();
+  owner.once('dialog', (d) => d.accept());
+  await spam.hover();
+  await spam.getByRole('button', { name: 'Remove message from gus' }).click();
+  await guest.locator('#log article.retracted', { hasText: 'removed' }).waitFor();
+  await shot(owner, 'features');
+  // Kick.
+  owner.once('dialog', (d) => d.accept('bye'));
+  await owner.getByRole('button', { name: 'Kick gus' }).click();
+  await guest.locator('#log .notice', { hasText: 'You were kicked' }).waitFor();
+  await owner.locator('#log .notice', { hasText: 'gus was kicked' }).waitFor();
+  assert.deepEqual(owner.errors, []);
+});
+
+test('reloading the page resumes the session: same nick, no leave/join seen by others', async (t) => {
+  const probe = await open('/');
+  if (!(await salon.offersStreamManagement(probe))) {
+    t.skip('the server does not offer XEP-0198 stream management (urn:xmpp:sm:3) after anonymous login yet; resumption on reload needs it');
+    return;
+  }
+  const r = room('reload');
+  const bot = await new Bot(salon, `${r}@rooms.localhost`, 'watcher').start();
+  try {
+    const page = await join(`/join/${r}?nick=rita`);
+    await bot.waitFor((e) => e.event === 'online' && e.nick === 'rita');
+    await send(page, 'before reload');
+    await bot.waitFor((e) => e.event === 'message' && e.body === 'before reload');
+    bot.say('while you were here');
+    await messageIn(page, 'while you were here');
+    await page.reload();
+    await page.waitForFunction(() => window.salon && window.salon.events.includes('resumed'), null, { timeout: 20000 });
+    assert.equal(await page.evaluate(() => window.salon.nick), 'rita');
+    await messageIn(page, 'before reload'); // the page kept what it showed
+    bot.say('after your reload');
+    await messageIn(page, 'after your reload');
+    await send(page, 'after reload');
+    await bot.waitFor((e) => e.event === 'message' && e.body === 'after reload');
+    const noise = bot.events.filter((e) => (e.event === 'offline' || e.event === 'online') && e.nick === 'rita');
+    assert.deepEqual(noise.map((e) => e.event), ['online'], 'the others saw rita leave or join again');
+  } finally {
+    await bot.stop();
+  }
+});
+
+test('Converse.js at /converse/ joins anonymously and talks with the built-in client', async () => {
+  const r = room('converse');
+  const native = await join(`/join/${r}?nick=nina`);
+  const conv = await open(`/converse/?nick=conny#${r}`);
+  await native.locator('#occupant-list .occupant', { hasText: 'conny' }).waitFor({ timeout: 60000 });
+  const textarea = conv.locator('textarea.chat-textarea');
+  await textarea.waitFor({ timeout: 30000 });
+  await textarea.fill('hello from converse');
+  await textarea.press('Enter');
+  await messageIn(native, 'hello from converse');
+  await send(native, 'hello converse, from salon');
+  await conv.locator('.chat-msg__text', { hasText: 'hello converse, from salon' }).waitFor({ timeout: 15000 });
+  await shot(conv, 'converse');
+});
+
+test('client files are gzipped, carry ETags (304 on revalidation), fit the 100 KB budget; missing Converse files 404', async () => {
+  const res = await fetch(`${salon.url}/converse/dist/no-such-file.js`);
+  assert.equal(res.status, 404);
+  const get = (path, headers = {}) => new Promise((resolve, reject) => {
+    http.get(`${salon.url}${path}`, { headers }, (r) => {
+      let n = 0;
+      r.on('data', (c) => { n += c.length; });
+      r.on('end', () => resolve({ status: r.statusCode, headers: r.headers, bytes: n }));
+    }).on('error', reject);
+  });
+  // The first load: the page, its stylesheet, scripts and icon, and config.json.
+  let total = 0;
+  for (const p of ['/join/x', '/assets/style.css', '/assets/app.js', '/assets/xmpp.js', '/assets/colors.js', '/assets/favicon.svg', '/config.json']) {
+    const r = await get(p, { 'accept-encoding': 'gzip' });
+    assert.equal(r.status, 200, p);
+    if (p.endsWith('.js')) assert.match(r.headers['content-type'], /javascript/);
+    if (p !== '/config.json') {
+      assert.ok(r.headers.etag, p);
+      const again = await get(p, { 'accept-encoding': 'gzip', 'if-none-match': r.headers.etag });
+      assert.equal(again.status, 304, p);
+    }
+    total += r.bytes;
+  }
+  console.log(`first load, gzipped bodies: ${total} bytes`);
+  assert.ok(total < 100 * 1024, `first load is ${total} bytes compressed`);
+  const cfg = await (await fetch(`${salon.url}/config.json`)).json();
+  assert.equal(cfg.anonymous_domain, 'anon.localhost');
+  assert.equal(cfg.muc_domain, 'rooms.localhost');
+});
+
+test('nick colours follow XEP-0392 (test vectors of §11)', async () => {
+  const page = await open('/');
+  const angles = await page.evaluate(async () => {
+    const { hueAngle } = await import('/assets/colors.js');
+    return Promise.all(['Romeo', 'juliet@capulet.lit', '😺', 'council'].map(hueAngle));
+  });
+  const want = [327.255249, 209.410400, 331.199341, 359.994507];
+  angles.forEach((a, i) => assert.ok(Math.abs(a - want[i]) < 1e-4, `${a} vs ${want[i]}`));
+});
