@@ -67,6 +67,23 @@ impl AddressedTemplate {
     pub fn recipient(to: &str) -> Arc<str> {
         Arc::from(salon_xml::escape(to))
     }
+
+    /// The stanza as serialised, without the `to` attribute (for archives and history), when
+    /// the serialiser wrote it in the usual ` to='…'` form.
+    pub fn without_recipient(&self) -> Option<Vec<u8>> {
+        let head = self
+            .head
+            .strip_suffix(b" to='")
+            .or_else(|| self.head.strip_suffix(b" to=\""))?;
+        let tail = self
+            .tail
+            .strip_prefix(b"'")
+            .or_else(|| self.tail.strip_prefix(b"\""))?;
+        let mut bytes = Vec::with_capacity(head.len() + tail.len());
+        bytes.extend_from_slice(head);
+        bytes.extend_from_slice(tail);
+        Some(bytes)
+    }
 }
 
 /// A stream error to close a session with, decided by someone other than the session itself.
@@ -105,6 +122,8 @@ pub struct SessionHandle {
     detached: AtomicBool,
     /// The client's address (after trusted proxies), for abuse controls.
     pub peer_ip: std::net::IpAddr,
+    /// `jid`, escaped once for fanned-out stanzas' `to`.
+    address: Arc<str>,
 }
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
@@ -117,6 +136,7 @@ impl SessionHandle {
         peer_ip: std::net::IpAddr,
     ) -> (Arc<SessionHandle>, mpsc::Receiver<Outbound>) {
         let (sender, receiver) = mpsc::channel(queue);
+        let address = AddressedTemplate::recipient(jid.as_str());
         let handle = SessionHandle {
             jid,
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
@@ -127,6 +147,7 @@ impl SessionHandle {
             closing: AtomicBool::new(false),
             detached: AtomicBool::new(false),
             peer_ip,
+            address,
             presence: Mutex::new(PresenceState::default()),
         };
         (Arc::new(handle), receiver)
@@ -138,9 +159,9 @@ impl SessionHandle {
         self.enqueue(Outbound::Stanza(bytes));
     }
 
-    /// Queue one copy of a fanned-out stanza addressed to this session's JID.
-    pub fn send_addressed(&self, template: &Arc<AddressedTemplate>, to: &Arc<str>) {
-        self.enqueue(Outbound::Addressed(template.clone(), to.clone()));
+    /// Queue one copy of a fanned-out stanza, addressed to this session's JID.
+    pub fn send_addressed(&self, template: &Arc<AddressedTemplate>) {
+        self.enqueue(Outbound::Addressed(template.clone(), self.address.clone()));
     }
 
     fn enqueue(&self, item: Outbound) {
@@ -282,5 +303,51 @@ impl Router {
 
     pub fn service(&self, domain: &str) -> Option<Arc<dyn ServiceHost>> {
         self.services.get(domain).map(|h| h.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stanza::Build;
+
+    fn written(item: &Outbound) -> String {
+        let mut out = Vec::new();
+        item.write_to(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn template_splices_each_recipient_into_one_serialisation() {
+        let message = Build::new("message", crate::stanza::ns::CLIENT)
+            .attr("from", "room@rooms.example/nick")
+            .attr("type", "groupchat")
+            .child(
+                Build::new("body", crate::stanza::ns::CLIENT)
+                    .text("a <b> & 'c'")
+                    .build(),
+            )
+            .build();
+        let template = AddressedTemplate::new(&message);
+        let first = written(&Outbound::Addressed(
+            template.clone(),
+            AddressedTemplate::recipient("a@example/x"),
+        ));
+        let second = written(&Outbound::Addressed(
+            template.clone(),
+            AddressedTemplate::recipient("o'brien@example/y"),
+        ));
+        assert!(first.contains("to='a@example/x'"), "{first}");
+        assert!(second.contains("to='o&apos;brien@example/y'"), "{second}");
+        assert_eq!(
+            first.replace("to='a@example/x'", "X"),
+            second.replace("to='o&apos;brien@example/y'", "X")
+        );
+        // Without the recipient it is the stanza as serialised on its own.
+        let bare = String::from_utf8(template.without_recipient().unwrap()).unwrap();
+        assert_eq!(
+            bare,
+            String::from_utf8(salon_xml::serialize(&message)).unwrap()
+        );
     }
 }

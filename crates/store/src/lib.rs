@@ -719,6 +719,31 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
+    async fn archive_append_many(
+        &self,
+        archive: &str,
+        messages: &[ArchivedMessage],
+    ) -> StorageResult<()> {
+        // One transaction, one sync, however many messages arrived meanwhile.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        for message in messages {
+            sqlx::query(
+                "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(archive)
+            .bind(&message.id)
+            .bind(message.timestamp)
+            .bind(&message.with)
+            .bind(&message.stanza)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(())
+    }
+
     async fn archive_query(
         &self,
         archive: &str,

@@ -77,6 +77,7 @@ async fn run_suite(s: &dyn Storage) {
     last_activity(s).await;
     rooms(s).await;
     archives(s).await;
+    batched_archive_writes(s).await;
     delete_cascades(s).await;
     uploads(s).await;
     s.flush().await.expect("flush");
@@ -632,6 +633,25 @@ async fn rooms(s: &dyn Storage) {
 /// Microseconds; a realistic epoch time.
 const T0: i64 = 1_700_000_000_000_000;
 const SECOND: i64 = 1_000_000;
+
+/// `archive_append_many` appends in the order given, after what was already there.
+async fn batched_archive_writes(s: &dyn Storage) {
+    const BATCH_ROOM: &str = "batch@muc.a.example";
+    s.archive_append(BATCH_ROOM, &archived(90, 1, ROMEO, "<m>first</m>"))
+        .await
+        .expect("append");
+    let batch: Vec<ArchivedMessage> = (91..96)
+        .map(|i| archived(i, 2, JULIET, &format!("<m>{i}</m>")))
+        .collect();
+    s.archive_append_many(BATCH_ROOM, &batch)
+        .await
+        .expect("append many");
+    let page = query(s, BATCH_ROOM, &limit(10)).await;
+    let ids: Vec<&str> = page.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["id-90", "id-91", "id-92", "id-93", "id-94", "id-95"]);
+    assert!(page.complete);
+    s.archive_delete(BATCH_ROOM).await.expect("delete");
+}
 
 fn archived(id: usize, timestamp: i64, with: &str, stanza: &str) -> ArchivedMessage {
     ArchivedMessage {

@@ -15,6 +15,8 @@ pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
 /// Messages waiting to be written for one room; a room whose storage falls this far behind
 /// waits for it rather than growing memory.
 const WRITER_QUEUE: usize = 1024;
+/// Most messages written in one transaction.
+const WRITE_BATCH: usize = 256;
 /// Largest page a client may ask for.
 const MAX_PAGE: usize = 250;
 const DEFAULT_PAGE: usize = 50;
@@ -34,16 +36,28 @@ impl ArchiveWriter {
     pub fn start(server: Arc<Server>, archive: String) -> ArchiveWriter {
         let (sender, mut receiver) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let mut flushes = Vec::new();
             while let Some(command) = receiver.recv().await {
-                match command {
-                    WriterCommand::Append(message) => {
-                        if let Err(e) = server.storage.archive_append(&archive, &message).await {
-                            tracing::error!(archive = %archive, error = %e, "archiving message");
-                        }
+                // Take everything already queued, so a busy room writes in batches.
+                let mut next = Some(command);
+                while let Some(command) = next.take() {
+                    match command {
+                        WriterCommand::Append(message) => batch.push(message),
+                        WriterCommand::Flush(done) => flushes.push(done),
                     }
-                    WriterCommand::Flush(done) => {
-                        let _ = done.send(());
+                    if batch.len() < WRITE_BATCH {
+                        next = receiver.try_recv().ok();
                     }
+                }
+                if !batch.is_empty() {
+                    if let Err(e) = server.storage.archive_append_many(&archive, &batch).await {
+                        tracing::error!(archive = %archive, error = %e, messages = batch.len(), "archiving messages");
+                    }
+                    batch.clear();
+                }
+                for done in flushes.drain(..) {
+                    let _ = done.send(());
                 }
             }
         });

@@ -236,7 +236,7 @@ impl Room {
 
     fn deliver_to_session(&self, session: &jid::FullJid, template: &Arc<AddressedTemplate>) {
         if let Some(handle) = self.server.router.session(session) {
-            handle.send_addressed(template, &AddressedTemplate::recipient(session.as_str()));
+            handle.send_addressed(template);
         }
     }
 
@@ -926,7 +926,10 @@ impl Room {
         let is_content = message.get_child("body", ns::CLIENT).is_some()
             || message.get_child("subject", ns::CLIENT).is_none();
         if message.get_child("body", ns::CLIENT).is_some() && is_content {
-            let serialised = salon_xml::serialize(&message);
+            // The broadcast was serialised once already; reuse it rather than serialise again.
+            let serialised = template
+                .without_recipient()
+                .unwrap_or_else(|| salon_xml::serialize(&message));
             let now = stanza::now_unix();
             self.history.push_back(HistoryEntry {
                 chars: serialised.len(),

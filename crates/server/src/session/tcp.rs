@@ -7,11 +7,19 @@ use crate::session::sasl::ChannelBindings;
 use salon_xml::{ParserLimits, StreamEvent, StreamParser};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+thread_local! {
+    /// Shared by every connection served on this worker thread; used only inside one poll.
+    static READ_BUFFER: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; 16 * 1024].into_boxed_slice());
+}
 
 enum Stream {
     Plain(TcpStream),
@@ -23,7 +31,7 @@ enum Stream {
 pub struct TcpTransport {
     stream: Stream,
     parser: StreamParser,
-    buffer: Box<[u8]>,
+
     /// Elements waiting for the next flush.
     outgoing: Vec<u8>,
     peer: SocketAddr,
@@ -40,7 +48,7 @@ impl TcpTransport {
         TcpTransport {
             stream,
             parser: StreamParser::new(limits),
-            buffer: vec![0u8; 16 * 1024].into_boxed_slice(),
+
             outgoing: Vec::new(),
             peer,
             server_end_point,
@@ -51,18 +59,31 @@ impl TcpTransport {
 #[async_trait::async_trait]
 impl Transport for TcpTransport {
     async fn read_events(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
-        let read = match &mut self.stream {
-            Stream::Plain(s) => s.read(&mut self.buffer).await,
-            Stream::Tls(s) => s.read(&mut self.buffer).await,
-            Stream::Upgrading => return Err(ReadError::Closed),
-        }
-        .map_err(ReadError::Io)?;
-        if read == 0 {
-            return Err(ReadError::Closed);
-        }
-        self.parser
-            .feed(&self.buffer[..read], events)
-            .map_err(ReadError::Parse)
+        let TcpTransport { stream, parser, .. } = self;
+        // Read into the worker thread's buffer and parse at once, within one poll: an idle
+        // connection then holds no read buffer of its own (most connections are idle).
+        std::future::poll_fn(|cx| {
+            READ_BUFFER.with(|cell| {
+                let mut buffer = cell.borrow_mut();
+                let mut read = ReadBuf::new(&mut buffer[..]);
+                let polled = match stream {
+                    Stream::Plain(s) => Pin::new(s).poll_read(cx, &mut read),
+                    Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut read),
+                    Stream::Upgrading => return Poll::Ready(Err(ReadError::Closed)),
+                };
+                match polled {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(ReadError::Io(e))),
+                    Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                        Poll::Ready(Err(ReadError::Closed))
+                    }
+                    Poll::Ready(Ok(())) => {
+                        Poll::Ready(parser.feed(read.filled(), events).map_err(ReadError::Parse))
+                    }
+                }
+            })
+        })
+        .await
     }
 
     fn out(&mut self) -> &mut Vec<u8> {

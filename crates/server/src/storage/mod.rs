@@ -294,6 +294,18 @@ pub trait Storage: Send + Sync + 'static {
     // Message archives (XEP-0313), keyed by the archive's bare JID (a room or an account).
     /// Appends a message; durable when this returns. `id` must be new in the archive.
     async fn archive_append(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()>;
+    /// Appends several messages in order; durable when this returns. Backends with
+    /// transactions write them in one, so a busy room costs one disk sync per batch.
+    async fn archive_append_many(
+        &self,
+        archive: &str,
+        messages: &[ArchivedMessage],
+    ) -> StorageResult<()> {
+        for message in messages {
+            self.archive_append(archive, message).await?;
+        }
+        Ok(())
+    }
     async fn archive_query(
         &self,
         archive: &str,
