@@ -6,9 +6,10 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use minidom::Element;
 use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// What a session's writer receives: stanza bytes serialised once by the sender, so a fan-out
 /// to many recipients shares one buffer.
@@ -113,7 +114,11 @@ pub struct SessionHandle {
     /// Unique per process, to tell a replaced session from its successor.
     pub id: u64,
     pub anonymous: bool,
-    sender: mpsc::Sender<Outbound>,
+    /// Stanzas waiting for this session's writer; at most `queue_limit`. A plain deque rather
+    /// than a channel: it takes no memory while empty, which idle connections mostly are.
+    queue: Mutex<VecDeque<Outbound>>,
+    queue_limit: usize,
+    queued: Notify,
     kicked: Notify,
     kick_reason: Mutex<Option<Kick>>,
     closing: AtomicBool,
@@ -134,14 +139,15 @@ impl SessionHandle {
         anonymous: bool,
         queue: usize,
         peer_ip: std::net::IpAddr,
-    ) -> (Arc<SessionHandle>, mpsc::Receiver<Outbound>) {
-        let (sender, receiver) = mpsc::channel(queue);
+    ) -> Arc<SessionHandle> {
         let address = AddressedTemplate::recipient(jid.as_str());
         let handle = SessionHandle {
             jid,
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
             anonymous,
-            sender,
+            queue: Mutex::new(VecDeque::new()),
+            queue_limit: queue,
+            queued: Notify::new(),
             kicked: Notify::new(),
             kick_reason: Mutex::new(None),
             closing: AtomicBool::new(false),
@@ -150,7 +156,7 @@ impl SessionHandle {
             address,
             presence: Mutex::new(PresenceState::default()),
         };
-        (Arc::new(handle), receiver)
+        Arc::new(handle)
     }
 
     /// Queue bytes for this session. A session whose queue is full cannot keep up; it is closed
@@ -165,16 +171,33 @@ impl SessionHandle {
     }
 
     fn enqueue(&self, item: Outbound) {
-        match self.sender.try_send(item) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(jid = %self.jid, "outbound queue full; disconnecting slow reader");
-                self.kick(
-                    "policy-violation",
-                    "too many stanzas waiting to be read; the connection is too slow",
-                );
+        let accepted = match self.queue.lock() {
+            Ok(mut queue) if queue.len() < self.queue_limit => {
+                queue.push_back(item);
+                true
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            _ => false,
+        };
+        if accepted {
+            self.queued.notify_one();
+        } else if !self.closing.load(Ordering::SeqCst) {
+            tracing::warn!(jid = %self.jid, "outbound queue full; disconnecting slow reader");
+            self.kick(
+                "policy-violation",
+                "too many stanzas waiting to be read; the connection is too slow",
+            );
+        }
+    }
+
+    /// Wait until stanzas are queued, then take all of them (the writer sends them in one go).
+    pub async fn next_batch(&self) -> VecDeque<Outbound> {
+        loop {
+            if let Ok(mut queue) = self.queue.lock() {
+                if !queue.is_empty() {
+                    return std::mem::take(&mut *queue);
+                }
+            }
+            self.queued.notified().await;
         }
     }
 

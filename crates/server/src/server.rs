@@ -312,6 +312,10 @@ impl Server {
         while !self.connections.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        // Messages rooms handed to the archive are written before the database is closed.
+        if let Some(muc) = &self.muc {
+            muc.flush_archive().await;
+        }
         if let Err(e) = self.storage.flush().await {
             tracing::error!(error = %e, "flushing storage at shutdown");
         }

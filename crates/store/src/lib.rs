@@ -721,26 +721,23 @@ impl Storage for SqliteStorage {
 
     async fn archive_append_many(
         &self,
-        archive: &str,
-        messages: &[ArchivedMessage],
+        messages: &[(String, ArchivedMessage)],
     ) -> StorageResult<()> {
-        // One transaction, one sync, however many messages arrived meanwhile.
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        for message in messages {
-            sqlx::query(
-                "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .bind(archive)
-            .bind(&message.id)
-            .bind(message.timestamp)
-            .bind(&message.with)
-            .bind(&message.stanza)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        // One multi-row INSERT per chunk: one statement is one transaction and one trip to
+        // SQLite's worker thread, however many messages arrived meanwhile.
+        for chunk in messages.chunks(200) {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) ",
+            );
+            insert.push_values(chunk, |mut row, (archive, message)| {
+                row.push_bind(archive)
+                    .push_bind(&message.id)
+                    .push_bind(message.timestamp)
+                    .push_bind(&message.with)
+                    .push_bind(&message.stanza);
+            });
+            insert.build().execute(&self.pool).await.map_err(db_error)?;
         }
-        tx.commit().await.map_err(db_error)?;
         Ok(())
     }
 

@@ -640,12 +640,25 @@ async fn batched_archive_writes(s: &dyn Storage) {
     s.archive_append(BATCH_ROOM, &archived(90, 1, ROMEO, "<m>first</m>"))
         .await
         .expect("append");
-    let batch: Vec<ArchivedMessage> = (91..96)
-        .map(|i| archived(i, 2, JULIET, &format!("<m>{i}</m>")))
+    // Two archives in one batch: each message lands in its own, in order.
+    let batch: Vec<(String, ArchivedMessage)> = (91..96)
+        .map(|i| {
+            (
+                BATCH_ROOM.to_string(),
+                archived(i, 2, JULIET, &format!("<m>{i}</m>")),
+            )
+        })
+        .chain([(
+            "other@muc.a.example".to_string(),
+            archived(99, 2, JULIET, "<m/>"),
+        )])
         .collect();
-    s.archive_append_many(BATCH_ROOM, &batch)
+    s.archive_append_many(&batch).await.expect("append many");
+    let other = query(s, "other@muc.a.example", &limit(10)).await;
+    assert_eq!(other.messages.len(), 1);
+    s.archive_delete("other@muc.a.example")
         .await
-        .expect("append many");
+        .expect("delete");
     let page = query(s, BATCH_ROOM, &limit(10)).await;
     let ids: Vec<&str> = page.messages.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["id-90", "id-91", "id-92", "id-93", "id-94", "id-95"]);

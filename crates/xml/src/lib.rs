@@ -127,6 +127,13 @@ impl StreamParser {
         &self.limits
     }
 
+    /// Free the parser's scratch buffers; worth it between stanzas on connections that will
+    /// probably stay idle for a while.
+    pub fn release_temporaries(&mut self) {
+        self.parser.release_temporaries();
+        self.stack.shrink_to_fit();
+    }
+
     /// Whether part of a stanza has been read but not its end.
     pub fn in_stanza(&self) -> bool {
         !self.stack.is_empty()

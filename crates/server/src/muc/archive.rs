@@ -12,9 +12,11 @@ pub const NS_MAM: &str = "urn:xmpp:mam:2";
 pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
 pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
 
-/// Messages waiting to be written for one room; a room whose storage falls this far behind
-/// waits for it rather than growing memory.
-const WRITER_QUEUE: usize = 1024;
+/// Messages waiting to be written; rooms wait for a storage that falls this far behind rather
+/// than grow memory.
+const WRITER_QUEUE: usize = 4096;
+/// How long the writer waits for more messages to join a write.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 /// Most messages written in one transaction.
 const WRITE_BATCH: usize = 256;
 /// Largest page a client may ask for.
@@ -22,37 +24,52 @@ const MAX_PAGE: usize = 250;
 const DEFAULT_PAGE: usize = 50;
 
 enum WriterCommand {
-    Append(ArchivedMessage),
+    Append(String, ArchivedMessage),
     /// Answered once everything queued before it is durable.
     Flush(oneshot::Sender<()>),
 }
 
-/// Appends a room's messages in order, off the room's own task.
+/// Appends the service's messages in order, off the rooms' tasks. One writer serves every
+/// room, so that messages of many rooms share one write (one disk sync) when they arrive
+/// close together.
+#[derive(Clone)]
 pub struct ArchiveWriter {
     sender: mpsc::Sender<WriterCommand>,
 }
 
 impl ArchiveWriter {
-    pub fn start(server: Arc<Server>, archive: String) -> ArchiveWriter {
+    pub fn start(storage: Arc<dyn crate::storage::Storage>) -> ArchiveWriter {
         let (sender, mut receiver) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::new();
             let mut flushes = Vec::new();
             while let Some(command) = receiver.recv().await {
-                // Take everything already queued, so a busy room writes in batches.
                 let mut next = Some(command);
-                while let Some(command) = next.take() {
-                    match command {
-                        WriterCommand::Append(message) => batch.push(message),
-                        WriterCommand::Flush(done) => flushes.push(done),
+                loop {
+                    while let Some(command) = next.take() {
+                        match command {
+                            WriterCommand::Append(archive, message) => {
+                                batch.push((archive, message))
+                            }
+                            WriterCommand::Flush(done) => flushes.push(done),
+                        }
+                        if batch.len() < WRITE_BATCH {
+                            next = receiver.try_recv().ok();
+                        }
                     }
-                    if batch.len() < WRITE_BATCH {
-                        next = receiver.try_recv().ok();
+                    // Give messages arriving right behind these a moment to join the write,
+                    // unless someone waits for it (a query or a retraction).
+                    if !flushes.is_empty() || batch.len() >= WRITE_BATCH {
+                        break;
+                    }
+                    match tokio::time::timeout(GATHER, receiver.recv()).await {
+                        Ok(Some(command)) => next = Some(command),
+                        _ => break,
                     }
                 }
                 if !batch.is_empty() {
-                    if let Err(e) = server.storage.archive_append_many(&archive, &batch).await {
-                        tracing::error!(archive = %archive, error = %e, messages = batch.len(), "archiving messages");
+                    if let Err(e) = storage.archive_append_many(&batch).await {
+                        tracing::error!(error = %e, messages = batch.len(), "archiving messages");
                     }
                     batch.clear();
                 }
@@ -64,8 +81,11 @@ impl ArchiveWriter {
         ArchiveWriter { sender }
     }
 
-    pub async fn append(&self, message: ArchivedMessage) {
-        let _ = self.sender.send(WriterCommand::Append(message)).await;
+    pub async fn append(&self, archive: &str, message: ArchivedMessage) {
+        let _ = self
+            .sender
+            .send(WriterCommand::Append(archive.to_string(), message))
+            .await;
     }
 
     /// Wait until every message appended so far is stored, so a query sees them.

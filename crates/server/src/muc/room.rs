@@ -33,6 +33,9 @@ struct Occupant {
     key: String,
     real: jid::BareJid,
     sessions: Vec<jid::FullJid>,
+    /// The router's handles of `sessions`, looked up when they change rather than for every
+    /// delivery (fan-out is the hot path).
+    handles: Vec<Arc<crate::router::SessionHandle>>,
     role: Role,
     /// The presence payload (show, status, priority, caps…) last sent by the occupant.
     payload: Vec<Element>,
@@ -100,7 +103,7 @@ impl Room {
         if record.occupant_id_secret.is_empty() {
             record.occupant_id_secret = format!("{:032x}", rand::random::<u128>());
         }
-        let archive = ArchiveWriter::start(server.clone(), jid.to_string());
+        let archive = service.archive_writer(&server);
         let room = Room {
             server,
             service,
@@ -229,9 +232,20 @@ impl Room {
     }
 
     fn deliver_template(&self, occupant: &Occupant, template: &Arc<AddressedTemplate>) {
-        for session in &occupant.sessions {
-            self.deliver_to_session(session, template);
+        for handle in &occupant.handles {
+            handle.send_addressed(template);
         }
+    }
+
+    /// Look the handles of an occupant's sessions up again after its sessions changed (or a
+    /// session reconnected under the same address).
+    fn sessions_changed(&mut self, index: usize) {
+        let handles = self.occupants[index]
+            .sessions
+            .iter()
+            .filter_map(|session| self.server.router.session(session))
+            .collect();
+        self.occupants[index].handles = handles;
     }
 
     fn deliver_to_session(&self, session: &jid::FullJid, template: &Arc<AddressedTemplate>) {
@@ -416,6 +430,7 @@ impl Room {
                 let occupant = &mut self.occupants[index];
                 if occupant.sessions.len() > 1 {
                     occupant.sessions.retain(|s| s != &from);
+                    self.sessions_changed(index);
                     return;
                 }
                 self.remove_occupant(index, &[], None, None);
@@ -426,6 +441,8 @@ impl Room {
                 occupant.sessions.retain(|s| s != &from);
                 if occupant.sessions.is_empty() {
                     self.remove_occupant(index, &[], Some("the connection was lost"), None);
+                } else {
+                    self.sessions_changed(index);
                 }
             }
             (None, Some(index)) => {
@@ -464,6 +481,7 @@ impl Room {
     }
 
     fn update_presence(&mut self, index: usize, stanza: &Element) {
+        self.sessions_changed(index);
         self.occupants[index].payload = Self::presence_payload(stanza);
         let occupant = &self.occupants[index];
         self.broadcast_presence(occupant, &[], None);
@@ -539,6 +557,7 @@ impl Room {
         if let Some(index) = self.occupant_by_nick(&nick) {
             if self.occupants[index].real == real {
                 self.occupants[index].sessions.push(from.clone());
+                self.sessions_changed(index);
                 self.send_room_state(index, &from, muc, &[]);
                 return;
             }
@@ -605,6 +624,7 @@ impl Room {
             occupant_id: self.occupant_id(&real),
             real,
             sessions: vec![from.clone()],
+            handles: self.server.router.session(&from).into_iter().collect(),
             role: self.default_role(affiliation),
             payload: Self::presence_payload(stanza),
         };
@@ -654,6 +674,7 @@ impl Room {
         let old_sessions =
             std::mem::replace(&mut self.occupants[index].sessions, vec![from.clone()]);
         self.occupants[index].real = new_real;
+        self.sessions_changed(index);
         for session in old_sessions {
             if let Some(handle) = self.server.router.session(&session) {
                 handle.kick("conflict", "a new session took over this one");
@@ -827,6 +848,8 @@ impl Room {
                 occupant.sessions.retain(|s| s != &from);
                 if occupant.sessions.is_empty() {
                     self.remove_occupant(index, &[], Some("the connection was lost"), None);
+                } else {
+                    self.sessions_changed(index);
                 }
             }
             return;
@@ -946,12 +969,15 @@ impl Room {
             }
             if self.record.config.archive {
                 self.archive
-                    .append(crate::storage::ArchivedMessage {
-                        id: stanza_id,
-                        timestamp: chrono::Utc::now().timestamp_micros(),
-                        with: self.occupant_jid(&occupant.nick),
-                        stanza: String::from_utf8_lossy(&serialised).into_owned(),
-                    })
+                    .append(
+                        self.jid.as_str(),
+                        crate::storage::ArchivedMessage {
+                            id: stanza_id,
+                            timestamp: chrono::Utc::now().timestamp_micros(),
+                            with: self.occupant_jid(&occupant.nick),
+                            stanza: String::from_utf8_lossy(&serialised).into_owned(),
+                        },
+                    )
                     .await;
             }
         }

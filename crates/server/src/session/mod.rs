@@ -72,9 +72,6 @@ pub trait Transport: Send {
     async fn close(&mut self) {}
 }
 
-/// Most elements written in one batch, so that one busy session cannot starve its reader.
-const WRITE_BATCH: usize = 256;
-
 pub fn parser_limits(server: &Server) -> ParserLimits {
     let limits = &server.config.limits;
     ParserLimits {
@@ -219,7 +216,7 @@ struct Session {
     sasl: Option<Exchange>,
     sasl_failures: u32,
     handle: Option<Arc<SessionHandle>>,
-    outbound: Option<mpsc::Receiver<Outbound>>,
+
     /// Token bucket for the per-session stanza rate.
     tokens: f64,
     last_refill: Instant,
@@ -241,7 +238,7 @@ pub async fn run(server: Arc<Server>, transport: Box<dyn Transport>) {
         sasl: None,
         sasl_failures: 0,
         handle: None,
-        outbound: None,
+
         tokens: 0.0,
         last_refill: Instant::now(),
         sm: None,
@@ -277,7 +274,7 @@ impl Session {
         let mut events = Vec::new();
         loop {
             let handle = self.handle.clone();
-            let outbound = self.outbound.as_mut();
+            let outbound = self.handle.clone();
             tokio::select! {
                 read = self.transport.read_events(&mut events) => {
                     let result = read;
@@ -299,15 +296,10 @@ impl Session {
                         Err(ReadError::Closed) => return Stop::Dropped,
                     }
                 }
-                first = next_outbound(outbound) => {
-                                                            let Some(first) = first else { return Stop::Closed };
-                    self.write_stanza(first);
-                    // Everything already queued goes out in the same write.
-                    for _ in 1..WRITE_BATCH {
-                        match self.outbound.as_mut().map(|rx| rx.try_recv()) {
-                            Some(Ok(more)) => self.write_stanza(more),
-                            _ => break,
-                        }
+                batch = next_outbound(outbound) => {
+                    // Everything queued goes out in the same write.
+                    for item in batch {
+                        self.write_stanza(item);
                     }
                     if self.sm.as_mut().is_some_and(|sm| sm.should_request()) {
                         self.queue(format!("<r xmlns='{NS_SM}'/>").as_bytes());
@@ -729,7 +721,7 @@ impl Session {
                 return self.send(&reply).await;
             }
         };
-        let (handle, receiver) = SessionHandle::new(
+        let handle = SessionHandle::new(
             full.clone(),
             anonymous,
             self.server.config.limits.outbound_queue,
@@ -743,7 +735,7 @@ impl Session {
             );
         }
         self.handle = Some(handle);
-        self.outbound = Some(receiver);
+
         self.stage = Stage::Bound;
         tracing::info!(jid = %full, peer = %self.transport.peer_ip(), "bound");
         let reply = stanza::iq_result(
@@ -1089,9 +1081,11 @@ impl Session {
             let handle = self.handle.clone();
             tokio::select! {
                 request = next_resume(self.resume_requests.as_mut()) => return request,
-                item = next_outbound(self.outbound.as_mut()) => {
-                    let (Some(item), Some(sm)) = (item, self.sm.as_mut()) else { return None };
-                    sm.sent(item);
+                batch = next_outbound(handle.clone()) => {
+                    let sm = self.sm.as_mut()?;
+                    for item in batch {
+                        sm.sent(item);
+                    }
                     if sm.pending() > limit {
                         return None;
                     }
@@ -1113,9 +1107,9 @@ async fn next_resume(
     }
 }
 
-async fn next_outbound(receiver: Option<&mut mpsc::Receiver<Outbound>>) -> Option<Outbound> {
-    match receiver {
-        Some(rx) => rx.recv().await,
+async fn next_outbound(handle: Option<Arc<SessionHandle>>) -> std::collections::VecDeque<Outbound> {
+    match handle {
+        Some(handle) => handle.next_batch().await,
         None => std::future::pending().await,
     }
 }

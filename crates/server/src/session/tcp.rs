@@ -78,7 +78,13 @@ impl Transport for TcpTransport {
                         Poll::Ready(Err(ReadError::Closed))
                     }
                     Poll::Ready(Ok(())) => {
-                        Poll::Ready(parser.feed(read.filled(), events).map_err(ReadError::Parse))
+                        let parsed = parser.feed(read.filled(), events).map_err(ReadError::Parse);
+                        // A read that ended between stanzas most often leaves the connection
+                        // idle: keep no scratch memory for it.
+                        if !parser.in_stanza() && read.filled().len() < read.capacity() {
+                            parser.release_temporaries();
+                        }
+                        Poll::Ready(parsed)
                     }
                 }
             })
@@ -104,10 +110,11 @@ impl Transport for TcpTransport {
             },
             Stream::Upgrading => Err(io::ErrorKind::NotConnected.into()),
         };
-        self.outgoing.clear();
-        // Give back memory a burst made us take.
-        if self.outgoing.capacity() > 256 * 1024 {
-            self.outgoing.shrink_to(16 * 1024);
+        // Idle connections hold no write buffer; a busy one reuses a small one.
+        if self.outgoing.capacity() > 4096 {
+            self.outgoing = Vec::new();
+        } else {
+            self.outgoing.clear();
         }
         result
     }

@@ -294,14 +294,13 @@ pub trait Storage: Send + Sync + 'static {
     // Message archives (XEP-0313), keyed by the archive's bare JID (a room or an account).
     /// Appends a message; durable when this returns. `id` must be new in the archive.
     async fn archive_append(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()>;
-    /// Appends several messages in order; durable when this returns. Backends with
-    /// transactions write them in one, so a busy room costs one disk sync per batch.
+    /// Appends several messages, each to its archive, in order; durable when this returns.
+    /// Backends write them in one go where they can, so busy rooms cost one disk sync per batch.
     async fn archive_append_many(
         &self,
-        archive: &str,
-        messages: &[ArchivedMessage],
+        messages: &[(String, ArchivedMessage)],
     ) -> StorageResult<()> {
-        for message in messages {
+        for (archive, message) in messages {
             self.archive_append(archive, message).await?;
         }
         Ok(())
