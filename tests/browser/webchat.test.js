@@ -236,6 +236,57 @@ test('Converse.js at /converse/ joins anonymously and talks with the built-in cl
   await shot(conv, 'converse');
 });
 
+// A 1×1 PNG.
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==', 'base64');
+
+test('a visitor shares files (XEP-0363 upload, XEP-0066 link): an image shows inline on the other page, too large is refused', async () => {
+  const r = room('files');
+  const ann = await join(`/join/${r}?nick=ann`);
+  const ben = await join(`/join/${r}?nick=ben`);
+  const attach = ann.getByRole('button', { name: 'Share a file' });
+  await attach.waitFor();
+  assert.ok(await attach.isVisible());
+  await ann.setInputFiles('#file-input', { name: 'cat.png', mimeType: 'image/png', buffer: PNG });
+  const img = ben.locator('#log article a.attachment img[alt="cat.png"]');
+  await img.waitFor({ timeout: 15000 });
+  const src = await img.getAttribute('src');
+  assert.match(src, /^http:\/\/127\.0\.0\.1:\d+\/upload\/.+\/cat\.png$/);
+  assert.equal(await img.getAttribute('loading'), 'lazy');
+  assert.equal(await img.evaluate((i) => i.closest('a').getAttribute('href')), src);
+  const res = await fetch(src);
+  assert.equal(res.status, 200);
+  assert.deepEqual(Buffer.from(await res.arrayBuffer()), PNG);
+  await ben.waitForFunction(() => { const i = document.querySelector('#log article img'); return i && i.complete && i.naturalWidth === 1; });
+  // The message is the GET URL, with the same URL in <x xmlns='jabber:x:oob'>.
+  assert.deepEqual(await ben.evaluate(() => { const m = window.salon.messages.at(-1); return [m.body, m.oob]; }), [src, src]);
+  await ann.locator('#log article.own img[alt="cat.png"]').waitFor();
+  assert.equal(await ann.locator('#uploads .upload').count(), 0);
+  await shot(ben, 'shared-image');
+
+  // Other files are links with the file name.
+  await ann.setInputFiles('#file-input', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('some notes\n') });
+  const link = ben.locator('#log article .file a', { hasText: 'notes.txt' });
+  await link.waitFor({ timeout: 15000 });
+  assert.match(await link.getAttribute('href'), /^http:\/\/127\.0\.0\.1:\d+\/upload\/.+\/notes\.txt$/);
+
+  // An image pasted into the message box is shared too.
+  await ann.evaluate((b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], 'image.png', { type: 'image/png' }));
+    document.getElementById('input').dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  }, PNG.toString('base64'));
+  await ben.locator('#log article a.attachment img[alt="image.png"]').waitFor({ timeout: 15000 });
+  assert.equal(await ann.inputValue('#input'), '');
+
+  // Over the visitors' limit (10 MiB): the server refuses the slot and the page says why.
+  await ann.setInputFiles('#file-input', { name: 'huge.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(11 * 1024 * 1024) });
+  await ann.locator('#uploads .upload.bad', { hasText: 'huge.bin: file too large: max 10 MB' }).waitFor({ timeout: 15000 });
+  await shot(ann, 'upload-too-large');
+  assert.deepEqual(ann.errors, []);
+  assert.deepEqual(ben.errors, []);
+});
+
 test('client files are gzipped, carry ETags (304 on revalidation), fit the 100 KB budget; missing Converse files 404', async () => {
   const res = await fetch(`${salon.url}/converse/dist/no-such-file.js`);
   assert.equal(res.status, 404);

@@ -23,6 +23,8 @@ const NS = {
   moderate: 'urn:xmpp:message-moderate:1',
   hints: 'urn:xmpp:hints',
   stanzas: 'urn:ietf:params:xml:ns:xmpp-stanzas',
+  upload: 'urn:xmpp:http:upload:0',
+  oob: 'jabber:x:oob',
 };
 const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 const ROLE_ORDER = { moderator: 0, participant: 1, visitor: 2, none: 3 };
@@ -94,6 +96,7 @@ async function loadConfig() {
     muc: cfg.muc_domain || 'rooms.' + domain,
     ws,
     bosh: cfg.bosh_url || null,
+    upload: cfg.upload_domain || null,
   };
 }
 
@@ -571,6 +574,7 @@ function onMessage(st) {
     replyTo: replyEl ? { id: replyEl.getAttribute('id'), to: replyEl.getAttribute('to') } : null,
     reactions: new Map(),
     retracted: !!tomb,
+    oob: text(child(child(st, 'x', NS.oob), 'url'))?.trim() || null,
   };
   addMessage(m);
   if (!m.delayed && document.hidden) {
@@ -635,6 +639,141 @@ function richText(body) {
   return frag;
 }
 
+// -- shared files (XEP-0363 uploads, XEP-0066 links) -------------------------------------------
+
+const IMAGE_EXT = /\.(png|jpe?g|gif|webp|avif|bmp|svg)$/i;
+/** The URL if it is an absolute http(s) URL, else null. */
+function httpUrl(s) {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+function fileName(url) {
+  const seg = new URL(url).pathname.split('/').filter(Boolean).pop() || url;
+  try {
+    return decodeURIComponent(seg);
+  } catch {
+    return seg;
+  }
+}
+/** A message that is a shared file: its body is the oob URL, or a lone image URL. */
+function attachmentOf(m) {
+  const body = (m.body || '').trim();
+  if (!body || /\s/.test(body)) return null;
+  const url = httpUrl(body);
+  if (!url) return null;
+  const path = new URL(url).pathname;
+  const image = IMAGE_EXT.test(path);
+  if (m.oob && m.oob === body) return { url, name: fileName(url), image };
+  return image ? { url, name: fileName(url), image } : null;
+}
+function fileLink(f) {
+  return el('p', { class: 'text file' }, el('a', { href: f.url, target: '_blank', rel: 'noopener noreferrer nofollow', download: '', text: '📄 ' + f.name, title: f.url }));
+}
+function attachmentNode(f) {
+  if (!f.image) return fileLink(f);
+  const img = el('img', { src: f.url, alt: f.name, loading: 'lazy', decoding: 'async' });
+  const a = el('a', { class: 'attachment', href: f.url, target: '_blank', rel: 'noopener noreferrer nofollow', title: f.name }, img);
+  img.addEventListener('load', () => {
+    const log = $('log');
+    if (log.scrollHeight - log.scrollTop - log.clientHeight < img.clientHeight + 80) log.scrollTop = log.scrollHeight;
+  });
+  img.addEventListener('error', () => a.replaceWith(fileLink(f)));
+  return a;
+}
+
+const fmtSize = (n) => (n >= 1048576 ? `${+(n / 1048576).toFixed(1)} MB` : n >= 1024 ? `${Math.round(n / 1024)} KB` : `${n} bytes`);
+const UPLOAD_ERRORS = {
+  'not-allowed': 'uploads are not allowed here',
+  forbidden: 'uploads are not allowed here',
+  'resource-constraint': 'upload limit reached; try again later',
+  'service-unavailable': 'file sharing is not available on this server',
+  'feature-not-implemented': 'file sharing is not available on this server',
+};
+
+/** One line in the composer for an upload: name, progress, then the outcome. */
+function uploadLine(name) {
+  const bar = el('progress', { max: '1', 'aria-label': `Uploading ${name}` });
+  const msg = el('span', { class: 'upload-text', text: `Uploading ${name}…` });
+  const close = el('button', { type: 'button', class: 'icon', 'aria-label': 'Dismiss', text: '✕' });
+  const line = el('div', { class: 'upload' }, msg, bar, close);
+  close.addEventListener('click', () => line.remove());
+  close.hidden = true;
+  $('uploads').append(line);
+  $('uploads').hidden = false;
+  return {
+    progress: (f) => { bar.value = f; },
+    fail: (why) => {
+      line.classList.add('bad');
+      bar.remove();
+      msg.textContent = `Could not send ${name}: ${why}.`;
+      msg.setAttribute('role', 'alert');
+      close.hidden = false;
+    },
+    done: () => line.remove(),
+  };
+}
+
+function extFor(type) {
+  const m = /^image\/(png|jpeg|gif|webp|avif|bmp)$/.exec(type || '');
+  return m ? (m[1] === 'jpeg' ? 'jpg' : m[1]) : 'bin';
+}
+
+async function uploadFile(file) {
+  const type = file.type || 'application/octet-stream';
+  const name = (file.name || `pasted-${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}.${extFor(type)}`).replace(/[\/\\]/g, '_');
+  const ui = uploadLine(name);
+  if (!S.cfg.upload) return ui.fail('file sharing is not available on this server');
+  if (!S.joined || !S.conn) return ui.fail('you are not in the room');
+  let slot;
+  try {
+    const res = await S.conn.iq({ type: 'get', to: S.cfg.upload },
+      x('request', { xmlns: NS.upload, filename: name, size: String(file.size), 'content-type': type }));
+    slot = child(res, 'slot', NS.upload);
+  } catch (e) {
+    if (!(e instanceof Element)) return ui.fail(e.message || 'no answer');
+    const err = errorOf(e);
+    const max = text(child(child(child(e, 'error'), 'file-too-large', NS.upload), 'max-file-size'));
+    if (max || err.condition === 'not-acceptable' && /large|size/i.test(err.text)) return ui.fail(`file too large${max ? ': max ' + fmtSize(Number(max)) : ''}`);
+    return ui.fail(err.text || UPLOAD_ERRORS[err.condition] || err.condition);
+  }
+  const put = child(slot, 'put'), get = child(slot, 'get');
+  const putUrl = httpUrl(put?.getAttribute('url') || ''), getUrl = httpUrl(get?.getAttribute('url') || '');
+  if (!putUrl || !getUrl) return ui.fail('the server gave no upload address');
+  try {
+    await new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('PUT', putUrl);
+      for (const h of children(put, 'header')) {
+        const n = h.getAttribute('name') || '';
+        if (/^(authorization|cookie|expires)$/i.test(n)) xhr.setRequestHeader(n, text(h).replace(/[\r\n]/g, ''));
+      }
+      xhr.setRequestHeader('Content-Type', type);
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) ui.progress(e.loaded / e.total); };
+      xhr.onload = () => (xhr.status >= 200 && xhr.status < 300 ? resolve() : reject(new Error(`the upload failed (HTTP ${xhr.status}${xhr.status === 413 ? ', file too large' : ''})`)));
+      xhr.onerror = () => reject(new Error('the upload failed (network error)'));
+      xhr.send(file);
+    });
+  } catch (e) {
+    return ui.fail(e.message);
+  }
+  ui.done();
+  if (!S.joined) return notice(`${name} was uploaded but could not be shared: you are not in the room.`, 'bad');
+  const id = newId();
+  S.conn.send(x('message', { to: S.roomJid, type: 'groupchat', id }, x('body', {}, t(getUrl)),
+    x('x', { xmlns: NS.oob }, x('url', {}, t(getUrl))), x('origin-id', { xmlns: NS.sid, id })));
+  const m = { id, stanzaId: null, nick: S.nick, key: myKey(), occupantId: S.me?.occupantId, body: getUrl, oob: getUrl, time: Date.now(), delayed: false, replyTo: null, reactions: new Map(), pending: true };
+  S.pending.set(id, m);
+  addMessage(m);
+}
+
+function uploadAll(files) {
+  for (const f of files) uploadFile(f);
+}
+
 function nickSpan(nick, cls = 'nick') {
   const span = el('span', { class: cls, text: nick });
   const c = cachedColor(nick, dark());
@@ -678,10 +817,15 @@ function render(m) {
       const what = target ? (target.retracted ? '(removed)' : target.body.split('\n')[0].slice(0, 140)) : '(an earlier message)';
       node.append(el('blockquote', { class: 'quote', onclick: () => target?.node?.scrollIntoView({ block: 'center', behavior: 'smooth' }) }, nickSpan(who), ' ', what));
     }
-    const p = el('p', { class: 'text' });
-    if (me) p.append(nickSpan(m.nick, 'nick'), ' ', richText(body.slice(4)));
-    else p.append(richText(body));
-    node.append(p);
+    const file = attachmentOf(m);
+    if (file) {
+      node.append(attachmentNode(file));
+    } else {
+      const p = el('p', { class: 'text' });
+      if (me) p.append(nickSpan(m.nick, 'nick'), ' ', richText(body.slice(4)));
+      else p.append(richText(body));
+      node.append(p);
+    }
     if (m.reactions.size) {
       const mine = myKey();
       node.append(el('div', { class: 'reactions' }, [...m.reactions].map(([emoji, who]) => el('button', {
@@ -920,6 +1064,29 @@ function setupComposer() {
     }
   });
   $('context-cancel').addEventListener('click', cancelContext);
+  $('attach').hidden = !S.cfg.upload;
+  $('attach').addEventListener('click', () => $('file-input').click());
+  $('file-input').addEventListener('change', (e) => {
+    const files = [...e.target.files];
+    e.target.value = '';
+    uploadAll(files);
+    input.focus();
+  });
+  input.addEventListener('paste', (e) => {
+    const files = [...(e.clipboardData?.files || [])];
+    if (!files.length || !S.cfg.upload) return;
+    e.preventDefault();
+    uploadAll(files);
+  });
+  $('chat').addEventListener('dragover', (e) => {
+    if (S.cfg.upload && S.joined && e.dataTransfer?.types?.includes('Files')) e.preventDefault();
+  });
+  $('chat').addEventListener('drop', (e) => {
+    const files = [...(e.dataTransfer?.files || [])];
+    if (!files.length || !S.cfg.upload || !S.joined) return;
+    e.preventDefault();
+    uploadAll(files);
+  });
   $('reaction-picker').addEventListener('keydown', (e) => {
     const items = [...$('reaction-picker').children];
     const i = items.indexOf(document.activeElement);
