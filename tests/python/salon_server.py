@@ -58,6 +58,7 @@ class SalonServer:
                 muc: dict | None = None,
         http: dict | None = None,
         upload: dict | None = None,
+        contact: dict | None = None,
     ):
         self.name = name
         self.dir = Path(base_dir)
@@ -116,6 +117,8 @@ class SalonServer:
         lines += [f"{k} = {v}" for k, v in limits.items()]
         if http:
             lines += ["", "[http]"] + [f"{k} = {_toml_value(v)}" for k, v in http.items()]
+        if contact:
+            lines += ["", "[contact]"] + [f"{k} = {_toml_value(v)}" for k, v in contact.items()]
         if upload is not None:
             # An [upload] section (empty dict: all defaults); a nested "anonymous" dict becomes
             # [upload.anonymous]. Lists are written as TOML arrays of strings.
