@@ -54,6 +54,10 @@ pub async fn upgrade(
         .protocols(["xmpp"])
         .max_message_size(max_message)
         .max_frame_size(max_message)
+        // tungstenite's defaults (128 KiB each) would dwarf everything else an idle
+        // connection holds; larger messages still arrive, the buffer grows for them.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| async move {
             let _guard = guard;
             let transport = WebSocketTransport::new(socket, &server, client.ip, secure);
