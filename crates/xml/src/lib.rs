@@ -319,6 +319,25 @@ fn classify(error: rxml::Error) -> StreamParseError {
     }
 }
 
+/// Parse one element that Salon stored itself (an archived message, an offline message, a
+/// vCard), in the namespace `default_namespace` when it has no `xmlns` of its own. Stored
+/// text was checked when it arrived, so only the depth limit applies.
+pub fn parse_stored(text: &str, default_namespace: &str) -> Option<Element> {
+    let mut parser = StreamParser::new(ParserLimits {
+        max_stanza_bytes: usize::MAX / 2,
+        max_token_bytes: 16 * 1024 * 1024,
+        ..ParserLimits::default()
+    });
+    let mut events = Vec::new();
+    let wrapper = format!("<stream xmlns='{}'>", escape(default_namespace));
+    parser.feed(wrapper.as_bytes(), &mut events).ok()?;
+    parser.feed(text.as_bytes(), &mut events).ok()?;
+    events.into_iter().find_map(|event| match event {
+        StreamEvent::Stanza(element) => Some(element),
+        _ => None,
+    })
+}
+
 /// Serialise one element to bytes, as it goes on the wire inside a stream.
 pub fn serialize(element: &Element) -> Vec<u8> {
     let mut buffer = Vec::with_capacity(256);
@@ -459,6 +478,26 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[test]
+    fn stored_elements_parse_back_in_their_namespace() {
+        let element = parse_stored(
+            "<message to='a@b'><body>x &amp; y</body></message>",
+            "jabber:client",
+        )
+        .unwrap();
+        assert_eq!(element.ns(), "jabber:client");
+        assert_eq!(
+            element.get_child("body", "jabber:client").unwrap().text(),
+            "x & y"
+        );
+        let vcard = parse_stored(
+            "<vCard xmlns='vcard-temp'><FN>Al</FN></vCard>",
+            "jabber:client",
+        );
+        assert_eq!(vcard.unwrap().ns(), "vcard-temp");
+        assert!(parse_stored("<broken>", "jabber:client").is_none());
     }
 
     #[test]

@@ -190,28 +190,18 @@ pub async fn deliver_offline(server: &Arc<Server>, session: &SessionHandle) {
         }
     };
     for message in messages {
-        let mut parser = salon_xml::StreamParser::new(salon_xml::ParserLimits {
-            max_stanza_bytes: usize::MAX / 2,
-            ..Default::default()
-        });
-        let mut events = Vec::new();
-        let wrapped = format!("<stream xmlns='{}'>{}", ns::CLIENT, message.stanza);
-        if parser.feed(wrapped.as_bytes(), &mut events).is_err() {
+        let Some(mut stanza) = salon_xml::parse_stored(&message.stanza, ns::CLIENT) else {
             tracing::error!(jid = %bare, "unreadable offline message dropped");
             continue;
-        }
-        for event in events {
-            if let salon_xml::StreamEvent::Stanza(mut stanza) = event {
-                stanza.append_child(
-                    Build::new("delay", ns::DELAY)
-                        .attr("from", domain)
-                        .attr("stamp", stanza::xep82_datetime(message.received_at))
-                        .text("Offline storage")
-                        .build(),
-                );
-                session.send_element(&stanza);
-            }
-        }
+        };
+        stanza.append_child(
+            Build::new("delay", ns::DELAY)
+                .attr("from", domain)
+                .attr("stamp", stanza::xep82_datetime(message.received_at))
+                .text("Offline storage")
+                .build(),
+        );
+        session.send_element(&stanza);
     }
 }
 

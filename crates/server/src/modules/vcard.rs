@@ -61,19 +61,5 @@ impl IqHandler for VCard {
 }
 
 fn parse_vcard(text: &str) -> Option<minidom::Element> {
-    let mut parser = salon_xml::StreamParser::new(salon_xml::ParserLimits {
-        max_stanza_bytes: MAX_VCARD_BYTES * 2,
-        ..Default::default()
-    });
-    let mut events = Vec::new();
-    parser
-        .feed(
-            format!("<stream xmlns='{}'>{text}", ns::CLIENT).as_bytes(),
-            &mut events,
-        )
-        .ok()?;
-    events.into_iter().find_map(|e| match e {
-        salon_xml::StreamEvent::Stanza(el) => Some(el),
-        _ => None,
-    })
+    salon_xml::parse_stored(text, ns::CLIENT)
 }

@@ -210,7 +210,7 @@ pub async fn answer_query(
         return Ok(None);
     };
     for message in &page.messages {
-        let Some(original) = parse_stored(&message.stanza) else {
+        let Some(original) = salon_xml::parse_stored(&message.stanza, ns::CLIENT) else {
             continue;
         };
         let result = Build::new("message", ns::CLIENT)
@@ -267,29 +267,10 @@ fn micros_to_datetime(micros: i64) -> String {
         .to_string()
 }
 
-/// Parse a stored stanza back into an element.
-pub fn parse_stored(text: &str) -> Option<Element> {
-    let mut parser = salon_xml::StreamParser::new(salon_xml::ParserLimits {
-        max_stanza_bytes: usize::MAX / 2,
-        ..Default::default()
-    });
-    let mut events = Vec::new();
-    parser
-        .feed(
-            format!("<stream xmlns='{}'>{text}", ns::CLIENT).as_bytes(),
-            &mut events,
-        )
-        .ok()?;
-    events.into_iter().find_map(|e| match e {
-        salon_xml::StreamEvent::Stanza(element) => Some(element),
-        _ => None,
-    })
-}
-
 /// XEP-0425 §5: keep the envelope and the sender's occupant id, replace the content with a
 /// `<retracted/>` element.
 pub fn tombstone(stored: &str, retracted: Element) -> Option<String> {
-    let original = parse_stored(stored)?;
+    let original = salon_xml::parse_stored(stored, ns::CLIENT)?;
     let mut kept = Element::bare(original.name(), ns::CLIENT);
     for name in ["type", "from", "id"] {
         if let Some(value) = original.attr(name) {
