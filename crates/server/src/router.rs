@@ -2,6 +2,7 @@
 //! global lock), the service hosts (MUC, upload) that take stanzas for their domain, and the
 //! per-connection outbound queue with its bound (ARCHITECTURE.md "The path of a stanza", step 5).
 
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use dashmap::DashMap;
 use minidom::Element;
@@ -9,7 +10,7 @@ use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use std::task::{Context, Poll};
 
 /// What a session's writer receives: stanza bytes serialised once by the sender, so a fan-out
 /// to many recipients shares one buffer.
@@ -94,6 +95,14 @@ pub struct Kick {
     pub text: String,
 }
 
+/// Why a session's task was woken by its handle.
+pub enum Signal {
+    /// Close the stream with this error.
+    Kicked(Kick),
+    /// Stanzas to write, oldest first.
+    Queued(VecDeque<Outbound>),
+}
+
 /// The presence a bound session has announced (RFC 6121 §4).
 #[derive(Debug, Default)]
 pub struct PresenceState {
@@ -118,8 +127,10 @@ pub struct SessionHandle {
     /// than a channel: it takes no memory while empty, which idle connections mostly are.
     queue: Mutex<VecDeque<Outbound>>,
     queue_limit: usize,
-    queued: Notify,
-    kicked: Notify,
+    /// The session's task, woken when stanzas are queued or it is kicked. Only that one task
+    /// waits on a handle, so one waker slot (a few atomics per delivery) is enough, where a
+    /// `Notify` would take a lock to register and again to unregister on every wait.
+    waker: AtomicWaker,
     kick_reason: Mutex<Option<Kick>>,
     closing: AtomicBool,
     pub presence: Mutex<PresenceState>,
@@ -147,8 +158,7 @@ impl SessionHandle {
             anonymous,
             queue: Mutex::new(VecDeque::new()),
             queue_limit: queue,
-            queued: Notify::new(),
-            kicked: Notify::new(),
+            waker: AtomicWaker::new(),
             kick_reason: Mutex::new(None),
             closing: AtomicBool::new(false),
             detached: AtomicBool::new(false),
@@ -179,7 +189,7 @@ impl SessionHandle {
             _ => false,
         };
         if accepted {
-            self.queued.notify_one();
+            self.waker.wake();
         } else if !self.closing.load(Ordering::SeqCst) {
             tracing::warn!(jid = %self.jid, "outbound queue full; disconnecting slow reader");
             self.kick(
@@ -189,16 +199,24 @@ impl SessionHandle {
         }
     }
 
-    /// Wait until stanzas are queued, then take all of them (the writer sends them in one go).
-    pub async fn next_batch(&self) -> VecDeque<Outbound> {
-        loop {
-            if let Ok(mut queue) = self.queue.lock() {
-                if !queue.is_empty() {
-                    return std::mem::take(&mut *queue);
-                }
-            }
-            self.queued.notified().await;
+    /// What the session's task must act on next: a kick first, then everything queued (the
+    /// writer sends a batch in one go). Registers the task to be woken for either.
+    pub fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
+        self.waker.register(cx.waker());
+        if let Some(kick) = self.kick_reason.lock().ok().and_then(|r| r.clone()) {
+            return Poll::Ready(Signal::Kicked(kick));
         }
+        match self.queue.lock() {
+            Ok(mut queue) if !queue.is_empty() => {
+                Poll::Ready(Signal::Queued(std::mem::take(&mut *queue)))
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    /// Wait for [`poll_signal`](Self::poll_signal).
+    pub async fn signal(&self) -> Signal {
+        std::future::poll_fn(|cx| self.poll_signal(cx)).await
     }
 
     pub fn send_element(&self, element: &Element) {
@@ -216,17 +234,7 @@ impl SessionHandle {
                 text: text.into(),
             });
         }
-        self.kicked.notify_one();
-    }
-
-    /// Resolves when someone called [`kick`](Self::kick); returns the reason.
-    pub async fn kicked(&self) -> Kick {
-        loop {
-            if let Some(kick) = self.kick_reason.lock().ok().and_then(|r| r.clone()) {
-                return kick;
-            }
-            self.kicked.notified().await;
-        }
+        self.waker.wake();
     }
 
     pub fn set_detached(&self, detached: bool) {

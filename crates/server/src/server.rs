@@ -88,6 +88,8 @@ pub struct Server {
     pub caps_ver: String,
     pub started: Instant,
     shutdown: watch::Sender<bool>,
+    /// Set before bound sessions are kicked at shutdown, for a session that binds meanwhile.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Server {
@@ -127,6 +129,7 @@ impl Server {
             caps_ver,
             started: Instant::now(),
             shutdown,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -168,6 +171,12 @@ impl Server {
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// Whether shutdown has begun. Bound sessions are told by a kick; this covers one that
+    /// bound after the kicks went out.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Route a stanza whose `from` is already stamped (RFC 6121 §8). Errors go back to the
@@ -302,6 +311,8 @@ impl Server {
 
     /// Close every stream with `<system-shutdown/>`, wait briefly for them to go, flush storage.
     pub async fn shutdown(self: &Arc<Self>) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         for session in self.router.all_sessions() {
             session.kick("system-shutdown", "the server is shutting down");

@@ -14,9 +14,11 @@ use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport
 use salon_server::stanza::ns;
 use salon_xml::{ParserLimits, StreamEvent, StreamParser};
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
@@ -212,6 +214,7 @@ async fn create_session(
         pending: Vec::new(),
         peer: client.ip,
         secure,
+        idle_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         _guard: guard,
     };
     let sessions = state.bosh.clone();
@@ -387,18 +390,50 @@ struct BoshTransport {
     pending: Vec<String>,
     peer: IpAddr,
     secure: bool,
+    /// Wakes the session to check for inactivity.
+    idle_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     _guard: ConnectionGuard,
 }
 
 #[async_trait::async_trait]
 impl Transport for BoshTransport {
-    async fn read_events(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
+    fn poll_read_events(
+        &mut self,
+        cx: &mut Context<'_>,
+        events: &mut Vec<StreamEvent>,
+    ) -> Poll<Result<(), ReadError>> {
+        match self.receiver.poll_recv(cx) {
+            Poll::Ready(Some(mut batch)) => {
+                // Elements arrive parsed; check each against the stanza limit.
+                for event in &batch {
+                    if let StreamEvent::Stanza(element) = event {
+                        if salon_xml::serialize(element).len()
+                            > self.session.limits.max_stanza_bytes
+                        {
+                            return Poll::Ready(Err(ReadError::Parse(
+                                salon_xml::StreamParseError::PolicyViolation(
+                                    "stanza too large".into(),
+                                ),
+                            )));
+                        }
+                    }
+                }
+                events.append(&mut batch);
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(None) => return Poll::Ready(Err(ReadError::Closed)),
+            Poll::Pending => {}
+        }
         loop {
-            // The session ends after `inactivity` seconds with no request held or made.
+            // The session ends after `inactivity` seconds with no request held or made. While
+            // a request is held, look again every second: nothing wakes this task when the
+            // last held request is answered.
             let idle_deadline = {
-                let shared = self.session.shared.lock().map_err(|_| ReadError::Closed)?;
+                let Ok(shared) = self.session.shared.lock() else {
+                    return Poll::Ready(Err(ReadError::Closed));
+                };
                 if shared.terminated {
-                    return Err(ReadError::Closed);
+                    return Poll::Ready(Err(ReadError::Closed));
                 }
                 if shared.held.is_empty() {
                     Some(shared.last_activity + self.session.inactivity)
@@ -406,36 +441,25 @@ impl Transport for BoshTransport {
                     None
                 }
             };
-            let sleep = async {
-                match idle_deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => tokio::time::sleep(Duration::from_secs(1)).await,
+            let now = Instant::now();
+            if idle_deadline.is_some_and(|at| now >= at) {
+                tracing::debug!(sid = %self.session.sid, "BOSH session inactive; closing");
+                return Poll::Ready(Err(ReadError::Closed));
+            }
+            // The timer only ever fires at or before the deadline; firing early just means
+            // looking again.
+            match idle_deadline {
+                Some(at) if self.idle_timer.deadline() != at.into() => {
+                    self.idle_timer.as_mut().reset(at.into());
                 }
-            };
-            tokio::select! {
-                received = self.receiver.recv() => {
-                    return match received {
-                        Some(mut batch) => {
-                            // Elements arrive parsed; check each against the stanza limit.
-                            for event in &batch {
-                                if let StreamEvent::Stanza(element) = event {
-                                    if salon_xml::serialize(element).len() > self.session.limits.max_stanza_bytes {
-                                        return Err(ReadError::Parse(salon_xml::StreamParseError::PolicyViolation("stanza too large".into())));
-                                    }
-                                }
-                            }
-                            events.append(&mut batch);
-                            Ok(())
-                        }
-                        None => Err(ReadError::Closed),
-                    };
+                None if self.idle_timer.is_elapsed() => {
+                    let at = now + Duration::from_secs(1);
+                    self.idle_timer.as_mut().reset(at.into());
                 }
-                _ = sleep => {
-                    if idle_deadline.is_some_and(|at| Instant::now() >= at) {
-                        tracing::debug!(sid = %self.session.sid, "BOSH session inactive; closing");
-                        return Err(ReadError::Closed);
-                    }
-                }
+                _ => {}
+            }
+            if self.idle_timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
         }
     }

@@ -41,6 +41,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // See `serve`: small writes must not wait for delayed ACKs.
+                let _ = socket.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let handshaken = sender.clone();
                 tokio::spawn(async move {

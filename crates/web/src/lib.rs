@@ -105,6 +105,11 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 pub async fn serve(server: Arc<Server>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let mut shutdown = server.shutdown_signal();
     let app = router(server).into_make_service_with_connect_info::<SocketAddr>();
+    // Without TCP_NODELAY, a small WebSocket or BOSH write that follows one not yet acknowledged
+    // waits for the peer's delayed ACK (Nagle): tens of milliseconds per chat message.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             salon_server::server::shutdown_requested(&mut shutdown).await;

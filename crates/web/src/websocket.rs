@@ -3,11 +3,11 @@
 //! alive. This transport only moves elements; the session logic is the same as for TCP.
 
 use crate::{ClientAddress, WebState};
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use salon_server::session::sasl::ChannelBindings;
 use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
 use salon_server::stanza::ns;
@@ -15,6 +15,7 @@ use salon_xml::{StreamEvent, StreamParseError, StreamParser};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
@@ -74,6 +75,8 @@ pub struct WebSocketTransport {
     peer: IpAddr,
     secure: bool,
     ping: tokio::time::Interval,
+    /// What the closing frame says, when not a normal closure.
+    close_frame: Option<CloseFrame>,
 }
 
 impl WebSocketTransport {
@@ -94,9 +97,29 @@ impl WebSocketTransport {
             peer,
             secure,
             ping,
+            close_frame: None,
         };
         transport.restart();
         transport
+    }
+
+    /// An error from the WebSocket layer. A message over `http.max_websocket_message` is the
+    /// client's fault: a policy-violation stream error, then close code 1009 (message too big).
+    fn read_error(&mut self, error: axum::Error) -> ReadError {
+        let error = error.into_inner();
+        if let Some(tungstenite::Error::Capacity(capacity)) =
+            error.downcast_ref::<tungstenite::Error>()
+        {
+            tracing::info!(peer = %self.peer, error = %capacity, "WebSocket message too large");
+            self.close_frame = Some(CloseFrame {
+                code: close_code::SIZE,
+                reason: "message too big".into(),
+            });
+            return ReadError::Parse(StreamParseError::PolicyViolation(
+                "the WebSocket message is larger than this server accepts".into(),
+            ));
+        }
+        ReadError::Io(io::Error::other(error))
     }
 
     /// Parse one WebSocket message: exactly one complete element (RFC 7395 §3.3.3).
@@ -142,27 +165,51 @@ impl WebSocketTransport {
 
 #[async_trait::async_trait]
 impl Transport for WebSocketTransport {
-    async fn read_events(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
+    fn poll_read_events(
+        &mut self,
+        cx: &mut Context<'_>,
+        events: &mut Vec<StreamEvent>,
+    ) -> Poll<Result<(), ReadError>> {
         loop {
-            tokio::select! {
-                message = self.socket.recv() => {
-                    return match message {
-                        Some(Ok(Message::Text(text))) => self.parse_message(text.as_str(), events),
-                        Some(Ok(Message::Binary(_))) => Err(ReadError::Parse(StreamParseError::NotWellFormed(
-                            "XMPP over WebSocket uses text messages".into(),
-                        ))),
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                        Some(Ok(Message::Close(_))) | None => Err(ReadError::Closed),
-                        Some(Err(e)) => Err(ReadError::Io(io::Error::other(e))),
-                    };
+            let message = match self.socket.poll_next_unpin(cx) {
+                Poll::Ready(message) => message,
+                Poll::Pending => break,
+            };
+            return Poll::Ready(match message {
+                Some(Ok(Message::Text(text))) => self.parse_message(text.as_str(), events),
+                Some(Ok(Message::Binary(_))) => {
+                    Err(ReadError::Parse(StreamParseError::NotWellFormed(
+                        "XMPP over WebSocket uses text messages".into(),
+                    )))
                 }
-                _ = self.ping.tick() => {
-                    if self.socket.send(Message::Ping(Vec::new().into())).await.is_err() {
-                        return Err(ReadError::Closed);
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_))) | None => Err(ReadError::Closed),
+                Some(Err(e)) => Err(self.read_error(e)),
+            });
+        }
+        if self.ping.poll_tick(cx).is_ready() {
+            // A keepalive, best effort: a socket that cannot take it now is already behind,
+            // and the next tick tries again.
+            match self.socket.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    if self
+                        .socket
+                        .start_send_unpin(Message::Ping(Vec::new().into()))
+                        .is_err()
+                    {
+                        return Poll::Ready(Err(ReadError::Closed));
+                    }
+                    if let Poll::Ready(Err(_)) = self.socket.poll_flush_unpin(cx) {
+                        return Poll::Ready(Err(ReadError::Closed));
                     }
                 }
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(ReadError::Closed)),
+                Poll::Pending => {}
             }
+            // Register for the next tick.
+            let _ = self.ping.poll_tick(cx);
         }
+        Poll::Pending
     }
 
     fn out(&mut self) -> &mut Vec<u8> {
@@ -237,6 +284,7 @@ impl Transport for WebSocketTransport {
     }
 
     async fn close(&mut self) {
-        let _ = self.socket.send(Message::Close(None)).await;
+        let frame = self.close_frame.take();
+        let _ = self.socket.send(Message::Close(frame)).await;
     }
 }

@@ -8,7 +8,7 @@ pub mod tcp;
 
 use crate::im;
 use crate::modules::IqScope;
-use crate::router::{Outbound, SessionHandle};
+use crate::router::{Outbound, SessionHandle, Signal};
 use crate::server::Server;
 use crate::stanza::{self, ns, set_attr, Build, StanzaError};
 use base64::Engine as _;
@@ -18,6 +18,7 @@ use sasl::{Authenticated, ChannelBindings, Exchange, StepOutcome};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use stream_management::{StreamManagement, NS_SM};
 use tokio::sync::mpsc;
@@ -37,9 +38,14 @@ pub enum ReadError {
 /// What a session needs from a transport: parsed input, raw output, and TLS.
 #[async_trait::async_trait]
 pub trait Transport: Send {
-    /// Wait for input and append what it completes. Must be cancel-safe: the session selects
-    /// between reading and writing.
-    async fn read_events(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), ReadError>;
+    /// Append what the input received so far completes, or register for more. A poll rather
+    /// than an `async fn`: the session polls it on every wake-up (each delivery to this client),
+    /// and an async trait method would allocate a future each time.
+    fn poll_read_events(
+        &mut self,
+        cx: &mut Context<'_>,
+        events: &mut Vec<StreamEvent>,
+    ) -> Poll<Result<(), ReadError>>;
     /// Where the next outgoing element is written. Elements accumulate until
     /// [`flush`](Self::flush), so a batch costs one system call.
     fn out(&mut self) -> &mut Vec<u8>;
@@ -160,8 +166,12 @@ struct NoTransport {
 
 #[async_trait::async_trait]
 impl Transport for NoTransport {
-    async fn read_events(&mut self, _: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
-        Err(ReadError::Closed)
+    fn poll_read_events(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &mut Vec<StreamEvent>,
+    ) -> Poll<Result<(), ReadError>> {
+        Poll::Ready(Err(ReadError::Closed))
     }
     fn out(&mut self) -> &mut Vec<u8> {
         self.out.clear();
@@ -273,10 +283,35 @@ impl Session {
         let mut shutdown = self.server.shutdown_signal();
         let mut events = Vec::new();
         loop {
-            let handle = self.handle.clone();
-            let outbound = self.handle.clone();
+            // Bound sessions hear of shutdown through a kick; this catches one that bound
+            // after the kicks went out.
+            if self.stage == Stage::Bound && self.server.is_shutting_down() {
+                return Stop::StreamError("system-shutdown", "the server is shutting down".into());
+            }
+            let Session {
+                transport,
+                handle,
+                resume_requests,
+                ..
+            } = self;
             tokio::select! {
-                read = self.transport.read_events(&mut events) => {
+                biased;
+                signal = next_signal(handle.as_deref()) => match signal {
+                    Signal::Kicked(kick) => return Stop::StreamError(kick.condition, kick.text),
+                    Signal::Queued(batch) => {
+                        // Everything queued goes out in the same write.
+                        for item in batch {
+                            self.write_stanza(item);
+                        }
+                        if self.sm.as_mut().is_some_and(|sm| sm.should_request()) {
+                            self.queue(format!("<r xmlns='{NS_SM}'/>").as_bytes());
+                        }
+                        if self.transport.flush().await.is_err() {
+                            return Stop::Dropped;
+                        }
+                    }
+                },
+                read = std::future::poll_fn(|cx| transport.poll_read_events(cx, &mut events)) => {
                     let result = read;
                     for event in std::mem::take(&mut events) {
                         if let Err(stop) = self.on_event(event).await {
@@ -296,30 +331,15 @@ impl Session {
                         Err(ReadError::Closed) => return Stop::Dropped,
                     }
                 }
-                batch = next_outbound(outbound) => {
-                    // Everything queued goes out in the same write.
-                    for item in batch {
-                        self.write_stanza(item);
-                    }
-                    if self.sm.as_mut().is_some_and(|sm| sm.should_request()) {
-                        self.queue(format!("<r xmlns='{NS_SM}'/>").as_bytes());
-                    }
-                    if self.transport.flush().await.is_err() {
-                        return Stop::Dropped;
-                    }
-                }
-                request = next_resume(self.resume_requests.as_mut()) => {
+                request = next_resume(resume_requests.as_mut()) => {
                     if let Some(request) = request {
                         return Stop::Resumed(request);
                     }
                 }
-                kick = wait_kicked(handle) => {
-                    return Stop::StreamError(kick.condition, kick.text);
-                }
                 _ = tokio::time::sleep_until(auth_deadline), if self.stage != Stage::Bound => {
                     return Stop::StreamError("connection-timeout", "authentication took too long".into());
                 }
-                _ = crate::server::shutdown_requested(&mut shutdown) => {
+                _ = crate::server::shutdown_requested(&mut shutdown), if self.stage != Stage::Bound => {
                     return Stop::StreamError("system-shutdown", "the server is shutting down".into());
                 }
             }
@@ -1078,10 +1098,12 @@ impl Session {
         let limit = self.server.config.limits.outbound_queue;
         tracing::debug!(jid = ?self.handle.as_ref().map(|h| h.jid.to_string()), "connection lost; session kept for resumption");
         loop {
-            let handle = self.handle.clone();
             tokio::select! {
                 request = next_resume(self.resume_requests.as_mut()) => return request,
-                batch = next_outbound(handle.clone()) => {
+                signal = next_signal(self.handle.as_deref()) => {
+                    let Signal::Queued(batch) = signal else {
+                        return None;
+                    };
                     let sm = self.sm.as_mut()?;
                     for item in batch {
                         sm.sent(item);
@@ -1091,7 +1113,6 @@ impl Session {
                     }
                 }
                 _ = &mut deadline => return None,
-                _ = wait_kicked(handle) => return None,
                 _ = crate::server::shutdown_requested(&mut shutdown) => return None,
             }
         }
@@ -1107,16 +1128,10 @@ async fn next_resume(
     }
 }
 
-async fn next_outbound(handle: Option<Arc<SessionHandle>>) -> std::collections::VecDeque<Outbound> {
+/// Stanzas queued for the session, or a kick; never, before the session is bound.
+async fn next_signal(handle: Option<&SessionHandle>) -> Signal {
     match handle {
-        Some(handle) => handle.next_batch().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn wait_kicked(handle: Option<Arc<SessionHandle>>) -> crate::router::Kick {
-    match handle {
-        Some(handle) => handle.kicked().await,
+        Some(handle) => handle.signal().await,
         None => std::future::pending().await,
     }
 }

@@ -9,7 +9,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -58,38 +58,39 @@ impl TcpTransport {
 
 #[async_trait::async_trait]
 impl Transport for TcpTransport {
-    async fn read_events(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), ReadError> {
+    fn poll_read_events(
+        &mut self,
+        cx: &mut Context<'_>,
+        events: &mut Vec<StreamEvent>,
+    ) -> Poll<Result<(), ReadError>> {
         let TcpTransport { stream, parser, .. } = self;
         // Read into the worker thread's buffer and parse at once, within one poll: an idle
         // connection then holds no read buffer of its own (most connections are idle).
-        std::future::poll_fn(|cx| {
-            READ_BUFFER.with(|cell| {
-                let mut buffer = cell.borrow_mut();
-                let mut read = ReadBuf::new(&mut buffer[..]);
-                let polled = match stream {
-                    Stream::Plain(s) => Pin::new(s).poll_read(cx, &mut read),
-                    Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut read),
-                    Stream::Upgrading => return Poll::Ready(Err(ReadError::Closed)),
-                };
-                match polled {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(ReadError::Io(e))),
-                    Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                        Poll::Ready(Err(ReadError::Closed))
-                    }
-                    Poll::Ready(Ok(())) => {
-                        let parsed = parser.feed(read.filled(), events).map_err(ReadError::Parse);
-                        // A read that ended between stanzas most often leaves the connection
-                        // idle: keep no scratch memory for it.
-                        if !parser.in_stanza() && read.filled().len() < read.capacity() {
-                            parser.release_temporaries();
-                        }
-                        Poll::Ready(parsed)
-                    }
+        READ_BUFFER.with(|cell| {
+            let mut buffer = cell.borrow_mut();
+            let mut read = ReadBuf::new(&mut buffer[..]);
+            let polled = match stream {
+                Stream::Plain(s) => Pin::new(s).poll_read(cx, &mut read),
+                Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut read),
+                Stream::Upgrading => return Poll::Ready(Err(ReadError::Closed)),
+            };
+            match polled {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(ReadError::Io(e))),
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    Poll::Ready(Err(ReadError::Closed))
                 }
-            })
+                Poll::Ready(Ok(())) => {
+                    let parsed = parser.feed(read.filled(), events).map_err(ReadError::Parse);
+                    // A read that ended between stanzas most often leaves the connection
+                    // idle: keep no scratch memory for it.
+                    if !parser.in_stanza() && read.filled().len() < read.capacity() {
+                        parser.release_temporaries();
+                    }
+                    Poll::Ready(parsed)
+                }
+            }
         })
-        .await
     }
 
     fn out(&mut self) -> &mut Vec<u8> {
