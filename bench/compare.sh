@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)}
 SERVERS=${SERVERS:-"salon prosody ejabberd"}
-SCENARIOS=${SCENARIOS:-"connect scram chat muc1 muc10 ws10"}
+SCENARIOS=${SCENARIOS:-"connect scram chat muc1 muc1busy muc10 ws10"}
 DURATION=${DURATION:-20}         # seconds of sending per scenario
 DRAIN=${DRAIN:-10}               # seconds to wait for late deliveries
 CONNECT_N=${CONNECT_N:-1000}     # idle logins for `connect`
@@ -23,6 +23,7 @@ CHAT_N=${CHAT_N:-200}
 CHAT_RATE=${CHAT_RATE:-5}        # 200 clients x 5/s = 1000 messages/s
 MUC_N=${MUC_N:-200}
 MUC1_RATE=${MUC1_RATE:-0.125}    # 200 senders x 0.125/s x 200 occupants = 5000 deliveries/s
+MUC1_BUSY_RATE=${MUC1_BUSY_RATE:-0.5} # 200 x 0.5/s x 200 = 20000 deliveries/s
 MUC10_RATE=${MUC10_RATE:-1.25}   # 200 x 1.25/s x 20 occupants = 5000 deliveries/s
 SALON_BIN=${SALON_BIN:-}         # use this salon binary instead of building one
 BENCH_BIN=${BENCH_BIN:-}         # use this salon-bench binary instead of building one
@@ -339,6 +340,7 @@ run_scenario() { # server scenario
         scram) args=(connect --auth scram --clients "$SCRAM_N" --duration 1) ;;
         chat) args=(chat --auth scram --clients "$CHAT_N" --rate "$CHAT_RATE" --duration "$DURATION") ;;
         muc1) args=(muc --clients "$MUC_N" --rooms 1 --rate "$MUC1_RATE" --duration "$DURATION") ;;
+        muc1busy) args=(muc --clients "$MUC_N" --rooms 1 --rate "$MUC1_BUSY_RATE" --duration "$DURATION") ;;
         muc10) args=(muc --clients "$MUC_N" --rooms 10 --rate "$MUC10_RATE" --duration "$DURATION") ;;
         ws10) args=(ws --ws-url "ws://127.0.0.1:$HTTP/xmpp-websocket" --clients "$MUC_N" --rooms 10
             --rate "$MUC10_RATE" --duration "$DURATION") ;;

@@ -14,6 +14,7 @@ SCENARIOS = {
     "scram": "scram: SCRAM-SHA-1 logins",
     "chat": "chat: 1:1 messages between pairs",
     "muc1": "muc1: one room",
+    "muc1busy": "muc1busy: one busy room (more than Prosody can carry)",
     "muc10": "muc10: ten rooms",
     "ws10": "ws10: ten rooms over WebSocket",
 }

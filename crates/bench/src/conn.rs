@@ -252,7 +252,7 @@ impl Conn {
         };
         let _ = self.send(bye).await;
         if let Transport::Ws(ws) = &mut self.transport {
-            let _ = futures_util::SinkExt::close(ws).await;
+            let _ = futures_util::SinkExt::close(&mut **ws).await;
         }
     }
 }

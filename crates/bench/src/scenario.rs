@@ -5,7 +5,10 @@ use crate::conn::{describe_error, login, Conn, Incoming, Session, Target, NS_CLI
 use crate::stats::{cpu_seconds, rss_kib, Latency};
 use anyhow::{anyhow, bail, Result};
 use salon_xml::minidom::Element;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify, Semaphore};
@@ -71,6 +74,10 @@ struct Shared {
     setup_failed: AtomicUsize,
     sent: AtomicU64,
     expected: AtomicU64,
+    /// Messages being written whose deliveries are not yet in `expected`. The drain waits
+    /// for these too: a message sent as the window closed used to count as lost when its
+    /// deliveries came in after a drain that had already ended.
+    in_flight: AtomicU64,
     received: AtomicU64,
     received_in_window: AtomicU64,
     stanza_errors: AtomicU64,
@@ -190,6 +197,7 @@ pub async fn run(plan: Plan) -> Result<Report> {
         setup_failed: AtomicUsize::new(0),
         sent: AtomicU64::new(0),
         expected: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
         received: AtomicU64::new(0),
         received_in_window: AtomicU64::new(0),
         stanza_errors: AtomicU64::new(0),
@@ -300,7 +308,8 @@ pub async fn run(plan: Plan) -> Result<Report> {
         let _ = timeout(
             shared.plan.drain,
             wait_for(&shared, || {
-                shared.received.load(Relaxed) >= shared.expected.load(Relaxed)
+                shared.in_flight.load(SeqCst) == 0
+                    && shared.received.load(Relaxed) >= shared.expected.load(SeqCst)
             }),
         )
         .await;
@@ -654,20 +663,32 @@ async fn drive(
                 }
             }
             _ = ticker.tick(), if sending => {
+                // Announce the send before looking at the phase: either the drain sees it in
+                // flight, or this sees the drain and does not send.
+                shared.in_flight.fetch_add(1, SeqCst);
+                if *phase.borrow() >= DRAIN {
+                    shared.in_flight.fetch_sub(1, SeqCst);
+                    sending = false;
+                    continue;
+                }
                 let (to, kind, room) = to.as_ref().expect("sending implies a target");
                 seq += 1;
                 let stamp = shared.now_us();
-                conn.send(&format!(
+                let written = conn.send(&format!(
                     "<message xmlns='jabber:client' type='{kind}' to='{}' id='m{seq}'><body>bench {stamp} {index}</body></message>",
                     salon_xml::escape(to)
                 ))
-                .await?;
-                let fan_out = match room {
-                    Some(r) => shared.occupants[*r].load(Relaxed) as u64,
-                    None => 1,
-                };
-                shared.sent.fetch_add(1, Relaxed);
-                shared.expected.fetch_add(fan_out, Relaxed);
+                .await;
+                if written.is_ok() {
+                    let fan_out = match room {
+                        Some(r) => shared.occupants[*r].load(Relaxed) as u64,
+                        None => 1,
+                    };
+                    shared.sent.fetch_add(1, Relaxed);
+                    shared.expected.fetch_add(fan_out, SeqCst);
+                }
+                shared.in_flight.fetch_sub(1, SeqCst);
+                written?;
             }
             event = conn.recv() => {
                 let before = shared.received.load(Relaxed);
