@@ -371,6 +371,19 @@ build
     echo "ejabberd: $(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null || echo -)"
 } >"$OUT/machine.txt"
 
+# The cost of the writes alone: one loopback write per delivery, no server, at each
+# single-room load (see bench/README.md, "floor").
+for name in muc1 muc1busy; do
+    case " $SCENARIOS " in *" $name "*) ;; *) continue ;; esac
+    rate=$MUC1_RATE
+    [ "$name" = muc1busy ] && rate=$MUC1_BUSY_RATE
+    cmd=("$BENCH_BIN" floor --clients "$MUC_N" --rate "$rate" --duration "$DURATION" --json "$OUT/floor-$name.json")
+    echo "${cmd[*]}" | sed "s|$BENCH_BIN|salon-bench|; s|$OUT/||" >>"$OUT/commands.txt"
+    log "floor: $name"
+    timeout $((DURATION + 60)) "${cmd[@]}" >"$OUT/floor-$name.txt" 2>&1 ||
+        log "floor: $name failed: $(tail -1 "$OUT/floor-$name.txt")"
+done
+
 for server in $SERVERS; do
     if ! "start_$server"; then
         echo "$server could not be started" >"$OUT/$server.skipped"

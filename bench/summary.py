@@ -122,6 +122,38 @@ def main(out):
                 print(f"\n{s} failed: `{failures[(s, scenario)]}`")
         print()
 
+    print_floor(out, reports)
+
+
+def print_floor(out, reports):
+    """What one loopback write per delivery costs with no server (salon-bench floor), next to
+    the servers' deliveries per CPU-second at the same load."""
+    rows = []
+    for scenario in SCENARIOS:
+        path = os.path.join(out, f"floor-{scenario}.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            floor = json.load(f)
+        per_cpu = lambda server: (reports.get((server, scenario)) or {}).get("deliveries_per_server_cpu_s")
+        salon, prosody = per_cpu("salon"), per_cpu("prosody")
+        rows.append([
+            scenario,
+            fmt(floor["writes_per_cpu_s"]),
+            fmt(floor["cpu_us_per_write"]),
+            fmt(salon),
+            f"{100 * salon / floor['writes_per_cpu_s']:.0f} %" if salon else "-",
+            fmt(20 * prosody) if prosody else "-",
+        ])
+    if not rows:
+        return
+    print("### floor: one write per delivery, no server (`salon-bench floor`, same load)\n")
+    print("| scenario | writes per CPU-s | µs per write | salon deliveries per CPU-s | salon / floor | 20 × prosody |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

@@ -4,6 +4,7 @@
 //! messages and the server's CPU per delivery. See bench/README.md.
 
 mod conn;
+mod floor;
 mod sasl;
 mod scenario;
 mod stats;
@@ -314,6 +315,30 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if args.scenario == Scenario::Floor {
+        let duration = Duration::from_secs_f64(args.duration.max(0.0));
+        let result = runtime.block_on(floor::run(args.clients, args.rate, duration));
+        match result {
+            Ok(report) => {
+                let json = serde_json::to_string_pretty(&report).expect("report serialises");
+                if let Some(path) = &args.json {
+                    if let Err(e) = std::fs::write(path, format!("{json}\n")) {
+                        eprintln!("salon-bench: cannot write {}: {e}", path.display());
+                        std::process::exit(1);
+                    }
+                }
+                match args.format {
+                    Format::Table => print!("{}", floor::table(&report)),
+                    Format::Json => println!("{json}"),
+                }
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("salon-bench: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
     let result = runtime.block_on(run(&args));
     let report = match result {
         Ok(r) => r,

@@ -29,6 +29,8 @@ pub enum Scenario {
     Muc,
     /// The muc scenario over WebSocket (RFC 7395).
     Ws,
+    /// No server: the CPU cost of one loopback write per delivery, at the muc scenario's load.
+    Floor,
 }
 
 /// Phases, in order; clients watch the current one.
@@ -635,7 +637,7 @@ async fn drive(
 
     // Who to send to.
     let to = match plan.scenario {
-        Scenario::Connect => None,
+        Scenario::Connect | Scenario::Floor => None,
         Scenario::Chat => shared
             .jids
             .get(index ^ 1)
