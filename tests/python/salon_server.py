@@ -59,6 +59,7 @@ class SalonServer:
         http: dict | None = None,
         upload: dict | None = None,
         contact: dict | None = None,
+        worker_threads: int | None = None,
     ):
         self.name = name
         self.dir = Path(base_dir)
@@ -92,6 +93,10 @@ class SalonServer:
         lines = [
             f'domain = "{self.domain}"',
             f'data_dir = "{self.data_dir}"',
+        ]
+        if worker_threads is not None:
+            lines.append(f"worker_threads = {worker_threads}")
+        lines += [
             "",
             "[listen]",
             f'c2s = "127.0.0.1:{self.c2s_port}"',

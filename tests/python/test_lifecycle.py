@@ -64,3 +64,26 @@ def test_sigterm_sends_system_shutdown_and_exits_zero(fresh_server):
 
     code = scenario()
     assert code == 0, f"salon exited with {code} on SIGTERM (None = it had to be killed)"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_worker_threads_setting_sets_the_runtime_threads(tmp_path_factory, threads):
+    srv = start_server(tmp_path_factory, f"threads{threads}", worker_threads=threads)
+    try:
+        jid = srv.add_user("gina", "gina-pw")
+
+        @async_test
+        async def scenario():
+            async with Clients() as cs:
+                a = await cs.login(srv, f"{jid}/a", "gina-pw", mech="SCRAM-SHA-256")
+                b = await cs.login(srv, f"{jid}/b", "gina-pw", mech="SCRAM-SHA-256")
+                a.send_message(f"{jid}/b", "over the configured threads")
+                await b.wait_message(lambda m: m["body"] == "over the configured threads",
+                                     what="message between the two sessions")
+
+        scenario()
+        # What the runtime reports of itself (tokio's metrics), logged at start.
+        started = [line for line in srv.log_path.read_text().splitlines() if "starting" in line]
+        assert started and f"worker_threads={threads}" in started[0], started
+    finally:
+        srv.stop()

@@ -103,15 +103,21 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, Failure> {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = |worker_threads: usize| {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if worker_threads > 0 {
+            builder.worker_threads(worker_threads);
+        }
+        builder
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+    };
     match cli.command {
         Command::Serve { config } => {
             let config = load_config(config.as_ref())?;
             init_logging(&config.log.level);
-            runtime.block_on(serve(config))?;
+            runtime(config.worker_threads)?.block_on(serve(config))?;
         }
         Command::Check { config } => {
             let config = load_config(config.as_ref())?;
@@ -120,7 +126,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::User { action, config } => {
             let config = load_config(config.as_ref())?;
-            runtime.block_on(user(&config, action))?;
+            runtime(1)?.block_on(user(&config, action))?;
         }
     }
     Ok(())
@@ -153,6 +159,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         domain = %server.config.domain,
         anonymous = server.config.anonymous_domain().unwrap_or("off"),
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "Salon {} starting",
         env!("CARGO_PKG_VERSION")
     );

@@ -15,6 +15,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Bare JIDs with administrative rights on this server.
     pub admins: Vec<String>,
+    /// Threads that run connections and rooms; 0 means one per CPU core. Fewer threads spend
+    /// less CPU per delivery (less waking each other) but cap what one server can carry.
+    pub worker_threads: usize,
     pub tls: Option<TlsConfig>,
     pub listen: ListenConfig,
     pub c2s: C2sConfig,
@@ -390,6 +393,7 @@ impl Default for Config {
             domain: "localhost".into(),
             data_dir: PathBuf::from("./salon-data"),
             admins: Vec::new(),
+            worker_threads: 0,
             tls: None,
             listen: ListenConfig::default(),
             c2s: C2sConfig::default(),
@@ -602,6 +606,12 @@ impl Config {
                 return Err(("admins".into(), format!("`{admin}` is not a valid JID")));
             }
         }
+        if self.worker_threads > 1024 {
+            return Err((
+                "worker_threads".into(),
+                "at most 1024 (0 means one per CPU core)".into(),
+            ));
+        }
         let limits = &self.limits;
         for (key, value, min) in [
             ("limits.max_stanza_bytes", limits.max_stanza_bytes, 10_000),
@@ -766,6 +776,13 @@ impl Config {
         out.push_str(&format!("domain = {:?}\n", self.domain));
         out.push_str(&format!("data_dir = {:?}\n", self.data_dir.display()));
         out.push_str(&format!("admins = {:?}\n", self.admins));
+        out.push_str(&format!(
+            "worker_threads = {}\n",
+            match self.worker_threads {
+                0 => "0 (one per CPU core)".to_string(),
+                n => n.to_string(),
+            }
+        ));
         match &self.tls {
             Some(tls) => out.push_str(&format!(
                 "tls.cert = {:?}\ntls.key = {:?}\n",
@@ -957,6 +974,17 @@ domain = "rooms.example.org"
             shown.starts_with("salon.toml:3: key `c2s.require_encryptoin`"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_per_core_and_are_bounded() {
+        assert_eq!(Config::parse("", None).unwrap().worker_threads, 0);
+        let config = Config::parse("worker_threads = 1\n", None).unwrap();
+        assert_eq!(config.worker_threads, 1);
+        let err = Config::parse("worker_threads = 5000\n", None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("worker_threads"));
+        let err = Config::parse("worker_threads = -1\n", None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("worker_threads"));
     }
 
     #[test]
