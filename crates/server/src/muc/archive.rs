@@ -306,3 +306,68 @@ pub fn start_retention(server: Arc<Server>, days: u64) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::memory::MemoryStorage;
+
+    fn message(n: usize) -> ArchivedMessage {
+        ArchivedMessage {
+            id: format!("id{n}"),
+            timestamp: n as i64,
+            with: "room@rooms.example/nick".into(),
+            stanza: format!("<message><body>{n}</body></message>"),
+        }
+    }
+
+    async fn stored(storage: &MemoryStorage, archive: &str) -> Vec<String> {
+        let query = ArchiveQuery {
+            limit: 10_000,
+            ..ArchiveQuery::default()
+        };
+        let page = crate::storage::Storage::archive_query(storage, archive, &query)
+            .await
+            .unwrap();
+        page.messages.into_iter().map(|m| m.id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_flush_waits_for_everything_appended_before_it_in_order() {
+        let storage = Arc::new(MemoryStorage::new());
+        let writer = ArchiveWriter::start(storage.clone());
+        for n in 0..300 {
+            let archive = if n % 2 == 0 { "a@rooms" } else { "b@rooms" };
+            writer.append(archive, message(n)).await;
+        }
+        writer.flush().await;
+        let expected_a: Vec<String> = (0..300).step_by(2).map(|n| format!("id{n}")).collect();
+        assert_eq!(stored(&storage, "a@rooms").await, expected_a);
+        assert_eq!(stored(&storage, "b@rooms").await.len(), 150);
+        // Nothing pending: a flush answers at once, and later messages still get written.
+        writer.flush().await;
+        writer.append("a@rooms", message(1000)).await;
+        writer.flush().await;
+        assert_eq!(
+            stored(&storage, "a@rooms").await.last().map(String::as_str),
+            Some("id1000")
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_are_written_without_a_flush() {
+        let storage = Arc::new(MemoryStorage::new());
+        let writer = ArchiveWriter::start(storage.clone());
+        writer.append("a@rooms", message(1)).await;
+        writer.append("a@rooms", message(2)).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while stored(&storage, "a@rooms").await.len() < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not written after the gather window"
+            );
+            tokio::time::sleep(GATHER).await;
+        }
+        assert_eq!(stored(&storage, "a@rooms").await, vec!["id1", "id2"]);
+    }
+}
