@@ -2,11 +2,13 @@
 (clients get <system-shutdown/>, exit code 0)."""
 
 import asyncio
+import subprocess
 
 import pytest
 
 from conftest import start_server
 from helpers import Client, Clients, async_test, uid
+from salon_server import SALON_BIN, SalonServer
 
 
 @pytest.fixture
@@ -87,3 +89,39 @@ def test_worker_threads_setting_sets_the_runtime_threads(tmp_path_factory, threa
         assert started and f"worker_threads={threads}" in started[0], started
     finally:
         srv.stop()
+
+
+def salon_check(tmp_path, text: str) -> subprocess.CompletedProcess:
+    config = tmp_path / "check.toml"
+    config.write_text(text)
+    return subprocess.run([str(SALON_BIN), "check", "--config", str(config)],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_check_reads_the_configured_certificate_and_key(tmp_path, fresh_server):
+    # Two self-signed pairs Salon made for itself: one from the running server, one from a
+    # second data_dir (made by serving briefly).
+    first = fresh_server.data_dir
+    cert, key = first / "self-signed-cert.pem", first / "self-signed-key.pem"
+    assert cert.exists() and key.exists()
+    good = salon_check(tmp_path, f'domain = "localhost"\n[tls]\ncert = "{cert}"\nkey = "{key}"\n')
+    assert good.returncode == 0, good.stderr
+    assert "key in" in good.stdout and "matches" in good.stdout, good.stdout
+
+    missing = salon_check(tmp_path, f'[tls]\ncert = "{cert}"\nkey = "{tmp_path}/none.pem"\n')
+    assert missing.returncode == 1, missing
+    assert "tls.key" in missing.stderr, missing.stderr
+
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello\n")
+    bad_cert = salon_check(tmp_path, f'[tls]\ncert = "{not_pem}"\nkey = "{key}"\n')
+    assert bad_cert.returncode == 1 and "tls.cert" in bad_cert.stderr, bad_cert
+
+    other = SalonServer(tmp_path / "other", "othercert").start()
+    try:
+        other_key = other.data_dir / "self-signed-key.pem"
+        mixed = salon_check(tmp_path, f'[tls]\ncert = "{cert}"\nkey = "{other_key}"\n')
+        assert mixed.returncode == 1, mixed
+        assert "does not match" in mixed.stderr, mixed.stderr
+    finally:
+        other.stop()

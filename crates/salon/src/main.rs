@@ -122,6 +122,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check { config } => {
             let config = load_config(config.as_ref())?;
             print!("{}", config.describe());
+            // Unreadable or mismatched certificate files fail here as they would in `serve`
+            // (exit code 1), before anyone restarts a server on them.
+            if let Some(found) = salon_server::tls::check_configured(&config)? {
+                println!("{found}");
+            }
             println!("configuration OK");
         }
         Command::User { action, config } => {

@@ -48,6 +48,34 @@ impl TlsSetup {
     }
 }
 
+/// For `salon check`: read the configured certificate chain and key and make sure rustls takes
+/// them together, as `salon serve` will. Returns what was found; `None` without `[tls]` (the
+/// self-signed certificate is made by `serve`, and `check` writes nothing).
+pub fn check_configured(config: &Config) -> anyhow::Result<Option<String>> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let (chain, key) = load_pem(&tls.cert, &tls.key)?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain.clone(), key)
+        .with_context(|| {
+            format!(
+                "tls: the key in {} does not match the certificate in {} or is unsupported",
+                tls.key.display(),
+                tls.cert.display()
+            )
+        })?;
+    Ok(Some(format!(
+        "tls: {} certificate(s) in {}, key in {} matches",
+        chain.len(),
+        tls.cert.display(),
+        tls.key.display()
+    )))
+}
+
 fn load_pem(
     cert: &Path,
     key: &Path,
