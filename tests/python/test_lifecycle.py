@@ -125,3 +125,24 @@ def test_check_reads_the_configured_certificate_and_key(tmp_path, fresh_server):
         assert "does not match" in mixed.stderr, mixed.stderr
     finally:
         other.stop()
+
+
+def test_self_signed_certificate_is_kept_until_the_host_names_change(tmp_path):
+    srv = SalonServer(tmp_path / "selfsigned", "selfsigned").start()
+    try:
+        cert = srv.data_dir / "self-signed-cert.pem"
+        first = cert.read_bytes()
+        srv.restart()
+        assert cert.read_bytes() == first, "the certificate changed on a plain restart"
+
+        text = srv.config_path.read_text()
+        assert 'domain = "rooms.localhost"' in text
+        srv.config_path.write_text(text.replace('domain = "rooms.localhost"',
+                                                'domain = "chat.localhost"'))
+        srv.restart()
+        assert cert.read_bytes() != first, "same certificate after the MUC host was renamed"
+        names = (srv.data_dir / "self-signed-names").read_text().split()
+        assert "chat.localhost" in names and "rooms.localhost" not in names, names
+        assert "host names changed" in srv.log_text(), srv.log_tail()
+    finally:
+        srv.stop()

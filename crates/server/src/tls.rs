@@ -105,15 +105,32 @@ fn self_signed(
 ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let cert_path = config.data_dir.join("self-signed-cert.pem");
     let key_path = config.data_dir.join("self-signed-key.pem");
-    if cert_path.exists() && key_path.exists() {
-        return load_pem(&cert_path, &key_path);
-    }
+    // The names the certificate was made for, one a line, so that a change of host names
+    // gets a new certificate rather than one that names the old hosts.
+    let names_path = config.data_dir.join("self-signed-names");
     let mut names = vec![config.domain.clone()];
     if let Some(anon) = config.anonymous_domain() {
         names.push(anon.to_string());
     }
     if let Some(muc) = &config.muc {
         names.push(muc.domain.clone());
+    }
+    let listed = names.join("\n") + "\n";
+    if cert_path.exists() && key_path.exists() {
+        match std::fs::read_to_string(&names_path) {
+            Ok(made_for) if made_for == listed => return load_pem(&cert_path, &key_path),
+            Ok(made_for) => tracing::warn!(
+                old = %made_for.trim().replace('\n', ", "),
+                new = %names.join(", "),
+                "host names changed: making a new self-signed certificate"
+            ),
+            // Made before the names were recorded: keep it, and record what it is used for.
+            Err(_) => {
+                std::fs::write(&names_path, &listed)
+                    .with_context(|| format!("writing {}", names_path.display()))?;
+                return load_pem(&cert_path, &key_path);
+            }
+        }
     }
     let certified = rcgen::generate_simple_self_signed(names)
         .context("generating a self-signed certificate")?;
@@ -122,6 +139,8 @@ fn self_signed(
     std::fs::write(&cert_path, certified.cert.pem())
         .with_context(|| format!("writing {}", cert_path.display()))?;
     write_private(&key_path, certified.key_pair.serialize_pem().as_bytes())?;
+    std::fs::write(&names_path, &listed)
+        .with_context(|| format!("writing {}", names_path.display()))?;
     tracing::warn!(
         cert = %cert_path.display(),
         "no [tls] section: using a self-signed certificate; clients will not trust it"
