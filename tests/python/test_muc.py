@@ -643,6 +643,11 @@ async def test_private_messages_refused_when_allow_pm_none(server):
         await barrier(room, b, c)
         assert not [x for x in c.messages if attr(x, "id") == mid and attr(x, "type") != "error"], (
             "PM delivered although allow_pm=none")
+        # Queries through the room follow the same rule (self-ping is still answered).
+        resp = await b.iq("get", f"{room}/carol", f"<ping xmlns='{NS_PING}'/>")
+        assert resp["type"] == "error" and cond(resp) == "not-allowed", resp
+        resp = await b.iq("get", f"{room}/bob", f"<ping xmlns='{NS_PING}'/>")
+        assert resp["type"] == "result", resp
 
 
 @async_test
@@ -1235,6 +1240,48 @@ async def test_self_ping(server):
         await leave(b, room, "bob")
         resp = await b.iq("get", f"{room}/bob", f"<ping xmlns='{NS_PING}'/>")
         assert resp["type"] == "error" and cond(resp) == "not-acceptable", f"XEP-0410 after leaving: {resp}"
+
+
+@async_test
+async def test_iq_to_an_occupant_is_relayed_without_revealing_real_jids(server):
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import MatchXPath
+
+    async with Clients() as cs:
+        owner = await muc_login(cs, server)
+        b = await muc_login(cs, server)
+        room = new_room(server)
+        await create_room(owner, room, "boss")
+        await join(b, room, "bob")
+        seen = []
+
+        def answer_ping(iq):
+            seen.append(iq)
+            iq.reply().send()
+
+        b.x.register_handler(Callback("relay test ping", MatchXPath(
+            f"{{jabber:client}}iq/{{{NS_PING}}}ping"), answer_ping))
+        resp = await owner.iq("get", f"{room}/bob", f"<ping xmlns='{NS_PING}'/>")
+        assert resp["type"] == "result", f"relayed ping to another occupant: {resp}"
+        assert str(resp["from"]) == f"{room}/bob", f"the answer names the occupant JID: {resp}"
+        assert len(seen) == 1, seen
+        assert str(seen[0]["from"]) == f"{room}/boss", f"the asker's real JID leaked: {seen[0]}"
+        assert str(owner.jid).split("/")[0] not in str(seen[0]), seen[0]
+
+        # An unanswered kind of query comes back as the occupant's own error.
+        resp = await owner.iq("get", f"{room}/bob", "<query xmlns='urn:example:nothing'/>")
+        assert resp["type"] == "error" and str(resp["from"]) == f"{room}/bob", resp
+
+        # vCards are asked of the occupant's account, where the server keeps them.
+        resp = await owner.iq("get", f"{room}/bob", "<vCard xmlns='vcard-temp'/>")
+        assert str(resp["from"]) == f"{room}/bob", resp
+        assert resp["type"] == "result" or cond(resp) == "item-not-found", resp
+
+        # No one by that nickname; and answers nobody asked for are dropped.
+        resp = await owner.iq("get", f"{room}/nobody", f"<ping xmlns='{NS_PING}'/>")
+        assert resp["type"] == "error" and cond(resp) == "item-not-found", resp
+        b.x.send_raw(f"<iq type='result' id='forged' to='{room}/boss'/>")
+        await owner.ping_server()
 
 
 @async_test

@@ -225,13 +225,17 @@ impl Server {
         self.deliver_to_sender(reply);
     }
 
-    /// Deliver a reply to a local full JID (the `to` of `reply`), if that session is bound.
+    /// Deliver a reply to whoever sent the request: a local session (a full JID, if still
+    /// bound), or a service host such as a room that asked on behalf of an occupant.
     pub fn deliver_to_sender(self: &Arc<Self>, reply: Element) {
         let Some(Ok(to)) = reply.attr("to").map(jid::FullJid::new) else {
             return;
         };
         if let Some(session) = self.router.session(&to) {
             session.send_element(&reply);
+        } else if self.router.service(to.domain().as_str()).is_some() {
+            let server = self.clone();
+            tokio::spawn(async move { server.route(reply).await });
         }
     }
 

@@ -1,7 +1,8 @@
 //! One multi-user chat room (XEP-0045 §7–§10): occupants, roles and affiliations, presence and
 //! message fan-out, subject, configuration, moderation, invitations, nick registration,
 //! history on join (with XEP-0203 delays), XEP-0359 stanza ids, XEP-0421 occupant ids,
-//! XEP-0410 self-ping and XEP-0425 moderated retraction. The room runs as one task that owns
+//! XEP-0410 self-ping, IQs relayed between occupants (§18.1) and XEP-0425 moderated
+//! retraction. The room runs as one task that owns
 //! all of this state; stanzas reach it through a bounded queue.
 
 use super::archive::{self, ArchiveWriter};
@@ -15,7 +16,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use minidom::Element;
 use sha2::Sha256;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -74,7 +75,25 @@ pub struct Room {
     occupants: Vec<Occupant>,
     history: VecDeque<HistoryEntry>,
     archive: ArchiveWriter,
+    /// IQs relayed between occupants (§18.1 IQ rule 3), by the id the room gave them.
+    relayed: HashMap<String, RelayedIq>,
 }
+
+/// An IQ the room passed from one occupant to another, waiting for its answer.
+struct RelayedIq {
+    /// The id the asker chose.
+    id: String,
+    asker: jid::FullJid,
+    /// Where the request went; only an answer from there is passed back.
+    answerer: jid::Jid,
+    /// The answerer's nickname at the time, which the answer comes from.
+    answerer_nick: String,
+    at: std::time::Instant,
+}
+
+/// Relayed IQs a room keeps waiting for answers, and for how long.
+const MAX_RELAYED_IQS: usize = 256;
+const RELAYED_IQ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The status codes of XEP-0045 §15.6 that this room sends.
 mod status {
@@ -114,6 +133,7 @@ impl Room {
             occupants: Vec::new(),
             history: VecDeque::new(),
             archive,
+            relayed: HashMap::new(),
         };
         room.update_summary();
         room
@@ -1007,16 +1027,7 @@ impl Room {
             return;
         };
         let from = &self.occupants[sender];
-        let is_guest = |jid: &jid::BareJid| self.server.is_anonymous_host(jid.domain().as_str());
-        let between_guests = is_guest(&from.real) && is_guest(&self.occupants[target].real);
-        let allowed = match self.record.config.allow_pm {
-            _ if between_guests && !self.record.config.guest_pm => false,
-            AllowPm::Anyone => true,
-            AllowPm::Participants => from.role >= Role::Participant,
-            AllowPm::Moderators => from.role >= Role::Moderator,
-            AllowPm::None => false,
-        };
-        if !allowed {
+        if !self.may_address_privately(sender, target) {
             self.server.bounce(
                 &stanza,
                 StanzaError::not_allowed()
@@ -1030,6 +1041,22 @@ impl Room {
             message.append_child(Element::bare("x", NS_MUC_USER));
         }
         self.deliver(&self.occupants[target], &message);
+    }
+
+    /// Whether occupant `sender` may send private messages (and IQs) to occupant `target`:
+    /// the room's `allow_pm` setting, and between two anonymous guests only where the room
+    /// allows that too.
+    fn may_address_privately(&self, sender: usize, target: usize) -> bool {
+        let from = &self.occupants[sender];
+        let is_guest = |jid: &jid::BareJid| self.server.is_anonymous_host(jid.domain().as_str());
+        let between_guests = is_guest(&from.real) && is_guest(&self.occupants[target].real);
+        match self.record.config.allow_pm {
+            _ if between_guests && !self.record.config.guest_pm => false,
+            AllowPm::Anyone => true,
+            AllowPm::Participants => from.role >= Role::Participant,
+            AllowPm::Moderators => from.role >= Role::Moderator,
+            AllowPm::None => false,
+        }
     }
 
     /// §7.8.2: the room forwards an invitation, and in a members-only room makes the invitee
@@ -1110,10 +1137,15 @@ impl Room {
     // ----- IQ (§9, §10, disco, registration, MAM, moderation, self-ping) -----
 
     async fn on_iq(&mut self, stanza: Element) {
+        let kind = stanza.attr("type").unwrap_or_default().to_string();
+        if kind == "result" || kind == "error" {
+            // Answers to relayed IQs may come from a bare JID (vCards).
+            self.relay_answer(stanza).await;
+            return;
+        }
         let Some(Ok(from)) = stanza.attr("from").map(jid::FullJid::new) else {
             return;
         };
-        let kind = stanza.attr("type").unwrap_or_default().to_string();
         if kind != "get" && kind != "set" {
             return;
         }
@@ -1122,7 +1154,14 @@ impl Room {
             .and_then(|t| jid::Jid::new(t).ok())
             .and_then(|t| t.resource().map(|r| r.as_str().to_string()));
         let result = if let Some(nick) = to_occupant {
-            self.iq_to_occupant(&stanza, &from, &nick)
+            match self.iq_to_occupant(&stanza, &from, &nick) {
+                Ok(Some(relayed)) => {
+                    self.server.route(relayed).await;
+                    return;
+                }
+                Ok(None) => Ok(None),
+                Err(error) => Err(error),
+            }
         } else {
             let payload = stanza.children().next().cloned();
             let namespace = payload.as_ref().map(|p| p.ns()).unwrap_or_default();
@@ -1150,9 +1189,14 @@ impl Room {
         }
     }
 
-    /// XEP-0410: a client pings its own occupant JID to learn whether it is still joined.
+    /// An IQ to an occupant JID. A client pinging its own occupant JID learns whether it is
+    /// still joined (XEP-0410; answered here, `Ok(None)`). Any other goes to the occupant
+    /// (§18.1 IQ rule 3), from the asker's occupant JID so that neither learns the other's
+    /// real JID: the relayed stanza is returned for routing. vCard requests go to the
+    /// occupant's bare JID, where the server keeps vCards (as XEP-0153 avatars need).
+    /// Occupants who may not exchange private messages may not exchange IQs either.
     fn iq_to_occupant(
-        &self,
+        &mut self,
         stanza: &Element,
         from: &jid::FullJid,
         nick: &str,
@@ -1164,15 +1208,76 @@ impl Room {
         let target = self.occupant_by_nick(nick).ok_or_else(|| {
             StanzaError::item_not_found().with_text("no occupant with that nickname")
         })?;
-        let is_ping = stanza
-            .children()
-            .next()
-            .is_some_and(|p| p.is("ping", ns::PING));
+        let payload = stanza.children().next();
+        let is_ping = payload.is_some_and(|p| p.is("ping", ns::PING));
         if target == me && is_ping {
             return Ok(None);
         }
-        Err(StanzaError::feature_not_implemented()
-            .with_text("queries to other occupants are not relayed"))
+        if !self.may_address_privately(me, target) {
+            return Err(StanzaError::not_allowed()
+                .with_text("private messages and queries are not allowed in this room"));
+        }
+        let answerer: jid::Jid = if payload.is_some_and(|p| p.is("vCard", ns::VCARD)) {
+            self.occupants[target].real.clone().into()
+        } else {
+            let Some(session) = self.occupants[target].sessions.first() else {
+                return Err(StanzaError::item_not_found());
+            };
+            session.clone().into()
+        };
+        let now = std::time::Instant::now();
+        self.relayed
+            .retain(|_, waiting| now.duration_since(waiting.at) < RELAYED_IQ_TIMEOUT);
+        if self.relayed.len() >= MAX_RELAYED_IQS {
+            return Err(StanzaError::new(ErrorType::Wait, "resource-constraint")
+                .with_text("too many queries waiting in this room"));
+        }
+        let relay_id = format!("{:032x}", rand::random::<u128>());
+        let mut relayed = stanza.clone();
+        set_attr(&mut relayed, "id", relay_id.clone());
+        set_attr(
+            &mut relayed,
+            "from",
+            self.occupant_jid(&self.occupants[me].nick),
+        );
+        set_attr(&mut relayed, "to", answerer.to_string());
+        self.relayed.insert(
+            relay_id,
+            RelayedIq {
+                id: stanza.attr("id").unwrap_or_default().to_string(),
+                asker: from.clone(),
+                answerer,
+                answerer_nick: self.occupants[target].nick.clone(),
+                at: now,
+            },
+        );
+        Ok(Some(relayed))
+    }
+
+    /// The answer to an IQ relayed by [`iq_to_occupant`](Self::iq_to_occupant) goes back to
+    /// the asker, from the answerer's occupant JID and with the asker's id. Anything else is
+    /// dropped: answers are never answered (RFC 6120 §8.2.3).
+    async fn relay_answer(&mut self, stanza: Element) {
+        let Some(id) = stanza.attr("id") else {
+            return;
+        };
+        let from = stanza.attr("from").and_then(|f| jid::Jid::new(f).ok());
+        let from_answerer = |waiting: &RelayedIq| Some(&waiting.answerer) == from.as_ref();
+        if !self.relayed.get(id).is_some_and(from_answerer) {
+            return;
+        }
+        let Some(waiting) = self.relayed.remove(id) else {
+            return;
+        };
+        let mut answer = stanza;
+        set_attr(&mut answer, "id", waiting.id);
+        set_attr(
+            &mut answer,
+            "from",
+            self.occupant_jid(&waiting.answerer_nick),
+        );
+        set_attr(&mut answer, "to", waiting.asker.to_string());
+        self.server.route(answer).await;
     }
 
     fn disco_info(&self) -> Element {
