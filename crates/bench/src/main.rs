@@ -317,38 +317,21 @@ fn main() {
         .expect("tokio runtime");
     if args.scenario == Scenario::Floor {
         let duration = Duration::from_secs_f64(args.duration.max(0.0));
-        let result = runtime.block_on(floor::run(args.clients, args.rate, duration));
-        match result {
-            Ok(report) => {
-                let json = serde_json::to_string_pretty(&report).expect("report serialises");
-                if let Some(path) = &args.json {
-                    if let Err(e) = std::fs::write(path, format!("{json}\n")) {
-                        eprintln!("salon-bench: cannot write {}: {e}", path.display());
-                        std::process::exit(1);
-                    }
-                }
-                match args.format {
-                    Format::Table => print!("{}", floor::table(&report)),
-                    Format::Json => println!("{json}"),
-                }
-                std::process::exit(0);
-            }
-            Err(e) => {
-                eprintln!("salon-bench: {e:#}");
-                std::process::exit(1);
-            }
+        match runtime.block_on(floor::run(args.clients, args.rate, duration)) {
+            Ok(report) => emit(&args, &report, floor::table),
+            Err(e) => fail(e),
         }
     }
-    let result = runtime.block_on(run(&args));
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("salon-bench: {e:#}");
-            // Client tasks may still be blocked on a dead server: do not wait for them.
-            std::process::exit(1);
-        }
-    };
-    let json = serde_json::to_string_pretty(&report).expect("report serialises");
+    match runtime.block_on(run(&args)) {
+        Ok(report) => emit(&args, &report, table),
+        // Client tasks may still be blocked on a dead server: do not wait for them.
+        Err(e) => fail(e),
+    }
+}
+
+/// Print the report as the user asked (and save its JSON with `--json`), then exit.
+fn emit<R: serde::Serialize>(args: &Args, report: &R, table: fn(&R) -> String) -> ! {
+    let json = serde_json::to_string_pretty(report).expect("report serialises");
     if let Some(path) = &args.json {
         if let Err(e) = std::fs::write(path, format!("{json}\n")) {
             eprintln!("salon-bench: cannot write {}: {e}", path.display());
@@ -356,10 +339,15 @@ fn main() {
         }
     }
     match args.format {
-        Format::Table => print!("{}", table(&report)),
+        Format::Table => print!("{}", table(report)),
         Format::Json => println!("{json}"),
     }
     std::process::exit(0);
+}
+
+fn fail(error: anyhow::Error) -> ! {
+    eprintln!("salon-bench: {error:#}");
+    std::process::exit(1);
 }
 
 #[cfg(test)]
