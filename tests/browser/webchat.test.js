@@ -108,6 +108,43 @@ test('two pages join from a link, talk, and a slixmpp client in the room sees th
   }
 });
 
+test('where WebSockets are blocked the page falls back to BOSH, talks, and survives a dropped connection', async () => {
+  const r = room('bosh');
+  const alice = await join(`/join/${r}?nick=alice`);
+  const bob = await newPage(browser);
+  pages.push(bob);
+  // A network that lets HTTP through but not WebSockets: the socket fails as it opens.
+  await bob.addInitScript(() => {
+    window.WebSocket = class {
+      constructor() {
+        setTimeout(() => this.onclose && this.onclose({ code: 1006, reason: '' }), 10);
+      }
+      send() {}
+      close() {}
+    };
+    window.WebSocket.OPEN = 1;
+  });
+  const posts = [];
+  bob.on('request', (req) => { if (req.url().endsWith('/http-bind')) posts.push(req.method()); });
+  await bob.goto(`${salon.url}/join/${r}?nick=bob`);
+  await bob.waitForFunction(() => window.salon && window.salon.joined, null, { timeout: 20000 });
+  assert.ok(await bob.evaluate(() => window.salon.bosh && window.salon.events.includes('bosh')));
+  assert.ok(posts.length > 2 && posts.every((m) => m === 'POST'), `BOSH requests: ${posts}`);
+  await send(alice, 'hello over websocket');
+  await messageIn(bob, 'hello over websocket');
+  await send(bob, 'hello over bosh');
+  await messageIn(alice, 'hello over bosh');
+  // A dropped BOSH connection resumes the same session (XEP-0198), still over BOSH.
+  const comings = () => alice.locator('#log .noise', { hasText: /bob (left|joined)/ }).count();
+  const before = await comings();
+  await bob.evaluate(() => window.salon.conn.abort());
+  await bob.waitForFunction(() => window.salon.events.filter((e) => e === 'resumed').length === 1, null, { timeout: 30000 });
+  await send(bob, 'still here over bosh');
+  await messageIn(alice, 'still here over bosh');
+  assert.equal(await comings(), before, 'alice saw bob leave or join again');
+  assert.deepEqual(bob.errors, []);
+});
+
 test('a nick already in the room gets the server error and a free suggestion', async () => {
   const r = room('clash');
   const first = await join(`/join/${r}?nick=dana`);

@@ -3,7 +3,7 @@
 // reactions (XEP-0444), moderation (XEP-0045 admin, XEP-0425), and sessions that survive a
 // reload or a dropped connection (XEP-0198).
 
-import { Connection, WebSocketTransport, x, t, child, children, text, newId } from './xmpp.js';
+import { Connection, WebSocketTransport, BoshTransport, x, t, child, children, text, newId } from './xmpp.js';
 import { nickColor, cachedColor } from './colors.js';
 
 const NS = {
@@ -58,6 +58,8 @@ const S = {
   nick: null,
   embed: false,
   conn: null,
+  bosh: new URLSearchParams(location.search).get('transport') === 'bosh',
+  wsWorked: false,
   joined: false,
   joining: false,
   me: null, // own occupant
@@ -95,7 +97,7 @@ async function loadConfig() {
     anon: cfg.anonymous_domain || 'anon.' + domain,
     muc: cfg.muc_domain || 'rooms.' + domain,
     ws,
-    bosh: cfg.bosh_url || null,
+    bosh: cfg.bosh_url || '/http-bind',
     upload: cfg.upload_domain || null,
   };
 }
@@ -253,7 +255,9 @@ async function start(nick, resume) {
   $('composer').hidden = false;
   if (!S.conn) {
     S.conn = new Connection({
-      transport: () => new WebSocketTransport(S.cfg.ws),
+      // WebSocket first; BOSH where WebSockets do not get through (some proxies), or when
+      // the link asks for it with ?transport=bosh.
+      transport: () => (S.bosh ? new BoshTransport(S.cfg.bosh) : new WebSocketTransport(S.cfg.ws)),
       domain: S.cfg.anon,
       onstanza,
       onstate,
@@ -262,6 +266,7 @@ async function start(nick, resume) {
   status(resume ? 'Reconnecting…' : 'Connecting…');
   try {
     const how = await S.conn.connect(resume);
+    if (!S.bosh) S.wsWorked = true;
     S.events.push(how);
     S.retry = 0;
     if (how === 'resumed') {
@@ -275,6 +280,12 @@ async function start(nick, resume) {
   } catch (e) {
     S.conn.abort();
     S.events.push('failed');
+    // A WebSocket that never opened on this page: try BOSH at once before waiting.
+    if (!S.bosh && !S.wsWorked && /cannot connect/.test(e.message || '')) {
+      S.bosh = true;
+      S.events.push('bosh');
+      return start(nick, resume);
+    }
     reconnectLater(e);
   }
 }

@@ -215,13 +215,12 @@ async fn create_session(
         peer: client.ip,
         secure,
         idle_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        registry: state.bosh.clone(),
         _guard: guard,
     };
-    let sessions = state.bosh.clone();
-    tokio::spawn(async move {
-        salon_server::session::run(server, Box::new(transport)).await;
-        sessions.sessions.remove(&sid);
-    });
+    // The sid stays reachable as long as its transport lives: when a resumption hands the
+    // transport to an older session, that session's task owns it, not this one.
+    tokio::spawn(salon_server::session::run(server, Box::new(transport)));
     // The stream opens at once; its features travel in this first response.
     session.open_stream().await;
     let elements = session.wait_for_output(rid).await;
@@ -392,7 +391,17 @@ struct BoshTransport {
     secure: bool,
     /// Wakes the session to check for inactivity.
     idle_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Where the sid is registered; it is removed when the transport goes.
+    registry: Arc<BoshSessions>,
     _guard: ConnectionGuard,
+}
+
+impl Drop for BoshTransport {
+    fn drop(&mut self) {
+        self.registry
+            .sessions
+            .remove_if(&self.session.sid, |_, s| Arc::ptr_eq(s, &self.session));
+    }
 }
 
 #[async_trait::async_trait]
