@@ -2,6 +2,10 @@
 a persistent room keeps its configuration, affiliations, subject and archive; a temporary room
 is gone."""
 
+import asyncio
+import sqlite3
+import time
+
 import pytest
 
 from conftest import start_server
@@ -90,3 +94,40 @@ async def test_persistent_room_survives_restart(server):
             f"temporary room survived the restart: {resp}")
         jt = await join(owner, temp, "boss")
         assert "201" in jt.codes, f"temporary room name should create a new room: {jt.presence}"
+
+
+@async_test(timeout=120)
+async def test_archive_retention_sweep_deletes_old_messages(tmp_path_factory):
+    srv = start_server(tmp_path_factory, "muc-retention", muc={"archive_retention_days": 1})
+    try:
+        owner_acc = srv.new_user("own")
+        room = new_room(srv, "kept")
+        async with Clients() as cs:
+            owner = await muc_login(cs, srv, owner_acc)
+            await create_room(owner, room, "boss", {"muc#roomconfig_persistentroom": True})
+            await say_ok(owner, room, "recent message")
+        srv.terminate(10.0)
+        # A message from three days ago, as the archive would hold it.
+        old = int((time.time() - 3 * 86400) * 1_000_000)
+        db = sqlite3.connect(srv.data_dir / "salon.db")
+        with db:
+            db.execute(
+                "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) VALUES (?, ?, ?, ?, ?)",
+                (room, "ancient-1", old, f"{room}/boss",
+                 f"<message xmlns='jabber:client' from='{room}/boss' type='groupchat'><body>ancient message</body></message>"),
+            )
+        db.close()
+        srv.restart()  # the sweep runs when the server starts, then hourly
+        async with Clients() as cs:
+            owner = await muc_login(cs, srv, owner_acc)
+            await join(owner, room, "boss")
+            for _ in range(50):
+                fin, res = await mam(owner, room)
+                bodies = [body(r.find("{urn:xmpp:forward:0}forwarded/{jabber:client}message")) for r in res]
+                if "ancient message" not in bodies:
+                    break
+                await asyncio.sleep(0.1)
+            assert "recent message" in bodies, bodies
+            assert "ancient message" not in bodies, f"a 3-day-old message outlived 1-day retention: {bodies}"
+    finally:
+        srv.stop()
