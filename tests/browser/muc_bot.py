@@ -1,6 +1,7 @@
 """A slixmpp client that joins a MUC room and reports what it sees as JSON lines on stdout.
 
-Usage: muc_bot.py C2S_PORT ROOM_JID NICK. It logs in anonymously on anon.localhost over STARTTLS
+Usage: muc_bot.py C2S_PORT ROOM_JID NICK [PASSWORD]. With a password, a room the bot creates
+is password-protected with it. It logs in anonymously on anon.localhost over STARTTLS
 to 127.0.0.1 (self-signed certificate, not checked). Commands on stdin, one JSON object per
 line: {"say": "text"} sends a groupchat message, {"quit": true} leaves and exits.
 """
@@ -19,10 +20,11 @@ def emit(**event):
 
 
 class Bot(slixmpp.ClientXMPP):
-    def __init__(self, room, nick):
+    def __init__(self, room, nick, password=None):
         super().__init__("anon.localhost", "", sasl_mech="ANONYMOUS")
         self.room = room
         self.nick = nick
+        self.password = password
         self.register_plugin("xep_0045")
         self.register_plugin("xep_0199")
         self.add_event_handler("session_start", self.start)
@@ -38,9 +40,15 @@ class Bot(slixmpp.ClientXMPP):
         if 201 in presence["muc"]["status_codes"]:
             # A new room stays locked until its owner accepts a configuration (XEP-0045 10.1.2).
             iq = self.make_iq_set(ito=self.room)
+            fields = ""
+            if self.password:
+                fields = (
+                    "<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>"
+                    "<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>"
+                    f"<field var='muc#roomconfig_roomsecret'><value>{self.password}</value></field>")
             iq.append(ET.fromstring(
                 "<query xmlns='http://jabber.org/protocol/muc#owner'>"
-                "<x xmlns='jabber:x:data' type='submit'/></query>"))
+                f"<x xmlns='jabber:x:data' type='submit'>{fields}</x></query>"))
             await iq.send(timeout=10)
         emit(event="joined")
         asyncio.ensure_future(self.commands())
@@ -77,7 +85,7 @@ class Bot(slixmpp.ClientXMPP):
 
 def main():
     port, room, nick = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    bot = Bot(room, nick)
+    bot = Bot(room, nick, sys.argv[4] if len(sys.argv) > 4 else None)
     # The test server has a self-signed certificate.
     ctx = ssl.create_default_context()
     ctx.check_hostname = False

@@ -164,16 +164,17 @@ export async function shot(page, name) {
 
 /** A slixmpp client in a room, driven over stdin/stdout with JSON lines (see muc_bot.py). */
 export class Bot {
-  constructor(salon, room, nick) {
+  constructor(salon, room, nick, password) {
     this.salon = salon;
     this.room = room;
     this.nick = nick;
+    this.password = password;
     this.events = [];
     this.waiters = [];
   }
   async start() {
     if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: run tests/run-python.sh once (it creates the venv with slixmpp)`);
-    this.proc = spawn(PYTHON, [path.join(here, 'muc_bot.py'), String(this.salon.c2s), this.room, this.nick], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.proc = spawn(PYTHON, [path.join(here, 'muc_bot.py'), String(this.salon.c2s), this.room, this.nick, ...(this.password ? [this.password] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
     createInterface({ input: this.proc.stdout }).on('line', (line) => {
       let ev;
       try { ev = JSON.parse(line); } catch { return; }

@@ -145,6 +145,28 @@ test('where WebSockets are blocked the page falls back to BOSH, talks, and survi
   assert.deepEqual(bob.errors, []);
 });
 
+test('a password-protected room asks for the password, refuses a wrong one, lets the right one in', async () => {
+  const r = room('secret');
+  const bot = await new Bot(salon, `${r}@rooms.localhost`, 'keeper', 'open sesame').start();
+  try {
+    const page = await open(`/join/${r}?nick=visitor`);
+    await page.locator('#password-row').waitFor({ state: 'visible', timeout: 15000 });
+    assert.match(await page.textContent('#nick-error'), /needs a password/);
+    await page.fill('#password-input', 'wrong');
+    await page.click('#nick-form button[type=submit]');
+    await page.locator('#nick-error', { hasText: /not accepted/ }).waitFor({ state: 'visible' });
+    await shot(page, 'room-password');
+    await page.fill('#password-input', 'open sesame');
+    await page.click('#nick-form button[type=submit]');
+    await page.waitForFunction(() => window.salon.joined, null, { timeout: 15000 });
+    await send(page, 'the password worked');
+    await bot.waitFor((e) => e.event === 'message' && e.nick === 'visitor' && e.body === 'the password worked');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await bot.stop();
+  }
+});
+
 test('a nick already in the room gets the server error and a free suggestion', async () => {
   const r = room('clash');
   const first = await join(`/join/${r}?nick=dana`);

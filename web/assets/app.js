@@ -59,6 +59,7 @@ const S = {
   embed: false,
   conn: null,
   bosh: new URLSearchParams(location.search).get('transport') === 'bosh',
+  password: null, // a password-protected room's, once asked for
   wsWorked: false,
   joined: false,
   joining: false,
@@ -227,6 +228,8 @@ function setupNickForm() {
 
 function chooseNick(nick) {
   $('nick-form').hidden = true;
+  // Kept in memory only: a reload resumes the session and needs no password.
+  if (!$('password-row').hidden) S.password = $('password-input').value;
   if (!$('nick-error').hidden) {
     // The previous try failed: keep the base for the next suggestion.
   } else {
@@ -337,7 +340,7 @@ function joinRoom() {
   const last = S.messages.filter((m) => !m.pending).at(-1);
   const history = last ? { since: new Date(last.time).toISOString() } : { maxstanzas: 50 };
   S.conn.send(x('presence', { to: `${S.roomJid}/${S.nick}`, id: newId() },
-    x('x', { xmlns: NS.muc }, x('history', history))));
+    x('x', { xmlns: NS.muc }, x('history', history), S.password ? x('password', {}, t(S.password)) : null)));
 }
 
 function leave() {
@@ -458,7 +461,7 @@ function joinError(st) {
     'not-acceptable': `The nickname “${S.nick}” is not accepted here.`,
     'jid-malformed': `The nickname “${S.nick}” is not valid.`,
     forbidden: 'You are banned from this room.',
-    'not-authorized': 'This room needs a password, which this page cannot send yet.',
+    'not-authorized': S.password ? 'That password was not accepted.' : 'This room needs a password.',
     'registration-required': 'This room is for members only.',
     'service-unavailable': 'The room is full or not available.',
     'item-not-found': 'This room does not exist, and you cannot create it.',
@@ -469,6 +472,12 @@ function joinError(st) {
   status(null);
   if (['conflict', 'not-acceptable', 'jid-malformed'].includes(condition)) {
     askNick(S.nick, base, condition === 'conflict' ? suggestNick(S.nick) : null);
+  } else if (condition === 'not-authorized') {
+    // XEP-0045 §7.2.6: a password-protected room. Ask for it beside the nick.
+    $('password-row').hidden = false;
+    askNick(S.nick, base, null);
+    $('password-input').value = '';
+    $('password-input').focus();
   } else {
     askNick(S.nick, base, null);
   }
