@@ -225,6 +225,32 @@ impl Server {
         self.deliver_to_sender(reply);
     }
 
+    /// Answer the IQ `request` with a result carrying `payload`, or with the error.
+    pub fn answer_iq(
+        self: &Arc<Self>,
+        request: &Element,
+        reply: Result<Option<Element>, StanzaError>,
+    ) {
+        match reply {
+            Ok(payload) => self.deliver_to_sender(stanza::iq_result(request, payload)),
+            Err(error) => self.bounce(request, error),
+        }
+    }
+
+    /// The type of an IQ get or set sent to a service host that only answers queries (the MUC
+    /// service itself, upload); `None` for anything else, which is dropped, except messages,
+    /// which are refused with service-unavailable.
+    pub fn service_query_kind<'a>(self: &Arc<Self>, stanza: &'a Element) -> Option<&'a str> {
+        match (stanza.name(), stanza.attr("type")) {
+            ("iq", Some(kind @ ("get" | "set"))) => Some(kind),
+            ("message", _) => {
+                self.bounce(stanza, StanzaError::service_unavailable());
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// Deliver a reply to whoever sent the request: a local session (a full JID, if still
     /// bound), or a service host such as a room that asked on behalf of an occupant.
     pub fn deliver_to_sender(self: &Arc<Self>, reply: Element) {
@@ -269,10 +295,8 @@ impl Server {
             kind,
             stanza: stanza.clone(),
         };
-        match handler.handle(self, request).await {
-            Ok(payload) => self.deliver_to_sender(stanza::iq_result(&stanza, payload)),
-            Err(error) => self.bounce(&stanza, error),
-        }
+        let reply = handler.handle(self, request).await;
+        self.answer_iq(&stanza, reply);
     }
 
     /// Bind the listeners and serve until shutdown is requested.

@@ -650,16 +650,9 @@ impl Drop for PutGuard {
 #[async_trait::async_trait]
 impl ServiceHost for UploadService {
     async fn handle(&self, server: &Arc<Server>, stanza: Element) {
-        if stanza.name() != "iq" {
-            if stanza.name() == "message" {
-                server.bounce(&stanza, StanzaError::service_unavailable());
-            }
+        let Some(kind) = server.service_query_kind(&stanza) else {
             return;
-        }
-        let kind = stanza.attr("type");
-        if kind != Some("get") && kind != Some("set") {
-            return;
-        }
+        };
         let Some(Ok(from)) = stanza.attr("from").map(jid::FullJid::new) else {
             return;
         };
@@ -673,26 +666,23 @@ impl ServiceHost for UploadService {
             return;
         };
         let reply = match (kind, payload.ns().as_str(), payload.name()) {
-            (Some("get"), ns::DISCO_INFO, "query") => {
+            ("get", ns::DISCO_INFO, "query") => {
                 if payload.attr("node").is_some() {
                     Err(StanzaError::item_not_found())
                 } else {
                     Ok(Some(self.disco_info(anonymous)))
                 }
             }
-            (Some("get"), ns::DISCO_ITEMS, "query") => {
+            ("get", ns::DISCO_ITEMS, "query") => {
                 Ok(Some(Build::new("query", ns::DISCO_ITEMS).build()))
             }
-            (Some("get"), ns::PING, "ping") => Ok(None),
-            (Some("get"), NS_UPLOAD, "request") => {
+            ("get", ns::PING, "ping") => Ok(None),
+            ("get", NS_UPLOAD, "request") => {
                 self.request_slot(server, &from, payload).await.map(Some)
             }
             _ => Err(StanzaError::service_unavailable()),
         };
-        match reply {
-            Ok(payload) => server.deliver_to_sender(stanza::iq_result(&stanza, payload)),
-            Err(error) => server.bounce(&stanza, error),
-        }
+        server.answer_iq(&stanza, reply);
     }
 }
 

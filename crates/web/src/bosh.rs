@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
-use salon_server::session::sasl::ChannelBindings;
 use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
 use salon_server::stanza::ns;
 use salon_xml::{ParserLimits, StreamEvent, StreamParser};
@@ -59,7 +58,6 @@ struct BoshSession {
     inbound: mpsc::Sender<Vec<StreamEvent>>,
     shared: Mutex<Shared>,
     changed: Notify,
-    limits: ParserLimits,
 }
 
 /// Build a `<body/>` wrapper around elements.
@@ -202,7 +200,6 @@ async fn create_session(
             last_activity: Instant::now(),
         }),
         changed: Notify::new(),
-        limits: parser_limits(&server),
     });
     state.bosh.sessions.insert(sid.clone(), session.clone());
     let secure =
@@ -237,8 +234,10 @@ async fn create_session(
 }
 
 impl BoshSession {
-    async fn open_stream(&self) {
-        let open = StreamEvent::StreamOpen {
+    /// What the session sees when a BOSH stream starts or restarts: the header a TCP client
+    /// would have sent (XEP-0206 has none on the wire).
+    fn stream_open(&self) -> StreamEvent {
+        StreamEvent::StreamOpen {
             namespace: ns::STREAM.to_string(),
             name: "stream".to_string(),
             attributes: vec![
@@ -246,8 +245,11 @@ impl BoshSession {
                 ("version".into(), "1.0".into()),
             ],
             default_namespace: Some(ns::CLIENT.to_string()),
-        };
-        let _ = self.inbound.send(vec![open]).await;
+        }
+    }
+
+    async fn open_stream(&self) {
+        let _ = self.inbound.send(vec![self.stream_open()]).await;
     }
 
     fn remember(&self, rid: u64, text: &str) {
@@ -314,15 +316,7 @@ impl BoshSession {
                 .or_else(|| attribute(attributes, &format!("{{{NS_XBOSH}}}restart"))),
             Some("true" | "1")
         ) {
-            events.push(StreamEvent::StreamOpen {
-                namespace: ns::STREAM.to_string(),
-                name: "stream".to_string(),
-                attributes: vec![
-                    ("to".into(), self.host.clone()),
-                    ("version".into(), "1.0".into()),
-                ],
-                default_namespace: Some(ns::CLIENT.to_string()),
-            });
+            events.push(self.stream_open());
         }
         events.extend(children.into_iter().map(StreamEvent::Stanza));
         let terminating = attribute(attributes, "type") == Some("terminate");
@@ -412,21 +406,8 @@ impl Transport for BoshTransport {
         events: &mut Vec<StreamEvent>,
     ) -> Poll<Result<(), ReadError>> {
         match self.receiver.poll_recv(cx) {
+            // Elements arrive parsed, each within the stanza limit (`parse_request`).
             Poll::Ready(Some(mut batch)) => {
-                // Elements arrive parsed; check each against the stanza limit.
-                for event in &batch {
-                    if let StreamEvent::Stanza(element) = event {
-                        if salon_xml::serialize(element).len()
-                            > self.session.limits.max_stanza_bytes
-                        {
-                            return Poll::Ready(Err(ReadError::Parse(
-                                salon_xml::StreamParseError::PolicyViolation(
-                                    "stanza too large".into(),
-                                ),
-                            )));
-                        }
-                    }
-                }
                 events.append(&mut batch);
                 return Poll::Ready(Ok(()));
             }
@@ -517,18 +498,6 @@ impl Transport for BoshTransport {
 
     fn is_secure(&self) -> bool {
         self.secure
-    }
-
-    fn can_starttls(&self) -> bool {
-        false
-    }
-
-    async fn starttls(&mut self, _config: Arc<rustls::ServerConfig>) -> io::Result<()> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-
-    fn channel_bindings(&self) -> ChannelBindings {
-        ChannelBindings::default()
     }
 
     fn peer_ip(&self) -> IpAddr {

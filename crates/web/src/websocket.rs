@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use salon_server::session::sasl::ChannelBindings;
 use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
 use salon_server::stanza::ns;
 use salon_xml::{StreamEvent, StreamParseError, StreamParser};
@@ -253,18 +252,6 @@ impl Transport for WebSocketTransport {
 
     fn is_secure(&self) -> bool {
         self.secure
-    }
-
-    fn can_starttls(&self) -> bool {
-        false
-    }
-
-    async fn starttls(&mut self, _config: Arc<rustls::ServerConfig>) -> io::Result<()> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-
-    fn channel_bindings(&self) -> ChannelBindings {
-        ChannelBindings::default()
     }
 
     fn peer_ip(&self) -> IpAddr {

@@ -149,19 +149,12 @@ impl MucService {
     }
 
     async fn handle_service_stanza(&self, server: &Arc<Server>, stanza: Element) {
-        if stanza.name() != "iq" {
-            if stanza.name() == "message" {
-                server.bounce(&stanza, StanzaError::service_unavailable());
-            }
+        let Some(kind) = server.service_query_kind(&stanza) else {
             return;
-        }
-        let kind = stanza.attr("type");
-        if kind != Some("get") && kind != Some("set") {
-            return;
-        }
+        };
         let namespace = stanza.children().next().map(|c| c.ns()).unwrap_or_default();
         let reply = match (kind, namespace.as_str()) {
-            (Some("get"), ns::DISCO_INFO) => Ok(Some(
+            ("get", ns::DISCO_INFO) => Ok(Some(
                 Build::new("query", ns::DISCO_INFO)
                     .child(
                         Build::new("identity", ns::DISCO_INFO)
@@ -184,14 +177,11 @@ impl MucService {
                     )
                     .build(),
             )),
-            (Some("get"), ns::DISCO_ITEMS) => Ok(Some(self.directory())),
-            (Some("get"), ns::PING) => Ok(None),
+            ("get", ns::DISCO_ITEMS) => Ok(Some(self.directory())),
+            ("get", ns::PING) => Ok(None),
             _ => Err(StanzaError::service_unavailable()),
         };
-        match reply {
-            Ok(payload) => server.deliver_to_sender(stanza::iq_result(&stanza, payload)),
-            Err(error) => server.bounce(&stanza, error),
-        }
+        server.answer_iq(&stanza, reply);
     }
 
     /// Public rooms, for disco#items on the service (XEP-0045 §6.3).

@@ -1181,12 +1181,7 @@ impl Room {
                 _ => Err(StanzaError::service_unavailable()),
             }
         };
-        match result {
-            Ok(payload) => self
-                .server
-                .deliver_to_sender(stanza::iq_result(&stanza, payload)),
-            Err(error) => self.server.bounce(&stanza, error),
-        }
+        self.server.answer_iq(&stanza, result);
     }
 
     /// An IQ to an occupant JID. A client pinging its own occupant JID learns whether it is

@@ -60,9 +60,17 @@ pub trait Transport: Send {
     /// Forget the parser state for a stream restart.
     fn restart(&mut self);
     fn is_secure(&self) -> bool;
-    fn can_starttls(&self) -> bool;
-    async fn starttls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()>;
-    fn channel_bindings(&self) -> ChannelBindings;
+    /// Only TCP can upgrade to TLS; the others are encrypted (or not) by the HTTP layer.
+    fn can_starttls(&self) -> bool {
+        false
+    }
+    async fn starttls(&mut self, _config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// What SCRAM-…-PLUS can bind to; nothing where this process does not hold the TLS session.
+    fn channel_bindings(&self) -> ChannelBindings {
+        ChannelBindings::default()
+    }
     /// The client's address, for limits and logs.
     fn peer_ip(&self) -> IpAddr;
     /// Whether the client's stream header is acceptable to this transport: its element and
@@ -192,15 +200,6 @@ impl Transport for NoTransport {
     fn restart(&mut self) {}
     fn is_secure(&self) -> bool {
         false
-    }
-    fn can_starttls(&self) -> bool {
-        false
-    }
-    async fn starttls(&mut self, _: Arc<rustls::ServerConfig>) -> io::Result<()> {
-        Err(io::ErrorKind::NotConnected.into())
-    }
-    fn channel_bindings(&self) -> ChannelBindings {
-        ChannelBindings::default()
     }
     fn peer_ip(&self) -> IpAddr {
         IpAddr::from([0, 0, 0, 0])
