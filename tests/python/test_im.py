@@ -104,6 +104,76 @@ async def test_subscription_handshake_roster_and_presence(server):
         )
 
 
+NS_PRE_APPROVAL = "urn:xmpp:features:pre-approval"
+
+
+async def roster_item_until(c: Client, contact: str, check, what: str) -> ET.Element:
+    """Polls the roster until `contact`'s item satisfies `check` (the server applies
+    subscription stanzas asynchronously)."""
+    items = {}
+    for _ in range(25):
+        items = await roster_items(c)
+        if contact in items and check(items[contact]):
+            return items[contact]
+        await asyncio.sleep(0.2)
+    raise AssertionError(
+        f"{c.bare}'s roster never showed {what} for {contact}: "
+        f"{ {j: i.attrib for j, i in items.items()} }"
+    )
+
+
+@async_test
+async def test_subscription_pre_approval(server):
+    """RFC 6121 §3.4: a user approves a contact's subscription before it is asked for; the
+    contact's later request is answered by the server, and the user is not asked."""
+    (a_jid, a_pw), (b_jid, b_pw), (c_jid, c_pw) = (
+        server.new_user("pa"), server.new_user("pb"), server.new_user("pc"))
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw)
+        bob = await login(cs, server, b_jid, b_pw)
+        carol = await login(cs, server, c_jid, c_pw)
+        # Offered as a stream feature after authentication.
+        assert any(f.find(f"{{{NS_PRE_APPROVAL}}}sub") is not None for f in alice.features_seen), (
+            f"no pre-approval feature: {[ET.tostring(f) for f in alice.features_seen]}")
+        assert await roster_items(alice) == {}
+
+        # Alice approves bob in advance: her roster shows it, bob hears nothing yet.
+        alice.x.send_presence(pto=b_jid, ptype="subscribed")
+        item = await roster_item_until(
+            alice, b_jid, lambda i: i.get("approved") == "true", "approved='true'")
+        assert item.get("subscription") == "none", ET.tostring(item)
+        await alice.ping_server()
+        await asyncio.sleep(0.3)
+        assert not [p for p in bob.presences if p["type"] == "subscribed"], (
+            "a pre-approval must not reach the contact")
+
+        # Bob asks: the server approves for alice, bob gets her presence, alice is not asked.
+        bob.x.send_presence(pto=a_jid, ptype="subscribe")
+        ok = await bob.wait_presence(lambda p: p["type"] == "subscribed", what="auto-approval")
+        assert str(ok["from"]) == a_jid, str(ok)
+        await bob.wait_presence(
+            lambda p: str(p["from"]) == alice.jid and p["type"] in ("available", ""),
+            what="alice's presence after the approval")
+        item = await roster_item_until(
+            alice, b_jid, lambda i: i.get("subscription") == "from", "subscription='from'")
+        assert item.get("approved") is None, ET.tostring(item)
+        await alice.ping_server()
+        assert not [p for p in alice.presences if p["type"] == "subscribe"], (
+            "a pre-approved request must not be shown to the user")
+
+        # A pre-approval withdrawn with unsubscribed is gone: carol's request reaches alice.
+        alice.x.send_presence(pto=c_jid, ptype="subscribed")
+        await roster_item_until(alice, c_jid, lambda i: i.get("approved") == "true", "approved")
+        alice.x.send_presence(pto=c_jid, ptype="unsubscribed")
+        await roster_item_until(alice, c_jid, lambda i: i.get("approved") is None,
+                                "the pre-approval withdrawn")
+        carol.x.send_presence(pto=a_jid, ptype="subscribe")
+        sub = await alice.wait_presence(lambda p: p["type"] == "subscribe", what="carol's request")
+        assert str(sub["from"]) == c_jid, str(sub)
+        assert not [p for p in carol.presences if p["type"] == "subscribed"], (
+            "a withdrawn pre-approval must not approve")
+
+
 @async_test
 async def test_no_presence_leak_without_subscription(server):
     (a_jid, a_pw), (c_jid, c_pw) = server.new_user("pl"), server.new_user("pc")

@@ -19,6 +19,7 @@ pub mod ns {
     pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
     pub const DATA_FORMS: &str = "jabber:x:data";
     pub const ROSTER: &str = "jabber:iq:roster";
+    pub const PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
     pub const PING: &str = "urn:xmpp:ping";
     pub const VERSION: &str = "jabber:iq:version";
     pub const TIME: &str = "urn:xmpp:time";

@@ -213,7 +213,7 @@ fn credentials_from_row(row: &SqliteRow) -> StorageResult<Credentials> {
 /// Columns selected by the roster queries: one row per (item, group), items without groups once
 /// with a NULL group, ordered by contact and then group position.
 const ROSTER_SELECT: &str = "SELECT r.id, r.contact, r.name, r.subscription, r.ask_out, \
-     r.pending_in, g.name AS group_name \
+     r.pending_in, r.approved, g.name AS group_name \
      FROM accounts a \
      JOIN roster_items r ON r.account_id = a.id \
      LEFT JOIN roster_groups g ON g.item_id = r.id \
@@ -237,6 +237,7 @@ fn roster_from_rows(rows: &[SqliteRow]) -> StorageResult<Vec<RosterItem>> {
                 subscription,
                 ask_out: row.try_get("ask_out").map_err(db_error)?,
                 pending_in: row.try_get("pending_in").map_err(db_error)?,
+                approved: row.try_get("approved").map_err(db_error)?,
                 groups: Vec::new(),
             });
         }
@@ -488,11 +489,11 @@ impl Storage for SqliteStorage {
             .map_err(db_error)?;
         let item_id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO roster_items (account_id, contact, name, subscription, ask_out, \
-             pending_in) \
-             SELECT id, ?3, ?4, ?5, ?6, ?7 FROM accounts WHERE user = ?1 AND domain = ?2 \
+             pending_in, approved) \
+             SELECT id, ?3, ?4, ?5, ?6, ?7, ?8 FROM accounts WHERE user = ?1 AND domain = ?2 \
              ON CONFLICT (account_id, contact) DO UPDATE SET name = excluded.name, \
              subscription = excluded.subscription, ask_out = excluded.ask_out, \
-             pending_in = excluded.pending_in \
+             pending_in = excluded.pending_in, approved = excluded.approved \
              RETURNING id",
         )
         .bind(user)
@@ -502,6 +503,7 @@ impl Storage for SqliteStorage {
         .bind(item.subscription.as_str())
         .bind(item.ask_out)
         .bind(item.pending_in)
+        .bind(item.approved)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;

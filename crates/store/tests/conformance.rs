@@ -259,6 +259,7 @@ async fn roster(s: &dyn Storage) {
         subscription: Subscription::Both,
         ask_out: false,
         pending_in: false,
+        approved: false,
         // Kept in the order given.
         groups: vec![
             "Friends".to_owned(),
@@ -272,14 +273,17 @@ async fn roster(s: &dyn Storage) {
         subscription: Subscription::None,
         ask_out: true,
         pending_in: true,
+        approved: false,
         groups: Vec::new(),
     };
     let benvolio = RosterItem {
         jid: "benvolio@montague.example".to_owned(),
         name: Some(String::new()),
-        subscription: Subscription::From,
+        subscription: Subscription::To,
         ask_out: false,
-        pending_in: true,
+        pending_in: false,
+        // Pre-approved (RFC 6121 §3.4).
+        approved: true,
         groups: vec!["Friends".to_owned()],
     };
     for it in [&romeo, &nurse, &benvolio] {
@@ -323,6 +327,7 @@ async fn roster(s: &dyn Storage) {
         subscription: Subscription::To,
         ask_out: true,
         pending_in: false,
+        approved: true,
         groups: vec!["Family".to_owned()],
     };
     s.put_roster_item("alice", A, &romeo2)

@@ -182,16 +182,23 @@ pub async fn outbound_subscription(
             .await;
         }
         "subscribed" => {
-            let item = roster::update_item(server, &account, contact_str, |item| {
+            let mut approves_request = false;
+            roster::update_item(server, &account, contact_str, |item| {
                 if item.pending_in {
                     item.pending_in = false;
+                    item.approved = false;
                     item.subscription = item.subscription.with_from();
+                    approves_request = true;
+                } else if !item.subscription.has_from() {
+                    // RFC 6121 §3.4.2: nothing asked yet, so this approves in advance; the
+                    // contact hears nothing until it asks.
+                    item.approved = true;
                 }
             })
             .await;
-            // Nothing pending and not yet approved: nothing to approve (pre-approval is not
-            // offered), so the stanza is not routed.
-            route = item.is_some_and(|i| i.subscription.has_from());
+            // Only an answer to a pending request goes to the contact (§3.1.5): a
+            // pre-approval stays here, and a repeated approval is redundant.
+            route = approves_request;
         }
         "unsubscribe" => {
             roster::update_item(server, &account, contact_str, |item| {
@@ -203,6 +210,8 @@ pub async fn outbound_subscription(
         "unsubscribed" => {
             roster::update_item(server, &account, contact_str, |item| {
                 item.pending_in = false;
+                // Also withdraws a pre-approval (RFC 6121 §3.4.2).
+                item.approved = false;
                 item.subscription = item.subscription.without_from();
             })
             .await;
@@ -274,8 +283,18 @@ pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &ji
     let mut deliver = true;
     match kind.as_str() {
         "subscribe" => {
+            let mut pre_approved = false;
             let existing = roster::update_item(server, to, &from_str, |item| {
-                if !item.subscription.has_from() {
+                if item.subscription.has_from() {
+                    return;
+                }
+                if item.approved {
+                    // RFC 6121 §3.4.2: approved in advance, so approved now.
+                    pre_approved = true;
+                    item.approved = false;
+                    item.pending_in = false;
+                    item.subscription = item.subscription.with_from();
+                } else {
                     item.pending_in = true;
                 }
             })
@@ -284,6 +303,10 @@ pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &ji
                 // Already approved: answer for the user (RFC 6121 §3.1.3).
                 deliver = false;
                 send_subscription(server, to.as_str(), &from, "subscribed").await;
+                if pre_approved {
+                    // As after any approval, the new subscriber gets the user's presence.
+                    send_current_presence(server, to, &from_str, false);
+                }
             }
         }
         "subscribed" => {

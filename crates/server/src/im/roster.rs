@@ -12,6 +12,8 @@ pub fn register(registry: &mut Registry) {
     let handler = Arc::new(RosterHandler);
     registry.iq(IqScope::Account, IqKind::Get, ns::ROSTER, handler.clone());
     registry.iq(IqScope::Account, IqKind::Set, ns::ROSTER, handler);
+    // RFC 6121 §3.4: subscriptions may be approved before they are asked for.
+    registry.account_stream_feature(Element::bare("sub", ns::PRE_APPROVAL));
 }
 
 struct RosterHandler;
@@ -160,6 +162,9 @@ pub fn item_element(item: &RosterItem) -> Element {
         .build();
     if item.ask_out && item.subscription != Subscription::Remove {
         set_attr(&mut element, "ask", "subscribe");
+    }
+    if item.approved && item.subscription != Subscription::Remove {
+        set_attr(&mut element, "approved", "true");
     }
     element
 }

@@ -79,6 +79,9 @@ pub struct Registry {
     identities: HashMap<IqScope, BTreeSet<Identity>>,
     /// XEP-0128 extended info forms for the server's disco#info.
     server_forms: Vec<Element>,
+    /// Informational stream features announced to authenticated account sessions (RFC 6120
+    /// §4.3.2 voluntary features), such as RFC 6121 pre-approval.
+    account_stream_features: Vec<Element>,
 }
 
 impl Registry {
@@ -107,6 +110,10 @@ impl Registry {
         self.server_forms.push(form);
     }
 
+    pub fn account_stream_feature(&mut self, feature: Element) {
+        self.account_stream_features.push(feature);
+    }
+
     pub fn handler(
         &self,
         scope: IqScope,
@@ -126,6 +133,10 @@ impl Registry {
 
     pub fn server_forms(&self) -> &[Element] {
         &self.server_forms
+    }
+
+    pub fn account_stream_features(&self) -> &[Element] {
+        &self.account_stream_features
     }
 }
 

@@ -513,6 +513,11 @@ impl Session {
                             .child(Element::bare("optional", ns::SESSION))
                             .build(),
                     );
+                // Guests have no roster, so account features are not theirs.
+                if !self.server.is_anonymous_host(&self.host) {
+                    features =
+                        features.children(self.server.modules.account_stream_features().to_vec());
+                }
             }
         }
         features

@@ -133,6 +133,9 @@ pub struct RosterItem {
     /// The contact has asked to subscribe and the user has not answered ("pending in"); the
     /// stored request is re-delivered at each login (RFC 6121 §3.1.3).
     pub pending_in: bool,
+    /// The user approved the contact's subscription before it was asked for ("pre-approved",
+    /// RFC 6121 §3.4); the next request from the contact is answered at once.
+    pub approved: bool,
     pub groups: Vec<String>,
 }
 
