@@ -297,3 +297,70 @@ async def test_vcard_set_get_and_fetch_by_other(server):
         assert resp["type"] == "error", f"bob could set alice's vCard: {resp}"
         resp = await alice.iq("get", None, f"<vCard xmlns='{NS_VCARD}'/>")
         assert resp.xml.findtext(f"{{{NS_VCARD}}}vCard/{{{NS_VCARD}}}FN") == fn
+
+
+@async_test
+async def test_message_carbons(server):
+    """XEP-0280 with slixmpp's carbons plugin: a user's clients that enabled carbons see the
+    chats their other clients send and receive; others, private messages and the sender do not."""
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("ca"), server.new_user("cb")
+    async with Clients() as cs:
+        desk = await login(cs, server, a_jid, a_pw, resource="desk")
+        phone = await login(cs, server, a_jid, a_pw, resource="phone")
+        tablet = await login(cs, server, a_jid, a_pw, resource="tablet")
+        bob = await login(cs, server, b_jid, b_pw)
+
+        info = await desk.iq("get", server.domain, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+        features = {f.get("var") for f in info.xml.iter("{http://jabber.org/protocol/disco#info}feature")}
+        assert "urn:xmpp:carbons:2" in features, features
+
+        copies = {}
+        for c in (desk, phone, tablet):
+            c.x.register_plugin("xep_0280")
+            copies[c] = {"received": [], "sent": []}
+            c.x.add_event_handler(
+                "carbon_received",
+                lambda m, c=c: (copies[c]["received"].append(m["carbon_received"]), c._poke()))
+            c.x.add_event_handler(
+                "carbon_sent",
+                lambda m, c=c: (copies[c]["sent"].append(m["carbon_sent"]), c._poke()))
+        await desk.x.plugin["xep_0280"].enable()
+        await phone.x.plugin["xep_0280"].enable()
+
+        def bodies(c, kind):
+            return [str(m["body"]) for m in copies[c][kind]]
+
+        # Bob writes to alice's desk: the phone gets a received copy, the tablet (carbons off)
+        # and the desk itself (it has the message) get none.
+        bob.x.send_message(mto=desk.jid, mbody="to the desk", mtype="chat")
+        await desk.wait_message(lambda m: m["body"] == "to the desk", what="bob's chat")
+        await phone.wait_until(lambda: "to the desk" in bodies(phone, "received"),
+                               what="received carbon on the phone")
+        copy = copies[phone]["received"][0]
+        assert str(copy["from"]) == bob.jid and str(copy["to"]) == desk.jid, str(copy)
+
+        # The desk writes to bob: the phone gets a sent copy.
+        desk.x.send_message(mto=bob.jid, mbody="from the desk", mtype="chat")
+        await bob.wait_message(lambda m: m["body"] == "from the desk", what="alice's chat")
+        await phone.wait_until(lambda: "from the desk" in bodies(phone, "sent"),
+                               what="sent carbon on the phone")
+        assert str(copies[phone]["sent"][0]["from"]) == desk.jid
+
+        # A private message (XEP-0280 §7) is not copied.
+        private = desk.x.make_message(mto=bob.jid, mbody="just here", mtype="chat")
+        private.xml.append(ET.fromstring("<private xmlns='urn:xmpp:carbons:2'/>"))
+        private.xml.append(ET.fromstring("<no-copy xmlns='urn:xmpp:hints'/>"))
+        private.send()
+        await bob.wait_message(lambda m: m["body"] == "just here", what="the private chat")
+
+        # After disabling, the phone gets no more copies.
+        await phone.x.plugin["xep_0280"].disable()
+        bob.x.send_message(mto=desk.jid, mbody="after disable", mtype="chat")
+        await desk.wait_message(lambda m: m["body"] == "after disable", what="bob's second chat")
+        for c in (desk, phone, tablet, bob):
+            await c.ping_server()
+        await asyncio.sleep(0.3)
+        assert bodies(phone, "received") == ["to the desk"], bodies(phone, "received")
+        assert bodies(phone, "sent") == ["from the desk"], bodies(phone, "sent")
+        assert copies[tablet] == {"received": [], "sent": []}, "carbons went to a client that did not enable them"
+        assert copies[desk] == {"received": [], "sent": []}, "a client got copies of its own traffic"

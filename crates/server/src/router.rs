@@ -115,6 +115,8 @@ pub struct PresenceState {
     pub directed: HashSet<String>,
     /// Has asked for the roster, so wants roster pushes (RFC 6121 §2.1.6).
     pub roster_requested: bool,
+    /// Has enabled Message Carbons (XEP-0280).
+    pub carbons: bool,
 }
 
 /// One bound session as the rest of the server sees it.

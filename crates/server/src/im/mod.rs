@@ -10,8 +10,15 @@ use bytes::Bytes;
 use minidom::Element;
 use std::sync::Arc;
 
+pub mod carbons;
 pub mod presence;
 pub mod roster;
+
+/// A message from a local client: copies for the sender's other clients, then on its way.
+pub async fn outbound_message(server: &Arc<Server>, sender: &SessionHandle, message: Element) {
+    carbons::copy_sent(server, sender, &message);
+    server.route(message).await;
+}
 
 /// Deliver a stanza whose `to` is on a local user host (RFC 6121 §8.5).
 pub async fn deliver_local(server: &Arc<Server>, stanza: Element, to: jid::Jid) {
@@ -50,6 +57,11 @@ async fn deliver_to_full(server: &Arc<Server>, stanza: Element, to: &jid::FullJi
     }
     if let Some(session) = server.router.session(to) {
         session.send_element(&stanza);
+        if stanza.name() == "message" {
+            let bare = to.to_bare();
+            let sessions = server.router.sessions_of(bare.as_str());
+            carbons::copy_received(&bare, &sessions, &[&session], &stanza);
+        }
         return;
     }
     match stanza.name() {
@@ -99,9 +111,10 @@ async fn deliver_message_to_bare(server: &Arc<Server>, stanza: Element, to: &jid
         } else {
             targets
         };
-        for session in targets {
+        for session in &targets {
             session.send(bytes.clone());
         }
+        carbons::copy_received(to, &sessions, &targets, &stanza);
         return;
     }
     if !server.account_exists(to).await {

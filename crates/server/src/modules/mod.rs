@@ -151,4 +151,5 @@ pub fn register_all(registry: &mut Registry, config: &crate::config::Config) {
     vcard::register(registry);
     contact_info::register(registry, config);
     crate::im::roster::register(registry);
+    crate::im::carbons::register(registry);
 }

@@ -816,7 +816,7 @@ impl Session {
                 if to.is_none() {
                     set_attr(&mut element, "to", handle.jid.to_bare().to_string());
                 }
-                self.server.route(element).await;
+                im::outbound_message(&self.server, &handle, element).await;
                 Ok(())
             }
         }

@@ -1,0 +1,213 @@
+//! Message Carbons (XEP-0280): a user's other clients get copies of the chats that one of them
+//! sends or receives, so a conversation reads the same on the phone and on the desk.
+
+use crate::modules::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::router::SessionHandle;
+use crate::server::Server;
+use crate::stanza::{ns, Build, StanzaError};
+use bytes::Bytes;
+use minidom::Element;
+use std::sync::Arc;
+
+pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
+const NS_FORWARD: &str = "urn:xmpp:forward:0";
+const NS_HINTS: &str = "urn:xmpp:hints";
+const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// Payloads that make a message part of a conversation even without a body (XEP-0280 §6.1):
+/// receipts (XEP-0184), chat states (XEP-0085), markers (XEP-0333), and direct MUC invitations
+/// (XEP-0249).
+const IM_PAYLOADS: [&str; 4] = [
+    "urn:xmpp:receipts",
+    "http://jabber.org/protocol/chatstates",
+    "urn:xmpp:chat-markers:0",
+    "jabber:x:conference",
+];
+
+pub fn register(registry: &mut Registry) {
+    registry.iq(
+        IqScope::Account,
+        IqKind::Set,
+        NS_CARBONS,
+        Arc::new(CarbonsHandler),
+    );
+    registry.feature(IqScope::Server, NS_CARBONS);
+}
+
+/// `<enable/>` and `<disable/>` (XEP-0280 §4): per session, so each client decides for itself.
+struct CarbonsHandler;
+
+#[async_trait::async_trait]
+impl IqHandler for CarbonsHandler {
+    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
+        if !request.is_own_account() {
+            return Err(StanzaError::forbidden());
+        }
+        let enable = match request.payload().map(Element::name) {
+            Some("enable") => true,
+            Some("disable") => false,
+            _ => return Err(StanzaError::bad_request("expected <enable/> or <disable/>")),
+        };
+        let session = server
+            .router
+            .session(&request.from)
+            .ok_or_else(StanzaError::internal)?;
+        if let Ok(mut state) = session.presence.lock() {
+            state.carbons = enable;
+        }
+        Ok(None)
+    }
+}
+
+/// Which way a message crosses the user's account.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Sent,
+    Received,
+}
+
+impl Direction {
+    fn element(self) -> &'static str {
+        match self {
+            Direction::Sent => "sent",
+            Direction::Received => "received",
+        }
+    }
+}
+
+/// XEP-0280 §6.1: only instant-messaging traffic is copied, never room traffic that the room
+/// already sends to every joined client, and never a message its sender marked private.
+fn eligible(message: &Element, direction: Direction) -> bool {
+    let has = |name: &str, namespace: &str| message.get_child(name, namespace).is_some();
+    if has("private", NS_CARBONS) || has("no-copy", NS_HINTS) {
+        return false;
+    }
+    // A copy is never copied again; and a forged one from elsewhere must not be relayed as if
+    // the server had made it.
+    if has("sent", NS_CARBONS) || has("received", NS_CARBONS) {
+        return false;
+    }
+    let muc_user = message.get_child("x", NS_MUC_USER);
+    match message.attr("type").unwrap_or("normal") {
+        "groupchat" => false,
+        // A private message from a room occupant: the room sends it to every joined client of
+        // the user already. A mediated invitation comes from the room's bare JID and is copied.
+        _ if direction == Direction::Received
+            && muc_user.is_some_and(|x| x.get_child("invite", NS_MUC_USER).is_none())
+            && message
+                .attr("from")
+                .and_then(|f| jid::Jid::new(f).ok())
+                .is_some_and(|f| f.resource().is_some()) =>
+        {
+            false
+        }
+        "chat" => true,
+        "error" => true,
+        kind => {
+            (kind == "normal" && has("body", ns::CLIENT))
+                || muc_user.is_some_and(|x| x.get_child("invite", NS_MUC_USER).is_some())
+                || message
+                    .children()
+                    .any(|c| IM_PAYLOADS.contains(&c.ns().as_str()))
+        }
+    }
+}
+
+/// Copy `message`, just delivered to `recipients` of `account`, to the account's other
+/// clients that enabled carbons.
+pub fn copy_received(
+    account: &jid::BareJid,
+    sessions: &[Arc<SessionHandle>],
+    recipients: &[&Arc<SessionHandle>],
+    message: &Element,
+) {
+    if !eligible(message, Direction::Received) {
+        return;
+    }
+    let others = sessions
+        .iter()
+        .filter(|s| !recipients.iter().any(|r| r.id == s.id));
+    send_copies(account, others, message, Direction::Received);
+}
+
+/// Copy `message`, just sent by `sender`, to the sender's other clients that enabled carbons.
+pub fn copy_sent(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
+    if sender.anonymous || !eligible(message, Direction::Sent) {
+        return;
+    }
+    let account = sender.jid.to_bare();
+    let sessions = server.router.sessions_of(account.as_str());
+    let others = sessions.iter().filter(|s| s.id != sender.id);
+    send_copies(&account, others, message, Direction::Sent);
+}
+
+fn send_copies<'a>(
+    account: &jid::BareJid,
+    sessions: impl Iterator<Item = &'a Arc<SessionHandle>>,
+    message: &Element,
+    direction: Direction,
+) {
+    let mut copies = sessions.filter(|s| wants_carbons(s)).peekable();
+    if copies.peek().is_none() {
+        return;
+    }
+    let wrapper = Build::new(direction.element(), NS_CARBONS)
+        .child(
+            Build::new("forwarded", NS_FORWARD)
+                .child(message.clone())
+                .build(),
+        )
+        .build();
+    for session in copies {
+        let copy = Build::new("message", ns::CLIENT)
+            .attr("from", account.to_string())
+            .attr("to", session.jid.to_string())
+            .attr("type", message.attr("type").unwrap_or("normal"))
+            .child(wrapper.clone())
+            .build();
+        session.send(Bytes::from(salon_xml::serialize(&copy)));
+    }
+}
+
+fn wants_carbons(session: &SessionHandle) -> bool {
+    session.presence.lock().is_ok_and(|p| p.carbons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(xml: &str) -> Element {
+        xml.parse().expect("test XML")
+    }
+
+    #[test]
+    fn chats_and_bodies_are_copied_room_traffic_and_private_ones_are_not() {
+        let chat = message(
+            "<message xmlns='jabber:client' type='chat' from='a@x/r'><body>hi</body></message>",
+        );
+        assert!(eligible(&chat, Direction::Received));
+        assert!(eligible(&chat, Direction::Sent));
+        let normal =
+            message("<message xmlns='jabber:client' from='a@x/r'><body>hi</body></message>");
+        assert!(eligible(&normal, Direction::Received));
+        let empty_normal = message("<message xmlns='jabber:client' from='a@x/r'/>");
+        assert!(!eligible(&empty_normal, Direction::Received));
+        let receipt = message("<message xmlns='jabber:client' from='a@x/r'><received xmlns='urn:xmpp:receipts' id='1'/></message>");
+        assert!(eligible(&receipt, Direction::Received));
+        let groupchat = message("<message xmlns='jabber:client' type='groupchat' from='r@muc/n'><body>hi</body></message>");
+        assert!(!eligible(&groupchat, Direction::Received));
+        let private = message("<message xmlns='jabber:client' type='chat'><body>x</body><private xmlns='urn:xmpp:carbons:2'/><no-copy xmlns='urn:xmpp:hints'/></message>");
+        assert!(!eligible(&private, Direction::Sent));
+        let forged = message("<message xmlns='jabber:client' type='chat' from='m@evil/x'><received xmlns='urn:xmpp:carbons:2'/></message>");
+        assert!(!eligible(&forged, Direction::Received));
+    }
+
+    #[test]
+    fn room_private_messages_are_copied_only_when_sent() {
+        let pm = "<message xmlns='jabber:client' type='chat' from='room@muc/nick'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>";
+        assert!(!eligible(&message(pm), Direction::Received));
+        assert!(eligible(&message(pm), Direction::Sent));
+        let invite = message("<message xmlns='jabber:client' from='room@muc'><x xmlns='http://jabber.org/protocol/muc#user'><invite from='b@x'/></x></message>");
+        assert!(eligible(&invite, Direction::Received));
+    }
+}
