@@ -55,10 +55,11 @@ class SalonServer:
         max_stanza_bytes: int | None = None,
         login_failures_per_minute: int = 1000,
         extra_limits: dict | None = None,
-                muc: dict | None = None,
+        muc: dict | None = None,
         http: dict | None = None,
         upload: dict | None = None,
         contact: dict | None = None,
+        archive: dict | None = None,
         worker_threads: int | None = None,
     ):
         self.name = name
@@ -124,6 +125,8 @@ class SalonServer:
             lines += ["", "[http]"] + [f"{k} = {_toml_value(v)}" for k, v in http.items()]
         if contact:
             lines += ["", "[contact]"] + [f"{k} = {_toml_value(v)}" for k, v in contact.items()]
+        if archive:
+            lines += ["", "[archive]"] + [f"{k} = {_toml_value(v)}" for k, v in archive.items()]
         if upload is not None:
             # An [upload] section (empty dict: all defaults); a nested "anonymous" dict becomes
             # [upload.anonymous]. Lists are written as TOML arrays of strings.

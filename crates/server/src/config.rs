@@ -28,7 +28,27 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub http: HttpConfig,
     pub contact: ContactConfig,
+    /// Message Archive Management (XEP-0313) for accounts' one-to-one messages.
+    pub archive: ArchiveConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Keep each account's chats so its clients can fetch them (XEP-0313).
+    pub enabled: bool,
+    /// Archived account messages older than this many days are deleted; 0 keeps them.
+    pub retention_days: u64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            enabled: true,
+            retention_days: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -403,6 +423,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
             contact: ContactConfig::default(),
+            archive: ArchiveConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -878,6 +899,10 @@ impl Config {
                 anonymous.resume_timeout
             ));
         }
+        out.push_str(&format!(
+            "archive.enabled = {}\narchive.retention_days = {}\n",
+            self.archive.enabled, self.archive.retention_days
+        ));
         out.push_str(&format!("log.level = {:?}\n", self.log.level));
         out
     }
@@ -985,6 +1010,20 @@ domain = "rooms.example.org"
         assert_eq!(err.key.as_deref(), Some("worker_threads"));
         let err = Config::parse("worker_threads = -1\n", None).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("worker_threads"));
+    }
+
+    #[test]
+    fn account_archives_are_on_by_default_and_configurable() {
+        let config = Config::parse("", None).unwrap();
+        assert!(config.archive.enabled);
+        assert_eq!(config.archive.retention_days, 0);
+        let config =
+            Config::parse("[archive]\nenabled = false\nretention_days = 30\n", None).unwrap();
+        assert!(!config.archive.enabled);
+        assert_eq!(config.archive.retention_days, 30);
+        assert!(config.describe().contains("archive.retention_days = 30\n"));
+        let err = Config::parse("[archive]\nretention = 30\n", None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("archive.retention"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Salon XMPP server: configuration, sessions, router and feature modules.
 //! See ARCHITECTURE.md for the path of a stanza through these modules.
 
+pub mod archive;
 pub mod config;
 pub mod im;
 pub mod modules;

@@ -90,6 +90,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     /// Set before bound sessions are kicked at shutdown, for a session that binds meanwhile.
     shutting_down: std::sync::atomic::AtomicBool,
+    /// One archive writer for rooms and accounts alike, started on first use.
+    archive: std::sync::OnceLock<crate::archive::ArchiveWriter>,
 }
 
 impl Server {
@@ -130,6 +132,7 @@ impl Server {
             started: Instant::now(),
             shutdown,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            archive: std::sync::OnceLock::new(),
         }))
     }
 
@@ -299,11 +302,29 @@ impl Server {
         self.answer_iq(&stanza, reply);
     }
 
+    /// The archive writer (XEP-0313), started on first use (inside the runtime).
+    pub fn archive_writer(&self) -> crate::archive::ArchiveWriter {
+        self.archive
+            .get_or_init(|| crate::archive::ArchiveWriter::start(self.storage.clone()))
+            .clone()
+    }
+
     /// Bind the listeners and serve until shutdown is requested.
     pub async fn run(self: &Arc<Self>) -> anyhow::Result<()> {
         if let Some(muc) = &self.muc {
             muc.load(self).await;
-            crate::muc::archive::start_retention(self.clone(), muc.settings.archive_retention_days);
+            crate::archive::start_retention(
+                self.clone(),
+                vec![muc.settings.domain.clone()],
+                muc.settings.archive_retention_days,
+            );
+        }
+        if self.config.archive.enabled {
+            crate::archive::start_retention(
+                self.clone(),
+                vec![self.config.domain.clone()],
+                self.config.archive.retention_days,
+            );
         }
         crate::upload::start_expiry(self.clone());
         let mut tasks = Vec::new();
@@ -351,9 +372,9 @@ impl Server {
         while !self.connections.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        // Messages rooms handed to the archive are written before the database is closed.
-        if let Some(muc) = &self.muc {
-            muc.flush_archive().await;
+        // Messages handed to the archive are written before the database is closed.
+        if let Some(writer) = self.archive.get() {
+            writer.flush().await;
         }
         if let Err(e) = self.storage.flush().await {
             tracing::error!(error = %e, "flushing storage at shutdown");

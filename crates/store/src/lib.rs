@@ -838,12 +838,17 @@ impl Storage for SqliteStorage {
         require_row(result.rows_affected())
     }
 
-    async fn archive_expire(&self, before: i64) -> StorageResult<usize> {
-        let result = sqlx::query("DELETE FROM archive_messages WHERE timestamp < ?1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+    async fn archive_expire(&self, domain: &str, before: i64) -> StorageResult<usize> {
+        // Compared as a suffix, not with LIKE, whose `_` would match any character.
+        let result = sqlx::query(
+            "DELETE FROM archive_messages WHERE timestamp < ?1 \
+             AND substr(archive, -(length(?2) + 1)) = '@' || ?2",
+        )
+        .bind(before)
+        .bind(domain)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
         usize::try_from(result.rows_affected()).map_err(|_| corrupt("expired message count"))
     }
 

@@ -11,11 +11,13 @@ use minidom::Element;
 use std::sync::Arc;
 
 pub mod carbons;
+pub mod mam;
 pub mod presence;
 pub mod roster;
 
 /// A message from a local client: copies for the sender's other clients, then on its way.
 pub async fn outbound_message(server: &Arc<Server>, sender: &SessionHandle, message: Element) {
+    mam::archive_outgoing(server, sender, &message).await;
     carbons::copy_sent(server, sender, &message);
     server.route(message).await;
 }
@@ -49,13 +51,16 @@ pub async fn deliver_local(server: &Arc<Server>, stanza: Element, to: jid::Jid) 
     }
 }
 
-async fn deliver_to_full(server: &Arc<Server>, stanza: Element, to: &jid::FullJid) {
+async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::FullJid) {
     if stanza.name() == "presence" && is_subscription(&stanza) {
         // RFC 6121 §3: subscription stanzas are about the account, not a resource.
         presence::inbound_subscription(server, stanza, &to.to_bare()).await;
         return;
     }
     if let Some(session) = server.router.session(to) {
+        if stanza.name() == "message" {
+            mam::archive_incoming(server, &to.to_bare(), &mut stanza).await;
+        }
         session.send_element(&stanza);
         if stanza.name() == "message" {
             let bare = to.to_bare();
@@ -93,8 +98,9 @@ async fn deliver_to_bare(server: &Arc<Server>, stanza: Element, to: &jid::BareJi
 }
 
 /// RFC 6121 §8.5.2.1: messages to an account go to its most available resources, or are held.
-async fn deliver_message_to_bare(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
-    let kind = stanza.attr("type").unwrap_or("normal");
+async fn deliver_message_to_bare(server: &Arc<Server>, mut stanza: Element, to: &jid::BareJid) {
+    let kind = stanza.attr("type").unwrap_or("normal").to_string();
+    let kind = kind.as_str();
     if kind == "groupchat" {
         server.bounce(&stanza, StanzaError::service_unavailable());
         return;
@@ -102,6 +108,7 @@ async fn deliver_message_to_bare(server: &Arc<Server>, stanza: Element, to: &jid
     let sessions = server.router.sessions_of(to.as_str());
     let targets = highest_priority(&sessions);
     if !targets.is_empty() {
+        mam::archive_incoming(server, to, &mut stanza).await;
         let bytes = Bytes::from(salon_xml::serialize(&stanza));
         let targets: Vec<_> = if kind == "headline" {
             sessions
@@ -132,6 +139,7 @@ async fn deliver_message_to_bare(server: &Arc<Server>, stanza: Element, to: &jid
             );
             return;
         }
+        mam::archive_incoming(server, to, &mut stanza).await;
         store_offline(server, stanza, to).await;
     }
 }

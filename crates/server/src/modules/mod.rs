@@ -152,4 +152,5 @@ pub fn register_all(registry: &mut Registry, config: &crate::config::Config) {
     contact_info::register(registry, config);
     crate::im::roster::register(registry);
     crate::im::carbons::register(registry);
+    crate::im::mam::register(registry, config);
 }

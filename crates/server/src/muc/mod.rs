@@ -3,7 +3,6 @@
 //! is a task of its own that owns the room's state, so a room's ordering is total and no lock is
 //! shared between rooms.
 
-pub mod archive;
 pub mod config;
 pub mod nick;
 pub mod room;
@@ -46,8 +45,6 @@ pub struct MucService {
     pub settings: MucConfig,
     rooms: DashMap<String, Arc<RoomHandle>>,
     next_id: std::sync::atomic::AtomicU64,
-    /// One archive writer for every room (started with the first room).
-    archive: std::sync::OnceLock<archive::ArchiveWriter>,
 }
 
 impl MucService {
@@ -56,22 +53,7 @@ impl MucService {
             settings,
             rooms: DashMap::new(),
             next_id: std::sync::atomic::AtomicU64::new(1),
-            archive: std::sync::OnceLock::new(),
         })
-    }
-
-    /// Make sure every message handed to the archive writer is stored (at shutdown).
-    pub async fn flush_archive(&self) {
-        if let Some(writer) = self.archive.get() {
-            writer.flush().await;
-        }
-    }
-
-    /// The service's archive writer, started on first use (inside the runtime).
-    pub fn archive_writer(&self, server: &Arc<Server>) -> archive::ArchiveWriter {
-        self.archive
-            .get_or_init(|| archive::ArchiveWriter::start(server.storage.clone()))
-            .clone()
     }
 
     /// Start the tasks of the persistent rooms stored for this service.

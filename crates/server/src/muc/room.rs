@@ -5,10 +5,10 @@
 //! retraction. The room runs as one task that owns
 //! all of this state; stanzas reach it through a bounded queue.
 
-use super::archive::{self, ArchiveWriter};
 use super::config::{self as room_config, Affiliation, AllowPm, Role, RoomRecord};
 use super::nick::{self, NickError};
 use super::{MucService, RoomHandle, NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, NS_ROOMINFO};
+use crate::archive::{self, ArchiveWriter};
 use crate::router::AddressedTemplate;
 use crate::server::Server;
 use crate::stanza::{self, ns, remove_attr, set_attr, Build, ErrorType, StanzaError};
@@ -122,7 +122,7 @@ impl Room {
         if record.occupant_id_secret.is_empty() {
             record.occupant_id_secret = format!("{:032x}", rand::random::<u128>());
         }
-        let archive = service.archive_writer(&server);
+        let archive = server.archive_writer();
         let room = Room {
             server,
             service,
@@ -930,11 +930,7 @@ impl Room {
 
     async fn broadcast_groupchat(&mut self, index: usize, mut stanza: Element) {
         let occupant = &self.occupants[index];
-        let stanza_id = format!(
-            "{:x}{:016x}",
-            chrono::Utc::now().timestamp_micros(),
-            rand::random::<u64>()
-        );
+        let stanza_id = archive::new_stanza_id();
         // Drop ids and occupant ids a client may have forged (XEP-0359 §3.3, XEP-0421 §4).
         let foreign: Vec<Element> = stanza
             .children()
@@ -1901,7 +1897,14 @@ impl Room {
             return Err(StanzaError::forbidden());
         }
         self.archive.flush().await;
-        archive::answer_query(&self.server, self.jid.as_str(), from, query).await
+        archive::answer_query(
+            &self.server,
+            self.jid.as_str(),
+            from,
+            query,
+            archive::WithKind::Full,
+        )
+        .await
     }
 
     /// XEP-0425: a moderator retracts a message; everyone is told and the archive keeps a
@@ -1986,7 +1989,7 @@ impl Room {
             self.history.remove(index);
         }
         if let Some(original) = original {
-            if let Some(tombstone) = archive::tombstone(&original.stanza, retracted) {
+            if let Some(tombstone) = tombstone(&original.stanza, retracted) {
                 if let Err(e) = self
                     .server
                     .storage
@@ -1999,4 +2002,23 @@ impl Room {
         }
         Ok(None)
     }
+}
+
+/// XEP-0425 §5: keep the envelope and the sender's occupant id, replace the content with a
+/// `<retracted/>` element.
+fn tombstone(stored: &str, retracted: Element) -> Option<String> {
+    let original = salon_xml::parse_stored(stored, ns::CLIENT)?;
+    let mut kept = Element::bare(original.name(), ns::CLIENT);
+    for name in ["type", "from", "id"] {
+        if let Some(value) = original.attr(name) {
+            crate::stanza::set_attr(&mut kept, name, value.to_string());
+        }
+    }
+    for child in original.children() {
+        if child.is("occupant-id", NS_OCCUPANT_ID) || child.is("stanza-id", NS_SID) {
+            kept.append_child(child.clone());
+        }
+    }
+    kept.append_child(retracted);
+    Some(String::from_utf8_lossy(&salon_xml::serialize(&kept)).into_owned())
 }

@@ -487,10 +487,16 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    async fn archive_expire(&self, before: i64) -> StorageResult<usize> {
+    async fn archive_expire(&self, domain: &str, before: i64) -> StorageResult<usize> {
         let mut archives = write(&self.archives);
         let mut expired = 0;
-        archives.by_jid.retain(|_, stored| {
+        archives.by_jid.retain(|jid, stored| {
+            let on_domain = jid
+                .strip_suffix(domain)
+                .is_some_and(|rest| rest.ends_with('@'));
+            if !on_domain {
+                return true;
+            }
             let Archive {
                 messages,
                 seq_by_id,

@@ -317,8 +317,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn archive_get(&self, archive: &str, id: &str) -> StorageResult<Option<ArchivedMessage>>;
     /// Replaces the stored stanza of a message (XEP-0425 tombstone); NotFound if absent.
     async fn archive_replace(&self, archive: &str, id: &str, stanza: &str) -> StorageResult<()>;
-    /// Deletes messages older than `before` (microseconds) from every archive; returns how many.
-    async fn archive_expire(&self, before: i64) -> StorageResult<usize>;
+    /// Deletes messages older than `before` (microseconds) from every archive on `domain` (the
+    /// domain part of the archive's JID: a MUC service or a user host); returns how many.
+    async fn archive_expire(&self, domain: &str, before: i64) -> StorageResult<usize>;
     /// Deletes a whole archive (room destroyed, account deleted).
     async fn archive_delete(&self, archive: &str) -> StorageResult<()>;
 

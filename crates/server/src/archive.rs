@@ -1,8 +1,8 @@
-//! Room archives (XEP-0313 Message Archive Management with XEP-0059 paging): the ordered,
-//! bounded writer each room appends through, the query protocol, and XEP-0425 tombstones.
+//! Message archives (XEP-0313 Message Archive Management with XEP-0059 paging) of rooms and
+//! accounts: the ordered, bounded writer they append through, the query protocol, retention.
 
 use crate::server::Server;
-use crate::stanza::{self, ns, Build, StanzaError};
+use crate::stanza::{ns, Build, StanzaError};
 use crate::storage::{ArchiveQuery, ArchivedMessage, StorageError};
 use minidom::Element;
 use std::sync::Arc;
@@ -29,9 +29,9 @@ enum WriterCommand {
     Flush(oneshot::Sender<()>),
 }
 
-/// Appends the service's messages in order, off the rooms' tasks. One writer serves every
-/// room, so that messages of many rooms share one write (one disk sync) when they arrive
-/// close together.
+/// Appends messages in order, off the rooms' and sessions' tasks. One writer serves every
+/// archive, so that messages of many rooms and accounts share one write (one disk sync) when
+/// they arrive close together.
 #[derive(Clone)]
 pub struct ArchiveWriter {
     sender: mpsc::Sender<WriterCommand>,
@@ -97,6 +97,16 @@ impl ArchiveWriter {
     }
 }
 
+/// A new XEP-0359 stanza id: the time first, so ids sort roughly by age, then 64 random bits,
+/// so nobody can guess another message's id.
+pub fn new_stanza_id() -> String {
+    format!(
+        "{:x}{:016x}",
+        chrono::Utc::now().timestamp_micros(),
+        rand::random::<u64>()
+    )
+}
+
 /// The query form's fields (XEP-0313 §5.1.1), answered to a `get`.
 pub fn query_form() -> Element {
     let field = |var: &'static str, kind: &'static str| {
@@ -132,8 +142,18 @@ fn parse_time(value: &str) -> Result<i64, StanzaError> {
         .map_err(|_| StanzaError::bad_request(format!("`{value}` is not a XEP-0082 date-time")))
 }
 
+/// How an archive records the other party of each message, which the `with` filter matches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum WithKind {
+    /// The full address (a room's archive: the occupant JID).
+    Full,
+    /// The bare JID (an account's archive: a contact, whatever resource it used). A full JID
+    /// in a query is taken as its bare JID, so it finds a superset of what it asked for.
+    Bare,
+}
+
 /// Turn the `<query/>` into an [`ArchiveQuery`].
-fn parse_query(query: &Element) -> Result<ArchiveQuery, StanzaError> {
+fn parse_query(query: &Element, with_kind: WithKind) -> Result<ArchiveQuery, StanzaError> {
     let mut parsed = ArchiveQuery {
         limit: DEFAULT_PAGE,
         ..Default::default()
@@ -150,7 +170,10 @@ fn parse_query(query: &Element) -> Result<ArchiveQuery, StanzaError> {
                 }
                 "with" => {
                     let with = jid::Jid::new(&value).map_err(|_| StanzaError::jid_malformed())?;
-                    parsed.with = Some(with.to_string());
+                    parsed.with = Some(match with_kind {
+                        WithKind::Full => with.to_string(),
+                        WithKind::Bare => with.to_bare().to_string(),
+                    });
                 }
                 "start" => parsed.start = Some(parse_time(&value)?),
                 "end" => parsed.end = Some(parse_time(&value)?),
@@ -193,8 +216,9 @@ pub async fn answer_query(
     archive: &str,
     to: &jid::FullJid,
     query: &Element,
+    with_kind: WithKind,
 ) -> Result<Option<Element>, StanzaError> {
-    let parsed = parse_query(query)?;
+    let parsed = parse_query(query, with_kind)?;
     let page = match server.storage.archive_query(archive, &parsed).await {
         Ok(page) => page,
         Err(StorageError::NotFound) => {
@@ -267,30 +291,9 @@ fn micros_to_datetime(micros: i64) -> String {
         .to_string()
 }
 
-/// XEP-0425 §5: keep the envelope and the sender's occupant id, replace the content with a
-/// `<retracted/>` element.
-pub fn tombstone(stored: &str, retracted: Element) -> Option<String> {
-    let original = salon_xml::parse_stored(stored, ns::CLIENT)?;
-    let mut kept = Element::bare(original.name(), ns::CLIENT);
-    for name in ["type", "from", "id"] {
-        if let Some(value) = original.attr(name) {
-            stanza::set_attr(&mut kept, name, value.to_string());
-        }
-    }
-    for child in original.children() {
-        if child.is("occupant-id", super::room::NS_OCCUPANT_ID)
-            || child.is("stanza-id", super::room::NS_SID)
-        {
-            kept.append_child(child.clone());
-        }
-    }
-    kept.append_child(retracted);
-    Some(String::from_utf8_lossy(&salon_xml::serialize(&kept)).into_owned())
-}
-
-/// Delete archived messages past the retention period, once an hour.
-pub fn start_retention(server: Arc<Server>, days: u64) {
-    if days == 0 {
+/// Delete messages of the archives on `domains` past the retention period: now, then hourly.
+pub fn start_retention(server: Arc<Server>, domains: Vec<String>, days: u64) {
+    if days == 0 || domains.is_empty() {
         return;
     }
     tokio::spawn(async move {
@@ -298,10 +301,12 @@ pub fn start_retention(server: Arc<Server>, days: u64) {
         loop {
             tick.tick().await;
             let cutoff = chrono::Utc::now().timestamp_micros() - (days as i64) * 86_400_000_000;
-            match server.storage.archive_expire(cutoff).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "expired archived messages"),
-                Err(e) => tracing::error!(error = %e, "expiring archived messages"),
+            for domain in &domains {
+                match server.storage.archive_expire(domain, cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(domain, deleted = n, "expired archived messages"),
+                    Err(e) => tracing::error!(domain, error = %e, "expiring archived messages"),
+                }
             }
         }
     });

@@ -1,0 +1,187 @@
+//! Message Archive Management for accounts (XEP-0313): the one-to-one messages an account sends
+//! and receives are archived under a stanza id (XEP-0359), and its clients page through them.
+
+use crate::archive::{self, WithKind, NS_MAM};
+use crate::modules::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::router::SessionHandle;
+use crate::server::Server;
+use crate::stanza::{ns, Build, StanzaError};
+use crate::storage::ArchivedMessage;
+use minidom::Element;
+use std::sync::Arc;
+
+pub const NS_SID: &str = "urn:xmpp:sid:0";
+const NS_HINTS: &str = "urn:xmpp:hints";
+
+pub fn register(registry: &mut Registry, config: &crate::config::Config) {
+    if !config.archive.enabled {
+        return;
+    }
+    let handler = Arc::new(MamHandler);
+    registry.iq(IqScope::Account, IqKind::Get, NS_MAM, handler.clone());
+    registry.iq(IqScope::Account, IqKind::Set, NS_MAM, handler);
+    // Both on the account's bare JID: it archives, and it stamps stanza ids (XEP-0359 §6).
+    registry.feature(IqScope::Account, NS_MAM);
+    registry.feature(IqScope::Account, NS_SID);
+}
+
+struct MamHandler;
+
+#[async_trait::async_trait]
+impl IqHandler for MamHandler {
+    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
+        if server.is_anonymous_host(request.to.domain().as_str()) {
+            return Err(StanzaError::service_unavailable().with_text("guests have no archive"));
+        }
+        if !request.is_own_account() {
+            return Err(StanzaError::forbidden());
+        }
+        let Some(payload) = request.payload() else {
+            return Err(StanzaError::bad_request("missing payload"));
+        };
+        match (request.kind, payload.name()) {
+            (IqKind::Get, "query") => Ok(Some(archive::query_form())),
+            (IqKind::Set, "query") => {
+                // A message sent a moment ago is in the answer.
+                server.archive_writer().flush().await;
+                archive::answer_query(
+                    server,
+                    request.to.as_str(),
+                    &request.from,
+                    payload,
+                    WithKind::Bare,
+                )
+                .await
+            }
+            // §6.1: everything is archived; the operator decides that, not the user.
+            (IqKind::Get, "prefs") => Ok(Some(
+                Build::new("prefs", NS_MAM)
+                    .attr("default", "always")
+                    .child(Element::bare("always", NS_MAM))
+                    .child(Element::bare("never", NS_MAM))
+                    .build(),
+            )),
+            (IqKind::Set, "prefs") => Err(StanzaError::feature_not_implemented()
+                .with_text("every message is archived; preferences cannot be changed here")),
+            _ => Err(StanzaError::bad_request("expected <query/> or <prefs/>")),
+        }
+    }
+}
+
+/// XEP-0313 §7.1 with XEP-0334 hints: chats and normal messages with a body (or a `<store/>`
+/// hint), unless the sender asked for them not to be stored.
+fn archivable(message: &Element) -> bool {
+    let hint = |name: &str| message.get_child(name, NS_HINTS).is_some();
+    if hint("no-store") || hint("no-permanent-store") {
+        return false;
+    }
+    matches!(message.attr("type").unwrap_or("normal"), "chat" | "normal")
+        && (message.get_child("body", ns::CLIENT).is_some() || hint("store"))
+}
+
+fn enabled_for(server: &Server, account: &jid::BareJid) -> bool {
+    server.config.archive.enabled && !server.is_anonymous_host(account.domain().as_str())
+}
+
+fn bare_of(address: Option<&str>) -> Option<String> {
+    Some(jid::Jid::new(address?).ok()?.to_bare().to_string())
+}
+
+/// A message about to be delivered to (or held for) `account`: drop stanza ids that claim to
+/// be the account's (XEP-0359 §3.3), then archive it under a new one, which the delivered copy
+/// carries so clients can match it with the archive.
+pub async fn archive_incoming(server: &Arc<Server>, account: &jid::BareJid, message: &mut Element) {
+    if !enabled_for(server, account) {
+        return;
+    }
+    let account_str = account.as_str();
+    let forged = |c: &Element| c.is("stanza-id", NS_SID) && c.attr("by") == Some(account_str);
+    if message.children().any(forged) {
+        for node in message.take_nodes() {
+            if !node.as_element().is_some_and(forged) {
+                message.append_node(node);
+            }
+        }
+    }
+    if !archivable(message) {
+        return;
+    }
+    let Some(with) = bare_of(message.attr("from")) else {
+        return;
+    };
+    let id = archive::new_stanza_id();
+    message.append_child(
+        Build::new("stanza-id", NS_SID)
+            .attr("id", id.clone())
+            .attr("by", account_str.to_string())
+            .build(),
+    );
+    append(server, account_str, id, with, message).await;
+}
+
+/// A message a local client sends: archived in its own account's archive.
+pub async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
+    let account = sender.jid.to_bare();
+    if sender.anonymous || !enabled_for(server, &account) || !archivable(message) {
+        return;
+    }
+    let Some(with) = bare_of(message.attr("to")) else {
+        return;
+    };
+    if with == account.as_str() {
+        // To the account itself: archived once, as it arrives.
+        return;
+    }
+    append(
+        server,
+        account.as_str(),
+        archive::new_stanza_id(),
+        with,
+        message,
+    )
+    .await;
+}
+
+async fn append(server: &Arc<Server>, account: &str, id: String, with: String, message: &Element) {
+    let stanza = String::from_utf8_lossy(&salon_xml::serialize(message)).into_owned();
+    server
+        .archive_writer()
+        .append(
+            account,
+            ArchivedMessage {
+                id,
+                timestamp: chrono::Utc::now().timestamp_micros(),
+                with,
+                stanza,
+            },
+        )
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(xml: &str) -> Element {
+        xml.parse().expect("test XML")
+    }
+
+    #[test]
+    fn chats_with_bodies_are_archived_hints_are_obeyed() {
+        let chat = "<message xmlns='jabber:client' type='chat'><body>hi</body></message>";
+        assert!(archivable(&message(chat)));
+        let normal = "<message xmlns='jabber:client'><body>hi</body></message>";
+        assert!(archivable(&message(normal)));
+        let state = "<message xmlns='jabber:client' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>";
+        assert!(!archivable(&message(state)));
+        let stored =
+            "<message xmlns='jabber:client' type='chat'><store xmlns='urn:xmpp:hints'/></message>";
+        assert!(archivable(&message(stored)));
+        let unstored = "<message xmlns='jabber:client' type='chat'><body>x</body><no-store xmlns='urn:xmpp:hints'/></message>";
+        assert!(!archivable(&message(unstored)));
+        let groupchat = "<message xmlns='jabber:client' type='groupchat'><body>hi</body></message>";
+        assert!(!archivable(&message(groupchat)));
+        let error = "<message xmlns='jabber:client' type='error'><body>hi</body></message>";
+        assert!(!archivable(&message(error)));
+    }
+}
