@@ -364,3 +364,90 @@ async def test_message_carbons(server):
         assert bodies(phone, "sent") == ["from the desk"], bodies(phone, "sent")
         assert copies[tablet] == {"received": [], "sent": []}, "carbons went to a client that did not enable them"
         assert copies[desk] == {"received": [], "sent": []}, "a client got copies of its own traffic"
+
+
+NS_BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
+
+
+async def subscribe(watcher: Client, watched: Client):
+    """`watcher` subscribes to `watched`'s presence, approved."""
+    watcher.x.send_presence(pto=watched.bare, ptype="subscribe")
+    await watched.wait_presence(lambda p: p["type"] == "subscribe" and str(p["from"]) == watcher.bare,
+                                what="subscription request")
+    watched.x.send_presence(pto=watcher.bare, ptype="subscribed")
+    await watcher.wait_presence(lambda p: p["type"] == "subscribed", what="approval")
+
+
+@async_test
+async def test_blocking_command(server):
+    """XEP-0191 with slixmpp's blocking plugin: a blocked contact cannot reach the user, sees
+    the user go offline, is refused when the user writes to it; the list is pushed to the
+    user's clients that asked for it, survives logins, and unblocking restores everything."""
+    (a_jid, a_pw), (b_jid, b_pw), (c_jid, c_pw) = (
+        server.new_user("ba"), server.new_user("bb"), server.new_user("bc"))
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw)
+        other = await login(cs, server, a_jid, a_pw)  # another client of alice's
+        bob = await login(cs, server, b_jid, b_pw)
+        carol = await login(cs, server, c_jid, c_pw)
+        for c in (alice, other):
+            c.x.register_plugin("xep_0191")
+        pushes = []
+        other.x.add_event_handler("blocked", lambda iq: (pushes.append(iq), other._poke()))
+
+        info = await alice.iq("get", server.domain, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+        assert "urn:xmpp:blocking" in {
+            f.get("var") for f in info.xml.iter("{http://jabber.org/protocol/disco#info}feature")}
+        await subscribe(bob, alice)
+        assert await other.x.plugin["xep_0191"].get_blocked_jids() == set()
+
+        await alice.x.plugin["xep_0191"].block([b_jid, carol.jid])
+        assert {str(j) for j in await alice.x.plugin["xep_0191"].get_blocked_jids()} == {b_jid, carol.jid}
+        await other.wait_until(lambda: pushes, what="the block push")
+        assert {str(i["jid"]) for i in pushes[0]["block"]["items"]} == {b_jid, carol.jid}
+        # Bob, who saw alice online, sees her leave.
+        await bob.wait_presence(lambda p: str(p["from"]) == alice.jid and p["type"] == "unavailable",
+                                what="alice unavailable after the block")
+
+        # Bob cannot reach alice: his message bounces as if she were not there.
+        bob.x.send_message(mto=a_jid, mbody="let me in", mtype="chat")
+        err = await bob.wait_message(lambda m: m["type"] == "error", what="bounce")
+        assert stanza_error_condition(err.xml) == "service-unavailable", str(err)
+        # Alice cannot write to him either.
+        alice.x.send_message(mto=b_jid, mbody="hello?", mtype="chat")
+        err = await alice.wait_message(lambda m: m["type"] == "error", what="blocked error")
+        assert stanza_error_condition(err.xml) == "not-acceptable", str(err)
+        assert err.xml.find(f".//{{{NS_BLOCKING_ERRORS}}}blocked") is not None, str(err)
+        # A full-JID block is only that resource: carol's other client gets through.
+        carol2 = await login(cs, server, c_jid, c_pw)
+        carol2.x.send_message(mto=a_jid, mbody="from the other carol", mtype="chat")
+        await alice.wait_message(lambda m: m["body"] == "from the other carol", what="carol2")
+        # Presence changes of alice's do not reach bob.
+        alice.x.send_presence(pstatus="busy-" + uid())
+        await alice.ping_server()
+        await asyncio.sleep(0.3)
+        assert not [m for m in alice.messages + other.messages if m["body"] == "let me in"]
+        assert not [p for p in bob.presences if p["status"].startswith("busy-")]
+
+        # The list is stored: a new login of alice's sees it.
+        await alice.close()
+        alice = await login(cs, server, a_jid, a_pw)
+        alice.x.register_plugin("xep_0191")
+        assert b_jid in {str(j) for j in await alice.x.plugin["xep_0191"].get_blocked_jids()}
+
+        # Unblocked, bob sees alice's presence and they talk again.
+        await alice.x.plugin["xep_0191"].unblock([b_jid])
+        await bob.wait_presence(
+            lambda p: str(p["from"]) == alice.jid and p["type"] in ("available", ""),
+            what="alice's presence after unblocking")
+        await chat_once(bob, alice, "welcome back")
+        # Unblocking everything (an empty <unblock/>, which slixmpp cannot send) empties the list.
+        await alice.x.plugin["xep_0191"].block(["spam.example"])
+        resp = await alice.iq("set", None, "<unblock xmlns='urn:xmpp:blocking'/>")
+        assert resp["type"] == "result", str(resp)
+        assert await alice.x.plugin["xep_0191"].get_blocked_jids() == set()
+
+
+async def chat_once(sender: Client, receiver: Client, body: str):
+    sender.x.send_message(mto=receiver.bare, mbody=body, mtype="chat")
+    await receiver.wait_message(lambda m: m["body"] == body, what=f"'{body}'")

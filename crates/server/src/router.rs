@@ -117,6 +117,8 @@ pub struct PresenceState {
     pub roster_requested: bool,
     /// Has enabled Message Carbons (XEP-0280).
     pub carbons: bool,
+    /// Has asked for the blocklist, so wants blocklist pushes (XEP-0191 §3.3).
+    pub blocklist_requested: bool,
 }
 
 /// One bound session as the rest of the server sees it.

@@ -75,6 +75,7 @@ async fn run_suite(s: &dyn Storage) {
     offline_messages(s).await;
     vcards(s).await;
     last_activity(s).await;
+    blocklists(s).await;
     rooms(s).await;
     archives(s).await;
     batched_archive_writes(s).await;
@@ -509,6 +510,56 @@ async fn last_activity(s: &dyn Storage) {
     );
 
     assert_eq!(s.last_activity("carol", A).await.expect("last"), None);
+    assert!(s.blocklist("carol", A).await.expect("list").is_empty());
+}
+
+/// XEP-0191 blocklists: sorted, without duplicates, per account, partly or wholly cleared.
+async fn blocklists(s: &dyn Storage) {
+    let jids = |list: &[&str]| list.iter().map(|j| j.to_string()).collect::<Vec<_>>();
+    assert!(s.blocklist("alice", A).await.expect("list").is_empty());
+    s.block(
+        "alice",
+        A,
+        &jids(&["spam.example", "eve@b.example", "mallory@b.example/x"]),
+    )
+    .await
+    .expect("block");
+    s.block("alice", A, &jids(&["eve@b.example", "zed@b.example"]))
+        .await
+        .expect("block again");
+    assert_eq!(
+        s.blocklist("alice", A).await.expect("list"),
+        [
+            "eve@b.example",
+            "mallory@b.example/x",
+            "spam.example",
+            "zed@b.example"
+        ]
+    );
+    assert!(s.blocklist("alice", B).await.expect("list").is_empty());
+    assert!(s.blocklist("bob", A).await.expect("list").is_empty());
+    s.unblock(
+        "alice",
+        A,
+        Some(&jids(&["zed@b.example", "never@b.example"])),
+    )
+    .await
+    .expect("unblock");
+    assert_eq!(
+        s.blocklist("alice", A).await.expect("list"),
+        ["eve@b.example", "mallory@b.example/x", "spam.example"]
+    );
+    s.block("alice", B, &jids(&["eve@b.example"]))
+        .await
+        .expect("block on B");
+    s.unblock("alice", A, None).await.expect("unblock all");
+    assert!(s.blocklist("alice", A).await.expect("list").is_empty());
+    assert_eq!(
+        s.blocklist("alice", B).await.expect("list"),
+        ["eve@b.example"],
+        "another domain's alice keeps hers"
+    );
+    s.unblock("alice", B, None).await.expect("unblock all");
 }
 
 const MUC_A: &str = "muc.a.example";
@@ -1305,6 +1356,9 @@ async fn delete_cascades(s: &dyn Storage) {
         s.set_last_activity(user, A, &last(2, "bye"))
             .await
             .expect("last");
+        s.block(user, A, &["eve@b.example".to_owned()])
+            .await
+            .expect("block");
         s.archive_append(
             &format!("{user}@{A}"),
             &archived(1, T0, "contact@c.example", "<message/>"),
@@ -1331,6 +1385,7 @@ async fn delete_cascades(s: &dyn Storage) {
     assert_eq!(s.count_offline("dave", A).await.expect("count"), 0);
     assert_eq!(s.vcard("dave", A).await.expect("vcard"), None);
     assert_eq!(s.last_activity("dave", A).await.expect("last"), None);
+    assert!(s.blocklist("dave", A).await.expect("list").is_empty());
     assert_eq!(
         query(s, "dave@a.example", &limit(10)).await,
         page(vec![], true, 0),
@@ -1356,6 +1411,7 @@ async fn delete_cascades(s: &dyn Storage) {
     assert!(s.take_offline("dave", A).await.expect("take").is_empty());
     assert_eq!(s.vcard("dave", A).await.expect("vcard"), None);
     assert_eq!(s.last_activity("dave", A).await.expect("last"), None);
+    assert!(s.blocklist("dave", A).await.expect("list").is_empty());
     assert_eq!(query(s, "dave@a.example", &limit(10)).await.count, 0);
 
     // Alice's data is untouched.
@@ -1365,6 +1421,10 @@ async fn delete_cascades(s: &dyn Storage) {
     assert_eq!(
         s.last_activity("alice", A).await.expect("last"),
         Some(last(2, "bye"))
+    );
+    assert_eq!(
+        s.blocklist("alice", A).await.expect("list"),
+        ["eve@b.example"]
     );
     assert_eq!(
         query(s, "alice@a.example", &limit(10)).await,
@@ -1409,7 +1469,7 @@ async fn sqlite_conformance() {
 }
 
 /// Writes one of each kind of per-address data for carol@a.example, who has no account.
-async fn write_without_account(s: &dyn Storage) -> [Result<(), StorageError>; 4] {
+async fn write_without_account(s: &dyn Storage) -> [Result<(), StorageError>; 5] {
     let it = RosterItem {
         groups: vec!["G".to_owned()],
         ..item("romeo@montague.example")
@@ -1419,6 +1479,7 @@ async fn write_without_account(s: &dyn Storage) -> [Result<(), StorageError>; 4]
         s.store_offline("carol", A, &offline("<message/>", 1)).await,
         s.set_vcard("carol", A, "<vCard/>").await,
         s.set_last_activity("carol", A, &last(1, "x")).await,
+        s.block("carol", A, &["eve@b.example".to_owned()]).await,
     ]
 }
 
@@ -1470,6 +1531,10 @@ async fn memory_keeps_data_without_account() {
     assert_eq!(
         s.last_activity("carol", A).await.expect("last"),
         Some(last(1, "x"))
+    );
+    assert_eq!(
+        s.blocklist("carol", A).await.expect("list"),
+        ["eve@b.example"]
     );
     // Still not an account.
     assert_eq!(s.credentials("carol", A).await.expect("get"), None);

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use minidom::Element;
 use std::sync::Arc;
 
+pub mod blocking;
 pub mod carbons;
 pub mod mam;
 pub mod presence;
@@ -37,6 +38,12 @@ pub async fn deliver_local(server: &Arc<Server>, stanza: Element, to: jid::Jid) 
         return;
     };
     let _ = node;
+    if let Some(Ok(from)) = stanza.attr("from").map(jid::Jid::new) {
+        if blocking::is_blocked(server, &to.to_bare(), &from).await {
+            blocking::refuse_inbound(server, &stanza);
+            return;
+        }
+    }
     if stanza.name() == "message" && between_different_guests(server, &stanza, &to) {
         // Guests reach each other only inside rooms that allow it, never directly.
         server.bounce(

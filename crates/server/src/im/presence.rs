@@ -77,11 +77,18 @@ async fn broadcast(server: &Arc<Server>, session: &Arc<SessionHandle>, mut stanz
     };
     let account = session.jid.to_bare();
     let items = roster::items(server, &account).await;
+    // Blocked contacts see the user as offline (XEP-0191 §3.3).
+    let blocklist = server.blocklists.of(server, &account).await;
+    let visible = |target: &str| {
+        jid::Jid::new(target).is_ok_and(|t| !super::blocking::blocks(&blocklist, &t))
+    };
     for item in items.iter().filter(|i| i.subscription.has_from()) {
-        deliver_presence_to(server, &stanza, &item.jid);
+        if visible(&item.jid) {
+            deliver_presence_to(server, &stanza, &item.jid);
+        }
     }
-    for target in directed {
-        deliver_presence_to(server, &stanza, &target);
+    for target in directed.iter().filter(|t| visible(t)) {
+        deliver_presence_to(server, &stanza, target);
     }
     // The account's own resources see each other (and the sender sees its own presence).
     let own = Bytes::from(salon_xml::serialize(&stanza));
@@ -91,14 +98,14 @@ async fn broadcast(server: &Arc<Server>, session: &Arc<SessionHandle>, mut stanz
         }
     }
     if first_available {
-        probe_contacts(server, session, &items);
+        probe_contacts(server, session, &items).await;
         redeliver_pending_requests(server, session, &items);
         super::deliver_offline(server, session).await;
     }
 }
 
 /// Send `stanza` (presence from a local user) to `target`, local or not.
-fn deliver_presence_to(server: &Arc<Server>, stanza: &Element, target: &str) {
+pub(super) fn deliver_presence_to(server: &Arc<Server>, stanza: &Element, target: &str) {
     let mut copy = stanza.clone();
     set_attr(&mut copy, "to", target);
     let server = server.clone();
@@ -109,12 +116,22 @@ fn deliver_presence_to(server: &Arc<Server>, stanza: &Element, target: &str) {
 
 /// Answer the probes of RFC 6121 §4.3 locally: current presence of every contact we are
 /// subscribed to, straight from the router's table.
-fn probe_contacts(
+async fn probe_contacts(
     server: &Arc<Server>,
     session: &SessionHandle,
     items: &[crate::storage::RosterItem],
 ) {
+    let account = session.jid.to_bare();
     for item in items.iter().filter(|i| i.subscription.has_to()) {
+        // Neither side's presence passes a block, whichever side set it.
+        let Ok(contact_jid) = jid::BareJid::new(&item.jid) else {
+            continue;
+        };
+        if super::blocking::is_blocked(server, &account, &contact_jid.clone().into()).await
+            || super::blocking::is_blocked(server, &contact_jid, &session.jid.clone().into()).await
+        {
+            continue;
+        }
         for contact in server.router.sessions_of(&item.jid) {
             let last = contact.presence.lock().ok().and_then(|p| p.last.clone());
             if let Some(mut presence) = last {
@@ -351,6 +368,9 @@ pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &ji
 
 /// A session ended without saying goodbye: tell everyone who saw it online.
 pub async fn session_ended(server: &Arc<Server>, session: &Arc<SessionHandle>) {
+    server
+        .blocklists
+        .forget_if_offline(server, &session.jid.to_bare());
     let unavailable = Build::new("presence", ns::CLIENT)
         .attr("type", "unavailable")
         .attr("from", session.jid.to_string())

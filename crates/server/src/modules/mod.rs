@@ -152,5 +152,6 @@ pub fn register_all(registry: &mut Registry, config: &crate::config::Config) {
     contact_info::register(registry, config);
     crate::im::roster::register(registry);
     crate::im::carbons::register(registry);
+    crate::im::blocking::register(registry);
     crate::im::mam::register(registry, config);
 }

@@ -805,6 +805,9 @@ impl Session {
         if let Some(to) = &to {
             // Normalise the address as routing compares it.
             set_attr(&mut element, "to", to.to_string());
+            if !im::blocking::outbound_allowed(&self.server, &handle, &element, to).await {
+                return Ok(());
+            }
         }
         match element.name() {
             "iq" => self.on_iq(element, to, &handle).await,

@@ -27,7 +27,7 @@
 //! in the archive but does not match the filters still marks a position. `delete_room` of a room
 //! that is not stored is not an error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -49,6 +49,8 @@ struct Entry {
     offline: Vec<OfflineMessage>,
     vcard: Option<String>,
     last: Option<LastActivity>,
+    /// Blocked addresses (XEP-0191), sorted.
+    blocklist: BTreeSet<String>,
 }
 
 impl Entry {
@@ -59,6 +61,7 @@ impl Entry {
             && self.offline.is_empty()
             && self.vcard.is_none()
             && self.last.is_none()
+            && self.blocklist.is_empty()
     }
 }
 
@@ -397,6 +400,39 @@ impl Storage for MemoryStorage {
     ) -> StorageResult<()> {
         self.update_entry(user, domain, true, |entry| {
             entry.last = Some(activity.clone());
+        });
+        Ok(())
+    }
+
+    async fn blocklist(&self, user: &str, domain: &str) -> StorageResult<Vec<String>> {
+        Ok(self
+            .with_entry(user, domain, |entry| {
+                entry.blocklist.iter().cloned().collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn block(&self, user: &str, domain: &str, jids: &[String]) -> StorageResult<()> {
+        // Like the other per-address data here, a visitor's blocklist needs no account.
+        self.update_entry(user, domain, true, |entry| {
+            entry.blocklist.extend(jids.iter().cloned());
+        });
+        Ok(())
+    }
+
+    async fn unblock(
+        &self,
+        user: &str,
+        domain: &str,
+        jids: Option<&[String]>,
+    ) -> StorageResult<()> {
+        self.update_entry(user, domain, false, |entry| match jids {
+            Some(jids) => {
+                for jid in jids {
+                    entry.blocklist.remove(jid);
+                }
+            }
+            None => entry.blocklist.clear(),
         });
         Ok(())
     }

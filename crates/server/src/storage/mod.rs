@@ -262,6 +262,17 @@ pub trait Storage: Send + Sync + 'static {
         contact: &str,
     ) -> StorageResult<()>;
 
+    // Blocking Command (XEP-0191): addresses as normalised JID strings.
+    /// The addresses the user blocks, sorted.
+    async fn blocklist(&self, user: &str, domain: &str) -> StorageResult<Vec<String>>;
+    /// Adds addresses to the blocklist; those already there are left alone. NotFound without
+    /// an account.
+    async fn block(&self, user: &str, domain: &str, jids: &[String]) -> StorageResult<()>;
+    /// Removes addresses from the blocklist (absent ones are ignored); all of them when `jids`
+    /// is `None`.
+    async fn unblock(&self, user: &str, domain: &str, jids: Option<&[String]>)
+        -> StorageResult<()>;
+
     // Offline messages.
     async fn store_offline(
         &self,
