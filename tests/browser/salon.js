@@ -164,17 +164,19 @@ export async function shot(page, name) {
 
 /** A slixmpp client in a room, driven over stdin/stdout with JSON lines (see muc_bot.py). */
 export class Bot {
-  constructor(salon, room, nick, password) {
+  /** `config`: room configuration fields the bot submits if it creates the room. */
+  constructor(salon, room, nick, password, config) {
     this.salon = salon;
     this.room = room;
     this.nick = nick;
     this.password = password;
+    this.config = config;
     this.events = [];
     this.waiters = [];
   }
   async start() {
     if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: run tests/run-python.sh once (it creates the venv with slixmpp)`);
-    this.proc = spawn(PYTHON, [path.join(here, 'muc_bot.py'), String(this.salon.c2s), this.room, this.nick, ...(this.password ? [this.password] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.proc = spawn(PYTHON, [path.join(here, 'muc_bot.py'), String(this.salon.c2s), this.room, this.nick, ...(this.password || this.config ? [this.password || ''] : []), ...(this.config ? [JSON.stringify(this.config)] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
     createInterface({ input: this.proc.stdout }).on('line', (line) => {
       let ev;
       try { ev = JSON.parse(line); } catch { return; }
@@ -197,7 +199,17 @@ export class Bot {
     });
   }
   say(body) {
-    this.proc.stdin.write(JSON.stringify({ say: body }) + '\n');
+    this.command({ say: body });
+  }
+  /** A private message to the occupant `nick` (XEP-0045 §7.5). */
+  pm(nick, body) {
+    this.command({ pm: nick, body });
+  }
+  changeNick(nick) {
+    this.command({ nick });
+  }
+  command(cmd) {
+    this.proc.stdin.write(JSON.stringify(cmd) + '\n');
   }
   async stop() {
     if (this.proc.exitCode !== null) return;

@@ -346,6 +346,134 @@ test('a visitor shares files (XEP-0363 upload, XEP-0066 link): an image shows in
   assert.deepEqual(ben.errors, []);
 });
 
+const inRoomLog = (page, re) => page.locator('#log', { hasText: re }).count();
+const pmLog = (page, nick) => page.locator(`section.log[aria-label="Private conversation with ${nick}"]`);
+const pmTab = (page, nick) => page.locator('#convs .tab', { hasText: nick });
+
+test('private conversations (XEP-0045 §7.5): both ways, unseen by the room, kept across a reload and a nick change, closed when the other leaves', async () => {
+  const r = room('pm');
+  // The slixmpp client creates the room allowing private messages between guests, and watches.
+  const bot = await new Bot(salon, `${r}@rooms.localhost`, 'warden', null, { 'salon#roomconfig_guestpm': '1' }).start();
+  try {
+    const ann = await join(`/join/${r}?nick=ann`);
+    const ben = await join(`/join/${r}?nick=ben`, { viewport: { width: 390, height: 760 } });
+    await bot.waitFor((e) => e.event === 'online' && e.nick === 'ben');
+    assert.equal(await ann.locator('#convs').isVisible(), false);
+
+    // ann opens a conversation with ben from the occupant list and writes.
+    await ann.getByRole('button', { name: 'Private message to ben' }).click();
+    await pmTab(ann, 'ben').and(ann.locator('[aria-current=true]')).waitFor();
+    assert.equal(await ann.getAttribute('#input', 'placeholder'), 'Private message to ben');
+    assert.equal(await ann.locator('#log').isVisible(), false);
+    await send(ann, 'psst ben, just between us');
+    await pmLog(ann, 'ben').locator('article.own .text', { hasText: 'just between us' }).waitFor();
+
+    // ben, on a phone, stays in the room; the conversation appears with an unread count.
+    await pmTab(ben, 'ann').locator('.unread', { hasText: '1' }).waitFor();
+    assert.equal(await ben.locator('#log').isVisible(), true);
+    assert.equal(await pmLog(ben, 'ann').isVisible(), false);
+    await pmTab(ben, 'ann').click();
+    await pmLog(ben, 'ann').locator('article', { hasText: 'just between us' }).locator('.meta .nick', { hasText: 'ann' }).waitFor();
+    assert.equal(await ben.locator('#log').isVisible(), false);
+    assert.equal(await pmTab(ben, 'ann').locator('.unread').count(), 0);
+    assert.equal(await ben.locator('#status').isVisible(), false); // the "Private message from ann" line went
+    await shot(ben, 'pm-phone');
+    await send(ben, 'got it, ann');
+    await pmLog(ann, 'ben').locator('article:not(.own) .text', { hasText: 'got it, ann' }).waitFor();
+    assert.equal(await pmTab(ann, 'ben').locator('.unread').count(), 0); // in view: nothing unread
+
+    // Back to the room, then /msg from there; ann's room tab counts what she has not seen.
+    await pmTab(ben, `#${r}`).click();
+    assert.equal(await ben.locator('#log').isVisible(), true);
+    assert.equal(await ben.getAttribute('#input', 'placeholder'), 'Message');
+    await send(ben, '/msg ann and one more, by command');
+    await pmLog(ann, 'ben').locator('article .text', { hasText: 'one more, by command' }).waitFor();
+    assert.equal(await pmLog(ben, 'ann').isVisible(), true); // the command shows the conversation
+    await pmTab(ben, `#${r}`).click();
+    await send(ben, 'back in the room');
+    await pmTab(ann, `#${r}`).locator('.unread', { hasText: '1' }).waitFor();
+    await shot(ann, 'pm-desktop');
+
+    // Nobody else saw any of it: the slixmpp client got the room message but no private one,
+    // and the private lines are in neither page's room log.
+    await bot.waitFor((e) => e.event === 'message' && e.nick === 'ben' && e.body === 'back in the room');
+    const secret = /just between us|got it, ann|by command/;
+    assert.deepEqual(bot.events.filter((e) => secret.test(e.body || '') || e.event === 'private'), []);
+    assert.equal(await inRoomLog(ann, secret), 0);
+    assert.equal(await inRoomLog(ben, secret), 0);
+
+    // A phone opens a conversation from the people drawer, which then gets out of the way.
+    await ben.click('#toggle-occupants');
+    await ben.getByRole('button', { name: 'Private message to ann' }).click();
+    assert.equal(await ben.getAttribute('#toggle-occupants', 'aria-expanded'), 'false');
+    assert.equal(await pmLog(ben, 'ann').isVisible(), true);
+
+    // A reload keeps the conversation.
+    await ben.reload();
+    await ben.waitForFunction(() => window.salon && window.salon.joined, null, { timeout: 20000 });
+    await pmLog(ben, 'ann').locator('article', { hasText: 'got it, ann' }).waitFor();
+    assert.equal(await pmLog(ben, 'ann').isVisible(), true);
+    assert.deepEqual(ben.errors, []);
+
+    // The slixmpp client writes privately, then changes nick: the conversation follows it.
+    bot.pm('ann', 'warden here, privately');
+    await pmTab(ann, 'warden').locator('.unread', { hasText: '1' }).waitFor();
+    await pmTab(ann, 'warden').click();
+    await pmLog(ann, 'warden').locator('article .text', { hasText: 'warden here, privately' }).waitFor();
+    await send(ann, 'hello warden');
+    await bot.waitFor((e) => e.event === 'private' && e.nick === 'ann' && e.body === 'hello warden');
+    bot.changeNick('keeper');
+    await pmLog(ann, 'keeper').locator('.notice', { hasText: 'warden is now known as keeper' }).waitFor();
+    assert.equal(await pmLog(ann, 'keeper').locator('article', { hasText: 'warden here, privately' }).count(), 1);
+    assert.equal(await pmTab(ann, 'warden').count(), 0);
+    assert.equal(await ann.getAttribute('#input', 'placeholder'), 'Private message to keeper');
+    await send(ann, 'still with you, keeper');
+    await bot.waitFor((e) => e.event === 'private' && e.nick === 'ann' && e.body === 'still with you, keeper');
+
+    // ben leaves: ann's conversation with him says so, and she can no longer write there.
+    await pmTab(ann, 'ben').click();
+    assert.equal(await ann.locator('#input').isDisabled(), false);
+    await ben.click('#leave');
+    await pmLog(ann, 'ben').locator('.notice', { hasText: 'ben left the room' }).waitFor();
+    assert.equal(await ann.locator('#input').isDisabled(), true);
+    assert.equal(await ann.getAttribute('#input', 'placeholder'), 'ben has left the room');
+    assert.equal(await ann.locator('#convs .pm-tab.gone', { hasText: 'ben' }).count(), 1);
+    await shot(ann, 'pm-gone');
+    // Closing the conversation returns to the room.
+    await ann.getByRole('button', { name: 'Close the conversation with ben' }).click();
+    assert.equal(await pmTab(ann, 'ben').count(), 0);
+    assert.equal(await ann.locator('#log').isVisible(), true);
+    assert.equal(await ann.locator('#input').isDisabled(), false);
+    assert.deepEqual(ann.errors, []);
+  } finally {
+    await bot.stop();
+  }
+});
+
+test('a private message the room refuses (none between guests by default) shows as not delivered, and why', async () => {
+  const r = room('nopm');
+  const dee = await join(`/join/${r}?nick=dee`); // creates the room with the default configuration
+  const eve = await join(`/join/${r}?nick=eve`);
+  await dee.locator('#occupant-list .occupant', { hasText: 'eve' }).waitFor();
+  // /msg to someone who is not there is caught before sending, and the text is kept.
+  await send(dee, '/msg nobody hello?');
+  await dee.locator('#log .notice.bad', { hasText: 'No one else called “nobody” is in the room.' }).waitFor();
+  assert.equal(await dee.inputValue('#input'), '/msg nobody hello?');
+  await send(dee, '/msg eve are you there?');
+  const sent = pmLog(dee, 'eve').locator('article.failed', { hasText: 'are you there?' });
+  await sent.locator('.why', { hasText: 'Not delivered: private messages are not allowed in this room.' }).waitFor();
+  assert.equal(await inRoomLog(dee, 'are you there?'), 0);
+  await shot(dee, 'pm-refused');
+  // The room itself still works, and nothing reached eve, neither privately nor in the room.
+  await pmTab(dee, `#${r}`).click();
+  await send(dee, 'room still fine');
+  await messageIn(eve, 'room still fine');
+  assert.equal(await eve.locator('body', { hasText: 'are you there?' }).count(), 0);
+  assert.equal(await eve.locator('#convs').isVisible(), false);
+  assert.deepEqual(dee.errors, []);
+  assert.deepEqual(eve.errors, []);
+});
+
 test('client files are gzipped, carry ETags (304 on revalidation), fit the 100 KB budget; missing Converse files 404', async () => {
   const res = await fetch(`${salon.url}/converse/dist/no-such-file.js`);
   assert.equal(res.status, 404);

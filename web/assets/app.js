@@ -1,7 +1,7 @@
 // Salon's built-in web client: the landing page and one chat room (XEP-0045), with history,
 // occupants, topic, nick colours (XEP-0392), corrections (XEP-0308), replies (XEP-0461),
-// reactions (XEP-0444), moderation (XEP-0045 admin, XEP-0425), and sessions that survive a
-// reload or a dropped connection (XEP-0198).
+// reactions (XEP-0444), moderation (XEP-0045 admin, XEP-0425), private conversations with
+// occupants (XEP-0045 §7.5), and sessions that survive a reload or a dropped connection (XEP-0198).
 
 import { Connection, WebSocketTransport, BoshTransport, x, t, child, children, text, newId } from './xmpp.js';
 import { nickColor, cachedColor } from './colors.js';
@@ -78,6 +78,9 @@ const S = {
   editing: null,
   suggestN: 1,
   unread: 0,
+  pms: new Map(), // private conversations, by the other occupant's nick
+  view: null, // the private conversation in view; null: the room
+  roomUnread: 0,
   events: [], // for tests: 'resumed', 'fresh', 'disconnected'
 };
 window.salon = S;
@@ -381,6 +384,7 @@ function onPresence(st) {
   const item = child(xu, 'item');
   const self = codes.has('110');
   const old = S.occupants.get(nick);
+  const pm = !self && S.pms.get(nick);
   if (type === 'unavailable') {
     S.occupants.delete(nick);
     const reason = text(child(item, 'reason'));
@@ -388,7 +392,10 @@ function onPresence(st) {
     if (codes.has('303')) {
       const newNick = item && item.getAttribute('nick');
       if (self) S.nick = newNick;
+      // Known under the new nick at once: its presence that follows is no new arrival.
+      if (old && newNick) S.occupants.set(newNick, { ...old, nick: newNick });
       notice(`${nick} is now known as ${newNick}`);
+      if (pm) pmMoved(pm, `${nick} is now known as ${newNick}.`, false, newNick);
     } else if (codes.has('307')) {
       notice(self ? `You were kicked out of the room${why}.` : `${nick} was kicked${why}.`, self ? 'bad' : '');
     } else if (codes.has('301')) {
@@ -400,6 +407,7 @@ function onPresence(st) {
     } else if (S.joined) {
       noise(nick, 'left');
     }
+    if (pm && !codes.has('303')) pmMoved(pm, codes.has('307') ? `${nick} was kicked${why}.` : codes.has('301') ? `${nick} was banned${why}.` : `${nick} left the room.`, true);
     if (self && !codes.has('303')) {
       S.joined = false;
       S.me = null;
@@ -422,6 +430,11 @@ function onPresence(st) {
     show: text(child(st, 'show')),
   };
   S.occupants.set(nick, occ);
+  if (pm && pm.gone) {
+    const other = pm.occupantId && occ.occupantId && pm.occupantId !== occ.occupantId;
+    pmMoved(pm, other ? `Someone else now uses the nickname ${nick}.` : `${nick} is back in the room.`, false);
+    pm.occupantId = occ.occupantId;
+  }
   if (self) {
     const firstJoin = !S.joined;
     S.nick = nick;
@@ -438,6 +451,8 @@ function onPresence(st) {
       $('nick-form').hidden = true;
       status(null);
       if (codes.has('201')) notice('You created this room.');
+      // Back after a failed resumption: who left while this page was away?
+      for (const [k, c] of S.pms) if (k === c.nick && !c.gone && !S.occupants.has(k)) pmMoved(c, `${k} left the room.`, true);
       if (document.activeElement === document.body || !document.activeElement) $('input').focus();
     } else if (old && old.role !== occ.role) {
       notice(`You are now ${article(occ.role)} ${occ.role}.`);
@@ -506,6 +521,7 @@ function onMessage(st) {
   const type = st.getAttribute('type');
   if (type === 'error') {
     const { condition, text: msg } = errorOf(st);
+    if (nick) return pmFailed(st.getAttribute('id'), msg || condition.replace(/-/g, ' '));
     const p = S.pending.get(st.getAttribute('id'));
     if (p) {
       p.failed = true;
@@ -515,12 +531,9 @@ function onMessage(st) {
     return;
   }
   let body = text(child(st, 'body'));
+  if (type !== 'groupchat') return nick && body !== null && onPrivate(st, nick, body);
   const subject = child(st, 'subject');
   if (subject && body === null) return setTopic(text(subject) || '', nick, !!child(st, 'delay', NS.delay));
-  if (type !== 'groupchat') {
-    if (body !== null && nick) notice(`Private message from ${nick}: ${body}`, 'pm');
-    return;
-  }
   const occId = child(st, 'occupant-id', NS.occupantId)?.getAttribute('id') || null;
   const key = occId || nick;
   const retract = child(st, 'retract', NS.retract);
@@ -594,13 +607,20 @@ function onMessage(st) {
     replyTo: replyEl ? { id: replyEl.getAttribute('id'), to: replyEl.getAttribute('to') } : null,
     reactions: new Map(),
     retracted: !!tomb,
-    oob: text(child(child(st, 'x', NS.oob), 'url'))?.trim() || null,
+    oob: oobOf(st),
   };
   addMessage(m);
-  if (!m.delayed && document.hidden) {
-    S.unread++;
-    document.title = `(${S.unread}) #${S.roomName} — Salon`;
+  if (m.delayed) return;
+  if (S.view) {
+    S.roomUnread++;
+    renderConvs();
   }
+  if (document.hidden) countUnread();
+}
+
+function countUnread() {
+  S.unread++;
+  document.title = `(${S.unread}) #${S.roomName} — Salon`;
 }
 
 document.addEventListener('visibilitychange', () => {
@@ -609,6 +629,8 @@ document.addEventListener('visibilitychange', () => {
     document.title = '#' + S.roomName + ' — Salon';
   }
 });
+
+const oobOf = (st) => text(child(child(st, 'x', NS.oob), 'url'))?.trim() || null;
 
 function setTopic(subject, nick, delayed) {
   const changed = S.subjectSeen && subject !== S.subject;
@@ -746,6 +768,7 @@ async function uploadFile(file) {
   const type = file.type || 'application/octet-stream';
   const name = (file.name || `pasted-${new Date().toISOString().replace(/\D/g, '').slice(0, 14)}.${extFor(type)}`).replace(/[\/\\]/g, '_');
   const ui = uploadLine(name);
+  const pm = S.view;
   if (!S.cfg.upload) return ui.fail('file sharing is not available on this server');
   if (!S.joined || !S.conn) return ui.fail('you are not in the room');
   let slot;
@@ -782,6 +805,7 @@ async function uploadFile(file) {
   }
   ui.done();
   if (!S.joined) return notice(`${name} was uploaded but could not be shared: you are not in the room.`, 'bad');
+  if (pm) return pm.gone ? notice(`${name} was uploaded but not shared: ${pm.nick} has left the room.`, 'bad', pm.log) : sendPm(pm, getUrl, getUrl);
   const id = newId();
   S.conn.send(x('message', { to: S.roomJid, type: 'groupchat', id }, x('body', {}, t(getUrl)),
     x('x', { xmlns: NS.oob }, x('url', {}, t(getUrl))), x('origin-id', { xmlns: NS.sid, id })));
@@ -810,7 +834,7 @@ function isModerator() {
 }
 
 function render(m) {
-  const own = m.nick === S.nick && (!m.occupantId || !S.me || !S.me.occupantId || m.occupantId === S.me.occupantId);
+  const own = m.pm ? !!m.own : m.nick === S.nick && (!m.occupantId || !S.me || !S.me.occupantId || m.occupantId === S.me.occupantId);
   const body = m.body || '';
   const me = body.startsWith('/me ');
   const cls = ['msg'];
@@ -818,7 +842,7 @@ function render(m) {
   if (m.pending) cls.push('pending');
   if (m.failed) cls.push('failed');
   if (m.retracted) cls.push('retracted');
-  if (!own && mentions(body)) cls.push('mention');
+  if (!own && !m.pm && mentions(body)) cls.push('mention');
   if (me) cls.push('action');
   const date = new Date(m.time);
   const node = el('article', { class: cls.join(' '), tabindex: '-1', 'aria-label': `${m.nick}, ${dateFmt.format(date)}` });
@@ -846,7 +870,8 @@ function render(m) {
       else p.append(richText(body));
       node.append(p);
     }
-    if (m.reactions.size) {
+    if (m.error) node.append(el('p', { class: 'why', text: `Not delivered: ${m.error}.` }));
+    if (m.reactions?.size) {
       const mine = myKey();
       node.append(el('div', { class: 'reactions' }, [...m.reactions].map(([emoji, who]) => el('button', {
         type: 'button', class: 'chip', 'aria-pressed': who.has(mine) ? 'true' : 'false',
@@ -860,7 +885,7 @@ function render(m) {
     if (can) actions.append(el('button', { type: 'button', 'aria-label': 'React', title: 'React', text: '☺', onclick: (e) => openPicker(m, e.currentTarget) }));
     if (own && !m.pending) actions.append(el('button', { type: 'button', 'aria-label': 'Edit', title: 'Edit', text: '✎', onclick: () => startEdit(m) }));
     if (can && isModerator()) actions.append(el('button', { type: 'button', 'aria-label': `Remove message from ${m.nick}`, title: 'Remove (moderator)', text: '🗑', onclick: () => retract(m) }));
-    if (actions.children.length) node.append(actions);
+    if (actions.children.length && !m.pm) node.append(actions);
   }
   if (m.node) m.node.replaceWith(node);
   m.node = node;
@@ -871,8 +896,7 @@ function renderMessages() {
   for (const m of S.messages) render(m);
 }
 
-function notice(msg, kind = '') {
-  const log = $('log');
+function notice(msg, kind = '', log = $('log')) {
   log.append(el('p', { class: 'notice ' + kind, text: msg }));
   log.scrollTop = log.scrollHeight;
 }
@@ -916,7 +940,9 @@ function renderOccupants() {
     }
     const mine = o.nick === S.nick;
     const li = el('li', { class: 'occupant' + (mine ? ' me' : '') },
-      el('span', { class: 'dot', 'aria-hidden': 'true' }), nickSpan(o.nick),
+      el('span', { class: 'dot', 'aria-hidden': 'true' }),
+      mine ? nickSpan(o.nick) : el('button', { type: 'button', class: 'who', title: 'Private message', 'aria-label': `Private message to ${o.nick}`, onclick: () => showView(pmWith(o.nick)) },
+        nickSpan(o.nick), el('span', { class: 'pm-icon', 'aria-hidden': 'true', text: '✉\ufe0e' })),
       o.affiliation === 'owner' || o.affiliation === 'admin' ? el('span', { class: 'badge', text: o.affiliation }) : null,
       mine ? el('span', { class: 'badge', text: 'you' }) : null);
     const dot = li.querySelector('.dot');
@@ -930,6 +956,139 @@ function renderOccupants() {
     items.push(li);
   }
   list.replaceChildren(...items);
+}
+
+// -- private conversations (XEP-0045 §7.5) ----------------------------------------------------
+// One log per occupant beside the room's, which stays the main view; a tab bar switches.
+
+/** The conversation with `nick`, opened in the background if there is none. */
+function pmWith(nick, key = nick) {
+  let c = S.pms.get(key);
+  if (c) return c;
+  const head = el('p', { class: 'notice' });
+  c = { nick, gone: !S.occupants.has(nick), occupantId: S.occupants.get(nick)?.occupantId, unread: 0, items: [], head,
+    log: el('section', { class: 'log', role: 'log', tabindex: '0', hidden: true }, head) };
+  $('occupants').before(c.log);
+  S.pms.set(key, c);
+  labelPm(c);
+  return c;
+}
+
+function labelPm(c) {
+  c.log.setAttribute('aria-label', `Private conversation with ${c.nick}`);
+  c.head.textContent = `Private conversation with ${c.nick}. The room does not see it.`;
+  renderConvs();
+}
+
+function addPm(c, m) {
+  c.items.push(m);
+  const log = c.log;
+  const stick = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  log.append(m.note ? el('p', { class: 'notice', text: m.note }) : render(m));
+  if (stick || m.own) log.scrollTop = log.scrollHeight;
+  saveSoon();
+}
+
+function sendPm(c, body, oob) {
+  const id = newId();
+  S.conn.send(x('message', { to: `${S.roomJid}/${c.nick}`, type: 'chat', id }, x('body', {}, t(body)),
+    x('x', { xmlns: NS.mucUser }), oob && x('x', { xmlns: NS.oob }, x('url', {}, t(oob)))));
+  addPm(c, { id, pm: true, own: true, nick: S.nick, body, oob, time: Date.now() });
+}
+
+function onPrivate(st, nick, body) {
+  const c = pmWith(nick);
+  const delay = child(st, 'delay', NS.delay);
+  addPm(c, { pm: true, nick, body, oob: oobOf(st), delayed: !!delay, time: (delay && Date.parse(delay.getAttribute('stamp'))) || Date.now() });
+  if (S.view !== c) {
+    if (!c.unread++ && $('status').hidden) status(`Private message from ${nick}.`, 'pm', 6000, { label: 'Read it', run: () => showView(c) });
+    renderConvs();
+  }
+  if (document.hidden) countUnread();
+}
+
+/** The room refused a private message: not allowed here (XEP-0045 §7.5), no such occupant… */
+function pmFailed(id, why) {
+  for (const c of S.pms.values()) {
+    const m = c.items.find((i) => i.own && i.id === id);
+    if (m) {
+      m.failed = true;
+      m.error = why;
+      return render(m);
+    }
+  }
+  notice(`A private message was not delivered: ${why}.`, 'bad', viewLog());
+}
+
+/** `/msg NICK text`; a nick may hold spaces, so the longest one present wins. */
+function msgCommand(rest) {
+  const nick = [...S.occupants.keys(), ...S.pms.keys()].sort((a, b) => b.length - a.length)
+    .find((n) => rest === n || (rest.startsWith(n) && /\s/.test(rest[n.length]))) ?? rest.split(/\s/)[0];
+  if (nick === S.nick || (!S.occupants.has(nick) && !S.pms.has(nick))) {
+    return notice(nick ? `No one else called “${nick}” is in the room.` : 'Type /msg, a nickname, then your message.', 'bad', viewLog());
+  }
+  const c = pmWith(nick);
+  const body = rest.slice(nick.length).trim();
+  showView(c);
+  if (body && !c.gone) sendPm(c, body);
+  return true;
+}
+
+/** The occupant changed nick (XEP-0045 §7.6), left, or came back. */
+function pmMoved(c, note, gone = c.gone, nick = c.nick) {
+  const other = c.nick !== nick && S.pms.get(nick);
+  // An older conversation with someone else of that nick stays, under another key.
+  S.pms = new Map([...S.pms].map(([k, v]) => (v === c ? [nick, c] : v === other ? [nick + '\n' + newId(), v] : [k, v])));
+  addPm(c, { note });
+  c.gone = gone;
+  c.nick = nick;
+  labelPm(c);
+}
+
+function closePm(c) {
+  for (const [k, v] of S.pms) if (v === c) S.pms.delete(k);
+  c.log.remove();
+  showView(S.view === c ? null : S.view);
+  ($('convs').hidden ? $('input') : $('convs').firstElementChild).focus();
+}
+
+const viewLog = () => (S.view ? S.view.log : $('log'));
+
+function showView(c) {
+  const from = viewLog();
+  from.keep = from.scrollHeight - from.scrollTop - from.clientHeight < 80 ? null : from.scrollTop;
+  S.view = c || null;
+  $('log').hidden = !!c;
+  for (const o of S.pms.values()) o.log.hidden = o !== c;
+  if (c) c.unread = 0;
+  else S.roomUnread = 0;
+  if ($('status').dataset.kind === 'pm') status(null);
+  cancelContext();
+  renderConvs();
+  closeDrawer();
+  const log = viewLog();
+  log.scrollTop = log.keep ?? log.scrollHeight;
+  if (!$('composer').hidden && !$('input').disabled) $('input').focus();
+  saveSoon();
+}
+
+/** The tab bar, and the composer for the conversation in view (which may have left). */
+function renderConvs() {
+  const bar = $('convs');
+  const focused = bar.contains(document.activeElement) && document.activeElement.dataset.k;
+  const count = (n) => n > 0 && el('span', { class: 'unread' }, String(n), el('span', { class: 'visually-hidden', text: ' unread' }));
+  bar.hidden = !S.pms.size;
+  bar.replaceChildren(
+    el('button', { type: 'button', class: 'tab', 'data-k': '', 'aria-current': !S.view && 'true', onclick: () => showView(null) }, '#' + S.roomName, count(S.roomUnread)),
+    ...[...S.pms].map(([k, c]) => el('span', { class: 'pm-tab' + (c.gone ? ' gone' : '') },
+      el('button', { type: 'button', class: 'tab', 'data-k': k, 'aria-current': S.view === c && 'true', onclick: () => showView(c) },
+        nickSpan(c.nick), c.gone && el('span', { class: 'visually-hidden', text: ' (left the room)' }), count(c.unread)),
+      el('button', { type: 'button', class: 'icon', 'data-k': '\n' + k, 'aria-label': `Close the conversation with ${c.nick}`, text: '✕', onclick: () => closePm(c) }))));
+  if (focused !== false) bar.querySelector(`[data-k="${CSS.escape(focused)}"]`)?.focus();
+  const v = S.view;
+  const label = !v ? 'Message' : v.gone ? `${v.nick} has left the room` : `Private message to ${v.nick}`;
+  $('input').placeholder = $('input-label').textContent = label;
+  $('input').disabled = $('send').disabled = $('attach').disabled = !!v?.gone;
 }
 
 // -- sending --------------------------------------------------------------------------------
@@ -1053,6 +1212,12 @@ function autosize() {
   i.style.height = Math.min(i.scrollHeight, 160) + 'px';
 }
 
+function closeDrawer() {
+  if (!document.body.classList.contains('show-occupants')) return;
+  document.body.classList.remove('show-occupants');
+  $('toggle-occupants').setAttribute('aria-expanded', 'false');
+}
+
 let composerReady = false;
 function setupComposer() {
   if (composerReady) return;
@@ -1063,7 +1228,15 @@ function setupComposer() {
     e.preventDefault();
     const body = input.value.replace(/\s+$/, '');
     if (!body.trim() || !S.joined) return;
-    sendMessage(body);
+    const msg = /^\/msg(\s+|$)/i.exec(body);
+    if (msg) {
+      if (!msgCommand(body.slice(msg[0].length))) return;
+    } else if (S.view) {
+      if (S.view.gone) return;
+      sendPm(S.view, body);
+    } else {
+      sendMessage(body);
+    }
     input.value = '';
     autosize();
     input.focus();
@@ -1073,7 +1246,7 @@ function setupComposer() {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       $('composer').requestSubmit();
-    } else if (e.key === 'ArrowUp' && !input.value) {
+    } else if (e.key === 'ArrowUp' && !input.value && !S.view) {
       const last = [...S.messages].reverse().find((m) => m.nick === S.nick && !m.pending && !m.retracted && (!m.occupantId || m.key === myKey()));
       if (last) {
         e.preventDefault();
@@ -1120,12 +1293,7 @@ function setupComposer() {
     const open = document.body.classList.toggle('show-occupants');
     $('toggle-occupants').setAttribute('aria-expanded', String(open));
   });
-  const closeDrawer = () => {
-    if (!document.body.classList.contains('show-occupants')) return;
-    document.body.classList.remove('show-occupants');
-    $('toggle-occupants').setAttribute('aria-expanded', 'false');
-  };
-  $('log').addEventListener('click', closeDrawer);
+  document.querySelector('.body').addEventListener('click', (e) => { if (e.target.closest('.log')) closeDrawer(); });
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeDrawer(); });
   $('leave').addEventListener('click', leave);
 }
@@ -1146,7 +1314,11 @@ function save() {
   try {
     sessionStorage.setItem(snapKey(), JSON.stringify({
       v: 1, nick: S.nick, sm: S.conn && S.conn.resumeState(), joined: S.joined, me: S.me,
-      subject: S.subject, occupants: [...S.occupants.values()], messages: keep, saved: Date.now(),
+      subject: S.subject, occupants: [...S.occupants.values()], messages: keep, saved: Date.now(), roomUnread: S.roomUnread,
+      pms: [...S.pms].map(([key, c]) => ({
+        key, nick: c.nick, gone: c.gone, occupantId: c.occupantId, unread: c.unread, shown: c === S.view,
+        items: c.items.slice(-KEEP_MESSAGES).map((m) => ({ ...m, node: undefined })),
+      })),
     }));
   } catch { /* storage full or refused: reload will rejoin instead of resuming */ }
 }
@@ -1174,6 +1346,13 @@ function restoreSnapshot(s) {
     if (m.pending) S.pending.set(m.id, m);
     addMessage(m);
   }
+  S.roomUnread = s.roomUnread || 0;
+  for (const { key, items, shown, ...saved } of s.pms || []) {
+    const c = Object.assign(pmWith(saved.nick, key), saved);
+    for (const m of items) addPm(c, m);
+    if (shown) S.view = c;
+  }
+  showView(S.view);
   renderOccupants();
   if (S.joined) $('composer').hidden = false;
 }
