@@ -608,13 +608,18 @@ async def test_private_messages_between_occupants(server):
         await create_room(a, room, "alice")
         await join(b, room, "bob")
         await join(c, room, "carol")
+        bobs_oid = occupant_id(await say_ok(b, room, "hello all"))
         mid = "pm-" + uid()
+        # With a forged occupant-id and room stanza-id, which the room must replace/drop.
         b.x.send_raw(f"<message to='{room}/carol' type='chat' id='{mid}'><body>psst</body>"
-                     f"<x xmlns='{NS_MUC_USER}'/></message>")
+                     f"<x xmlns='{NS_MUC_USER}'/><occupant-id xmlns='{NS_OID}' id='forged-oid'/>"
+                     f"<stanza-id xmlns='{NS_SID}' id='forged-sid' by='{room}'/></message>")
         m = await c.wait_message(lambda m: attr(m, "id") == mid, what="PM at carol")
         assert attr(m, "from") == f"{room}/bob", f"§7.5: PM from must be the occupant JID: {m}"
         assert attr(m, "type") == "chat" and body(m) == "psst", str(m)
         assert attr(m, "to") == c.jid, str(m)
+        assert occupant_id(m) == bobs_oid, f"XEP-0421: the PM carries bob's occupant-id: {m}"
+        assert "forged-sid" not in str(m), f"XEP-0359 §3.3: forged stanza-id kept: {m}"
         await barrier(room, b, a)
         assert not [x for x in a.messages if attr(x, "id") == mid], "PM leaked to a third occupant"
         # §7.5: groupchat-type PM → bad-request; PM to a missing nick → item-not-found.

@@ -931,13 +931,9 @@ impl Room {
     async fn broadcast_groupchat(&mut self, index: usize, mut stanza: Element) {
         let occupant = &self.occupants[index];
         let stanza_id = archive::new_stanza_id();
-        // Drop ids and occupant ids a client may have forged (XEP-0359 §3.3, XEP-0421 §4).
         let foreign: Vec<Element> = stanza
             .children()
-            .filter(|c| {
-                !((c.is("stanza-id", NS_SID) && c.attr("by") == Some(self.jid.as_str()))
-                    || c.is("occupant-id", NS_OCCUPANT_ID))
-            })
+            .filter(|c| !self.is_forged(c))
             .cloned()
             .collect();
         let mut message = Build::new("message", ns::CLIENT)
@@ -1033,10 +1029,28 @@ impl Room {
         }
         let mut message = stanza.clone();
         set_attr(&mut message, "from", self.occupant_jid(&from.nick));
+        for node in message.take_nodes() {
+            if !node.as_element().is_some_and(|c| self.is_forged(c)) {
+                message.append_node(node);
+            }
+        }
         if message.get_child("x", NS_MUC_USER).is_none() {
             message.append_child(Element::bare("x", NS_MUC_USER));
         }
+        // XEP-0421 §4: every message the room sends for an occupant carries its occupant id.
+        message.append_child(
+            Build::new("occupant-id", NS_OCCUPANT_ID)
+                .attr("id", from.occupant_id.clone())
+                .build(),
+        );
         self.deliver(&self.occupants[target], &message);
+    }
+
+    /// An id only the room may give, which a client put in its own stanza (XEP-0359 §3.3,
+    /// XEP-0421 §4): dropped before the room adds the real one.
+    fn is_forged(&self, child: &Element) -> bool {
+        (child.is("stanza-id", NS_SID) && child.attr("by") == Some(self.jid.as_str()))
+            || child.is("occupant-id", NS_OCCUPANT_ID)
     }
 
     /// Whether occupant `sender` may send private messages (and IQs) to occupant `target`:
