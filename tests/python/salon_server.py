@@ -61,6 +61,7 @@ class SalonServer:
         contact: dict | None = None,
         archive: dict | None = None,
         worker_threads: int | None = None,
+        metrics: bool = False,
     ):
         self.name = name
         self.dir = Path(base_dir)
@@ -76,6 +77,7 @@ class SalonServer:
         self.tls_port = free_port()
         self.http_port = free_port()
         self.https_port = free_port()
+        self.metrics_port = free_port() if metrics else None
         self.require_encryption = require_encryption
         self.proc: subprocess.Popen | None = None
         self._log_file = None
@@ -104,6 +106,10 @@ class SalonServer:
             f'c2s_direct_tls = "127.0.0.1:{self.tls_port}"',
             f'http = "127.0.0.1:{self.http_port}"',
             f'https = "127.0.0.1:{self.https_port}"',
+        ]
+        if self.metrics_port:
+            lines.append(f'metrics = "127.0.0.1:{self.metrics_port}"')
+        lines += [
             "",
             "[c2s]",
             f"require_encryption = {'true' if require_encryption else 'false'}",

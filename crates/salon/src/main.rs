@@ -192,7 +192,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            let metrics = match server.config.listen.metrics {
+                Some(addr) => {
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("listen.metrics: cannot listen on {addr}"))?;
+                    tracing::info!(%addr, "Prometheus metrics (/metrics)");
+                    Some(tokio::spawn(salon_web::metrics::serve(
+                        server.clone(),
+                        listener,
+                    )))
+                }
+                None => None,
+            };
             let result = server.run().await;
+            if let Some(metrics) = metrics {
+                let _ = metrics.await;
+            }
             if let Some(web_tls) = web_tls {
                 let _ = web_tls.await;
             }

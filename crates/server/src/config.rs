@@ -75,6 +75,10 @@ pub struct ListenConfig {
     /// The same over HTTPS with the server's certificate. Off unless set.
     #[serde(deserialize_with = "listener")]
     pub https: Option<SocketAddr>,
+    /// Prometheus metrics at `/metrics`, on a listener of its own so that it is never exposed
+    /// through the public web side by accident. Off unless set.
+    #[serde(deserialize_with = "listener")]
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -451,6 +455,7 @@ impl Default for ListenConfig {
             c2s_direct_tls: Some(SocketAddr::from(([127, 0, 0, 1], 5223))),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 5280))),
             https: None,
+            metrics: None,
         }
     }
 }
@@ -813,11 +818,12 @@ impl Config {
             None => out.push_str("tls = self-signed certificate in data_dir\n"),
         }
         out.push_str(&format!(
-            "listen.c2s = {}\nlisten.c2s_direct_tls = {}\nlisten.http = {}\nlisten.https = {}\n",
+            "listen.c2s = {}\nlisten.c2s_direct_tls = {}\nlisten.http = {}\nlisten.https = {}\nlisten.metrics = {}\n",
             opt(&self.listen.c2s),
             opt(&self.listen.c2s_direct_tls),
             opt(&self.listen.http),
-            opt(&self.listen.https)
+            opt(&self.listen.https),
+            opt(&self.listen.metrics)
         ));
         out.push_str(&format!(
             "c2s.require_encryption = {}\nc2s.auth_timeout = {}\nc2s.resume_timeout = {}\n",

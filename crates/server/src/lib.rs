@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod config;
 pub mod im;
+pub mod metrics;
 pub mod modules;
 pub mod muc;
 pub mod router;

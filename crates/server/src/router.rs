@@ -322,6 +322,17 @@ impl Router {
             .collect()
     }
 
+    /// Bound sessions of accounts and of anonymous guests.
+    pub fn session_counts(&self) -> (usize, usize) {
+        let mut guests = 0;
+        let mut all = 0;
+        for entry in self.sessions.iter() {
+            all += entry.value().len();
+            guests += entry.value().iter().filter(|s| s.anonymous).count();
+        }
+        (all - guests, guests)
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.iter().map(|e| e.value().len()).sum()
     }

@@ -90,6 +90,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     /// Set before bound sessions are kicked at shutdown, for a session that binds meanwhile.
     shutting_down: std::sync::atomic::AtomicBool,
+    pub metrics: crate::metrics::Metrics,
     /// Online accounts' blocklists (XEP-0191), consulted for every stanza to or from them.
     pub blocklists: crate::im::blocking::Blocklists,
     /// One archive writer for rooms and accounts alike, started on first use.
@@ -136,6 +137,7 @@ impl Server {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             archive: std::sync::OnceLock::new(),
             blocklists: Default::default(),
+            metrics: crate::metrics::Metrics::new(),
         }))
     }
 

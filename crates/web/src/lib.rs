@@ -7,6 +7,7 @@ mod client;
 mod client_address;
 mod host_meta;
 mod https;
+pub mod metrics;
 mod upload;
 mod websocket;
 

@@ -112,6 +112,16 @@ impl MucService {
     }
 
     /// Called by a room's task when it ends (destroyed, or temporary and empty).
+    /// Rooms running and their occupants, from the rooms' summaries.
+    pub fn totals(&self) -> (usize, usize) {
+        let occupants = self
+            .rooms
+            .iter()
+            .map(|room| room.summary.lock().map_or(0, |s| s.occupants))
+            .sum();
+        (self.rooms.len(), occupants)
+    }
+
     pub fn room_closed(&self, jid: &str, handle: &RoomHandle) {
         self.rooms
             .remove_if(jid, |_, current| current.id == handle.id);

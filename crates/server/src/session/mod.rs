@@ -109,6 +109,7 @@ impl ConnectionGuard {
             return None;
         }
         *count += 1;
+        server.metrics.connection_opened();
         Some(ConnectionGuard {
             server: server.clone(),
             ip,
@@ -683,6 +684,7 @@ impl Session {
                     base64::engine::general_purpose::STANDARD.encode(additional)
                 };
                 tracing::info!(peer = %self.transport.peer_ip(), host = %self.host, who = ?who, "authenticated");
+                self.server.metrics.login(true);
                 self.authenticated = Some(who);
                 self.send_raw(&format!(
                     "<success xmlns='{}'>{additional}</success>",
@@ -697,6 +699,7 @@ impl Session {
                 self.sasl = None;
                 let ip = self.transport.peer_ip();
                 self.server.login_failures.failed(ip);
+                self.server.metrics.login(false);
                 self.sasl_failures += 1;
                 tracing::info!(peer = %ip, host = %self.host, condition = failure.condition(), "failed login");
                 self.sasl_failure(failure.condition(), None).await?;
@@ -790,6 +793,7 @@ impl Session {
                 ),
             ));
         }
+        self.server.metrics.stanza_received(element.name());
         // RFC 6120 §8.1.2.1: the server stamps the sender's full JID.
         set_attr(&mut element, "from", handle.jid.to_string());
         let to = match element.attr("to") {

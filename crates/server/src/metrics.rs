@@ -1,0 +1,255 @@
+//! Prometheus metrics (OpenMetrics text format), served on `listen.metrics`: counters bumped
+//! where things happen, and gauges read from the server's state when a scrape asks.
+
+use crate::server::Server;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    stanzas_message: Counter,
+    stanzas_presence: Counter,
+    stanzas_iq: Counter,
+    logins_ok: Counter,
+    logins_failed: Counter,
+    connections_opened: Counter,
+    sessions: Family<Labels, Gauge>,
+    connections: Gauge,
+    rooms: Gauge,
+    occupants: Gauge,
+    uptime: Gauge,
+    resident_memory: Gauge,
+    cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// The CPU time already added to `cpu_seconds`; the counter only goes up by differences.
+    cpu_counted: std::sync::Mutex<f64>,
+    open_fds: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let stanzas = Family::<Labels, Counter>::default();
+        registry.register(
+            "salon_stanzas_received",
+            "Stanzas received from clients, by kind",
+            stanzas.clone(),
+        );
+        let logins = Family::<Labels, Counter>::default();
+        registry.register(
+            "salon_logins",
+            "SASL authentications, by result",
+            logins.clone(),
+        );
+        let connections_opened = Counter::default();
+        registry.register(
+            "salon_connections_opened",
+            "Client connections accepted (TCP, WebSocket and BOSH)",
+            connections_opened.clone(),
+        );
+        let sessions = Family::<Labels, Gauge>::default();
+        registry.register(
+            "salon_sessions",
+            "Bound client sessions, by kind of user",
+            sessions.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "salon_connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        let rooms = Gauge::default();
+        registry.register(
+            "salon_rooms",
+            "Multi-user chat rooms running",
+            rooms.clone(),
+        );
+        let occupants = Gauge::default();
+        registry.register(
+            "salon_room_occupants",
+            "Occupants of all rooms together",
+            occupants.clone(),
+        );
+        let uptime = Gauge::default();
+        registry.register_with_unit(
+            "salon_uptime",
+            "Time since the server started",
+            Unit::Seconds,
+            uptime.clone(),
+        );
+        // The process metrics as Prometheus names them for every program.
+        let resident_memory = Gauge::default();
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory size",
+            Unit::Bytes,
+            resident_memory.clone(),
+        );
+        let cpu_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register_with_unit(
+            "process_cpu",
+            "User and system CPU time spent",
+            Unit::Seconds,
+            cpu_seconds.clone(),
+        );
+        let open_fds = Gauge::default();
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors",
+            open_fds.clone(),
+        );
+        // Counters held directly, so that counting takes no label lookup.
+        let counter = |family: &Family<Labels, Counter>, name, value| {
+            let counter: Counter = family.get_or_create(&vec![(name, value)]).clone();
+            counter
+        };
+        Metrics {
+            stanzas_message: counter(&stanzas, "kind", "message"),
+            stanzas_presence: counter(&stanzas, "kind", "presence"),
+            stanzas_iq: counter(&stanzas, "kind", "iq"),
+            logins_ok: counter(&logins, "result", "success"),
+            logins_failed: counter(&logins, "result", "failure"),
+            registry,
+            connections_opened,
+            sessions,
+            connections,
+            rooms,
+            occupants,
+            uptime,
+            resident_memory,
+            cpu_seconds,
+            cpu_counted: std::sync::Mutex::new(0.0),
+            open_fds,
+        }
+    }
+
+    /// A stanza from a client: `message`, `presence` or `iq`.
+    pub fn stanza_received(&self, name: &str) {
+        match name {
+            "message" => self.stanzas_message.inc(),
+            "presence" => self.stanzas_presence.inc(),
+            "iq" => self.stanzas_iq.inc(),
+            _ => 0,
+        };
+    }
+
+    pub fn login(&self, succeeded: bool) {
+        if succeeded {
+            self.logins_ok.inc();
+        } else {
+            self.logins_failed.inc();
+        }
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_opened.inc();
+    }
+
+    /// The whole exposition, with the gauges read from `server` now.
+    pub fn render(&self, server: &Server) -> String {
+        let (accounts, guests) = server.router.session_counts();
+        self.sessions
+            .get_or_create(&vec![("kind", "account")])
+            .set(gauge_value(accounts));
+        self.sessions
+            .get_or_create(&vec![("kind", "guest")])
+            .set(gauge_value(guests));
+        let open: usize = server.connections.iter().map(|e| *e.value()).sum();
+        self.connections.set(gauge_value(open));
+        let (rooms, occupants) = server.muc.as_ref().map_or((0, 0), |m| m.totals());
+        self.rooms.set(gauge_value(rooms));
+        self.occupants.set(gauge_value(occupants));
+        self.uptime
+            .set(gauge_value(server.started.elapsed().as_secs() as usize));
+        if let Some(bytes) = resident_memory_bytes() {
+            self.resident_memory.set(gauge_value(bytes));
+        }
+        if let (Some(seconds), Ok(mut counted)) = (cpu_seconds(), self.cpu_counted.lock()) {
+            if seconds > *counted {
+                self.cpu_seconds.inc_by(seconds - *counted);
+                *counted = seconds;
+            }
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(gauge_value(fds.count()));
+        }
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Resident set size from `/proc/self/statm` (Linux), in bytes.
+fn resident_memory_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions; it only reads a system constant.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * usize::try_from(page_size).ok()?)
+}
+
+/// User plus system CPU time of the whole process.
+fn cpu_seconds() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `rusage` into the pointer it is given, which is valid and
+    // large enough; it is read only when the call reports success.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_appear_in_the_exposition_with_their_labels() {
+        let metrics = Metrics::new();
+        metrics.stanza_received("message");
+        metrics.stanza_received("message");
+        metrics.stanza_received("iq");
+        metrics.stanza_received("stream:features");
+        metrics.login(false);
+        let mut out = String::new();
+        encode(&mut out, &metrics.registry).expect("encode");
+        assert!(
+            out.contains("salon_stanzas_received_total{kind=\"message\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("salon_stanzas_received_total{kind=\"iq\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("salon_stanzas_received_total{kind=\"presence\"} 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("salon_logins_total{result=\"failure\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("# EOF\n"), "{out}");
+    }
+}
