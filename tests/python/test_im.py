@@ -451,3 +451,48 @@ async def test_blocking_command(server):
 async def chat_once(sender: Client, receiver: Client, body: str):
     sender.x.send_message(mto=receiver.bare, mbody=body, mtype="chat")
     await receiver.wait_message(lambda m: m["body"] == body, what=f"'{body}'")
+
+
+@async_test
+async def test_client_state_indication_holds_what_can_wait(server):
+    """XEP-0352 with slixmpp's CSI plugin: while bob's client is inactive, alice's presence
+    updates and chat states wait; her next chat message brings them, in order; becoming active
+    releases the rest."""
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("sa"), server.new_user("sb")
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw)
+        bob = cs.add(Client(server, f"{b_jid}/phone", b_pw, mech="SCRAM-SHA-256"))
+        bob.x.register_plugin("xep_0352")
+        await bob.login()
+        assert bob.x.plugin["xep_0352"].enabled, "the <csi/> stream feature was not offered"
+        await subscribe(bob, alice)
+
+        bob.x.plugin["xep_0352"].send_inactive()
+        await bob.ping_server()  # the nonza is processed before the ping's answer
+        first = "away-" + uid()
+        alice.x.send_presence(pstatus=first, pshow="away")
+        composing = alice.x.make_message(mto=bob.jid, mtype="chat")
+        composing.xml.append(ET.fromstring("<composing xmlns='http://jabber.org/protocol/chatstates'/>"))
+        composing.send()
+        await alice.ping_server()
+        await asyncio.sleep(0.5)
+        assert not [p for p in bob.presences if p["status"] == first], "presence reached an inactive client"
+        assert not [m for m in bob.messages if m["type"] == "chat"], "a chat state reached it"
+        # IQs are answered at once even so.
+        await bob.ping_server()
+
+        alice.x.send_message(mto=bob.jid, mbody="wake up", mtype="chat")
+        await bob.wait_message(lambda m: m["body"] == "wake up", what="the urgent message")
+        got_presence = [i for i, p in enumerate(bob.presences) if p["status"] == first]
+        assert got_presence, "held presence not sent with the urgent message"
+        chat = [m for m in bob.messages if m["type"] == "chat"]
+        composing_first = chat[0].xml.find("{http://jabber.org/protocol/chatstates}composing")
+        assert composing_first is not None and chat[-1]["body"] == "wake up", [str(m) for m in chat]
+
+        second = "dnd-" + uid()
+        alice.x.send_presence(pstatus=second, pshow="dnd")
+        await alice.ping_server()
+        await asyncio.sleep(0.3)
+        assert not [p for p in bob.presences if p["status"] == second]
+        bob.x.plugin["xep_0352"].send_active()
+        await bob.wait_presence(lambda p: p["status"] == second, what="presence released by <active/>")

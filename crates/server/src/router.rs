@@ -33,6 +33,23 @@ impl Outbound {
             }
         }
     }
+
+    /// Whether the wire form starts with `prefix` (short enough to end before any `to`).
+    pub fn starts_with(&self, prefix: &[u8]) -> bool {
+        match self {
+            Outbound::Stanza(bytes) => bytes.starts_with(prefix),
+            Outbound::Addressed(template, _) => template.head.starts_with(prefix),
+        }
+    }
+
+    /// Whether `needle` occurs in the wire form, leaving the recipient's address aside.
+    pub fn contains(&self, needle: &[u8]) -> bool {
+        let within = |haystack: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+        match self {
+            Outbound::Stanza(bytes) => within(bytes),
+            Outbound::Addressed(template, _) => within(&template.head) || within(&template.tail),
+        }
+    }
 }
 
 /// A stanza serialised once for many recipients, split where the `to` address goes

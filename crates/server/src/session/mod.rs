@@ -2,6 +2,7 @@
 //! then stamping and routing the client's stanzas. Written once for every transport, which
 //! only supplies bytes in and out (see [`Transport`]).
 
+pub mod csi;
 pub mod sasl;
 pub mod stream_management;
 pub mod tcp;
@@ -234,6 +235,8 @@ struct Session {
     sm: Option<StreamManagement>,
     /// Where a resuming connection reaches this session.
     resume_requests: Option<mpsc::Receiver<ResumeRequest>>,
+    /// XEP-0352: whether the client is in use, and what waits until it is.
+    csi: csi::ClientState,
 }
 
 /// Drive one client connection to its end.
@@ -253,6 +256,7 @@ pub async fn run(server: Arc<Server>, transport: Box<dyn Transport>) {
         last_refill: Instant::now(),
         sm: None,
         resume_requests: None,
+        csi: csi::ClientState::default(),
     };
     session.tokens = session.rate() * 2.0;
     let stop = loop {
@@ -299,8 +303,13 @@ impl Session {
                 signal = next_signal(handle.as_deref()) => match signal {
                     Signal::Kicked(kick) => return Stop::StreamError(kick.condition, kick.text),
                     Signal::Queued(batch) => {
-                        // Everything queued goes out in the same write.
-                        for item in batch {
+                        // Everything queued goes out in the same write (unless an inactive
+                        // client's stanzas can wait).
+                        let ready = self.csi.release(batch);
+                        if ready.is_empty() {
+                            continue;
+                        }
+                        for item in ready {
                             self.write_stanza(item);
                         }
                         if self.sm.as_mut().is_some_and(|sm| sm.should_request()) {
@@ -509,6 +518,7 @@ impl Session {
                 features = features
                     .child(Element::bare("sm", NS_SM))
                     .child(Element::bare("bind", ns::BIND))
+                    .child(Element::bare("csi", csi::NS_CSI))
                     .child(
                         Build::new("session", ns::SESSION)
                             .child(Element::bare("optional", ns::SESSION))
@@ -535,6 +545,17 @@ impl Session {
     async fn on_element(&mut self, element: Element) -> Result<(), Stop> {
         if element.ns() == NS_SM {
             return self.on_stream_management(element).await;
+        }
+        if element.ns() == csi::NS_CSI && self.stage == Stage::Bound {
+            // Client state nonzas (XEP-0352 §5): `<active/>` releases what was held.
+            let released = self.csi.set_inactive(element.name() == "inactive");
+            if !released.is_empty() {
+                for item in released {
+                    self.write_stanza(item);
+                }
+                self.transport.flush().await.map_err(|_| Stop::Dropped)?;
+            }
+            return Ok(());
         }
         match self.stage {
             Stage::AwaitingHeader => Err(Stop::StreamError(
@@ -1072,9 +1093,14 @@ impl Session {
         let mut old = std::mem::replace(&mut self.transport, request.transport);
         let _ = tokio::time::timeout(Duration::from_millis(500), old.close()).await;
         drop(old);
+        // What an inactive client had not been sent yet goes with the rest it missed.
+        let held = self.csi.take_held();
         let Some(sm) = self.sm.as_mut() else {
             return;
         };
+        for item in held {
+            sm.sent(item);
+        }
         if let Err(e) = sm.acknowledge(request.h) {
             tracing::info!(
                 h = e.h,
@@ -1101,6 +1127,13 @@ impl Session {
     async fn wait_detached(&mut self) -> Option<ResumeRequest> {
         if let Some(handle) = &self.handle {
             handle.set_detached(true);
+        }
+        // Held for an inactive client but never written: sent on resumption like the rest.
+        let held = self.csi.take_held();
+        if let Some(sm) = self.sm.as_mut() {
+            for item in held {
+                sm.sent(item);
+            }
         }
         let timeout = Duration::from_secs(self.server.config.resume_timeout_for(&self.host));
         let deadline = tokio::time::sleep(timeout);
