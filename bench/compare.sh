@@ -16,6 +16,7 @@ OUT=${OUT:-$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)}
 SERVERS=${SERVERS:-"salon prosody ejabberd"}
 SCENARIOS=${SCENARIOS:-"connect scram chat muc1 muc1busy muc10 ws10"}
 DURATION=${DURATION:-20}         # seconds of sending per scenario
+SALON_ARCHIVE=${SALON_ARCHIVE:-true}  # Salon's account archives (XEP-0313) on, its default
 DRAIN=${DRAIN:-10}               # seconds to wait for late deliveries
 CONNECT_N=${CONNECT_N:-1000}     # idle logins for `connect`
 SCRAM_N=${SCRAM_N:-200}          # SCRAM-SHA-1 logins
@@ -149,6 +150,8 @@ stanzas_per_second = 100000
 connections_per_ip = 100000
 outbound_queue = 100000
 login_failures_per_minute = 100000
+[archive]
+enabled = $SALON_ARCHIVE
 [log]
 level = "warn"
 EOF
