@@ -163,3 +163,40 @@ async def test_acknowledging_too_much_is_a_stream_error(server):
     await raw.send(f"<a xmlns='{NS_SM}' h='50'/>")
     condition = await raw.expect_stream_error()
     assert condition == "undefined-condition"
+
+
+@async_test()
+async def test_unacknowledged_messages_are_kept_when_the_session_ends(server):
+    """XEP-0198 §4: a session that ends without acknowledging messages (here: no resumption
+    asked for, connection dropped) does not lose them; they wait in offline storage."""
+    server.add_user("smlossy", "pw")
+    server.add_user("smsender", "pw")
+    raw, full = await logged_in(server, "smlossy")
+    sender, _ = await logged_in(server, "smsender", "s")
+    await raw.send("<presence/>")
+    await raw.expect(f"{{{NS_CLIENT}}}presence")  # our own, before counting starts
+    await raw.send(f"<enable xmlns='{NS_SM}'/>")
+    await raw.expect(f"{{{NS_SM}}}enabled")
+
+    await sender.send(f"<message to='{full}' type='chat' id='seen'><body>seen</body></message>")
+    await raw.expect(f"{{{NS_CLIENT}}}message", predicate=lambda m: m.get("id") == "seen")
+    await raw.send(f"<a xmlns='{NS_SM}' h='1'/>")
+    await sender.send(f"<message to='{full}' type='chat' id='unseen'><body>unseen</body></message>")
+    await raw.expect(f"{{{NS_CLIENT}}}message", predicate=lambda m: m.get("id") == "unseen")
+    await asyncio.sleep(0.2)  # the acknowledgement of 'seen' is processed
+    raw.close()  # gone without acknowledging 'unseen'
+    await asyncio.sleep(0.5)
+
+    back, _ = await logged_in(server, "smlossy", "again")
+    await back.send("<presence/>")
+    held = await back.expect(f"{{{NS_CLIENT}}}message",
+                             predicate=lambda m: m.findtext(f"{{{NS_CLIENT}}}body") is not None)
+    assert held.findtext(f"{{{NS_CLIENT}}}body") == "unseen", tostr(held)
+    assert held.find("{urn:xmpp:delay}delay") is not None, f"offline delivery is stamped: {tostr(held)}"
+    # Only that one: the acknowledged message is not delivered twice.
+    await back.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>")
+    await back.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda i: i.get("id") == "p")
+    assert "seen</body>" not in back.received.decode().replace("unseen</body>", ""), (
+        "the acknowledged message came again")
+    back.close()
+    sender.close()

@@ -99,13 +99,67 @@ async fn deliver_to_bare(server: &Arc<Server>, stanza: Element, to: &jid::BareJi
             }
         }
         "presence" => presence::inbound(server, stanza, to).await,
-        "message" => deliver_message_to_bare(server, stanza, to).await,
+        "message" => deliver_message_to_bare(server, stanza, to, Delivery::First).await,
         _ => {}
     }
 }
 
+/// Whether a message reaches an account for the first time, or again after the session it
+/// went to ended without acknowledging it (archived and copied the first time already).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    First,
+    Again,
+}
+
+/// XEP-0198 §4: messages a session received but never acknowledged before it ended (its
+/// connection lost and not resumed in time, or closed) go to the account's other resources,
+/// or into offline storage, rather than being lost. Room traffic, presence and copies
+/// (carbons, archive results) are not sent again.
+pub async fn redeliver_unacked(
+    server: &Arc<Server>,
+    account: &jid::BareJid,
+    unacked: impl IntoIterator<Item = crate::router::Outbound>,
+) {
+    let mut redelivered = 0;
+    for item in unacked {
+        if !item.starts_with(b"<message") {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        item.write_to(&mut bytes);
+        let Some(message) = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| salon_xml::parse_stored(text, ns::CLIENT))
+        else {
+            continue;
+        };
+        let is_copy = message.get_child("sent", carbons::NS_CARBONS).is_some()
+            || message.get_child("received", carbons::NS_CARBONS).is_some()
+            || message
+                .get_child("result", crate::archive::NS_MAM)
+                .is_some();
+        if is_copy
+            || !matches!(message.attr("type").unwrap_or("normal"), "chat" | "normal")
+            || !worth_storing(&message)
+        {
+            continue;
+        }
+        deliver_message_to_bare(server, message, account, Delivery::Again).await;
+        redelivered += 1;
+    }
+    if redelivered > 0 {
+        tracing::info!(%account, messages = redelivered, "unacknowledged messages delivered again");
+    }
+}
+
 /// RFC 6121 §8.5.2.1: messages to an account go to its most available resources, or are held.
-async fn deliver_message_to_bare(server: &Arc<Server>, mut stanza: Element, to: &jid::BareJid) {
+async fn deliver_message_to_bare(
+    server: &Arc<Server>,
+    mut stanza: Element,
+    to: &jid::BareJid,
+    delivery: Delivery,
+) {
     let kind = stanza.attr("type").unwrap_or("normal").to_string();
     let kind = kind.as_str();
     if kind == "groupchat" {
@@ -115,7 +169,9 @@ async fn deliver_message_to_bare(server: &Arc<Server>, mut stanza: Element, to: 
     let sessions = server.router.sessions_of(to.as_str());
     let targets = highest_priority(&sessions);
     if !targets.is_empty() {
-        mam::archive_incoming(server, to, &mut stanza).await;
+        if delivery == Delivery::First {
+            mam::archive_incoming(server, to, &mut stanza).await;
+        }
         let bytes = Bytes::from(salon_xml::serialize(&stanza));
         let targets: Vec<_> = if kind == "headline" {
             sessions
@@ -128,7 +184,9 @@ async fn deliver_message_to_bare(server: &Arc<Server>, mut stanza: Element, to: 
         for session in &targets {
             session.send(bytes.clone());
         }
-        carbons::copy_received(to, &sessions, &targets, &stanza);
+        if delivery == Delivery::First {
+            carbons::copy_received(to, &sessions, &targets, &stanza);
+        }
         return;
     }
     if !server.account_exists(to).await {
@@ -146,7 +204,9 @@ async fn deliver_message_to_bare(server: &Arc<Server>, mut stanza: Element, to: 
             );
             return;
         }
-        mam::archive_incoming(server, to, &mut stanza).await;
+        if delivery == Delivery::First {
+            mam::archive_incoming(server, to, &mut stanza).await;
+        }
         store_offline(server, stanza, to).await;
     }
 }

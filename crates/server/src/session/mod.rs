@@ -900,6 +900,18 @@ impl Session {
         if let Some(handle) = self.handle.take() {
             self.server.router.unbind(&handle);
             im::presence::session_ended(&self.server, &handle).await;
+            // What the client never confirmed, and what was held back for it (XEP-0352), is
+            // not lost with the session. A guest has no other resource and no offline storage.
+            let held = self.csi.take_held();
+            let unacked: Vec<Outbound> = self
+                .sm
+                .as_ref()
+                .map(|sm| sm.unacked().cloned().collect())
+                .unwrap_or_default();
+            if !handle.anonymous {
+                let pending = unacked.into_iter().chain(held);
+                im::redeliver_unacked(&self.server, &handle.jid.to_bare(), pending).await;
+            }
             if !handle.anonymous {
                 let bare = handle.jid.to_bare();
                 if !self.server.router.is_online(bare.as_str()) {
