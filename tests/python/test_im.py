@@ -496,3 +496,40 @@ async def test_client_state_indication_holds_what_can_wait(server):
         assert not [p for p in bob.presences if p["status"] == second]
         bob.x.plugin["xep_0352"].send_active()
         await bob.wait_presence(lambda p: p["status"] == second, what="presence released by <active/>")
+
+
+NS_PRIVATE = "jabber:iq:private"
+
+
+@async_test
+async def test_private_xml_storage(server):
+    """XEP-0049: bookmarks (XEP-0048) and another namespace kept per account, replaced whole,
+    kept across logins, private to the account; reserved namespaces refused."""
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("px"), server.new_user("py")
+    bookmarks = ("<storage xmlns='storage:bookmarks'><conference jid='room@rooms.localhost' "
+                 "autojoin='true' name='Sprint'><nick>alice</nick></conference></storage>")
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw)
+        empty = await alice.iq("get", None, f"<query xmlns='{NS_PRIVATE}'><storage xmlns='storage:bookmarks'/></query>")
+        stored = empty.xml.find(f"{{{NS_PRIVATE}}}query/{{storage:bookmarks}}storage")
+        assert stored is not None and len(stored) == 0, str(empty)
+
+        resp = await alice.iq("set", None, f"<query xmlns='{NS_PRIVATE}'>{bookmarks}"
+                              f"<notes xmlns='x:notes'>pinned</notes></query>")
+        assert resp["type"] == "result", str(resp)
+        resp = await alice.iq("set", None, f"<query xmlns='{NS_PRIVATE}'><x xmlns='jabber:client'/></query>")
+        assert stanza_error_condition(resp.xml) == "not-acceptable", str(resp)
+
+        # Bob cannot read alice's.
+        bob = await login(cs, server, b_jid, b_pw)
+        resp = await bob.iq("get", a_jid, f"<query xmlns='{NS_PRIVATE}'><storage xmlns='storage:bookmarks'/></query>")
+        assert resp["type"] == "error" and "Sprint" not in str(resp), str(resp)
+        await alice.close()
+
+        again = await login(cs, server, a_jid, a_pw)
+        resp = await again.iq("get", None, f"<query xmlns='{NS_PRIVATE}'><storage xmlns='storage:bookmarks'/></query>")
+        conference = resp.xml.find(f".//{{storage:bookmarks}}conference")
+        assert conference is not None and conference.get("name") == "Sprint", str(resp)
+        assert conference.findtext("{storage:bookmarks}nick") == "alice", str(resp)
+        resp = await again.iq("get", None, f"<query xmlns='{NS_PRIVATE}'><notes xmlns='x:notes'/></query>")
+        assert resp.xml.findtext(f".//{{x:notes}}notes") == "pinned", str(resp)

@@ -76,6 +76,7 @@ async fn run_suite(s: &dyn Storage) {
     vcards(s).await;
     last_activity(s).await;
     blocklists(s).await;
+    private_xml(s).await;
     rooms(s).await;
     archives(s).await;
     batched_archive_writes(s).await;
@@ -511,6 +512,10 @@ async fn last_activity(s: &dyn Storage) {
 
     assert_eq!(s.last_activity("carol", A).await.expect("last"), None);
     assert!(s.blocklist("carol", A).await.expect("list").is_empty());
+    assert_eq!(
+        s.private_xml("carol", A, "x:p").await.expect("private"),
+        None
+    );
 }
 
 /// XEP-0191 blocklists: sorted, without duplicates, per account, partly or wholly cleared.
@@ -560,6 +565,41 @@ async fn blocklists(s: &dyn Storage) {
         "another domain's alice keeps hers"
     );
     s.unblock("alice", B, None).await.expect("unblock all");
+}
+
+/// XEP-0049 private XML: one element per namespace, replaced whole, per account.
+async fn private_xml(s: &dyn Storage) {
+    const NS: &str = "storage:bookmarks";
+    assert_eq!(s.private_xml("alice", A, NS).await.expect("get"), None);
+    assert_eq!(s.count_private_xml("alice", A).await.expect("count"), 0);
+    s.set_private_xml("alice", A, NS, "<storage xmlns='storage:bookmarks'/>")
+        .await
+        .expect("set");
+    s.set_private_xml("alice", A, "x:notes", "<notes xmlns='x:notes'>é</notes>")
+        .await
+        .expect("set");
+    s.set_private_xml(
+        "alice",
+        A,
+        NS,
+        "<storage xmlns='storage:bookmarks'><url/></storage>",
+    )
+    .await
+    .expect("replace");
+    assert_eq!(
+        s.private_xml("alice", A, NS).await.expect("get").as_deref(),
+        Some("<storage xmlns='storage:bookmarks'><url/></storage>")
+    );
+    assert_eq!(
+        s.private_xml("alice", A, "x:notes")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("<notes xmlns='x:notes'>é</notes>")
+    );
+    assert_eq!(s.count_private_xml("alice", A).await.expect("count"), 2);
+    assert_eq!(s.private_xml("bob", A, NS).await.expect("get"), None);
+    assert_eq!(s.private_xml("alice", B, NS).await.expect("get"), None);
 }
 
 const MUC_A: &str = "muc.a.example";
@@ -1359,6 +1399,9 @@ async fn delete_cascades(s: &dyn Storage) {
         s.block(user, A, &["eve@b.example".to_owned()])
             .await
             .expect("block");
+        s.set_private_xml(user, A, "x:p", "<p xmlns='x:p'/>")
+            .await
+            .expect("private");
         s.archive_append(
             &format!("{user}@{A}"),
             &archived(1, T0, "contact@c.example", "<message/>"),
@@ -1386,6 +1429,10 @@ async fn delete_cascades(s: &dyn Storage) {
     assert_eq!(s.vcard("dave", A).await.expect("vcard"), None);
     assert_eq!(s.last_activity("dave", A).await.expect("last"), None);
     assert!(s.blocklist("dave", A).await.expect("list").is_empty());
+    assert_eq!(
+        s.private_xml("dave", A, "x:p").await.expect("private"),
+        None
+    );
     assert_eq!(
         query(s, "dave@a.example", &limit(10)).await,
         page(vec![], true, 0),
@@ -1469,7 +1516,7 @@ async fn sqlite_conformance() {
 }
 
 /// Writes one of each kind of per-address data for carol@a.example, who has no account.
-async fn write_without_account(s: &dyn Storage) -> [Result<(), StorageError>; 5] {
+async fn write_without_account(s: &dyn Storage) -> [Result<(), StorageError>; 6] {
     let it = RosterItem {
         groups: vec!["G".to_owned()],
         ..item("romeo@montague.example")
@@ -1480,6 +1527,8 @@ async fn write_without_account(s: &dyn Storage) -> [Result<(), StorageError>; 5]
         s.set_vcard("carol", A, "<vCard/>").await,
         s.set_last_activity("carol", A, &last(1, "x")).await,
         s.block("carol", A, &["eve@b.example".to_owned()]).await,
+        s.set_private_xml("carol", A, "x:p", "<p xmlns='x:p'/>")
+            .await,
     ]
 }
 

@@ -12,6 +12,7 @@ pub mod contact_info;
 pub mod disco;
 pub mod last;
 pub mod ping;
+pub mod private;
 pub mod register;
 pub mod time;
 pub mod vcard;
@@ -151,6 +152,7 @@ pub fn register_all(registry: &mut Registry, config: &crate::config::Config) {
     last::register(registry);
     vcard::register(registry);
     register::register(registry);
+    private::register(registry);
     contact_info::register(registry, config);
     crate::im::roster::register(registry);
     crate::im::carbons::register(registry);

@@ -51,6 +51,8 @@ struct Entry {
     last: Option<LastActivity>,
     /// Blocked addresses (XEP-0191), sorted.
     blocklist: BTreeSet<String>,
+    /// Private XML (XEP-0049) by namespace.
+    private: BTreeMap<String, String>,
 }
 
 impl Entry {
@@ -62,6 +64,7 @@ impl Entry {
             && self.vcard.is_none()
             && self.last.is_none()
             && self.blocklist.is_empty()
+            && self.private.is_empty()
     }
 }
 
@@ -402,6 +405,36 @@ impl Storage for MemoryStorage {
             entry.last = Some(activity.clone());
         });
         Ok(())
+    }
+
+    async fn private_xml(
+        &self,
+        user: &str,
+        domain: &str,
+        namespace: &str,
+    ) -> StorageResult<Option<String>> {
+        Ok(self
+            .with_entry(user, domain, |entry| entry.private.get(namespace).cloned())
+            .flatten())
+    }
+
+    async fn set_private_xml(
+        &self,
+        user: &str,
+        domain: &str,
+        namespace: &str,
+        xml: &str,
+    ) -> StorageResult<()> {
+        self.update_entry(user, domain, true, |entry| {
+            entry.private.insert(namespace.to_owned(), xml.to_owned());
+        });
+        Ok(())
+    }
+
+    async fn count_private_xml(&self, user: &str, domain: &str) -> StorageResult<usize> {
+        Ok(self
+            .with_entry(user, domain, |entry| entry.private.len())
+            .unwrap_or(0))
     }
 
     async fn blocklist(&self, user: &str, domain: &str) -> StorageResult<Vec<String>> {

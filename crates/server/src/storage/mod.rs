@@ -273,6 +273,24 @@ pub trait Storage: Send + Sync + 'static {
     async fn unblock(&self, user: &str, domain: &str, jids: Option<&[String]>)
         -> StorageResult<()>;
 
+    // Private XML storage (XEP-0049): one serialised element per namespace.
+    async fn private_xml(
+        &self,
+        user: &str,
+        domain: &str,
+        namespace: &str,
+    ) -> StorageResult<Option<String>>;
+    /// Stores or replaces the element for `namespace`. NotFound without an account.
+    async fn set_private_xml(
+        &self,
+        user: &str,
+        domain: &str,
+        namespace: &str,
+        xml: &str,
+    ) -> StorageResult<()>;
+    /// How many namespaces the user has stored (to bound it).
+    async fn count_private_xml(&self, user: &str, domain: &str) -> StorageResult<usize>;
+
     // Offline messages.
     async fn store_offline(
         &self,

@@ -1,0 +1,118 @@
+//! Private XML storage (XEP-0049): a client keeps arbitrary XML on its own account, one
+//! element per namespace, readable and writable by that account only (older clients keep
+//! their bookmarks here, XEP-0048).
+
+use super::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::im::roster;
+use crate::server::Server;
+use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use minidom::Element;
+use std::sync::Arc;
+
+pub const NS_PRIVATE: &str = "jabber:iq:private";
+/// Largest element stored for one namespace, in bytes of XML.
+const MAX_ELEMENT_BYTES: usize = 64 * 1024;
+/// Most namespaces one account may keep.
+const MAX_NAMESPACES: usize = 64;
+
+pub fn register(registry: &mut Registry) {
+    let handler = Arc::new(PrivateStorage);
+    registry.iq(IqScope::Account, IqKind::Get, NS_PRIVATE, handler.clone());
+    registry.iq(IqScope::Account, IqKind::Set, NS_PRIVATE, handler);
+}
+
+struct PrivateStorage;
+
+/// XEP-0049 §3: namespaces that are XMPP's own, or this protocol's, cannot be used as keys.
+fn reserved(namespace: &str) -> bool {
+    matches!(namespace, ns::CLIENT | "jabber:server" | NS_PRIVATE) || namespace.is_empty()
+}
+
+fn not_acceptable(text: &str) -> StanzaError {
+    StanzaError::new(ErrorType::Modify, "not-acceptable").with_text(text)
+}
+
+fn storage_error(e: crate::storage::StorageError) -> StanzaError {
+    tracing::error!(error = %e, "private XML storage");
+    StanzaError::internal()
+}
+
+#[async_trait::async_trait]
+impl IqHandler for PrivateStorage {
+    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
+        // §3: only the account itself; anyone else is refused without learning anything.
+        if !request.is_own_account() {
+            return Err(StanzaError::forbidden());
+        }
+        let query = request
+            .payload()
+            .ok_or_else(|| StanzaError::bad_request("missing query"))?;
+        let (user, domain) = roster::account_key(&request.to);
+        let storage = server.storage_for(&domain);
+        let children: Vec<&Element> = query.children().collect();
+        match request.kind {
+            IqKind::Get => {
+                let [wanted] = children.as_slice() else {
+                    return Err(not_acceptable("a get names exactly one element"));
+                };
+                let namespace = wanted.ns();
+                if reserved(&namespace) {
+                    return Err(not_acceptable("that namespace cannot be stored"));
+                }
+                let stored = storage
+                    .private_xml(&user, &domain, &namespace)
+                    .await
+                    .map_err(storage_error)?
+                    .and_then(|xml| salon_xml::parse_stored(&xml, &namespace));
+                // Nothing stored: the empty element that was asked for (§3.2).
+                let element = stored.unwrap_or_else(|| (*wanted).clone());
+                Ok(Some(Build::new("query", NS_PRIVATE).child(element).build()))
+            }
+            IqKind::Set => {
+                if children.is_empty() {
+                    return Err(not_acceptable("nothing to store"));
+                }
+                let mut writes = Vec::new();
+                for child in &children {
+                    let namespace = child.ns();
+                    if reserved(&namespace) {
+                        return Err(not_acceptable("that namespace cannot be stored"));
+                    }
+                    let xml = String::from_utf8_lossy(&salon_xml::serialize(child)).into_owned();
+                    if xml.len() > MAX_ELEMENT_BYTES {
+                        return Err(not_acceptable(&format!(
+                            "at most {MAX_ELEMENT_BYTES} bytes per element"
+                        )));
+                    }
+                    writes.push((namespace, xml));
+                }
+                let stored = storage
+                    .count_private_xml(&user, &domain)
+                    .await
+                    .map_err(storage_error)?;
+                if stored + writes.len() > MAX_NAMESPACES {
+                    let mut new = 0;
+                    for (namespace, _) in &writes {
+                        let known = storage
+                            .private_xml(&user, &domain, namespace)
+                            .await
+                            .map_err(storage_error)?;
+                        new += usize::from(known.is_none());
+                    }
+                    if stored + new > MAX_NAMESPACES {
+                        return Err(StanzaError::resource_constraint().with_text(format!(
+                            "at most {MAX_NAMESPACES} namespaces per account"
+                        )));
+                    }
+                }
+                for (namespace, xml) in writes {
+                    storage
+                        .set_private_xml(&user, &domain, &namespace, &xml)
+                        .await
+                        .map_err(storage_error)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+}
