@@ -249,29 +249,14 @@ async fn presence_after_change(
     if jids.is_empty() {
         return;
     }
-    let contacts: Vec<String> = super::roster::items(server, account)
+    let contacts = super::roster::items(server, account)
         .await
         .into_iter()
         .filter(|item| item.subscription.has_from())
         .map(|item| item.jid)
-        .filter(|contact| jid::Jid::new(contact).is_ok_and(|c| blocks(jids, &c)))
-        .collect();
-    for session in server.router.sessions_of(account.as_str()) {
-        let Some(last) = session.presence.lock().ok().and_then(|p| p.last.clone()) else {
-            // Not available: contacts saw nothing of this resource.
-            continue;
-        };
-        let presence = if now_blocked {
-            Build::new("presence", ns::CLIENT)
-                .attr("type", "unavailable")
-                .attr("from", session.jid.to_string())
-                .build()
-        } else {
-            last
-        };
-        for contact in &contacts {
-            super::presence::deliver_presence_to(server, &presence, contact);
-        }
+        .filter(|contact| jid::Jid::new(contact).is_ok_and(|c| blocks(jids, &c)));
+    for contact in contacts {
+        super::presence::send_current_presence(server, account, &contact, now_blocked);
     }
 }
 

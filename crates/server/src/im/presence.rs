@@ -262,7 +262,8 @@ pub async fn send_subscription(
     server.route(stanza).await;
 }
 
-fn send_current_presence(
+/// Every available resource of `account` tells `contact` its presence, or that it is gone.
+pub(super) fn send_current_presence(
     server: &Arc<Server>,
     account: &jid::BareJid,
     contact: &str,
