@@ -163,6 +163,12 @@ impl StanzaError {
     pub fn policy_violation(text: impl Into<String>) -> StanzaError {
         StanzaError::new(ErrorType::Modify, "policy-violation").with_text(text)
     }
+    /// `<internal-server-error/>` for a storage failure, logged with what was being done, so
+    /// the client learns nothing of the backend and the operator learns everything.
+    pub fn storage(doing: &str, error: &crate::storage::StorageError) -> StanzaError {
+        tracing::error!(error = %error, "{doing}");
+        StanzaError::internal()
+    }
     pub fn resource_constraint() -> StanzaError {
         StanzaError::new(ErrorType::Wait, "resource-constraint")
     }

@@ -124,29 +124,33 @@ impl XmppClient {
 
     /// Send an IQ get and wait for its result or error.
     pub async fn get(&mut self, to: &str, payload: Element) -> Iq {
-        let id = self.new_id();
-        let iq = Iq::Get {
-            from: None,
-            to: Some(Jid::from_str(to).expect("test JID")),
-            id: id.clone(),
-            payload,
-        };
-        self.request(iq, id).await
+        self.request(to, payload, false).await
     }
 
     /// Send an IQ set and wait for its result or error.
     pub async fn set(&mut self, to: &str, payload: Element) -> Iq {
-        let id = self.new_id();
-        let iq = Iq::Set {
-            from: None,
-            to: Some(Jid::from_str(to).expect("test JID")),
-            id: id.clone(),
-            payload,
-        };
-        self.request(iq, id).await
+        self.request(to, payload, true).await
     }
 
-    async fn request(&mut self, iq: Iq, id: String) -> Iq {
+    async fn request(&mut self, to: &str, payload: Element, set: bool) -> Iq {
+        self.next_id += 1;
+        let id = format!("test-iq-{}", self.next_id);
+        let to = Some(Jid::from_str(to).expect("test JID"));
+        let iq = if set {
+            Iq::Set {
+                from: None,
+                to,
+                id: id.clone(),
+                payload,
+            }
+        } else {
+            Iq::Get {
+                from: None,
+                to,
+                id: id.clone(),
+                payload,
+            }
+        };
         self.send(iq).await;
         self.expect(&format!("the answer to IQ {id}"), |stanza| match stanza {
             Stanza::Iq(iq @ (Iq::Result { id: got, .. } | Iq::Error { id: got, .. }))
@@ -157,10 +161,5 @@ impl XmppClient {
             _ => None,
         })
         .await
-    }
-
-    fn new_id(&mut self) -> String {
-        self.next_id += 1;
-        format!("test-iq-{}", self.next_id)
     }
 }

@@ -178,11 +178,6 @@ fn list_element(name: &'static str, jids: impl Iterator<Item = String>) -> Eleme
         .build()
 }
 
-fn storage_error(account: &jid::BareJid, e: crate::storage::StorageError) -> StanzaError {
-    tracing::error!(%account, error = %e, "changing blocklist");
-    StanzaError::internal()
-}
-
 async fn block(
     server: &Arc<Server>,
     account: &jid::BareJid,
@@ -199,7 +194,7 @@ async fn block(
         .storage_for(&domain)
         .block(&user, &domain, &new)
         .await
-        .map_err(|e| storage_error(account, e))?;
+        .map_err(|e| StanzaError::storage(&format!("changing the blocklist of {account}"), &e))?;
     server.blocklists.changed(account);
     // §3.3: contacts who saw the user's presence now see the user go offline.
     presence_after_change(server, account, &new, true).await;
@@ -218,7 +213,7 @@ async fn unblock(
         .storage_for(&domain)
         .unblock(&user, &domain, jids.as_deref())
         .await
-        .map_err(|e| storage_error(account, e))?;
+        .map_err(|e| StanzaError::storage(&format!("changing the blocklist of {account}"), &e))?;
     server.blocklists.changed(account);
     let released: Vec<String> = match &jids {
         Some(jids) => jids

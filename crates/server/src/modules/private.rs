@@ -32,11 +32,6 @@ fn not_acceptable(text: &str) -> StanzaError {
     StanzaError::new(ErrorType::Modify, "not-acceptable").with_text(text)
 }
 
-fn storage_error(e: crate::storage::StorageError) -> StanzaError {
-    tracing::error!(error = %e, "private XML storage");
-    StanzaError::internal()
-}
-
 #[async_trait::async_trait]
 impl IqHandler for PrivateStorage {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
@@ -62,7 +57,7 @@ impl IqHandler for PrivateStorage {
                 let stored = storage
                     .private_xml(&user, &domain, &namespace)
                     .await
-                    .map_err(storage_error)?
+                    .map_err(|e| StanzaError::storage("private XML storage", &e))?
                     .and_then(|xml| salon_xml::parse_stored(&xml, &namespace));
                 // Nothing stored: the empty element that was asked for (§3.2).
                 let element = stored.unwrap_or_else(|| (*wanted).clone());
@@ -89,14 +84,14 @@ impl IqHandler for PrivateStorage {
                 let stored = storage
                     .count_private_xml(&user, &domain)
                     .await
-                    .map_err(storage_error)?;
+                    .map_err(|e| StanzaError::storage("private XML storage", &e))?;
                 if stored + writes.len() > MAX_NAMESPACES {
                     let mut new = 0;
                     for (namespace, _) in &writes {
                         let known = storage
                             .private_xml(&user, &domain, namespace)
                             .await
-                            .map_err(storage_error)?;
+                            .map_err(|e| StanzaError::storage("private XML storage", &e))?;
                         new += usize::from(known.is_none());
                     }
                     if stored + new > MAX_NAMESPACES {
@@ -109,7 +104,7 @@ impl IqHandler for PrivateStorage {
                     storage
                         .set_private_xml(&user, &domain, &namespace, &xml)
                         .await
-                        .map_err(storage_error)?;
+                        .map_err(|e| StanzaError::storage("private XML storage", &e))?;
                 }
                 Ok(None)
             }

@@ -90,8 +90,7 @@ impl IqHandler for Register {
                     .set_credentials(&user, &domain, &credentials)
                     .await
                     .map_err(|e| {
-                        tracing::error!(%account, error = %e, "changing password");
-                        StanzaError::internal()
+                        StanzaError::storage(&format!("changing password of {account}"), &e)
                     })?;
                 tracing::info!(%account, "password changed in-band");
                 Ok(None)
@@ -124,10 +123,7 @@ async fn remove(
         .storage_for(domain)
         .delete_account(user, domain)
         .await
-        .map_err(|e| {
-            tracing::error!(%account, error = %e, "removing account");
-            StanzaError::internal()
-        })?;
+        .map_err(|e| StanzaError::storage(&format!("removing account {account}"), &e))?;
     tracing::info!(%account, "account removed in-band");
     let sessions = server.router.sessions_of(account.as_str());
     tokio::spawn(async move {
