@@ -2,12 +2,14 @@
 //! Every failure exits non-zero with one line saying what went wrong; configuration errors
 //! exit with code 2 and name the file, line and key.
 
+mod listeners;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use listeners::Listeners;
 use salon_server::config::Config;
 use salon_server::session::sasl::derive_credentials;
 use salon_server::storage::{Storage, StorageError};
-use salon_server::Server;
 use salon_store::SqliteStorage;
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -160,7 +162,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let storage = open_storage(&config).await?;
-    let server = Server::new(config, storage)?;
+    let server = salon_server::build(config, storage)?;
     tracing::info!(
         domain = %server.config.domain,
         anonymous = server.config.anonymous_domain().unwrap_or("off"),
@@ -168,71 +170,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "Salon {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    let running = {
-        let server = server.clone();
-        tokio::spawn(async move {
-            let web = match server.config.listen.http {
-                Some(addr) => {
-                    let listener = salon_web::bind(addr)
-                        .await
-                        .with_context(|| format!("listen.http: cannot listen on {addr}"))?;
-                    Some(tokio::spawn(salon_web::serve(server.clone(), listener)))
-                }
-                None => None,
-            };
-            let web_tls = match server.config.listen.https {
-                Some(addr) => {
-                    let listener = salon_web::bind(addr)
-                        .await
-                        .with_context(|| format!("listen.https: cannot listen on {addr}"))?;
-                    Some(tokio::spawn(salon_web::serve_https(
-                        server.clone(),
-                        listener,
-                    )))
-                }
-                None => None,
-            };
-            let metrics = match server.config.listen.metrics {
-                Some(addr) => {
-                    let listener = tokio::net::TcpListener::bind(addr)
-                        .await
-                        .with_context(|| format!("listen.metrics: cannot listen on {addr}"))?;
-                    tracing::info!(%addr, "Prometheus metrics (/metrics)");
-                    Some(tokio::spawn(salon_web::metrics::serve(
-                        server.clone(),
-                        listener,
-                    )))
-                }
-                None => None,
-            };
-            let result = server.run().await;
-            if let Some(metrics) = metrics {
-                let _ = metrics.await;
-            }
-            if let Some(web_tls) = web_tls {
-                let _ = web_tls.await;
-            }
-            if let Some(web) = web {
-                let _ = web.await;
-            }
-            result
-        })
-    };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    server.start().await;
+    let listeners = Listeners::bind_all(&server).await?;
     tokio::select! {
-        result = running => {
-            // The listeners stopped by themselves: that is a start-up failure.
-            return match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(anyhow::anyhow!("server task failed: {e}")),
-            };
-        }
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
     }
     server.shutdown().await;
+    listeners.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Message archives (XEP-0313 Message Archive Management with XEP-0059 paging) of rooms and
 //! accounts: the ordered, bounded writer they append through, the query protocol, retention.
 
+use crate::hooks::{priority, ServerHook};
+use crate::registry::Registry;
 use crate::server::Server;
 use crate::stanza::{ns, Build, StanzaError};
 use crate::storage::{ArchiveQuery, ArchivedMessage, StorageError};
@@ -22,6 +24,43 @@ const WRITE_BATCH: usize = 256;
 /// Largest page a client may ask for.
 const MAX_PAGE: usize = 250;
 const DEFAULT_PAGE: usize = 50;
+
+/// The writer is flushed at shutdown, after the last stream closed and before the storage.
+pub fn register(registry: &mut Registry) {
+    registry
+        .hooks
+        .on_server(priority::DELIVER, Arc::new(FlushAtStop));
+}
+
+/// The server's one writer, in a server-wide slot; started on first use (inside the runtime).
+#[derive(Default)]
+struct WriterSlot(std::sync::OnceLock<ArchiveWriter>);
+
+/// The archive writer shared by rooms and accounts.
+pub fn writer(server: &Server) -> ArchiveWriter {
+    server
+        .extensions
+        .get_or_default::<WriterSlot>()
+        .0
+        .get_or_init(|| ArchiveWriter::start(server.storage.clone()))
+        .clone()
+}
+
+struct FlushAtStop;
+
+#[async_trait::async_trait]
+impl ServerHook for FlushAtStop {
+    async fn stopping(&self, server: &Arc<Server>) {
+        // Only a writer that was started has anything to write.
+        if let Some(writer) = server
+            .extensions
+            .get::<WriterSlot>()
+            .and_then(|s| s.0.get().cloned())
+        {
+            writer.flush().await;
+        }
+    }
+}
 
 enum WriterCommand {
     Append(String, ArchivedMessage),

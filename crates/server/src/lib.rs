@@ -1,19 +1,29 @@
-//! The Salon XMPP server: configuration, sessions, router and feature modules.
-//! See ARCHITECTURE.md for the path of a stanza through these modules.
+//! The Salon XMPP server: the core (configuration, sessions, router, hooks, storage traits)
+//! and the feature modules and services that register on it. See docs/ARCHITECTURE.md for the
+//! layers and the path of a stanza through them.
 
-pub mod archive;
+// The core: knows no feature.
 pub mod config;
-pub mod im;
+pub mod extensions;
+pub mod hooks;
 pub mod metrics;
-pub mod modules;
-pub mod muc;
+pub mod registry;
 pub mod router;
 pub mod server;
 pub mod session;
 pub mod stanza;
 pub mod storage;
 pub mod tls;
+
+// Features and services, registered by `builtin`.
+pub mod archive;
+pub mod im;
+pub mod modules;
+pub mod muc;
 pub mod upload;
 
+mod builtin;
+
+pub use builtin::build;
 pub use config::Config;
 pub use server::Server;

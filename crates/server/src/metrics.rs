@@ -7,6 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::Arc;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -28,6 +29,14 @@ pub struct Metrics {
     /// The CPU time already added to `cpu_seconds`; the counter only goes up by differences.
     cpu_counted: std::sync::Mutex<f64>,
     open_fds: Gauge,
+    /// Where the room gauges come from, when a chat service runs.
+    room_counts: std::sync::OnceLock<Arc<dyn RoomCounts>>,
+}
+
+/// A service that can say how many rooms run and how many occupants they have.
+pub trait RoomCounts: Send + Sync {
+    /// (rooms, occupants)
+    fn totals(&self) -> (usize, usize);
 }
 
 impl Default for Metrics {
@@ -131,6 +140,7 @@ impl Metrics {
             cpu_seconds,
             cpu_counted: std::sync::Mutex::new(0.0),
             open_fds,
+            room_counts: std::sync::OnceLock::new(),
         }
     }
 
@@ -152,6 +162,11 @@ impl Metrics {
         }
     }
 
+    /// Report the rooms of `source` in the room gauges.
+    pub fn count_rooms_with(&self, source: Arc<dyn RoomCounts>) {
+        let _ = self.room_counts.set(source);
+    }
+
     pub fn connection_opened(&self) {
         self.connections_opened.inc();
     }
@@ -167,7 +182,7 @@ impl Metrics {
             .set(gauge_value(guests));
         let open: usize = server.connections.iter().map(|e| *e.value()).sum();
         self.connections.set(gauge_value(open));
-        let (rooms, occupants) = server.muc.as_ref().map_or((0, 0), |m| m.totals());
+        let (rooms, occupants) = self.room_counts.get().map_or((0, 0), |m| m.totals());
         self.rooms.set(gauge_value(rooms));
         self.occupants.set(gauge_value(occupants));
         self.uptime

@@ -130,12 +130,8 @@ pub struct PresenceState {
     pub last: Option<Element>,
     /// Addresses that received directed presence and must hear when we go offline.
     pub directed: HashSet<String>,
-    /// Has asked for the roster, so wants roster pushes (RFC 6121 §2.1.6).
-    pub roster_requested: bool,
     /// Has enabled Message Carbons (XEP-0280).
     pub carbons: bool,
-    /// Has asked for the blocklist, so wants blocklist pushes (XEP-0191 §3.3).
-    pub blocklist_requested: bool,
 }
 
 /// One bound session as the rest of the server sees it.
@@ -155,6 +151,8 @@ pub struct SessionHandle {
     kick_reason: Mutex<Option<Kick>>,
     closing: AtomicBool,
     pub presence: Mutex<PresenceState>,
+    /// Feature modules' state for this session, each in a slot of its own type.
+    pub extensions: crate::extensions::Extensions,
     /// The connection is gone and the session waits for XEP-0198 resumption.
     detached: AtomicBool,
     /// The client's address (after trusted proxies), for abuse controls.
@@ -186,6 +184,7 @@ impl SessionHandle {
             peer_ip,
             address,
             presence: Mutex::new(PresenceState::default()),
+            extensions: Default::default(),
         };
         Arc::new(handle)
     }

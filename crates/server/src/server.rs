@@ -1,18 +1,20 @@
-//! The running server: shared state handed to every session and module, the listeners, and
-//! orderly shutdown (`<system-shutdown/>` to every stream, storage flushed).
+//! The running server: the shared state handed to every session and module (configuration,
+//! storage, router, the modules' registry), routing by address (RFC 6120 §10), and orderly
+//! shutdown (`<system-shutdown/>` to every stream, storage flushed). It knows no feature: those
+//! reach it through the registry's handlers and hooks.
 
 use crate::config::Config;
-use crate::modules::{IqKind, IqRequest, IqScope, Registry};
+use crate::extensions::Extensions;
+use crate::hooks::{ToBare, ToFull};
+use crate::registry::{IqKind, IqRequest, IqScope, Registry};
 use crate::router::Router;
 use crate::stanza::{self, StanzaError};
 use crate::storage::{memory::MemoryStorage, Storage};
 use crate::tls::TlsSetup;
-use anyhow::Context as _;
 use minidom::Element;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Failed-login accounting per client address (RFC 6120 §13.8 countermeasure against
@@ -75,68 +77,44 @@ pub struct Server {
     pub anonymous_storage: Arc<dyn Storage>,
     pub router: Router,
     pub modules: Registry,
-    /// The multi-user chat service, when `[muc]` is configured.
-    pub muc: Option<Arc<crate::muc::MucService>>,
-    /// The HTTP File Upload service, when `[upload]` is configured.
-    pub upload: Option<Arc<crate::upload::UploadService>>,
+    /// Server-wide state of feature modules and services, each in a slot of its own type.
+    pub extensions: Extensions,
     pub tls: TlsSetup,
     pub login_failures: LoginLimiter,
     pub connections: dashmap::DashMap<IpAddr, usize>,
     /// Sessions that can be resumed (XEP-0198), by resumption id.
     pub resumable: dashmap::DashMap<String, crate::session::ResumeSlot>,
-    /// XEP-0115 verification string of the server's disco#info, computed once.
-    pub caps_ver: String,
     pub started: Instant,
     shutdown: watch::Sender<bool>,
     /// Set before bound sessions are kicked at shutdown, for a session that binds meanwhile.
     shutting_down: std::sync::atomic::AtomicBool,
     pub metrics: crate::metrics::Metrics,
-    /// Online accounts' blocklists (XEP-0191), consulted for every stanza to or from them.
-    pub blocklists: crate::im::blocking::Blocklists,
-    /// One archive writer for rooms and accounts alike, started on first use.
-    archive: std::sync::OnceLock<crate::archive::ArchiveWriter>,
 }
 
 impl Server {
-    pub fn new(config: Config, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<Server>> {
+    /// A server with the modules in `modules` (see `salon_server::build` for the built-in
+    /// ones). Services register their domains on the router afterwards.
+    pub fn new(
+        config: Config,
+        storage: Arc<dyn Storage>,
+        modules: Registry,
+    ) -> anyhow::Result<Arc<Server>> {
         let tls = TlsSetup::from_config(&config)?;
-        let mut modules = Registry::default();
-        crate::modules::register_all(&mut modules, &config);
-        let caps_ver = crate::modules::disco::caps_ver(&modules);
         let (shutdown, _) = watch::channel(false);
-        let muc = config.muc.clone().map(crate::muc::MucService::new);
-        let router = Router::default();
-        if let Some(muc) = &muc {
-            router.register_service(&muc.settings.domain, muc.clone());
-        }
-        let upload = match &config.upload {
-            Some(settings) => Some(crate::upload::UploadService::new(
-                settings.clone(),
-                &config,
-            )?),
-            None => None,
-        };
-        if let Some(upload) = &upload {
-            router.register_service(&upload.settings.domain, upload.clone());
-        }
         Ok(Arc::new(Server {
-            muc,
-            upload,
+            extensions: Extensions::default(),
             login_failures: LoginLimiter::new(config.limits.login_failures_per_minute),
             config,
             storage,
             anonymous_storage: Arc::new(MemoryStorage::new()),
-            router,
+            router: Router::default(),
             modules,
             tls,
             connections: dashmap::DashMap::new(),
             resumable: dashmap::DashMap::new(),
-            caps_ver,
             started: Instant::now(),
             shutdown,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
-            archive: std::sync::OnceLock::new(),
-            blocklists: Default::default(),
             metrics: crate::metrics::Metrics::new(),
         }))
     }
@@ -211,7 +189,7 @@ impl Server {
         };
         let domain = to.domain().as_str();
         if self.is_local_user_host(domain) {
-            crate::im::deliver_local(self, stanza, to).await;
+            self.deliver_local(stanza, to).await;
         } else if let Some(service) = self.router.service(domain) {
             service.handle(self, stanza).await;
         } else {
@@ -221,6 +199,42 @@ impl Server {
                 StanzaError::new(stanza::ErrorType::Cancel, "remote-server-not-found")
                     .with_text(format!("{domain} is not served here")),
             );
+        }
+    }
+
+    /// A stanza for a local user host: the server itself answers IQs to its domain; stanzas to
+    /// accounts go through the modules' hooks (RFC 6121 delivery is one of them).
+    async fn deliver_local(self: &Arc<Self>, stanza: Element, to: jid::Jid) {
+        if to.node().is_none() {
+            if stanza.name() == "iq" {
+                self.handle_iq(stanza, IqScope::Server, to.to_bare()).await;
+            } else if stanza.name() == "message" {
+                // RFC 6120 §10.3.1: a message to the server that it cannot act on.
+                self.bounce(&stanza, StanzaError::service_unavailable());
+            }
+            return;
+        }
+        let hooks = &self.modules.hooks;
+        let unhandled = match to.try_as_full() {
+            Ok(full) => {
+                let point = ToFull { to: full.clone() };
+                hooks.to_full(self, &point, stanza).await
+            }
+            Err(bare) => {
+                let point = ToBare { to: bare.clone() };
+                hooks.to_bare(self, &point, stanza).await
+            }
+        };
+        // No module took it: as if nobody were there (RFC 6120 §10.5.4).
+        if let Some(stanza) = unhandled {
+            let asks = match stanza.name() {
+                "message" => true,
+                "iq" => matches!(stanza.attr("type"), Some("get" | "set")),
+                _ => false,
+            };
+            if asks {
+                self.bounce(&stanza, StanzaError::service_unavailable());
+            }
         }
     }
 
@@ -307,60 +321,10 @@ impl Server {
         self.answer_iq(&stanza, reply);
     }
 
-    /// The archive writer (XEP-0313), started on first use (inside the runtime).
-    pub fn archive_writer(&self) -> crate::archive::ArchiveWriter {
-        self.archive
-            .get_or_init(|| crate::archive::ArchiveWriter::start(self.storage.clone()))
-            .clone()
-    }
-
-    /// Bind the listeners and serve until shutdown is requested.
-    pub async fn run(self: &Arc<Self>) -> anyhow::Result<()> {
-        if let Some(muc) = &self.muc {
-            muc.load(self).await;
-            crate::archive::start_retention(
-                self.clone(),
-                vec![muc.settings.domain.clone()],
-                muc.settings.archive_retention_days,
-            );
-        }
-        if self.config.archive.enabled {
-            crate::archive::start_retention(
-                self.clone(),
-                vec![self.config.domain.clone()],
-                self.config.archive.retention_days,
-            );
-        }
-        crate::upload::start_expiry(self.clone());
-        let mut tasks = Vec::new();
-        if let Some(addr) = self.config.listen.c2s {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listen.c2s: cannot listen on {addr}"))?;
-            tracing::info!(%addr, "client connections (STARTTLS)");
-            tasks.push(tokio::spawn(crate::session::tcp::accept_loop(
-                self.clone(),
-                listener,
-                false,
-            )));
-        }
-        if let Some(addr) = self.config.listen.c2s_direct_tls {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listen.c2s_direct_tls: cannot listen on {addr}"))?;
-            tracing::info!(%addr, "client connections (direct TLS, XEP-0368)");
-            tasks.push(tokio::spawn(crate::session::tcp::accept_loop(
-                self.clone(),
-                listener,
-                true,
-            )));
-        }
-        let mut shutdown = self.shutdown_signal();
-        shutdown_requested(&mut shutdown).await;
-        for task in tasks {
-            task.abort();
-        }
-        Ok(())
+    /// Start the modules' background work (state loaded, sweeps started). Called once, before
+    /// the listeners accept anyone.
+    pub async fn start(self: &Arc<Self>) {
+        self.modules.hooks.server_started(self).await;
     }
 
     /// Close every stream with `<system-shutdown/>`, wait briefly for them to go, flush storage.
@@ -377,10 +341,8 @@ impl Server {
         while !self.connections.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        // Messages handed to the archive are written before the database is closed.
-        if let Some(writer) = self.archive.get() {
-            writer.flush().await;
-        }
+        // Modules write what they buffered (the archive) before the database is closed.
+        self.modules.hooks.server_stopping(self).await;
         if let Err(e) = self.storage.flush().await {
             tracing::error!(error = %e, "flushing storage at shutdown");
         }

@@ -27,6 +27,7 @@ pub mod ns {
     pub const VCARD: &str = "vcard-temp";
     pub const DELAY: &str = "urn:xmpp:delay";
     pub const SERVER_INFO: &str = "http://jabber.org/network/serverinfo";
+    pub const CARBONS: &str = "urn:xmpp:carbons:2";
 }
 
 /// Parse an attribute name known at compile time. Only called with literals, so the

@@ -17,6 +17,8 @@
 //! a restart.
 
 use crate::config::{Config, UploadConfig};
+use crate::hooks::{priority, ServerHook};
+use crate::registry::Registry;
 use crate::router::ServiceHost;
 use crate::server::Server;
 use crate::stanza::{self, ns, Build, ErrorType, StanzaError};
@@ -686,12 +688,25 @@ impl ServiceHost for UploadService {
     }
 }
 
+/// The service's start: the expiry sweep.
+pub fn register(registry: &mut Registry, service: Arc<UploadService>) {
+    registry
+        .hooks
+        .on_server(priority::OBSERVE, Arc::new(Startup(service)));
+}
+
+struct Startup(Arc<UploadService>);
+
+#[async_trait::async_trait]
+impl ServerHook for Startup {
+    async fn started(&self, server: &Arc<Server>) {
+        start_expiry(server.clone(), self.0.clone());
+    }
+}
+
 /// Start the periodic sweep of expired uploads (every `upload.sweep_interval` seconds), after
 /// removing partial files from a previous run. Stops at shutdown.
-pub fn start_expiry(server: Arc<Server>) {
-    let Some(service) = server.upload.clone() else {
-        return;
-    };
+fn start_expiry(server: Arc<Server>, service: Arc<UploadService>) {
     tokio::spawn(async move {
         service.remove_partial_files().await;
         let mut shutdown = server.shutdown_signal();

@@ -57,7 +57,10 @@ fn text(status: StatusCode, message: &str) -> Response {
 }
 
 fn service(state: &WebState) -> Option<Arc<UploadService>> {
-    state.server.upload.clone()
+    state
+        .server
+        .extensions
+        .get::<salon_server::upload::UploadService>()
 }
 
 /// Deletes the partial file unless the upload was completed.

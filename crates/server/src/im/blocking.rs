@@ -1,13 +1,14 @@
 //! Blocking Command (XEP-0191): each user's blocklist, kept in storage and enforced on every
 //! stanza to or from the account, with pushes to the user's clients that asked for the list.
 
+use super::blocklist::{self, blocks, is_blocked};
+use crate::hooks::{priority, FromClient, SessionHook, StanzaHook, ToBare, ToFull};
 use crate::modules::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
-use crate::router::SessionHandle;
+use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
 use crate::stanza::{ns, Build, ErrorType, StanzaError};
-use dashmap::DashMap;
 use minidom::Element;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub const NS_BLOCKING: &str = "urn:xmpp:blocking";
@@ -20,82 +21,96 @@ pub fn register(registry: &mut Registry) {
     registry.iq(IqScope::Account, IqKind::Get, NS_BLOCKING, handler.clone());
     registry.iq(IqScope::Account, IqKind::Set, NS_BLOCKING, handler);
     registry.feature(IqScope::Server, NS_BLOCKING);
+    let enforce = Arc::new(Enforce);
+    registry
+        .hooks
+        .on_from_client(priority::POLICY, enforce.clone());
+    registry.hooks.on_to_bare(priority::POLICY, enforce.clone());
+    registry.hooks.on_to_full(priority::POLICY, enforce.clone());
+    registry.hooks.on_session(priority::DELIVER, enforce);
 }
 
-/// The blocklists of online accounts, in memory: every stanza to or from an account consults
-/// its list, and a database query per stanza would cost more than the delivery itself.
-/// Offline accounts' lists are read from storage when needed and not kept.
+/// Per session: it has asked for the blocklist, so it wants pushes (XEP-0191 §3.3).
 #[derive(Default)]
-pub struct Blocklists {
-    cache: DashMap<String, Arc<Vec<String>>>,
-    /// Bumped on every change, so that a list read from storage before a change is not put
-    /// into the cache after it.
-    generation: AtomicU64,
-}
+struct BlocklistRequested(AtomicBool);
 
-impl Blocklists {
-    /// The blocklist of `account` (a bare JID on a local host).
-    pub async fn of(&self, server: &Server, account: &jid::BareJid) -> Arc<Vec<String>> {
-        if let Some(list) = self.cache.get(account.as_str()) {
-            return list.clone();
-        }
-        let generation = self.generation.load(Ordering::SeqCst);
-        let (user, domain) = super::roster::account_key(account);
-        let list = match server.storage_for(&domain).blocklist(&user, &domain).await {
-            Ok(list) => Arc::new(list),
-            Err(e) => {
-                tracing::error!(%account, error = %e, "reading blocklist");
-                Arc::new(Vec::new())
-            }
+/// Blocks enforced both ways: what a user sends to a blocked address, and what a blocked
+/// address sends to the user.
+struct Enforce;
+
+#[async_trait::async_trait]
+impl StanzaHook<FromClient> for Enforce {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &FromClient,
+        stanza: Element,
+    ) -> Option<Element> {
+        let Some(to) = &point.to else {
+            return Some(stanza);
         };
-        if server.router.is_online(account.as_str())
-            && self.generation.load(Ordering::SeqCst) == generation
-        {
-            self.cache.insert(account.to_string(), list.clone());
-        }
-        list
-    }
-
-    fn changed(&self, account: &jid::BareJid) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.cache.remove(account.as_str());
-    }
-
-    /// Drop the cached list of an account that has no session left.
-    pub fn forget_if_offline(&self, server: &Server, account: &jid::BareJid) {
-        if !server.router.is_online(account.as_str()) {
-            self.cache.remove(account.as_str());
+        if outbound_allowed(server, &point.session, &stanza, to).await {
+            Some(stanza)
+        } else {
+            None
         }
     }
 }
 
-/// Whether `list` blocks `address`: XEP-0016 §2.1 matching of a full JID, a bare JID, a
-/// domain with a resource, or a whole domain.
-pub fn blocks(list: &[String], address: &jid::Jid) -> bool {
-    if list.is_empty() {
-        return false;
+#[async_trait::async_trait]
+impl StanzaHook<ToBare> for Enforce {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &ToBare,
+        stanza: Element,
+    ) -> Option<Element> {
+        inbound_allowed(server, &point.to, stanza).await
     }
-    let domain = address.domain().as_str();
-    let matches = |candidate: &str| list.iter().any(|item| item == candidate);
-    matches(address.as_str())
-        || matches(address.to_bare().as_str())
-        || address
-            .resource()
-            .is_some_and(|r| matches(&format!("{domain}/{}", r.as_str())))
-        || matches(domain)
 }
 
-/// Whether `account` blocks `address`; the account's own resources are never blocked.
-pub async fn is_blocked(server: &Server, account: &jid::BareJid, address: &jid::Jid) -> bool {
-    if address.to_bare() == *account {
-        return false;
+#[async_trait::async_trait]
+impl StanzaHook<ToFull> for Enforce {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &ToFull,
+        stanza: Element,
+    ) -> Option<Element> {
+        inbound_allowed(server, &point.to.to_bare(), stanza).await
     }
-    blocks(&server.blocklists.of(server, account).await, address)
+}
+
+#[async_trait::async_trait]
+impl SessionHook for Enforce {
+    async fn ended(
+        &self,
+        server: &Arc<Server>,
+        session: &Arc<SessionHandle>,
+        _: &mut Vec<Outbound>,
+    ) {
+        blocklist::cache(server).forget_if_offline(server, &session.jid.to_bare());
+    }
+}
+
+/// The stanza, unless `account` blocks its sender (then it is refused here).
+async fn inbound_allowed(
+    server: &Arc<Server>,
+    account: &jid::BareJid,
+    stanza: Element,
+) -> Option<Element> {
+    if let Some(Ok(from)) = stanza.attr("from").map(jid::Jid::new) {
+        if is_blocked(server, account, &from).await {
+            refuse_inbound(server, &stanza);
+            return None;
+        }
+    }
+    Some(stanza)
 }
 
 /// XEP-0191 §3.3: a stanza from someone the recipient blocks. Presence vanishes; messages and
 /// IQ requests get `<service-unavailable/>`, so the user looks offline to the blocked sender.
-pub fn refuse_inbound(server: &Arc<Server>, stanza: &Element) {
+fn refuse_inbound(server: &Arc<Server>, stanza: &Element) {
     let answered = match stanza.name() {
         "message" => true,
         "iq" => matches!(stanza.attr("type"), Some("get" | "set")),
@@ -129,11 +144,10 @@ impl IqHandler for BlockingHandler {
         match (request.kind, payload.name()) {
             (IqKind::Get, "blocklist") => {
                 if let Some(session) = server.router.session(&request.from) {
-                    if let Ok(mut state) = session.presence.lock() {
-                        state.blocklist_requested = true;
-                    }
+                    let requested = session.extensions.get_or_default::<BlocklistRequested>();
+                    requested.0.store(true, Ordering::Relaxed);
                 }
-                let list = server.blocklists.of(server, account).await;
+                let list = blocklist::of(server, account).await;
                 Ok(Some(list_element("blocklist", list.iter().cloned())))
             }
             (IqKind::Set, "block") => {
@@ -183,7 +197,7 @@ async fn block(
     account: &jid::BareJid,
     jids: Vec<String>,
 ) -> Result<(), StanzaError> {
-    let before = server.blocklists.of(server, account).await;
+    let before = blocklist::of(server, account).await;
     let new: Vec<String> = jids.into_iter().filter(|j| !before.contains(j)).collect();
     if before.len() + new.len() > MAX_BLOCKED {
         return Err(StanzaError::resource_constraint()
@@ -195,7 +209,7 @@ async fn block(
         .block(&user, &domain, &new)
         .await
         .map_err(|e| StanzaError::storage(&format!("changing the blocklist of {account}"), &e))?;
-    server.blocklists.changed(account);
+    blocklist::cache(server).changed(account);
     // §3.3: contacts who saw the user's presence now see the user go offline.
     presence_after_change(server, account, &new, true).await;
     push(server, account, list_element("block", new.into_iter()));
@@ -207,14 +221,14 @@ async fn unblock(
     account: &jid::BareJid,
     jids: Option<Vec<String>>,
 ) -> Result<(), StanzaError> {
-    let before = server.blocklists.of(server, account).await;
+    let before = blocklist::of(server, account).await;
     let (user, domain) = super::roster::account_key(account);
     server
         .storage_for(&domain)
         .unblock(&user, &domain, jids.as_deref())
         .await
         .map_err(|e| StanzaError::storage(&format!("changing the blocklist of {account}"), &e))?;
-    server.blocklists.changed(account);
+    blocklist::cache(server).changed(account);
     let released: Vec<String> = match &jids {
         Some(jids) => jids
             .iter()
@@ -258,7 +272,8 @@ async fn presence_after_change(
 /// §3.3/§3.4: tell every client of the user that asked for the blocklist what changed.
 fn push(server: &Arc<Server>, account: &jid::BareJid, change: Element) {
     for session in server.router.sessions_of(account.as_str()) {
-        if !session.presence.lock().is_ok_and(|p| p.blocklist_requested) {
+        let requested = session.extensions.get::<BlocklistRequested>();
+        if !requested.is_some_and(|r| r.0.load(Ordering::Relaxed)) {
             continue;
         }
         let push = Build::new("iq", ns::CLIENT)
@@ -273,7 +288,7 @@ fn push(server: &Arc<Server>, account: &jid::BareJid, change: Element) {
 
 /// Whether the session's user may send `stanza` to `to` (XEP-0191 §3.3): a stanza to a
 /// blocked address is answered with `<not-acceptable/>` and `<blocked/>` and not routed.
-pub async fn outbound_allowed(
+async fn outbound_allowed(
     server: &Arc<Server>,
     session: &SessionHandle,
     stanza: &Element,
@@ -284,37 +299,4 @@ pub async fn outbound_allowed(
     }
     server.bounce(stanza, blocked_error());
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn jid(s: &str) -> jid::Jid {
-        jid::Jid::new(s).expect("test JID")
-    }
-
-    #[test]
-    fn items_match_as_xep_0016_says() {
-        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let bare = list(&["eve@evil.example"]);
-        assert!(blocks(&bare, &jid("eve@evil.example")));
-        assert!(blocks(&bare, &jid("eve@evil.example/phone")));
-        assert!(!blocks(&bare, &jid("evelyn@evil.example")));
-        let full = list(&["eve@evil.example/phone"]);
-        assert!(blocks(&full, &jid("eve@evil.example/phone")));
-        assert!(!blocks(&full, &jid("eve@evil.example/desk")));
-        assert!(!blocks(&full, &jid("eve@evil.example")));
-        let domain = list(&["evil.example"]);
-        assert!(blocks(&domain, &jid("anyone@evil.example/x")));
-        assert!(blocks(&domain, &jid("evil.example")));
-        assert!(!blocks(&domain, &jid("eve@good.example")));
-        assert!(!blocks(&domain, &jid("eve@sub.evil.example")));
-        let domain_resource = list(&["evil.example/bot"]);
-        // Any user of the domain with that resource, as XEP-0016 servers read it.
-        assert!(blocks(&domain_resource, &jid("evil.example/bot")));
-        assert!(blocks(&domain_resource, &jid("eve@evil.example/bot")));
-        assert!(!blocks(&domain_resource, &jid("eve@evil.example/phone")));
-        assert!(!blocks(&[], &jid("eve@evil.example")));
-    }
 }

@@ -2,6 +2,7 @@
 //! and receives are archived under a stanza id (XEP-0359), and its clients page through them.
 
 use crate::archive::{self, WithKind, NS_MAM};
+use crate::hooks::{priority, FromClient, MessageHook, ServerHook, StanzaHook};
 use crate::modules::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::SessionHandle;
 use crate::server::Server;
@@ -23,6 +24,51 @@ pub fn register(registry: &mut Registry, config: &crate::config::Config) {
     // Both on the account's bare JID: it archives, and it stamps stanza ids (XEP-0359 §6).
     registry.feature(IqScope::Account, NS_MAM);
     registry.feature(IqScope::Account, NS_SID);
+    registry
+        .hooks
+        .on_from_client(priority::OBSERVE, Arc::new(Archiving));
+    registry
+        .hooks
+        .on_message(priority::OBSERVE, Arc::new(Archiving));
+    registry
+        .hooks
+        .on_server(priority::OBSERVE, Arc::new(Archiving));
+}
+
+/// Archives what accounts send and receive, and expires old entries.
+struct Archiving;
+
+#[async_trait::async_trait]
+impl StanzaHook<FromClient> for Archiving {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &FromClient,
+        stanza: Element,
+    ) -> Option<Element> {
+        if stanza.name() == "message" {
+            archive_outgoing(server, &point.session, &stanza).await;
+        }
+        Some(stanza)
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageHook for Archiving {
+    async fn arriving(&self, server: &Arc<Server>, account: &jid::BareJid, message: &mut Element) {
+        archive_incoming(server, account, message).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl ServerHook for Archiving {
+    async fn started(&self, server: &Arc<Server>) {
+        archive::start_retention(
+            server.clone(),
+            vec![server.config.domain.clone()],
+            server.config.archive.retention_days,
+        );
+    }
 }
 
 struct MamHandler;
@@ -43,7 +89,7 @@ impl IqHandler for MamHandler {
             (IqKind::Get, "query") => Ok(Some(archive::query_form())),
             (IqKind::Set, "query") => {
                 // A message sent a moment ago is in the answer.
-                server.archive_writer().flush().await;
+                archive::writer(server).flush().await;
                 archive::answer_query(
                     server,
                     request.to.as_str(),
@@ -90,7 +136,7 @@ fn bare_of(address: Option<&str>) -> Option<String> {
 /// A message about to be delivered to (or held for) `account`: drop stanza ids that claim to
 /// be the account's (XEP-0359 §3.3), then archive it under a new one, which the delivered copy
 /// carries so clients can match it with the archive.
-pub async fn archive_incoming(server: &Arc<Server>, account: &jid::BareJid, message: &mut Element) {
+async fn archive_incoming(server: &Arc<Server>, account: &jid::BareJid, message: &mut Element) {
     if !enabled_for(server, account) {
         return;
     }
@@ -120,7 +166,7 @@ pub async fn archive_incoming(server: &Arc<Server>, account: &jid::BareJid, mess
 }
 
 /// A message a local client sends: archived in its own account's archive.
-pub async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
+async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
     let account = sender.jid.to_bare();
     if sender.anonymous || !enabled_for(server, &account) || !archivable(message) {
         return;
@@ -144,8 +190,7 @@ pub async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, mess
 
 async fn append(server: &Arc<Server>, account: &str, id: String, with: String, message: &Element) {
     let stanza = String::from_utf8_lossy(&salon_xml::serialize(message)).into_owned();
-    server
-        .archive_writer()
+    archive::writer(server)
         .append(
             account,
             ArchivedMessage {

@@ -2,16 +2,58 @@
 //! broadcast to subscribers, probes answered from the router's table on login, directed
 //! presence, and unavailable presence when a session ends.
 
-use super::roster;
-use crate::router::SessionHandle;
+use super::{blocklist, roster};
+use crate::hooks::{priority, FromClient, SessionHook, StanzaHook};
+use crate::modules::Registry;
+use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
 use crate::stanza::{ns, remove_attr, set_attr, Build, StanzaError};
 use bytes::Bytes;
 use minidom::Element;
 use std::sync::Arc;
 
+/// Presence from local clients, and the unavailable presence of a session that ends.
+pub fn register(registry: &mut Registry) {
+    registry
+        .hooks
+        .on_from_client(priority::DELIVER, Arc::new(Presence));
+    registry
+        .hooks
+        .on_session(priority::OBSERVE, Arc::new(Presence));
+}
+
+struct Presence;
+
+#[async_trait::async_trait]
+impl StanzaHook<FromClient> for Presence {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &FromClient,
+        stanza: Element,
+    ) -> Option<Element> {
+        if stanza.name() != "presence" {
+            return Some(stanza);
+        }
+        outbound(server, &point.session, stanza).await;
+        None
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionHook for Presence {
+    async fn ended(
+        &self,
+        server: &Arc<Server>,
+        session: &Arc<SessionHandle>,
+        _: &mut Vec<Outbound>,
+    ) {
+        session_ended(server, session).await;
+    }
+}
+
 /// A presence stanza sent by a local session (its `from` already stamped).
-pub async fn outbound(server: &Arc<Server>, session: &Arc<SessionHandle>, stanza: Element) {
+async fn outbound(server: &Arc<Server>, session: &Arc<SessionHandle>, stanza: Element) {
     let kind = stanza.attr("type");
     match (stanza.attr("to"), kind) {
         (None, None | Some("unavailable")) => broadcast(server, session, stanza).await,
@@ -78,10 +120,9 @@ async fn broadcast(server: &Arc<Server>, session: &Arc<SessionHandle>, mut stanz
     let account = session.jid.to_bare();
     let items = roster::items(server, &account).await;
     // Blocked contacts see the user as offline (XEP-0191 §3.3).
-    let blocklist = server.blocklists.of(server, &account).await;
-    let visible = |target: &str| {
-        jid::Jid::new(target).is_ok_and(|t| !super::blocking::blocks(&blocklist, &t))
-    };
+    let blocklist = blocklist::of(server, &account).await;
+    let visible =
+        |target: &str| jid::Jid::new(target).is_ok_and(|t| !blocklist::blocks(&blocklist, &t));
     for item in items.iter().filter(|i| i.subscription.has_from()) {
         if visible(&item.jid) {
             deliver_presence_to(server, &stanza, &item.jid);
@@ -100,7 +141,7 @@ async fn broadcast(server: &Arc<Server>, session: &Arc<SessionHandle>, mut stanz
     if first_available {
         probe_contacts(server, session, &items).await;
         redeliver_pending_requests(server, session, &items);
-        super::deliver_offline(server, session).await;
+        super::offline::deliver_offline(server, session).await;
     }
 }
 
@@ -127,8 +168,8 @@ async fn probe_contacts(
         let Ok(contact_jid) = jid::BareJid::new(&item.jid) else {
             continue;
         };
-        if super::blocking::is_blocked(server, &account, &contact_jid.clone().into()).await
-            || super::blocking::is_blocked(server, &contact_jid, &session.jid.clone().into()).await
+        if blocklist::is_blocked(server, &account, &contact_jid.clone().into()).await
+            || blocklist::is_blocked(server, &contact_jid, &session.jid.clone().into()).await
         {
             continue;
         }
@@ -236,7 +277,7 @@ pub async fn outbound_subscription(
         _ => return,
     }
     if route {
-        send_subscription(server, from, contact, kind).await;
+        roster::send_subscription(server, from, contact, kind).await;
     }
     match kind {
         // RFC 6121 §3.1.5: after approving, the contact gets our current presence.
@@ -245,21 +286,6 @@ pub async fn outbound_subscription(
         "unsubscribed" => send_current_presence(server, &account, contact_str, true),
         _ => {}
     }
-}
-
-/// Route a subscription stanza from a local account's bare JID to `contact`.
-pub async fn send_subscription(
-    server: &Arc<Server>,
-    from: &str,
-    contact: &jid::BareJid,
-    kind: &str,
-) {
-    let stanza = Build::new("presence", ns::CLIENT)
-        .attr("type", kind)
-        .attr("from", from)
-        .attr("to", contact.to_string())
-        .build();
-    server.route(stanza).await;
 }
 
 /// Every available resource of `account` tells `contact` its presence, or that it is gone.
@@ -320,7 +346,7 @@ pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &ji
             if existing.is_some_and(|i| i.subscription.has_from()) {
                 // Already approved: answer for the user (RFC 6121 §3.1.3).
                 deliver = false;
-                send_subscription(server, to.as_str(), &from, "subscribed").await;
+                roster::send_subscription(server, to.as_str(), &from, "subscribed").await;
                 if pre_approved {
                     // As after any approval, the new subscriber gets the user's presence.
                     send_current_presence(server, to, &from_str, false);
@@ -368,10 +394,7 @@ pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &ji
 }
 
 /// A session ended without saying goodbye: tell everyone who saw it online.
-pub async fn session_ended(server: &Arc<Server>, session: &Arc<SessionHandle>) {
-    server
-        .blocklists
-        .forget_if_offline(server, &session.jid.to_bare());
+async fn session_ended(server: &Arc<Server>, session: &Arc<SessionHandle>) {
     let unavailable = Build::new("presence", ns::CLIENT)
         .attr("type", "unavailable")
         .attr("from", session.jid.to_string())

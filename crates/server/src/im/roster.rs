@@ -1,6 +1,7 @@
 //! Roster management (RFC 6121 §2): get, set, remove, and roster pushes to every session of
 //! the account that has asked for its roster.
 
+use crate::hooks::{priority, StreamHook, StreamInfo};
 use crate::modules::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
@@ -12,9 +13,28 @@ pub fn register(registry: &mut Registry) {
     let handler = Arc::new(RosterHandler);
     registry.iq(IqScope::Account, IqKind::Get, ns::ROSTER, handler.clone());
     registry.iq(IqScope::Account, IqKind::Set, ns::ROSTER, handler);
-    // RFC 6121 §3.4: subscriptions may be approved before they are asked for.
-    registry.account_stream_feature(Element::bare("sub", ns::PRE_APPROVAL));
+    registry
+        .hooks
+        .on_stream(priority::DELIVER, Arc::new(PreApprovalFeature));
 }
+
+/// RFC 6121 §3.4: subscriptions may be approved before they are asked for. Guests have no
+/// roster, so the feature is not theirs.
+struct PreApprovalFeature;
+
+impl StreamHook for PreApprovalFeature {
+    fn features(&self, _server: &Server, stream: &StreamInfo<'_>) -> Vec<Element> {
+        if stream.authenticated && !stream.anonymous_host {
+            vec![Element::bare("sub", ns::PRE_APPROVAL)]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Per session: it has asked for the roster, so it wants roster pushes (RFC 6121 §2.1.6).
+#[derive(Default)]
+struct RosterRequested(std::sync::atomic::AtomicBool);
 
 struct RosterHandler;
 
@@ -61,9 +81,10 @@ async fn get(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
             StanzaError::internal()
         })?;
     if let Some(session) = server.router.session(&request.from) {
-        if let Ok(mut presence) = session.presence.lock() {
-            presence.roster_requested = true;
-        }
+        let requested = session.extensions.get_or_default::<RosterRequested>();
+        requested
+            .0
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Some(
         Build::new("query", ns::ROSTER)
@@ -113,10 +134,10 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
         // RFC 6121 §2.5.2: removing an item cancels the subscriptions both ways.
         let from = request.to.to_string();
         if existing.subscription.has_to() || existing.ask_out {
-            super::presence::send_subscription(server, &from, &contact, "unsubscribe").await;
+            send_subscription(server, &from, &contact, "unsubscribe").await;
         }
         if existing.subscription.has_from() || existing.pending_in {
-            super::presence::send_subscription(server, &from, &contact, "unsubscribed").await;
+            send_subscription(server, &from, &contact, "unsubscribed").await;
         }
         return Ok(None);
     }
@@ -173,10 +194,9 @@ pub fn item_element(item: &RosterItem) -> Element {
 pub fn push(server: &Arc<Server>, account: &jid::BareJid, item: &RosterItem) {
     for session in server.router.sessions_of(account.as_str()) {
         let interested = session
-            .presence
-            .lock()
-            .map(|p| p.roster_requested)
-            .unwrap_or(true);
+            .extensions
+            .get::<RosterRequested>()
+            .is_some_and(|r| r.0.load(std::sync::atomic::Ordering::Relaxed));
         if !interested {
             continue;
         }
@@ -231,4 +251,19 @@ pub async fn items(server: &Arc<Server>, account: &jid::BareJid) -> Vec<RosterIt
         .roster(&user, &domain)
         .await
         .unwrap_or_default()
+}
+
+/// Route a subscription stanza from a local account's bare JID to `contact`.
+pub async fn send_subscription(
+    server: &Arc<Server>,
+    from: &str,
+    contact: &jid::BareJid,
+    kind: &str,
+) {
+    let stanza = Build::new("presence", ns::CLIENT)
+        .attr("type", kind)
+        .attr("from", from)
+        .attr("to", contact.to_string())
+        .build();
+    server.route(stanza).await;
 }

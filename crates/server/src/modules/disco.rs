@@ -2,6 +2,7 @@
 //! registered, and the XEP-0115 verification string advertised in stream features.
 
 use super::{Identity, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::hooks::{priority, StreamHook, StreamInfo};
 use crate::server::Server;
 use crate::stanza::{ns, Build, StanzaError};
 use base64::Engine as _;
@@ -26,6 +27,9 @@ pub fn register(registry: &mut Registry) {
         );
     }
     registry.feature(IqScope::Server, ns::DISCO_ITEMS);
+    registry
+        .hooks
+        .on_stream(priority::DELIVER, Arc::new(CapsFeature));
     registry.identity(
         IqScope::Server,
         Identity {
@@ -74,7 +78,7 @@ impl IqHandler for DiscoInfo {
         let node = request.payload().and_then(|q| q.attr("node"));
         if let Some(node) = node {
             // The only node we answer for is our own caps node (XEP-0115 §6.2).
-            if node != format!("{CAPS_NODE}#{}", server.caps_ver) {
+            if node != format!("{CAPS_NODE}#{}", server_caps_ver(server)) {
                 return Err(StanzaError::item_not_found());
             }
         }
@@ -112,6 +116,33 @@ impl IqHandler for DiscoItems {
 }
 
 pub const CAPS_NODE: &str = "https://salon.chat";
+
+/// The server's verification string, computed once from the frozen registry.
+#[derive(Default)]
+struct CapsVer(std::sync::OnceLock<String>);
+
+pub fn server_caps_ver(server: &Server) -> String {
+    server
+        .extensions
+        .get_or_default::<CapsVer>()
+        .0
+        .get_or_init(|| caps_ver(&server.modules))
+        .clone()
+}
+
+/// XEP-0115 §6.3: the server's capabilities in every stream's features, so clients can skip
+/// the disco#info query when they know the hash.
+struct CapsFeature;
+
+impl StreamHook for CapsFeature {
+    fn features(&self, server: &Server, _stream: &StreamInfo<'_>) -> Vec<Element> {
+        vec![Build::new("c", ns::CAPS)
+            .attr("hash", "sha-1")
+            .attr("node", CAPS_NODE)
+            .attr("ver", server_caps_ver(server))
+            .build()]
+    }
+}
 
 /// XEP-0115 §5.1 verification string of the server's disco#info.
 pub fn caps_ver(registry: &Registry) -> String {

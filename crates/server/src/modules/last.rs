@@ -2,7 +2,9 @@
 //! (only to those subscribed to the account's presence, XEP-0012 §4).
 
 use super::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::hooks::{priority, SessionHook};
 use crate::im::roster;
+use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
 use crate::stanza::{self, ns, Build, StanzaError};
 use std::sync::Arc;
@@ -21,6 +23,45 @@ pub fn register(registry: &mut Registry) {
         ns::LAST,
         Arc::new(AccountLast),
     );
+    registry
+        .hooks
+        .on_session(priority::DELIVER, Arc::new(RecordLogout));
+}
+
+/// When an account's last session ends, remember the time for §4's answers.
+struct RecordLogout;
+
+#[async_trait::async_trait]
+impl SessionHook for RecordLogout {
+    async fn ended(
+        &self,
+        server: &Arc<Server>,
+        session: &Arc<SessionHandle>,
+        _: &mut Vec<Outbound>,
+    ) {
+        if session.anonymous {
+            return;
+        }
+        let bare = session.jid.to_bare();
+        if server.router.is_online(bare.as_str()) {
+            return;
+        }
+        let Some(node) = bare.node() else {
+            return;
+        };
+        let activity = crate::storage::LastActivity {
+            at: stanza::now_unix(),
+            status: String::new(),
+        };
+        let domain = bare.domain().as_str();
+        if let Err(e) = server
+            .storage
+            .set_last_activity(node.as_str(), domain, &activity)
+            .await
+        {
+            tracing::warn!(jid = %bare, error = %e, "recording the time of logout");
+        }
+    }
 }
 
 struct ServerUptime;

@@ -1,12 +1,8 @@
-//! The module registry: each XEP is a module that registers what it handles (IQ payloads by
-//! type and namespace, disco features, identities), so the router and session code never grow a
-//! branch per XEP (STYLE.md, "a XEP is a few lines in a module of its own").
+//! Modules about the server and accounts themselves (discovery, ping, version, time, last
+//! activity, vCard, registration, private storage, contact addresses): each registers what it
+//! handles in the [`Registry`], so the router and session code never grow a branch per XEP.
 
-use crate::server::Server;
-use crate::stanza::StanzaError;
-use minidom::Element;
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+pub use crate::registry::{Identity, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 
 pub mod contact_info;
 pub mod disco;
@@ -17,130 +13,6 @@ pub mod register;
 pub mod time;
 pub mod vcard;
 pub mod version;
-
-/// Who an IQ is addressed to, from the handler's point of view.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IqScope {
-    /// The server itself (`to` is a local domain).
-    Server,
-    /// An account on this server, handled by the server on its behalf (`to` is a local bare JID
-    /// or absent), RFC 6120 §10.3.3 and RFC 6121 §8.5.1.
-    Account,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IqKind {
-    Get,
-    Set,
-}
-
-/// An IQ request for a handler, with addresses already validated and stamped.
-pub struct IqRequest {
-    pub from: jid::FullJid,
-    /// The addressed entity: a local domain, or the bare JID of a local account.
-    pub to: jid::BareJid,
-    pub kind: IqKind,
-    /// The whole `<iq/>`; the payload is its first child.
-    pub stanza: Element,
-}
-
-impl IqRequest {
-    pub fn payload(&self) -> Option<&Element> {
-        self.stanza.children().next()
-    }
-
-    /// Whether the requester is asking about its own account.
-    pub fn is_own_account(&self) -> bool {
-        self.from.to_bare() == self.to
-    }
-}
-
-/// A handler's answer: the payload of the result (or none), or a stanza error.
-pub type IqResponse = Result<Option<Element>, StanzaError>;
-
-#[async_trait::async_trait]
-pub trait IqHandler: Send + Sync {
-    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse;
-}
-
-/// A disco identity (XEP-0030 §3.1).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Identity {
-    pub category: &'static str,
-    pub kind: &'static str,
-    pub name: Option<&'static str>,
-}
-
-type HandlersByNamespace = HashMap<&'static str, Arc<dyn IqHandler>>;
-
-/// What the modules registered. Built once at startup, read-only afterwards.
-#[derive(Default)]
-pub struct Registry {
-    iq: HashMap<(IqScope, IqKind), HandlersByNamespace>,
-    features: HashMap<IqScope, BTreeSet<&'static str>>,
-    identities: HashMap<IqScope, BTreeSet<Identity>>,
-    /// XEP-0128 extended info forms for the server's disco#info.
-    server_forms: Vec<Element>,
-    /// Informational stream features announced to authenticated account sessions (RFC 6120
-    /// §4.3.2 voluntary features), such as RFC 6121 pre-approval.
-    account_stream_features: Vec<Element>,
-}
-
-impl Registry {
-    pub fn iq(
-        &mut self,
-        scope: IqScope,
-        kind: IqKind,
-        namespace: &'static str,
-        handler: Arc<dyn IqHandler>,
-    ) {
-        self.iq
-            .entry((scope, kind))
-            .or_default()
-            .insert(namespace, handler);
-    }
-
-    pub fn feature(&mut self, scope: IqScope, feature: &'static str) {
-        self.features.entry(scope).or_default().insert(feature);
-    }
-
-    pub fn identity(&mut self, scope: IqScope, identity: Identity) {
-        self.identities.entry(scope).or_default().insert(identity);
-    }
-
-    pub fn server_form(&mut self, form: Element) {
-        self.server_forms.push(form);
-    }
-
-    pub fn account_stream_feature(&mut self, feature: Element) {
-        self.account_stream_features.push(feature);
-    }
-
-    pub fn handler(
-        &self,
-        scope: IqScope,
-        kind: IqKind,
-        namespace: &str,
-    ) -> Option<Arc<dyn IqHandler>> {
-        self.iq.get(&(scope, kind))?.get(namespace).cloned()
-    }
-
-    pub fn features(&self, scope: IqScope) -> impl Iterator<Item = &'static str> + '_ {
-        self.features.get(&scope).into_iter().flatten().copied()
-    }
-
-    pub fn identities(&self, scope: IqScope) -> impl Iterator<Item = &Identity> + '_ {
-        self.identities.get(&scope).into_iter().flatten()
-    }
-
-    pub fn server_forms(&self) -> &[Element] {
-        &self.server_forms
-    }
-
-    pub fn account_stream_features(&self) -> &[Element] {
-        &self.account_stream_features
-    }
-}
 
 /// Register every built-in module. Adding a XEP means adding a line here and a file beside
 /// this one.
@@ -154,8 +26,4 @@ pub fn register_all(registry: &mut Registry, config: &crate::config::Config) {
     register::register(registry);
     private::register(registry);
     contact_info::register(registry, config);
-    crate::im::roster::register(registry);
-    crate::im::carbons::register(registry);
-    crate::im::blocking::register(registry);
-    crate::im::mam::register(registry, config);
 }

@@ -113,10 +113,10 @@ async fn remove(
             continue;
         };
         if item.subscription.has_to() || item.ask_out {
-            crate::im::presence::send_subscription(server, &from, &contact, "unsubscribe").await;
+            roster::send_subscription(server, &from, &contact, "unsubscribe").await;
         }
         if item.subscription.has_from() || item.pending_in {
-            crate::im::presence::send_subscription(server, &from, &contact, "unsubscribed").await;
+            roster::send_subscription(server, &from, &contact, "unsubscribed").await;
         }
     }
     server

@@ -8,6 +8,8 @@ pub mod nick;
 pub mod room;
 
 use crate::config::{CreateRooms, MucConfig};
+use crate::hooks::{priority, ServerHook};
+use crate::registry::Registry;
 use crate::router::ServiceHost;
 use crate::server::Server;
 use crate::stanza::{self, ns, Build, StanzaError};
@@ -21,6 +23,34 @@ pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 pub const NS_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
+
+/// The service's start: stored rooms come back, and the archive retention sweep begins.
+pub fn register(registry: &mut Registry, service: Arc<MucService>) {
+    registry
+        .hooks
+        .on_server(priority::OBSERVE, Arc::new(Startup(service)));
+}
+
+struct Startup(Arc<MucService>);
+
+#[async_trait::async_trait]
+impl ServerHook for Startup {
+    async fn started(&self, server: &Arc<Server>) {
+        let service = &self.0;
+        service.load(server).await;
+        crate::archive::start_retention(
+            server.clone(),
+            vec![service.settings.domain.clone()],
+            service.settings.archive_retention_days,
+        );
+    }
+}
+
+impl crate::metrics::RoomCounts for MucService {
+    fn totals(&self) -> (usize, usize) {
+        MucService::totals(self)
+    }
+}
 
 /// Stanzas waiting for one room; a room that falls this far behind refuses more.
 const ROOM_QUEUE: usize = 4096;
@@ -242,7 +272,7 @@ impl ServiceHost for MucService {
                     return;
                 }
                 // The service is held in an Arc by the router; find ours to share with the room.
-                let Some(me) = server.muc.clone() else {
+                let Some(me) = server.extensions.get::<MucService>() else {
                     return;
                 };
                 // Another stanza may have created it meanwhile: entry() keeps this atomic.

@@ -122,7 +122,7 @@ impl Room {
         if record.occupant_id_secret.is_empty() {
             record.occupant_id_secret = format!("{:032x}", rand::random::<u128>());
         }
-        let archive = server.archive_writer();
+        let archive = crate::archive::writer(&server);
         let room = Room {
             server,
             service,

@@ -2,13 +2,13 @@
 //! then stamping and routing the client's stanzas. Written once for every transport, which
 //! only supplies bytes in and out (see [`Transport`]).
 
-pub mod csi;
 pub mod sasl;
 pub mod stream_management;
 pub mod tcp;
 
-use crate::im;
-use crate::modules::IqScope;
+use crate::extensions::LocalExtensions;
+use crate::hooks::{FromClient, StreamInfo};
+use crate::registry::IqScope;
 use crate::router::{Outbound, SessionHandle, Signal};
 use crate::server::Server;
 use crate::stanza::{self, ns, set_attr, Build, StanzaError};
@@ -235,8 +235,8 @@ struct Session {
     sm: Option<StreamManagement>,
     /// Where a resuming connection reaches this session.
     resume_requests: Option<mpsc::Receiver<ResumeRequest>>,
-    /// XEP-0352: whether the client is in use, and what waits until it is.
-    csi: csi::ClientState,
+    /// Stream-level modules' state for this connection (see [`crate::hooks::StreamHook`]).
+    local: LocalExtensions,
 }
 
 /// Drive one client connection to its end.
@@ -256,7 +256,7 @@ pub async fn run(server: Arc<Server>, transport: Box<dyn Transport>) {
         last_refill: Instant::now(),
         sm: None,
         resume_requests: None,
-        csi: csi::ClientState::default(),
+        local: LocalExtensions::default(),
     };
     session.tokens = session.rate() * 2.0;
     let stop = loop {
@@ -303,9 +303,9 @@ impl Session {
                 signal = next_signal(handle.as_deref()) => match signal {
                     Signal::Kicked(kick) => return Stop::StreamError(kick.condition, kick.text),
                     Signal::Queued(batch) => {
-                        // Everything queued goes out in the same write (unless an inactive
-                        // client's stanzas can wait).
-                        let ready = self.csi.release(batch);
+                        // Everything queued goes out in the same write (unless a stream
+                        // module holds some back, as client state indication does).
+                        let ready = self.server.modules.hooks.outgoing(&mut self.local, batch);
                         if ready.is_empty() {
                             continue;
                         }
@@ -518,26 +518,24 @@ impl Session {
                 features = features
                     .child(Element::bare("sm", NS_SM))
                     .child(Element::bare("bind", ns::BIND))
-                    .child(Element::bare("csi", csi::NS_CSI))
                     .child(
                         Build::new("session", ns::SESSION)
                             .child(Element::bare("optional", ns::SESSION))
                             .build(),
                     );
-                // Guests have no roster, so account features are not theirs.
-                if !self.server.is_anonymous_host(&self.host) {
-                    features =
-                        features.children(self.server.modules.account_stream_features().to_vec());
-                }
             }
         }
+        let stream = StreamInfo {
+            host: &self.host,
+            anonymous_host: self.server.is_anonymous_host(&self.host),
+            authenticated: self.authenticated.is_some(),
+        };
         features
-            .child(
-                Build::new("c", ns::CAPS)
-                    .attr("hash", "sha-1")
-                    .attr("node", crate::modules::disco::CAPS_NODE)
-                    .attr("ver", self.server.caps_ver.clone())
-                    .build(),
+            .children(
+                self.server
+                    .modules
+                    .hooks
+                    .stream_features(&self.server, &stream),
             )
             .build()
     }
@@ -546,16 +544,17 @@ impl Session {
         if element.ns() == NS_SM {
             return self.on_stream_management(element).await;
         }
-        if element.ns() == csi::NS_CSI && self.stage == Stage::Bound {
-            // Client state nonzas (XEP-0352 §5): `<active/>` releases what was held.
-            let released = self.csi.set_inactive(element.name() == "inactive");
-            if !released.is_empty() {
-                for item in released {
-                    self.write_stanza(item);
+        if self.stage == Stage::Bound && element.ns() != ns::CLIENT {
+            // A nonza some stream module understands (XEP-0352's `<active/>`, say).
+            if let Some(write) = self.server.modules.hooks.nonza(&mut self.local, &element) {
+                if !write.is_empty() {
+                    for item in write {
+                        self.write_stanza(item);
+                    }
+                    self.transport.flush().await.map_err(|_| Stop::Dropped)?;
                 }
-                self.transport.flush().await.map_err(|_| Stop::Dropped)?;
+                return Ok(());
             }
-            return Ok(());
         }
         match self.stage {
             Stage::AwaitingHeader => Err(Stop::StreamError(
@@ -782,10 +781,15 @@ impl Session {
                 "replaced by a new session with the same resource",
             );
         }
-        self.handle = Some(handle);
+        self.handle = Some(handle.clone());
 
         self.stage = Stage::Bound;
         tracing::info!(jid = %full, peer = %self.transport.peer_ip(), "bound");
+        self.server
+            .modules
+            .hooks
+            .session_bound(&self.server, &handle)
+            .await;
         let reply = stanza::iq_result(
             &element,
             Some(
@@ -830,24 +834,53 @@ impl Session {
         if let Some(to) = &to {
             // Normalise the address as routing compares it.
             set_attr(&mut element, "to", to.to_string());
-            if !im::blocking::outbound_allowed(&self.server, &handle, &element, to).await {
-                return Ok(());
-            }
         }
+        if element.name() == "iq" {
+            if let Some(answer) = Self::check_iq(&element) {
+                return self.send(&answer).await;
+            }
+        } else if element.name() == "message" && to.is_none() {
+            // RFC 6120 §10.3.1: a message without `to` is for the sender's own account.
+            set_attr(&mut element, "to", handle.jid.to_bare().to_string());
+        }
+        let point = FromClient {
+            session: handle.clone(),
+            to,
+        };
+        let hooks = &self.server.modules.hooks;
+        let Some(element) = hooks.from_client(&self.server, &point, element).await else {
+            return Ok(());
+        };
         match element.name() {
-            "iq" => self.on_iq(element, to, &handle).await,
-            "presence" => {
-                im::presence::outbound(&self.server, &handle, element).await;
-                Ok(())
-            }
+            "iq" => self.on_iq(element, point.to, &handle).await,
             _ => {
-                if to.is_none() {
-                    set_attr(&mut element, "to", handle.jid.to_bare().to_string());
-                }
-                im::outbound_message(&self.server, &handle, element).await;
+                self.server.route(element).await;
                 Ok(())
             }
         }
+    }
+
+    /// The answer to an IQ that is malformed (RFC 6120 §8.2.3) or needs nothing done (the
+    /// legacy session request); `None` for one to handle.
+    fn check_iq(element: &Element) -> Option<Element> {
+        let kind = element.attr("type");
+        if element.attr("id").is_none() || !matches!(kind, Some("get" | "set" | "result" | "error"))
+        {
+            if stanza::is_error(element) {
+                return None;
+            }
+            return Some(stanza::error_reply(
+                element,
+                &StanzaError::bad_request(
+                    "an IQ needs an id and a type of get, set, result or error",
+                ),
+            ));
+        }
+        if element.get_child("session", ns::SESSION).is_some() && element.attr("to").is_none() {
+            // RFC 3921 session establishment, kept for old clients: nothing to do.
+            return Some(stanza::iq_result(element, None));
+        }
+        None
     }
 
     async fn on_iq(
@@ -856,25 +889,6 @@ impl Session {
         to: Option<jid::Jid>,
         handle: &Arc<SessionHandle>,
     ) -> Result<(), Stop> {
-        let kind = element.attr("type");
-        if element.attr("id").is_none() || !matches!(kind, Some("get" | "set" | "result" | "error"))
-        {
-            if stanza::is_error(&element) {
-                return Ok(());
-            }
-            let reply = stanza::error_reply(
-                &element,
-                &StanzaError::bad_request(
-                    "an IQ needs an id and a type of get, set, result or error",
-                ),
-            );
-            return self.send(&reply).await;
-        }
-        if element.get_child("session", ns::SESSION).is_some() && to.is_none() {
-            // RFC 3921 session establishment, kept for old clients: nothing to do.
-            let reply = stanza::iq_result(&element, None);
-            return self.send(&reply).await;
-        }
         let own_bare = handle.jid.to_bare();
         match to {
             None => {
@@ -899,38 +913,19 @@ impl Session {
         }
         if let Some(handle) = self.handle.take() {
             self.server.router.unbind(&handle);
-            im::presence::session_ended(&self.server, &handle).await;
-            // What the client never confirmed, and what was held back for it (XEP-0352), is
-            // not lost with the session. A guest has no other resource and no offline storage.
-            let held = self.csi.take_held();
-            let unacked: Vec<Outbound> = self
+            // What the client never confirmed, and what a stream module held back for it, go
+            // to the modules, so that nothing is lost with the session (XEP-0198 §4).
+            let mut unacked: Vec<Outbound> = self
                 .sm
                 .as_ref()
                 .map(|sm| sm.unacked().cloned().collect())
                 .unwrap_or_default();
-            if !handle.anonymous {
-                let pending = unacked.into_iter().chain(held);
-                im::redeliver_unacked(&self.server, &handle.jid.to_bare(), pending).await;
-            }
-            if !handle.anonymous {
-                let bare = handle.jid.to_bare();
-                if !self.server.router.is_online(bare.as_str()) {
-                    if let Some(node) = bare.node() {
-                        let _ = self
-                            .server
-                            .storage
-                            .set_last_activity(
-                                node.as_str(),
-                                bare.domain().as_str(),
-                                &crate::storage::LastActivity {
-                                    at: stanza::now_unix(),
-                                    status: String::new(),
-                                },
-                            )
-                            .await;
-                    }
-                }
-            }
+            unacked.extend(self.server.modules.hooks.detached(&mut self.local));
+            self.server
+                .modules
+                .hooks
+                .session_ended(&self.server, &handle, &mut unacked)
+                .await;
             // Anonymous visitors leave nothing behind.
             if handle.anonymous {
                 if let Some(node) = handle.jid.node() {
@@ -1105,8 +1100,8 @@ impl Session {
         let mut old = std::mem::replace(&mut self.transport, request.transport);
         let _ = tokio::time::timeout(Duration::from_millis(500), old.close()).await;
         drop(old);
-        // What an inactive client had not been sent yet goes with the rest it missed.
-        let held = self.csi.take_held();
+        // What a stream module held back goes with the rest the client missed.
+        let held = self.server.modules.hooks.detached(&mut self.local);
         let Some(sm) = self.sm.as_mut() else {
             return;
         };
@@ -1132,6 +1127,10 @@ impl Session {
             self.transport.end_element();
         }
         let _ = self.transport.flush().await;
+        if let Some(handle) = &self.handle {
+            let hooks = &self.server.modules.hooks;
+            hooks.session_resumed(&self.server, handle).await;
+        }
     }
 
     /// The connection is gone but the session may be resumed: keep collecting what arrives
@@ -1140,8 +1139,8 @@ impl Session {
         if let Some(handle) = &self.handle {
             handle.set_detached(true);
         }
-        // Held for an inactive client but never written: sent on resumption like the rest.
-        let held = self.csi.take_held();
+        // Held back by a stream module but never written: sent on resumption like the rest.
+        let held = self.server.modules.hooks.detached(&mut self.local);
         if let Some(sm) = self.sm.as_mut() {
             for item in held {
                 sm.sent(item);

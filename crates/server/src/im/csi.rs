@@ -2,12 +2,65 @@
 //! pocket), stanzas that can wait — presence updates, chat states, receipts — are held and go
 //! out together with the next one that cannot, so the radio wakes up less often.
 
+use crate::extensions::LocalExtensions;
+use crate::hooks::{priority, StreamHook, StreamInfo};
+use crate::registry::Registry;
 use crate::router::Outbound;
+use crate::server::Server;
+use minidom::Element;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 pub const NS_CSI: &str = "urn:xmpp:csi:0";
 /// Most stanzas held for an inactive client; one more sends them all.
 const MAX_HELD: usize = 128;
+
+/// The stream feature, the `<active/>`/`<inactive/>` nonzas, and holding back what can wait;
+/// the state lives in the connection's own slots.
+pub fn register(registry: &mut Registry) {
+    registry
+        .hooks
+        .on_stream(priority::OBSERVE, Arc::new(ClientStateIndication));
+}
+
+struct ClientStateIndication;
+
+impl StreamHook for ClientStateIndication {
+    fn features(&self, _server: &Server, stream: &StreamInfo<'_>) -> Vec<Element> {
+        if stream.authenticated {
+            vec![Element::bare("csi", NS_CSI)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn nonza(&self, local: &mut LocalExtensions, element: &Element) -> Option<Vec<Outbound>> {
+        if element.ns() != NS_CSI {
+            return None;
+        }
+        // XEP-0352 §5: `<active/>` releases what was held.
+        let state = local.get_mut::<ClientState>();
+        Some(state.set_inactive(element.name() == "inactive"))
+    }
+
+    fn outgoing(
+        &self,
+        local: &mut LocalExtensions,
+        batch: VecDeque<Outbound>,
+    ) -> VecDeque<Outbound> {
+        match local.existing::<ClientState>() {
+            Some(state) => state.release(batch),
+            None => batch,
+        }
+    }
+
+    fn detached(&self, local: &mut LocalExtensions) -> Vec<Outbound> {
+        local
+            .existing::<ClientState>()
+            .map(ClientState::take_held)
+            .unwrap_or_default()
+    }
+}
 
 #[derive(Default)]
 pub struct ClientState {

@@ -1,0 +1,367 @@
+//! Hooks: the typed events a feature module subscribes to, so that the session and router code
+//! never grow a branch per XEP (docs/ARCHITECTURE.md, "Hooks").
+//!
+//! Stanza hooks run in priority order, highest first. Each gets the stanza by value and either
+//! passes it on (`Some`, possibly changed) or keeps it (`None`): it was refused, answered or
+//! delivered, and later hooks do not see it. The other hooks observe or add, and cannot stop.
+
+use crate::extensions::LocalExtensions;
+use crate::router::{Outbound, SessionHandle};
+use crate::server::Server;
+use minidom::Element;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Conventional priorities, so modules agree on an order without knowing each other.
+pub mod priority {
+    /// Policy that may refuse a stanza before anything else sees it (blocking, guest rules).
+    pub const POLICY: i32 = 100;
+    /// Observers that record or copy what passes (archives, carbons).
+    pub const OBSERVE: i32 = 50;
+    /// The module that finally delivers or routes the stanza.
+    pub const DELIVER: i32 = 0;
+}
+
+/// A stanza a bound local client sent, with `from` stamped and `to` checked, before it is
+/// routed (RFC 6120 §8.1.2.1). If every hook passes it on, the core routes it by its `to`.
+pub struct FromClient {
+    pub session: Arc<SessionHandle>,
+    /// The parsed `to`; `None` when the client left it out (the stanza is then for the
+    /// client's own account or the server, RFC 6120 §10.3).
+    pub to: Option<jid::Jid>,
+}
+
+/// A stanza addressed to the bare JID of an account on a local host (RFC 6121 §8.5.2).
+pub struct ToBare {
+    pub to: jid::BareJid,
+}
+
+/// A stanza addressed to a full JID on a local host (RFC 6121 §8.5.3).
+pub struct ToFull {
+    pub to: jid::FullJid,
+}
+
+/// A handler at one of the stanza hook points ([`FromClient`], [`ToBare`], [`ToFull`]).
+#[async_trait::async_trait]
+pub trait StanzaHook<Point: Send + Sync>: Send + Sync {
+    /// Pass the stanza on (`Some`), or keep it (`None`).
+    async fn handle(&self, server: &Arc<Server>, point: &Point, stanza: Element)
+        -> Option<Element>;
+}
+
+/// Messages reaching an account's clients (RFC 6121 §8.5.2.1), as the delivery module tells
+/// it: archives stamp them on the way in, carbons copy them once they are delivered.
+#[async_trait::async_trait]
+pub trait MessageHook: Send + Sync {
+    /// A message is about to reach `account` for the first time (online or into offline
+    /// storage). The hook may add to it (a stanza id, XEP-0359).
+    async fn arriving(
+        &self,
+        _server: &Arc<Server>,
+        _account: &jid::BareJid,
+        _message: &mut Element,
+    ) {
+    }
+
+    /// `message` was queued to `recipients`, some of the account's bound `sessions`.
+    fn delivered(
+        &self,
+        _server: &Arc<Server>,
+        _account: &jid::BareJid,
+        _sessions: &[Arc<SessionHandle>],
+        _recipients: &[&Arc<SessionHandle>],
+        _message: &Element,
+    ) {
+    }
+}
+
+/// A bound session's life (RFC 6120 §7, XEP-0198 §5).
+#[async_trait::async_trait]
+pub trait SessionHook: Send + Sync {
+    /// A resource was bound: the session is in the router.
+    async fn bound(&self, _server: &Arc<Server>, _session: &Arc<SessionHandle>) {}
+
+    /// The session continues on a new connection.
+    async fn resumed(&self, _server: &Arc<Server>, _session: &Arc<SessionHandle>) {}
+
+    /// The session is over and out of the router. `unacked` holds what its client never
+    /// acknowledged (XEP-0198 §4); a hook may add to it (what it held back) or take from it
+    /// (to deliver elsewhere).
+    async fn ended(
+        &self,
+        _server: &Arc<Server>,
+        _session: &Arc<SessionHandle>,
+        _unacked: &mut Vec<Outbound>,
+    ) {
+    }
+}
+
+/// The server's own life: start background work once it runs, finish it before it stops.
+#[async_trait::async_trait]
+pub trait ServerHook: Send + Sync {
+    /// The server is about to accept connections (load state, start periodic sweeps).
+    async fn started(&self, _server: &Arc<Server>) {}
+
+    /// Every stream is closed; the storage is flushed after this (write what is buffered).
+    async fn stopping(&self, _server: &Arc<Server>) {}
+}
+
+/// What a stream-level hook knows of the stream it is asked about.
+pub struct StreamInfo<'a> {
+    /// The local host the client asked for.
+    pub host: &'a str,
+    /// The host is the anonymous one.
+    pub anonymous_host: bool,
+    /// SASL has succeeded (features after the restart, RFC 6120 §6.4.6).
+    pub authenticated: bool,
+}
+
+/// Hooks on one client connection, run inside the connection's own task with its private
+/// slots: stream features, nonzas of a bound stream, and the batch about to be written.
+pub trait StreamHook: Send + Sync {
+    /// Stream features this module announces (RFC 6120 §4.3.2).
+    fn features(&self, _server: &Server, _stream: &StreamInfo<'_>) -> Vec<Element> {
+        Vec::new()
+    }
+
+    /// A top-level element of a bound stream outside `jabber:client` (a nonza). `None` when it
+    /// is not this module's; otherwise what to write to the client now.
+    fn nonza(&self, _local: &mut LocalExtensions, _element: &Element) -> Option<Vec<Outbound>> {
+        None
+    }
+
+    /// Stanzas about to be written; the module may hold some back for later.
+    fn outgoing(
+        &self,
+        _local: &mut LocalExtensions,
+        batch: VecDeque<Outbound>,
+    ) -> VecDeque<Outbound> {
+        batch
+    }
+
+    /// The connection is gone (or replaced by a resumption): give back whatever is held, to be
+    /// kept with the unacknowledged stanzas.
+    fn detached(&self, _local: &mut LocalExtensions) -> Vec<Outbound> {
+        Vec::new()
+    }
+}
+
+/// Handlers in priority order, highest first; equal priorities keep registration order.
+struct HookList<T: ?Sized> {
+    entries: Vec<(i32, Arc<T>)>,
+}
+
+impl<T: ?Sized> Default for HookList<T> {
+    fn default() -> Self {
+        HookList {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T: ?Sized> HookList<T> {
+    fn add(&mut self, priority: i32, handler: Arc<T>) {
+        let at = self
+            .entries
+            .iter()
+            .position(|(p, _)| *p < priority)
+            .unwrap_or(self.entries.len());
+        self.entries.insert(at, (priority, handler));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<T>> {
+        self.entries.iter().map(|(_, handler)| handler)
+    }
+}
+
+/// Every hook the modules registered. Built at startup, read-only afterwards.
+#[derive(Default)]
+pub struct Hooks {
+    from_client: HookList<dyn StanzaHook<FromClient>>,
+    to_bare: HookList<dyn StanzaHook<ToBare>>,
+    to_full: HookList<dyn StanzaHook<ToFull>>,
+    messages: HookList<dyn MessageHook>,
+    sessions: HookList<dyn SessionHook>,
+    streams: HookList<dyn StreamHook>,
+    lifecycle: HookList<dyn ServerHook>,
+}
+
+impl Hooks {
+    pub fn on_from_client(&mut self, priority: i32, hook: Arc<dyn StanzaHook<FromClient>>) {
+        self.from_client.add(priority, hook);
+    }
+
+    pub fn on_to_bare(&mut self, priority: i32, hook: Arc<dyn StanzaHook<ToBare>>) {
+        self.to_bare.add(priority, hook);
+    }
+
+    pub fn on_to_full(&mut self, priority: i32, hook: Arc<dyn StanzaHook<ToFull>>) {
+        self.to_full.add(priority, hook);
+    }
+
+    pub fn on_message(&mut self, priority: i32, hook: Arc<dyn MessageHook>) {
+        self.messages.add(priority, hook);
+    }
+
+    pub fn on_session(&mut self, priority: i32, hook: Arc<dyn SessionHook>) {
+        self.sessions.add(priority, hook);
+    }
+
+    pub fn on_stream(&mut self, priority: i32, hook: Arc<dyn StreamHook>) {
+        self.streams.add(priority, hook);
+    }
+
+    pub fn on_server(&mut self, priority: i32, hook: Arc<dyn ServerHook>) {
+        self.lifecycle.add(priority, hook);
+    }
+
+    pub async fn server_started(&self, server: &Arc<Server>) {
+        for hook in self.lifecycle.iter() {
+            hook.started(server).await;
+        }
+    }
+
+    pub async fn server_stopping(&self, server: &Arc<Server>) {
+        for hook in self.lifecycle.iter() {
+            hook.stopping(server).await;
+        }
+    }
+
+    /// Run the [`FromClient`] hooks; what comes out is for the core to route.
+    pub async fn from_client(
+        &self,
+        server: &Arc<Server>,
+        point: &FromClient,
+        stanza: Element,
+    ) -> Option<Element> {
+        let mut stanza = stanza;
+        for hook in self.from_client.iter() {
+            stanza = hook.handle(server, point, stanza).await?;
+        }
+        Some(stanza)
+    }
+
+    /// Run the [`ToBare`] hooks; what comes out nobody handled.
+    pub async fn to_bare(
+        &self,
+        server: &Arc<Server>,
+        point: &ToBare,
+        stanza: Element,
+    ) -> Option<Element> {
+        let mut stanza = stanza;
+        for hook in self.to_bare.iter() {
+            stanza = hook.handle(server, point, stanza).await?;
+        }
+        Some(stanza)
+    }
+
+    /// Run the [`ToFull`] hooks; what comes out nobody handled.
+    pub async fn to_full(
+        &self,
+        server: &Arc<Server>,
+        point: &ToFull,
+        stanza: Element,
+    ) -> Option<Element> {
+        let mut stanza = stanza;
+        for hook in self.to_full.iter() {
+            stanza = hook.handle(server, point, stanza).await?;
+        }
+        Some(stanza)
+    }
+
+    pub async fn message_arriving(
+        &self,
+        server: &Arc<Server>,
+        account: &jid::BareJid,
+        message: &mut Element,
+    ) {
+        for hook in self.messages.iter() {
+            hook.arriving(server, account, message).await;
+        }
+    }
+
+    pub fn message_delivered(
+        &self,
+        server: &Arc<Server>,
+        account: &jid::BareJid,
+        sessions: &[Arc<SessionHandle>],
+        recipients: &[&Arc<SessionHandle>],
+        message: &Element,
+    ) {
+        for hook in self.messages.iter() {
+            hook.delivered(server, account, sessions, recipients, message);
+        }
+    }
+
+    pub async fn session_bound(&self, server: &Arc<Server>, session: &Arc<SessionHandle>) {
+        for hook in self.sessions.iter() {
+            hook.bound(server, session).await;
+        }
+    }
+
+    pub async fn session_resumed(&self, server: &Arc<Server>, session: &Arc<SessionHandle>) {
+        for hook in self.sessions.iter() {
+            hook.resumed(server, session).await;
+        }
+    }
+
+    pub async fn session_ended(
+        &self,
+        server: &Arc<Server>,
+        session: &Arc<SessionHandle>,
+        unacked: &mut Vec<Outbound>,
+    ) {
+        for hook in self.sessions.iter() {
+            hook.ended(server, session, unacked).await;
+        }
+    }
+
+    pub fn stream_features(&self, server: &Server, stream: &StreamInfo<'_>) -> Vec<Element> {
+        self.streams
+            .iter()
+            .flat_map(|hook| hook.features(server, stream))
+            .collect()
+    }
+
+    /// Offer a nonza to the stream hooks; `None` when no module took it.
+    pub fn nonza(&self, local: &mut LocalExtensions, element: &Element) -> Option<Vec<Outbound>> {
+        self.streams
+            .iter()
+            .find_map(|hook| hook.nonza(local, element))
+    }
+
+    pub fn outgoing(
+        &self,
+        local: &mut LocalExtensions,
+        batch: VecDeque<Outbound>,
+    ) -> VecDeque<Outbound> {
+        let mut batch = batch;
+        for hook in self.streams.iter() {
+            batch = hook.outgoing(local, batch);
+        }
+        batch
+    }
+
+    pub fn detached(&self, local: &mut LocalExtensions) -> Vec<Outbound> {
+        self.streams
+            .iter()
+            .flat_map(|hook| hook.detached(local))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn higher_priorities_run_first_and_equal_ones_in_order() {
+        let mut list: HookList<str> = HookList::default();
+        list.add(0, Arc::from("deliver"));
+        list.add(50, Arc::from("observe-1"));
+        list.add(100, Arc::from("policy"));
+        list.add(50, Arc::from("observe-2"));
+        let order: Vec<&str> = list.iter().map(|s| &**s).collect();
+        assert_eq!(order, ["policy", "observe-1", "observe-2", "deliver"]);
+    }
+}

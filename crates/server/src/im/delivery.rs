@@ -1,0 +1,338 @@
+//! RFC 6121 §8.5 delivery to local accounts: to a full JID, to the bare JID (the most
+//! available resources, or offline storage), IQs handled on an account's behalf, and messages a
+//! session never acknowledged (XEP-0198 §4) delivered again when it ends.
+
+use super::carbons;
+use super::offline::{store_offline, worth_storing};
+use super::presence;
+use crate::hooks::{priority, FromClient, SessionHook, StanzaHook, ToBare, ToFull};
+use crate::modules::{IqScope, Registry};
+use crate::router::{Outbound, SessionHandle};
+use crate::server::Server;
+use crate::stanza::{ns, StanzaError};
+use bytes::Bytes;
+use minidom::Element;
+use std::sync::Arc;
+
+/// The last hooks on the paths to local accounts, and what happens to a
+/// session's unacknowledged messages when it ends.
+pub fn register(registry: &mut Registry) {
+    let delivery = Arc::new(LocalDelivery);
+    registry
+        .hooks
+        .on_to_full(priority::DELIVER, delivery.clone());
+    registry
+        .hooks
+        .on_to_bare(priority::DELIVER, delivery.clone());
+    registry.hooks.on_session(priority::DELIVER, delivery);
+    let guests = Arc::new(GuestsApart);
+    registry.hooks.on_to_full(priority::POLICY, guests.clone());
+    registry.hooks.on_to_bare(priority::POLICY, guests);
+    registry
+        .hooks
+        .on_from_client(priority::OBSERVE, Arc::new(SentCopies));
+}
+
+/// Hands stanzas to local sessions, offline storage or the IQ handlers.
+struct LocalDelivery;
+
+#[async_trait::async_trait]
+impl StanzaHook<ToFull> for LocalDelivery {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &ToFull,
+        stanza: Element,
+    ) -> Option<Element> {
+        deliver_to_full(server, stanza, &point.to).await;
+        None
+    }
+}
+
+#[async_trait::async_trait]
+impl StanzaHook<ToBare> for LocalDelivery {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &ToBare,
+        stanza: Element,
+    ) -> Option<Element> {
+        deliver_to_bare(server, stanza, &point.to).await;
+        None
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionHook for LocalDelivery {
+    async fn ended(
+        &self,
+        server: &Arc<Server>,
+        session: &Arc<SessionHandle>,
+        unacked: &mut Vec<Outbound>,
+    ) {
+        // A guest has no other resource and no offline storage.
+        if !session.anonymous {
+            let pending = std::mem::take(unacked);
+            redeliver_unacked(server, &session.jid.to_bare(), pending).await;
+        }
+    }
+}
+
+/// Guests reach each other only inside rooms that allow it, never directly.
+struct GuestsApart;
+
+impl GuestsApart {
+    fn check(server: &Arc<Server>, stanza: Element, to: &jid::Jid) -> Option<Element> {
+        if stanza.name() == "message" && between_different_guests(server, &stanza, to) {
+            server.bounce(
+                &stanza,
+                StanzaError::not_allowed().with_text("guests cannot message other guests directly"),
+            );
+            return None;
+        }
+        Some(stanza)
+    }
+}
+
+#[async_trait::async_trait]
+impl StanzaHook<ToFull> for GuestsApart {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &ToFull,
+        stanza: Element,
+    ) -> Option<Element> {
+        Self::check(server, stanza, &point.to.clone().into())
+    }
+}
+
+#[async_trait::async_trait]
+impl StanzaHook<ToBare> for GuestsApart {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &ToBare,
+        stanza: Element,
+    ) -> Option<Element> {
+        Self::check(server, stanza, &point.to.clone().into())
+    }
+}
+
+/// Copies of a message a local client sends, for the sender's other clients (XEP-0280).
+struct SentCopies;
+
+#[async_trait::async_trait]
+impl StanzaHook<FromClient> for SentCopies {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &FromClient,
+        stanza: Element,
+    ) -> Option<Element> {
+        if stanza.name() == "message" {
+            carbons::copy_sent(server, &point.session, &stanza);
+        }
+        Some(stanza)
+    }
+}
+
+async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::FullJid) {
+    if stanza.name() == "presence" && is_subscription(&stanza) {
+        // RFC 6121 §3: subscription stanzas are about the account, not a resource.
+        presence::inbound_subscription(server, stanza, &to.to_bare()).await;
+        return;
+    }
+    if let Some(session) = server.router.session(to) {
+        if stanza.name() == "message" {
+            let hooks = &server.modules.hooks;
+            hooks
+                .message_arriving(server, &to.to_bare(), &mut stanza)
+                .await;
+        }
+        session.send_element(&stanza);
+        if stanza.name() == "message" {
+            let bare = to.to_bare();
+            let sessions = server.router.sessions_of(bare.as_str());
+            carbons::copy_received(&bare, &sessions, &[&session], &stanza);
+            let hooks = &server.modules.hooks;
+            hooks.message_delivered(server, &bare, &sessions, &[&session], &stanza);
+        }
+        return;
+    }
+    match stanza.name() {
+        // §8.5.3.2.1: chat and normal messages fall back to the bare JID.
+        "message" => match stanza.attr("type").unwrap_or("normal") {
+            "normal" | "chat" => deliver_to_bare(server, stanza, &to.to_bare()).await,
+            "groupchat" => server.bounce(&stanza, StanzaError::service_unavailable()),
+            _ => {}
+        },
+        "iq" => server.bounce(&stanza, StanzaError::service_unavailable()),
+        // §8.5.3.2.3: presence to an unavailable resource is dropped.
+        _ => {}
+    }
+}
+
+async fn deliver_to_bare(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
+    match stanza.name() {
+        "iq" => {
+            if server.account_exists(to).await {
+                server.handle_iq(stanza, IqScope::Account, to.clone()).await;
+            } else {
+                server.bounce(&stanza, StanzaError::service_unavailable());
+            }
+        }
+        "presence" => presence::inbound(server, stanza, to).await,
+        "message" => deliver_message_to_bare(server, stanza, to, Delivery::First).await,
+        _ => {}
+    }
+}
+
+/// Whether a message reaches an account for the first time, or again after the session it
+/// went to ended without acknowledging it (archived and copied the first time already).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    First,
+    Again,
+}
+
+/// XEP-0198 §4: messages a session received but never acknowledged before it ended (its
+/// connection lost and not resumed in time, or closed) go to the account's other resources,
+/// or into offline storage, rather than being lost. Room traffic, presence and copies
+/// (carbons, archive results) are not sent again.
+async fn redeliver_unacked(
+    server: &Arc<Server>,
+    account: &jid::BareJid,
+    unacked: impl IntoIterator<Item = crate::router::Outbound>,
+) {
+    let mut redelivered = 0;
+    for item in unacked {
+        if !item.starts_with(b"<message") {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        item.write_to(&mut bytes);
+        let Some(message) = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| salon_xml::parse_stored(text, ns::CLIENT))
+        else {
+            continue;
+        };
+        let is_copy = message.get_child("sent", ns::CARBONS).is_some()
+            || message.get_child("received", ns::CARBONS).is_some()
+            || message
+                .get_child("result", crate::archive::NS_MAM)
+                .is_some();
+        if is_copy
+            || !matches!(message.attr("type").unwrap_or("normal"), "chat" | "normal")
+            || !worth_storing(&message)
+        {
+            continue;
+        }
+        deliver_message_to_bare(server, message, account, Delivery::Again).await;
+        redelivered += 1;
+    }
+    if redelivered > 0 {
+        tracing::info!(%account, messages = redelivered, "unacknowledged messages delivered again");
+    }
+}
+
+/// RFC 6121 §8.5.2.1: messages to an account go to its most available resources, or are held.
+async fn deliver_message_to_bare(
+    server: &Arc<Server>,
+    mut stanza: Element,
+    to: &jid::BareJid,
+    delivery: Delivery,
+) {
+    let kind = stanza.attr("type").unwrap_or("normal").to_string();
+    let kind = kind.as_str();
+    if kind == "groupchat" {
+        server.bounce(&stanza, StanzaError::service_unavailable());
+        return;
+    }
+    let sessions = server.router.sessions_of(to.as_str());
+    let targets = highest_priority(&sessions);
+    if !targets.is_empty() {
+        if delivery == Delivery::First {
+            let hooks = &server.modules.hooks;
+            hooks.message_arriving(server, to, &mut stanza).await;
+        }
+        let bytes = Bytes::from(salon_xml::serialize(&stanza));
+        let targets: Vec<_> = if kind == "headline" {
+            sessions
+                .iter()
+                .filter(|s| s.is_available() && s.priority() >= 0)
+                .collect()
+        } else {
+            targets
+        };
+        for session in &targets {
+            session.send(bytes.clone());
+        }
+        if delivery == Delivery::First {
+            carbons::copy_received(to, &sessions, &targets, &stanza);
+            let hooks = &server.modules.hooks;
+            hooks.message_delivered(server, to, &sessions, &targets, &stanza);
+        }
+        return;
+    }
+    if !server.account_exists(to).await {
+        server.bounce(&stanza, StanzaError::service_unavailable());
+        return;
+    }
+    if matches!(kind, "normal" | "chat") && worth_storing(&stanza) {
+        if from_anonymous_visitor(server, &stanza) {
+            // Anonymous visitors may talk to people who are online, but must not be able to
+            // fill accounts' offline storage.
+            server.bounce(
+                &stanza,
+                StanzaError::service_unavailable()
+                    .with_text("the recipient is offline; guests cannot leave messages"),
+            );
+            return;
+        }
+        if delivery == Delivery::First {
+            let hooks = &server.modules.hooks;
+            hooks.message_arriving(server, to, &mut stanza).await;
+        }
+        store_offline(server, stanza, to).await;
+    }
+}
+
+/// Available resources with the highest non-negative priority (RFC 6121 §8.5.2.1.1).
+fn highest_priority(sessions: &[Arc<SessionHandle>]) -> Vec<&Arc<SessionHandle>> {
+    let available: Vec<_> = sessions
+        .iter()
+        .filter(|s| s.is_available() && s.priority() >= 0)
+        .collect();
+    let Some(best) = available.iter().map(|s| s.priority()).max() else {
+        return Vec::new();
+    };
+    available
+        .into_iter()
+        .filter(|s| s.priority() == best)
+        .collect()
+}
+
+fn between_different_guests(server: &Server, stanza: &Element, to: &jid::Jid) -> bool {
+    let from = stanza.attr("from").and_then(|f| jid::Jid::new(f).ok());
+    from.is_some_and(|from| {
+        server.is_anonymous_host(from.domain().as_str())
+            && server.is_anonymous_host(to.domain().as_str())
+            && from.to_bare() != to.to_bare()
+    })
+}
+
+/// Whether the stanza was sent by a visitor of the anonymous host.
+pub fn from_anonymous_visitor(server: &Server, stanza: &Element) -> bool {
+    stanza
+        .attr("from")
+        .and_then(|from| jid::Jid::new(from).ok())
+        .is_some_and(|from| server.is_anonymous_host(from.domain().as_str()))
+}
+
+fn is_subscription(stanza: &Element) -> bool {
+    matches!(
+        stanza.attr("type"),
+        Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")
+    )
+}

@@ -1,0 +1,77 @@
+//! Offline storage (RFC 6121 §8.5.2.2, XEP-0160): chats and normal messages for an account
+//! with no available resource are kept, within a per-account limit, and handed to its next
+//! session that becomes available, stamped with their delay (XEP-0203).
+
+use crate::router::SessionHandle;
+use crate::server::Server;
+use crate::stanza::{self, ns, Build, StanzaError};
+use crate::storage::OfflineMessage;
+use minidom::Element;
+use std::sync::Arc;
+
+/// Only messages with content a person would miss are kept (XEP-0160 §3).
+pub fn worth_storing(stanza: &Element) -> bool {
+    stanza
+        .children()
+        .any(|c| c.name() == "body" || c.name() == "subject" || c.ns() == "urn:xmpp:hints")
+}
+
+pub async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
+    let (Some(node), domain) = (to.node(), to.domain().as_str()) else {
+        return;
+    };
+    let storage = server.storage_for(domain);
+    let held = storage
+        .count_offline(node.as_str(), domain)
+        .await
+        .unwrap_or(0);
+    if held >= server.config.limits.offline_messages_per_user {
+        server.bounce(
+            &stanza,
+            StanzaError::new(stanza::ErrorType::Wait, "resource-constraint")
+                .with_text("the recipient's offline storage is full"),
+        );
+        return;
+    }
+    let message = OfflineMessage {
+        stanza: String::from_utf8_lossy(&salon_xml::serialize(&stanza)).into_owned(),
+        received_at: stanza::now_unix(),
+    };
+    if let Err(e) = storage.store_offline(node.as_str(), domain, &message).await {
+        tracing::error!(to = %to, error = %e, "storing offline message");
+        server.bounce(&stanza, StanzaError::internal());
+    }
+}
+
+/// Hand held messages to a session that just became available, with XEP-0203 delay stamps.
+pub async fn deliver_offline(server: &Arc<Server>, session: &SessionHandle) {
+    let bare = session.jid.to_bare();
+    let (Some(node), domain) = (bare.node(), bare.domain().as_str()) else {
+        return;
+    };
+    let messages = match server
+        .storage_for(domain)
+        .take_offline(node.as_str(), domain)
+        .await
+    {
+        Ok(messages) => messages,
+        Err(e) => {
+            tracing::error!(jid = %bare, error = %e, "reading offline messages");
+            return;
+        }
+    };
+    for message in messages {
+        let Some(mut stanza) = salon_xml::parse_stored(&message.stanza, ns::CLIENT) else {
+            tracing::error!(jid = %bare, "unreadable offline message dropped");
+            continue;
+        };
+        stanza.append_child(
+            Build::new("delay", ns::DELAY)
+                .attr("from", domain)
+                .attr("stamp", stanza::xep82_datetime(message.received_at))
+                .text("Offline storage")
+                .build(),
+        );
+        session.send_element(&stanza);
+    }
+}

@@ -1,0 +1,136 @@
+//! The module registry: what each feature module handles (IQ payloads by type and
+//! namespace, disco features and identities, stream features) and the hooks it subscribed to.
+//! Built once at startup, read-only afterwards; the core consults it instead of knowing any XEP.
+
+use crate::hooks::Hooks;
+use crate::server::Server;
+use crate::stanza::StanzaError;
+use minidom::Element;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Who an IQ is addressed to, from the handler's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IqScope {
+    /// The server itself (`to` is a local domain).
+    Server,
+    /// An account on this server, handled by the server on its behalf (`to` is a local bare JID
+    /// or absent), RFC 6120 §10.3.3 and RFC 6121 §8.5.1.
+    Account,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IqKind {
+    Get,
+    Set,
+}
+
+/// An IQ request for a handler, with addresses already validated and stamped.
+pub struct IqRequest {
+    pub from: jid::FullJid,
+    /// The addressed entity: a local domain, or the bare JID of a local account.
+    pub to: jid::BareJid,
+    pub kind: IqKind,
+    /// The whole `<iq/>`; the payload is its first child.
+    pub stanza: Element,
+}
+
+impl IqRequest {
+    pub fn payload(&self) -> Option<&Element> {
+        self.stanza.children().next()
+    }
+
+    /// Whether the requester is asking about its own account.
+    pub fn is_own_account(&self) -> bool {
+        self.from.to_bare() == self.to
+    }
+}
+
+/// A handler's answer: the payload of the result (or none), or a stanza error.
+pub type IqResponse = Result<Option<Element>, StanzaError>;
+
+#[async_trait::async_trait]
+pub trait IqHandler: Send + Sync {
+    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse;
+}
+
+/// A disco identity (XEP-0030 §3.1).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Identity {
+    pub category: &'static str,
+    pub kind: &'static str,
+    pub name: Option<&'static str>,
+}
+
+type HandlersByNamespace = HashMap<&'static str, Arc<dyn IqHandler>>;
+
+/// What the modules registered. Built once at startup, read-only afterwards.
+#[derive(Default)]
+pub struct Registry {
+    iq: HashMap<(IqScope, IqKind), HandlersByNamespace>,
+    features: HashMap<IqScope, BTreeSet<&'static str>>,
+    identities: HashMap<IqScope, BTreeSet<Identity>>,
+    /// XEP-0128 extended info forms for the server's disco#info.
+    server_forms: Vec<Element>,
+    /// Informational stream features announced to authenticated account sessions (RFC 6120
+    /// §4.3.2 voluntary features), such as RFC 6121 pre-approval.
+    account_stream_features: Vec<Element>,
+    /// The typed events modules subscribed to.
+    pub hooks: Hooks,
+}
+
+impl Registry {
+    pub fn iq(
+        &mut self,
+        scope: IqScope,
+        kind: IqKind,
+        namespace: &'static str,
+        handler: Arc<dyn IqHandler>,
+    ) {
+        self.iq
+            .entry((scope, kind))
+            .or_default()
+            .insert(namespace, handler);
+    }
+
+    pub fn feature(&mut self, scope: IqScope, feature: &'static str) {
+        self.features.entry(scope).or_default().insert(feature);
+    }
+
+    pub fn identity(&mut self, scope: IqScope, identity: Identity) {
+        self.identities.entry(scope).or_default().insert(identity);
+    }
+
+    pub fn server_form(&mut self, form: Element) {
+        self.server_forms.push(form);
+    }
+
+    pub fn account_stream_feature(&mut self, feature: Element) {
+        self.account_stream_features.push(feature);
+    }
+
+    pub fn handler(
+        &self,
+        scope: IqScope,
+        kind: IqKind,
+        namespace: &str,
+    ) -> Option<Arc<dyn IqHandler>> {
+        self.iq.get(&(scope, kind))?.get(namespace).cloned()
+    }
+
+    pub fn features(&self, scope: IqScope) -> impl Iterator<Item = &'static str> + '_ {
+        self.features.get(&scope).into_iter().flatten().copied()
+    }
+
+    pub fn identities(&self, scope: IqScope) -> impl Iterator<Item = &Identity> + '_ {
+        self.identities.get(&scope).into_iter().flatten()
+    }
+
+    pub fn server_forms(&self) -> &[Element] {
+        &self.server_forms
+    }
+
+    pub fn account_stream_features(&self) -> &[Element] {
+        &self.account_stream_features
+    }
+}
