@@ -476,7 +476,7 @@ impl Room {
 
 /// XEP-0425 §5: keep the envelope and the sender's occupant id, replace the content with a
 /// `<retracted/>` element.
-fn tombstone(stored: &str, retracted: Element) -> Option<String> {
+pub(super) fn tombstone(stored: &str, retracted: Element) -> Option<String> {
     let original = salon_xml::parse_stored(stored, ns::CLIENT)?;
     let mut kept = Element::bare(original.name(), ns::CLIENT);
     for name in ["type", "from", "id"] {

@@ -9,8 +9,17 @@
 //! - `owner`: configuration and destruction (§10);
 //! - `registration`: nickname registration (§7.10).
 
+mod affiliations;
+mod iq;
+mod messages;
+mod occupants;
+mod owner;
+mod registration;
+#[cfg(test)]
+mod tests;
+
 use super::config::{Affiliation, Role, RoomRecord};
-use super::nick::{self};
+use super::nick;
 use super::{MucService, RoomHandle, NS_MUC_USER};
 use crate::archive::ArchiveWriter;
 use crate::router::AddressedTemplate;
@@ -402,10 +411,3 @@ impl Room {
             .build()
     }
 }
-
-mod affiliations;
-mod iq;
-mod messages;
-mod occupants;
-mod owner;
-mod registration;
