@@ -16,8 +16,16 @@ const ROOM: &str = "lounge@rooms.localhost";
 
 /// A room that already exists (not locked), owned by alice@localhost.
 fn room_with(record: RoomRecord) -> Room {
-    let server =
-        Server::new(Config::development(), Arc::new(MemoryStorage::new())).expect("a test server");
+    // The server keeps its self-signed certificate in data_dir: one per test, out of the tree.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data_dir = format!("salon-room-test-{}-{n}", std::process::id());
+    let config = Config {
+        data_dir: std::env::temp_dir().join(data_dir),
+        upload: None,
+        ..Config::development()
+    };
+    let server = Server::new(config, Arc::new(MemoryStorage::new())).expect("a test server");
     let service = MucService::new(crate::config::MucConfig::new("rooms.localhost"));
     let (sender, _receiver) = tokio::sync::mpsc::channel(1);
     let handle = Arc::new(RoomHandle {
