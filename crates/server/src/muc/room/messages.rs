@@ -130,7 +130,6 @@ impl Room {
 
     pub(super) async fn broadcast_groupchat(&mut self, index: usize, mut stanza: Element) {
         let occupant = &self.occupants[index];
-        let stanza_id = archive::new_stanza_id();
         let foreign: Vec<Element> = stanza
             .children()
             .filter(|c| !self.is_forged(c))
@@ -147,20 +146,27 @@ impl Room {
                 .attr("id", occupant.occupant_id.clone())
                 .build(),
         );
-        message.append_child(
-            Build::new("stanza-id", NS_SID)
-                .attr("id", stanza_id.clone())
-                .attr("by", self.jid.to_string())
-                .build(),
-        );
+        // Only messages with a body are kept (history on join, archive). A stanza-id names a
+        // kept message (XEP-0359, XEP-0313), so chat states and other transient
+        // messages, such as those marked <no-store/>, get none.
+        let stanza_id = message
+            .get_child("body", ns::CLIENT)
+            .is_some()
+            .then(archive::new_stanza_id);
+        if let Some(id) = &stanza_id {
+            message.append_child(
+                Build::new("stanza-id", NS_SID)
+                    .attr("id", id.clone())
+                    .attr("by", self.jid.to_string())
+                    .build(),
+            );
+        }
         remove_attr(&mut stanza, "to");
         let template = AddressedTemplate::new(&message);
         for other in &self.occupants {
             self.deliver_template(other, &template);
         }
-        let is_content = message.get_child("body", ns::CLIENT).is_some()
-            || message.get_child("subject", ns::CLIENT).is_none();
-        if message.get_child("body", ns::CLIENT).is_some() && is_content {
+        if let Some(stanza_id) = stanza_id {
             // The broadcast was serialised once already; reuse it rather than serialise again.
             let serialised = template
                 .without_recipient()

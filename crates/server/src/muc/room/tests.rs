@@ -456,3 +456,43 @@ fn a_tombstone_keeps_the_envelope_and_ids_but_not_the_content() {
         None
     );
 }
+
+/// A groupchat message from `jid`, with an optional body and `extra` children.
+async fn say(room: &mut Room, jid: &str, body: Option<&str>, extra: &str) {
+    let body = body
+        .map(|b| format!("<body>{b}</body>"))
+        .unwrap_or_default();
+    room.on_message(xml(&format!(
+        "<message xmlns='jabber:client' type='groupchat' from='{jid}' to='{ROOM}'>\
+         {body}{extra}</message>"
+    )))
+    .await;
+}
+
+#[tokio::test]
+async fn a_message_the_room_does_not_store_carries_no_stanza_id() {
+    let mut room = owned_room();
+    join(&mut room, "alice@localhost/a", "alice", "").await;
+    let bob = join(&mut room, "bob@localhost/b", "bob", "").await;
+    received(&bob);
+    let composing = "<composing xmlns='http://jabber.org/protocol/chatstates'/>\
+                     <no-store xmlns='urn:xmpp:hints'/>";
+    say(&mut room, "alice@localhost/a", None, composing).await;
+    say(&mut room, "alice@localhost/a", Some("hello"), "").await;
+    let seen = received(&bob);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0].get_child("stanza-id", NS_SID).is_none(),
+        "a chat state is not archived, so it has no stanza-id: {seen:?}"
+    );
+    assert!(seen[0].get_child("occupant-id", NS_OCCUPANT_ID).is_some());
+    let stanza_id = seen[1]
+        .get_child("stanza-id", NS_SID)
+        .expect("a stored message has a stanza-id");
+    assert_eq!(stanza_id.attr("by"), Some(ROOM));
+    assert_eq!(
+        room.history.len(),
+        1,
+        "only the message with a body is kept"
+    );
+}
