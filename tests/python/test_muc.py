@@ -599,6 +599,27 @@ async def test_forged_stanza_id_and_occupant_id_are_replaced(server):
 
 
 @async_test
+async def test_unarchived_chat_state_has_no_stanza_id(server):
+    # XEP-0359/XEP-0313: a stanza-id names a stored message; a chat state with <no-store/> is
+    # not stored, so it must not carry one, while a message with a body still does.
+    async with Clients() as cs:
+        a = await muc_login(cs, server)
+        b = await muc_login(cs, server)
+        room = new_room(server)
+        await create_room(a, room, "alice")
+        await join(b, room, "bob")
+        mid = "cs-" + uid()
+        a.x.send_raw(f"<message to={quoteattr(room)} type='groupchat' id='{mid}'>"
+                     "<composing xmlns='http://jabber.org/protocol/chatstates'/>"
+                     "<no-store xmlns='urn:xmpp:hints'/></message>")
+        m = await b.wait_message(lambda m: attr(m, "id") == mid, what="alice's chat state")
+        assert attr(m, "type") == "groupchat", f"chat state refused: {m}"
+        assert stanza_ids(m) == [], f"an unarchived chat state carries a stanza-id: {m}"
+        said = await say_ok(a, room, "stored")
+        room_stanza_id(said, room)  # exactly one by=room
+
+
+@async_test
 async def test_private_messages_between_occupants(server):
     async with Clients() as cs:
         a = await muc_login(cs, server)

@@ -1,0 +1,258 @@
+//! IQs to the room and its occupants: dispatch by namespace, disco#info (XEP-0045 §6.4),
+//! self-ping (XEP-0410) and IQs relayed between occupants (§18.1 IQ rule 3).
+
+use super::{
+    RelayedIq, Room, MAX_RELAYED_IQS, NS_MODERATE, NS_OCCUPANT_ID, NS_REGISTER, NS_SID,
+    RELAYED_IQ_TIMEOUT,
+};
+use crate::archive;
+use crate::muc::{NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_ROOMINFO};
+use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
+use minidom::Element;
+
+impl Room {
+    pub(super) async fn on_iq(&mut self, stanza: Element) {
+        let kind = stanza.attr("type").unwrap_or_default().to_string();
+        if kind == "result" || kind == "error" {
+            // Answers to relayed IQs may come from a bare JID (vCards).
+            self.relay_answer(stanza).await;
+            return;
+        }
+        let Some(Ok(from)) = stanza.attr("from").map(jid::FullJid::new) else {
+            return;
+        };
+        if kind != "get" && kind != "set" {
+            return;
+        }
+        let to_occupant = stanza
+            .attr("to")
+            .and_then(|t| jid::Jid::new(t).ok())
+            .and_then(|t| t.resource().map(|r| r.as_str().to_string()));
+        let result = if let Some(nick) = to_occupant {
+            match self.iq_to_occupant(&stanza, &from, &nick) {
+                Ok(Some(relayed)) => {
+                    self.server.route(relayed).await;
+                    return;
+                }
+                Ok(None) => Ok(None),
+                Err(error) => Err(error),
+            }
+        } else {
+            let payload = stanza.children().next().cloned();
+            let namespace = payload.as_ref().map(|p| p.ns()).unwrap_or_default();
+            match (kind.as_str(), namespace.as_str(), payload) {
+                ("get", ns::DISCO_INFO, _) => Ok(Some(self.disco_info())),
+                ("get", ns::DISCO_ITEMS, _) => Ok(Some(Element::bare("query", ns::DISCO_ITEMS))),
+                ("get", NS_MUC_ADMIN, Some(query)) => self.admin_get(&from, &query),
+                ("set", NS_MUC_ADMIN, Some(query)) => self.admin_set(&from, &query).await,
+                ("get", NS_MUC_OWNER, _) => self.owner_get(&from),
+                ("set", NS_MUC_OWNER, Some(query)) => self.owner_set(&from, &query).await,
+                ("get", NS_REGISTER, _) => self.register_get(&from),
+                ("set", NS_REGISTER, Some(query)) => self.register_set(&from, &query).await,
+                ("set", archive::NS_MAM, Some(query)) => self.archive_query(&from, &query).await,
+                ("get", archive::NS_MAM, _) => Ok(Some(archive::query_form())),
+                ("set", NS_MODERATE, Some(query)) => self.moderate(&from, &query).await,
+                ("get", ns::PING, _) => Ok(None),
+                _ => Err(StanzaError::service_unavailable()),
+            }
+        };
+        self.server.answer_iq(&stanza, result);
+    }
+
+    /// An IQ to an occupant JID. A client pinging its own occupant JID learns whether it is
+    /// still joined (XEP-0410; answered here, `Ok(None)`). Any other goes to the occupant
+    /// (§18.1 IQ rule 3), from the asker's occupant JID so that neither learns the other's
+    /// real JID: the relayed stanza is returned for routing. vCard requests go to the
+    /// occupant's bare JID, where the server keeps vCards (as XEP-0153 avatars need).
+    /// Occupants who may not exchange private messages may not exchange IQs either.
+    pub(super) fn iq_to_occupant(
+        &mut self,
+        stanza: &Element,
+        from: &jid::FullJid,
+        nick: &str,
+    ) -> Result<Option<Element>, StanzaError> {
+        let Some(me) = self.occupant_by_session(from) else {
+            return Err(StanzaError::new(ErrorType::Modify, "not-acceptable")
+                .with_text("you are not in this room"));
+        };
+        let target = self.occupant_by_nick(nick).ok_or_else(|| {
+            StanzaError::item_not_found().with_text("no occupant with that nickname")
+        })?;
+        let payload = stanza.children().next();
+        let is_ping = payload.is_some_and(|p| p.is("ping", ns::PING));
+        if target == me && is_ping {
+            return Ok(None);
+        }
+        if !self.may_address_privately(me, target) {
+            return Err(StanzaError::not_allowed()
+                .with_text("private messages and queries are not allowed in this room"));
+        }
+        let answerer: jid::Jid = if payload.is_some_and(|p| p.is("vCard", ns::VCARD)) {
+            self.occupants[target].real.clone().into()
+        } else {
+            let Some(session) = self.occupants[target].sessions.first() else {
+                return Err(StanzaError::item_not_found());
+            };
+            session.clone().into()
+        };
+        let now = std::time::Instant::now();
+        self.relayed
+            .retain(|_, waiting| now.duration_since(waiting.at) < RELAYED_IQ_TIMEOUT);
+        if self.relayed.len() >= MAX_RELAYED_IQS {
+            return Err(StanzaError::new(ErrorType::Wait, "resource-constraint")
+                .with_text("too many queries waiting in this room"));
+        }
+        let relay_id = format!("{:032x}", rand::random::<u128>());
+        let mut relayed = stanza.clone();
+        set_attr(&mut relayed, "id", relay_id.clone());
+        set_attr(
+            &mut relayed,
+            "from",
+            self.occupant_jid(&self.occupants[me].nick),
+        );
+        set_attr(&mut relayed, "to", answerer.to_string());
+        self.relayed.insert(
+            relay_id,
+            RelayedIq {
+                id: stanza.attr("id").unwrap_or_default().to_string(),
+                asker: from.clone(),
+                answerer,
+                answerer_nick: self.occupants[target].nick.clone(),
+                at: now,
+            },
+        );
+        Ok(Some(relayed))
+    }
+
+    /// The answer to an IQ relayed by [`iq_to_occupant`](Self::iq_to_occupant) goes back to
+    /// the asker, from the answerer's occupant JID and with the asker's id. Anything else is
+    /// dropped: answers are never answered (RFC 6120 §8.2.3).
+    pub(super) async fn relay_answer(&mut self, stanza: Element) {
+        let Some(id) = stanza.attr("id") else {
+            return;
+        };
+        let from = stanza.attr("from").and_then(|f| jid::Jid::new(f).ok());
+        let from_answerer = |waiting: &RelayedIq| Some(&waiting.answerer) == from.as_ref();
+        if !self.relayed.get(id).is_some_and(from_answerer) {
+            return;
+        }
+        let Some(waiting) = self.relayed.remove(id) else {
+            return;
+        };
+        let mut answer = stanza;
+        set_attr(&mut answer, "id", waiting.id);
+        set_attr(
+            &mut answer,
+            "from",
+            self.occupant_jid(&waiting.answerer_nick),
+        );
+        set_attr(&mut answer, "to", waiting.asker.to_string());
+        self.server.route(answer).await;
+    }
+
+    pub(super) fn disco_info(&self) -> Element {
+        let config = &self.record.config;
+        let features = [
+            NS_MUC,
+            ns::DISCO_INFO,
+            if config.persistent {
+                "muc_persistent"
+            } else {
+                "muc_temporary"
+            },
+            if config.public {
+                "muc_public"
+            } else {
+                "muc_hidden"
+            },
+            if config.members_only {
+                "muc_membersonly"
+            } else {
+                "muc_open"
+            },
+            if config.moderated {
+                "muc_moderated"
+            } else {
+                "muc_unmoderated"
+            },
+            if config.password.is_empty() {
+                "muc_unsecured"
+            } else {
+                "muc_passwordprotected"
+            },
+            if config.whois_anyone {
+                "muc_nonanonymous"
+            } else {
+                "muc_semianonymous"
+            },
+            NS_SID,
+            NS_OCCUPANT_ID,
+            NS_MODERATE,
+            NS_REGISTER,
+            "urn:xmpp:mam:2",
+            "http://jabber.org/protocol/muc#stable_id",
+            "http://jabber.org/protocol/muc#self-ping-optimization",
+        ];
+        let field = |var: &'static str, value: String| {
+            Build::new("field", ns::DATA_FORMS)
+                .attr("var", var)
+                .child(Build::new("value", ns::DATA_FORMS).text(value).build())
+                .build()
+        };
+        let form = Build::new("x", ns::DATA_FORMS)
+            .attr("type", "result")
+            .child(
+                Build::new("field", ns::DATA_FORMS)
+                    .attr("var", "FORM_TYPE")
+                    .attr("type", "hidden")
+                    .child(
+                        Build::new("value", ns::DATA_FORMS)
+                            .text(NS_ROOMINFO)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .child(field(
+                "muc#roominfo_description",
+                config.description.clone(),
+            ))
+            .child(field(
+                "muc#roominfo_occupants",
+                self.occupants.len().to_string(),
+            ))
+            .child(field("muc#roominfo_subject", self.record.subject.clone()))
+            .child(field("muc#roomconfig_roomname", config.name.clone()))
+            .children(self.server.config.web_base_url().map(|base| {
+                let room = self.jid.node().map(|n| n.as_str()).unwrap_or_default();
+                field("muc#roominfo_webchat_url", format!("{base}/join/{room}"))
+            }))
+            .child(field(
+                "muc#roominfo_subjectmod",
+                if config.change_subject { "1" } else { "0" }.into(),
+            ))
+            .build();
+        let name = if config.name.is_empty() {
+            self.jid
+                .node()
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default()
+        } else {
+            config.name.clone()
+        };
+        Build::new("query", ns::DISCO_INFO)
+            .child(
+                Build::new("identity", ns::DISCO_INFO)
+                    .attr("category", "conference")
+                    .attr("type", "text")
+                    .attr("name", name)
+                    .build(),
+            )
+            .children(
+                features
+                    .into_iter()
+                    .map(|f| Build::new("feature", ns::DISCO_INFO).attr("var", f).build()),
+            )
+            .child(form)
+            .build()
+    }
+}

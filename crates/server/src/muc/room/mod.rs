@@ -1,0 +1,413 @@
+//! One multi-user chat room (XEP-0045 §7–§10): the room's state, its task, and the lookups and
+//! presence delivery every part of it shares. The room runs as one task that owns all of this
+//! state; stanzas reach it through a bounded queue. By concern:
+//! - `occupants`: joining, leaving, nick changes, presence updates (§7.2, §7.6, §7.7, §7.14);
+//! - `messages`: groupchat with XEP-0359 stanza ids and XEP-0421 occupant ids, history on join
+//!   (XEP-0203 delays), private messages, invitations, the archive, XEP-0425 retraction;
+//! - `iq`: IQ dispatch, disco#info, XEP-0410 self-ping, IQs relayed between occupants (§18.1);
+//! - `affiliations`: roles and affiliations (§8, §9);
+//! - `owner`: configuration and destruction (§10);
+//! - `registration`: nickname registration (§7.10).
+
+mod affiliations;
+mod iq;
+mod messages;
+mod occupants;
+mod owner;
+mod registration;
+#[cfg(test)]
+mod tests;
+
+use super::config::{Affiliation, Role, RoomRecord};
+use super::nick;
+use super::{MucService, RoomHandle, NS_MUC_USER};
+use crate::archive::ArchiveWriter;
+use crate::router::AddressedTemplate;
+use crate::server::Server;
+use crate::stanza::{ns, Build, StanzaError};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use minidom::Element;
+use sha2::Sha256;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+pub const NS_SID: &str = "urn:xmpp:sid:0";
+pub const NS_MODERATE: &str = "urn:xmpp:message-moderate:1";
+pub const NS_RETRACT: &str = "urn:xmpp:message-retract:1";
+pub const NS_REGISTER: &str = "jabber:iq:register";
+const NS_CONFERENCE: &str = "jabber:x:conference";
+
+/// One person in the room: one nick, one real bare JID, one or more sessions.
+struct Occupant {
+    nick: String,
+    /// `nick::comparison_key(nick)`, to find look-alikes.
+    key: String,
+    real: jid::BareJid,
+    sessions: Vec<jid::FullJid>,
+    /// The router's handles of `sessions`, looked up when they change rather than for every
+    /// delivery (fan-out is the hot path).
+    handles: Vec<Arc<crate::router::SessionHandle>>,
+    role: Role,
+    /// The presence payload (show, status, priority, caps…) last sent by the occupant.
+    payload: Vec<Element>,
+    occupant_id: String,
+}
+
+/// How an occupant leaves or changes, for its unavailable presence (XEP-0045 §7.14, §8.2).
+#[derive(Clone, Copy)]
+struct Departure<'a> {
+    role: Role,
+    affiliation: Affiliation,
+    codes: &'a [&'a str],
+    reason: Option<&'a str>,
+    actor: Option<&'a str>,
+}
+
+/// A message kept for history on join.
+struct HistoryEntry {
+    /// The groupchat message as broadcast (without `to`).
+    stanza: Element,
+    /// Unix seconds at which the room received it.
+    at: i64,
+    /// Characters of the serialised message, for `maxchars`.
+    chars: usize,
+}
+
+pub struct Room {
+    server: Arc<Server>,
+    service: Arc<MucService>,
+    handle: Arc<RoomHandle>,
+    jid: jid::BareJid,
+    record: RoomRecord,
+    /// A new room stays locked until its owner configures it or asks for an instant room
+    /// (XEP-0045 §10.1).
+    locked: bool,
+    occupants: Vec<Occupant>,
+    history: VecDeque<HistoryEntry>,
+    archive: ArchiveWriter,
+    /// IQs relayed between occupants (§18.1 IQ rule 3), by the id the room gave them.
+    relayed: HashMap<String, RelayedIq>,
+}
+
+/// An IQ the room passed from one occupant to another, waiting for its answer.
+struct RelayedIq {
+    /// The id the asker chose.
+    id: String,
+    asker: jid::FullJid,
+    /// Where the request went; only an answer from there is passed back.
+    answerer: jid::Jid,
+    /// The answerer's nickname at the time, which the answer comes from.
+    answerer_nick: String,
+    at: std::time::Instant,
+}
+
+/// Relayed IQs a room keeps waiting for answers, and for how long.
+const MAX_RELAYED_IQS: usize = 256;
+const RELAYED_IQ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The status codes of XEP-0045 §15.6 that this room sends.
+mod status {
+    pub const SELF: &str = "110";
+    pub const NON_ANONYMOUS: &str = "100";
+    pub const LOGGED: &str = "170";
+    pub const CREATED: &str = "201";
+    pub const NICK_ASSIGNED: &str = "210";
+    pub const BANNED: &str = "301";
+    pub const NICK_CHANGED: &str = "303";
+    pub const KICKED: &str = "307";
+    pub const AFFILIATION_CHANGED: &str = "321";
+    pub const MEMBERS_ONLY: &str = "322";
+    pub const CONFIG_CHANGED: &str = "104";
+}
+
+impl Room {
+    pub fn new(
+        server: Arc<Server>,
+        service: Arc<MucService>,
+        handle: Arc<RoomHandle>,
+        jid: jid::BareJid,
+        mut record: RoomRecord,
+        created_now: bool,
+    ) -> Room {
+        if record.occupant_id_secret.is_empty() {
+            record.occupant_id_secret = format!("{:032x}", rand::random::<u128>());
+        }
+        let archive = crate::archive::writer(&server);
+        let room = Room {
+            server,
+            service,
+            handle,
+            jid,
+            record,
+            locked: created_now,
+            occupants: Vec::new(),
+            history: VecDeque::new(),
+            archive,
+            relayed: HashMap::new(),
+        };
+        room.update_summary();
+        room
+    }
+
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<Element>) {
+        while let Some(stanza) = inbox.recv().await {
+            let name = stanza.name().to_string();
+            match name.as_str() {
+                "presence" => self.on_presence(stanza).await,
+                "message" => self.on_message(stanza).await,
+                "iq" => self.on_iq(stanza).await,
+                _ => {}
+            }
+            if self.should_close() {
+                break;
+            }
+        }
+        self.service.room_closed(self.jid.as_str(), &self.handle);
+        // Stanzas that raced with the room's end are answered as for a room that is gone.
+        inbox.close();
+        while let Ok(stanza) = inbox.try_recv() {
+            if stanza.name() != "presence" || stanza.attr("type").is_none() {
+                self.server.bounce(&stanza, StanzaError::item_not_found());
+            }
+        }
+        tracing::debug!(room = %self.jid, "room closed");
+    }
+
+    fn should_close(&self) -> bool {
+        self.occupants.is_empty() && !self.record.config.persistent
+    }
+
+    fn update_summary(&self) {
+        if let Ok(mut summary) = self.handle.summary.lock() {
+            summary.name = self.record.config.name.clone();
+            summary.public = self.record.config.public && !self.locked;
+            summary.occupants = self.occupants.len();
+        }
+    }
+
+    async fn save(&self) {
+        if !self.record.config.persistent {
+            return;
+        }
+        match serde_json::to_string(&self.record) {
+            Ok(text) => {
+                if let Err(e) = self
+                    .server
+                    .storage
+                    .save_room(self.jid.as_str(), &text)
+                    .await
+                {
+                    tracing::error!(room = %self.jid, error = %e, "saving room");
+                }
+            }
+            Err(e) => tracing::error!(room = %self.jid, error = %e, "serialising room"),
+        }
+    }
+
+    // ----- Lookups -----
+
+    fn affiliation(&self, real: &jid::BareJid) -> Affiliation {
+        self.record
+            .affiliations
+            .get(real.as_str())
+            .copied()
+            .unwrap_or(Affiliation::None)
+    }
+
+    fn occupant_by_session(&self, full: &jid::FullJid) -> Option<usize> {
+        self.occupants
+            .iter()
+            .position(|o| o.sessions.contains(full))
+    }
+
+    fn occupant_by_nick(&self, nick: &str) -> Option<usize> {
+        let key = nick::comparison_key(nick);
+        self.occupants.iter().position(|o| o.key == key)
+    }
+
+    fn occupant_jid(&self, nick: &str) -> String {
+        format!("{}/{}", self.jid, nick)
+    }
+
+    fn default_role(&self, affiliation: Affiliation) -> Role {
+        match affiliation {
+            Affiliation::Owner | Affiliation::Admin => Role::Moderator,
+            Affiliation::Member => Role::Participant,
+            Affiliation::None if self.record.config.moderated => Role::Visitor,
+            Affiliation::None => Role::Participant,
+            Affiliation::Outcast => Role::None,
+        }
+    }
+
+    /// XEP-0421: the same real bare JID gets the same id in this room, and nobody can work
+    /// the JID back out of it.
+    fn occupant_id(&self, real: &jid::BareJid) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(self.record.occupant_id_secret.as_bytes())
+                .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(real.as_str().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..18])
+    }
+
+    fn may_see_real_jids(&self, viewer: &Occupant) -> bool {
+        self.record.config.whois_anyone || viewer.role == Role::Moderator
+    }
+
+    // ----- Delivery -----
+
+    /// Send one stanza to every session of an occupant.
+    fn deliver(&self, occupant: &Occupant, stanza: &Element) {
+        let template = AddressedTemplate::new(stanza);
+        self.deliver_template(occupant, &template);
+    }
+
+    fn deliver_template(&self, occupant: &Occupant, template: &Arc<AddressedTemplate>) {
+        for handle in &occupant.handles {
+            handle.send_addressed(template);
+        }
+    }
+
+    /// Look the handles of an occupant's sessions up again after its sessions changed (or a
+    /// session reconnected under the same address).
+    fn sessions_changed(&mut self, index: usize) {
+        let handles = self.occupants[index]
+            .sessions
+            .iter()
+            .filter_map(|session| self.server.router.session(session))
+            .collect();
+        self.occupants[index].handles = handles;
+    }
+
+    fn deliver_to_session(&self, session: &jid::FullJid, template: &Arc<AddressedTemplate>) {
+        if let Some(handle) = self.server.router.session(session) {
+            handle.send_addressed(template);
+        }
+    }
+
+    /// Serialise once per audience (with and without real JIDs) and queue to everyone.
+    fn broadcast_presence(&self, subject: &Occupant, codes: &[&str], extra: Option<Element>) {
+        let with_jid = self.presence_of(subject, true, codes, extra.clone());
+        let without_jid = self.presence_of(subject, false, codes, extra);
+        self.deliver_by_audience(&with_jid, &without_jid, None);
+    }
+
+    /// Queue one of two versions of a stanza to every occupant but `skip`: the one showing
+    /// real JIDs to those allowed to see them (§7.2.3–§7.2.4), the other to the rest. Each
+    /// version is serialised once.
+    fn deliver_by_audience(&self, with_jid: &Element, without_jid: &Element, skip: Option<usize>) {
+        let with_jid = AddressedTemplate::new(with_jid);
+        let without_jid = AddressedTemplate::new(without_jid);
+        for (i, occupant) in self.occupants.iter().enumerate() {
+            if Some(i) == skip {
+                continue;
+            }
+            let template = if self.may_see_real_jids(occupant) {
+                &with_jid
+            } else {
+                &without_jid
+            };
+            self.deliver_template(occupant, template);
+        }
+    }
+
+    /// An occupant's presence as the room shows it (XEP-0045 §7.2.3).
+    fn presence_of(
+        &self,
+        occupant: &Occupant,
+        with_jid: bool,
+        codes: &[&str],
+        item_detail: Option<Element>,
+    ) -> Element {
+        let mut presence = Build::new("presence", ns::CLIENT)
+            .attr("from", self.occupant_jid(&occupant.nick))
+            .children(occupant.payload.iter().cloned())
+            .build();
+        let affiliation = self.affiliation(&occupant.real);
+        let mut item = Build::new("item", NS_MUC_USER)
+            .attr("affiliation", affiliation.as_str())
+            .attr("role", occupant.role.as_str());
+        if with_jid {
+            if let Some(first) = occupant.sessions.first() {
+                item = item.attr("jid", first.to_string());
+            }
+        }
+        // A role change's reason and actor go inside the item (§8.4).
+        if let Some(detail) = item_detail {
+            item = item.child(detail);
+        }
+        let mut x = Build::new("x", NS_MUC_USER).child(item.build());
+        for code in codes {
+            x = x.child(
+                Build::new("status", NS_MUC_USER)
+                    .attr("code", *code)
+                    .build(),
+            );
+        }
+        presence.append_child(x.build());
+        presence.append_child(
+            Build::new("occupant-id", NS_OCCUPANT_ID)
+                .attr("id", occupant.occupant_id.clone())
+                .build(),
+        );
+        presence
+    }
+
+    /// The unavailable presence announcing that `occupant` left, was kicked or banned.
+    fn unavailable_of(
+        &self,
+        occupant: &Occupant,
+        with_jid: bool,
+        departure: &Departure,
+    ) -> Element {
+        let Departure {
+            role,
+            affiliation,
+            codes,
+            reason,
+            actor,
+        } = *departure;
+        let mut item = Build::new("item", NS_MUC_USER)
+            .attr("affiliation", affiliation.as_str())
+            .attr("role", role.as_str());
+        if with_jid {
+            if let Some(first) = occupant.sessions.first() {
+                item = item.attr("jid", first.to_string());
+            }
+        }
+        if let Some(actor) = actor {
+            item = item.child(
+                Build::new("actor", NS_MUC_USER)
+                    .attr("nick", actor.to_string())
+                    .build(),
+            );
+        }
+        if let Some(reason) = reason {
+            item = item.child(
+                Build::new("reason", NS_MUC_USER)
+                    .text(reason.to_string())
+                    .build(),
+            );
+        }
+        let mut x = Build::new("x", NS_MUC_USER).child(item.build());
+        for code in codes {
+            x = x.child(
+                Build::new("status", NS_MUC_USER)
+                    .attr("code", *code)
+                    .build(),
+            );
+        }
+        Build::new("presence", ns::CLIENT)
+            .attr("type", "unavailable")
+            .attr("from", self.occupant_jid(&occupant.nick))
+            .child(x.build())
+            .child(
+                Build::new("occupant-id", NS_OCCUPANT_ID)
+                    .attr("id", occupant.occupant_id.clone())
+                    .build(),
+            )
+            .build()
+    }
+}

@@ -1,0 +1,421 @@
+//! Who is in the room (XEP-0045 §7.2 entering, §7.6 nick change, §7.7 presence updates, §7.14
+//! leaving): joins with their checks, multi-session occupants, returning visitors, and the
+//! state a newcomer receives.
+
+use super::{status, Departure, Occupant, Room, NS_OCCUPANT_ID};
+use crate::muc::config::{Affiliation, Role};
+use crate::muc::nick::{self, NickError};
+use crate::muc::{NS_MUC, NS_MUC_USER};
+use crate::router::AddressedTemplate;
+use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
+use minidom::Element;
+
+impl Room {
+    /// Remove an occupant and tell everyone, the occupant included (with 110 for them).
+    pub(super) fn remove_occupant(
+        &mut self,
+        index: usize,
+        codes: &[&str],
+        reason: Option<&str>,
+        actor: Option<&str>,
+    ) {
+        let occupant = self.occupants.remove(index);
+        let affiliation = self.affiliation(&occupant.real);
+        let mut self_codes: Vec<&str> = codes.to_vec();
+        self_codes.push(status::SELF);
+        let departure = Departure {
+            role: Role::None,
+            affiliation,
+            codes,
+            reason,
+            actor,
+        };
+        let own = self.unavailable_of(
+            &occupant,
+            true,
+            &Departure {
+                codes: &self_codes,
+                ..departure
+            },
+        );
+        self.deliver(&occupant, &own);
+        self.deliver_by_audience(
+            &self.unavailable_of(&occupant, true, &departure),
+            &self.unavailable_of(&occupant, false, &departure),
+            None,
+        );
+        self.update_summary();
+    }
+
+    pub(super) async fn on_presence(&mut self, stanza: Element) {
+        let Some(Ok(from)) = stanza.attr("from").map(jid::FullJid::new) else {
+            return;
+        };
+        let Some(Ok(to)) = stanza.attr("to").map(jid::Jid::new) else {
+            return;
+        };
+        let requested_nick = to.resource().map(|r| r.as_str().to_string());
+        let current = self.occupant_by_session(&from);
+        match (stanza.attr("type"), current) {
+            (Some("unavailable"), Some(index)) => {
+                let occupant = &mut self.occupants[index];
+                if occupant.sessions.len() > 1 {
+                    occupant.sessions.retain(|s| s != &from);
+                    self.sessions_changed(index);
+                    return;
+                }
+                self.remove_occupant(index, &[], None, None);
+            }
+            (Some("error"), Some(index)) => {
+                // The occupant's client or server bounced our presence: it is gone (a ghost).
+                let occupant = &mut self.occupants[index];
+                occupant.sessions.retain(|s| s != &from);
+                if occupant.sessions.is_empty() {
+                    self.remove_occupant(index, &[], Some("the connection was lost"), None);
+                } else {
+                    self.sessions_changed(index);
+                }
+            }
+            (None, Some(index)) => {
+                let Some(requested) = requested_nick else {
+                    self.server.bounce(&stanza, StanzaError::jid_malformed());
+                    return;
+                };
+                if nick::comparison_key(&requested) == self.occupants[index].key
+                    && requested == self.occupants[index].nick
+                {
+                    self.update_presence(index, &stanza);
+                } else {
+                    self.change_nick(index, &stanza, &requested).await;
+                }
+            }
+            (None, None) => {
+                let Some(requested) = requested_nick else {
+                    self.server.bounce(
+                        &stanza,
+                        StanzaError::jid_malformed().with_text("join with room@service/nick"),
+                    );
+                    return;
+                };
+                self.join(&stanza, from, &requested).await;
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn presence_payload(stanza: &Element) -> Vec<Element> {
+        stanza
+            .children()
+            .filter(|c| !(c.ns() == NS_MUC || c.ns() == NS_MUC_USER || c.ns() == NS_OCCUPANT_ID))
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn update_presence(&mut self, index: usize, stanza: &Element) {
+        self.sessions_changed(index);
+        self.occupants[index].payload = Self::presence_payload(stanza);
+        let occupant = &self.occupants[index];
+        self.broadcast_presence(occupant, &[], None);
+    }
+
+    /// The error for a nick that cannot be used, or the enforced nick.
+    pub(super) fn check_nick(
+        &self,
+        requested: &str,
+        real: &jid::BareJid,
+        own_index: Option<usize>,
+    ) -> Result<String, StanzaError> {
+        let enforced = nick::enforce(requested).map_err(|e| match e {
+            NickError::Empty => {
+                StanzaError::jid_malformed().with_text("the nickname is empty or invisible")
+            }
+            NickError::NotAcceptable(why) => {
+                StanzaError::new(ErrorType::Cancel, "not-acceptable").with_text(why)
+            }
+        })?;
+        let key = nick::comparison_key(&enforced);
+        if let Some(other) = self.occupants.iter().position(|o| o.key == key) {
+            if Some(other) != own_index && self.occupants[other].real != *real {
+                return Err(StanzaError::new(ErrorType::Cancel, "conflict")
+                    .with_text("that nickname (or one that looks the same) is in use"));
+            }
+        }
+        let reserved = self
+            .record
+            .registered_nicks
+            .iter()
+            .find(|(owner, registered)| {
+                nick::comparison_key(registered) == key && owner.as_str() != real.as_str()
+            });
+        if reserved.is_some() {
+            return Err(StanzaError::new(ErrorType::Cancel, "conflict")
+                .with_text("that nickname is registered by someone else"));
+        }
+        Ok(enforced)
+    }
+
+    pub(super) async fn join(&mut self, stanza: &Element, from: jid::FullJid, requested: &str) {
+        let real = from.to_bare();
+        let muc = stanza.get_child("x", NS_MUC);
+        let affiliation = self.affiliation(&real);
+        let is_owner = affiliation == Affiliation::Owner;
+        // A newly created room belongs to its creator (§10.1.1).
+        let creating =
+            self.locked && self.occupants.is_empty() && self.record.affiliations.is_empty();
+        if self.locked && !creating && !is_owner {
+            self.server.bounce(
+                stanza,
+                StanzaError::item_not_found()
+                    .with_text("the room is being set up; try again shortly"),
+            );
+            return;
+        }
+        if let Some(index) = self.occupant_by_nick(requested) {
+            if self.occupants[index].real != real && self.is_returning_visitor(index, &from) {
+                self.take_over(index, from, muc);
+                return;
+            }
+        }
+        let nick = match self.check_nick(requested, &real, None) {
+            Ok(nick) => nick,
+            Err(error) => {
+                self.server.bounce(stanza, error);
+                return;
+            }
+        };
+        // Another session of someone already present joins under the same nick (§7.2.x
+        // multi-session): share the occupant.
+        if let Some(index) = self.occupant_by_nick(&nick) {
+            if self.occupants[index].real == real {
+                self.occupants[index].sessions.push(from.clone());
+                self.sessions_changed(index);
+                self.send_room_state(index, &from, muc, &[]);
+                return;
+            }
+        }
+        if !creating {
+            if affiliation == Affiliation::Outcast {
+                self.server.bounce(
+                    stanza,
+                    StanzaError::forbidden().with_text("you are banned from this room"),
+                );
+                return;
+            }
+            if self.record.config.members_only && affiliation < Affiliation::Member {
+                self.server.bounce(
+                    stanza,
+                    StanzaError::new(ErrorType::Auth, "registration-required")
+                        .with_text("this room is for members only"),
+                );
+                return;
+            }
+            let password = muc
+                .and_then(|x| x.get_child("password", NS_MUC))
+                .map(|p| p.text());
+            if !self.record.config.password.is_empty()
+                && affiliation < Affiliation::Admin
+                && password.as_deref() != Some(self.record.config.password.as_str())
+            {
+                self.server.bounce(
+                    stanza,
+                    StanzaError::new(ErrorType::Auth, "not-authorized")
+                        .with_text("a password is required"),
+                );
+                return;
+            }
+            let limit = match self.record.config.max_occupants {
+                0 => self.service.settings.max_occupants,
+                n => n.min(self.service.settings.max_occupants),
+            };
+            if self.occupants.len() >= limit && affiliation < Affiliation::Admin {
+                self.server.bounce(
+                    stanza,
+                    StanzaError::new(ErrorType::Wait, "service-unavailable")
+                        .with_text("the room is full"),
+                );
+                return;
+            }
+        }
+        let mut codes = Vec::new();
+        if creating {
+            self.record
+                .affiliations
+                .insert(real.to_string(), Affiliation::Owner);
+            let creator_is_guest = self.server.is_anonymous_host(real.domain().as_str());
+            tracing::info!(room = %self.jid, creator = %real, guest = creator_is_guest, "room created");
+            codes.push(status::CREATED);
+        }
+        if nick != requested {
+            codes.push(status::NICK_ASSIGNED);
+        }
+        let affiliation = self.affiliation(&real);
+        let occupant = Occupant {
+            key: nick::comparison_key(&nick),
+            nick,
+            occupant_id: self.occupant_id(&real),
+            real,
+            sessions: vec![from.clone()],
+            handles: self.server.router.session(&from).into_iter().collect(),
+            role: self.default_role(affiliation),
+            payload: Self::presence_payload(stanza),
+        };
+        // Everyone else learns of the newcomer; the newcomer gets the room's state.
+        self.deliver_by_audience(
+            &self.presence_of(&occupant, true, &[], None),
+            &self.presence_of(&occupant, false, &[], None),
+            None,
+        );
+        self.occupants.push(occupant);
+        let index = self.occupants.len() - 1;
+        self.update_summary();
+        self.send_room_state(index, &from, muc, &codes);
+    }
+
+    /// A visitor whose connection dropped comes back on a new session (a reloaded page that
+    /// did not resume): every session of the occupant is gone or waiting for resumption, and
+    /// the newcomer connects from the same address.
+    pub(super) fn is_returning_visitor(&self, index: usize, newcomer: &jid::FullJid) -> bool {
+        let Some(new_ip) = self.server.router.session(newcomer).map(|h| h.peer_ip) else {
+            return false;
+        };
+        let mut same_address = false;
+        for session in &self.occupants[index].sessions {
+            match self.server.router.session(session) {
+                Some(handle) if !handle.is_detached() => return false,
+                Some(handle) => same_address |= handle.peer_ip == new_ip,
+                None => same_address = true,
+            }
+        }
+        same_address
+    }
+
+    /// Give the occupant to its returning visitor without a leave or join for anyone else;
+    /// the old, detached session is closed.
+    pub(super) fn take_over(&mut self, index: usize, from: jid::FullJid, muc: Option<&Element>) {
+        let old_real = self.occupants[index].real.clone();
+        let new_real = from.to_bare();
+        if let Some(affiliation) = self.record.affiliations.remove(old_real.as_str()) {
+            if affiliation != Affiliation::Outcast {
+                self.record
+                    .affiliations
+                    .entry(new_real.to_string())
+                    .or_insert(affiliation);
+            }
+        }
+        let old_sessions =
+            std::mem::replace(&mut self.occupants[index].sessions, vec![from.clone()]);
+        self.occupants[index].real = new_real;
+        self.sessions_changed(index);
+        for session in old_sessions {
+            if let Some(handle) = self.server.router.session(&session) {
+                handle.kick("conflict", "a new session took over this one");
+            }
+        }
+        tracing::info!(room = %self.jid, nick = %self.occupants[index].nick, "returning visitor took over its occupant");
+        self.send_room_state(index, &from, muc, &[]);
+    }
+
+    /// What a joining session receives (§7.2.3–§7.2.16): occupants, its own presence with
+    /// status codes, history, then the subject.
+    pub(super) fn send_room_state(
+        &self,
+        index: usize,
+        session: &jid::FullJid,
+        muc: Option<&Element>,
+        extra_codes: &[&str],
+    ) {
+        let me = &self.occupants[index];
+        let sees_jids = self.may_see_real_jids(me);
+        for (i, other) in self.occupants.iter().enumerate() {
+            if i != index {
+                let presence =
+                    AddressedTemplate::new(&self.presence_of(other, sees_jids, &[], None));
+                self.deliver_to_session(session, &presence);
+            }
+        }
+        let mut codes: Vec<&str> = vec![status::SELF];
+        if self.record.config.whois_anyone {
+            codes.push(status::NON_ANONYMOUS);
+        }
+        if self.record.config.archive {
+            codes.push(status::LOGGED);
+        }
+        codes.extend_from_slice(extra_codes);
+        let own = AddressedTemplate::new(&self.presence_of(me, true, &codes, None));
+        self.deliver_to_session(session, &own);
+        self.send_history(session, muc.and_then(|x| x.get_child("history", NS_MUC)));
+        let subject = Build::new("message", ns::CLIENT)
+            .attr("type", "groupchat")
+            .attr("id", format!("subject-{:x}", rand::random::<u64>()))
+            .attr(
+                "from",
+                if self.record.subject_by.is_empty() {
+                    self.jid.to_string()
+                } else {
+                    self.occupant_jid(&self.record.subject_by)
+                },
+            )
+            .child(
+                Build::new("subject", ns::CLIENT)
+                    .text(self.record.subject.clone())
+                    .build(),
+            )
+            .build();
+        self.deliver_to_session(session, &AddressedTemplate::new(&subject));
+    }
+
+    pub(super) async fn change_nick(&mut self, index: usize, stanza: &Element, requested: &str) {
+        let real = self.occupants[index].real.clone();
+        let nick = match self.check_nick(requested, &real, Some(index)) {
+            Ok(nick) => nick,
+            Err(error) => {
+                self.server.bounce(stanza, error);
+                return;
+            }
+        };
+        // §7.6: unavailable with 303 and the new nick, then available under the new nick.
+        let old = &self.occupants[index];
+        let affiliation = self.affiliation(&old.real);
+        let new_nick_item = |with_jid: bool| {
+            let departure = Departure {
+                role: old.role,
+                affiliation,
+                codes: &[status::NICK_CHANGED],
+                reason: None,
+                actor: None,
+            };
+            let mut presence = self.unavailable_of(old, with_jid, &departure);
+            if let Some(item) = presence
+                .get_child_mut("x", NS_MUC_USER)
+                .and_then(|x| x.get_child_mut("item", NS_MUC_USER))
+            {
+                set_attr(item, "nick", nick.clone());
+            }
+            presence
+        };
+        let leave_with_jid = new_nick_item(true);
+        let leave_without_jid = new_nick_item(false);
+        let mut own_leave = new_nick_item(true);
+        if let Some(x) = own_leave.get_child_mut("x", NS_MUC_USER) {
+            x.append_child(
+                Build::new("status", NS_MUC_USER)
+                    .attr("code", status::SELF)
+                    .build(),
+            );
+        }
+        self.deliver(&self.occupants[index], &own_leave);
+        self.deliver_by_audience(&leave_with_jid, &leave_without_jid, Some(index));
+        let occupant = &mut self.occupants[index];
+        occupant.key = nick::comparison_key(&nick);
+        occupant.nick = nick;
+        occupant.payload = Self::presence_payload(stanza);
+        let occupant = &self.occupants[index];
+        let own = self.presence_of(occupant, true, &[status::SELF], None);
+        self.deliver(occupant, &own);
+        self.deliver_by_audience(
+            &self.presence_of(occupant, true, &[], None),
+            &self.presence_of(occupant, false, &[], None),
+            Some(index),
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! The owner's room: configuration form get and submit, instant and reserved rooms, and
+//! destruction (XEP-0045 §10.1, §10.2, §10.9).
+
+use super::{status, Departure, Room};
+use crate::muc::config::{self as room_config, Affiliation, Role};
+use crate::muc::{NS_MUC_OWNER, NS_MUC_USER};
+use crate::router::AddressedTemplate;
+use crate::stanza::{ns, Build, StanzaError};
+use minidom::Element;
+
+impl Room {
+    pub(super) fn owner_get(&self, from: &jid::FullJid) -> Result<Option<Element>, StanzaError> {
+        if self.affiliation(&from.to_bare()) != Affiliation::Owner {
+            return Err(StanzaError::forbidden().with_text("only owners configure the room"));
+        }
+        let list = |wanted: Affiliation| -> Vec<String> {
+            self.record
+                .affiliations
+                .iter()
+                .filter(|(_, a)| **a == wanted)
+                .map(|(j, _)| j.clone())
+                .collect()
+        };
+        Ok(Some(
+            Build::new("query", NS_MUC_OWNER)
+                .child(room_config::form(
+                    &self.record.config,
+                    list(Affiliation::Owner),
+                    list(Affiliation::Admin),
+                ))
+                .build(),
+        ))
+    }
+
+    pub(super) async fn owner_set(
+        &mut self,
+        from: &jid::FullJid,
+        query: &Element,
+    ) -> Result<Option<Element>, StanzaError> {
+        let real = from.to_bare();
+        if self.affiliation(&real) != Affiliation::Owner {
+            return Err(StanzaError::forbidden().with_text("only owners configure the room"));
+        }
+        if let Some(destroy) = query.get_child("destroy", NS_MUC_OWNER) {
+            self.destroy(destroy).await;
+            return Ok(None);
+        }
+        let Some(form) = query.get_child("x", ns::DATA_FORMS) else {
+            return Err(StanzaError::bad_request("expected a data form or destroy"));
+        };
+        match form.attr("type") {
+            Some("cancel") => {
+                if self.locked {
+                    // §10.1.3: cancelling the initial configuration destroys the new room.
+                    let destroy = Element::bare("destroy", NS_MUC_OWNER);
+                    self.destroy(&destroy).await;
+                }
+                return Ok(None);
+            }
+            Some("submit") => {}
+            _ => return Err(StanzaError::bad_request("submit or cancel the form")),
+        }
+        let submitted =
+            room_config::apply(form, &self.record.config, self.service.settings.max_history)?;
+        if submitted.config.persistent
+            && !self.record.config.persistent
+            && self.server.is_anonymous_host(real.domain().as_str())
+        {
+            return Err(StanzaError::forbidden()
+                .with_text("guests cannot make rooms persistent; an owner with an account can"));
+        }
+        let privacy_changed = submitted.config.whois_anyone != self.record.config.whois_anyone;
+        let was_persistent = self.record.config.persistent;
+        let was_members_only = self.record.config.members_only;
+        self.record.config = submitted.config;
+        for (list, affiliation) in [
+            (submitted.owners, Affiliation::Owner),
+            (submitted.admins, Affiliation::Admin),
+        ] {
+            let Some(list) = list else { continue };
+            for entry in list {
+                if let Ok(jid) = jid::BareJid::new(&entry) {
+                    self.record
+                        .affiliations
+                        .insert(jid.to_string(), affiliation);
+                }
+            }
+        }
+        self.locked = false;
+        if was_persistent && !self.record.config.persistent {
+            if let Err(e) = self.server.storage.delete_room(self.jid.as_str()).await {
+                tracing::error!(room = %self.jid, error = %e, "removing room record");
+            }
+        }
+        self.save().await;
+        // §10.2.1: becoming members-only removes everyone below member.
+        if self.record.config.members_only && !was_members_only {
+            let mut index = 0;
+            while index < self.occupants.len() {
+                if self.affiliation(&self.occupants[index].real) < Affiliation::Member {
+                    self.remove_occupant(
+                        index,
+                        &[status::MEMBERS_ONLY],
+                        Some("the room is now members-only"),
+                        None,
+                    );
+                } else {
+                    index += 1;
+                }
+            }
+        }
+        self.history
+            .truncate(self.record.config.history_length.min(self.history.len()));
+        self.update_summary();
+        let mut codes = vec![status::CONFIG_CHANGED];
+        if privacy_changed {
+            codes.push(if self.record.config.whois_anyone {
+                "172"
+            } else {
+                "173"
+            });
+        }
+        let notice = Build::new("message", ns::CLIENT)
+            .attr("type", "groupchat")
+            .attr("from", self.jid.to_string())
+            .attr("id", format!("config-{:x}", rand::random::<u64>()))
+            .child(
+                Build::new("x", NS_MUC_USER)
+                    .children(
+                        codes
+                            .into_iter()
+                            .map(|c| Build::new("status", NS_MUC_USER).attr("code", c).build()),
+                    )
+                    .build(),
+            )
+            .build();
+        let template = AddressedTemplate::new(&notice);
+        for occupant in &self.occupants {
+            self.deliver_template(occupant, &template);
+        }
+        Ok(None)
+    }
+
+    /// §10.9: everyone leaves with the destroy notice; the room and its record go.
+    pub(super) async fn destroy(&mut self, destroy: &Element) {
+        let mut notice = Build::new("destroy", NS_MUC_USER).attr_opt("jid", destroy.attr("jid"));
+        if let Some(reason) = destroy.get_child("reason", NS_MUC_OWNER) {
+            notice = notice.child(
+                Build::new("reason", NS_MUC_USER)
+                    .text(reason.text())
+                    .build(),
+            );
+        }
+        let notice = notice.build();
+        for occupant in std::mem::take(&mut self.occupants) {
+            // §10.9: the departing occupants are shown with no affiliation any more.
+            let affiliation = Affiliation::None;
+            let departure = Departure {
+                role: Role::None,
+                affiliation,
+                codes: &[status::SELF],
+                reason: None,
+                actor: None,
+            };
+            let mut presence = self.unavailable_of(&occupant, false, &departure);
+            if let Some(x) = presence.get_child_mut("x", NS_MUC_USER) {
+                x.append_child(notice.clone());
+            }
+            self.deliver(&occupant, &presence);
+        }
+        self.record.config.persistent = false;
+        if let Err(e) = self.server.storage.delete_room(self.jid.as_str()).await {
+            tracing::error!(room = %self.jid, error = %e, "deleting room record");
+        }
+        // A later room of the same name starts with an empty archive.
+        self.archive.flush().await;
+        if let Err(e) = self.server.storage.archive_delete(self.jid.as_str()).await {
+            tracing::error!(room = %self.jid, error = %e, "deleting room archive");
+        }
+        self.update_summary();
+        tracing::info!(room = %self.jid, "room destroyed");
+    }
+}

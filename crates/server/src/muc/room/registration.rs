@@ -1,0 +1,100 @@
+//! Nickname registration with the room (XEP-0045 §7.10): the form, registering, and removal.
+
+use super::{Room, NS_REGISTER};
+use crate::muc::config::Affiliation;
+use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use minidom::Element;
+
+impl Room {
+    /// §7.10: the registration form, or the registered nick.
+    pub(super) fn register_get(&self, from: &jid::FullJid) -> Result<Option<Element>, StanzaError> {
+        let real = from.to_bare();
+        if let Some(nick) = self.record.registered_nicks.get(real.as_str()) {
+            return Ok(Some(
+                Build::new("query", NS_REGISTER)
+                    .child(Element::bare("registered", NS_REGISTER))
+                    .child(
+                        Build::new("username", NS_REGISTER)
+                            .text(nick.clone())
+                            .build(),
+                    )
+                    .build(),
+            ));
+        }
+        Ok(Some(
+            Build::new("query", NS_REGISTER)
+                .child(
+                    Build::new("x", ns::DATA_FORMS)
+                        .attr("type", "form")
+                        .child(
+                            Build::new("title", ns::DATA_FORMS)
+                                .text("Register a nickname")
+                                .build(),
+                        )
+                        .child(
+                            Build::new("field", ns::DATA_FORMS)
+                                .attr("var", "FORM_TYPE")
+                                .attr("type", "hidden")
+                                .child(
+                                    Build::new("value", ns::DATA_FORMS)
+                                        .text("http://jabber.org/protocol/muc#register")
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .child(
+                            Build::new("field", ns::DATA_FORMS)
+                                .attr("var", "muc#register_roomnick")
+                                .attr("type", "text-single")
+                                .attr("label", "Nickname")
+                                .child(Element::bare("required", ns::DATA_FORMS))
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        ))
+    }
+
+    pub(super) async fn register_set(
+        &mut self,
+        from: &jid::FullJid,
+        query: &Element,
+    ) -> Result<Option<Element>, StanzaError> {
+        let real = from.to_bare();
+        if self.server.is_anonymous_host(real.domain().as_str()) {
+            return Err(StanzaError::not_allowed().with_text("guests cannot register nicknames"));
+        }
+        if query.get_child("remove", NS_REGISTER).is_some() {
+            self.record.registered_nicks.remove(real.as_str());
+            self.save().await;
+            return Ok(None);
+        }
+        let requested = query
+            .get_child("x", ns::DATA_FORMS)
+            .and_then(|x| {
+                x.children()
+                    .find(|f| f.attr("var") == Some("muc#register_roomnick"))
+            })
+            .and_then(|f| f.get_child("value", ns::DATA_FORMS))
+            .map(|v| v.text())
+            .ok_or_else(|| StanzaError::bad_request("muc#register_roomnick is required"))?;
+        let own = self.occupants.iter().position(|o| o.real == real);
+        let nick = self.check_nick(&requested, &real, own)?;
+        if self.affiliation(&real) == Affiliation::Outcast {
+            return Err(StanzaError::forbidden());
+        }
+        if self.record.config.members_only && self.affiliation(&real) < Affiliation::Member {
+            return Err(StanzaError::new(ErrorType::Auth, "registration-required")
+                .with_text("ask an admin to make you a member first"));
+        }
+        self.record.registered_nicks.insert(real.to_string(), nick);
+        if self.affiliation(&real) == Affiliation::None {
+            self.record
+                .affiliations
+                .insert(real.to_string(), Affiliation::Member);
+        }
+        self.save().await;
+        Ok(None)
+    }
+}
