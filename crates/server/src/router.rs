@@ -130,8 +130,6 @@ pub struct PresenceState {
     pub last: Option<Element>,
     /// Addresses that received directed presence and must hear when we go offline.
     pub directed: HashSet<String>,
-    /// Has enabled Message Carbons (XEP-0280).
-    pub carbons: bool,
 }
 
 /// One bound session as the rest of the server sees it.

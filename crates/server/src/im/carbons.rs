@@ -1,15 +1,17 @@
 //! Message Carbons (XEP-0280): a user's other clients get copies of the chats that one of them
 //! sends or receives, so a conversation reads the same on the phone and on the desk.
 
+use crate::hooks::{priority, FromClient, MessageHook, StanzaHook};
 use crate::modules::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::SessionHandle;
 use crate::server::Server;
 use crate::stanza::{ns, Build, StanzaError};
 use bytes::Bytes;
 use minidom::Element;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
+pub const NS_CARBONS: &str = ns::CARBONS;
 const NS_FORWARD: &str = "urn:xmpp:forward:0";
 const NS_HINTS: &str = "urn:xmpp:hints";
 const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
@@ -31,6 +33,50 @@ pub fn register(registry: &mut Registry) {
         Arc::new(CarbonsHandler),
     );
     registry.feature(IqScope::Server, NS_CARBONS);
+    // Copies of what a client sends, after blocking had its say and before routing; copies of
+    // what an account receives, once the delivery module has queued it.
+    registry
+        .hooks
+        .on_from_client(priority::OBSERVE, Arc::new(Copies));
+    registry
+        .hooks
+        .on_message(priority::OBSERVE, Arc::new(Copies));
+}
+
+/// Per session: the client enabled carbons (kept across a resumption, since the session
+/// handle outlives the connection).
+#[derive(Default)]
+struct CarbonsEnabled(AtomicBool);
+
+struct Copies;
+
+#[async_trait::async_trait]
+impl StanzaHook<FromClient> for Copies {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &FromClient,
+        stanza: Element,
+    ) -> Option<Element> {
+        if stanza.name() == "message" {
+            copy_sent(server, &point.session, &stanza);
+        }
+        Some(stanza)
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageHook for Copies {
+    fn delivered(
+        &self,
+        _server: &Arc<Server>,
+        account: &jid::BareJid,
+        sessions: &[Arc<SessionHandle>],
+        recipients: &[&Arc<SessionHandle>],
+        message: &Element,
+    ) {
+        copy_received(account, sessions, recipients, message);
+    }
 }
 
 /// `<enable/>` and `<disable/>` (XEP-0280 §4): per session, so each client decides for itself.
@@ -51,9 +97,8 @@ impl IqHandler for CarbonsHandler {
             .router
             .session(&request.from)
             .ok_or_else(StanzaError::internal)?;
-        if let Ok(mut state) = session.presence.lock() {
-            state.carbons = enable;
-        }
+        let enabled = session.extensions.get_or_default::<CarbonsEnabled>();
+        enabled.0.store(enable, Ordering::Relaxed);
         Ok(None)
     }
 }
@@ -114,7 +159,7 @@ fn eligible(message: &Element, direction: Direction) -> bool {
 
 /// Copy `message`, just delivered to `recipients` of `account`, to the account's other
 /// clients that enabled carbons.
-pub fn copy_received(
+fn copy_received(
     account: &jid::BareJid,
     sessions: &[Arc<SessionHandle>],
     recipients: &[&Arc<SessionHandle>],
@@ -130,7 +175,7 @@ pub fn copy_received(
 }
 
 /// Copy `message`, just sent by `sender`, to the sender's other clients that enabled carbons.
-pub fn copy_sent(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
+fn copy_sent(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
     if sender.anonymous || !eligible(message, Direction::Sent) {
         return;
     }
@@ -169,7 +214,8 @@ fn send_copies<'a>(
 }
 
 fn wants_carbons(session: &SessionHandle) -> bool {
-    session.presence.lock().is_ok_and(|p| p.carbons)
+    let enabled = session.extensions.get::<CarbonsEnabled>();
+    enabled.is_some_and(|e| e.0.load(Ordering::Relaxed))
 }
 
 #[cfg(test)]

@@ -2,10 +2,9 @@
 //! available resources, or offline storage), IQs handled on an account's behalf, and messages a
 //! session never acknowledged (XEP-0198 §4) delivered again when it ends.
 
-use super::carbons;
 use super::offline::{store_offline, worth_storing};
 use super::presence;
-use crate::hooks::{priority, FromClient, SessionHook, StanzaHook, ToBare, ToFull};
+use crate::hooks::{priority, SessionHook, StanzaHook, ToBare, ToFull};
 use crate::modules::{IqScope, Registry};
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
@@ -28,9 +27,6 @@ pub fn register(registry: &mut Registry) {
     let guests = Arc::new(GuestsApart);
     registry.hooks.on_to_full(priority::POLICY, guests.clone());
     registry.hooks.on_to_bare(priority::POLICY, guests);
-    registry
-        .hooks
-        .on_from_client(priority::OBSERVE, Arc::new(SentCopies));
 }
 
 /// Hands stanzas to local sessions, offline storage or the IQ handlers.
@@ -118,24 +114,6 @@ impl StanzaHook<ToBare> for GuestsApart {
     }
 }
 
-/// Copies of a message a local client sends, for the sender's other clients (XEP-0280).
-struct SentCopies;
-
-#[async_trait::async_trait]
-impl StanzaHook<FromClient> for SentCopies {
-    async fn handle(
-        &self,
-        server: &Arc<Server>,
-        point: &FromClient,
-        stanza: Element,
-    ) -> Option<Element> {
-        if stanza.name() == "message" {
-            carbons::copy_sent(server, &point.session, &stanza);
-        }
-        Some(stanza)
-    }
-}
-
 async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::FullJid) {
     if stanza.name() == "presence" && is_subscription(&stanza) {
         // RFC 6121 §3: subscription stanzas are about the account, not a resource.
@@ -153,7 +131,6 @@ async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::Fu
         if stanza.name() == "message" {
             let bare = to.to_bare();
             let sessions = server.router.sessions_of(bare.as_str());
-            carbons::copy_received(&bare, &sessions, &[&session], &stanza);
             let hooks = &server.modules.hooks;
             hooks.message_delivered(server, &bare, &sessions, &[&session], &stanza);
         }
@@ -269,7 +246,6 @@ async fn deliver_message_to_bare(
             session.send(bytes.clone());
         }
         if delivery == Delivery::First {
-            carbons::copy_received(to, &sessions, &targets, &stanza);
             let hooks = &server.modules.hooks;
             hooks.message_delivered(server, to, &sessions, &targets, &stanza);
         }
