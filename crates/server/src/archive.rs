@@ -331,7 +331,7 @@ mod tests {
             limit: 10_000,
             ..ArchiveQuery::default()
         };
-        let page = crate::storage::Storage::archive_query(storage, archive, &query)
+        let page = crate::storage::ArchiveStore::archive_query(storage, archive, &query)
             .await
             .unwrap();
         page.messages.into_iter().map(|m| m.id).collect()

@@ -12,9 +12,10 @@
 use std::path::Path;
 
 use salon_server::storage::memory::MemoryStorage;
+use salon_server::storage::prelude::*;
 use salon_server::storage::{
     ArchivePage, ArchiveQuery, ArchivedMessage, Credentials, LastActivity, OfflineMessage,
-    RosterItem, ScramKeys, Storage, StorageError, Subscription, UploadRecord,
+    RosterItem, ScramKeys, StorageError, Subscription, UploadRecord,
 };
 use salon_store::SqliteStorage;
 
