@@ -30,7 +30,9 @@
 //!
 //! Calls on a `dyn Storage` need nothing imported (a trait object carries its supertraits'
 //! methods); calls on a concrete backend (`MemoryStorage`, `SqliteStorage`) or a generic
-//! `S: Storage` need the feature traits in scope: `use crate::storage::prelude::*;`.
+//! `S: Storage` need the feature traits in scope: `use crate::storage::prelude::*;`. A service
+//! that needs one feature's data only can be handed that store alone: an `Arc<dyn Storage>`
+//! coerces to, say, `Arc<dyn ArchiveStore>` (trait upcasting, Rust 1.86).
 
 use async_trait::async_trait;
 
@@ -99,4 +101,39 @@ pub trait Storage:
 {
     /// Makes sure everything written so far is durable; called on shutdown.
     async fn flush(&self) -> StorageResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::memory::MemoryStorage;
+    use super::prelude::*;
+    use super::{ArchiveQuery, ArchivedMessage};
+
+    /// A service given one feature's store sees what the whole storage holds.
+    #[tokio::test]
+    async fn a_service_can_be_given_one_features_store() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let archive: Arc<dyn ArchiveStore> = storage.clone();
+        let message = ArchivedMessage {
+            id: "1".to_owned(),
+            timestamp: 1,
+            with: "juliet@example.com".to_owned(),
+            stanza: "<message/>".to_owned(),
+        };
+        archive
+            .archive_append("romeo@example.com", &message)
+            .await
+            .expect("append");
+        let query = ArchiveQuery {
+            limit: 10,
+            ..ArchiveQuery::default()
+        };
+        let page = storage
+            .archive_query("romeo@example.com", &query)
+            .await
+            .expect("query");
+        assert_eq!(page.messages, [message]);
+    }
 }
