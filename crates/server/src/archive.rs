@@ -5,6 +5,7 @@ use crate::hooks::{priority, ServerHook};
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::stanza::{ns, Build, StanzaError};
+use crate::storage::prelude::*;
 use crate::storage::{ArchiveQuery, ArchivedMessage, StorageError};
 use minidom::Element;
 use std::sync::Arc;
@@ -77,7 +78,9 @@ pub struct ArchiveWriter {
 }
 
 impl ArchiveWriter {
-    pub fn start(storage: Arc<dyn crate::storage::Storage>) -> ArchiveWriter {
+    /// Starts the writer on `storage`, which needs to be an archive store only: a whole
+    /// `Arc<dyn Storage>` is one too.
+    pub fn start(storage: Arc<dyn ArchiveStore>) -> ArchiveWriter {
         let (sender, mut receiver) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::new();
@@ -370,7 +373,7 @@ mod tests {
             limit: 10_000,
             ..ArchiveQuery::default()
         };
-        let page = crate::storage::Storage::archive_query(storage, archive, &query)
+        let page = ArchiveStore::archive_query(storage, archive, &query)
             .await
             .unwrap();
         page.messages.into_iter().map(|m| m.id).collect()

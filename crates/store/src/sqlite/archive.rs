@@ -1,0 +1,203 @@
+//! Message archives (XEP-0313) in SQLite: `archive_messages`, ordered by an `AUTOINCREMENT`
+//! sequence (append order); the paging rules are those of `salon_server::storage::archive`,
+//! with the page cut by `rules::archive_page`. Archives do not reference accounts: an archive
+//! is named by a bare JID that may be a room or an account.
+
+use async_trait::async_trait;
+use salon_server::storage::rules::{archive_page, page_fetch_size};
+use salon_server::storage::{
+    ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage, StorageError, StorageResult,
+};
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
+use sqlx::{QueryBuilder, Row as _};
+
+use super::SqliteStorage;
+use crate::errors::{corrupt, db_error, require_row};
+
+/// Columns of an [`ArchivedMessage`], for [`archived_from_row`].
+const ARCHIVE_COLUMNS: &str = "id, timestamp, with_jid, stanza";
+
+fn archived_from_row(row: &SqliteRow) -> StorageResult<ArchivedMessage> {
+    Ok(ArchivedMessage {
+        id: row.try_get("id").map_err(db_error)?,
+        timestamp: row.try_get("timestamp").map_err(db_error)?,
+        with: row.try_get("with_jid").map_err(db_error)?,
+        stanza: row.try_get("stanza").map_err(db_error)?,
+    })
+}
+
+/// Appends `WHERE` with the archive and the query's `with`/`start`/`end` filters. Only the
+/// filters present are written, so each combination is its own statement with its own plan
+/// (a `?n IS NULL OR ...` form would keep SQLite from using the indexes).
+fn push_archive_filters<'a>(
+    builder: &mut QueryBuilder<'a, Sqlite>,
+    archive: &'a str,
+    query: &'a ArchiveQuery,
+) {
+    builder.push(" WHERE archive = ").push_bind(archive);
+    if let Some(with) = &query.with {
+        builder.push(" AND with_jid = ").push_bind(with.as_str());
+    }
+    if let Some(start) = query.start {
+        builder.push(" AND timestamp >= ").push_bind(start);
+    }
+    if let Some(end) = query.end {
+        builder.push(" AND timestamp <= ").push_bind(end);
+    }
+}
+
+/// The sequence number of the message with stanza-id `id` in `archive`; `NotFound` if none.
+async fn archive_position(
+    conn: &mut SqliteConnection,
+    archive: &str,
+    id: Option<&str>,
+) -> StorageResult<Option<i64>> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM archive_messages WHERE archive = ?1 AND id = ?2")
+            .bind(archive)
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+            .map_err(db_error)?;
+    seq.map(Some).ok_or(StorageError::NotFound)
+}
+
+#[async_trait]
+impl ArchiveStore for SqliteStorage {
+    async fn archive_append(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()> {
+        // A duplicate id violates UNIQUE (archive, id): `AlreadyExists`.
+        sqlx::query(
+            "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(archive)
+        .bind(&message.id)
+        .bind(message.timestamp)
+        .bind(&message.with)
+        .bind(&message.stanza)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn archive_append_many(
+        &self,
+        messages: &[(String, ArchivedMessage)],
+    ) -> StorageResult<()> {
+        // One multi-row INSERT per chunk: one statement is one transaction and one trip to
+        // SQLite's worker thread, however many messages arrived meanwhile.
+        for chunk in messages.chunks(200) {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) ",
+            );
+            insert.push_values(chunk, |mut row, (archive, message)| {
+                row.push_bind(archive)
+                    .push_bind(&message.id)
+                    .push_bind(message.timestamp)
+                    .push_bind(&message.with)
+                    .push_bind(&message.stanza);
+            });
+            insert
+                .build()
+                .execute(&self.archive_pool)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    async fn archive_query(
+        &self,
+        archive: &str,
+        query: &ArchiveQuery,
+    ) -> StorageResult<ArchivePage> {
+        // One read transaction: positions, count and page come from the same snapshot.
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let after = archive_position(&mut tx, archive, query.after_id.as_deref()).await?;
+        let before = archive_position(&mut tx, archive, query.before_id.as_deref()).await?;
+
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM archive_messages");
+        push_archive_filters(&mut count, archive, query);
+        let count: i64 = count
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let count = usize::try_from(count).map_err(|e| corrupt("archive message count", e))?;
+
+        let wanted = i64::try_from(page_fetch_size(query)).unwrap_or(i64::MAX);
+        let mut page = QueryBuilder::new(format!("SELECT {ARCHIVE_COLUMNS} FROM archive_messages"));
+        push_archive_filters(&mut page, archive, query);
+        if let Some(after) = after {
+            page.push(" AND seq > ").push_bind(after);
+        }
+        if let Some(before) = before {
+            page.push(" AND seq < ").push_bind(before);
+        }
+        page.push(if query.from_end {
+            " ORDER BY seq DESC LIMIT "
+        } else {
+            " ORDER BY seq LIMIT "
+        })
+        .push_bind(wanted);
+        let rows = page.build().fetch_all(&mut *tx).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+
+        let fetched = rows
+            .iter()
+            .map(archived_from_row)
+            .collect::<StorageResult<Vec<_>>>()?;
+        Ok(archive_page(query, fetched, count))
+    }
+
+    async fn archive_get(&self, archive: &str, id: &str) -> StorageResult<Option<ArchivedMessage>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ARCHIVE_COLUMNS} FROM archive_messages WHERE archive = ?1 AND id = ?2"
+        ))
+        .bind(archive)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(archived_from_row).transpose()
+    }
+
+    async fn archive_replace(&self, archive: &str, id: &str, stanza: &str) -> StorageResult<()> {
+        let result =
+            sqlx::query("UPDATE archive_messages SET stanza = ?3 WHERE archive = ?1 AND id = ?2")
+                .bind(archive)
+                .bind(id)
+                .bind(stanza)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        require_row(result.rows_affected())
+    }
+
+    async fn archive_expire(&self, domain: &str, before: i64) -> StorageResult<usize> {
+        // Compared as a suffix, not with LIKE, whose `_` would match any character.
+        let result = sqlx::query(
+            "DELETE FROM archive_messages WHERE timestamp < ?1 \
+             AND substr(archive, -(length(?2) + 1)) = '@' || ?2",
+        )
+        .bind(before)
+        .bind(domain)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        usize::try_from(result.rows_affected()).map_err(|e| corrupt("expired message count", e))
+    }
+
+    async fn archive_delete(&self, archive: &str) -> StorageResult<()> {
+        sqlx::query("DELETE FROM archive_messages WHERE archive = ?1")
+            .bind(archive)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! SQLite only: data survives reopening the file, and two handles (the server and the CLI)
+//! write to the same file at once.
+
+use salon_server::storage::prelude::*;
+use salon_server::storage::{
+    ArchiveQuery, ArchivedMessage, RosterItem, StorageError, Subscription,
+};
+use salon_store::SqliteStorage;
+
+use crate::fixtures::*;
+
+pub(crate) async fn open(path: &std::path::Path) -> SqliteStorage {
+    SqliteStorage::open(path)
+        .await
+        .unwrap_or_else(|e| panic!("open {}: {e:#}", path.display()))
+}
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    // The parent directory does not exist yet either.
+    let path = dir.path().join("data").join("nested").join("salon.db");
+    let romeo = RosterItem {
+        name: Some("Romeo".to_owned()),
+        subscription: Subscription::To,
+        ask_out: true,
+        groups: vec!["Friends".to_owned(), "Family".to_owned()],
+        ..item("romeo@montague.example")
+    };
+
+    let storage = open(&path).await;
+    storage
+        .create_account("juliet", A, &creds(1))
+        .await
+        .expect("create");
+    storage
+        .put_roster_item("juliet", A, &romeo)
+        .await
+        .expect("put");
+    storage
+        .store_offline("juliet", A, &offline("<message>1</message>", 10))
+        .await
+        .expect("store");
+    storage
+        .store_offline("juliet", A, &offline("<message>2</message>", 20))
+        .await
+        .expect("store");
+    storage
+        .set_vcard("juliet", A, "<vCard/>")
+        .await
+        .expect("vcard");
+    storage
+        .set_last_activity("juliet", A, &last(30, "asleep"))
+        .await
+        .expect("last");
+    storage.flush().await.expect("flush");
+    storage.close().await;
+    assert!(path.is_file(), "database file created");
+
+    // Opening again runs the migrations again, which must be a no-op.
+    let storage = open(&path).await;
+    assert_eq!(
+        storage.list_accounts(None).await.expect("list"),
+        ["juliet@a.example"]
+    );
+    assert_eq!(
+        storage.credentials("juliet", A).await.expect("get"),
+        Some(creds(1))
+    );
+    assert_eq!(storage.roster("juliet", A).await.expect("roster"), [romeo]);
+    assert_eq!(
+        storage.take_offline("juliet", A).await.expect("take"),
+        [
+            offline("<message>1</message>", 10),
+            offline("<message>2</message>", 20)
+        ]
+    );
+    assert_eq!(
+        storage.vcard("juliet", A).await.expect("vcard").as_deref(),
+        Some("<vCard/>")
+    );
+    assert_eq!(
+        storage.last_activity("juliet", A).await.expect("last"),
+        Some(last(30, "asleep"))
+    );
+    // Ids keep increasing after reopening, so order holds for messages stored now.
+    storage
+        .store_offline("juliet", A, &offline("<message>3</message>", 5))
+        .await
+        .expect("store");
+    storage
+        .store_offline("juliet", A, &offline("<message>4</message>", 1))
+        .await
+        .expect("store");
+    assert_eq!(
+        storage.take_offline("juliet", A).await.expect("take"),
+        [
+            offline("<message>3</message>", 5),
+            offline("<message>4</message>", 1)
+        ]
+    );
+    storage.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_archives_and_rooms_survive_reopening() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let path = dir.path().join("salon.db");
+    let messages: Vec<ArchivedMessage> = (0..4)
+        .map(|i| {
+            archived(
+                10 - i,
+                T0 - i as i64 * SECOND,
+                ROMEO,
+                &format!("<message>{i} ✓</message>"),
+            )
+        })
+        .collect();
+
+    let storage = open(&path).await;
+    for message in &messages[..3] {
+        storage.archive_append(ROOM, message).await.expect("append");
+    }
+    storage
+        .save_room(ROOM, "<config persistent='1'/>")
+        .await
+        .expect("save");
+    storage.flush().await.expect("flush");
+    storage.close().await;
+
+    let storage = open(&path).await;
+    assert_eq!(
+        query(&storage, ROOM, &limit(10)).await,
+        page(messages[..3].to_vec(), true, 3)
+    );
+    assert_eq!(
+        storage.rooms(MUC_A).await.expect("rooms"),
+        [(ROOM.to_owned(), "<config persistent='1'/>".to_owned())]
+    );
+    // Ids stay unique, and the order continues after reopening.
+    let err = storage
+        .archive_append(ROOM, &messages[0])
+        .await
+        .expect_err("duplicate");
+    assert!(matches!(err, StorageError::AlreadyExists), "{err:?}");
+    storage
+        .archive_append(ROOM, &messages[3])
+        .await
+        .expect("append");
+    assert_eq!(
+        query(
+            &storage,
+            ROOM,
+            &ArchiveQuery {
+                after_id: Some(messages[2].id.clone()),
+                ..limit(10)
+            }
+        )
+        .await,
+        page(messages[3..].to_vec(), true, 4)
+    );
+    assert_eq!(
+        query(&storage, ROOM, &limit(10)).await,
+        page(messages.clone(), true, 4)
+    );
+    storage.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_handles_write_concurrently() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let path = dir.path().join("salon.db");
+    // Both open a fresh file at the same moment, as a server and a CLI started together might.
+    let (server, cli) = tokio::join!(open(&path), open(&path));
+    server
+        .create_account("owner", A, &creds(0))
+        .await
+        .expect("create");
+
+    const EACH: usize = 25;
+    let mut tasks = Vec::new();
+    for (name, handle) in [("server", server.clone()), ("cli", cli.clone())] {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                handle
+                    .create_account(&format!("{name}{i:02}"), A, &creds(i as u8))
+                    .await
+                    .unwrap_or_else(|e| panic!("{name} create {i}: {e}"));
+                // A multi-statement write, and single-statement ones on a shared account.
+                let it = RosterItem {
+                    groups: vec![name.to_owned(), format!("g{i}")],
+                    ..item(&format!("{name}{i:02}@a.example"))
+                };
+                handle
+                    .put_roster_item("owner", A, &it)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name} put {i}: {e}"));
+                handle
+                    .store_offline("owner", A, &offline(&format!("{name} {i}"), 0))
+                    .await
+                    .unwrap_or_else(|e| panic!("{name} store {i}: {e}"));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+
+    // Each handle sees everything either wrote.
+    for handle in [&server, &cli] {
+        let accounts = handle.list_accounts(Some(A)).await.expect("list");
+        assert_eq!(accounts.len(), 2 * EACH + 1);
+        let roster = handle.roster("owner", A).await.expect("roster");
+        assert_eq!(roster.len(), 2 * EACH);
+        assert!(roster.iter().all(|it| it.groups.len() == 2));
+        assert_eq!(
+            handle.count_offline("owner", A).await.expect("count"),
+            2 * EACH
+        );
+    }
+    // Per writer, offline messages come out in the order that writer stored them.
+    let taken = cli.take_offline("owner", A).await.expect("take");
+    for name in ["server", "cli"] {
+        let mine: Vec<String> = taken
+            .iter()
+            .filter(|m| m.stanza.starts_with(&format!("{name} ")))
+            .map(|m| m.stanza.clone())
+            .collect();
+        let expected: Vec<String> = (0..EACH).map(|i| format!("{name} {i}")).collect();
+        assert_eq!(mine, expected);
+    }
+    assert_eq!(server.count_offline("owner", A).await.expect("count"), 0);
+
+    server.flush().await.expect("flush");
+    cli.flush().await.expect("flush");
+    server.close().await;
+    cli.close().await;
+}
