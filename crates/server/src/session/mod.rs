@@ -476,7 +476,7 @@ impl Session {
     }
 
     fn features(&self) -> Element {
-        let mut features = Build::new("features", ns::STREAM);
+        let mut features = stanza::stream_features();
         let secure = self.transport.is_secure();
         let require_tls = self.server.config.c2s.require_encryption;
         match self.authenticated {

@@ -1,0 +1,110 @@
+"""What clients we did not write expect of the wire (issue: every client people use works):
+the prefixed `<stream:features/>` that loudmouth and XML::Stream match by name, SCRAM nonces
+that xmpp.js and StanzaJS parse, -PLUS only where channel binding exists, service discovery
+details, and a failed-login budget that one fumbling client cannot use up for its neighbours."""
+
+import asyncio
+import base64
+import json
+import re
+import ssl
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import websockets
+
+from conftest import server_fixture
+from helpers import NS_CLIENT, NS_SASL, NS_STREAM, RawXmpp, async_test, local, mechanisms_of, stream_header, tostr, uid
+
+FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
+NS_HTTPBIND = "http://jabber.org/protocol/httpbind"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+server = server_fixture("interop", require_encryption=False)
+# The failed-login limits at their defaults (nothing in [limits] about them).
+default_limits = server_fixture("interop_limits", require_encryption=False,
+                                login_failures_per_minute=None)
+
+
+def insecure() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# -- <stream:features/> ------------------------------------------------------------------------
+
+FEATURES_OPEN = re.compile(rb"<(?:(\w+):)?features[\s>/]")
+
+
+@async_test
+async def test_tcp_stream_features_use_the_stream_prefix(server):
+    """Loudmouth (mcabber) and Perl XML::Stream (sendxmpp) look for the literal name
+    `stream:features`; every other server sends it so."""
+    raw = await RawXmpp.connect(server.c2s_port)
+    try:
+        features = await raw.open_stream("localhost")
+        assert features.tag == f"{{{NS_STREAM}}}features"
+        opened = FEATURES_OPEN.findall(bytes(raw.received))
+        assert opened == [b"stream"], f"features not sent as <stream:features>:\n{raw.transcript()}"
+        # After TLS, and after SASL, the same.
+        await raw.starttls()
+        await raw.login_plain(*server_user(server), resource="prefix")
+        opened = FEATURES_OPEN.findall(bytes(raw.received))
+        assert opened and set(opened) == {b"stream"}, raw.transcript()
+    finally:
+        raw.close()
+
+
+@async_test
+async def test_websocket_features_are_one_self_contained_prefixed_element(server):
+    """RFC 7395 §3.3: every WebSocket message is a complete document, so the prefix is
+    declared on the element itself."""
+    async with websockets.connect(f"ws://127.0.0.1:{server.http_port}/xmpp-websocket",
+                                  subprotocols=["xmpp"]) as ws:
+        await ws.send(f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>")
+        await asyncio.wait_for(ws.recv(), 10)
+        frame = await asyncio.wait_for(ws.recv(), 10)
+        assert frame.startswith("<stream:features"), frame
+        parsed = ET.fromstring(frame)
+        assert parsed.tag == f"{{{NS_STREAM}}}features", frame
+
+
+@async_test
+async def test_bosh_features_are_stream_features(server):
+    status, body = await asyncio.to_thread(bosh_post, server.http_port, (
+        f"<body xmlns='{NS_HTTPBIND}' xmlns:xmpp='urn:xmpp:xbosh' rid='1000' to='localhost' "
+        "wait='2' hold='1' xmpp:version='1.0'/>"))
+    assert status == 200, body
+    parsed = ET.fromstring(body)
+    assert parsed.find(f"{{{NS_STREAM}}}features") is not None, body
+    assert "<stream:features" in body, body
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def server_user(server) -> tuple[str, str]:
+    if not getattr(server, "_interop_user", None):
+        server.add_user("interop", "interop-pw")
+        server._interop_user = ("interop", "interop-pw")
+    return server._interop_user
+
+
+def bosh_post(port: int, body: str) -> tuple[int, str]:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    connection.request("POST", "/http-bind", body.encode(), {"Content-Type": "text/xml; charset=utf-8"})
+    response = connection.getresponse()
+    text = response.read().decode()
+    connection.close()
+    return response.status, text
+
+
+def fetch(url: str, context=None):
+    request = urllib.request.Request(url)
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:
+        return response.status, dict(response.headers), response.read().decode()
