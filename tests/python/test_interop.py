@@ -84,6 +84,48 @@ async def test_bosh_features_are_stream_features(server):
     assert "<stream:features" in body, body
 
 
+# -- SCRAM-*-PLUS only with channel binding ----------------------------------------------------
+
+def plus_mechanisms(text: str) -> list[str]:
+    return re.findall(r"<mechanism>([A-Z0-9-]+-PLUS)</mechanism>", text)
+
+
+@async_test
+async def test_plus_not_offered_over_websocket(server):
+    """The HTTP side holds no TLS session Salon can bind to (a proxy or rustls in front of
+    axum), so a client picking -PLUS there would be refused."""
+    for url, context in ((f"ws://127.0.0.1:{server.http_port}/xmpp-websocket", None),
+                         (f"wss://127.0.0.1:{server.https_port}/xmpp-websocket", insecure())):
+        async with websockets.connect(url, subprotocols=["xmpp"], ssl=context) as ws:
+            await ws.send(f"<open xmlns='{FRAMING}' to='localhost' version='1.0'/>")
+            await asyncio.wait_for(ws.recv(), 10)
+            features = await asyncio.wait_for(ws.recv(), 10)
+            assert "SCRAM-SHA-256" in features, features
+            assert plus_mechanisms(features) == [], f"{url}: {features}"
+            assert "sasl-channel-binding" not in features, features
+
+
+@async_test
+async def test_plus_not_offered_over_bosh(server):
+    status, body = await asyncio.to_thread(bosh_post, server.http_port, (
+        f"<body xmlns='{NS_HTTPBIND}' xmlns:xmpp='urn:xmpp:xbosh' rid='2000' to='localhost' "
+        "wait='2' hold='1' xmpp:version='1.0'/>"))
+    assert status == 200, body
+    assert "SCRAM-SHA-256" in body, body
+    assert plus_mechanisms(body) == [], body
+
+
+@async_test
+async def test_plus_offered_where_salon_terminates_tls(server):
+    raw = await RawXmpp.connect(server.tls_port, tls=True)
+    try:
+        features = await raw.open_stream("localhost")
+        plus = {m for m in mechanisms_of(features) if m.endswith("-PLUS")}
+        assert plus == {"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS"}, tostr(features)
+    finally:
+        raw.close()
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 def server_user(server) -> tuple[str, str]:

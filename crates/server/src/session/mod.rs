@@ -490,7 +490,8 @@ impl Session {
                 }
                 if secure || !require_tls {
                     let anonymous = self.server.is_anonymous_host(&self.host);
-                    let mechanisms = sasl::offered_mechanisms(anonymous, secure);
+                    let mechanisms =
+                        sasl::offered_mechanisms(anonymous, &self.transport.channel_bindings());
                     features = features.child(
                         Build::new("mechanisms", ns::SASL)
                             .children(

@@ -107,6 +107,11 @@ impl ChannelBindingCallback for ChannelBindings {
 }
 
 impl ChannelBindings {
+    /// Whether SCRAM-…-PLUS can work: there is at least one binding to check.
+    pub fn can_bind(&self) -> bool {
+        self.tls_exporter.is_some() || self.tls_server_end_point.is_some()
+    }
+
     /// The binding types offered in XEP-0440 `<sasl-channel-binding/>`.
     pub fn offered(&self) -> Vec<&'static str> {
         let mut types = Vec::new();
@@ -229,17 +234,19 @@ impl SessionCallback for Callback {
 
 /// Which mechanisms a connection may use. Sessions offer SASL only once the connection is
 /// encrypted, or when `c2s.require_encryption = false` allows plaintext (tests, loopback).
-pub fn offered_mechanisms(anonymous_host: bool, secure: bool) -> Vec<&'static str> {
-    registry_for(anonymous_host, secure)
+/// SCRAM-…-PLUS only where there is a TLS session to bind to: not on WebSocket or BOSH, which
+/// count as secure behind a proxy or on loopback but whose TLS, if any, is not the session's.
+pub fn offered_mechanisms(anonymous_host: bool, bindings: &ChannelBindings) -> Vec<&'static str> {
+    registry_for(anonymous_host, bindings.can_bind())
         .iter()
         .map(|m| m.mechanism.as_str())
         .collect()
 }
 
-fn registry_for(anonymous_host: bool, secure: bool) -> &'static [Mechanism] {
+fn registry_for(anonymous_host: bool, can_bind: bool) -> &'static [Mechanism] {
     if anonymous_host {
         &ANONYMOUS_ONLY
-    } else if secure {
+    } else if can_bind {
         &WITH_CHANNEL_BINDING
     } else {
         &WITHOUT_CHANNEL_BINDING
@@ -289,7 +296,7 @@ impl Exchange {
         secure: bool,
         bindings: ChannelBindings,
     ) -> Result<Exchange, SaslFailure> {
-        let registry = registry_for(anonymous_host, secure);
+        let registry = registry_for(anonymous_host, secure && bindings.can_bind());
         if !registry.iter().any(|m| m.mechanism.as_str() == mechanism) {
             return Err(SaslFailure::InvalidMechanism);
         }
