@@ -84,6 +84,40 @@ async def test_bosh_features_are_stream_features(server):
     assert "<stream:features" in body, body
 
 
+# -- SCRAM nonces ------------------------------------------------------------------------------
+
+NONCE_ALPHABET = re.compile(r"[A-Za-z0-9+/=]+")
+
+
+@async_test
+async def test_scram_server_nonce_is_base64_alphabet(server):
+    """xmpp.js and StanzaJS treat `"` in a nonce as quoting and fail about one login in four.
+    Every widely used server draws nonces from alphanumerics or base64; so must Salon."""
+    user, _password = server_user(server)
+    raw = await RawXmpp.connect(server.c2s_port)
+    try:
+        await raw.open_stream("localhost")
+        for i in range(60):
+            mechanism = ("SCRAM-SHA-1", "SCRAM-SHA-256")[i % 2]
+            # Unknown accounts get a challenge too (RFC 5802 §5.1 does not reveal them).
+            name = user if i % 3 else f"nobody{i}"
+            client_nonce = f"cnonce{i}x"
+            challenge = await raw.auth(mechanism, f"n,,n={name},r={client_nonce}".encode())
+            assert challenge.tag == f"{{{NS_SASL}}}challenge", tostr(challenge)
+            server_first = base64.b64decode(challenge.text).decode()
+            nonce = dict(part.split("=", 1) for part in server_first.split(","))["r"]
+            assert nonce.startswith(client_nonce), server_first
+            server_nonce = nonce[len(client_nonce):]
+            assert len(server_nonce) >= 16, f"server nonce too short: {server_first}"
+            assert NONCE_ALPHABET.fullmatch(server_nonce), (
+                f"server nonce outside the base64 alphabet: {server_nonce!r}")
+            await raw.send(f"<abort xmlns='{NS_SASL}'/>")
+            aborted = await raw.expect(f"{{{NS_SASL}}}failure")
+            assert aborted.find(f"{{{NS_SASL}}}aborted") is not None, tostr(aborted)
+    finally:
+        raw.close()
+
+
 # -- SCRAM-*-PLUS only with channel binding ----------------------------------------------------
 
 def plus_mechanisms(text: str) -> list[str]:

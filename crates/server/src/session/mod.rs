@@ -4,6 +4,7 @@
 
 pub mod csi;
 pub mod sasl;
+mod scram;
 pub mod stream_management;
 pub mod tcp;
 

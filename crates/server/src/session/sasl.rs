@@ -23,7 +23,7 @@ pub fn derive_credentials(password: &str) -> Credentials {
     derive_with_salt(password, &salt, SCRAM_ITERATIONS)
 }
 
-fn derive_with_salt(password: &str, salt: &[u8], iterations: u32) -> Credentials {
+pub(crate) fn derive_with_salt(password: &str, salt: &[u8], iterations: u32) -> Credentials {
     use rsasl::mechanisms::scram::tools::{derive_keys, hash_password};
     // SASLprep (RFC 4013) the password as SCRAM clients do; fall back to the raw text for
     // strings SASLprep rejects so that such a password still works with PLAIN.
@@ -284,6 +284,8 @@ pub enum StepOutcome {
 /// One SASL exchange in progress.
 pub struct Exchange {
     session: Option<Session<SalonValidation, ChannelBindings>>,
+    /// SCRAM goes through [`super::scram`] instead of rsasl (see there why).
+    scram: Option<super::scram::ScramExchange>,
 }
 
 impl Exchange {
@@ -299,6 +301,21 @@ impl Exchange {
         let registry = registry_for(anonymous_host, secure && bindings.can_bind());
         if !registry.iter().any(|m| m.mechanism.as_str() == mechanism) {
             return Err(SaslFailure::InvalidMechanism);
+        }
+        let offered_plus = registry
+            .iter()
+            .any(|m| m.mechanism.as_str().ends_with("-PLUS"));
+        if let Some(scram) = super::scram::ScramExchange::new(
+            mechanism,
+            offered_plus,
+            bindings.clone(),
+            storage.clone(),
+            domain,
+        ) {
+            return Ok(Exchange {
+                session: None,
+                scram: Some(scram),
+            });
         }
         let callback = Callback {
             storage,
@@ -317,12 +334,16 @@ impl Exchange {
             .map_err(|_| SaslFailure::InvalidMechanism)?;
         Ok(Exchange {
             session: Some(session),
+            scram: None,
         })
     }
 
     /// Feed the client's data (already base64-decoded). Runs on a blocking thread because the
     /// callbacks wait for storage and PLAIN hashes the password.
     pub async fn step(&mut self, input: Vec<u8>) -> Result<StepOutcome, SaslFailure> {
+        if let Some(scram) = self.scram.as_mut() {
+            return scram.step(&input).await;
+        }
         let Some(mut session) = self.session.take() else {
             return Err(SaslFailure::MalformedRequest);
         };
