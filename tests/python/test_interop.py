@@ -160,6 +160,123 @@ async def test_plus_offered_where_salon_terminates_tls(server):
         raw.close()
 
 
+# -- service discovery and host-meta -----------------------------------------------------------
+
+async def logged_in(server, host: str = "localhost") -> RawXmpp:
+    raw = await RawXmpp.connect(server.c2s_port)
+    if host == "localhost":
+        await raw.open_stream("localhost")
+        await raw.login_plain(*server_user(server), resource=f"disco{uid()}")
+        return raw
+    await raw.open_stream(host)
+    result = await raw.auth("ANONYMOUS", b"")
+    assert result.tag == f"{{{NS_SASL}}}success", tostr(result)
+    await raw.open_stream()
+    await raw.bind()
+    return raw
+
+
+@async_test
+async def test_disco_items_with_an_unknown_node_is_not_the_plain_list(server):
+    raw = await logged_in(server)
+    try:
+        plain = await raw.iq(f"<iq type='get' id='i1' to='localhost'><query xmlns='{NS_DISCO_ITEMS}'/></iq>", "i1")
+        assert plain.get("type") == "result", tostr(plain)
+        assert plain.find(f"{{{NS_DISCO_ITEMS}}}query/{{{NS_DISCO_ITEMS}}}item") is not None, tostr(plain)
+        node = "http://jabber.org/protocol/commands"
+        reply = await raw.iq(
+            f"<iq type='get' id='i2' to='localhost'><query xmlns='{NS_DISCO_ITEMS}' node='{node}'/></iq>",
+            "i2")
+        # XEP-0030 §4.3: a node the entity does not have is item-not-found.
+        assert reply.get("type") == "error", tostr(reply)
+        assert reply.find(f"{{{NS_CLIENT}}}error/{{{NS_STANZAS}}}item-not-found") is not None, tostr(reply)
+    finally:
+        raw.close()
+
+
+@async_test
+async def test_anonymous_host_does_not_advertise_register(server):
+    raw = await logged_in(server, server.anon_domain)
+    try:
+        info = await raw.iq(
+            f"<iq type='get' id='a1' to='{server.anon_domain}'><query xmlns='{NS_DISCO_INFO}'/></iq>", "a1")
+        assert info.get("type") == "result", tostr(info)
+        features = {f.get("var") for f in info.iter(f"{{{NS_DISCO_INFO}}}feature")}
+        assert NS_DISCO_INFO in features, tostr(info)
+        assert "jabber:iq:register" not in features, tostr(info)
+        # The main host still has it.
+        main = await raw.iq(
+            f"<iq type='get' id='a2' to='localhost'><query xmlns='{NS_DISCO_INFO}'/></iq>", "a2")
+        if main.get("type") == "result":
+            assert "jabber:iq:register" in {f.get("var") for f in main.iter(f"{{{NS_DISCO_INFO}}}feature")}
+    finally:
+        raw.close()
+
+
+@async_test
+async def test_anonymous_host_caps_match_its_disco_info(server):
+    """The caps hash in the guest's stream features is the hash of what disco#info on the
+    guest's host answers (XEP-0115 §5), so a client that caches by hash is not misled."""
+    raw = await RawXmpp.connect(server.c2s_port)
+    try:
+        features = await raw.open_stream(server.anon_domain)
+        caps = features.find("{http://jabber.org/protocol/caps}c")
+        assert caps is not None, tostr(features)
+        result = await raw.auth("ANONYMOUS", b"")
+        assert result.tag == f"{{{NS_SASL}}}success", tostr(result)
+        await raw.open_stream()
+        await raw.bind()
+        node = f"{caps.get('node')}#{caps.get('ver')}"
+        info = await raw.iq(
+            f"<iq type='get' id='c1' to='{server.anon_domain}'><query xmlns='{NS_DISCO_INFO}' node='{node}'/></iq>",
+            "c1")
+        assert info.get("type") == "result", tostr(info)
+        assert caps.get("ver") == caps_ver(info.find(f"{{{NS_DISCO_INFO}}}query")), tostr(info)
+    finally:
+        raw.close()
+
+
+def caps_ver(query) -> str:
+    """XEP-0115 §5.1 for a disco#info result (identities and features; no forms here)."""
+    import hashlib
+
+    identities = sorted(
+        f"{i.get('category')}/{i.get('type')}//{i.get('name') or ''}"
+        for i in query.iter(f"{{{NS_DISCO_INFO}}}identity"))
+    features = sorted(f.get("var") for f in query.iter(f"{{{NS_DISCO_INFO}}}feature"))
+    text = "".join(f"{x}<" for x in identities + features)
+    forms = list(query.iter("{jabber:x:data}x"))
+    for form in forms:
+        fields = sorted(
+            (f.get("var"), sorted(v.text or "" for v in f.iter("{jabber:x:data}value")))
+            for f in form.iter("{jabber:x:data}field"))
+        form_type = [values for var, values in fields if var == "FORM_TYPE"]
+        if form_type:
+            text += "".join(f"{v}<" for v in form_type[0])
+        for var, values in fields:
+            if var != "FORM_TYPE":
+                text += f"{var}<" + "".join(f"{v}<" for v in values)
+    return base64.b64encode(hashlib.sha1(text.encode()).digest()).decode()
+
+
+@async_test
+async def test_host_meta_lists_bosh_too(server):
+    status, _headers, body = await asyncio.to_thread(
+        fetch, f"http://127.0.0.1:{server.http_port}/.well-known/host-meta.json")
+    links = json.loads(body)["links"]
+    assert {"rel": "urn:xmpp:alt-connections:xbosh",
+            "href": f"http://127.0.0.1:{server.http_port}/http-bind"} in links, links
+    assert {"rel": "urn:xmpp:alt-connections:websocket",
+            "href": f"ws://127.0.0.1:{server.http_port}/xmpp-websocket"} in links, links
+    status, _headers, body = await asyncio.to_thread(
+        fetch, f"https://127.0.0.1:{server.https_port}/.well-known/host-meta", context=insecure())
+    xrd = ET.fromstring(body)
+    links = {link.get("rel"): link.get("href")
+             for link in xrd.iter("{http://docs.oasis-open.org/ns/xri/xrd-1.0}Link")}
+    assert links.get("urn:xmpp:alt-connections:xbosh") == f"https://127.0.0.1:{server.https_port}/http-bind", body
+    assert links.get("urn:xmpp:alt-connections:websocket") == f"wss://127.0.0.1:{server.https_port}/xmpp-websocket", body
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 def server_user(server) -> tuple[str, str]:

@@ -538,7 +538,10 @@ impl Session {
                 Build::new("c", ns::CAPS)
                     .attr("hash", "sha-1")
                     .attr("node", crate::modules::disco::CAPS_NODE)
-                    .attr("ver", self.server.caps_ver.clone())
+                    .attr(
+                        "ver",
+                        crate::modules::disco::caps_ver_for(&self.server, &self.host),
+                    )
                     .build(),
             )
             .build()
