@@ -277,6 +277,51 @@ async def test_host_meta_lists_bosh_too(server):
     assert links.get("urn:xmpp:alt-connections:websocket") == f"wss://127.0.0.1:{server.https_port}/xmpp-websocket", body
 
 
+# -- failed-login budget -----------------------------------------------------------------------
+
+async def plain_attempt(server, user: str, password: str) -> tuple[str, str | None]:
+    """One PLAIN login on a fresh connection: ('success'|'failure'|'stream-error', condition)."""
+    raw = await RawXmpp.connect(server.c2s_port)
+    try:
+        await raw.send(stream_header("localhost"))
+        await raw.read_header()
+        first = await raw.next_element()
+        assert first is not None and first.tag == f"{{{NS_STREAM}}}features", raw.transcript()
+        elem = await raw.auth_plain(user, password)
+        kind = {f"{{{NS_SASL}}}success": "success", f"{{{NS_SASL}}}failure": "failure",
+                f"{{{NS_STREAM}}}error": "stream-error"}.get(elem.tag)
+        assert kind, tostr(elem)
+        conditions = [local(c.tag) for c in elem if local(c.tag) != "text"]
+        return kind, conditions[0] if conditions else None
+    finally:
+        raw.close()
+
+
+@async_test
+async def test_one_fumbling_client_does_not_lock_out_its_neighbours(default_limits):
+    """Behind one address (a campus NAT), three people each make four failed tries, as poezio
+    does when it walks through SCRAM variants: the fourth person still logs in, and the account
+    that kept failing is the one locked from that address."""
+    server = default_limits
+    people = [f"neighbour{i}" for i in range(4)]
+    for person in people:
+        server.add_user(person, f"{person}-pw")
+    for person in people[:3]:
+        for attempt in range(4):
+            outcome = await plain_attempt(server, person, f"wrong-{attempt}")
+            assert outcome == ("failure", "not-authorized"), f"{person} try {attempt + 1}: {outcome}"
+    assert await plain_attempt(server, people[3], f"{people[3]}-pw") == ("success", None), (
+        "three clients' failures locked everyone behind their address out")
+    # One more failure on the same account reaches that account's budget from this address.
+    fumbler = people[0]
+    for attempt in range(2):
+        await plain_attempt(server, fumbler, f"still-wrong-{attempt}")
+    outcome = await plain_attempt(server, fumbler, f"{fumbler}-pw")
+    assert outcome == ("failure", "temporary-auth-failure"), (
+        f"an account guessed at repeatedly from one address is not locked from it: {outcome}")
+    assert await plain_attempt(server, people[1], f"{people[1]}-pw") == ("success", None)
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 def server_user(server) -> tuple[str, str]:

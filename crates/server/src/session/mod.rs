@@ -690,6 +690,24 @@ impl Session {
                 }
             }
         };
+        let ip = self.transport.peer_ip();
+        let account = self.sasl.as_mut().and_then(|e| e.account(&data));
+        if let Some(account) = &account {
+            if !self
+                .server
+                .account_login_failures
+                .may_try((ip, account.clone()))
+            {
+                self.sasl = None;
+                tracing::warn!(peer = %ip, account, "login refused: too many failed logins on this account from this address");
+                return self
+                    .sasl_failure(
+                        "temporary-auth-failure",
+                        Some("too many failed logins; try again later"),
+                    )
+                    .await;
+            }
+        }
         let Some(exchange) = self.sasl.as_mut() else {
             return Ok(());
         };
@@ -723,8 +741,10 @@ impl Session {
             }
             Err(failure) => {
                 self.sasl = None;
-                let ip = self.transport.peer_ip();
                 self.server.login_failures.failed(ip);
+                if let Some(account) = account {
+                    self.server.account_login_failures.failed((ip, account));
+                }
                 self.server.metrics.login(false);
                 self.sasl_failures += 1;
                 tracing::info!(peer = %ip, host = %self.host, condition = failure.condition(), "failed login");

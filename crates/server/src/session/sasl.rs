@@ -286,6 +286,10 @@ pub struct Exchange {
     session: Option<Session<SalonValidation, ChannelBindings>>,
     /// SCRAM goes through [`super::scram`] instead of rsasl (see there why).
     scram: Option<super::scram::ScramExchange>,
+    mechanism: String,
+    domain: String,
+    /// The account the client named in its first message, once seen.
+    account: Option<String>,
 }
 
 impl Exchange {
@@ -315,6 +319,9 @@ impl Exchange {
             return Ok(Exchange {
                 session: None,
                 scram: Some(scram),
+                mechanism: mechanism.to_string(),
+                domain: domain.to_string(),
+                account: None,
             });
         }
         let callback = Callback {
@@ -335,7 +342,32 @@ impl Exchange {
         Ok(Exchange {
             session: Some(session),
             scram: None,
+            mechanism: mechanism.to_string(),
+            domain: domain.to_string(),
+            account: None,
         })
+    }
+
+    /// The account (normalised localpart) this exchange tries to log in to, from the client's
+    /// first message (`data` when none was seen yet), so failures count against it as well as
+    /// against the address (see `LoginLimiter`).
+    pub fn account(&mut self, data: &[u8]) -> Option<String> {
+        if self.account.is_none() {
+            let named = match self.mechanism.as_str() {
+                "PLAIN" => data
+                    .split(|b| *b == 0)
+                    .nth(1)
+                    .and_then(|authcid| std::str::from_utf8(authcid).ok())
+                    .map(str::to_string),
+                "ANONYMOUS" => None,
+                _ => super::scram::claimed_username(data),
+            };
+            self.account = named.and_then(|name| {
+                let bare = jid::BareJid::new(&format!("{name}@{}", self.domain)).ok()?;
+                Some(bare.node()?.as_str().to_string())
+            });
+        }
+        self.account.clone()
     }
 
     /// Feed the client's data (already base64-decoded). Runs on a blocking thread because the

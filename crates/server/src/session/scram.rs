@@ -200,6 +200,12 @@ impl ScramExchange {
     }
 }
 
+/// The user name a client-first message names, for counting failed logins per account.
+pub fn claimed_username(client_first: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(client_first).ok()?;
+    Some(ClientFirst::parse(text)?.username)
+}
+
 /// A fresh server nonce: random bytes in base64, so only letters, digits, `+` and `/`.
 fn server_nonce() -> String {
     B64.encode(rand::random::<[u8; NONCE_BYTES]>())
