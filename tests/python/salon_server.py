@@ -53,7 +53,7 @@ class SalonServer:
         *,
         require_encryption: bool = True,
         max_stanza_bytes: int | None = None,
-        login_failures_per_minute: int = 1000,
+        login_failures_per_minute: int | None = 1000,
         extra_limits: dict | None = None,
         muc: dict | None = None,
         http: dict | None = None,
@@ -84,11 +84,14 @@ class SalonServer:
         self._users: dict[str, str] = {}
 
         limits = {
+            # None leaves the failed-login limits at their defaults.
             "login_failures_per_minute": login_failures_per_minute,
             # The suite opens many connections from 127.0.0.1; only the rate-limit module
             # tests a per-IP limit.
             "connections_per_ip": 1000,
         }
+        if login_failures_per_minute is None:
+            del limits["login_failures_per_minute"]
         if max_stanza_bytes is not None:
             limits["max_stanza_bytes"] = max_stanza_bytes
         if extra_limits:

@@ -153,7 +153,7 @@ async fn scram_plus(
     connection
         .send("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>")
         .await;
-    let features = connection.read_until("</features>").await;
+    let features = connection.read_until("</stream:features>").await;
     let mechanism = match hash {
         Hash::Sha1 => "SCRAM-SHA-1-PLUS",
         Hash::Sha256 => "SCRAM-SHA-256-PLUS",

@@ -280,6 +280,9 @@ pub struct LimitsConfig {
     pub outbound_queue: usize,
     /// Failed logins one IP address may make per minute before logins are refused.
     pub login_failures_per_minute: u32,
+    /// Failed logins on one account from one IP address per minute before that account's
+    /// logins from that address are refused.
+    pub login_failures_per_account_per_minute: u32,
     /// Simultaneous connections from one IP address.
     pub connections_per_ip: usize,
     /// Messages held for one offline account.
@@ -477,7 +480,8 @@ impl Default for LimitsConfig {
             max_xml_depth: 32,
             max_attributes: 64,
             outbound_queue: 2048,
-            login_failures_per_minute: 10,
+            login_failures_per_minute: 30,
+            login_failures_per_account_per_minute: 5,
             connections_per_ip: 64,
             offline_messages_per_user: 500,
             stanzas_per_second: 200,
@@ -654,6 +658,11 @@ impl Config {
             (
                 "limits.login_failures_per_minute",
                 limits.login_failures_per_minute as usize,
+                1,
+            ),
+            (
+                "limits.login_failures_per_account_per_minute",
+                limits.login_failures_per_account_per_minute as usize,
                 1,
             ),
         ] {
@@ -875,9 +884,9 @@ impl Config {
         }
         let l = &self.limits;
         out.push_str(&format!(
-            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\n",
+            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\n",
             l.max_stanza_bytes, l.max_xml_depth, l.max_attributes, l.outbound_queue,
-            l.login_failures_per_minute, l.connections_per_ip, l.offline_messages_per_user,
+            l.login_failures_per_minute, l.login_failures_per_account_per_minute, l.connections_per_ip, l.offline_messages_per_user,
             l.stanzas_per_second
         ));
         let h = &self.http;

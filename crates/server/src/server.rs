@@ -17,26 +17,28 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 
-/// Failed-login accounting per client address (RFC 6120 §13.8 countermeasure against
-/// password guessing): at most `limit` failures in any sliding minute.
-pub struct LoginLimiter {
+/// Failed-login accounting (RFC 6120 §13.8 countermeasure against password guessing): at most
+/// `limit` failures per key in any sliding minute. Kept per client address, and per address
+/// and account, so that one client fumbling its password locks its account from its address
+/// without using up the budget of everyone behind the same address.
+pub struct LoginLimiter<K = IpAddr> {
     limit: usize,
-    failures: dashmap::DashMap<IpAddr, std::collections::VecDeque<Instant>>,
+    failures: dashmap::DashMap<K, std::collections::VecDeque<Instant>>,
 }
 
-impl LoginLimiter {
+impl<K: std::hash::Hash + Eq> LoginLimiter<K> {
     const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
-    pub fn new(failures_per_minute: u32) -> LoginLimiter {
+    pub fn new(failures_per_minute: u32) -> LoginLimiter<K> {
         LoginLimiter {
             limit: failures_per_minute.max(1) as usize,
             failures: dashmap::DashMap::new(),
         }
     }
 
-    /// Whether this address may try to log in now.
-    pub fn may_try(&self, ip: IpAddr) -> bool {
-        let Some(mut recent) = self.failures.get_mut(&ip) else {
+    /// Whether this address (or address and account) may try to log in now.
+    pub fn may_try(&self, key: K) -> bool {
+        let Some(mut recent) = self.failures.get_mut(&key) else {
             return true;
         };
         let now = Instant::now();
@@ -50,7 +52,7 @@ impl LoginLimiter {
     }
 
     /// Record one failed login.
-    pub fn failed(&self, ip: IpAddr) {
+    pub fn failed(&self, key: K) {
         // Forget addresses whose failures are all outside the window, so the table stays
         // as small as the set of recent offenders.
         if self.failures.len() > 1024 {
@@ -61,7 +63,7 @@ impl LoginLimiter {
                     .is_some_and(|t| now.duration_since(*t) <= Self::WINDOW)
             });
         }
-        let mut recent = self.failures.entry(ip).or_default();
+        let mut recent = self.failures.entry(key).or_default();
         recent.push_back(Instant::now());
         while recent.len() > self.limit {
             recent.pop_front();
@@ -81,6 +83,8 @@ pub struct Server {
     pub extensions: Extensions,
     pub tls: TlsSetup,
     pub login_failures: LoginLimiter,
+    /// Failed logins per (address, account localpart).
+    pub account_login_failures: LoginLimiter<(IpAddr, String)>,
     pub connections: dashmap::DashMap<IpAddr, usize>,
     /// Sessions that can be resumed (XEP-0198), by resumption id.
     pub resumable: dashmap::DashMap<String, crate::session::ResumeSlot>,
@@ -104,6 +108,9 @@ impl Server {
         Ok(Arc::new(Server {
             extensions: Extensions::default(),
             login_failures: LoginLimiter::new(config.limits.login_failures_per_minute),
+            account_login_failures: LoginLimiter::new(
+                config.limits.login_failures_per_account_per_minute,
+            ),
             config,
             storage,
             anonymous_storage: Arc::new(MemoryStorage::new()),

@@ -86,6 +86,18 @@ impl Build {
     }
 }
 
+/// An empty `<stream:features/>` (RFC 6120 §4.3.2) with the `stream` prefix bound on the element
+/// itself, as the stream header binds it: loudmouth and Perl's XML::Stream match the prefixed
+/// name, and a WebSocket message must declare what it uses (RFC 7395 §3.3.2).
+pub fn stream_features() -> Build {
+    Build(
+        Element::builder("features", ns::STREAM)
+            .prefix(Some("stream".to_string()), ns::STREAM)
+            .map(|builder| builder.build())
+            .unwrap_or_else(|_| Element::bare("features", ns::STREAM)),
+    )
+}
+
 impl From<Build> for Element {
     fn from(b: Build) -> Element {
         b.0

@@ -70,19 +70,52 @@ pub fn info_query(registry: &Registry, scope: IqScope, node: Option<&str>) -> El
     query.build()
 }
 
+/// Features the anonymous host does not offer though the server registers them: guests have
+/// no account to manage (XEP-0077 is refused them).
+const NOT_FOR_GUESTS: &[&str] = &[super::register::NS_REGISTER];
+
+/// The server's disco#info as `host` answers it: the anonymous host leaves out what guests
+/// are refused.
+fn host_info_query(server: &Server, host: &str, node: Option<&str>) -> Element {
+    let query = info_query(&server.modules, IqScope::Server, node);
+    if !server.is_anonymous_host(host) {
+        return query;
+    }
+    let refused = |c: &Element| {
+        c.name() == "feature" && c.attr("var").is_some_and(|v| NOT_FOR_GUESTS.contains(&v))
+    };
+    Build::new("query", ns::DISCO_INFO)
+        .attr_opt("node", node)
+        .children(query.children().filter(|c| !refused(c)).cloned())
+        .build()
+}
+
+/// The XEP-0115 verification string `host` advertises in its stream features.
+pub fn caps_ver_for(server: &Server, host: &str) -> String {
+    if server.is_anonymous_host(host) {
+        caps_ver_of(&host_info_query(server, host, None))
+    } else {
+        server_caps_ver(server)
+    }
+}
+
 struct DiscoInfo(IqScope);
 
 #[async_trait::async_trait]
 impl IqHandler for DiscoInfo {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         let node = request.payload().and_then(|q| q.attr("node"));
+        let host = request.to.domain().as_str();
         if let Some(node) = node {
             // The only node we answer for is our own caps node (XEP-0115 §6.2).
-            if node != format!("{CAPS_NODE}#{}", server_caps_ver(server)) {
+            if node != format!("{CAPS_NODE}#{}", caps_ver_for(server, host)) {
                 return Err(StanzaError::item_not_found());
             }
         }
-        if self.0 == IqScope::Account && server.is_anonymous_host(request.to.domain().as_str()) {
+        if self.0 == IqScope::Server {
+            return Ok(Some(host_info_query(server, host, node)));
+        }
+        if server.is_anonymous_host(host) {
             let mut query = info_query(&server.modules, self.0, node);
             for identity in query.children_mut() {
                 if identity.name() == "identity" {
@@ -99,7 +132,11 @@ struct DiscoItems(IqScope);
 
 #[async_trait::async_trait]
 impl IqHandler for DiscoItems {
-    async fn handle(&self, server: &Arc<Server>, _request: IqRequest) -> IqResponse {
+    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
+        // No nodes here (XEP-0030 §4.3): a node is not the entity's own list of items.
+        if request.payload().and_then(|q| q.attr("node")).is_some() {
+            return Err(StanzaError::item_not_found());
+        }
         let mut query = Build::new("query", ns::DISCO_ITEMS);
         // Guests see the services too: they join rooms and share files like everyone.
         if self.0 == IqScope::Server {
@@ -135,35 +172,45 @@ pub fn server_caps_ver(server: &Server) -> String {
 struct CapsFeature;
 
 impl StreamHook for CapsFeature {
-    fn features(&self, server: &Server, _stream: &StreamInfo<'_>) -> Vec<Element> {
+    fn features(&self, server: &Server, stream: &StreamInfo<'_>) -> Vec<Element> {
         vec![Build::new("c", ns::CAPS)
             .attr("hash", "sha-1")
             .attr("node", CAPS_NODE)
-            .attr("ver", server_caps_ver(server))
+            .attr("ver", caps_ver_for(server, stream.host))
             .build()]
     }
 }
 
 /// XEP-0115 §5.1 verification string of the server's disco#info.
 pub fn caps_ver(registry: &Registry) -> String {
+    caps_ver_of(&info_query(registry, IqScope::Server, None))
+}
+
+/// XEP-0115 §5.1 verification string of a disco#info `<query/>`.
+fn caps_ver_of(query: &Element) -> String {
     let mut input = String::new();
-    let mut identities: Vec<&Identity> = registry.identities(IqScope::Server).collect();
+    let mut identities: Vec<String> = query
+        .children()
+        .filter(|c| c.name() == "identity")
+        .map(|i| {
+            let attr = |name| i.attr(name).unwrap_or_default();
+            // category/type/lang/name; we never set xml:lang.
+            format!("{}/{}//{}<", attr("category"), attr("type"), attr("name"))
+        })
+        .collect();
     identities.sort();
-    for identity in identities {
-        input.push_str(&format!(
-            "{}/{}//{}<",
-            identity.category,
-            identity.kind,
-            identity.name.unwrap_or("")
-        ));
-    }
-    let mut features: Vec<&str> = registry.features(IqScope::Server).collect();
+    input.extend(identities);
+    let mut features: Vec<&str> = query
+        .children()
+        .filter(|c| c.name() == "feature")
+        .filter_map(|f| f.attr("var"))
+        .collect();
     features.sort_unstable();
     for feature in features {
         input.push_str(feature);
         input.push('<');
     }
-    for form in registry.server_forms() {
+    for form in query.children().filter(|c| c.name() == "x") {
         let mut fields: Vec<(String, Vec<String>)> = form
             .children()
             .filter(|f| f.name() == "field")

@@ -3,6 +3,7 @@
 //! only supplies bytes in and out (see [`Transport`]).
 
 pub mod sasl;
+mod scram;
 pub mod stream_management;
 pub mod tcp;
 
@@ -476,7 +477,7 @@ impl Session {
     }
 
     fn features(&self) -> Element {
-        let mut features = Build::new("features", ns::STREAM);
+        let mut features = stanza::stream_features();
         let secure = self.transport.is_secure();
         let require_tls = self.server.config.c2s.require_encryption;
         match self.authenticated {
@@ -490,7 +491,8 @@ impl Session {
                 }
                 if secure || !require_tls {
                     let anonymous = self.server.is_anonymous_host(&self.host);
-                    let mechanisms = sasl::offered_mechanisms(anonymous, secure);
+                    let mechanisms =
+                        sasl::offered_mechanisms(anonymous, &self.transport.channel_bindings());
                     features = features.child(
                         Build::new("mechanisms", ns::SASL)
                             .children(
@@ -684,6 +686,24 @@ impl Session {
                 }
             }
         };
+        let ip = self.transport.peer_ip();
+        let account = self.sasl.as_mut().and_then(|e| e.account(&data));
+        if let Some(account) = &account {
+            if !self
+                .server
+                .account_login_failures
+                .may_try((ip, account.clone()))
+            {
+                self.sasl = None;
+                tracing::warn!(peer = %ip, account, "login refused: too many failed logins on this account from this address");
+                return self
+                    .sasl_failure(
+                        "temporary-auth-failure",
+                        Some("too many failed logins; try again later"),
+                    )
+                    .await;
+            }
+        }
         let Some(exchange) = self.sasl.as_mut() else {
             return Ok(());
         };
@@ -717,8 +737,10 @@ impl Session {
             }
             Err(failure) => {
                 self.sasl = None;
-                let ip = self.transport.peer_ip();
                 self.server.login_failures.failed(ip);
+                if let Some(account) = account {
+                    self.server.account_login_failures.failed((ip, account));
+                }
                 self.server.metrics.login(false);
                 self.sasl_failures += 1;
                 tracing::info!(peer = %ip, host = %self.host, condition = failure.condition(), "failed login");

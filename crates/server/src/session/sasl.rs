@@ -23,7 +23,7 @@ pub fn derive_credentials(password: &str) -> Credentials {
     derive_with_salt(password, &salt, SCRAM_ITERATIONS)
 }
 
-fn derive_with_salt(password: &str, salt: &[u8], iterations: u32) -> Credentials {
+pub(crate) fn derive_with_salt(password: &str, salt: &[u8], iterations: u32) -> Credentials {
     use rsasl::mechanisms::scram::tools::{derive_keys, hash_password};
     // SASLprep (RFC 4013) the password as SCRAM clients do; fall back to the raw text for
     // strings SASLprep rejects so that such a password still works with PLAIN.
@@ -107,6 +107,11 @@ impl ChannelBindingCallback for ChannelBindings {
 }
 
 impl ChannelBindings {
+    /// Whether SCRAM-…-PLUS can work: there is at least one binding to check.
+    pub fn can_bind(&self) -> bool {
+        self.tls_exporter.is_some() || self.tls_server_end_point.is_some()
+    }
+
     /// The binding types offered in XEP-0440 `<sasl-channel-binding/>`.
     pub fn offered(&self) -> Vec<&'static str> {
         let mut types = Vec::new();
@@ -229,17 +234,19 @@ impl SessionCallback for Callback {
 
 /// Which mechanisms a connection may use. Sessions offer SASL only once the connection is
 /// encrypted, or when `c2s.require_encryption = false` allows plaintext (tests, loopback).
-pub fn offered_mechanisms(anonymous_host: bool, secure: bool) -> Vec<&'static str> {
-    registry_for(anonymous_host, secure)
+/// SCRAM-…-PLUS only where there is a TLS session to bind to: not on WebSocket or BOSH, which
+/// count as secure behind a proxy or on loopback but whose TLS, if any, is not the session's.
+pub fn offered_mechanisms(anonymous_host: bool, bindings: &ChannelBindings) -> Vec<&'static str> {
+    registry_for(anonymous_host, bindings.can_bind())
         .iter()
         .map(|m| m.mechanism.as_str())
         .collect()
 }
 
-fn registry_for(anonymous_host: bool, secure: bool) -> &'static [Mechanism] {
+fn registry_for(anonymous_host: bool, can_bind: bool) -> &'static [Mechanism] {
     if anonymous_host {
         &ANONYMOUS_ONLY
-    } else if secure {
+    } else if can_bind {
         &WITH_CHANNEL_BINDING
     } else {
         &WITHOUT_CHANNEL_BINDING
@@ -277,6 +284,12 @@ pub enum StepOutcome {
 /// One SASL exchange in progress.
 pub struct Exchange {
     session: Option<Session<SalonValidation, ChannelBindings>>,
+    /// SCRAM goes through [`super::scram`] instead of rsasl (see there why).
+    scram: Option<super::scram::ScramExchange>,
+    mechanism: String,
+    domain: String,
+    /// The account the client named in its first message, once seen.
+    account: Option<String>,
 }
 
 impl Exchange {
@@ -289,9 +302,27 @@ impl Exchange {
         secure: bool,
         bindings: ChannelBindings,
     ) -> Result<Exchange, SaslFailure> {
-        let registry = registry_for(anonymous_host, secure);
+        let registry = registry_for(anonymous_host, secure && bindings.can_bind());
         if !registry.iter().any(|m| m.mechanism.as_str() == mechanism) {
             return Err(SaslFailure::InvalidMechanism);
+        }
+        let offered_plus = registry
+            .iter()
+            .any(|m| m.mechanism.as_str().ends_with("-PLUS"));
+        if let Some(scram) = super::scram::ScramExchange::new(
+            mechanism,
+            offered_plus,
+            bindings.clone(),
+            storage.clone(),
+            domain,
+        ) {
+            return Ok(Exchange {
+                session: None,
+                scram: Some(scram),
+                mechanism: mechanism.to_string(),
+                domain: domain.to_string(),
+                account: None,
+            });
         }
         let callback = Callback {
             storage,
@@ -310,12 +341,41 @@ impl Exchange {
             .map_err(|_| SaslFailure::InvalidMechanism)?;
         Ok(Exchange {
             session: Some(session),
+            scram: None,
+            mechanism: mechanism.to_string(),
+            domain: domain.to_string(),
+            account: None,
         })
+    }
+
+    /// The account (normalised localpart) this exchange tries to log in to, from the client's
+    /// first message (`data` when none was seen yet), so failures count against it as well as
+    /// against the address (see `LoginLimiter`).
+    pub fn account(&mut self, data: &[u8]) -> Option<String> {
+        if self.account.is_none() {
+            let named = match self.mechanism.as_str() {
+                "PLAIN" => data
+                    .split(|b| *b == 0)
+                    .nth(1)
+                    .and_then(|authcid| std::str::from_utf8(authcid).ok())
+                    .map(str::to_string),
+                "ANONYMOUS" => None,
+                _ => super::scram::claimed_username(data),
+            };
+            self.account = named.and_then(|name| {
+                let bare = jid::BareJid::new(&format!("{name}@{}", self.domain)).ok()?;
+                Some(bare.node()?.as_str().to_string())
+            });
+        }
+        self.account.clone()
     }
 
     /// Feed the client's data (already base64-decoded). Runs on a blocking thread because the
     /// callbacks wait for storage and PLAIN hashes the password.
     pub async fn step(&mut self, input: Vec<u8>) -> Result<StepOutcome, SaslFailure> {
+        if let Some(scram) = self.scram.as_mut() {
+            return scram.step(&input).await;
+        }
         let Some(mut session) = self.session.take() else {
             return Err(SaslFailure::MalformedRequest);
         };
