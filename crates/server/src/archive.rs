@@ -11,10 +11,6 @@ use minidom::Element;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-pub const NS_MAM: &str = "urn:xmpp:mam:2";
-pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
-pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
-
 /// Messages waiting to be written; rooms wait for a storage that falls this far behind rather
 /// than grow memory.
 const WRITER_QUEUE: usize = 4096;
@@ -157,7 +153,7 @@ pub fn query_form() -> Element {
             .attr("type", kind)
             .build()
     };
-    Build::new("query", NS_MAM)
+    Build::new("query", ns::MAM)
         .child(
             Build::new("x", ns::DATA_FORMS)
                 .attr("type", "form")
@@ -165,7 +161,7 @@ pub fn query_form() -> Element {
                     Build::new("field", ns::DATA_FORMS)
                         .attr("var", "FORM_TYPE")
                         .attr("type", "hidden")
-                        .child(Build::new("value", ns::DATA_FORMS).text(NS_MAM).build())
+                        .child(Build::new("value", ns::DATA_FORMS).text(ns::MAM).build())
                         .build(),
                 )
                 .child(field("with", "jid-single"))
@@ -207,7 +203,7 @@ fn parse_query(query: &Element, with_kind: WithKind) -> Result<ArchiveQuery, Sta
                 continue;
             };
             match field.attr("var").unwrap_or_default() {
-                "FORM_TYPE" if value != NS_MAM => {
+                "FORM_TYPE" if value != ns::MAM => {
                     return Err(StanzaError::bad_request("unknown FORM_TYPE"));
                 }
                 "with" => {
@@ -228,8 +224,8 @@ fn parse_query(query: &Element, with_kind: WithKind) -> Result<ArchiveQuery, Sta
             }
         }
     }
-    if let Some(set) = query.get_child("set", NS_RSM) {
-        if let Some(max) = set.get_child("max", NS_RSM) {
+    if let Some(set) = query.get_child("set", ns::RSM) {
+        if let Some(max) = set.get_child("max", ns::RSM) {
             parsed.limit = max
                 .text()
                 .trim()
@@ -237,10 +233,10 @@ fn parse_query(query: &Element, with_kind: WithKind) -> Result<ArchiveQuery, Sta
                 .map_err(|_| StanzaError::bad_request("RSM max is not a number"))?
                 .min(MAX_PAGE);
         }
-        if let Some(after) = set.get_child("after", NS_RSM) {
+        if let Some(after) = set.get_child("after", ns::RSM) {
             parsed.after_id = Some(after.text());
         }
-        if let Some(before) = set.get_child("before", NS_RSM) {
+        if let Some(before) = set.get_child("before", ns::RSM) {
             // An empty <before/> asks for the last page (XEP-0059 §2.5).
             let id = before.text();
             parsed.from_end = true;
@@ -284,11 +280,11 @@ pub async fn answer_query(
             .attr("to", to.to_string())
             .attr("id", format!("mam-{:x}", rand::random::<u64>()))
             .child(
-                Build::new("result", NS_MAM)
+                Build::new("result", ns::MAM)
                     .attr_opt("queryid", query_id)
                     .attr("id", message.id.clone())
                     .child(
-                        Build::new("forwarded", NS_FORWARD)
+                        Build::new("forwarded", ns::FORWARD)
                             .child(
                                 Build::new("delay", ns::DELAY)
                                     .attr("stamp", micros_to_datetime(message.timestamp))
@@ -303,23 +299,23 @@ pub async fn answer_query(
         session.send_element(&result);
     }
 
-    let mut set = Build::new("set", NS_RSM);
+    let mut set = Build::new("set", ns::RSM);
     if let (Some(first), Some(last)) = (page.messages.first(), page.messages.last()) {
         set = set
             .child(
-                Build::new("first", NS_RSM)
+                Build::new("first", ns::RSM)
                     .attr("index", "0")
                     .text(first.id.clone())
                     .build(),
             )
-            .child(Build::new("last", NS_RSM).text(last.id.clone()).build());
+            .child(Build::new("last", ns::RSM).text(last.id.clone()).build());
     }
     set = set.child(
-        Build::new("count", NS_RSM)
+        Build::new("count", ns::RSM)
             .text(page.count.to_string())
             .build(),
     );
-    let mut fin = Build::new("fin", NS_MAM).child(set.build());
+    let mut fin = Build::new("fin", ns::MAM).child(set.build());
     if page.complete {
         fin = fin.attr("complete", "true");
     }

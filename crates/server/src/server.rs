@@ -87,7 +87,7 @@ pub struct Server {
     pub account_login_failures: LoginLimiter<(IpAddr, String)>,
     pub connections: dashmap::DashMap<IpAddr, usize>,
     /// Sessions that can be resumed (XEP-0198), by resumption id.
-    pub resumable: dashmap::DashMap<String, crate::session::ResumeSlot>,
+    pub resumable: dashmap::DashMap<String, crate::session::stream_management::state::ResumeSlot>,
     pub started: Instant,
     shutdown: watch::Sender<bool>,
     /// Set before bound sessions are kicked at shutdown, for a session that binds meanwhile.

@@ -28,6 +28,28 @@ pub mod ns {
     pub const DELAY: &str = "urn:xmpp:delay";
     pub const SERVER_INFO: &str = "http://jabber.org/network/serverinfo";
     pub const CARBONS: &str = "urn:xmpp:carbons:2";
+    pub const REGISTER: &str = "jabber:iq:register";
+    pub const PRIVATE: &str = "jabber:iq:private";
+    pub const MAM: &str = "urn:xmpp:mam:2";
+    pub const RSM: &str = "http://jabber.org/protocol/rsm";
+    pub const FORWARD: &str = "urn:xmpp:forward:0";
+    pub const HINTS: &str = "urn:xmpp:hints";
+    pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    pub const CSI: &str = "urn:xmpp:csi:0";
+    pub const SID: &str = "urn:xmpp:sid:0";
+    pub const BLOCKING: &str = "urn:xmpp:blocking";
+    pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
+    pub const SM: &str = "urn:xmpp:sm:3";
+    pub const MUC: &str = "http://jabber.org/protocol/muc";
+    pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+    pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+    pub const ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
+    pub const ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
+    pub const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+    pub const MODERATE: &str = "urn:xmpp:message-moderate:1";
+    pub const RETRACT: &str = "urn:xmpp:message-retract:1";
+    pub const CONFERENCE: &str = "jabber:x:conference";
+    pub const UPLOAD: &str = "urn:xmpp:http:upload:0";
 }
 
 /// Parse an attribute name known at compile time. Only called with literals, so the

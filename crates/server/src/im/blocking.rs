@@ -3,7 +3,7 @@
 
 use super::blocklist::{self, blocks, is_blocked};
 use crate::hooks::{priority, FromClient, SessionHook, StanzaHook, ToBare, ToFull};
-use crate::modules::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
 use crate::stanza::{ns, Build, ErrorType, StanzaError};
@@ -11,16 +11,14 @@ use minidom::Element;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub const NS_BLOCKING: &str = "urn:xmpp:blocking";
-const NS_BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 /// Most addresses one user may block; a longer list is refused with `resource-constraint`.
 const MAX_BLOCKED: usize = 1000;
 
 pub fn register(registry: &mut Registry) {
     let handler = Arc::new(BlockingHandler);
-    registry.iq(IqScope::Account, IqKind::Get, NS_BLOCKING, handler.clone());
-    registry.iq(IqScope::Account, IqKind::Set, NS_BLOCKING, handler);
-    registry.feature(IqScope::Server, NS_BLOCKING);
+    registry.iq(IqScope::Account, IqKind::Get, ns::BLOCKING, handler.clone());
+    registry.iq(IqScope::Account, IqKind::Set, ns::BLOCKING, handler);
+    registry.feature(IqScope::Server, ns::BLOCKING);
     let enforce = Arc::new(Enforce);
     registry
         .hooks
@@ -124,7 +122,7 @@ fn refuse_inbound(server: &Arc<Server>, stanza: &Element) {
 /// XEP-0191 §3.3: the error for a stanza the user sends to someone the user blocks.
 pub fn blocked_error() -> StanzaError {
     StanzaError {
-        extra: Some(Box::new(Element::bare("blocked", NS_BLOCKING_ERRORS))),
+        extra: Some(Box::new(Element::bare("blocked", ns::BLOCKING_ERRORS))),
         ..StanzaError::new(ErrorType::Cancel, "not-acceptable")
     }
 }
@@ -187,8 +185,8 @@ fn items(payload: &Element) -> Result<Vec<String>, StanzaError> {
 }
 
 fn list_element(name: &'static str, jids: impl Iterator<Item = String>) -> Element {
-    Build::new(name, NS_BLOCKING)
-        .children(jids.map(|jid| Build::new("item", NS_BLOCKING).attr("jid", jid).build()))
+    Build::new(name, ns::BLOCKING)
+        .children(jids.map(|jid| Build::new("item", ns::BLOCKING).attr("jid", jid).build()))
         .build()
 }
 

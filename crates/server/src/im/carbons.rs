@@ -2,7 +2,7 @@
 //! sends or receives, so a conversation reads the same on the phone and on the desk.
 
 use crate::hooks::{priority, FromClient, MessageHook, StanzaHook};
-use crate::modules::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::SessionHandle;
 use crate::server::Server;
 use crate::stanza::{ns, Build, StanzaError};
@@ -11,10 +11,6 @@ use minidom::Element;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub const NS_CARBONS: &str = ns::CARBONS;
-const NS_FORWARD: &str = "urn:xmpp:forward:0";
-const NS_HINTS: &str = "urn:xmpp:hints";
-const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 /// Payloads that make a message part of a conversation even without a body (XEP-0280 §6.1):
 /// receipts (XEP-0184), chat states (XEP-0085), markers (XEP-0333), and direct MUC invitations
 /// (XEP-0249).
@@ -29,10 +25,10 @@ pub fn register(registry: &mut Registry) {
     registry.iq(
         IqScope::Account,
         IqKind::Set,
-        NS_CARBONS,
+        ns::CARBONS,
         Arc::new(CarbonsHandler),
     );
-    registry.feature(IqScope::Server, NS_CARBONS);
+    registry.feature(IqScope::Server, ns::CARBONS);
     // Copies of what a client sends, after blocking had its say and before routing; copies of
     // what an account receives, once the delivery module has queued it.
     registry
@@ -123,21 +119,21 @@ impl Direction {
 /// already sends to every joined client, and never a message its sender marked private.
 fn eligible(message: &Element, direction: Direction) -> bool {
     let has = |name: &str, namespace: &str| message.get_child(name, namespace).is_some();
-    if has("private", NS_CARBONS) || has("no-copy", NS_HINTS) {
+    if has("private", ns::CARBONS) || has("no-copy", ns::HINTS) {
         return false;
     }
     // A copy is never copied again; and a forged one from elsewhere must not be relayed as if
     // the server had made it.
-    if has("sent", NS_CARBONS) || has("received", NS_CARBONS) {
+    if has("sent", ns::CARBONS) || has("received", ns::CARBONS) {
         return false;
     }
-    let muc_user = message.get_child("x", NS_MUC_USER);
+    let muc_user = message.get_child("x", ns::MUC_USER);
     match message.attr("type").unwrap_or("normal") {
         "groupchat" => false,
         // A private message from a room occupant: the room sends it to every joined client of
         // the user already. A mediated invitation comes from the room's bare JID and is copied.
         _ if direction == Direction::Received
-            && muc_user.is_some_and(|x| x.get_child("invite", NS_MUC_USER).is_none())
+            && muc_user.is_some_and(|x| x.get_child("invite", ns::MUC_USER).is_none())
             && message
                 .attr("from")
                 .and_then(|f| jid::Jid::new(f).ok())
@@ -149,7 +145,7 @@ fn eligible(message: &Element, direction: Direction) -> bool {
         "error" => true,
         kind => {
             (kind == "normal" && has("body", ns::CLIENT))
-                || muc_user.is_some_and(|x| x.get_child("invite", NS_MUC_USER).is_some())
+                || muc_user.is_some_and(|x| x.get_child("invite", ns::MUC_USER).is_some())
                 || message
                     .children()
                     .any(|c| IM_PAYLOADS.contains(&c.ns().as_str()))
@@ -195,9 +191,9 @@ fn send_copies<'a>(
     if copies.peek().is_none() {
         return;
     }
-    let wrapper = Build::new(direction.element(), NS_CARBONS)
+    let wrapper = Build::new(direction.element(), ns::CARBONS)
         .child(
-            Build::new("forwarded", NS_FORWARD)
+            Build::new("forwarded", ns::FORWARD)
                 .child(message.clone())
                 .build(),
         )

@@ -7,11 +7,11 @@ use crate::hooks::{priority, StreamHook, StreamInfo};
 use crate::registry::Registry;
 use crate::router::Outbound;
 use crate::server::Server;
+use crate::stanza::ns;
 use minidom::Element;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-pub const NS_CSI: &str = "urn:xmpp:csi:0";
 /// Most stanzas held for an inactive client; one more sends them all.
 const MAX_HELD: usize = 128;
 
@@ -28,14 +28,14 @@ struct ClientStateIndication;
 impl StreamHook for ClientStateIndication {
     fn features(&self, _server: &Server, stream: &StreamInfo<'_>) -> Vec<Element> {
         if stream.authenticated {
-            vec![Element::bare("csi", NS_CSI)]
+            vec![Element::bare("csi", ns::CSI)]
         } else {
             Vec::new()
         }
     }
 
     fn nonza(&self, local: &mut LocalExtensions, element: &Element) -> Option<Vec<Outbound>> {
-        if element.ns() != NS_CSI {
+        if element.ns() != ns::CSI {
             return None;
         }
         // XEP-0352 §5: `<active/>` releases what was held.

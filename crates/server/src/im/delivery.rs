@@ -5,7 +5,7 @@
 use super::offline::{store_offline, worth_storing};
 use super::presence;
 use crate::hooks::{priority, SessionHook, StanzaHook, ToBare, ToFull};
-use crate::modules::{IqScope, Registry};
+use crate::registry::{IqScope, Registry};
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
 use crate::stanza::{ns, StanzaError};
@@ -196,9 +196,7 @@ async fn redeliver_unacked(
         };
         let is_copy = message.get_child("sent", ns::CARBONS).is_some()
             || message.get_child("received", ns::CARBONS).is_some()
-            || message
-                .get_child("result", crate::archive::NS_MAM)
-                .is_some();
+            || message.get_child("result", ns::MAM).is_some();
         if is_copy
             || !matches!(message.attr("type").unwrap_or("normal"), "chat" | "normal")
             || !worth_storing(&message)

@@ -1,9 +1,9 @@
 //! Message Archive Management for accounts (XEP-0313): the one-to-one messages an account sends
 //! and receives are archived under a stanza id (XEP-0359), and its clients page through them.
 
-use crate::archive::{self, WithKind, NS_MAM};
+use crate::archive::{self, WithKind};
 use crate::hooks::{priority, FromClient, MessageHook, ServerHook, StanzaHook};
-use crate::modules::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::SessionHandle;
 use crate::server::Server;
 use crate::stanza::{ns, Build, StanzaError};
@@ -11,19 +11,16 @@ use crate::storage::ArchivedMessage;
 use minidom::Element;
 use std::sync::Arc;
 
-pub const NS_SID: &str = "urn:xmpp:sid:0";
-const NS_HINTS: &str = "urn:xmpp:hints";
-
 pub fn register(registry: &mut Registry, config: &crate::config::Config) {
     if !config.archive.enabled {
         return;
     }
     let handler = Arc::new(MamHandler);
-    registry.iq(IqScope::Account, IqKind::Get, NS_MAM, handler.clone());
-    registry.iq(IqScope::Account, IqKind::Set, NS_MAM, handler);
+    registry.iq(IqScope::Account, IqKind::Get, ns::MAM, handler.clone());
+    registry.iq(IqScope::Account, IqKind::Set, ns::MAM, handler);
     // Both on the account's bare JID: it archives, and it stamps stanza ids (XEP-0359 §6).
-    registry.feature(IqScope::Account, NS_MAM);
-    registry.feature(IqScope::Account, NS_SID);
+    registry.feature(IqScope::Account, ns::MAM);
+    registry.feature(IqScope::Account, ns::SID);
     registry
         .hooks
         .on_from_client(priority::OBSERVE, Arc::new(Archiving));
@@ -101,10 +98,10 @@ impl IqHandler for MamHandler {
             }
             // §6.1: everything is archived; the operator decides that, not the user.
             (IqKind::Get, "prefs") => Ok(Some(
-                Build::new("prefs", NS_MAM)
+                Build::new("prefs", ns::MAM)
                     .attr("default", "always")
-                    .child(Element::bare("always", NS_MAM))
-                    .child(Element::bare("never", NS_MAM))
+                    .child(Element::bare("always", ns::MAM))
+                    .child(Element::bare("never", ns::MAM))
                     .build(),
             )),
             (IqKind::Set, "prefs") => Err(StanzaError::feature_not_implemented()
@@ -117,7 +114,7 @@ impl IqHandler for MamHandler {
 /// XEP-0313 §7.1 with XEP-0334 hints: chats and normal messages with a body (or a `<store/>`
 /// hint), unless the sender asked for them not to be stored.
 fn archivable(message: &Element) -> bool {
-    let hint = |name: &str| message.get_child(name, NS_HINTS).is_some();
+    let hint = |name: &str| message.get_child(name, ns::HINTS).is_some();
     if hint("no-store") || hint("no-permanent-store") {
         return false;
     }
@@ -141,7 +138,7 @@ async fn archive_incoming(server: &Arc<Server>, account: &jid::BareJid, message:
         return;
     }
     let account_str = account.as_str();
-    let forged = |c: &Element| c.is("stanza-id", NS_SID) && c.attr("by") == Some(account_str);
+    let forged = |c: &Element| c.is("stanza-id", ns::SID) && c.attr("by") == Some(account_str);
     if message.children().any(forged) {
         for node in message.take_nodes() {
             if !node.as_element().is_some_and(forged) {
@@ -157,7 +154,7 @@ async fn archive_incoming(server: &Arc<Server>, account: &jid::BareJid, message:
     };
     let id = archive::new_stanza_id();
     message.append_child(
-        Build::new("stanza-id", NS_SID)
+        Build::new("stanza-id", ns::SID)
             .attr("id", id.clone())
             .attr("by", account_str.to_string())
             .build(),

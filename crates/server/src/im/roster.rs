@@ -2,7 +2,7 @@
 //! the account that has asked for its roster.
 
 use crate::hooks::{priority, StreamHook, StreamInfo};
-use crate::modules::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
 use crate::storage::{RosterItem, Subscription};

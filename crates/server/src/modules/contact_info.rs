@@ -1,8 +1,8 @@
 //! XEP-0157 Contact Addresses: the `[contact]` addresses from the configuration, published as
 //! an extended disco#info form (XEP-0128) of the server.
 
-use super::Registry;
 use crate::config::Config;
+use crate::registry::Registry;
 use crate::stanza::{ns, Build};
 
 pub fn register(registry: &mut Registry, config: &Config) {

@@ -1,8 +1,8 @@
 //! XEP-0030 Service Discovery for the server and for accounts, built from what the modules
 //! registered, and the XEP-0115 verification string advertised in stream features.
 
-use super::{Identity, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::hooks::{priority, StreamHook, StreamInfo};
+use crate::registry::{Identity, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::{ns, Build, StanzaError};
 use base64::Engine as _;
@@ -72,7 +72,7 @@ pub fn info_query(registry: &Registry, scope: IqScope, node: Option<&str>) -> El
 
 /// Features the anonymous host does not offer though the server registers them: guests have
 /// no account to manage (XEP-0077 is refused them).
-const NOT_FOR_GUESTS: &[&str] = &[super::register::NS_REGISTER];
+const NOT_FOR_GUESTS: &[&str] = &[ns::REGISTER];
 
 /// The server's disco#info as `host` answers it: the anonymous host leaves out what guests
 /// are refused.

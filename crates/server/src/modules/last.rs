@@ -1,9 +1,9 @@
 //! XEP-0012 Last Activity: the server's uptime, and when an offline contact last logged out
 //! (only to those subscribed to the account's presence, XEP-0012 §4).
 
-use super::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::hooks::{priority, SessionHook};
 use crate::im::roster;
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
 use crate::stanza::{self, ns, Build, StanzaError};

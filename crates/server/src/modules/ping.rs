@@ -1,6 +1,6 @@
 //! XEP-0199 XMPP Ping: the server answers pings addressed to it.
 
-use super::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::ns;
 use std::sync::Arc;

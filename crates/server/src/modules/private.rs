@@ -2,14 +2,13 @@
 //! element per namespace, readable and writable by that account only (older clients keep
 //! their bookmarks here, XEP-0048).
 
-use super::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::im::roster;
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::{ns, Build, ErrorType, StanzaError};
 use minidom::Element;
 use std::sync::Arc;
 
-pub const NS_PRIVATE: &str = "jabber:iq:private";
 /// Largest element stored for one namespace, in bytes of XML.
 const MAX_ELEMENT_BYTES: usize = 64 * 1024;
 /// Most namespaces one account may keep.
@@ -17,15 +16,15 @@ const MAX_NAMESPACES: usize = 64;
 
 pub fn register(registry: &mut Registry) {
     let handler = Arc::new(PrivateStorage);
-    registry.iq(IqScope::Account, IqKind::Get, NS_PRIVATE, handler.clone());
-    registry.iq(IqScope::Account, IqKind::Set, NS_PRIVATE, handler);
+    registry.iq(IqScope::Account, IqKind::Get, ns::PRIVATE, handler.clone());
+    registry.iq(IqScope::Account, IqKind::Set, ns::PRIVATE, handler);
 }
 
 struct PrivateStorage;
 
 /// XEP-0049 §3: namespaces that are XMPP's own, or this protocol's, cannot be used as keys.
 fn reserved(namespace: &str) -> bool {
-    matches!(namespace, ns::CLIENT | "jabber:server" | NS_PRIVATE) || namespace.is_empty()
+    matches!(namespace, ns::CLIENT | "jabber:server" | ns::PRIVATE) || namespace.is_empty()
 }
 
 fn not_acceptable(text: &str) -> StanzaError {
@@ -61,7 +60,9 @@ impl IqHandler for PrivateStorage {
                     .and_then(|xml| salon_xml::parse_stored(&xml, &namespace));
                 // Nothing stored: the empty element that was asked for (§3.2).
                 let element = stored.unwrap_or_else(|| (*wanted).clone());
-                Ok(Some(Build::new("query", NS_PRIVATE).child(element).build()))
+                Ok(Some(
+                    Build::new("query", ns::PRIVATE).child(element).build(),
+                ))
             }
             IqKind::Set => {
                 if children.is_empty() {

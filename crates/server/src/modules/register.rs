@@ -2,14 +2,13 @@
 //! or delete the account from the client. Creating accounts in-band is not offered; operators
 //! create them with `salon user add`.
 
-use super::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::im::roster;
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
-use crate::stanza::{Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaError};
 use minidom::Element;
 use std::sync::Arc;
 
-pub const NS_REGISTER: &str = "jabber:iq:register";
 /// Longest password accepted, in bytes; SCRAM hashes any length, but nobody needs more.
 const MAX_PASSWORD_BYTES: usize = 1024;
 /// How long the requester's session stays after its account is removed, so that the IQ
@@ -19,10 +18,10 @@ const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_millis(250)
 pub fn register(registry: &mut Registry) {
     let handler = Arc::new(Register);
     for scope in [IqScope::Server, IqScope::Account] {
-        registry.iq(scope, IqKind::Get, NS_REGISTER, handler.clone());
-        registry.iq(scope, IqKind::Set, NS_REGISTER, handler.clone());
+        registry.iq(scope, IqKind::Get, ns::REGISTER, handler.clone());
+        registry.iq(scope, IqKind::Set, ns::REGISTER, handler.clone());
     }
-    registry.feature(IqScope::Server, NS_REGISTER);
+    registry.feature(IqScope::Server, ns::REGISTER);
 }
 
 struct Register;
@@ -48,12 +47,12 @@ impl IqHandler for Register {
         let (user, domain) = roster::account_key(&account);
         match request.kind {
             IqKind::Get => Ok(Some(
-                Build::new("query", NS_REGISTER)
-                    .child(Element::bare("registered", NS_REGISTER))
-                    .child(Build::new("username", NS_REGISTER).text(user).build())
+                Build::new("query", ns::REGISTER)
+                    .child(Element::bare("registered", ns::REGISTER))
+                    .child(Build::new("username", ns::REGISTER).text(user).build())
                     .build(),
             )),
-            IqKind::Set if query.get_child("remove", NS_REGISTER).is_some() => {
+            IqKind::Set if query.get_child("remove", ns::REGISTER).is_some() => {
                 if query.children().count() != 1 {
                     return Err(StanzaError::bad_request("<remove/> must be alone"));
                 }
@@ -61,8 +60,8 @@ impl IqHandler for Register {
                 Ok(None)
             }
             IqKind::Set => {
-                let username = query.get_child("username", NS_REGISTER).map(Element::text);
-                let password = query.get_child("password", NS_REGISTER).map(Element::text);
+                let username = query.get_child("username", ns::REGISTER).map(Element::text);
+                let password = query.get_child("password", ns::REGISTER).map(Element::text);
                 let (Some(username), Some(password)) = (username, password) else {
                     return Err(StanzaError::bad_request(
                         "a password change carries <username/> and <password/>",

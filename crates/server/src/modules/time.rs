@@ -1,6 +1,6 @@
 //! XEP-0202 Entity Time of the server.
 
-use super::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::{ns, Build};
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! XEP-0054 vcard-temp: each account stores one `<vCard/>`, which anyone may read and only the
 //! owner may write.
 
-use super::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::im::roster;
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::{ns, ErrorType, StanzaError};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! XEP-0092 Software Version of the server.
 
-use super::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::{ns, Build};
 use std::sync::Arc;

@@ -3,90 +3,34 @@
 //! only supplies bytes in and out (see [`Transport`]).
 
 pub mod sasl;
-mod scram;
 pub mod stream_management;
 pub mod tcp;
+mod transport;
+
+pub use stream_management::state::{ResumeRequest, ResumeSlot};
+pub use transport::{ReadError, Transport};
 
 use crate::extensions::LocalExtensions;
 use crate::hooks::{FromClient, StreamInfo};
 use crate::registry::IqScope;
 use crate::router::{Outbound, SessionHandle, Signal};
 use crate::server::Server;
+use crate::stanza::ns::SM as NS_SM;
 use crate::stanza::{self, ns, set_attr, Build, StanzaError};
-use base64::Engine as _;
 use minidom::Element;
-use salon_xml::{ParserLimits, StreamEvent, StreamParseError};
-use sasl::{Authenticated, ChannelBindings, Exchange, StepOutcome};
-use std::io;
+use salon_xml::{ParserLimits, StreamEvent};
+use sasl::common::Authenticated;
+use sasl::exchange::Exchange;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use stream_management::{StreamManagement, NS_SM};
+use stream_management::state::{next_resume, StreamManagement};
 use tokio::sync::mpsc;
 
 /// Failed SASL attempts allowed on one connection before it is closed (RFC 6120 §6.4.5).
 const MAX_SASL_FAILURES: u32 = 3;
 /// How long a TLS handshake may take.
 pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-
-#[derive(Debug)]
-pub enum ReadError {
-    Io(io::Error),
-    Parse(StreamParseError),
-    Closed,
-}
-
-/// What a session needs from a transport: parsed input, raw output, and TLS.
-#[async_trait::async_trait]
-pub trait Transport: Send {
-    /// Append what the input received so far completes, or register for more. A poll rather
-    /// than an `async fn`: the session polls it on every wake-up (each delivery to this client),
-    /// and an async trait method would allocate a future each time.
-    fn poll_read_events(
-        &mut self,
-        cx: &mut Context<'_>,
-        events: &mut Vec<StreamEvent>,
-    ) -> Poll<Result<(), ReadError>>;
-    /// Where the next outgoing element is written. Elements accumulate until
-    /// [`flush`](Self::flush), so a batch costs one system call.
-    fn out(&mut self) -> &mut Vec<u8>;
-    /// Marks the end of one element written to [`out`](Self::out) (a WebSocket frame boundary).
-    fn end_element(&mut self);
-    /// Write everything buffered.
-    async fn flush(&mut self) -> io::Result<()>;
-    /// The server's stream header (`<stream:stream>` on TCP, `<open/>` on WebSocket).
-    fn stream_header(&self, from: &str, id: &str, to: Option<&str>) -> String;
-    /// What closes the stream (`</stream:stream>` or `<close/>`).
-    fn stream_footer(&self) -> &'static str;
-    /// Forget the parser state for a stream restart.
-    fn restart(&mut self);
-    fn is_secure(&self) -> bool;
-    /// Only TCP can upgrade to TLS; the others are encrypted (or not) by the HTTP layer.
-    fn can_starttls(&self) -> bool {
-        false
-    }
-    async fn starttls(&mut self, _config: Arc<rustls::ServerConfig>) -> io::Result<()> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    /// What SCRAM-…-PLUS can bind to; nothing where this process does not hold the TLS session.
-    fn channel_bindings(&self) -> ChannelBindings {
-        ChannelBindings::default()
-    }
-    /// The client's address, for limits and logs.
-    fn peer_ip(&self) -> IpAddr;
-    /// Whether the client's stream header is acceptable to this transport: its element and
-    /// namespaces (RFC 6120 §4.8, RFC 7395 §3.3.2). `None` when it is; otherwise the stream
-    /// error condition and text.
-    fn check_header(
-        &self,
-        namespace: &str,
-        name: &str,
-        default_namespace: Option<&str>,
-    ) -> Option<(&'static str, &'static str)>;
-    /// Close the connection after the last flush.
-    async fn close(&mut self) {}
-}
 
 pub fn parser_limits(server: &Server) -> ParserLimits {
     let limits = &server.config.limits;
@@ -154,67 +98,6 @@ enum Stop {
     Resumed(ResumeRequest),
     /// This connection's transport went to the session it resumed; nothing is left to do.
     HandedOver,
-}
-
-/// A new connection asking a session to take it over (XEP-0198 `<resume/>`).
-pub struct ResumeRequest {
-    transport: Box<dyn Transport>,
-    /// The client's count of stanzas it received.
-    h: u32,
-}
-
-/// How a waiting session is found when its client comes back.
-pub struct ResumeSlot {
-    jid: jid::FullJid,
-    anonymous: bool,
-    sender: mpsc::Sender<ResumeRequest>,
-}
-
-/// Stands in for a transport that has been handed over or is gone.
-struct NoTransport {
-    out: Vec<u8>,
-}
-
-#[async_trait::async_trait]
-impl Transport for NoTransport {
-    fn poll_read_events(
-        &mut self,
-        _: &mut Context<'_>,
-        _: &mut Vec<StreamEvent>,
-    ) -> Poll<Result<(), ReadError>> {
-        Poll::Ready(Err(ReadError::Closed))
-    }
-    fn out(&mut self) -> &mut Vec<u8> {
-        self.out.clear();
-        &mut self.out
-    }
-    fn end_element(&mut self) {
-        self.out.clear();
-    }
-    async fn flush(&mut self) -> io::Result<()> {
-        Err(io::ErrorKind::NotConnected.into())
-    }
-    fn stream_header(&self, _: &str, _: &str, _: Option<&str>) -> String {
-        String::new()
-    }
-    fn stream_footer(&self) -> &'static str {
-        ""
-    }
-    fn restart(&mut self) {}
-    fn is_secure(&self) -> bool {
-        false
-    }
-    fn peer_ip(&self) -> IpAddr {
-        IpAddr::from([0, 0, 0, 0])
-    }
-    fn check_header(
-        &self,
-        _: &str,
-        _: &str,
-        _: Option<&str>,
-    ) -> Option<(&'static str, &'static str)> {
-        None
-    }
 }
 
 struct Session {
@@ -518,7 +401,7 @@ impl Session {
             }
             Some(_) => {
                 features = features
-                    .child(Element::bare("sm", NS_SM))
+                    .child(Element::bare("sm", ns::SM))
                     .child(Element::bare("bind", ns::BIND))
                     .child(
                         Build::new("session", ns::SESSION)
@@ -543,7 +426,7 @@ impl Session {
     }
 
     async fn on_element(&mut self, element: Element) -> Result<(), Stop> {
-        if element.ns() == NS_SM {
+        if element.ns() == ns::SM {
             return self.on_stream_management(element).await;
         }
         if self.stage == Stage::Bound && element.ns() != ns::CLIENT {
@@ -605,154 +488,6 @@ impl Session {
                 Err(Stop::Closed)
             }
             Err(_) => Err(Stop::Closed),
-        }
-    }
-
-    async fn sasl_failure(&mut self, condition: &str, text: Option<&str>) -> Result<(), Stop> {
-        let text = text
-            .map(|t| format!("<text>{}</text>", salon_xml::escape(t)))
-            .unwrap_or_default();
-        self.send_raw(&format!(
-            "<failure xmlns='{}'><{condition}/>{text}</failure>",
-            ns::SASL
-        ))
-        .await
-    }
-
-    async fn sasl_auth(&mut self, element: &Element) -> Result<(), Stop> {
-        let secure = self.transport.is_secure();
-        let require_tls = self.server.config.c2s.require_encryption;
-        if self.authenticated.is_some() {
-            return Err(Stop::StreamError(
-                "policy-violation",
-                "already authenticated".into(),
-            ));
-        }
-        if !secure && require_tls {
-            return self
-                .sasl_failure("encryption-required", Some("use STARTTLS first"))
-                .await;
-        }
-        let ip = self.transport.peer_ip();
-        if !self.server.login_failures.may_try(ip) {
-            tracing::warn!(peer = %ip, "login refused: too many failed logins from this address");
-            return self
-                .sasl_failure(
-                    "temporary-auth-failure",
-                    Some("too many failed logins; try again later"),
-                )
-                .await;
-        }
-        let mechanism = element.attr("mechanism").unwrap_or_default();
-        let anonymous = self.server.is_anonymous_host(&self.host);
-        let storage = self.server.storage_for(&self.host).clone();
-        let exchange = Exchange::start(
-            mechanism,
-            storage,
-            &self.host,
-            anonymous,
-            secure,
-            self.transport.channel_bindings(),
-        );
-        match exchange {
-            Ok(exchange) => {
-                self.sasl = Some(exchange);
-                self.sasl_step(element).await
-            }
-            Err(failure) => self.sasl_failure(failure.condition(), None).await,
-        }
-    }
-
-    async fn sasl_response(&mut self, element: &Element) -> Result<(), Stop> {
-        if self.sasl.is_none() {
-            return self
-                .sasl_failure("malformed-request", Some("no exchange in progress"))
-                .await;
-        }
-        self.sasl_step(element).await
-    }
-
-    async fn sasl_step(&mut self, element: &Element) -> Result<(), Stop> {
-        let text = element.text();
-        let text = text.trim();
-        let data = if text == "=" || text.is_empty() {
-            Vec::new()
-        } else {
-            match base64::engine::general_purpose::STANDARD.decode(text) {
-                Ok(data) => data,
-                Err(_) => {
-                    self.sasl = None;
-                    return self.sasl_failure("incorrect-encoding", None).await;
-                }
-            }
-        };
-        let ip = self.transport.peer_ip();
-        let account = self.sasl.as_mut().and_then(|e| e.account(&data));
-        if let Some(account) = &account {
-            if !self
-                .server
-                .account_login_failures
-                .may_try((ip, account.clone()))
-            {
-                self.sasl = None;
-                tracing::warn!(peer = %ip, account, "login refused: too many failed logins on this account from this address");
-                return self
-                    .sasl_failure(
-                        "temporary-auth-failure",
-                        Some("too many failed logins; try again later"),
-                    )
-                    .await;
-            }
-        }
-        let Some(exchange) = self.sasl.as_mut() else {
-            return Ok(());
-        };
-        match exchange.step(data).await {
-            Ok(StepOutcome::Challenge(challenge)) => {
-                let encoded = base64::engine::general_purpose::STANDARD.encode(challenge);
-                self.send_raw(&format!(
-                    "<challenge xmlns='{}'>{encoded}</challenge>",
-                    ns::SASL
-                ))
-                .await
-            }
-            Ok(StepOutcome::Success(who, additional)) => {
-                self.sasl = None;
-                let additional = if additional.is_empty() {
-                    String::new()
-                } else {
-                    base64::engine::general_purpose::STANDARD.encode(additional)
-                };
-                tracing::info!(peer = %self.transport.peer_ip(), host = %self.host, who = ?who, "authenticated");
-                self.server.metrics.login(true);
-                self.authenticated = Some(who);
-                self.send_raw(&format!(
-                    "<success xmlns='{}'>{additional}</success>",
-                    ns::SASL
-                ))
-                .await?;
-                self.transport.restart();
-                self.stage = Stage::AwaitingHeader;
-                Ok(())
-            }
-            Err(failure) => {
-                self.sasl = None;
-                self.server.login_failures.failed(ip);
-                if let Some(account) = account {
-                    self.server.account_login_failures.failed((ip, account));
-                }
-                self.server.metrics.login(false);
-                self.sasl_failures += 1;
-                tracing::info!(peer = %ip, host = %self.host, condition = failure.condition(), "failed login");
-                self.sasl_failure(failure.condition(), None).await?;
-                if self.sasl_failures >= MAX_SASL_FAILURES {
-                    return Err(Stop::StreamError(
-                        "policy-violation",
-                        "too many failed authentication attempts".into(),
-                    ));
-                }
-                Ok(())
-            }
         }
     }
 
@@ -980,228 +715,6 @@ impl Session {
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.transport.flush()).await;
         self.transport.close().await;
-    }
-
-    /// XEP-0198 nonzas: enable, acknowledgement requests and answers, resumption.
-    async fn on_stream_management(&mut self, element: Element) -> Result<(), Stop> {
-        let failed = |condition: &str| {
-            format!(
-                "<failed xmlns='{NS_SM}'><{condition} xmlns='{}'/></failed>",
-                ns::STANZAS_ERROR
-            )
-        };
-        match (element.name(), self.stage) {
-            ("enable", Stage::Bound) if self.sm.is_none() => {
-                let resume = matches!(element.attr("resume"), Some("true" | "1"));
-                let max = self.server.config.resume_timeout_for(&self.host);
-                let id = resume.then(|| format!("{:032x}", rand::random::<u128>()));
-                if let (Some(id), Some(handle)) = (&id, &self.handle) {
-                    let (sender, receiver) = mpsc::channel(1);
-                    self.server.resumable.insert(
-                        id.clone(),
-                        ResumeSlot {
-                            jid: handle.jid.clone(),
-                            anonymous: handle.anonymous,
-                            sender,
-                        },
-                    );
-                    self.resume_requests = Some(receiver);
-                }
-                let answer = match &id {
-                    Some(id) => {
-                        format!("<enabled xmlns='{NS_SM}' id='{id}' resume='true' max='{max}'/>")
-                    }
-                    None => format!("<enabled xmlns='{NS_SM}'/>"),
-                };
-                self.sm = Some(StreamManagement::new(id));
-                self.send_raw(&answer).await
-            }
-            ("enable", _) => self.send_raw(&failed("unexpected-request")).await,
-            ("r", _) => match &self.sm {
-                Some(sm) => {
-                    let answer = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound);
-                    self.send_raw(&answer).await
-                }
-                None => Err(Stop::StreamError(
-                    "unsupported-stanza-type",
-                    "enable stream management first".into(),
-                )),
-            },
-            ("a", _) => {
-                let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
-                match (self.sm.as_mut(), h) {
-                    (Some(sm), Some(h)) => sm.acknowledge(h).map_err(|e| {
-                        Stop::StreamError(
-                            "undefined-condition",
-                            format!("acknowledged {} stanzas but only {} were sent", e.h, e.sent),
-                        )
-                    }),
-                    (None, _) => Err(Stop::StreamError(
-                        "unsupported-stanza-type",
-                        "enable stream management first".into(),
-                    )),
-                    (_, None) => Err(Stop::StreamError(
-                        "bad-format",
-                        "<a/> needs a number h".into(),
-                    )),
-                }
-            }
-            ("resume", Stage::Authenticated) => self.resume(&element).await,
-            ("resume", _) => self.send_raw(&failed("unexpected-request")).await,
-            _ => Err(Stop::StreamError(
-                "unsupported-stanza-type",
-                format!("<{}/> is not part of stream management", element.name()),
-            )),
-        }
-    }
-
-    /// A new connection, authenticated, asks to continue an earlier session: hand it this
-    /// connection if the session is waiting and belongs to the same user.
-    async fn resume(&mut self, element: &Element) -> Result<(), Stop> {
-        let previd = element.attr("previd").unwrap_or_default();
-        let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
-        let slot = self
-            .server
-            .resumable
-            .get(previd)
-            .map(|slot| (slot.jid.clone(), slot.anonymous, slot.sender.clone()));
-        let same_owner = |jid: &jid::FullJid, anonymous: bool| {
-            jid.domain().as_str() == self.host
-                && match &self.authenticated {
-                    Some(Authenticated::User(user)) => {
-                        !anonymous && jid.node().is_some_and(|n| n.as_str() == user)
-                    }
-                    Some(Authenticated::Anonymous) => anonymous,
-                    None => false,
-                }
-        };
-        let (Some((jid, anonymous, sender)), Some(h)) = (slot, h) else {
-            let answer = format!(
-                "<failed xmlns='{NS_SM}'><item-not-found xmlns='{}'/></failed>",
-                ns::STANZAS_ERROR
-            );
-            return self.send_raw(&answer).await;
-        };
-        if !same_owner(&jid, anonymous) {
-            let answer = format!(
-                "<failed xmlns='{NS_SM}'><not-authorized xmlns='{}'/></failed>",
-                ns::STANZAS_ERROR
-            );
-            return self.send_raw(&answer).await;
-        }
-        let transport = std::mem::replace(
-            &mut self.transport,
-            Box::new(NoTransport { out: Vec::new() }),
-        );
-        match sender.try_send(ResumeRequest { transport, h }) {
-            Ok(()) => {
-                tracing::info!(jid = %jid, "session resumed on a new connection");
-                Err(Stop::HandedOver)
-            }
-            Err(refused) => {
-                // The old session ended meanwhile: keep the connection and say so.
-                let request = match refused {
-                    mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
-                };
-                self.transport = request.transport;
-                let answer = format!(
-                    "<failed xmlns='{NS_SM}'><item-not-found xmlns='{}'/></failed>",
-                    ns::STANZAS_ERROR
-                );
-                self.send_raw(&answer).await
-            }
-        }
-    }
-
-    /// Take over the connection of a client that resumed (XEP-0198 §5): acknowledge what it
-    /// has, tell it what we have, and send again what it missed.
-    async fn adopt(&mut self, request: ResumeRequest) {
-        if let Some(handle) = &self.handle {
-            handle.set_detached(false);
-        }
-        let mut old = std::mem::replace(&mut self.transport, request.transport);
-        let _ = tokio::time::timeout(Duration::from_millis(500), old.close()).await;
-        drop(old);
-        // What a stream module held back goes with the rest the client missed.
-        let held = self.server.modules.hooks.detached(&mut self.local);
-        let Some(sm) = self.sm.as_mut() else {
-            return;
-        };
-        for item in held {
-            sm.sent(item);
-        }
-        if let Err(e) = sm.acknowledge(request.h) {
-            tracing::info!(
-                h = e.h,
-                sent = e.sent,
-                "resumption with an impossible count"
-            );
-        }
-        let id = sm.id.clone().unwrap_or_default();
-        let resumed = format!(
-            "<resumed xmlns='{NS_SM}' previd='{id}' h='{}'/>",
-            sm.inbound
-        );
-        let missed: Vec<Outbound> = sm.unacked().cloned().collect();
-        self.queue(resumed.as_bytes());
-        for item in missed {
-            item.write_to(self.transport.out());
-            self.transport.end_element();
-        }
-        let _ = self.transport.flush().await;
-        if let Some(handle) = &self.handle {
-            let hooks = &self.server.modules.hooks;
-            hooks.session_resumed(&self.server, handle).await;
-        }
-    }
-
-    /// The connection is gone but the session may be resumed: keep collecting what arrives
-    /// for it, within bounds, until the client comes back or the time is up.
-    async fn wait_detached(&mut self) -> Option<ResumeRequest> {
-        if let Some(handle) = &self.handle {
-            handle.set_detached(true);
-        }
-        // Held back by a stream module but never written: sent on resumption like the rest.
-        let held = self.server.modules.hooks.detached(&mut self.local);
-        if let Some(sm) = self.sm.as_mut() {
-            for item in held {
-                sm.sent(item);
-            }
-        }
-        let timeout = Duration::from_secs(self.server.config.resume_timeout_for(&self.host));
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut shutdown = self.server.shutdown_signal();
-        let limit = self.server.config.limits.outbound_queue;
-        tracing::debug!(jid = ?self.handle.as_ref().map(|h| h.jid.to_string()), "connection lost; session kept for resumption");
-        loop {
-            tokio::select! {
-                request = next_resume(self.resume_requests.as_mut()) => return request,
-                signal = next_signal(self.handle.as_deref()) => {
-                    let Signal::Queued(batch) = signal else {
-                        return None;
-                    };
-                    let sm = self.sm.as_mut()?;
-                    for item in batch {
-                        sm.sent(item);
-                    }
-                    if sm.pending() > limit {
-                        return None;
-                    }
-                }
-                _ = &mut deadline => return None,
-                _ = crate::server::shutdown_requested(&mut shutdown) => return None,
-            }
-        }
-    }
-}
-
-async fn next_resume(
-    receiver: Option<&mut mpsc::Receiver<ResumeRequest>>,
-) -> Option<ResumeRequest> {
-    match receiver {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::{ReadError, Transport};
 use crate::server::Server;
-use crate::session::sasl::ChannelBindings;
+use crate::session::sasl::common::ChannelBindings;
 use salon_xml::{ParserLimits, StreamEvent, StreamParser};
 use std::io;
 use std::net::{IpAddr, SocketAddr};

@@ -1,11 +1,11 @@
-//! XEP-0198 Stream Management: counting stanzas each way, acknowledgements, and the unacked
-//! queue that lets a session be resumed on a new connection (after a page reload or a network
+//! XEP-0198 Stream Management state: counting stanzas each way, acknowledgements, and the
+//! unacked queue that lets a session be resumed on a new connection (after a page reload or a network
 //! switch) with nothing lost and no leave/join seen by anyone.
 
 use crate::router::Outbound;
+use crate::session::transport::Transport;
 use std::collections::VecDeque;
-
-pub const NS_SM: &str = "urn:xmpp:sm:3";
+use tokio::sync::mpsc;
 
 /// Ask the client for an acknowledgement once this many stanzas are unacknowledged.
 const REQUEST_ACK_AFTER: usize = 8;
@@ -90,6 +90,29 @@ impl StreamManagement {
 
     pub fn resumable(&self) -> bool {
         self.id.is_some()
+    }
+}
+
+/// A new connection asking a session to take it over (XEP-0198 `<resume/>`).
+pub struct ResumeRequest {
+    pub(in crate::session) transport: Box<dyn Transport>,
+    /// The client's count of stanzas it received.
+    pub(in crate::session) h: u32,
+}
+
+/// How a waiting session is found when its client comes back.
+pub struct ResumeSlot {
+    pub(in crate::session) jid: jid::FullJid,
+    pub(in crate::session) anonymous: bool,
+    pub(in crate::session) sender: mpsc::Sender<ResumeRequest>,
+}
+
+pub(in crate::session) async fn next_resume(
+    receiver: Option<&mut mpsc::Receiver<ResumeRequest>>,
+) -> Option<ResumeRequest> {
+    match receiver {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

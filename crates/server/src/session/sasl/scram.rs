@@ -3,7 +3,7 @@
 //! draws the server nonce from every printable character, `"` included, which the SCRAM parsers
 //! of xmpp.js and StanzaJS take for quoting; our nonce is base64, as other servers send.
 
-use super::sasl::{Authenticated, ChannelBindings, SaslFailure, StepOutcome};
+use super::common::{Authenticated, ChannelBindings, SaslFailure, StepOutcome};
 use crate::storage::{Credentials, Storage};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -133,7 +133,7 @@ impl ScramExchange {
         // from one try to the next, so that the answer does not tell who has an account.
         let (salt, iterations) = match &account {
             Some((_, credentials)) => (credentials.salt.clone(), credentials.iterations),
-            None => (decoy_salt(&first.username), super::sasl::SCRAM_ITERATIONS),
+            None => (decoy_salt(&first.username), super::common::SCRAM_ITERATIONS),
         };
         let nonce = format!("{}{}", first.nonce, server_nonce());
         let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(salt));
@@ -355,7 +355,7 @@ mod tests {
     fn rfc5802_example_proof_checks_out() {
         let hash = Hash::Sha1;
         let salt = B64.decode("QSXCR+Q6sek8bf92").unwrap();
-        let credentials = crate::session::sasl::derive_with_salt("pencil", &salt, 4096);
+        let credentials = crate::session::sasl::common::derive_with_salt("pencil", &salt, 4096);
         let auth_message = "n=user,r=fyko+d2lbbFgONRv9qkxdawL,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096,c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j";
         let client_signature = hash.hmac(&credentials.sha1.stored_key, auth_message.as_bytes());
         let proof = B64.decode("v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=").unwrap();
