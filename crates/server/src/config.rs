@@ -289,6 +289,14 @@ pub struct LimitsConfig {
     pub offline_messages_per_user: usize,
     /// Stanzas per second one session may send (bursts up to twice that are allowed).
     pub stanzas_per_second: u32,
+    /// Stanzas sent to a client with stream management (XEP-0198) that it has not yet
+    /// acknowledged; one more ends its stream with `<policy-violation/>`.
+    pub unacked_stanzas: usize,
+    /// The same bound in bytes, so that a few huge stanzas cannot hold memory either.
+    pub unacked_bytes: usize,
+    /// Seconds a write to a client may take before the connection is given up as stuck (a
+    /// reader that stopped reading); the session then ends and leaves its rooms.
+    pub write_timeout: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -485,6 +493,9 @@ impl Default for LimitsConfig {
             connections_per_ip: 64,
             offline_messages_per_user: 500,
             stanzas_per_second: 200,
+            unacked_stanzas: 5000,
+            unacked_bytes: 16 * 1024 * 1024,
+            write_timeout: 30,
         }
     }
 }
@@ -649,6 +660,9 @@ impl Config {
             ("limits.max_xml_depth", limits.max_xml_depth, 4),
             ("limits.max_attributes", limits.max_attributes, 8),
             ("limits.outbound_queue", limits.outbound_queue, 16),
+            ("limits.unacked_stanzas", limits.unacked_stanzas, 16),
+            ("limits.unacked_bytes", limits.unacked_bytes, 64 * 1024),
+            ("limits.write_timeout", limits.write_timeout as usize, 1),
             ("limits.connections_per_ip", limits.connections_per_ip, 1),
             (
                 "limits.stanzas_per_second",
@@ -884,10 +898,10 @@ impl Config {
         }
         let l = &self.limits;
         out.push_str(&format!(
-            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\n",
+            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\n",
             l.max_stanza_bytes, l.max_xml_depth, l.max_attributes, l.outbound_queue,
             l.login_failures_per_minute, l.login_failures_per_account_per_minute, l.connections_per_ip, l.offline_messages_per_user,
-            l.stanzas_per_second
+            l.stanzas_per_second, l.unacked_stanzas, l.unacked_bytes, l.write_timeout
         ));
         let h = &self.http;
         out.push_str(&format!(

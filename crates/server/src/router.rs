@@ -34,6 +34,16 @@ impl Outbound {
         }
     }
 
+    /// Bytes of the wire form, for the bounds on what waits for a client.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Outbound::Stanza(bytes) => bytes.len(),
+            Outbound::Addressed(template, to) => {
+                template.head.len() + to.len() + template.tail.len()
+            }
+        }
+    }
+
     /// Whether the wire form starts with `prefix` (short enough to end before any `to`).
     pub fn starts_with(&self, prefix: &[u8]) -> bool {
         match self {
@@ -229,6 +239,15 @@ impl SessionHandle {
                 Poll::Ready(Signal::Queued(std::mem::take(&mut *queue)))
             }
             _ => Poll::Pending,
+        }
+    }
+
+    /// Resolves when the session is kicked; queued stanzas are left where they are.
+    pub fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<Kick> {
+        self.waker.register(cx.waker());
+        match self.kick_reason.lock().ok().and_then(|r| r.clone()) {
+            Some(kick) => Poll::Ready(kick),
+            None => Poll::Pending,
         }
     }
 

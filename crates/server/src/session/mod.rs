@@ -196,11 +196,14 @@ impl Session {
                         for item in ready {
                             self.write_stanza(item);
                         }
+                        if let Some(stop) = self.unacked_overflow() {
+                            return stop;
+                        }
                         if self.sm.as_mut().is_some_and(|sm| sm.should_request()) {
                             self.queue(format!("<r xmlns='{NS_SM}'/>").as_bytes());
                         }
-                        if self.transport.flush().await.is_err() {
-                            return Stop::Dropped;
+                        if let Err(stop) = self.write_out(Stop::Dropped).await {
+                            return stop;
                         }
                     }
                 },
@@ -247,14 +250,64 @@ impl Session {
 
     async fn send_raw(&mut self, text: &str) -> Result<(), Stop> {
         self.queue(text.as_bytes());
-        self.transport.flush().await.map_err(|_| Stop::Closed)
+        self.write_out(Stop::Closed).await
     }
 
     /// Send a stanza (counted for stream management, unlike nonzas sent with `send_raw`).
     async fn send(&mut self, element: &Element) -> Result<(), Stop> {
         let bytes = bytes::Bytes::from(salon_xml::serialize(element));
         self.write_stanza(Outbound::Stanza(bytes));
-        self.transport.flush().await.map_err(|_| Stop::Dropped)
+        if let Some(stop) = self.unacked_overflow() {
+            return Err(stop);
+        }
+        self.write_out(Stop::Dropped).await
+    }
+
+    /// Write what is buffered. A client that stops reading must not hold its session (and its
+    /// rooms) for long: the write is abandoned after `limits.write_timeout`, or as soon as the
+    /// session is kicked (its outbound queue overflowed meanwhile). `on_error` is how a failed
+    /// write ends the session.
+    async fn write_out(&mut self, on_error: Stop) -> Result<(), Stop> {
+        let timeout = Duration::from_secs(self.server.config.limits.write_timeout);
+        let Session {
+            transport, handle, ..
+        } = self;
+        let kicked = async {
+            match handle.as_deref() {
+                Some(handle) => std::future::poll_fn(|cx| handle.poll_kicked(cx)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            written = tokio::time::timeout(timeout, transport.flush()) => match written {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(on_error),
+                Err(_) => {
+                    tracing::info!(peer = %transport.peer_ip(), seconds = timeout.as_secs(), "closing stream: the client stopped reading");
+                    Err(Stop::StreamError(
+                        "policy-violation",
+                        format!("nothing could be written for {} s", timeout.as_secs()),
+                    ))
+                }
+            },
+            kick = kicked => Err(Stop::StreamError(kick.condition, kick.text)),
+        }
+    }
+
+    /// XEP-0198 gives a client the stanzas it has not acknowledged again; one that never
+    /// acknowledges must not make the server keep them without bound.
+    fn unacked_overflow(&self) -> Option<Stop> {
+        let limits = &self.server.config.limits;
+        let sm = self.sm.as_ref()?;
+        if !sm.exceeds(limits.unacked_stanzas, limits.unacked_bytes) {
+            return None;
+        }
+        let peer = self.transport.peer_ip();
+        tracing::info!(%peer, unacked = sm.pending(), "closing stream: too much left unacknowledged");
+        Some(Stop::StreamError(
+            "policy-violation",
+            "too many stanzas left unacknowledged (XEP-0198)".into(),
+        ))
     }
 
     /// Queue a stanza for the client, keeping a copy until it is acknowledged.
@@ -436,7 +489,7 @@ impl Session {
                     for item in write {
                         self.write_stanza(item);
                     }
-                    self.transport.flush().await.map_err(|_| Stop::Dropped)?;
+                    self.write_out(Stop::Dropped).await?;
                 }
                 return Ok(());
             }

@@ -10,10 +10,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+/// How long, and how much, a closing connection keeps reading so that its last words arrive.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 thread_local! {
     /// Shared by every connection served on this worker thread; used only inside one poll.
@@ -149,8 +153,28 @@ impl Transport for TcpTransport {
             Stream::Tls(s) => {
                 let _ = s.shutdown().await;
             }
-            Stream::Upgrading => {}
+            Stream::Upgrading => return,
         }
+        // A lingering close: closing a socket with unread input makes the kernel answer with
+        // a reset, and a reset destroys what the client has not read yet, the closing stream
+        // error included. Read (and drop) what still comes, within bounds, until the client
+        // closes its side.
+        let drain = async {
+            let mut scratch = [0u8; 4096];
+            let mut drained = 0usize;
+            while drained < LINGER_BYTES {
+                let read = match &mut self.stream {
+                    Stream::Plain(s) => s.read(&mut scratch).await,
+                    Stream::Tls(s) => s.read(&mut scratch).await,
+                    Stream::Upgrading => return,
+                };
+                match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => drained += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
     }
 
     fn stream_header(&self, from: &str, id: &str, to: Option<&str>) -> String {

@@ -207,6 +207,7 @@ impl Session {
         tokio::pin!(deadline);
         let mut shutdown = self.server.shutdown_signal();
         let limit = self.server.config.limits.outbound_queue;
+        let max_bytes = self.server.config.limits.unacked_bytes;
         tracing::debug!(jid = ?self.handle.as_ref().map(|h| h.jid.to_string()), "connection lost; session kept for resumption");
         loop {
             tokio::select! {
@@ -219,7 +220,7 @@ impl Session {
                     for item in batch {
                         sm.sent(item);
                     }
-                    if sm.pending() > limit {
+                    if sm.pending() > limit || sm.exceeds(limit, max_bytes) {
                         return None;
                     }
                 }

@@ -21,6 +21,8 @@ pub struct StreamManagement {
     acked: u32,
     /// Sent, not yet acknowledged, oldest first.
     unacked: VecDeque<Outbound>,
+    /// The bytes of `unacked`.
+    unacked_bytes: usize,
     /// An `<r/>` is outstanding.
     requested: bool,
 }
@@ -40,6 +42,7 @@ impl StreamManagement {
             outbound: 0,
             acked: 0,
             unacked: VecDeque::new(),
+            unacked_bytes: 0,
             requested: false,
         }
     }
@@ -47,6 +50,7 @@ impl StreamManagement {
     /// Record a stanza written to the client.
     pub fn sent(&mut self, item: Outbound) {
         self.outbound = self.outbound.wrapping_add(1);
+        self.unacked_bytes += item.wire_len();
         self.unacked.push_back(item);
     }
 
@@ -64,7 +68,9 @@ impl StreamManagement {
                 sent: self.outbound,
             });
         }
-        self.unacked.drain(..newly);
+        for item in self.unacked.drain(..newly) {
+            self.unacked_bytes -= item.wire_len();
+        }
         self.acked = h;
         self.requested = false;
         Ok(())
@@ -72,6 +78,11 @@ impl StreamManagement {
 
     pub fn pending(&self) -> usize {
         self.unacked.len()
+    }
+
+    /// Whether more waits for acknowledgement than a client may leave unacknowledged.
+    pub fn exceeds(&self, max_stanzas: usize, max_bytes: usize) -> bool {
+        self.unacked.len() > max_stanzas || self.unacked_bytes > max_bytes
     }
 
     /// Stanzas to send again after a resumption.
