@@ -1,9 +1,12 @@
 //! Message archives (XEP-0313 Message Archive Management with XEP-0059 paging) of rooms and
 //! accounts: the ordered, bounded writer they append through, the query protocol, retention.
 
+use crate::extensions::Extensions;
 use crate::hooks::{priority, ServerHook};
 use crate::registry::Registry;
+use crate::router::SessionHandle;
 use crate::server::Server;
+use crate::service::ServiceContext;
 use crate::stanza::{ns, Build, StanzaError};
 use crate::storage::prelude::*;
 use crate::storage::{ArchiveQuery, ArchivedMessage, StorageError};
@@ -29,17 +32,54 @@ pub fn register(registry: &mut Registry) {
         .on_server(priority::DELIVER, Arc::new(FlushAtStop));
 }
 
+/// What the archive needs from whoever keeps one: the archive store, the server-wide slots
+/// where the one writer lives, and the sessions query results go to. Both the server (for
+/// accounts' archives, XEP-0313 §4) and a service's context (for rooms', §6) provide it, so
+/// neither rooms nor accounts hand the archive more than that.
+pub trait ArchiveHost: Send + Sync {
+    fn archive_store(&self) -> Arc<dyn ArchiveStore>;
+    fn extensions(&self) -> &Extensions;
+    fn local_session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>>;
+}
+
+impl ArchiveHost for Server {
+    fn archive_store(&self) -> Arc<dyn ArchiveStore> {
+        self.storage.clone()
+    }
+
+    fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    fn local_session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>> {
+        self.router.session(full)
+    }
+}
+
+impl ArchiveHost for ServiceContext {
+    fn archive_store(&self) -> Arc<dyn ArchiveStore> {
+        ServiceContext::archive_store(self)
+    }
+
+    fn extensions(&self) -> &Extensions {
+        ServiceContext::extensions(self)
+    }
+
+    fn local_session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>> {
+        ServiceContext::local_session(self, full)
+    }
+}
+
 /// The server's one writer, in a server-wide slot; started on first use (inside the runtime).
 #[derive(Default)]
 struct WriterSlot(std::sync::OnceLock<ArchiveWriter>);
 
 /// The archive writer shared by rooms and accounts.
-pub fn writer(server: &Server) -> ArchiveWriter {
-    server
-        .extensions
+pub fn writer(host: &dyn ArchiveHost) -> ArchiveWriter {
+    host.extensions()
         .get_or_default::<WriterSlot>()
         .0
-        .get_or_init(|| ArchiveWriter::start(server.storage.clone()))
+        .get_or_init(|| ArchiveWriter::start(host.archive_store()))
         .clone()
 }
 
@@ -250,14 +290,14 @@ fn parse_query(query: &Element, with_kind: WithKind) -> Result<ArchiveQuery, Sta
 
 /// Run a query against `archive` and send the results to `to`, then return the `<fin/>`.
 pub async fn answer_query(
-    server: &Arc<Server>,
+    host: &dyn ArchiveHost,
     archive: &str,
     to: &jid::FullJid,
     query: &Element,
     with_kind: WithKind,
 ) -> Result<Option<Element>, StanzaError> {
     let parsed = parse_query(query, with_kind)?;
-    let page = match server.storage.archive_query(archive, &parsed).await {
+    let page = match host.archive_store().archive_query(archive, &parsed).await {
         Ok(page) => page,
         Err(StorageError::NotFound) => {
             return Err(StanzaError::item_not_found().with_text("no message with that id"))
@@ -268,7 +308,7 @@ pub async fn answer_query(
         }
     };
     let query_id = query.attr("queryid");
-    let Some(session) = server.router.session(to) else {
+    let Some(session) = host.local_session(to) else {
         return Ok(None);
     };
     for message in &page.messages {
@@ -330,7 +370,7 @@ fn micros_to_datetime(micros: i64) -> String {
 }
 
 /// Delete messages of the archives on `domains` past the retention period: now, then hourly.
-pub fn start_retention(server: Arc<Server>, domains: Vec<String>, days: u64) {
+pub fn start_retention(store: Arc<dyn ArchiveStore>, domains: Vec<String>, days: u64) {
     if days == 0 || domains.is_empty() {
         return;
     }
@@ -340,7 +380,7 @@ pub fn start_retention(server: Arc<Server>, domains: Vec<String>, days: u64) {
             tick.tick().await;
             let cutoff = chrono::Utc::now().timestamp_micros() - (days as i64) * 86_400_000_000;
             for domain in &domains {
-                match server.storage.archive_expire(domain, cutoff).await {
+                match store.archive_expire(domain, cutoff).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(domain, deleted = n, "expired archived messages"),
                     Err(e) => tracing::error!(domain, error = %e, "expiring archived messages"),

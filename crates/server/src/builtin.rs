@@ -21,7 +21,11 @@ pub fn build(config: Config, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<Se
         muc::register(&mut registry, muc.clone());
     }
     let upload = match &config.upload {
-        Some(settings) => Some(upload::UploadService::new(settings.clone(), &config)?),
+        Some(settings) => Some(upload::UploadService::new(
+            settings.clone(),
+            &config,
+            storage.clone(),
+        )?),
         None => None,
     };
     if let Some(upload) = &upload {

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod registry;
 pub mod router;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod stanza;
 pub mod storage;

@@ -2,6 +2,7 @@
 //! global lock), the service hosts (MUC, upload) that take stanzas for their domain, and the
 //! per-connection outbound queue with its bound (ARCHITECTURE.md "The path of a stanza", step 5).
 
+use crate::service::ServiceHost;
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -292,17 +293,12 @@ impl SessionHandle {
     }
 }
 
-/// Handles every stanza addressed to a service host such as `rooms.example.org`.
-#[async_trait::async_trait]
-pub trait ServiceHost: Send + Sync {
-    async fn handle(&self, server: &Arc<crate::server::Server>, stanza: Element);
-}
-
 /// The table of bound sessions and service hosts.
 #[derive(Default)]
 pub struct Router {
     sessions: DashMap<String, Vec<Arc<SessionHandle>>>,
-    services: DashMap<String, Arc<dyn ServiceHost>>,
+    /// Service hosts by domain, with the domain shared into each stanza's `ServiceContext`.
+    services: DashMap<String, (Arc<str>, Arc<dyn ServiceHost>)>,
 }
 
 impl Router {
@@ -371,7 +367,8 @@ impl Router {
     }
 
     pub fn register_service(&self, domain: &str, host: Arc<dyn ServiceHost>) {
-        self.services.insert(domain.to_string(), host);
+        self.services
+            .insert(domain.to_string(), (Arc::from(domain), host));
     }
 
     pub fn service_domains(&self) -> Vec<String> {
@@ -380,8 +377,9 @@ impl Router {
         domains
     }
 
-    pub fn service(&self, domain: &str) -> Option<Arc<dyn ServiceHost>> {
-        self.services.get(domain).map(|h| h.clone())
+    /// The service host of `domain`, and the domain as its context carries it.
+    pub fn service(&self, domain: &str) -> Option<(Arc<str>, Arc<dyn ServiceHost>)> {
+        self.services.get(domain).map(|entry| entry.clone())
     }
 }
 

@@ -8,6 +8,7 @@ use crate::extensions::Extensions;
 use crate::hooks::{ToBare, ToFull};
 use crate::registry::{IqKind, IqRequest, IqScope, Registry};
 use crate::router::Router;
+use crate::service::ServiceContext;
 use crate::stanza::{self, StanzaError};
 use crate::storage::{memory::MemoryStorage, Storage};
 use crate::tls::TlsSetup;
@@ -197,8 +198,9 @@ impl Server {
         let domain = to.domain().as_str();
         if self.is_local_user_host(domain) {
             self.deliver_local(stanza, to).await;
-        } else if let Some(service) = self.router.service(domain) {
-            service.handle(self, stanza).await;
+        } else if let Some((domain, service)) = self.router.service(domain) {
+            let context = ServiceContext::new(self.clone(), domain);
+            service.handle(&context, stanza).await;
         } else {
             // Server-to-server is not built yet, and anonymous hosts never federate anyway.
             self.bounce(
@@ -263,20 +265,6 @@ impl Server {
         match reply {
             Ok(payload) => self.deliver_to_sender(stanza::iq_result(request, payload)),
             Err(error) => self.bounce(request, error),
-        }
-    }
-
-    /// The type of an IQ get or set sent to a service host that only answers queries (the MUC
-    /// service itself, upload); `None` for anything else, which is dropped, except messages,
-    /// which are refused with service-unavailable.
-    pub fn service_query_kind<'a>(self: &Arc<Self>, stanza: &'a Element) -> Option<&'a str> {
-        match (stanza.name(), stanza.attr("type")) {
-            ("iq", Some(kind @ ("get" | "set"))) => Some(kind),
-            ("message", _) => {
-                self.bounce(stanza, StanzaError::service_unavailable());
-                None
-            }
-            _ => None,
         }
     }
 

@@ -93,7 +93,7 @@ async fn put_file(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let claims = match service.check_put(&state.server, &id, authorization).await {
+    let claims = match service.check_put(&id, authorization).await {
         Ok(claims) => claims,
         Err(PutRefusal::BadToken) => {
             return text(
@@ -155,19 +155,14 @@ async fn put_file(
     let Some(_running) = service.begin_put(&id) else {
         return text(StatusCode::CONFLICT, "the upload slot is in use");
     };
-    match receive(&state, &service, &claims, body).await {
+    match receive(&service, &claims, body).await {
         Ok(()) => StatusCode::CREATED.into_response(),
         Err(response) => response,
     }
 }
 
 /// Stream the body into the partial file, then move it into place and record it.
-async fn receive(
-    state: &WebState,
-    service: &UploadService,
-    claims: &SlotClaims,
-    body: Body,
-) -> Result<(), Response> {
+async fn receive(service: &UploadService, claims: &SlotClaims, body: Body) -> Result<(), Response> {
     let internal = |what: &str, e: &dyn std::fmt::Display| {
         tracing::error!(id = %claims.id, error = %e, "upload: {what}");
         text(
@@ -245,7 +240,7 @@ async fn receive(
         }
         Err(e) => return Err(internal("moving into place", &e)),
     }
-    if let Err(e) = service.complete(&state.server, claims).await {
+    if let Err(e) = service.complete(claims).await {
         let _ = tokio::fs::remove_file(&target).await;
         return Err(match e {
             salon_server::storage::StorageError::AlreadyExists => text(
@@ -308,7 +303,7 @@ async fn get_file(
     let Some(service) = service(&state) else {
         return text(StatusCode::NOT_FOUND, "uploads are not enabled");
     };
-    let record = match service.servable(&state.server, &id).await {
+    let record = match service.servable(&id).await {
         Ok(Some(record)) => record,
         Ok(None) => return text(StatusCode::NOT_FOUND, "no such file (or it has expired)"),
         Err(e) => {

@@ -61,7 +61,7 @@ impl MessageHook for Archiving {
 impl ServerHook for Archiving {
     async fn started(&self, server: &Arc<Server>) {
         archive::start_retention(
-            server.clone(),
+            server.storage.clone(),
             vec![server.config.domain.clone()],
             server.config.archive.retention_days,
         );
@@ -86,9 +86,9 @@ impl IqHandler for MamHandler {
             (IqKind::Get, "query") => Ok(Some(archive::query_form())),
             (IqKind::Set, "query") => {
                 // A message sent a moment ago is in the answer.
-                archive::writer(server).flush().await;
+                archive::writer(server.as_ref()).flush().await;
                 archive::answer_query(
-                    server,
+                    server.as_ref(),
                     request.to.as_str(),
                     &request.from,
                     payload,
@@ -187,7 +187,7 @@ async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, message:
 
 async fn append(server: &Arc<Server>, account: &str, id: String, with: String, message: &Element) {
     let stanza = String::from_utf8_lossy(&salon_xml::serialize(message)).into_owned();
-    archive::writer(server)
+    archive::writer(server.as_ref())
         .append(
             account,
             ArchivedMessage {

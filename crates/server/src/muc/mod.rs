@@ -8,10 +8,8 @@ pub mod nick;
 pub mod room;
 
 use crate::config::{CreateRooms, MucConfig};
-use crate::hooks::{priority, ServerHook};
 use crate::registry::Registry;
-use crate::router::ServiceHost;
-use crate::server::Server;
+use crate::service::{self, ServiceContext, ServiceHost, ServiceInfo, ServiceStart};
 use crate::stanza::{self, ns, Build, StanzaError};
 use dashmap::DashMap;
 use minidom::Element;
@@ -26,20 +24,19 @@ pub const NS_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
 
 /// The service's start: stored rooms come back, and the archive retention sweep begins.
 pub fn register(registry: &mut Registry, service: Arc<MucService>) {
-    registry
-        .hooks
-        .on_server(priority::OBSERVE, Arc::new(Startup(service)));
+    let domain = service.settings.domain.clone();
+    service::on_start(registry, &domain, Arc::new(Startup(service)));
 }
 
 struct Startup(Arc<MucService>);
 
 #[async_trait::async_trait]
-impl ServerHook for Startup {
-    async fn started(&self, server: &Arc<Server>) {
+impl ServiceStart for Startup {
+    async fn started(&self, context: &ServiceContext) {
         let service = &self.0;
-        service.load(server).await;
+        service.load(context).await;
         crate::archive::start_retention(
-            server.clone(),
+            context.archive_store(),
             vec![service.settings.domain.clone()],
             service.settings.archive_retention_days,
         );
@@ -87,8 +84,8 @@ impl MucService {
     }
 
     /// Start the tasks of the persistent rooms stored for this service.
-    pub async fn load(self: &Arc<Self>, server: &Arc<Server>) {
-        let stored = match server.storage.rooms(&self.settings.domain).await {
+    pub async fn load(self: &Arc<Self>, context: &ServiceContext) {
+        let stored = match context.room_store().rooms(&self.settings.domain).await {
             Ok(rooms) => rooms,
             Err(e) => {
                 tracing::error!(error = %e, "loading persistent rooms");
@@ -102,7 +99,7 @@ impl MucService {
             };
             match serde_json::from_str::<config::RoomRecord>(&record) {
                 Ok(record) => {
-                    self.spawn_room(server, jid, record, false);
+                    self.spawn_room(context, jid, record, false);
                 }
                 Err(e) => {
                     tracing::error!(room = %jid, error = %e, "unreadable room record skipped")
@@ -114,7 +111,7 @@ impl MucService {
 
     fn spawn_room(
         self: &Arc<Self>,
-        server: &Arc<Server>,
+        context: &ServiceContext,
         jid: jid::BareJid,
         record: config::RoomRecord,
         created_now: bool,
@@ -130,7 +127,7 @@ impl MucService {
         let key = jid.to_string();
         self.rooms.insert(key, handle.clone());
         let room = room::Room::new(
-            server.clone(),
+            context.clone(),
             self.clone(),
             handle.clone(),
             jid,
@@ -158,52 +155,41 @@ impl MucService {
     }
 
     /// Whether `user` may create a room under `[muc] create_rooms`.
-    fn may_create(&self, server: &Server, user: &jid::BareJid) -> bool {
+    fn may_create(&self, context: &ServiceContext, user: &jid::BareJid) -> bool {
         match self.settings.create_rooms {
             CreateRooms::Anyone => true,
-            CreateRooms::Registered => user.domain().as_str() == server.config.domain,
-            CreateRooms::Admins => server
-                .config
-                .admins
-                .iter()
-                .any(|a| jid::BareJid::new(a).is_ok_and(|admin| &admin == user)),
+            CreateRooms::Registered => user.domain().as_str() == context.server_domain(),
+            CreateRooms::Admins => context.is_server_admin(user),
         }
     }
 
-    async fn handle_service_stanza(&self, server: &Arc<Server>, stanza: Element) {
-        let Some(kind) = server.service_query_kind(&stanza) else {
+    /// Queries to the service itself (XEP-0045 §6.1–§6.3): what it is, and its public rooms.
+    fn handle_service_stanza(&self, context: &ServiceContext, stanza: Element) {
+        let Some(kind) = context.service_query_kind(&stanza) else {
             return;
         };
-        let namespace = stanza.children().next().map(|c| c.ns()).unwrap_or_default();
-        let reply = match (kind, namespace.as_str()) {
-            ("get", ns::DISCO_INFO) => Ok(Some(
-                Build::new("query", ns::DISCO_INFO)
-                    .child(
-                        Build::new("identity", ns::DISCO_INFO)
-                            .attr("category", "conference")
-                            .attr("type", "text")
-                            .attr("name", "Chatrooms")
-                            .build(),
-                    )
-                    .children(
-                        [
-                            ns::DISCO_INFO,
-                            ns::DISCO_ITEMS,
-                            NS_MUC,
-                            "urn:xmpp:occupant-id:0",
-                            "urn:xmpp:mam:2",
-                            "urn:xmpp:sid:0",
-                        ]
-                        .into_iter()
-                        .map(|f| Build::new("feature", ns::DISCO_INFO).attr("var", f).build()),
-                    )
-                    .build(),
-            )),
-            ("get", ns::DISCO_ITEMS) => Ok(Some(self.directory())),
-            ("get", ns::PING) => Ok(None),
-            _ => Err(StanzaError::service_unavailable()),
+        let info = |_node: Option<&str>| {
+            Ok(ServiceInfo {
+                category: "conference",
+                kind: "text",
+                name: "Chatrooms",
+                features: &[
+                    ns::DISCO_INFO,
+                    ns::DISCO_ITEMS,
+                    NS_MUC,
+                    "urn:xmpp:occupant-id:0",
+                    "urn:xmpp:mam:2",
+                    "urn:xmpp:sid:0",
+                ],
+                forms: Vec::new(),
+            }
+            .to_query())
         };
-        server.answer_iq(&stanza, reply);
+        let items = |_node: Option<&str>| Ok(self.directory());
+        let reply = stanza::first_child(&stanza)
+            .and_then(|payload| service::answer_discovery_or_ping(kind, payload, info, items))
+            .unwrap_or_else(|| Err(StanzaError::service_unavailable()));
+        context.answer_iq(&stanza, reply);
     }
 
     /// Public rooms, for disco#items on the service (XEP-0045 §6.3).
@@ -235,12 +221,12 @@ impl MucService {
 
 #[async_trait::async_trait]
 impl ServiceHost for MucService {
-    async fn handle(&self, server: &Arc<Server>, stanza: Element) {
+    async fn handle(&self, context: &ServiceContext, stanza: Element) {
         let Some(Ok(to)) = stanza.attr("to").map(jid::Jid::new) else {
             return;
         };
         let Some(node) = to.node() else {
-            self.handle_service_stanza(server, stanza).await;
+            self.handle_service_stanza(context, stanza);
             return;
         };
         let room_jid = jid::BareJid::from_parts(Some(node), to.domain());
@@ -254,7 +240,7 @@ impl ServiceHost for MucService {
                     && to.resource().is_some();
                 if !is_join {
                     if !stanza::is_error(&stanza) && stanza.attr("type") != Some("unavailable") {
-                        server.bounce(
+                        context.bounce(
                             &stanza,
                             StanzaError::item_not_found().with_text("no such room"),
                         );
@@ -264,29 +250,29 @@ impl ServiceHost for MucService {
                 let Some(Ok(creator)) = stanza.attr("from").map(jid::Jid::new) else {
                     return;
                 };
-                if !self.may_create(server, &creator.to_bare()) {
-                    server.bounce(
+                if !self.may_create(context, &creator.to_bare()) {
+                    context.bounce(
                         &stanza,
                         StanzaError::not_allowed().with_text("you may not create rooms here"),
                     );
                     return;
                 }
                 // The service is held in an Arc by the router; find ours to share with the room.
-                let Some(me) = server.extensions.get::<MucService>() else {
+                let Some(me) = context.extensions().get::<MucService>() else {
                     return;
                 };
                 // Another stanza may have created it meanwhile: entry() keeps this atomic.
                 if let Some(handle) = self.rooms.get(&key).map(|h| h.clone()) {
                     handle
                 } else {
-                    me.spawn_room(server, room_jid, config::RoomRecord::default(), true)
+                    me.spawn_room(context, room_jid, config::RoomRecord::default(), true)
                 }
             }
         };
         if let Err(refused) = handle.sender.try_send(stanza) {
             let stanza = refused.into_inner();
             tracing::warn!(room = %key, "room queue full or closed; stanza refused");
-            server.bounce(
+            context.bounce(
                 &stanza,
                 StanzaError::new(stanza::ErrorType::Wait, "resource-constraint")
                     .with_text("the room is too busy"),

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::archive;
 use crate::muc::{NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_ROOMINFO};
+use crate::service::{self, ServiceInfo};
 use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
 use minidom::Element;
 
@@ -31,7 +32,7 @@ impl Room {
         let result = if let Some(nick) = to_occupant {
             match self.iq_to_occupant(&stanza, &from, &nick) {
                 Ok(Some(relayed)) => {
-                    self.server.route(relayed).await;
+                    self.context.route(relayed).await;
                     return;
                 }
                 Ok(None) => Ok(None),
@@ -39,10 +40,19 @@ impl Room {
             }
         } else {
             let payload = stanza.children().next().cloned();
+            let common = payload.as_ref().and_then(|payload| {
+                // Whatever node is asked, the room answers for itself (XEP-0045 §6.4); the
+                // reserved-nick node of §7.3 (`x-roomuser-item`) is not told apart.
+                let info = |_node: Option<&str>| Ok(self.disco_info());
+                let items = |_node: Option<&str>| Ok(service::no_items());
+                service::answer_discovery_or_ping(&kind, payload, info, items)
+            });
+            if let Some(answer) = common {
+                self.context.answer_iq(&stanza, answer);
+                return;
+            }
             let namespace = payload.as_ref().map(|p| p.ns()).unwrap_or_default();
             match (kind.as_str(), namespace.as_str(), payload) {
-                ("get", ns::DISCO_INFO, _) => Ok(Some(self.disco_info())),
-                ("get", ns::DISCO_ITEMS, _) => Ok(Some(Element::bare("query", ns::DISCO_ITEMS))),
                 ("get", NS_MUC_ADMIN, Some(query)) => self.admin_get(&from, &query),
                 ("set", NS_MUC_ADMIN, Some(query)) => self.admin_set(&from, &query).await,
                 ("get", NS_MUC_OWNER, _) => self.owner_get(&from),
@@ -52,11 +62,10 @@ impl Room {
                 ("set", ns::MAM, Some(query)) => self.archive_query(&from, &query).await,
                 ("get", ns::MAM, _) => Ok(Some(archive::query_form())),
                 ("set", NS_MODERATE, Some(query)) => self.moderate(&from, &query).await,
-                ("get", ns::PING, _) => Ok(None),
                 _ => Err(StanzaError::service_unavailable()),
             }
         };
-        self.server.answer_iq(&stanza, result);
+        self.context.answer_iq(&stanza, result);
     }
 
     /// An IQ to an occupant JID. A client pinging its own occupant JID learns whether it is
@@ -147,7 +156,7 @@ impl Room {
             self.occupant_jid(&waiting.answerer_nick),
         );
         set_attr(&mut answer, "to", waiting.asker.to_string());
-        self.server.route(answer).await;
+        self.context.route(answer).await;
     }
 
     pub(super) fn disco_info(&self) -> Element {
@@ -222,7 +231,7 @@ impl Room {
             ))
             .child(field("muc#roominfo_subject", self.record.subject.clone()))
             .child(field("muc#roomconfig_roomname", config.name.clone()))
-            .children(self.server.config.web_base_url().map(|base| {
+            .children(self.context.web_base_url().map(|base| {
                 let room = self.jid.node().map(|n| n.as_str()).unwrap_or_default();
                 field("muc#roominfo_webchat_url", format!("{base}/join/{room}"))
             }))
@@ -239,20 +248,13 @@ impl Room {
         } else {
             config.name.clone()
         };
-        Build::new("query", ns::DISCO_INFO)
-            .child(
-                Build::new("identity", ns::DISCO_INFO)
-                    .attr("category", "conference")
-                    .attr("type", "text")
-                    .attr("name", name)
-                    .build(),
-            )
-            .children(
-                features
-                    .into_iter()
-                    .map(|f| Build::new("feature", ns::DISCO_INFO).attr("var", f).build()),
-            )
-            .child(form)
-            .build()
+        ServiceInfo {
+            category: "conference",
+            kind: "text",
+            name: &name,
+            features: &features,
+            forms: vec![form],
+        }
+        .to_query()
     }
 }

@@ -87,14 +87,14 @@ impl Room {
             return;
         }
         if stanza.attr("type") != Some("groupchat") {
-            self.server.bounce(
+            self.context.bounce(
                 &stanza,
                 StanzaError::bad_request("messages to the room are of type groupchat"),
             );
             return;
         }
         let Some(index) = sender else {
-            self.server.bounce(
+            self.context.bounce(
                 &stanza,
                 StanzaError::new(ErrorType::Modify, "not-acceptable")
                     .with_text("join the room before sending to it"),
@@ -103,7 +103,7 @@ impl Room {
         };
         let occupant = &self.occupants[index];
         if occupant.role < Role::Participant {
-            self.server.bounce(
+            self.context.bounce(
                 &stanza,
                 StanzaError::forbidden().with_text("you have no voice in this room"),
             );
@@ -115,7 +115,7 @@ impl Room {
             .filter(|_| !has_body)
         {
             if occupant.role < Role::Moderator && !self.record.config.change_subject {
-                self.server.bounce(
+                self.context.bounce(
                     &stanza,
                     StanzaError::forbidden().with_text("only moderators may change the subject"),
                 );
@@ -208,7 +208,7 @@ impl Room {
         target_nick: &str,
     ) {
         let Some(sender) = sender else {
-            self.server.bounce(
+            self.context.bounce(
                 &stanza,
                 StanzaError::new(ErrorType::Modify, "not-acceptable")
                     .with_text("join the room before sending private messages"),
@@ -216,14 +216,14 @@ impl Room {
             return;
         };
         if stanza.attr("type") == Some("groupchat") {
-            self.server.bounce(
+            self.context.bounce(
                 &stanza,
                 StanzaError::bad_request("groupchat messages go to the room, not to an occupant"),
             );
             return;
         }
         let Some(target) = self.occupant_by_nick(target_nick) else {
-            self.server.bounce(
+            self.context.bounce(
                 &stanza,
                 StanzaError::item_not_found().with_text("no occupant with that nickname"),
             );
@@ -231,7 +231,7 @@ impl Room {
         };
         let from = &self.occupants[sender];
         if !self.may_address_privately(sender, target) {
-            self.server.bounce(
+            self.context.bounce(
                 &stanza,
                 StanzaError::not_allowed()
                     .with_text("private messages are not allowed in this room"),
@@ -269,7 +269,7 @@ impl Room {
     /// allows that too.
     pub(super) fn may_address_privately(&self, sender: usize, target: usize) -> bool {
         let from = &self.occupants[sender];
-        let is_guest = |jid: &jid::BareJid| self.server.is_anonymous_host(jid.domain().as_str());
+        let is_guest = |jid: &jid::BareJid| self.context.is_anonymous_host(jid.domain().as_str());
         let between_guests = is_guest(&from.real) && is_guest(&self.occupants[target].real);
         match self.record.config.allow_pm {
             _ if between_guests && !self.record.config.guest_pm => false,
@@ -289,7 +289,7 @@ impl Room {
         sender: Option<usize>,
     ) {
         let Some(sender) = sender else {
-            self.server.bounce(
+            self.context.bounce(
                 stanza,
                 StanzaError::new(ErrorType::Modify, "not-acceptable")
                     .with_text("join the room before inviting"),
@@ -303,7 +303,7 @@ impl Room {
             return;
         };
         let Some(Ok(invitee)) = invite.attr("to").map(jid::Jid::new) else {
-            self.server.bounce(stanza, StanzaError::jid_malformed());
+            self.context.bounce(stanza, StanzaError::jid_malformed());
             return;
         };
         let inviter_affiliation = self.affiliation(&self.occupants[sender].real);
@@ -311,7 +311,7 @@ impl Room {
             let may_invite = inviter_affiliation >= Affiliation::Admin
                 || (self.record.config.allow_invites && inviter_affiliation >= Affiliation::Member);
             if !may_invite {
-                self.server.bounce(
+                self.context.bounce(
                     stanza,
                     StanzaError::forbidden()
                         .with_text("only admins may invite to this members-only room"),
@@ -352,7 +352,7 @@ impl Room {
                     .build(),
             )
             .build();
-        self.server.route(message).await;
+        self.context.route(message).await;
     }
 
     pub(super) async fn archive_query(
@@ -374,7 +374,7 @@ impl Room {
         }
         self.archive.flush().await;
         archive::answer_query(
-            &self.server,
+            &self.context,
             self.jid.as_str(),
             from,
             query,
@@ -409,8 +409,8 @@ impl Room {
         let reason = query.get_child("reason", NS_MODERATE).map(|r| r.text());
         self.archive.flush().await;
         let original = self
-            .server
-            .storage
+            .context
+            .archive_store()
             .archive_get(self.jid.as_str(), &id)
             .await
             .map_err(|_| StanzaError::internal())?;
@@ -467,8 +467,8 @@ impl Room {
         if let Some(original) = original {
             if let Some(tombstone) = tombstone(&original.stanza, retracted) {
                 if let Err(e) = self
-                    .server
-                    .storage
+                    .context
+                    .archive_store()
                     .archive_replace(self.jid.as_str(), &id, &tombstone)
                     .await
                 {

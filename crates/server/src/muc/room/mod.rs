@@ -23,7 +23,7 @@ use super::nick;
 use super::{MucService, RoomHandle, NS_MUC_USER};
 use crate::archive::ArchiveWriter;
 use crate::router::AddressedTemplate;
-use crate::server::Server;
+use crate::service::ServiceContext;
 use crate::stanza::{ns, Build, StanzaError};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -77,7 +77,8 @@ struct HistoryEntry {
 }
 
 pub struct Room {
-    server: Arc<Server>,
+    /// The service's view of the server: routing, the rooms' stores, the sessions to fan out to.
+    context: ServiceContext,
     service: Arc<MucService>,
     handle: Arc<RoomHandle>,
     jid: jid::BareJid,
@@ -125,7 +126,7 @@ mod status {
 
 impl Room {
     pub fn new(
-        server: Arc<Server>,
+        context: ServiceContext,
         service: Arc<MucService>,
         handle: Arc<RoomHandle>,
         jid: jid::BareJid,
@@ -135,9 +136,9 @@ impl Room {
         if record.occupant_id_secret.is_empty() {
             record.occupant_id_secret = format!("{:032x}", rand::random::<u128>());
         }
-        let archive = crate::archive::writer(&server);
+        let archive = crate::archive::writer(&context);
         let room = Room {
-            server,
+            context,
             service,
             handle,
             jid,
@@ -170,7 +171,7 @@ impl Room {
         inbox.close();
         while let Ok(stanza) = inbox.try_recv() {
             if stanza.name() != "presence" || stanza.attr("type").is_none() {
-                self.server.bounce(&stanza, StanzaError::item_not_found());
+                self.context.bounce(&stanza, StanzaError::item_not_found());
             }
         }
         tracing::debug!(room = %self.jid, "room closed");
@@ -195,8 +196,8 @@ impl Room {
         match serde_json::to_string(&self.record) {
             Ok(text) => {
                 if let Err(e) = self
-                    .server
-                    .storage
+                    .context
+                    .room_store()
                     .save_room(self.jid.as_str(), &text)
                     .await
                 {
@@ -276,13 +277,13 @@ impl Room {
         let handles = self.occupants[index]
             .sessions
             .iter()
-            .filter_map(|session| self.server.router.session(session))
+            .filter_map(|session| self.context.local_session(session))
             .collect();
         self.occupants[index].handles = handles;
     }
 
     fn deliver_to_session(&self, session: &jid::FullJid, template: &Arc<AddressedTemplate>) {
-        if let Some(handle) = self.server.router.session(session) {
+        if let Some(handle) = self.context.local_session(session) {
             handle.send_addressed(template);
         }
     }

@@ -78,7 +78,7 @@ impl Room {
             }
             (None, Some(index)) => {
                 let Some(requested) = requested_nick else {
-                    self.server.bounce(&stanza, StanzaError::jid_malformed());
+                    self.context.bounce(&stanza, StanzaError::jid_malformed());
                     return;
                 };
                 if nick::comparison_key(&requested) == self.occupants[index].key
@@ -91,7 +91,7 @@ impl Room {
             }
             (None, None) => {
                 let Some(requested) = requested_nick else {
-                    self.server.bounce(
+                    self.context.bounce(
                         &stanza,
                         StanzaError::jid_malformed().with_text("join with room@service/nick"),
                     );
@@ -163,7 +163,7 @@ impl Room {
         let creating =
             self.locked && self.occupants.is_empty() && self.record.affiliations.is_empty();
         if self.locked && !creating && !is_owner {
-            self.server.bounce(
+            self.context.bounce(
                 stanza,
                 StanzaError::item_not_found()
                     .with_text("the room is being set up; try again shortly"),
@@ -179,7 +179,7 @@ impl Room {
         let nick = match self.check_nick(requested, &real, None) {
             Ok(nick) => nick,
             Err(error) => {
-                self.server.bounce(stanza, error);
+                self.context.bounce(stanza, error);
                 return;
             }
         };
@@ -195,14 +195,14 @@ impl Room {
         }
         if !creating {
             if affiliation == Affiliation::Outcast {
-                self.server.bounce(
+                self.context.bounce(
                     stanza,
                     StanzaError::forbidden().with_text("you are banned from this room"),
                 );
                 return;
             }
             if self.record.config.members_only && affiliation < Affiliation::Member {
-                self.server.bounce(
+                self.context.bounce(
                     stanza,
                     StanzaError::new(ErrorType::Auth, "registration-required")
                         .with_text("this room is for members only"),
@@ -216,7 +216,7 @@ impl Room {
                 && affiliation < Affiliation::Admin
                 && password.as_deref() != Some(self.record.config.password.as_str())
             {
-                self.server.bounce(
+                self.context.bounce(
                     stanza,
                     StanzaError::new(ErrorType::Auth, "not-authorized")
                         .with_text("a password is required"),
@@ -228,7 +228,7 @@ impl Room {
                 n => n.min(self.service.settings.max_occupants),
             };
             if self.occupants.len() >= limit && affiliation < Affiliation::Admin {
-                self.server.bounce(
+                self.context.bounce(
                     stanza,
                     StanzaError::new(ErrorType::Wait, "service-unavailable")
                         .with_text("the room is full"),
@@ -241,7 +241,7 @@ impl Room {
             self.record
                 .affiliations
                 .insert(real.to_string(), Affiliation::Owner);
-            let creator_is_guest = self.server.is_anonymous_host(real.domain().as_str());
+            let creator_is_guest = self.context.is_anonymous_host(real.domain().as_str());
             tracing::info!(room = %self.jid, creator = %real, guest = creator_is_guest, "room created");
             codes.push(status::CREATED);
         }
@@ -255,7 +255,7 @@ impl Room {
             occupant_id: self.occupant_id(&real),
             real,
             sessions: vec![from.clone()],
-            handles: self.server.router.session(&from).into_iter().collect(),
+            handles: self.context.local_session(&from).into_iter().collect(),
             role: self.default_role(affiliation),
             payload: Self::presence_payload(stanza),
         };
@@ -275,12 +275,12 @@ impl Room {
     /// did not resume): every session of the occupant is gone or waiting for resumption, and
     /// the newcomer connects from the same address.
     pub(super) fn is_returning_visitor(&self, index: usize, newcomer: &jid::FullJid) -> bool {
-        let Some(new_ip) = self.server.router.session(newcomer).map(|h| h.peer_ip) else {
+        let Some(new_ip) = self.context.local_session(newcomer).map(|h| h.peer_ip) else {
             return false;
         };
         let mut same_address = false;
         for session in &self.occupants[index].sessions {
-            match self.server.router.session(session) {
+            match self.context.local_session(session) {
                 Some(handle) if !handle.is_detached() => return false,
                 Some(handle) => same_address |= handle.peer_ip == new_ip,
                 None => same_address = true,
@@ -307,7 +307,7 @@ impl Room {
         self.occupants[index].real = new_real;
         self.sessions_changed(index);
         for session in old_sessions {
-            if let Some(handle) = self.server.router.session(&session) {
+            if let Some(handle) = self.context.local_session(&session) {
                 handle.kick("conflict", "a new session took over this one");
             }
         }
@@ -369,7 +369,7 @@ impl Room {
         let nick = match self.check_nick(requested, &real, Some(index)) {
             Ok(nick) => nick,
             Err(error) => {
-                self.server.bounce(stanza, error);
+                self.context.bounce(stanza, error);
                 return;
             }
         };

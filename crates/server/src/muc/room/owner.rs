@@ -64,7 +64,7 @@ impl Room {
             room_config::apply(form, &self.record.config, self.service.settings.max_history)?;
         if submitted.config.persistent
             && !self.record.config.persistent
-            && self.server.is_anonymous_host(real.domain().as_str())
+            && self.context.is_anonymous_host(real.domain().as_str())
         {
             return Err(StanzaError::forbidden()
                 .with_text("guests cannot make rooms persistent; an owner with an account can"));
@@ -88,7 +88,12 @@ impl Room {
         }
         self.locked = false;
         if was_persistent && !self.record.config.persistent {
-            if let Err(e) = self.server.storage.delete_room(self.jid.as_str()).await {
+            if let Err(e) = self
+                .context
+                .room_store()
+                .delete_room(self.jid.as_str())
+                .await
+            {
                 tracing::error!(room = %self.jid, error = %e, "removing room record");
             }
         }
@@ -169,12 +174,22 @@ impl Room {
             self.deliver(&occupant, &presence);
         }
         self.record.config.persistent = false;
-        if let Err(e) = self.server.storage.delete_room(self.jid.as_str()).await {
+        if let Err(e) = self
+            .context
+            .room_store()
+            .delete_room(self.jid.as_str())
+            .await
+        {
             tracing::error!(room = %self.jid, error = %e, "deleting room record");
         }
         // A later room of the same name starts with an empty archive.
         self.archive.flush().await;
-        if let Err(e) = self.server.storage.archive_delete(self.jid.as_str()).await {
+        if let Err(e) = self
+            .context
+            .archive_store()
+            .archive_delete(self.jid.as_str())
+            .await
+        {
             tracing::error!(room = %self.jid, error = %e, "deleting room archive");
         }
         self.update_summary();

@@ -62,7 +62,7 @@ impl Room {
         query: &Element,
     ) -> Result<Option<Element>, StanzaError> {
         let real = from.to_bare();
-        if self.server.is_anonymous_host(real.domain().as_str()) {
+        if self.context.is_anonymous_host(real.domain().as_str()) {
             return Err(StanzaError::not_allowed().with_text("guests cannot register nicknames"));
         }
         if query.get_child("remove", NS_REGISTER).is_some() {

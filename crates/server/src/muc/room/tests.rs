@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::muc::config::{Affiliation, Role, RoomRecord};
 use crate::muc::{MucService, RoomHandle, RoomSummary, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER};
 use crate::router::{SessionHandle, Signal};
+use crate::service::ServiceContext;
 use crate::stanza::{ns, Build, StanzaError};
 use crate::storage::memory::MemoryStorage;
 use minidom::Element;
@@ -33,7 +34,8 @@ fn room_with(record: RoomRecord) -> Room {
         id: 1,
     });
     let jid = jid::BareJid::new(ROOM).expect("a room address");
-    Room::new(server, service, handle, jid, record, false)
+    let context = ServiceContext::new(server, "rooms.localhost");
+    Room::new(context, service, handle, jid, record, false)
 }
 
 fn owned_room() -> Room {
@@ -55,7 +57,7 @@ fn xml(text: &str) -> Element {
 /// A client session known to the router, whose queue the test reads.
 fn session(room: &Room, jid: &str) -> Arc<SessionHandle> {
     let handle = SessionHandle::new(full(jid), false, 1000, [127, 0, 0, 1].into());
-    room.server.router.bind(handle.clone());
+    room.context.server().router.bind(handle.clone());
     handle
 }
 
