@@ -6,8 +6,6 @@ use minidom::Element;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const NS_ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
-
 /// Who may send private messages inside the room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -234,7 +232,7 @@ pub fn form(config: &RoomConfig, owners: Vec<String>, admins: Vec<String>) -> El
             "FORM_TYPE",
             "hidden",
             "",
-            vec![NS_ROOMCONFIG.to_string()],
+            vec![ns::ROOMCONFIG.to_string()],
         ))
         .child(field(
             "muc#roomconfig_roomname",
@@ -380,7 +378,7 @@ pub fn apply(
                 .map_err(|_| bad(format!("{var}: `{first}` is not a number")))
         };
         match var {
-            "FORM_TYPE" if first != NS_ROOMCONFIG => {
+            "FORM_TYPE" if first != ns::ROOMCONFIG => {
                 return Err(bad(format!("unknown form type {first}")));
             }
             "muc#roomconfig_roomname" => config.name = first,

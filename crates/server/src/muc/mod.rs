@@ -16,12 +16,6 @@ use minidom::Element;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
-pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
-pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
-pub const NS_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
-
 /// The service's start: stored rooms come back, and the archive retention sweep begins.
 pub fn register(registry: &mut Registry, service: Arc<MucService>) {
     let domain = service.settings.domain.clone();
@@ -176,7 +170,7 @@ impl MucService {
                 features: &[
                     ns::DISCO_INFO,
                     ns::DISCO_ITEMS,
-                    NS_MUC,
+                    ns::MUC,
                     "urn:xmpp:occupant-id:0",
                     "urn:xmpp:mam:2",
                     "urn:xmpp:sid:0",

@@ -37,8 +37,6 @@ use minidom::Element;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub const NS_UPLOAD: &str = "urn:xmpp:http:upload:0";
-
 /// The URL path under which uploads are served: `/upload/ID/NAME`.
 pub const URL_PATH: &str = "/upload";
 
@@ -145,10 +143,10 @@ impl UploadService {
             category: "store",
             kind: "file",
             name: "HTTP File Upload",
-            features: &[ns::DISCO_INFO, ns::DISCO_ITEMS, NS_UPLOAD],
+            features: &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::UPLOAD],
             forms: vec![Build::new("x", ns::DATA_FORMS)
                 .attr("type", "result")
-                .child(field("FORM_TYPE", NS_UPLOAD.to_string(), true))
+                .child(field("FORM_TYPE", ns::UPLOAD.to_string(), true))
                 .child(field("max-file-size", max.to_string(), false))
                 .build()],
         }
@@ -182,7 +180,7 @@ impl ServiceHost for UploadService {
         let items = |_node: Option<&str>| Ok(service::no_items());
         let reply = match service::answer_discovery_or_ping(kind, payload, info, items) {
             Some(answer) => answer,
-            None if kind == "get" && payload.is("request", NS_UPLOAD) => {
+            None if kind == "get" && payload.is("request", ns::UPLOAD) => {
                 self.request_slot(context, &from, payload).await.map(Some)
             }
             None => Err(StanzaError::service_unavailable()),

@@ -4,9 +4,9 @@
 
 use super::names::{media_type, normalise_content_type, sanitize_filename, type_allowed};
 use super::slots::SlotClaims;
-use super::{Reservation, UploadService, NS_UPLOAD};
+use super::{Reservation, UploadService};
 use crate::service::ServiceContext;
-use crate::stanza::{self, Build, ErrorType, StanzaError};
+use crate::stanza::{self, ns, Build, ErrorType, StanzaError};
 use crate::storage::StorageError;
 use minidom::Element;
 
@@ -72,9 +72,9 @@ impl UploadService {
                 format!("File too large. The maximum file size is {max} bytes"),
             );
             error.extra = Some(Box::new(
-                Build::new("file-too-large", NS_UPLOAD)
+                Build::new("file-too-large", ns::UPLOAD)
                     .child(
-                        Build::new("max-file-size", NS_UPLOAD)
+                        Build::new("max-file-size", ns::UPLOAD)
                             .text(max.to_string())
                             .build(),
                     )
@@ -157,19 +157,19 @@ impl UploadService {
         };
         let url = self.url(&id, &filename);
         tracing::debug!(%id, owner = %claims.owner, size, "upload slot");
-        Ok(Build::new("slot", NS_UPLOAD)
+        Ok(Build::new("slot", ns::UPLOAD)
             .child(
-                Build::new("put", NS_UPLOAD)
+                Build::new("put", ns::UPLOAD)
                     .attr("url", url.clone())
                     .child(
-                        Build::new("header", NS_UPLOAD)
+                        Build::new("header", ns::UPLOAD)
                             .attr("name", "Authorization")
                             .text(self.sign(&claims))
                             .build(),
                     )
                     .build(),
             )
-            .child(Build::new("get", NS_UPLOAD).attr("url", url).build())
+            .child(Build::new("get", ns::UPLOAD).attr("url", url).build())
             .build())
     }
 }

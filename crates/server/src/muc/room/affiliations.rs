@@ -3,8 +3,7 @@
 
 use super::{status, Room};
 use crate::muc::config::{Affiliation, Role};
-use crate::muc::{NS_MUC_ADMIN, NS_MUC_USER};
-use crate::stanza::{Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaError};
 use minidom::Element;
 
 impl Room {
@@ -26,7 +25,7 @@ impl Room {
     ) -> Result<Option<Element>, StanzaError> {
         let (affiliation, role) = self.standing(from);
         let item = query
-            .get_child("item", NS_MUC_ADMIN)
+            .get_child("item", ns::MUC_ADMIN)
             .ok_or_else(|| StanzaError::bad_request("missing item"))?;
         let mut items = Vec::new();
         if let Some(wanted) = item.attr("affiliation") {
@@ -39,7 +38,7 @@ impl Room {
             }
             for (jid, a) in &self.record.affiliations {
                 if *a == wanted {
-                    let mut item = Build::new("item", NS_MUC_ADMIN)
+                    let mut item = Build::new("item", ns::MUC_ADMIN)
                         .attr("affiliation", a.as_str())
                         .attr("jid", jid.clone());
                     if let Some(nick) = self.record.registered_nicks.get(jid) {
@@ -56,7 +55,7 @@ impl Room {
             }
             for occupant in self.occupants.iter().filter(|o| o.role == wanted) {
                 items.push(
-                    Build::new("item", NS_MUC_ADMIN)
+                    Build::new("item", ns::MUC_ADMIN)
                         .attr("role", occupant.role.as_str())
                         .attr("nick", occupant.nick.clone())
                         .attr("affiliation", self.affiliation(&occupant.real).as_str())
@@ -68,7 +67,7 @@ impl Room {
             return Err(StanzaError::bad_request("ask for an affiliation or a role"));
         }
         Ok(Some(
-            Build::new("query", NS_MUC_ADMIN).children(items).build(),
+            Build::new("query", ns::MUC_ADMIN).children(items).build(),
         ))
     }
 
@@ -89,8 +88,8 @@ impl Room {
             Affiliation(jid::BareJid, Affiliation, Option<String>),
         }
         let mut changes = Vec::new();
-        for item in query.children().filter(|c| c.is("item", NS_MUC_ADMIN)) {
-            let reason = item.get_child("reason", NS_MUC_ADMIN).map(|r| r.text());
+        for item in query.children().filter(|c| c.is("item", ns::MUC_ADMIN)) {
+            let reason = item.get_child("reason", ns::MUC_ADMIN).map(|r| r.text());
             if let Some(role) = item.attr("role") {
                 let role =
                     Role::parse(role).ok_or_else(|| StanzaError::bad_request("unknown role"))?;
@@ -187,7 +186,7 @@ impl Room {
                         self.occupants[index].role = role;
                         let occupant = &self.occupants[index];
                         let reason =
-                            reason.map(|r| Build::new("reason", NS_MUC_USER).text(r).build());
+                            reason.map(|r| Build::new("reason", ns::MUC_USER).text(r).build());
                         self.broadcast_presence(occupant, &[], reason);
                     }
                 }

@@ -1,12 +1,8 @@
 //! IQs to the room and its occupants: dispatch by namespace, disco#info (XEP-0045 §6.4),
 //! self-ping (XEP-0410) and IQs relayed between occupants (§18.1 IQ rule 3).
 
-use super::{
-    RelayedIq, Room, MAX_RELAYED_IQS, NS_MODERATE, NS_OCCUPANT_ID, NS_REGISTER, NS_SID,
-    RELAYED_IQ_TIMEOUT,
-};
+use super::{RelayedIq, Room, MAX_RELAYED_IQS, RELAYED_IQ_TIMEOUT};
 use crate::archive;
-use crate::muc::{NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_ROOMINFO};
 use crate::service::{self, ServiceInfo};
 use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
 use minidom::Element;
@@ -53,15 +49,15 @@ impl Room {
             }
             let namespace = payload.as_ref().map(|p| p.ns()).unwrap_or_default();
             match (kind.as_str(), namespace.as_str(), payload) {
-                ("get", NS_MUC_ADMIN, Some(query)) => self.admin_get(&from, &query),
-                ("set", NS_MUC_ADMIN, Some(query)) => self.admin_set(&from, &query).await,
-                ("get", NS_MUC_OWNER, _) => self.owner_get(&from),
-                ("set", NS_MUC_OWNER, Some(query)) => self.owner_set(&from, &query).await,
-                ("get", NS_REGISTER, _) => self.register_get(&from),
-                ("set", NS_REGISTER, Some(query)) => self.register_set(&from, &query).await,
+                ("get", ns::MUC_ADMIN, Some(query)) => self.admin_get(&from, &query),
+                ("set", ns::MUC_ADMIN, Some(query)) => self.admin_set(&from, &query).await,
+                ("get", ns::MUC_OWNER, _) => self.owner_get(&from),
+                ("set", ns::MUC_OWNER, Some(query)) => self.owner_set(&from, &query).await,
+                ("get", ns::REGISTER, _) => self.register_get(&from),
+                ("set", ns::REGISTER, Some(query)) => self.register_set(&from, &query).await,
                 ("set", ns::MAM, Some(query)) => self.archive_query(&from, &query).await,
                 ("get", ns::MAM, _) => Ok(Some(archive::query_form())),
-                ("set", NS_MODERATE, Some(query)) => self.moderate(&from, &query).await,
+                ("set", ns::MODERATE, Some(query)) => self.moderate(&from, &query).await,
                 _ => Err(StanzaError::service_unavailable()),
             }
         };
@@ -162,7 +158,7 @@ impl Room {
     pub(super) fn disco_info(&self) -> Element {
         let config = &self.record.config;
         let features = [
-            NS_MUC,
+            ns::MUC,
             ns::DISCO_INFO,
             if config.persistent {
                 "muc_persistent"
@@ -194,10 +190,10 @@ impl Room {
             } else {
                 "muc_semianonymous"
             },
-            NS_SID,
-            NS_OCCUPANT_ID,
-            NS_MODERATE,
-            NS_REGISTER,
+            ns::SID,
+            ns::OCCUPANT_ID,
+            ns::MODERATE,
+            ns::REGISTER,
             "urn:xmpp:mam:2",
             "http://jabber.org/protocol/muc#stable_id",
             "http://jabber.org/protocol/muc#self-ping-optimization",
@@ -216,7 +212,7 @@ impl Room {
                     .attr("type", "hidden")
                     .child(
                         Build::new("value", ns::DATA_FORMS)
-                            .text(NS_ROOMINFO)
+                            .text(ns::ROOMINFO)
                             .build(),
                     )
                     .build(),

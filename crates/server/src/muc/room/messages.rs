@@ -1,10 +1,9 @@
 //! What occupants say (XEP-0045 §7.4 groupchat, §7.5 private messages, §7.8 invitations, §8.1
 //! subject, §7.2.15 history), the room archive (XEP-0313) and moderated retraction (XEP-0425).
 
-use super::{HistoryEntry, Room, NS_CONFERENCE, NS_MODERATE, NS_OCCUPANT_ID, NS_RETRACT, NS_SID};
+use super::{HistoryEntry, Room};
 use crate::archive;
 use crate::muc::config::{Affiliation, AllowPm, Role};
-use crate::muc::NS_MUC_USER;
 use crate::router::AddressedTemplate;
 use crate::stanza::{self, ns, remove_attr, set_attr, Build, ErrorType, StanzaError};
 use minidom::Element;
@@ -79,8 +78,8 @@ impl Room {
             return;
         }
         let invite = stanza
-            .get_child("x", NS_MUC_USER)
-            .and_then(|x| x.get_child("invite", NS_MUC_USER))
+            .get_child("x", ns::MUC_USER)
+            .and_then(|x| x.get_child("invite", ns::MUC_USER))
             .is_some();
         if invite {
             self.mediated_invitation(&stanza, &from, sender).await;
@@ -142,7 +141,7 @@ impl Room {
             .children(foreign)
             .build();
         message.append_child(
-            Build::new("occupant-id", NS_OCCUPANT_ID)
+            Build::new("occupant-id", ns::OCCUPANT_ID)
                 .attr("id", occupant.occupant_id.clone())
                 .build(),
         );
@@ -155,7 +154,7 @@ impl Room {
             .then(archive::new_stanza_id);
         if let Some(id) = &stanza_id {
             message.append_child(
-                Build::new("stanza-id", NS_SID)
+                Build::new("stanza-id", ns::SID)
                     .attr("id", id.clone())
                     .attr("by", self.jid.to_string())
                     .build(),
@@ -245,12 +244,12 @@ impl Room {
                 message.append_node(node);
             }
         }
-        if message.get_child("x", NS_MUC_USER).is_none() {
-            message.append_child(Element::bare("x", NS_MUC_USER));
+        if message.get_child("x", ns::MUC_USER).is_none() {
+            message.append_child(Element::bare("x", ns::MUC_USER));
         }
         // XEP-0421 §4: every message the room sends for an occupant carries its occupant id.
         message.append_child(
-            Build::new("occupant-id", NS_OCCUPANT_ID)
+            Build::new("occupant-id", ns::OCCUPANT_ID)
                 .attr("id", from.occupant_id.clone())
                 .build(),
         );
@@ -260,8 +259,8 @@ impl Room {
     /// An id only the room may give, which a client put in its own stanza (XEP-0359 §3.3,
     /// XEP-0421 §4): dropped before the room adds the real one.
     pub(super) fn is_forged(&self, child: &Element) -> bool {
-        (child.is("stanza-id", NS_SID) && child.attr("by") == Some(self.jid.as_str()))
-            || child.is("occupant-id", NS_OCCUPANT_ID)
+        (child.is("stanza-id", ns::SID) && child.attr("by") == Some(self.jid.as_str()))
+            || child.is("occupant-id", ns::OCCUPANT_ID)
     }
 
     /// Whether occupant `sender` may send private messages (and IQs) to occupant `target`:
@@ -297,8 +296,8 @@ impl Room {
             return;
         };
         let Some(invite) = stanza
-            .get_child("x", NS_MUC_USER)
-            .and_then(|x| x.get_child("invite", NS_MUC_USER))
+            .get_child("x", ns::MUC_USER)
+            .and_then(|x| x.get_child("invite", ns::MUC_USER))
         else {
             return;
         };
@@ -326,16 +325,16 @@ impl Room {
                 self.save().await;
             }
         }
-        let reason = invite.get_child("reason", NS_MUC_USER).map(|r| r.text());
-        let mut x = Build::new("x", NS_MUC_USER).child(
-            Build::new("invite", NS_MUC_USER)
+        let reason = invite.get_child("reason", ns::MUC_USER).map(|r| r.text());
+        let mut x = Build::new("x", ns::MUC_USER).child(
+            Build::new("invite", ns::MUC_USER)
                 .attr("from", from.to_bare().to_string())
-                .children(reason.map(|r| Build::new("reason", NS_MUC_USER).text(r).build()))
+                .children(reason.map(|r| Build::new("reason", ns::MUC_USER).text(r).build()))
                 .build(),
         );
         if !self.record.config.password.is_empty() {
             x = x.child(
-                Build::new("password", NS_MUC_USER)
+                Build::new("password", ns::MUC_USER)
                     .text(self.record.config.password.clone())
                     .build(),
             );
@@ -347,7 +346,7 @@ impl Room {
             .child(x.build())
             // XEP-0249 form too, for clients that only understand direct invitations.
             .child(
-                Build::new("x", NS_CONFERENCE)
+                Build::new("x", ns::CONFERENCE)
                     .attr("jid", self.jid.to_string())
                     .build(),
             )
@@ -399,14 +398,14 @@ impl Room {
                 StanzaError::forbidden().with_text("only moderators may retract others' messages")
             );
         }
-        if query.get_child("retract", NS_RETRACT).is_none() {
+        if query.get_child("retract", ns::RETRACT).is_none() {
             return Err(StanzaError::bad_request("only retraction is supported"));
         }
         let id = query
             .attr("id")
             .ok_or_else(|| StanzaError::bad_request("missing id"))?
             .to_string();
-        let reason = query.get_child("reason", NS_MODERATE).map(|r| r.text());
+        let reason = query.get_child("reason", ns::MODERATE).map(|r| r.text());
         self.archive.flush().await;
         let original = self
             .context
@@ -417,7 +416,7 @@ impl Room {
         let in_history = self.history.iter().position(|h| {
             h.stanza
                 .children()
-                .any(|c| c.is("stanza-id", NS_SID) && c.attr("id") == Some(id.as_str()))
+                .any(|c| c.is("stanza-id", ns::SID) && c.attr("id") == Some(id.as_str()))
         });
         if original.is_none() && in_history.is_none() {
             return Err(StanzaError::item_not_found().with_text("no message with that stanza-id"));
@@ -426,12 +425,12 @@ impl Room {
         let moderator_jid = self.occupant_jid(&moderator.nick);
         let moderator_id = moderator.occupant_id.clone();
         let moderated = |tag: &str| {
-            let mut element = Build::new(tag, NS_RETRACT)
+            let mut element = Build::new(tag, ns::RETRACT)
                 .child(
-                    Build::new("moderated", NS_MODERATE)
+                    Build::new("moderated", ns::MODERATE)
                         .attr("by", moderator_jid.clone())
                         .child(
-                            Build::new("occupant-id", NS_OCCUPANT_ID)
+                            Build::new("occupant-id", ns::OCCUPANT_ID)
                                 .attr("id", moderator_id.clone())
                                 .build(),
                         )
@@ -440,7 +439,7 @@ impl Room {
                 .children(
                     reason
                         .clone()
-                        .map(|r| Build::new("reason", NS_RETRACT).text(r).build()),
+                        .map(|r| Build::new("reason", ns::RETRACT).text(r).build()),
                 );
             if tag == "retract" {
                 element = element.attr("id", id.clone());
@@ -491,7 +490,7 @@ pub(super) fn tombstone(stored: &str, retracted: Element) -> Option<String> {
         }
     }
     for child in original.children() {
-        if child.is("occupant-id", NS_OCCUPANT_ID) || child.is("stanza-id", NS_SID) {
+        if child.is("occupant-id", ns::OCCUPANT_ID) || child.is("stanza-id", ns::SID) {
             kept.append_child(child.clone());
         }
     }

@@ -20,7 +20,7 @@ mod tests;
 
 use super::config::{Affiliation, Role, RoomRecord};
 use super::nick;
-use super::{MucService, RoomHandle, NS_MUC_USER};
+use super::{MucService, RoomHandle};
 use crate::archive::ArchiveWriter;
 use crate::router::AddressedTemplate;
 use crate::service::ServiceContext;
@@ -32,13 +32,6 @@ use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-pub const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
-pub const NS_SID: &str = "urn:xmpp:sid:0";
-pub const NS_MODERATE: &str = "urn:xmpp:message-moderate:1";
-pub const NS_RETRACT: &str = "urn:xmpp:message-retract:1";
-pub const NS_REGISTER: &str = "jabber:iq:register";
-const NS_CONFERENCE: &str = "jabber:x:conference";
 
 /// One person in the room: one nick, one real bare JID, one or more sessions.
 struct Occupant {
@@ -327,7 +320,7 @@ impl Room {
             .children(occupant.payload.iter().cloned())
             .build();
         let affiliation = self.affiliation(&occupant.real);
-        let mut item = Build::new("item", NS_MUC_USER)
+        let mut item = Build::new("item", ns::MUC_USER)
             .attr("affiliation", affiliation.as_str())
             .attr("role", occupant.role.as_str());
         if with_jid {
@@ -339,17 +332,17 @@ impl Room {
         if let Some(detail) = item_detail {
             item = item.child(detail);
         }
-        let mut x = Build::new("x", NS_MUC_USER).child(item.build());
+        let mut x = Build::new("x", ns::MUC_USER).child(item.build());
         for code in codes {
             x = x.child(
-                Build::new("status", NS_MUC_USER)
+                Build::new("status", ns::MUC_USER)
                     .attr("code", *code)
                     .build(),
             );
         }
         presence.append_child(x.build());
         presence.append_child(
-            Build::new("occupant-id", NS_OCCUPANT_ID)
+            Build::new("occupant-id", ns::OCCUPANT_ID)
                 .attr("id", occupant.occupant_id.clone())
                 .build(),
         );
@@ -370,7 +363,7 @@ impl Room {
             reason,
             actor,
         } = *departure;
-        let mut item = Build::new("item", NS_MUC_USER)
+        let mut item = Build::new("item", ns::MUC_USER)
             .attr("affiliation", affiliation.as_str())
             .attr("role", role.as_str());
         if with_jid {
@@ -380,22 +373,22 @@ impl Room {
         }
         if let Some(actor) = actor {
             item = item.child(
-                Build::new("actor", NS_MUC_USER)
+                Build::new("actor", ns::MUC_USER)
                     .attr("nick", actor.to_string())
                     .build(),
             );
         }
         if let Some(reason) = reason {
             item = item.child(
-                Build::new("reason", NS_MUC_USER)
+                Build::new("reason", ns::MUC_USER)
                     .text(reason.to_string())
                     .build(),
             );
         }
-        let mut x = Build::new("x", NS_MUC_USER).child(item.build());
+        let mut x = Build::new("x", ns::MUC_USER).child(item.build());
         for code in codes {
             x = x.child(
-                Build::new("status", NS_MUC_USER)
+                Build::new("status", ns::MUC_USER)
                     .attr("code", *code)
                     .build(),
             );
@@ -405,7 +398,7 @@ impl Room {
             .attr("from", self.occupant_jid(&occupant.nick))
             .child(x.build())
             .child(
-                Build::new("occupant-id", NS_OCCUPANT_ID)
+                Build::new("occupant-id", ns::OCCUPANT_ID)
                     .attr("id", occupant.occupant_id.clone())
                     .build(),
             )

@@ -2,10 +2,9 @@
 //! leaving): joins with their checks, multi-session occupants, returning visitors, and the
 //! state a newcomer receives.
 
-use super::{status, Departure, Occupant, Room, NS_OCCUPANT_ID};
+use super::{status, Departure, Occupant, Room};
 use crate::muc::config::{Affiliation, Role};
 use crate::muc::nick::{self, NickError};
-use crate::muc::{NS_MUC, NS_MUC_USER};
 use crate::router::AddressedTemplate;
 use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
 use minidom::Element;
@@ -106,7 +105,7 @@ impl Room {
     pub(super) fn presence_payload(stanza: &Element) -> Vec<Element> {
         stanza
             .children()
-            .filter(|c| !(c.ns() == NS_MUC || c.ns() == NS_MUC_USER || c.ns() == NS_OCCUPANT_ID))
+            .filter(|c| !(c.ns() == ns::MUC || c.ns() == ns::MUC_USER || c.ns() == ns::OCCUPANT_ID))
             .cloned()
             .collect()
     }
@@ -156,7 +155,7 @@ impl Room {
 
     pub(super) async fn join(&mut self, stanza: &Element, from: jid::FullJid, requested: &str) {
         let real = from.to_bare();
-        let muc = stanza.get_child("x", NS_MUC);
+        let muc = stanza.get_child("x", ns::MUC);
         let affiliation = self.affiliation(&real);
         let is_owner = affiliation == Affiliation::Owner;
         // A newly created room belongs to its creator (§10.1.1).
@@ -210,7 +209,7 @@ impl Room {
                 return;
             }
             let password = muc
-                .and_then(|x| x.get_child("password", NS_MUC))
+                .and_then(|x| x.get_child("password", ns::MUC))
                 .map(|p| p.text());
             if !self.record.config.password.is_empty()
                 && affiliation < Affiliation::Admin
@@ -343,7 +342,7 @@ impl Room {
         codes.extend_from_slice(extra_codes);
         let own = AddressedTemplate::new(&self.presence_of(me, true, &codes, None));
         self.deliver_to_session(session, &own);
-        self.send_history(session, muc.and_then(|x| x.get_child("history", NS_MUC)));
+        self.send_history(session, muc.and_then(|x| x.get_child("history", ns::MUC)));
         let subject = Build::new("message", ns::CLIENT)
             .attr("type", "groupchat")
             .attr("id", format!("subject-{:x}", rand::random::<u64>()))
@@ -386,8 +385,8 @@ impl Room {
             };
             let mut presence = self.unavailable_of(old, with_jid, &departure);
             if let Some(item) = presence
-                .get_child_mut("x", NS_MUC_USER)
-                .and_then(|x| x.get_child_mut("item", NS_MUC_USER))
+                .get_child_mut("x", ns::MUC_USER)
+                .and_then(|x| x.get_child_mut("item", ns::MUC_USER))
             {
                 set_attr(item, "nick", nick.clone());
             }
@@ -396,9 +395,9 @@ impl Room {
         let leave_with_jid = new_nick_item(true);
         let leave_without_jid = new_nick_item(false);
         let mut own_leave = new_nick_item(true);
-        if let Some(x) = own_leave.get_child_mut("x", NS_MUC_USER) {
+        if let Some(x) = own_leave.get_child_mut("x", ns::MUC_USER) {
             x.append_child(
-                Build::new("status", NS_MUC_USER)
+                Build::new("status", ns::MUC_USER)
                     .attr("code", status::SELF)
                     .build(),
             );

@@ -3,7 +3,6 @@
 
 use super::{status, Departure, Room};
 use crate::muc::config::{self as room_config, Affiliation, Role};
-use crate::muc::{NS_MUC_OWNER, NS_MUC_USER};
 use crate::router::AddressedTemplate;
 use crate::stanza::{ns, Build, StanzaError};
 use minidom::Element;
@@ -22,7 +21,7 @@ impl Room {
                 .collect()
         };
         Ok(Some(
-            Build::new("query", NS_MUC_OWNER)
+            Build::new("query", ns::MUC_OWNER)
                 .child(room_config::form(
                     &self.record.config,
                     list(Affiliation::Owner),
@@ -41,7 +40,7 @@ impl Room {
         if self.affiliation(&real) != Affiliation::Owner {
             return Err(StanzaError::forbidden().with_text("only owners configure the room"));
         }
-        if let Some(destroy) = query.get_child("destroy", NS_MUC_OWNER) {
+        if let Some(destroy) = query.get_child("destroy", ns::MUC_OWNER) {
             self.destroy(destroy).await;
             return Ok(None);
         }
@@ -52,7 +51,7 @@ impl Room {
             Some("cancel") => {
                 if self.locked {
                     // §10.1.3: cancelling the initial configuration destroys the new room.
-                    let destroy = Element::bare("destroy", NS_MUC_OWNER);
+                    let destroy = Element::bare("destroy", ns::MUC_OWNER);
                     self.destroy(&destroy).await;
                 }
                 return Ok(None);
@@ -130,11 +129,11 @@ impl Room {
             .attr("from", self.jid.to_string())
             .attr("id", format!("config-{:x}", rand::random::<u64>()))
             .child(
-                Build::new("x", NS_MUC_USER)
+                Build::new("x", ns::MUC_USER)
                     .children(
                         codes
                             .into_iter()
-                            .map(|c| Build::new("status", NS_MUC_USER).attr("code", c).build()),
+                            .map(|c| Build::new("status", ns::MUC_USER).attr("code", c).build()),
                     )
                     .build(),
             )
@@ -148,10 +147,10 @@ impl Room {
 
     /// §10.9: everyone leaves with the destroy notice; the room and its record go.
     pub(super) async fn destroy(&mut self, destroy: &Element) {
-        let mut notice = Build::new("destroy", NS_MUC_USER).attr_opt("jid", destroy.attr("jid"));
-        if let Some(reason) = destroy.get_child("reason", NS_MUC_OWNER) {
+        let mut notice = Build::new("destroy", ns::MUC_USER).attr_opt("jid", destroy.attr("jid"));
+        if let Some(reason) = destroy.get_child("reason", ns::MUC_OWNER) {
             notice = notice.child(
-                Build::new("reason", NS_MUC_USER)
+                Build::new("reason", ns::MUC_USER)
                     .text(reason.text())
                     .build(),
             );
@@ -168,7 +167,7 @@ impl Room {
                 actor: None,
             };
             let mut presence = self.unavailable_of(&occupant, false, &departure);
-            if let Some(x) = presence.get_child_mut("x", NS_MUC_USER) {
+            if let Some(x) = presence.get_child_mut("x", ns::MUC_USER) {
                 x.append_child(notice.clone());
             }
             self.deliver(&occupant, &presence);

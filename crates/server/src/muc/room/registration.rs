@@ -1,6 +1,6 @@
 //! Nickname registration with the room (XEP-0045 §7.10): the form, registering, and removal.
 
-use super::{Room, NS_REGISTER};
+use super::Room;
 use crate::muc::config::Affiliation;
 use crate::stanza::{ns, Build, ErrorType, StanzaError};
 use minidom::Element;
@@ -11,10 +11,10 @@ impl Room {
         let real = from.to_bare();
         if let Some(nick) = self.record.registered_nicks.get(real.as_str()) {
             return Ok(Some(
-                Build::new("query", NS_REGISTER)
-                    .child(Element::bare("registered", NS_REGISTER))
+                Build::new("query", ns::REGISTER)
+                    .child(Element::bare("registered", ns::REGISTER))
                     .child(
-                        Build::new("username", NS_REGISTER)
+                        Build::new("username", ns::REGISTER)
                             .text(nick.clone())
                             .build(),
                     )
@@ -22,7 +22,7 @@ impl Room {
             ));
         }
         Ok(Some(
-            Build::new("query", NS_REGISTER)
+            Build::new("query", ns::REGISTER)
                 .child(
                     Build::new("x", ns::DATA_FORMS)
                         .attr("type", "form")
@@ -65,7 +65,7 @@ impl Room {
         if self.context.is_anonymous_host(real.domain().as_str()) {
             return Err(StanzaError::not_allowed().with_text("guests cannot register nicknames"));
         }
-        if query.get_child("remove", NS_REGISTER).is_some() {
+        if query.get_child("remove", ns::REGISTER).is_some() {
             self.record.registered_nicks.remove(real.as_str());
             self.save().await;
             return Ok(None);

@@ -1,12 +1,15 @@
 //! The room's rules without sockets: a room is built on a test server, sessions are router
 //! handles whose queues the tests read, and stanzas go in as a client would send them.
 
-use super::{HistoryEntry, Room, NS_OCCUPANT_ID, NS_SID};
+use super::{HistoryEntry, Room};
 use crate::config::Config;
 use crate::muc::config::{Affiliation, Role, RoomRecord};
-use crate::muc::{MucService, RoomHandle, RoomSummary, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER};
+use crate::muc::{MucService, RoomHandle, RoomSummary};
 use crate::router::{SessionHandle, Signal};
 use crate::service::ServiceContext;
+use crate::stanza::ns::MUC_ADMIN as NS_MUC_ADMIN;
+use crate::stanza::ns::OCCUPANT_ID as NS_OCCUPANT_ID;
+use crate::stanza::ns::SID as NS_SID;
 use crate::stanza::{ns, Build, StanzaError};
 use crate::storage::memory::MemoryStorage;
 use minidom::Element;
@@ -109,16 +112,16 @@ fn admin_item(attrs: &str) -> Element {
 
 fn muc_item(presence: &Element) -> Option<&Element> {
     presence
-        .get_child("x", NS_MUC_USER)?
-        .get_child("item", NS_MUC_USER)
+        .get_child("x", ns::MUC_USER)?
+        .get_child("item", ns::MUC_USER)
 }
 
 fn status_codes(stanza: &Element) -> Vec<String> {
     stanza
-        .get_child("x", NS_MUC_USER)
+        .get_child("x", ns::MUC_USER)
         .map(|x| {
             x.children()
-                .filter(|c| c.is("status", NS_MUC_USER))
+                .filter(|c| c.is("status", ns::MUC_USER))
                 .filter_map(|c| c.attr("code").map(str::to_string))
                 .collect()
         })
@@ -338,7 +341,7 @@ async fn the_configuration_form_round_trips_and_only_owners_see_it() {
     // The form as given, submitted unchanged, leaves the configuration as it was.
     crate::stanza::set_attr(&mut form, "type", "submit".to_string());
     let submit = |form: &Element| {
-        Build::new("query", NS_MUC_OWNER)
+        Build::new("query", ns::MUC_OWNER)
             .child(form.clone())
             .build()
     };
@@ -441,7 +444,7 @@ fn a_tombstone_keeps_the_envelope_and_ids_but_not_the_content() {
          <occupant-id xmlns='{NS_OCCUPANT_ID}' id='oid'/>\
          <stanza-id xmlns='{NS_SID}' id='sid' by='{ROOM}'/></message>"
     );
-    let retracted = Element::bare("retracted", super::NS_RETRACT);
+    let retracted = Element::bare("retracted", ns::RETRACT);
     let tombstone = super::messages::tombstone(&stored, retracted).expect("a tombstone");
     let kept = salon_xml::parse_stored(&tombstone, ns::CLIENT).unwrap();
     assert_eq!(kept.attr("from"), Some(&*format!("{ROOM}/bob")));
@@ -449,9 +452,9 @@ fn a_tombstone_keeps_the_envelope_and_ids_but_not_the_content() {
     assert_eq!(kept.attr("type"), Some("groupchat"));
     assert!(kept.get_child("body", ns::CLIENT).is_none(), "{tombstone}");
     assert!(!tombstone.contains("regrettable"), "{tombstone}");
-    assert!(kept.get_child("occupant-id", NS_OCCUPANT_ID).is_some());
-    assert!(kept.get_child("stanza-id", NS_SID).is_some());
-    assert!(kept.get_child("retracted", super::NS_RETRACT).is_some());
+    assert!(kept.get_child("occupant-id", ns::OCCUPANT_ID).is_some());
+    assert!(kept.get_child("stanza-id", ns::SID).is_some());
+    assert!(kept.get_child("retracted", ns::RETRACT).is_some());
     assert_eq!(
         super::messages::tombstone("<message", Element::bare("r", "x")),
         None
@@ -483,12 +486,12 @@ async fn a_message_the_room_does_not_store_carries_no_stanza_id() {
     let seen = received(&bob);
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(
-        seen[0].get_child("stanza-id", NS_SID).is_none(),
+        seen[0].get_child("stanza-id", ns::SID).is_none(),
         "a chat state is not archived, so it has no stanza-id: {seen:?}"
     );
-    assert!(seen[0].get_child("occupant-id", NS_OCCUPANT_ID).is_some());
+    assert!(seen[0].get_child("occupant-id", ns::OCCUPANT_ID).is_some());
     let stanza_id = seen[1]
-        .get_child("stanza-id", NS_SID)
+        .get_child("stanza-id", ns::SID)
         .expect("a stored message has a stanza-id");
     assert_eq!(stanza_id.attr("by"), Some(ROOM));
     assert_eq!(
