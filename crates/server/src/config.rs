@@ -276,6 +276,12 @@ pub struct LimitsConfig {
     pub max_xml_depth: usize,
     /// Most attributes on one element.
     pub max_attributes: usize,
+    /// Most elements in one stanza: an empty element is four bytes on the wire but hundreds
+    /// once parsed.
+    pub max_stanza_elements: usize,
+    /// Largest estimated memory of one stanza's parsed tree, in bytes; bounds the parser's
+    /// memory per connection, which bytes alone do not.
+    pub max_stanza_memory: usize,
     /// Stanzas waiting to be written to one connection before it is cut off as too slow.
     pub outbound_queue: usize,
     /// Failed logins one IP address may make per minute before logins are refused.
@@ -470,12 +476,24 @@ impl Default for C2sConfig {
     }
 }
 
+impl LimitsConfig {
+    /// The limits on each stanza's parsed tree, for the stream parsers of every transport.
+    pub fn tree_limits(&self) -> salon_xml::TreeLimits {
+        salon_xml::TreeLimits {
+            max_elements: self.max_stanza_elements,
+            max_memory: self.max_stanza_memory,
+        }
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_stanza_bytes: 256 * 1024,
             max_xml_depth: 32,
             max_attributes: 64,
+            max_stanza_elements: 4096,
+            max_stanza_memory: 1024 * 1024,
             outbound_queue: 2048,
             login_failures_per_minute: 10,
             connections_per_ip: 64,
@@ -644,6 +662,8 @@ impl Config {
             ("c2s.auth_timeout", self.c2s.auth_timeout as usize, 5),
             ("limits.max_xml_depth", limits.max_xml_depth, 4),
             ("limits.max_attributes", limits.max_attributes, 8),
+            ("limits.max_stanza_elements", limits.max_stanza_elements, 64),
+            ("limits.max_stanza_memory", limits.max_stanza_memory, 64 * 1024),
             ("limits.outbound_queue", limits.outbound_queue, 16),
             ("limits.connections_per_ip", limits.connections_per_ip, 1),
             (
@@ -879,6 +899,10 @@ impl Config {
             l.max_stanza_bytes, l.max_xml_depth, l.max_attributes, l.outbound_queue,
             l.login_failures_per_minute, l.connections_per_ip, l.offline_messages_per_user,
             l.stanzas_per_second
+        ));
+        out.push_str(&format!(
+            "limits.max_stanza_elements = {}\nlimits.max_stanza_memory = {}\n",
+            l.max_stanza_elements, l.max_stanza_memory
         ));
         let h = &self.http;
         out.push_str(&format!(

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
 use salon_server::stanza::ns;
-use salon_xml::{ParserLimits, StreamEvent, StreamParser};
+use salon_xml::{ParserLimits, StreamEvent, StreamParser, TreeLimits};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
@@ -90,8 +90,12 @@ fn xml_response(status: StatusCode, text: String) -> Response {
 type BoshRequest = (Vec<(String, String)>, Vec<minidom::Element>);
 
 /// Parse a request body into its `<body/>` attributes and child elements.
-fn parse_request(text: &[u8], limits: &ParserLimits) -> Result<BoshRequest, String> {
-    let mut parser = StreamParser::new(limits.clone());
+fn parse_request(
+    text: &[u8],
+    limits: &ParserLimits,
+    tree_limits: TreeLimits,
+) -> Result<BoshRequest, String> {
+    let mut parser = StreamParser::new(limits.clone()).with_tree_limits(tree_limits);
     let mut events = Vec::new();
     parser.feed(text, &mut events).map_err(|e| e.to_string())?;
     let mut attributes = None;
@@ -133,7 +137,8 @@ pub async fn request(
     payload: Bytes,
 ) -> Response {
     let limits = parser_limits(&state.server);
-    let (attributes, children) = match parse_request(&payload, &limits) {
+    let tree_limits = state.server.config.limits.tree_limits();
+    let (attributes, children) = match parse_request(&payload, &limits, tree_limits) {
         Ok(parsed) => parsed,
         Err(why) => {
             tracing::info!(peer = %client.ip, error = %why, "bad BOSH request");
