@@ -318,6 +318,14 @@ pub struct HttpConfig {
     pub bosh_inactivity: u64,
     /// Longest a BOSH request is held waiting for data (clients may ask for less).
     pub bosh_max_wait: u64,
+    /// Seconds a client has to send a request's whole header; also how long an idle keep-alive
+    /// connection stays open.
+    pub header_read_timeout: u64,
+    /// Seconds a connection may go without a byte read or written while it is served; longer
+    /// than `bosh_max_wait` and `websocket_ping_interval`, which keep live ones busy.
+    pub idle_timeout: u64,
+    /// Simultaneous HTTP connections from one TCP peer (trusted proxies are exempt).
+    pub connections_per_ip: usize,
     /// Directory holding Converse.js's `dist/` files, served at `/converse/dist/`. Salon does
     /// not ship Converse.js.
     pub converse_dir: Option<PathBuf>,
@@ -337,6 +345,9 @@ impl Default for HttpConfig {
             loopback_is_secure: true,
             bosh_inactivity: 60,
             bosh_max_wait: 60,
+            header_read_timeout: 10,
+            idle_timeout: 90,
+            connections_per_ip: 128,
             converse_dir: None,
             converse_url: None,
         }
@@ -663,6 +674,17 @@ impl Config {
             ("limits.max_xml_depth", limits.max_xml_depth, 4),
             ("limits.max_attributes", limits.max_attributes, 8),
             ("limits.max_stanza_elements", limits.max_stanza_elements, 64),
+            (
+                "http.header_read_timeout",
+                self.http.header_read_timeout as usize,
+                1,
+            ),
+            ("http.connections_per_ip", self.http.connections_per_ip, 1),
+            (
+                "http.idle_timeout",
+                self.http.idle_timeout as usize,
+                self.http.bosh_max_wait.max(self.http.websocket_ping_interval) as usize + 1,
+            ),
             ("limits.max_stanza_memory", limits.max_stanza_memory, 64 * 1024),
             ("limits.outbound_queue", limits.outbound_queue, 16),
             ("limits.connections_per_ip", limits.connections_per_ip, 1),
@@ -915,6 +937,10 @@ impl Config {
             h.loopback_is_secure,
             h.bosh_inactivity,
             h.bosh_max_wait
+        ));
+        out.push_str(&format!(
+            "http.header_read_timeout = {}\nhttp.idle_timeout = {}\nhttp.connections_per_ip = {}\n",
+            h.header_read_timeout, h.idle_timeout, h.connections_per_ip
         ));
         out.push_str(&format!(
             "http.converse_dir = {}\nhttp.converse_url = {}\n",

@@ -45,6 +45,10 @@ struct Shared {
     answered: BTreeMap<u64, String>,
     /// Requests currently held, by rid.
     held: VecDeque<u64>,
+    /// Requests that arrived ahead of their predecessors and wait for them, by rid. With
+    /// `held`, at most `hold` + 1 (the `requests` the session announced): without this bound a
+    /// client could park any number of requests on one early rid.
+    early: Vec<u64>,
     terminated: bool,
     last_activity: Instant,
 }
@@ -201,6 +205,7 @@ async fn create_session(
             outgoing: Vec::new(),
             answered: BTreeMap::new(),
             held: VecDeque::new(),
+            early: Vec::new(),
             terminated: false,
             last_activity: Instant::now(),
         }),
@@ -273,8 +278,10 @@ impl BoshSession {
         children: Vec<minidom::Element>,
     ) -> Response {
         // RID checks (XEP-0124 §14): replay an answered request, refuse one outside the window,
-        // and let one that arrived early wait for its predecessors.
+        // and let one that arrived early wait for its predecessors. Rids are compared with
+        // checked arithmetic: a session started near 2^64 must not see its window wrap to 0.
         let deadline = Instant::now() + self.wait;
+        let mut early: Option<EarlyRequest> = None;
         loop {
             let waiter = self.changed.notified();
             {
@@ -291,7 +298,8 @@ impl BoshSession {
                         None => xml_response(StatusCode::OK, terminate("item-not-found")),
                     };
                 }
-                if rid > shared.last_rid + (self.hold as u64) + 1 {
+                let window_end = shared.last_rid.saturating_add(self.hold as u64 + 1);
+                if rid > window_end {
                     tracing::info!(sid = %self.sid, rid, last = shared.last_rid, "BOSH rid outside the window");
                     shared.terminated = true;
                     drop(shared);
@@ -299,14 +307,26 @@ impl BoshSession {
                     let _ = self.inbound.try_send(vec![StreamEvent::StreamClose]);
                     return xml_response(StatusCode::OK, terminate("item-not-found"));
                 }
-                if shared.held.len() > self.hold {
-                    // More requests in flight than the session allows (`requests`).
+                let waiting_here = usize::from(early.is_some());
+                let in_flight = shared.held.len() + shared.early.len() - waiting_here;
+                if in_flight > self.hold
+                    || (early.is_none() && shared.early.contains(&rid))
+                {
+                    // More requests in flight than the session allows (`requests` = hold + 1),
+                    // or a second request with an rid already waiting.
                     return xml_response(StatusCode::OK, terminate("policy-violation"));
                 }
-                if rid == shared.last_rid + 1 {
+                if shared.last_rid.checked_add(1) == Some(rid) {
                     shared.last_rid = rid;
                     shared.held.push_back(rid);
                     break;
+                }
+                if early.is_none() {
+                    shared.early.push(rid);
+                    early = Some(EarlyRequest {
+                        session: self.clone(),
+                        rid,
+                    });
                 }
             }
             if Instant::now() >= deadline {
@@ -314,6 +334,7 @@ impl BoshSession {
             }
             let _ = tokio::time::timeout_at(deadline.into(), waiter).await;
         }
+        drop(early);
         self.changed.notify_waiters();
         let mut events = Vec::new();
         if matches!(
@@ -373,6 +394,23 @@ impl BoshSession {
                 }
             }
             let _ = tokio::time::timeout_at(deadline.into(), waiter).await;
+        }
+    }
+}
+
+/// An early request's place in `Shared::early`, given back however its handler ends (answered,
+/// refused, or dropped when the client closes the connection).
+struct EarlyRequest {
+    session: Arc<BoshSession>,
+    rid: u64,
+}
+
+impl Drop for EarlyRequest {
+    fn drop(&mut self) {
+        if let Ok(mut shared) = self.session.shared.lock() {
+            if let Some(at) = shared.early.iter().position(|r| *r == self.rid) {
+                shared.early.swap_remove(at);
+            }
         }
     }
 }
