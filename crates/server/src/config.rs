@@ -683,9 +683,16 @@ impl Config {
             (
                 "http.idle_timeout",
                 self.http.idle_timeout as usize,
-                self.http.bosh_max_wait.max(self.http.websocket_ping_interval) as usize + 1,
+                self.http
+                    .bosh_max_wait
+                    .max(self.http.websocket_ping_interval) as usize
+                    + 1,
             ),
-            ("limits.max_stanza_memory", limits.max_stanza_memory, 64 * 1024),
+            (
+                "limits.max_stanza_memory",
+                limits.max_stanza_memory,
+                64 * 1024,
+            ),
             ("limits.outbound_queue", limits.outbound_queue, 16),
             ("limits.connections_per_ip", limits.connections_per_ip, 1),
             (

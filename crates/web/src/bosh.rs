@@ -94,7 +94,7 @@ fn xml_response(status: StatusCode, text: String) -> Response {
 type BoshRequest = (Vec<(String, String)>, Vec<minidom::Element>);
 
 /// Parse a request body into its `<body/>` attributes and child elements.
-fn parse_request(
+pub(crate) fn parse_request(
     text: &[u8],
     limits: &ParserLimits,
     tree_limits: TreeLimits,
@@ -309,9 +309,7 @@ impl BoshSession {
                 }
                 let waiting_here = usize::from(early.is_some());
                 let in_flight = shared.held.len() + shared.early.len() - waiting_here;
-                if in_flight > self.hold
-                    || (early.is_none() && shared.early.contains(&rid))
-                {
+                if in_flight > self.hold || (early.is_none() && shared.early.contains(&rid)) {
                     // More requests in flight than the session allows (`requests` = hold + 1),
                     // or a second request with an rid already waiting.
                     return xml_response(StatusCode::OK, terminate("policy-violation"));

@@ -387,14 +387,14 @@ mod tests {
             assert!(csp.contains("object-src 'none'"), "{csp}");
             assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));
         }
-        let (_, page) = prepared()
-            .iter()
-            .find(|(p, _)| *p == "index.html")
-            .unwrap();
+        let (_, page) = prepared().iter().find(|(p, _)| *p == "index.html").unwrap();
         let html = std::str::from_utf8(page.bytes).unwrap();
         for tag in html.split("<script").skip(1) {
             let open = &tag[..tag.find('>').unwrap()];
-            assert!(open.contains("src="), "inline <script> in index.html: {open}");
+            assert!(
+                open.contains("src="),
+                "inline <script> in index.html: {open}"
+            );
         }
         assert!(!html.contains("<style"), "inline <style> in index.html");
         assert!(!html.contains(" style="), "style attribute in index.html");

@@ -6,6 +6,7 @@ mod bosh;
 mod client;
 mod client_address;
 mod connections;
+pub mod fuzz;
 mod host_meta;
 mod https;
 pub mod metrics;
