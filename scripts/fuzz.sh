@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Fuzz salon-xml's StreamParser for a bounded time with cargo-fuzz (libFuzzer).
+# Fuzz Salon's parsers of network input for a bounded time with cargo-fuzz (libFuzzer): the XML
+# stream parser, BOSH bodies, JIDs, SCRAM messages and data forms (crates/xml/fuzz/fuzz_targets).
 #
 #   scripts/fuzz.sh [SECONDS] [-- LIBFUZZER_ARGS...]
 #
-# SECONDS defaults to 60. Environment:
-#   FUZZ_TARGET     fuzz target to run (default: stream_parser)
+# SECONDS defaults to 60, per target. Environment:
+#   FUZZ_TARGET     one fuzz target to run (default: all of them, one after the other)
+#   FUZZ_RSS_MB     libFuzzer's memory limit (-rss_limit_mb, default 256): low enough that an
+#                   input of at most 8 KiB that makes the code allocate out of proportion (parsed
+#                   XML amplification, say) is reported as a crash
 #   FUZZ_SANITIZER  none (default) or address. `none` works on the stable toolchain as is: cargo-fuzz
 #                   then passes only stable -C flags (SanitizerCoverage via -Cpasses/-Cllvm-args).
 #                   `address` needs -Zsanitizer, so the script sets RUSTC_BOOTSTRAP=1 for it (the
@@ -25,11 +29,25 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [[ "$seconds" -eq 0 ]]; then
     exit 2
 fi
 
-target="${FUZZ_TARGET:-stream_parser}"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -z "${FUZZ_TARGET:-}" ]]; then
+    failed=()
+    for file in "$repo"/crates/xml/fuzz/fuzz_targets/*.rs; do
+        name="$(basename "$file" .rs)"
+        FUZZ_TARGET="$name" "$0" "$seconds" -- "$@" || failed+=("$name")
+    done
+    if [[ ${#failed[@]} -gt 0 ]]; then
+        echo "FAILED targets: ${failed[*]}"
+        exit 1
+    fi
+    echo "all fuzz targets: OK"
+    exit 0
+fi
+target="$FUZZ_TARGET"
+rss_mb="${FUZZ_RSS_MB:-256}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 jobs="${FUZZ_JOBS:-1}"
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 crate="$repo/crates/xml"
 fuzz="$crate/fuzz"
 seeds="$fuzz/corpus/$target"
@@ -64,7 +82,7 @@ start=$(date +%s)
 status=0
 nice cargo fuzz run --sanitizer "$sanitizer" --debug-assertions "${target_dir[@]}" --jobs "$jobs" "$target" \
     "$work" "$seeds" -- \
-    -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+    -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb="$rss_mb" \
     -print_final_stats=1 "$@" 2>&1 | tee "$log" || status=$?
 elapsed=$(( $(date +%s) - start ))
 

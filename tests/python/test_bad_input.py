@@ -213,6 +213,21 @@ async def test_wrong_default_namespace(server, accounts, content_ns):
 # -- transport-level garbage ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", id="get"),
+        pytest.param(b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+                     id="post"),
+        pytest.param(b"GET / HTTP/1.1\r\n", id="request-line-only"),
+    ],
+)
+@async_test
+async def test_http_request_on_xmpp_port(server, accounts, request_line):
+    """An HTTP request is not an XML stream: a stream error, then the connection closes."""
+    await header_case(server, accounts, request_line, {"not-well-formed"})
+
+
 @async_test
 async def test_tls_handshake_on_starttls_port(server, accounts):
     """A TLS ClientHello on the STARTTLS port is not XML: the server must answer and close

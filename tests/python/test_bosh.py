@@ -170,3 +170,29 @@ async def test_terminate_and_bad_requests(server):
     assert status == 404 and element is not None, text
     assert element.get("condition") == "item-not-found", text
     assert jid
+
+
+@async_test(timeout=60)
+async def test_early_rid_requests_are_bounded(server):
+    """Requests parked on an early rid count toward `requests` (hold + 1): one session cannot
+    make the server hold dozens of them (issue 11, item 3)."""
+    client = Bosh(server.http_port, "anon.localhost")
+    await client.create()  # hold=1, so requests=2
+    early = client.rid + 2  # rid + 1 never comes, so this one waits for it
+    start = time.monotonic()
+    results = await asyncio.gather(*(client.send_rid(early) for _ in range(20)))
+    took = time.monotonic() - start
+    refused = [r for r in results if r.get("condition") == "policy-violation"]
+    assert len(refused) >= 18, (took, [tostr(r) for r in results])
+
+
+@async_test(timeout=60)
+async def test_rid_window_does_not_wrap_near_2_64(server):
+    client = Bosh(server.http_port, "anon.localhost")
+    client.rid = 2**64 - 3
+    await client.create()  # rid 2^64 - 2
+    last = await client.send_rid(2**64 - 1)
+    assert last.get("type") != "terminate", tostr(last)
+    # After the largest rid nothing is "next": a small rid is old, not the window wrapping round.
+    wrapped = await client.send_rid(0)
+    assert wrapped.get("type") == "terminate" and wrapped.get("condition") == "item-not-found", tostr(wrapped)

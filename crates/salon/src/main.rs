@@ -171,6 +171,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "Salon {} starting",
         env!("CARGO_PKG_VERSION")
     );
+    raise_open_file_limit();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     server.start().await;
@@ -183,6 +184,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     listeners.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every connection is a file descriptor, and the usual soft limit (1024) is reached long before
+/// memory or CPU is: raise it to the hard limit, and say what it is.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open-file limit");
+        }
+    }
+    tracing::info!(
+        open_files = limit.rlim_cur,
+        "open-file limit (each connection uses one)"
+    );
 }
 
 /// Split and validate an account address for the CLI.

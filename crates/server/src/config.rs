@@ -276,6 +276,12 @@ pub struct LimitsConfig {
     pub max_xml_depth: usize,
     /// Most attributes on one element.
     pub max_attributes: usize,
+    /// Most elements in one stanza: an empty element is four bytes on the wire but hundreds
+    /// once parsed.
+    pub max_stanza_elements: usize,
+    /// Largest estimated memory of one stanza's parsed tree, in bytes; bounds the parser's
+    /// memory per connection, which bytes alone do not.
+    pub max_stanza_memory: usize,
     /// Stanzas waiting to be written to one connection before it is cut off as too slow.
     pub outbound_queue: usize,
     /// Failed logins one IP address may make per minute before logins are refused.
@@ -323,6 +329,14 @@ pub struct HttpConfig {
     pub bosh_inactivity: u64,
     /// Longest a BOSH request is held waiting for data (clients may ask for less).
     pub bosh_max_wait: u64,
+    /// Seconds a client has to send a request's whole header; also how long an idle keep-alive
+    /// connection stays open.
+    pub header_read_timeout: u64,
+    /// Seconds a connection may go without a byte read or written while it is served; longer
+    /// than `bosh_max_wait` and `websocket_ping_interval`, which keep live ones busy.
+    pub idle_timeout: u64,
+    /// Simultaneous HTTP connections from one TCP peer (trusted proxies are exempt).
+    pub connections_per_ip: usize,
     /// Directory holding Converse.js's `dist/` files, served at `/converse/dist/`. Salon does
     /// not ship Converse.js.
     pub converse_dir: Option<PathBuf>,
@@ -342,6 +356,9 @@ impl Default for HttpConfig {
             loopback_is_secure: true,
             bosh_inactivity: 60,
             bosh_max_wait: 60,
+            header_read_timeout: 10,
+            idle_timeout: 90,
+            connections_per_ip: 128,
             converse_dir: None,
             converse_url: None,
         }
@@ -481,12 +498,24 @@ impl Default for C2sConfig {
     }
 }
 
+impl LimitsConfig {
+    /// The limits on each stanza's parsed tree, for the stream parsers of every transport.
+    pub fn tree_limits(&self) -> salon_xml::TreeLimits {
+        salon_xml::TreeLimits {
+            max_elements: self.max_stanza_elements,
+            max_memory: self.max_stanza_memory,
+        }
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_stanza_bytes: 256 * 1024,
             max_xml_depth: 32,
             max_attributes: 64,
+            max_stanza_elements: 4096,
+            max_stanza_memory: 1024 * 1024,
             outbound_queue: 2048,
             login_failures_per_minute: 30,
             login_failures_per_account_per_minute: 5,
@@ -659,6 +688,26 @@ impl Config {
             ("c2s.auth_timeout", self.c2s.auth_timeout as usize, 5),
             ("limits.max_xml_depth", limits.max_xml_depth, 4),
             ("limits.max_attributes", limits.max_attributes, 8),
+            ("limits.max_stanza_elements", limits.max_stanza_elements, 64),
+            (
+                "http.header_read_timeout",
+                self.http.header_read_timeout as usize,
+                1,
+            ),
+            ("http.connections_per_ip", self.http.connections_per_ip, 1),
+            (
+                "http.idle_timeout",
+                self.http.idle_timeout as usize,
+                self.http
+                    .bosh_max_wait
+                    .max(self.http.websocket_ping_interval) as usize
+                    + 1,
+            ),
+            (
+                "limits.max_stanza_memory",
+                limits.max_stanza_memory,
+                64 * 1024,
+            ),
             ("limits.outbound_queue", limits.outbound_queue, 16),
             ("limits.unacked_stanzas", limits.unacked_stanzas, 16),
             ("limits.unacked_bytes", limits.unacked_bytes, 64 * 1024),
@@ -903,6 +952,10 @@ impl Config {
             l.login_failures_per_minute, l.login_failures_per_account_per_minute, l.connections_per_ip, l.offline_messages_per_user,
             l.stanzas_per_second, l.unacked_stanzas, l.unacked_bytes, l.write_timeout
         ));
+        out.push_str(&format!(
+            "limits.max_stanza_elements = {}\nlimits.max_stanza_memory = {}\n",
+            l.max_stanza_elements, l.max_stanza_memory
+        ));
         let h = &self.http;
         out.push_str(&format!(
             "http.cors_origins = {:?}\nhttp.trusted_proxies = {:?}\nhttp.public_url = {}\nhttp.max_websocket_message = {}\nhttp.websocket_ping_interval = {}\nhttp.loopback_is_secure = {}\nhttp.bosh_inactivity = {}\nhttp.bosh_max_wait = {}\n",
@@ -914,6 +967,10 @@ impl Config {
             h.loopback_is_secure,
             h.bosh_inactivity,
             h.bosh_max_wait
+        ));
+        out.push_str(&format!(
+            "http.header_read_timeout = {}\nhttp.idle_timeout = {}\nhttp.connections_per_ip = {}\n",
+            h.header_read_timeout, h.idle_timeout, h.connections_per_ip
         ));
         out.push_str(&format!(
             "http.converse_dir = {}\nhttp.converse_url = {}\n",

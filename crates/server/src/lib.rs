@@ -5,6 +5,7 @@
 // The core: knows no feature.
 pub mod config;
 pub mod extensions;
+pub mod fuzz;
 pub mod hooks;
 pub mod metrics;
 pub mod registry;

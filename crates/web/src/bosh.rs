@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
 use salon_server::stanza::ns;
-use salon_xml::{ParserLimits, StreamEvent, StreamParser};
+use salon_xml::{ParserLimits, StreamEvent, StreamParser, TreeLimits};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
@@ -45,6 +45,10 @@ struct Shared {
     answered: BTreeMap<u64, String>,
     /// Requests currently held, by rid.
     held: VecDeque<u64>,
+    /// Requests that arrived ahead of their predecessors and wait for them, by rid. With
+    /// `held`, at most `hold` + 1 (the `requests` the session announced): without this bound a
+    /// client could park any number of requests on one early rid.
+    early: Vec<u64>,
     terminated: bool,
     last_activity: Instant,
 }
@@ -90,8 +94,12 @@ fn xml_response(status: StatusCode, text: String) -> Response {
 type BoshRequest = (Vec<(String, String)>, Vec<minidom::Element>);
 
 /// Parse a request body into its `<body/>` attributes and child elements.
-fn parse_request(text: &[u8], limits: &ParserLimits) -> Result<BoshRequest, String> {
-    let mut parser = StreamParser::new(limits.clone());
+pub(crate) fn parse_request(
+    text: &[u8],
+    limits: &ParserLimits,
+    tree_limits: TreeLimits,
+) -> Result<BoshRequest, String> {
+    let mut parser = StreamParser::new(limits.clone()).with_tree_limits(tree_limits);
     let mut events = Vec::new();
     parser.feed(text, &mut events).map_err(|e| e.to_string())?;
     let mut attributes = None;
@@ -133,7 +141,8 @@ pub async fn request(
     payload: Bytes,
 ) -> Response {
     let limits = parser_limits(&state.server);
-    let (attributes, children) = match parse_request(&payload, &limits) {
+    let tree_limits = state.server.config.limits.tree_limits();
+    let (attributes, children) = match parse_request(&payload, &limits, tree_limits) {
         Ok(parsed) => parsed,
         Err(why) => {
             tracing::info!(peer = %client.ip, error = %why, "bad BOSH request");
@@ -196,6 +205,7 @@ async fn create_session(
             outgoing: Vec::new(),
             answered: BTreeMap::new(),
             held: VecDeque::new(),
+            early: Vec::new(),
             terminated: false,
             last_activity: Instant::now(),
         }),
@@ -268,8 +278,10 @@ impl BoshSession {
         children: Vec<minidom::Element>,
     ) -> Response {
         // RID checks (XEP-0124 §14): replay an answered request, refuse one outside the window,
-        // and let one that arrived early wait for its predecessors.
+        // and let one that arrived early wait for its predecessors. Rids are compared with
+        // checked arithmetic: a session started near 2^64 must not see its window wrap to 0.
         let deadline = Instant::now() + self.wait;
+        let mut early: Option<EarlyRequest> = None;
         loop {
             let waiter = self.changed.notified();
             {
@@ -286,7 +298,8 @@ impl BoshSession {
                         None => xml_response(StatusCode::OK, terminate("item-not-found")),
                     };
                 }
-                if rid > shared.last_rid + (self.hold as u64) + 1 {
+                let window_end = shared.last_rid.saturating_add(self.hold as u64 + 1);
+                if rid > window_end {
                     tracing::info!(sid = %self.sid, rid, last = shared.last_rid, "BOSH rid outside the window");
                     shared.terminated = true;
                     drop(shared);
@@ -294,14 +307,24 @@ impl BoshSession {
                     let _ = self.inbound.try_send(vec![StreamEvent::StreamClose]);
                     return xml_response(StatusCode::OK, terminate("item-not-found"));
                 }
-                if shared.held.len() > self.hold {
-                    // More requests in flight than the session allows (`requests`).
+                let waiting_here = usize::from(early.is_some());
+                let in_flight = shared.held.len() + shared.early.len() - waiting_here;
+                if in_flight > self.hold || (early.is_none() && shared.early.contains(&rid)) {
+                    // More requests in flight than the session allows (`requests` = hold + 1),
+                    // or a second request with an rid already waiting.
                     return xml_response(StatusCode::OK, terminate("policy-violation"));
                 }
-                if rid == shared.last_rid + 1 {
+                if shared.last_rid.checked_add(1) == Some(rid) {
                     shared.last_rid = rid;
                     shared.held.push_back(rid);
                     break;
+                }
+                if early.is_none() {
+                    shared.early.push(rid);
+                    early = Some(EarlyRequest {
+                        session: self.clone(),
+                        rid,
+                    });
                 }
             }
             if Instant::now() >= deadline {
@@ -309,6 +332,7 @@ impl BoshSession {
             }
             let _ = tokio::time::timeout_at(deadline.into(), waiter).await;
         }
+        drop(early);
         self.changed.notify_waiters();
         let mut events = Vec::new();
         if matches!(
@@ -368,6 +392,23 @@ impl BoshSession {
                 }
             }
             let _ = tokio::time::timeout_at(deadline.into(), waiter).await;
+        }
+    }
+}
+
+/// An early request's place in `Shared::early`, given back however its handler ends (answered,
+/// refused, or dropped when the client closes the connection).
+struct EarlyRequest {
+    session: Arc<BoshSession>,
+    rid: u64,
+}
+
+impl Drop for EarlyRequest {
+    fn drop(&mut self) {
+        if let Ok(mut shared) = self.session.shared.lock() {
+            if let Some(at) = shared.early.iter().position(|r| *r == self.rid) {
+                shared.early.swap_remove(at);
+            }
         }
     }
 }

@@ -137,22 +137,38 @@ fn not_found(what: &str) -> Response {
         .into_response()
 }
 
+/// The built-in chat page's Content-Security-Policy: only its own scripts and styles run (no
+/// inline script, so text from the network that slipped into the page could not execute), no
+/// plugins, no `<base>` rewriting. It talks to `/xmpp-websocket`, `/http-bind` and the upload
+/// service, which may be on another origin (`upload.public_url`); no `frame-ancestors`, since
+/// embedding the chat in other sites is the point of `?embed=1`. The Converse.js page loads its
+/// code from wherever `http.converse_url` says and has inline script, so it does not get this.
+const CHAT_PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data: blob: https:; media-src 'self' blob: https:; \
+     connect-src 'self' ws: wss: http: https:; object-src 'none'; base-uri 'none'; \
+     form-action 'self'";
+
 /// For working on the client: `SALON_WEB_DIR=web` serves the files from disk as they are
 /// (no cache, no gzip), so an edit shows on reload without rebuilding the binary.
 fn serve_from_disk(path: &str) -> Option<Response> {
     let dir = std::env::var_os("SALON_WEB_DIR").filter(|d| !d.is_empty())?;
     ASSETS.iter().find(|a| a.path == path)?;
     let bytes = std::fs::read(std::path::Path::new(&dir).join(path)).ok()?;
-    Some(
-        (
-            [
-                (header::CONTENT_TYPE, content_type(path)),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            bytes,
-        )
-            .into_response(),
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, content_type(path)),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
     )
+        .into_response();
+    if path == "index.html" {
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static(CHAT_PAGE_CSP),
+        );
+    }
+    Some(response)
 }
 
 /// Serve one embedded file, honouring `If-None-Match` and `Accept-Encoding`.
@@ -192,6 +208,9 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         // The chat may be embedded in an iframe by other sites (that is the point of
         // `?embed=1`), so no frame-ancestors restriction; but no referrer leaks to links.
         builder = builder.header("referrer-policy", "no-referrer");
+    }
+    if path == "index.html" {
+        builder = builder.header(header::CONTENT_SECURITY_POLICY, CHAT_PAGE_CSP);
     }
     let body = match gz {
         Some(gz) => {
@@ -350,6 +369,36 @@ mod tests {
             assert_ne!(p.content_type, "application/octet-stream", "{path}");
             assert!(!p.etag.is_empty());
         }
+    }
+
+    /// The chat page is served with a policy that runs only its own files, and the page itself
+    /// needs nothing else: no inline script, style element or style attribute.
+    #[test]
+    fn chat_page_has_a_content_security_policy_it_complies_with() {
+        for path in ["index.html", "assets/app.js"] {
+            let response = serve(path, &HeaderMap::new());
+            let csp = response.headers().get(header::CONTENT_SECURITY_POLICY);
+            if path != "index.html" {
+                assert!(csp.is_none(), "{path}");
+                continue;
+            }
+            let csp = csp.expect("the chat page has a CSP").to_str().unwrap();
+            assert!(csp.contains("script-src 'self';"), "{csp}");
+            assert!(csp.contains("object-src 'none'"), "{csp}");
+            assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));
+        }
+        let (_, page) = prepared().iter().find(|(p, _)| *p == "index.html").unwrap();
+        let html = std::str::from_utf8(page.bytes).unwrap();
+        for tag in html.split("<script").skip(1) {
+            let open = &tag[..tag.find('>').unwrap()];
+            assert!(
+                open.contains("src="),
+                "inline <script> in index.html: {open}"
+            );
+        }
+        assert!(!html.contains("<style"), "inline <style> in index.html");
+        assert!(!html.contains(" style="), "style attribute in index.html");
+        assert!(!html.contains(" onclick="), "inline handler in index.html");
     }
 
     #[test]

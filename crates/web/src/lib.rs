@@ -5,6 +5,8 @@
 mod bosh;
 mod client;
 mod client_address;
+mod connections;
+pub mod fuzz;
 mod host_meta;
 mod https;
 pub mod metrics;
@@ -86,13 +88,10 @@ pub async fn serve_https(
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
     let tls = https::TlsListener::new(listener, server.tls.https.clone())?;
-    let mut shutdown = server.shutdown_signal();
-    let app = router(server).into_make_service_with_connect_info::<https::HttpsPeer>();
-    axum::serve(tls, app)
-        .with_graceful_shutdown(async move {
-            salon_server::server::shutdown_requested(&mut shutdown).await;
-        })
-        .await
+    let shutdown = server.shutdown_signal();
+    let limits = connections::ConnectionLimits::from_config(&server.config.http);
+    connections::serve(tls, router(server), limits, shutdown, https::HttpsPeer).await;
+    Ok(())
 }
 
 /// Bind the HTTP listener (separately, so that a port in use is reported at start).
@@ -104,16 +103,13 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 
 /// Serve HTTP until the server shuts down.
 pub async fn serve(server: Arc<Server>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let mut shutdown = server.shutdown_signal();
-    let app = router(server).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = server.shutdown_signal();
+    let limits = connections::ConnectionLimits::from_config(&server.config.http);
     // Without TCP_NODELAY, a small WebSocket or BOSH write that follows one not yet acknowledged
     // waits for the peer's delayed ACK (Nagle): tens of milliseconds per chat message.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            salon_server::server::shutdown_requested(&mut shutdown).await;
-        })
-        .await
+    connections::serve(listener, router(server), limits, shutdown, |peer| peer).await;
+    Ok(())
 }

@@ -90,7 +90,8 @@ impl WebSocketTransport {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut transport = WebSocketTransport {
             socket,
-            parser: StreamParser::new(parser_limits(server)),
+            parser: StreamParser::new(parser_limits(server))
+                .with_tree_limits(server.config.limits.tree_limits()),
             pending: Vec::new(),
             current: Vec::new(),
             peer,

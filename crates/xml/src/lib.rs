@@ -35,6 +35,51 @@ impl Default for ParserLimits {
     }
 }
 
+/// Limits on the parsed tree of the stanza being read, kept apart from [`ParserLimits`] so that
+/// callers that only set those get these safe defaults.
+///
+/// Bytes alone do not bound memory: an empty element costs four bytes on the wire (`<a/>`) but a
+/// few hundred once parsed, so a 256 KiB stanza of them became ≈ 13 MiB of tree. The parser counts
+/// the elements of the stanza being read and estimates the memory its tree holds; since one
+/// connection parses one stanza at a time, `max_memory` bounds the parser's memory per
+/// connection (plus its fixed buffers). A breach is [`StreamParseError::PolicyViolation`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeLimits {
+    /// Most elements in one stanza, the stanza itself included.
+    pub max_elements: usize,
+    /// Largest estimated memory of one stanza's parsed tree, in bytes.
+    pub max_memory: usize,
+}
+
+impl Default for TreeLimits {
+    fn default() -> Self {
+        TreeLimits {
+            max_elements: 4096,
+            max_memory: 1024 * 1024,
+        }
+    }
+}
+
+/// Estimated heap cost of one parsed element: the element itself in its parent's child vector
+/// (half again for the vector's growth slack), its name and namespace strings, and per
+/// attribute a map entry with two strings. Allocator overhead is counted as 16 bytes per
+/// allocation. An estimate, deliberately on the high side, not an exact figure.
+fn element_cost(name: &str, namespace: &str, attributes: &minidom::rxml::AttrMap) -> usize {
+    const ALLOCATION: usize = 16;
+    let node = std::mem::size_of::<minidom::Node>();
+    let attribute_entry = 2 * std::mem::size_of::<String>() + 32;
+    let attributes: usize = attributes
+        .iter()
+        .map(|((_, attr), value)| attribute_entry + attr.len() + value.len() + 2 * ALLOCATION)
+        .sum();
+    node * 3 / 2 + name.len() + namespace.len() + 2 * ALLOCATION + attributes
+}
+
+/// Estimated heap cost of one text node.
+fn text_cost(text: &str) -> usize {
+    std::mem::size_of::<minidom::Node>() * 3 / 2 + text.len() + 16
+}
+
 /// What the parser found in the stream.
 #[derive(Debug)]
 pub enum StreamEvent {
@@ -64,7 +109,8 @@ pub enum StreamParseError {
     /// (`<restricted-xml/>`).
     #[error("restricted XML: {0}")]
     RestrictedXml(String),
-    /// A configured limit was exceeded (`<policy-violation/>`).
+    /// A configured limit was exceeded (`<policy-violation/>`, RFC 6120 §4.9.3.14: "a stanza
+    /// exceeds a configured size limit"; the text names the limit).
     #[error("policy violation: {0}")]
     PolicyViolation(String),
 }
@@ -87,6 +133,10 @@ impl StreamParseError {
 pub struct StreamParser {
     parser: rxml::Parser,
     limits: ParserLimits,
+    tree_limits: TreeLimits,
+    /// Elements of the stanza being read so far, and the estimated memory of its tree.
+    stanza_elements: usize,
+    stanza_memory: usize,
     /// Elements currently open inside a stanza; `stack[0]` is the stanza itself.
     stack: Vec<Element>,
     /// Whether the stream root (`<stream:stream>`) has been opened.
@@ -109,6 +159,9 @@ impl StreamParser {
         StreamParser {
             parser: rxml::Parser::with_options(options),
             limits,
+            tree_limits: TreeLimits::default(),
+            stanza_elements: 0,
+            stanza_memory: 0,
             stack: Vec::new(),
             root_open: false,
             stanza_bytes: 0,
@@ -120,11 +173,41 @@ impl StreamParser {
     /// Forget everything about the current stream; used for the stream restarts after STARTTLS
     /// and SASL (RFC 6120 §5.4.3.3, §6.4.6).
     pub fn reset(&mut self) {
-        *self = StreamParser::new(self.limits.clone());
+        let tree_limits = self.tree_limits;
+        *self = StreamParser::new(self.limits.clone()).with_tree_limits(tree_limits);
+    }
+
+    /// Replace the default [`TreeLimits`].
+    pub fn with_tree_limits(mut self, tree_limits: TreeLimits) -> Self {
+        self.tree_limits = tree_limits;
+        self
     }
 
     pub fn limits(&self) -> &ParserLimits {
         &self.limits
+    }
+
+    pub fn tree_limits(&self) -> &TreeLimits {
+        &self.tree_limits
+    }
+
+    /// Count a new element or text node of the stanza being read against [`TreeLimits`].
+    fn account(&mut self, elements: usize, memory: usize) -> Result<(), StreamParseError> {
+        self.stanza_elements += elements;
+        self.stanza_memory += memory;
+        if self.stanza_elements > self.tree_limits.max_elements {
+            return Err(StreamParseError::PolicyViolation(format!(
+                "more than {} elements in one stanza",
+                self.tree_limits.max_elements
+            )));
+        }
+        if self.stanza_memory > self.tree_limits.max_memory {
+            return Err(StreamParseError::PolicyViolation(format!(
+                "stanza needs more than {} bytes of memory once parsed",
+                self.tree_limits.max_memory
+            )));
+        }
+        Ok(())
     }
 
     /// Free the parser's scratch buffers; worth it between stanzas on connections that will
@@ -151,6 +234,10 @@ impl StreamParser {
         }
         if !self.root_open && self.header_bytes.len() < self.limits.max_stanza_bytes {
             self.header_bytes.extend_from_slice(data);
+            if let Err(e) = check_prolog_start(&self.header_bytes) {
+                self.finished = true;
+                return Err(e);
+            }
         }
         loop {
             let before = data.len();
@@ -231,6 +318,7 @@ impl StreamParser {
                         self.limits.max_depth
                     )));
                 }
+                self.account(1, element_cost(&name, namespace.as_str(), &attributes))?;
                 let mut element = Element::bare(name.to_string(), namespace.to_string());
                 *element.attrs_mut() = attributes;
                 self.stack.push(element);
@@ -239,6 +327,9 @@ impl StreamParser {
             Event::Text(_, text) => {
                 // Whitespace between stanzas is allowed keep-alive; other text at stream level
                 // has no meaning and is dropped, as servers commonly do.
+                if !self.stack.is_empty() {
+                    self.account(0, text_cost(&text))?;
+                }
                 if let Some(top) = self.stack.last_mut() {
                     top.append_text_node(text);
                 }
@@ -251,6 +342,8 @@ impl StreamParser {
                             parent.append_child(element);
                         } else {
                             self.stanza_bytes = 0;
+                            self.stanza_elements = 0;
+                            self.stanza_memory = 0;
                             out.push(StreamEvent::Stanza(element));
                         }
                     }
@@ -262,6 +355,26 @@ impl StreamParser {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// A stream starts with markup (after whitespace). `rxml` rejects text there only once the text
+/// ends at the next `<`, so an HTTP request sent to the XMPP port (`GET / HTTP/1.1`) would keep
+/// the connection open until a timeout; this rejects it at its first byte.
+fn check_prolog_start(header: &[u8]) -> Result<(), StreamParseError> {
+    match header.iter().find(|b| !b" \t\r\n".contains(b)) {
+        None | Some(b'<') => Ok(()),
+        Some(_) => {
+            let line = header.split(|b| *b == b'\n').next().unwrap_or_default();
+            let hint = if line.windows(5).any(|w| w == b"HTTP/") {
+                " (an HTTP request on the XMPP port?)"
+            } else {
+                ""
+            };
+            Err(StreamParseError::NotWellFormed(format!(
+                "text before the stream header{hint}"
+            )))
         }
     }
 }
@@ -423,6 +536,78 @@ mod tests {
         assert_eq!(err.condition(), "policy-violation");
     }
 
+    /// 60,000 empty elements fit in 240 KB but became ≈ 13 MiB of tree: the element cap ends the
+    /// stream long before the byte limit would.
+    #[test]
+    fn empty_element_flood_is_policy_violation() {
+        let mut parser = StreamParser::new(ParserLimits::default());
+        let mut out = Vec::new();
+        parser.feed(HEADER, &mut out).unwrap();
+        parser.feed(b"<message to='a@b'>", &mut out).unwrap();
+        let flood = "<a/>".repeat(60_000);
+        let err = parser.feed(flood.as_bytes(), &mut out).unwrap_err();
+        assert_eq!(err.condition(), "policy-violation");
+        assert!(err.to_string().contains("elements"), "{err}");
+        assert!(out.iter().all(|e| !matches!(e, StreamEvent::Stanza(_))));
+    }
+
+    /// Elements with many attributes stay under the element cap but not under the memory cap.
+    #[test]
+    fn attribute_flood_hits_the_memory_cap() {
+        let mut parser = StreamParser::new(ParserLimits::default());
+        let mut out = Vec::new();
+        parser.feed(HEADER, &mut out).unwrap();
+        parser.feed(b"<message to='a@b'>", &mut out).unwrap();
+        let attributes: String = (0..60).map(|i| format!(" b{i}=''")).collect();
+        let element = format!("<a{attributes}/>");
+        let flood = element.repeat(600);
+        assert!(flood.len() < ParserLimits::default().max_stanza_bytes);
+        assert!(600 < TreeLimits::default().max_elements);
+        let err = parser.feed(flood.as_bytes(), &mut out).unwrap_err();
+        assert_eq!(err.condition(), "policy-violation");
+        assert!(err.to_string().contains("memory"), "{err}");
+    }
+
+    /// The counts are per stanza: many stanzas, each under the caps, pass; and a stream restart
+    /// keeps the configured caps.
+    #[test]
+    fn tree_limits_apply_per_stanza_and_survive_reset() {
+        let limits = TreeLimits {
+            max_elements: 10,
+            max_memory: 64 * 1024,
+        };
+        let mut parser = StreamParser::new(ParserLimits::default()).with_tree_limits(limits);
+        let mut out = Vec::new();
+        parser.feed(HEADER, &mut out).unwrap();
+        let stanza = format!("<message>{}</message>", "<a/>".repeat(9));
+        for _ in 0..100 {
+            parser.feed(stanza.as_bytes(), &mut out).unwrap();
+        }
+        assert_eq!(
+            out.iter()
+                .filter(|e| matches!(e, StreamEvent::Stanza(_)))
+                .count(),
+            100
+        );
+        parser.reset();
+        assert_eq!(parser.tree_limits(), &limits);
+        parser.feed(HEADER, &mut out).unwrap();
+        let over = format!("<message>{}</message>", "<a/>".repeat(10));
+        let err = parser.feed(over.as_bytes(), &mut out).unwrap_err();
+        assert_eq!(err.condition(), "policy-violation");
+    }
+
+    /// A large text body (an avatar, a long message) is accounted by its length and passes.
+    #[test]
+    fn large_text_within_the_caps_passes() {
+        let mut parser = StreamParser::new(ParserLimits::default());
+        let mut out = Vec::new();
+        parser.feed(HEADER, &mut out).unwrap();
+        let body = format!("<message><body>{}</body></message>", "x".repeat(250_000));
+        parser.feed(body.as_bytes(), &mut out).unwrap();
+        assert!(matches!(out.last(), Some(StreamEvent::Stanza(_))));
+    }
+
     #[test]
     fn deep_nesting_is_policy_violation() {
         let mut input = HEADER.to_vec();
@@ -454,6 +639,24 @@ mod tests {
         let mut input = HEADER.to_vec();
         input.extend_from_slice(b"<message><body>\xff\xfe</body></message>");
         let (_, result) = parse_all(&[&input]);
+        assert_eq!(result.unwrap_err().condition(), "not-well-formed");
+    }
+
+    #[test]
+    fn http_request_is_not_well_formed_at_once() {
+        for request in [
+            &b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\n",
+            b"\r\nPOST /http-bind HTTP/1.1\r\n",
+        ] {
+            let (_, result) = parse_all(&[request]);
+            let err = result.unwrap_err();
+            assert_eq!(err.condition(), "not-well-formed", "{request:?}");
+        }
+        let (_, result) = parse_all(&[b"GET / HTTP/1.1\r\n"]);
+        assert!(result.unwrap_err().to_string().contains("HTTP"));
+        // Byte by byte: the first byte is enough.
+        let (_, result) = parse_all(&[b"G"]);
         assert_eq!(result.unwrap_err().condition(), "not-well-formed");
     }
 

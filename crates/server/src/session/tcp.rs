@@ -4,7 +4,7 @@
 use super::{ReadError, Transport};
 use crate::server::Server;
 use crate::session::sasl::common::ChannelBindings;
-use salon_xml::{ParserLimits, StreamEvent, StreamParser};
+use salon_xml::{ParserLimits, StreamEvent, StreamParser, TreeLimits};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -47,11 +47,12 @@ impl TcpTransport {
         stream: Stream,
         peer: SocketAddr,
         limits: ParserLimits,
+        tree_limits: TreeLimits,
         server_end_point: Vec<u8>,
     ) -> Self {
         TcpTransport {
             stream,
-            parser: StreamParser::new(limits),
+            parser: StreamParser::new(limits).with_tree_limits(tree_limits),
 
             outgoing: Vec::new(),
             peer,
@@ -266,7 +267,8 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
             } else {
                 Stream::Plain(socket)
             };
-            let transport = TcpTransport::new(stream, peer, limits, end_point);
+            let tree_limits = server.config.limits.tree_limits();
+            let transport = TcpTransport::new(stream, peer, limits, tree_limits, end_point);
             super::run(server, Box::new(transport)).await;
         });
     }

@@ -1,0 +1,6 @@
+//! Fuzz target for `salon_server::fuzz::jid` (see that function for what it checks).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| salon_server::fuzz::jid(data));
