@@ -26,7 +26,7 @@ const MAX_PAGE: usize = 250;
 const DEFAULT_PAGE: usize = 50;
 
 /// The writer is flushed at shutdown, after the last stream closed and before the storage.
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     registry
         .hooks
         .on_server(priority::DELIVER, Arc::new(FlushAtStop));
@@ -86,7 +86,7 @@ pub fn writer(host: &dyn ArchiveHost) -> ArchiveWriter {
 struct FlushAtStop;
 
 #[async_trait::async_trait]
-impl ServerHook for FlushAtStop {
+impl ServerHook<Server> for FlushAtStop {
     async fn stopping(&self, server: &Arc<Server>) {
         // Only a writer that was started has anything to write.
         if let Some(writer) = server

@@ -6,8 +6,7 @@
 //! delivered, and later hooks do not see it. The other hooks observe or add, and cannot stop.
 
 use crate::extensions::LocalExtensions;
-use crate::router::{Outbound, SessionHandle};
-use crate::server::Server;
+use crate::session_handle::{Outbound, SessionHandle};
 use minidom::Element;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -43,30 +42,23 @@ pub struct ToFull {
 
 /// A handler at one of the stanza hook points ([`FromClient`], [`ToBare`], [`ToFull`]).
 #[async_trait::async_trait]
-pub trait StanzaHook<Point: Send + Sync>: Send + Sync {
+pub trait StanzaHook<S: Send + Sync + 'static, Point: Send + Sync>: Send + Sync {
     /// Pass the stanza on (`Some`), or keep it (`None`).
-    async fn handle(&self, server: &Arc<Server>, point: &Point, stanza: Element)
-        -> Option<Element>;
+    async fn handle(&self, server: &Arc<S>, point: &Point, stanza: Element) -> Option<Element>;
 }
 
 /// Messages reaching an account's clients (RFC 6121 §8.5.2.1), as the delivery module tells
 /// it: archives stamp them on the way in, carbons copy them once they are delivered.
 #[async_trait::async_trait]
-pub trait MessageHook: Send + Sync {
+pub trait MessageHook<S: Send + Sync + 'static>: Send + Sync {
     /// A message is about to reach `account` for the first time (online or into offline
     /// storage). The hook may add to it (a stanza id, XEP-0359).
-    async fn arriving(
-        &self,
-        _server: &Arc<Server>,
-        _account: &jid::BareJid,
-        _message: &mut Element,
-    ) {
-    }
+    async fn arriving(&self, _server: &Arc<S>, _account: &jid::BareJid, _message: &mut Element) {}
 
     /// `message` was queued to `recipients`, some of the account's bound `sessions`.
     fn delivered(
         &self,
-        _server: &Arc<Server>,
+        _server: &Arc<S>,
         _account: &jid::BareJid,
         _sessions: &[Arc<SessionHandle>],
         _recipients: &[&Arc<SessionHandle>],
@@ -77,19 +69,19 @@ pub trait MessageHook: Send + Sync {
 
 /// A bound session's life (RFC 6120 §7, XEP-0198 §5).
 #[async_trait::async_trait]
-pub trait SessionHook: Send + Sync {
+pub trait SessionHook<S: Send + Sync + 'static>: Send + Sync {
     /// A resource was bound: the session is in the router.
-    async fn bound(&self, _server: &Arc<Server>, _session: &Arc<SessionHandle>) {}
+    async fn bound(&self, _server: &Arc<S>, _session: &Arc<SessionHandle>) {}
 
     /// The session continues on a new connection.
-    async fn resumed(&self, _server: &Arc<Server>, _session: &Arc<SessionHandle>) {}
+    async fn resumed(&self, _server: &Arc<S>, _session: &Arc<SessionHandle>) {}
 
     /// The session is over and out of the router. `unacked` holds what its client never
     /// acknowledged (XEP-0198 §4); a hook may add to it (what it held back) or take from it
     /// (to deliver elsewhere).
     async fn ended(
         &self,
-        _server: &Arc<Server>,
+        _server: &Arc<S>,
         _session: &Arc<SessionHandle>,
         _unacked: &mut Vec<Outbound>,
     ) {
@@ -98,12 +90,12 @@ pub trait SessionHook: Send + Sync {
 
 /// The server's own life: start background work once it runs, finish it before it stops.
 #[async_trait::async_trait]
-pub trait ServerHook: Send + Sync {
+pub trait ServerHook<S: Send + Sync + 'static>: Send + Sync {
     /// The server is about to accept connections (load state, start periodic sweeps).
-    async fn started(&self, _server: &Arc<Server>) {}
+    async fn started(&self, _server: &Arc<S>) {}
 
     /// Every stream is closed; the storage is flushed after this (write what is buffered).
-    async fn stopping(&self, _server: &Arc<Server>) {}
+    async fn stopping(&self, _server: &Arc<S>) {}
 }
 
 /// What a stream-level hook knows of the stream it is asked about.
@@ -118,9 +110,9 @@ pub struct StreamInfo<'a> {
 
 /// Hooks on one client connection, run inside the connection's own task with its private
 /// slots: stream features, nonzas of a bound stream, and the batch about to be written.
-pub trait StreamHook: Send + Sync {
+pub trait StreamHook<S: Send + Sync + 'static>: Send + Sync {
     /// Stream features this module announces (RFC 6120 §4.3.2).
-    fn features(&self, _server: &Server, _stream: &StreamInfo<'_>) -> Vec<Element> {
+    fn features(&self, _server: &S, _stream: &StreamInfo<'_>) -> Vec<Element> {
         Vec::new()
     }
 
@@ -174,54 +166,68 @@ impl<T: ?Sized> HookList<T> {
     }
 }
 
-/// Every hook the modules registered. Built at startup, read-only afterwards.
-#[derive(Default)]
-pub struct Hooks {
-    from_client: HookList<dyn StanzaHook<FromClient>>,
-    to_bare: HookList<dyn StanzaHook<ToBare>>,
-    to_full: HookList<dyn StanzaHook<ToFull>>,
-    messages: HookList<dyn MessageHook>,
-    sessions: HookList<dyn SessionHook>,
-    streams: HookList<dyn StreamHook>,
-    lifecycle: HookList<dyn ServerHook>,
+/// Every hook the modules registered. Built at startup, read-only afterwards. Generic over the
+/// server type, so that this file (below the server) never names it.
+pub struct Hooks<S> {
+    from_client: HookList<dyn StanzaHook<S, FromClient>>,
+    to_bare: HookList<dyn StanzaHook<S, ToBare>>,
+    to_full: HookList<dyn StanzaHook<S, ToFull>>,
+    messages: HookList<dyn MessageHook<S>>,
+    sessions: HookList<dyn SessionHook<S>>,
+    streams: HookList<dyn StreamHook<S>>,
+    lifecycle: HookList<dyn ServerHook<S>>,
 }
 
-impl Hooks {
-    pub fn on_from_client(&mut self, priority: i32, hook: Arc<dyn StanzaHook<FromClient>>) {
+impl<S> Default for Hooks<S> {
+    fn default() -> Self {
+        Hooks {
+            from_client: HookList::default(),
+            to_bare: HookList::default(),
+            to_full: HookList::default(),
+            messages: HookList::default(),
+            sessions: HookList::default(),
+            streams: HookList::default(),
+            lifecycle: HookList::default(),
+        }
+    }
+}
+
+impl<S: Send + Sync + 'static> Hooks<S> {
+    pub fn on_from_client(&mut self, priority: i32, hook: Arc<dyn StanzaHook<S, FromClient>>) {
         self.from_client.add(priority, hook);
     }
 
-    pub fn on_to_bare(&mut self, priority: i32, hook: Arc<dyn StanzaHook<ToBare>>) {
+    pub fn on_to_bare(&mut self, priority: i32, hook: Arc<dyn StanzaHook<S, ToBare>>) {
         self.to_bare.add(priority, hook);
     }
 
-    pub fn on_to_full(&mut self, priority: i32, hook: Arc<dyn StanzaHook<ToFull>>) {
+    pub fn on_to_full(&mut self, priority: i32, hook: Arc<dyn StanzaHook<S, ToFull>>) {
         self.to_full.add(priority, hook);
     }
 
-    pub fn on_message(&mut self, priority: i32, hook: Arc<dyn MessageHook>) {
+    pub fn on_message(&mut self, priority: i32, hook: Arc<dyn MessageHook<S>>) {
         self.messages.add(priority, hook);
     }
 
-    pub fn on_session(&mut self, priority: i32, hook: Arc<dyn SessionHook>) {
+    pub fn on_session(&mut self, priority: i32, hook: Arc<dyn SessionHook<S>>) {
         self.sessions.add(priority, hook);
     }
 
-    pub fn on_stream(&mut self, priority: i32, hook: Arc<dyn StreamHook>) {
+    pub fn on_stream(&mut self, priority: i32, hook: Arc<dyn StreamHook<S>>) {
         self.streams.add(priority, hook);
     }
 
-    pub fn on_server(&mut self, priority: i32, hook: Arc<dyn ServerHook>) {
+    pub fn on_server(&mut self, priority: i32, hook: Arc<dyn ServerHook<S>>) {
         self.lifecycle.add(priority, hook);
     }
 
-    pub async fn server_started(&self, server: &Arc<Server>) {
+    pub async fn server_started(&self, server: &Arc<S>) {
         for hook in self.lifecycle.iter() {
             hook.started(server).await;
         }
     }
 
-    pub async fn server_stopping(&self, server: &Arc<Server>) {
+    pub async fn server_stopping(&self, server: &Arc<S>) {
         for hook in self.lifecycle.iter() {
             hook.stopping(server).await;
         }
@@ -230,7 +236,7 @@ impl Hooks {
     /// Run the [`FromClient`] hooks; what comes out is for the core to route.
     pub async fn from_client(
         &self,
-        server: &Arc<Server>,
+        server: &Arc<S>,
         point: &FromClient,
         stanza: Element,
     ) -> Option<Element> {
@@ -244,7 +250,7 @@ impl Hooks {
     /// Run the [`ToBare`] hooks; what comes out nobody handled.
     pub async fn to_bare(
         &self,
-        server: &Arc<Server>,
+        server: &Arc<S>,
         point: &ToBare,
         stanza: Element,
     ) -> Option<Element> {
@@ -258,7 +264,7 @@ impl Hooks {
     /// Run the [`ToFull`] hooks; what comes out nobody handled.
     pub async fn to_full(
         &self,
-        server: &Arc<Server>,
+        server: &Arc<S>,
         point: &ToFull,
         stanza: Element,
     ) -> Option<Element> {
@@ -271,7 +277,7 @@ impl Hooks {
 
     pub async fn message_arriving(
         &self,
-        server: &Arc<Server>,
+        server: &Arc<S>,
         account: &jid::BareJid,
         message: &mut Element,
     ) {
@@ -282,7 +288,7 @@ impl Hooks {
 
     pub fn message_delivered(
         &self,
-        server: &Arc<Server>,
+        server: &Arc<S>,
         account: &jid::BareJid,
         sessions: &[Arc<SessionHandle>],
         recipients: &[&Arc<SessionHandle>],
@@ -293,13 +299,13 @@ impl Hooks {
         }
     }
 
-    pub async fn session_bound(&self, server: &Arc<Server>, session: &Arc<SessionHandle>) {
+    pub async fn session_bound(&self, server: &Arc<S>, session: &Arc<SessionHandle>) {
         for hook in self.sessions.iter() {
             hook.bound(server, session).await;
         }
     }
 
-    pub async fn session_resumed(&self, server: &Arc<Server>, session: &Arc<SessionHandle>) {
+    pub async fn session_resumed(&self, server: &Arc<S>, session: &Arc<SessionHandle>) {
         for hook in self.sessions.iter() {
             hook.resumed(server, session).await;
         }
@@ -307,7 +313,7 @@ impl Hooks {
 
     pub async fn session_ended(
         &self,
-        server: &Arc<Server>,
+        server: &Arc<S>,
         session: &Arc<SessionHandle>,
         unacked: &mut Vec<Outbound>,
     ) {
@@ -316,7 +322,7 @@ impl Hooks {
         }
     }
 
-    pub fn stream_features(&self, server: &Server, stream: &StreamInfo<'_>) -> Vec<Element> {
+    pub fn stream_features(&self, server: &S, stream: &StreamInfo<'_>) -> Vec<Element> {
         self.streams
             .iter()
             .flat_map(|hook| hook.features(server, stream))

@@ -13,6 +13,7 @@ pub mod router;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod session_handle;
 pub mod stanza;
 pub mod storage;
 pub mod tls;

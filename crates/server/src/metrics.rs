@@ -1,7 +1,6 @@
 //! Prometheus metrics (OpenMetrics text format), served on `listen.metrics`: counters bumped
 //! where things happen, and gauges read from the server's state when a scrape asks.
 
-use crate::server::Server;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,6 +30,14 @@ pub struct Metrics {
     open_fds: Gauge,
     /// Where the room gauges come from, when a chat service runs.
     room_counts: std::sync::OnceLock<Arc<dyn RoomCounts>>,
+}
+
+/// What the server reports about itself at the moment of a scrape.
+pub struct ServerGauges {
+    pub account_sessions: usize,
+    pub guest_sessions: usize,
+    pub connections: usize,
+    pub uptime_seconds: u64,
 }
 
 /// A service that can say how many rooms run and how many occupants they have.
@@ -171,22 +178,20 @@ impl Metrics {
         self.connections_opened.inc();
     }
 
-    /// The whole exposition, with the gauges read from `server` now.
-    pub fn render(&self, server: &Server) -> String {
-        let (accounts, guests) = server.router.session_counts();
+    /// The whole exposition, with the server's gauges as they are now.
+    pub fn render(&self, now: &ServerGauges) -> String {
+        let (accounts, guests) = (now.account_sessions, now.guest_sessions);
         self.sessions
             .get_or_create(&vec![("kind", "account")])
             .set(gauge_value(accounts));
         self.sessions
             .get_or_create(&vec![("kind", "guest")])
             .set(gauge_value(guests));
-        let open: usize = server.connections.iter().map(|e| *e.value()).sum();
-        self.connections.set(gauge_value(open));
+        self.connections.set(gauge_value(now.connections));
         let (rooms, occupants) = self.room_counts.get().map_or((0, 0), |m| m.totals());
         self.rooms.set(gauge_value(rooms));
         self.occupants.set(gauge_value(occupants));
-        self.uptime
-            .set(gauge_value(server.started.elapsed().as_secs() as usize));
+        self.uptime.set(gauge_value(now.uptime_seconds as usize));
         if let Some(bytes) = resident_memory_bytes() {
             self.resident_memory.set(gauge_value(bytes));
         }

@@ -3,7 +3,6 @@
 //! Built once at startup, read-only afterwards; the core consults it instead of knowing any XEP.
 
 use crate::hooks::Hooks;
-use crate::server::Server;
 use crate::stanza::StanzaError;
 use minidom::Element;
 use std::collections::{BTreeSet, HashMap};
@@ -50,8 +49,8 @@ impl IqRequest {
 pub type IqResponse = Result<Option<Element>, StanzaError>;
 
 #[async_trait::async_trait]
-pub trait IqHandler: Send + Sync {
-    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse;
+pub trait IqHandler<S: Send + Sync + 'static>: Send + Sync {
+    async fn handle(&self, server: &Arc<S>, request: IqRequest) -> IqResponse;
 }
 
 /// A disco identity (XEP-0030 §3.1).
@@ -62,30 +61,39 @@ pub struct Identity {
     pub name: Option<&'static str>,
 }
 
-type HandlersByNamespace = HashMap<&'static str, Arc<dyn IqHandler>>;
+type HandlersByNamespace<S> = HashMap<&'static str, Arc<dyn IqHandler<S>>>;
 
-/// What the modules registered. Built once at startup, read-only afterwards.
-#[derive(Default)]
-pub struct Registry {
-    iq: HashMap<(IqScope, IqKind), HandlersByNamespace>,
+/// What the modules registered. Built once at startup, read-only afterwards. Generic over the
+/// server type that handlers receive, so that this file (below the server) never names it.
+pub struct Registry<S> {
+    iq: HashMap<(IqScope, IqKind), HandlersByNamespace<S>>,
     features: HashMap<IqScope, BTreeSet<&'static str>>,
     identities: HashMap<IqScope, BTreeSet<Identity>>,
     /// XEP-0128 extended info forms for the server's disco#info.
     server_forms: Vec<Element>,
-    /// Informational stream features announced to authenticated account sessions (RFC 6120
-    /// §4.3.2 voluntary features), such as RFC 6121 pre-approval.
-    account_stream_features: Vec<Element>,
     /// The typed events modules subscribed to.
-    pub hooks: Hooks,
+    pub hooks: Hooks<S>,
 }
 
-impl Registry {
+impl<S> Default for Registry<S> {
+    fn default() -> Self {
+        Registry {
+            iq: HashMap::new(),
+            features: HashMap::new(),
+            identities: HashMap::new(),
+            server_forms: Vec::new(),
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+impl<S: Send + Sync + 'static> Registry<S> {
     pub fn iq(
         &mut self,
         scope: IqScope,
         kind: IqKind,
         namespace: &'static str,
-        handler: Arc<dyn IqHandler>,
+        handler: Arc<dyn IqHandler<S>>,
     ) {
         self.iq
             .entry((scope, kind))
@@ -105,16 +113,12 @@ impl Registry {
         self.server_forms.push(form);
     }
 
-    pub fn account_stream_feature(&mut self, feature: Element) {
-        self.account_stream_features.push(feature);
-    }
-
     pub fn handler(
         &self,
         scope: IqScope,
         kind: IqKind,
         namespace: &str,
-    ) -> Option<Arc<dyn IqHandler>> {
+    ) -> Option<Arc<dyn IqHandler<S>>> {
         self.iq.get(&(scope, kind))?.get(namespace).cloned()
     }
 
@@ -128,9 +132,5 @@ impl Registry {
 
     pub fn server_forms(&self) -> &[Element] {
         &self.server_forms
-    }
-
-    pub fn account_stream_features(&self) -> &[Element] {
-        &self.account_stream_features
     }
 }

@@ -9,6 +9,7 @@ use crate::hooks::{ToBare, ToFull};
 use crate::registry::{IqKind, IqRequest, IqScope, Registry};
 use crate::router::Router;
 use crate::service::ServiceContext;
+use crate::service::ServiceCore;
 use crate::stanza::{self, StanzaError};
 use crate::storage::{memory::MemoryStorage, Storage};
 use crate::tls::TlsSetup;
@@ -79,7 +80,7 @@ pub struct Server {
     /// The anonymous host's state: memory only, gone when the visitor is.
     pub anonymous_storage: Arc<dyn Storage>,
     pub router: Router,
-    pub modules: Registry,
+    pub modules: Registry<Server>,
     /// Server-wide state of feature modules and services, each in a slot of its own type.
     pub extensions: Extensions,
     pub tls: TlsSetup,
@@ -102,7 +103,7 @@ impl Server {
     pub fn new(
         config: Config,
         storage: Arc<dyn Storage>,
-        modules: Registry,
+        modules: Registry<Server>,
     ) -> anyhow::Result<Arc<Server>> {
         let tls = TlsSetup::from_config(&config)?;
         let (shutdown, _) = watch::channel(false);
@@ -125,6 +126,17 @@ impl Server {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             metrics: crate::metrics::Metrics::new(),
         }))
+    }
+
+    /// The Prometheus exposition (`listen.metrics`), with the gauges read now.
+    pub fn metrics_text(&self) -> String {
+        let (account_sessions, guest_sessions) = self.router.session_counts();
+        self.metrics.render(&crate::metrics::ServerGauges {
+            account_sessions,
+            guest_sessions,
+            connections: self.connections.iter().map(|e| *e.value()).sum(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+        })
     }
 
     /// Whether `domain` is a host whose users log in here.
@@ -344,15 +356,62 @@ impl Server {
     }
 }
 
-/// Resolves once shutdown has been requested.
-pub async fn shutdown_requested(signal: &mut watch::Receiver<bool>) {
-    loop {
-        if *signal.borrow_and_update() {
-            return;
-        }
-        if signal.changed().await.is_err() {
-            // The server is gone; nothing will ever ask again.
-            std::future::pending::<()>().await;
-        }
+pub use crate::service::shutdown_requested;
+
+/// What services may use of the server (see [`ServiceCore`]).
+impl ServiceCore for Server {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn is_local_user_host(&self, domain: &str) -> bool {
+        Server::is_local_user_host(self, domain)
+    }
+
+    fn is_anonymous_host(&self, domain: &str) -> bool {
+        Server::is_anonymous_host(self, domain)
+    }
+
+    fn route(
+        self: Arc<Self>,
+        stanza: Element,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move { Server::route(&self, stanza).await })
+    }
+
+    fn bounce(self: Arc<Self>, stanza: &Element, error: StanzaError) {
+        Server::bounce(&self, stanza, error);
+    }
+
+    fn answer_iq(self: Arc<Self>, request: &Element, reply: Result<Option<Element>, StanzaError>) {
+        Server::answer_iq(&self, request, reply);
+    }
+
+    fn local_session(
+        &self,
+        full: &jid::FullJid,
+    ) -> Option<Arc<crate::session_handle::SessionHandle>> {
+        self.router.session(full)
+    }
+
+    fn storage(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
+    }
+
+    fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        Server::shutdown_signal(self)
+    }
+
+    #[cfg(test)]
+    fn bind_session(&self, session: Arc<crate::session_handle::SessionHandle>) {
+        self.router.bind(session);
     }
 }

@@ -14,15 +14,50 @@ use crate::extensions::Extensions;
 use crate::hooks::{priority, ServerHook};
 use crate::metrics::Metrics;
 use crate::registry::{IqResponse, Registry};
-use crate::router::SessionHandle;
-use crate::server::Server;
+use crate::session_handle::SessionHandle;
 use crate::stanza::{ns, Build, StanzaError};
-use crate::storage::{ArchiveStore, RoomStore, UploadStore};
+use crate::storage::{ArchiveStore, RoomStore, Storage, UploadStore};
 use minidom::Element;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-pub use crate::server::shutdown_requested;
+/// Resolves once shutdown has been requested.
+pub async fn shutdown_requested(signal: &mut watch::Receiver<bool>) {
+    loop {
+        if *signal.borrow_and_update() {
+            return;
+        }
+        if signal.changed().await.is_err() {
+            // The server is gone; nothing will ever ask again.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// What the core offers services; the server implements it. A trait rather than the server
+/// itself so that this file, which the router needs for its table of services, sits below the
+/// server and never names it (no import cycle in the core).
+pub trait ServiceCore: Send + Sync + 'static {
+    fn config(&self) -> &Config;
+    fn is_local_user_host(&self, domain: &str) -> bool;
+    fn is_anonymous_host(&self, domain: &str) -> bool;
+    /// Route a stanza whose `from` is stamped (RFC 6120 §10).
+    fn route(self: Arc<Self>, stanza: Element) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Send an error reply for `stanza` to its sender.
+    fn bounce(self: Arc<Self>, stanza: &Element, error: StanzaError);
+    /// Answer the IQ `request` with `reply`.
+    fn answer_iq(self: Arc<Self>, request: &Element, reply: IqResponse);
+    fn local_session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>>;
+    fn storage(&self) -> Arc<dyn Storage>;
+    fn extensions(&self) -> &Extensions;
+    fn metrics(&self) -> &Metrics;
+    fn shutdown_signal(&self) -> watch::Receiver<bool>;
+    /// Bind a session on the router, for tests that set up occupants without sockets.
+    #[cfg(test)]
+    fn bind_session(&self, session: Arc<SessionHandle>);
+}
 
 /// Handles every stanza addressed to a service host such as `rooms.example.org`, registered
 /// by domain on the router (`Router::register_service`).
@@ -40,7 +75,11 @@ pub trait ServiceStart: Send + Sync {
 
 /// Have `start` run when the server starts, with the context of the service on `domain`. The
 /// hook API hands start-up hooks the whole server; this keeps it out of the service's reach.
-pub fn on_start(registry: &mut Registry, domain: &str, start: Arc<dyn ServiceStart>) {
+pub fn on_start<S: ServiceCore>(
+    registry: &mut Registry<S>,
+    domain: &str,
+    start: Arc<dyn ServiceStart>,
+) {
     registry.hooks.on_server(
         priority::OBSERVE,
         Arc::new(StartWithContext {
@@ -56,9 +95,10 @@ struct StartWithContext {
 }
 
 #[async_trait::async_trait]
-impl ServerHook for StartWithContext {
-    async fn started(&self, server: &Arc<Server>) {
-        let context = ServiceContext::new(server.clone(), self.domain.clone());
+impl<S: ServiceCore> ServerHook<S> for StartWithContext {
+    async fn started(&self, server: &Arc<S>) {
+        let core: Arc<dyn ServiceCore> = server.clone();
+        let context = ServiceContext::new(core, self.domain.clone());
         self.start.started(&context).await;
     }
 }
@@ -69,7 +109,7 @@ impl ServerHook for StartWithContext {
 #[derive(Clone)]
 pub struct ServiceContext {
     /// Private: a service reaches the server only through the methods below.
-    server: Arc<Server>,
+    server: Arc<dyn ServiceCore>,
     /// The domain the service is registered under.
     domain: Arc<str>,
 }
@@ -77,7 +117,7 @@ pub struct ServiceContext {
 impl ServiceContext {
     /// The context of the service on `domain`. The router builds one for each stanza; a
     /// service's start-up hook, which the hook API gives the whole server, builds its own.
-    pub fn new(server: Arc<Server>, domain: impl Into<Arc<str>>) -> ServiceContext {
+    pub fn new(server: Arc<dyn ServiceCore>, domain: impl Into<Arc<str>>) -> ServiceContext {
         ServiceContext {
             server,
             domain: domain.into(),
@@ -91,7 +131,7 @@ impl ServiceContext {
 
     /// The server's main domain, where accounts live (`domain` in the configuration).
     pub fn server_domain(&self) -> &str {
-        &self.server.config.domain
+        &self.server.config().domain
     }
 
     /// Whether `user` is one of the server's `admins`.
@@ -120,17 +160,17 @@ impl ServiceContext {
 
     /// Route a stanza whose `from` the service has set (an occupant JID, the service itself).
     pub async fn route(&self, stanza: Element) {
-        self.server.route(stanza).await;
+        self.server.clone().route(stanza).await;
     }
 
     /// Send an error reply for `stanza` back to its sender, unless it is itself an error.
     pub fn bounce(&self, stanza: &Element, error: StanzaError) {
-        self.server.bounce(stanza, error);
+        self.server.clone().bounce(stanza, error);
     }
 
     /// Answer the IQ `request` with a result carrying the payload, or with the error.
     pub fn answer_iq(&self, request: &Element, reply: IqResponse) {
-        self.server.answer_iq(request, reply);
+        self.server.clone().answer_iq(request, reply);
     }
 
     /// The type of an IQ get or set sent to a service host that only answers queries (the MUC
@@ -151,34 +191,34 @@ impl ServiceContext {
     /// a room's fan-out, which serialises a stanza once for all occupants instead of routing
     /// a copy to each (docs/ARCHITECTURE.md, "The path of a stanza", step 5).
     pub fn local_session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>> {
-        self.server.router.session(full)
+        self.server.local_session(full)
     }
 
     /// Persistent rooms (XEP-0045). The stores are handed out one feature at a time: a
     /// service sees the data of its own feature, never the accounts'.
     pub fn room_store(&self) -> Arc<dyn RoomStore> {
-        self.server.storage.clone()
+        self.server.storage()
     }
 
     /// Message archives (XEP-0313) of rooms.
     pub fn archive_store(&self) -> Arc<dyn ArchiveStore> {
-        self.server.storage.clone()
+        self.server.storage()
     }
 
     /// Records of uploaded files (XEP-0363).
     pub fn upload_store(&self) -> Arc<dyn UploadStore> {
-        self.server.storage.clone()
+        self.server.storage()
     }
 
     /// Server-wide extension slots, where features and services share state (the archive
     /// writer, the services themselves for the HTTP side).
     pub fn extensions(&self) -> &Extensions {
-        &self.server.extensions
+        self.server.extensions()
     }
 
     /// The server's Prometheus metrics, for a service's own counters.
     pub fn metrics(&self) -> &Metrics {
-        &self.server.metrics
+        self.server.metrics()
     }
 
     /// Changes to `true` when the server shuts down; see [`shutdown_requested`].
@@ -188,13 +228,13 @@ impl ServiceContext {
 
     /// Kept private: services read configuration through the narrow accessors above.
     fn config(&self) -> &Config {
-        &self.server.config
+        self.server.config()
     }
 
-    /// The server behind the context, for tests that set up sessions on its router.
+    /// Bind a session on the server's router, for tests that set up occupants.
     #[cfg(test)]
-    pub(crate) fn server(&self) -> &Arc<Server> {
-        &self.server
+    pub(crate) fn bind_session(&self, session: Arc<SessionHandle>) {
+        self.server.bind_session(session);
     }
 }
 

@@ -12,10 +12,7 @@ use std::sync::Arc;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 async fn metrics(State(server): State<Arc<Server>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, OPENMETRICS)],
-        server.metrics.render(&server),
-    )
+    ([(header::CONTENT_TYPE, OPENMETRICS)], server.metrics_text())
 }
 
 /// Serve `/metrics` until the server shuts down.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// Most addresses one user may block; a longer list is refused with `resource-constraint`.
 const MAX_BLOCKED: usize = 1000;
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     let handler = Arc::new(BlockingHandler);
     registry.iq(IqScope::Account, IqKind::Get, ns::BLOCKING, handler.clone());
     registry.iq(IqScope::Account, IqKind::Set, ns::BLOCKING, handler);
@@ -37,7 +37,7 @@ struct BlocklistRequested(AtomicBool);
 struct Enforce;
 
 #[async_trait::async_trait]
-impl StanzaHook<FromClient> for Enforce {
+impl StanzaHook<Server, FromClient> for Enforce {
     async fn handle(
         &self,
         server: &Arc<Server>,
@@ -56,7 +56,7 @@ impl StanzaHook<FromClient> for Enforce {
 }
 
 #[async_trait::async_trait]
-impl StanzaHook<ToBare> for Enforce {
+impl StanzaHook<Server, ToBare> for Enforce {
     async fn handle(
         &self,
         server: &Arc<Server>,
@@ -68,7 +68,7 @@ impl StanzaHook<ToBare> for Enforce {
 }
 
 #[async_trait::async_trait]
-impl StanzaHook<ToFull> for Enforce {
+impl StanzaHook<Server, ToFull> for Enforce {
     async fn handle(
         &self,
         server: &Arc<Server>,
@@ -80,7 +80,7 @@ impl StanzaHook<ToFull> for Enforce {
 }
 
 #[async_trait::async_trait]
-impl SessionHook for Enforce {
+impl SessionHook<Server> for Enforce {
     async fn ended(
         &self,
         server: &Arc<Server>,
@@ -130,7 +130,7 @@ pub fn blocked_error() -> StanzaError {
 struct BlockingHandler;
 
 #[async_trait::async_trait]
-impl IqHandler for BlockingHandler {
+impl IqHandler<Server> for BlockingHandler {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         if !request.is_own_account() {
             return Err(StanzaError::forbidden());

@@ -21,7 +21,7 @@ const IM_PAYLOADS: [&str; 4] = [
     "jabber:x:conference",
 ];
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     registry.iq(
         IqScope::Account,
         IqKind::Set,
@@ -47,7 +47,7 @@ struct CarbonsEnabled(AtomicBool);
 struct Copies;
 
 #[async_trait::async_trait]
-impl StanzaHook<FromClient> for Copies {
+impl StanzaHook<Server, FromClient> for Copies {
     async fn handle(
         &self,
         server: &Arc<Server>,
@@ -62,7 +62,7 @@ impl StanzaHook<FromClient> for Copies {
 }
 
 #[async_trait::async_trait]
-impl MessageHook for Copies {
+impl MessageHook<Server> for Copies {
     fn delivered(
         &self,
         _server: &Arc<Server>,
@@ -79,7 +79,7 @@ impl MessageHook for Copies {
 struct CarbonsHandler;
 
 #[async_trait::async_trait]
-impl IqHandler for CarbonsHandler {
+impl IqHandler<Server> for CarbonsHandler {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         if !request.is_own_account() {
             return Err(StanzaError::forbidden());

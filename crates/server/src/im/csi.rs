@@ -17,7 +17,7 @@ const MAX_HELD: usize = 128;
 
 /// The stream feature, the `<active/>`/`<inactive/>` nonzas, and holding back what can wait;
 /// the state lives in the connection's own slots.
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     registry
         .hooks
         .on_stream(priority::OBSERVE, Arc::new(ClientStateIndication));
@@ -25,7 +25,7 @@ pub fn register(registry: &mut Registry) {
 
 struct ClientStateIndication;
 
-impl StreamHook for ClientStateIndication {
+impl StreamHook<Server> for ClientStateIndication {
     fn features(&self, _server: &Server, stream: &StreamInfo<'_>) -> Vec<Element> {
         if stream.authenticated {
             vec![Element::bare("csi", ns::CSI)]

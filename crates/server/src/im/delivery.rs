@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// The last hooks on the paths to local accounts, and what happens to a
 /// session's unacknowledged messages when it ends.
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     let delivery = Arc::new(LocalDelivery);
     registry
         .hooks
@@ -33,7 +33,7 @@ pub fn register(registry: &mut Registry) {
 struct LocalDelivery;
 
 #[async_trait::async_trait]
-impl StanzaHook<ToFull> for LocalDelivery {
+impl StanzaHook<Server, ToFull> for LocalDelivery {
     async fn handle(
         &self,
         server: &Arc<Server>,
@@ -46,7 +46,7 @@ impl StanzaHook<ToFull> for LocalDelivery {
 }
 
 #[async_trait::async_trait]
-impl StanzaHook<ToBare> for LocalDelivery {
+impl StanzaHook<Server, ToBare> for LocalDelivery {
     async fn handle(
         &self,
         server: &Arc<Server>,
@@ -59,7 +59,7 @@ impl StanzaHook<ToBare> for LocalDelivery {
 }
 
 #[async_trait::async_trait]
-impl SessionHook for LocalDelivery {
+impl SessionHook<Server> for LocalDelivery {
     async fn ended(
         &self,
         server: &Arc<Server>,
@@ -91,7 +91,7 @@ impl GuestsApart {
 }
 
 #[async_trait::async_trait]
-impl StanzaHook<ToFull> for GuestsApart {
+impl StanzaHook<Server, ToFull> for GuestsApart {
     async fn handle(
         &self,
         server: &Arc<Server>,
@@ -103,7 +103,7 @@ impl StanzaHook<ToFull> for GuestsApart {
 }
 
 #[async_trait::async_trait]
-impl StanzaHook<ToBare> for GuestsApart {
+impl StanzaHook<Server, ToBare> for GuestsApart {
     async fn handle(
         &self,
         server: &Arc<Server>,

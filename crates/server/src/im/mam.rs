@@ -11,7 +11,7 @@ use crate::storage::ArchivedMessage;
 use minidom::Element;
 use std::sync::Arc;
 
-pub fn register(registry: &mut Registry, config: &crate::config::Config) {
+pub fn register(registry: &mut Registry<Server>, config: &crate::config::Config) {
     if !config.archive.enabled {
         return;
     }
@@ -36,7 +36,7 @@ pub fn register(registry: &mut Registry, config: &crate::config::Config) {
 struct Archiving;
 
 #[async_trait::async_trait]
-impl StanzaHook<FromClient> for Archiving {
+impl StanzaHook<Server, FromClient> for Archiving {
     async fn handle(
         &self,
         server: &Arc<Server>,
@@ -51,14 +51,14 @@ impl StanzaHook<FromClient> for Archiving {
 }
 
 #[async_trait::async_trait]
-impl MessageHook for Archiving {
+impl MessageHook<Server> for Archiving {
     async fn arriving(&self, server: &Arc<Server>, account: &jid::BareJid, message: &mut Element) {
         archive_incoming(server, account, message).await;
     }
 }
 
 #[async_trait::async_trait]
-impl ServerHook for Archiving {
+impl ServerHook<Server> for Archiving {
     async fn started(&self, server: &Arc<Server>) {
         archive::start_retention(
             server.storage.clone(),
@@ -71,7 +71,7 @@ impl ServerHook for Archiving {
 struct MamHandler;
 
 #[async_trait::async_trait]
-impl IqHandler for MamHandler {
+impl IqHandler<Server> for MamHandler {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         if server.is_anonymous_host(request.to.domain().as_str()) {
             return Err(StanzaError::service_unavailable().with_text("guests have no archive"));

@@ -3,6 +3,7 @@
 //! XEPs that live on those paths (carbons, archives, blocking, client state indication).
 
 use crate::modules::Registry;
+use crate::server::Server;
 
 pub mod blocking;
 pub mod blocklist;
@@ -15,7 +16,7 @@ pub mod presence;
 pub mod roster;
 
 /// Register instant messaging and the XEPs on its paths.
-pub fn register_all(registry: &mut Registry, config: &crate::config::Config) {
+pub fn register_all(registry: &mut Registry<Server>, config: &crate::config::Config) {
     delivery::register(registry);
     presence::register(registry);
     roster::register(registry);

@@ -13,7 +13,7 @@ use minidom::Element;
 use std::sync::Arc;
 
 /// Presence from local clients, and the unavailable presence of a session that ends.
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     registry
         .hooks
         .on_from_client(priority::DELIVER, Arc::new(Presence));
@@ -25,7 +25,7 @@ pub fn register(registry: &mut Registry) {
 struct Presence;
 
 #[async_trait::async_trait]
-impl StanzaHook<FromClient> for Presence {
+impl StanzaHook<Server, FromClient> for Presence {
     async fn handle(
         &self,
         server: &Arc<Server>,
@@ -41,7 +41,7 @@ impl StanzaHook<FromClient> for Presence {
 }
 
 #[async_trait::async_trait]
-impl SessionHook for Presence {
+impl SessionHook<Server> for Presence {
     async fn ended(
         &self,
         server: &Arc<Server>,

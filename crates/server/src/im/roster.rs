@@ -9,7 +9,7 @@ use crate::storage::{RosterItem, Subscription};
 use minidom::Element;
 use std::sync::Arc;
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     let handler = Arc::new(RosterHandler);
     registry.iq(IqScope::Account, IqKind::Get, ns::ROSTER, handler.clone());
     registry.iq(IqScope::Account, IqKind::Set, ns::ROSTER, handler);
@@ -22,7 +22,7 @@ pub fn register(registry: &mut Registry) {
 /// roster, so the feature is not theirs.
 struct PreApprovalFeature;
 
-impl StreamHook for PreApprovalFeature {
+impl StreamHook<Server> for PreApprovalFeature {
     fn features(&self, _server: &Server, stream: &StreamInfo<'_>) -> Vec<Element> {
         if stream.authenticated && !stream.anonymous_host {
             vec![Element::bare("sub", ns::PRE_APPROVAL)]
@@ -39,7 +39,7 @@ struct RosterRequested(std::sync::atomic::AtomicBool);
 struct RosterHandler;
 
 #[async_trait::async_trait]
-impl IqHandler for RosterHandler {
+impl IqHandler<Server> for RosterHandler {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         if !request.is_own_account() {
             return Err(StanzaError::forbidden());

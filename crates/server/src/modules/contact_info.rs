@@ -3,9 +3,10 @@
 
 use crate::config::Config;
 use crate::registry::Registry;
+use crate::server::Server;
 use crate::stanza::{ns, Build};
 
-pub fn register(registry: &mut Registry, config: &Config) {
+pub fn register(registry: &mut Registry<Server>, config: &Config) {
     let contact = &config.contact;
     let fields = [
         ("abuse-addresses", &contact.abuse),

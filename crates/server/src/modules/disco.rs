@@ -10,7 +10,7 @@ use minidom::Element;
 use sha1::{Digest, Sha1};
 use std::sync::Arc;
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     for scope in [IqScope::Server, IqScope::Account] {
         registry.feature(scope, ns::DISCO_INFO);
         registry.iq(
@@ -49,7 +49,7 @@ pub fn register(registry: &mut Registry) {
 }
 
 /// The disco#info `<query/>` for a scope.
-pub fn info_query(registry: &Registry, scope: IqScope, node: Option<&str>) -> Element {
+pub fn info_query(registry: &Registry<Server>, scope: IqScope, node: Option<&str>) -> Element {
     let identities = registry.identities(scope).map(|identity| {
         Build::new("identity", ns::DISCO_INFO)
             .attr("category", identity.category)
@@ -102,7 +102,7 @@ pub fn caps_ver_for(server: &Server, host: &str) -> String {
 struct DiscoInfo(IqScope);
 
 #[async_trait::async_trait]
-impl IqHandler for DiscoInfo {
+impl IqHandler<Server> for DiscoInfo {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         let node = request.payload().and_then(|q| q.attr("node"));
         let host = request.to.domain().as_str();
@@ -131,7 +131,7 @@ impl IqHandler for DiscoInfo {
 struct DiscoItems(IqScope);
 
 #[async_trait::async_trait]
-impl IqHandler for DiscoItems {
+impl IqHandler<Server> for DiscoItems {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         // No nodes here (XEP-0030 §4.3): a node is not the entity's own list of items.
         if request.payload().and_then(|q| q.attr("node")).is_some() {
@@ -171,7 +171,7 @@ pub fn server_caps_ver(server: &Server) -> String {
 /// the disco#info query when they know the hash.
 struct CapsFeature;
 
-impl StreamHook for CapsFeature {
+impl StreamHook<Server> for CapsFeature {
     fn features(&self, server: &Server, stream: &StreamInfo<'_>) -> Vec<Element> {
         vec![Build::new("c", ns::CAPS)
             .attr("hash", "sha-1")
@@ -182,7 +182,7 @@ impl StreamHook for CapsFeature {
 }
 
 /// XEP-0115 §5.1 verification string of the server's disco#info.
-pub fn caps_ver(registry: &Registry) -> String {
+pub fn caps_ver(registry: &Registry<Server>) -> String {
     caps_ver_of(&info_query(registry, IqScope::Server, None))
 }
 

@@ -9,7 +9,7 @@ use crate::server::Server;
 use crate::stanza::{self, ns, Build, StanzaError};
 use std::sync::Arc;
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     registry.feature(IqScope::Server, ns::LAST);
     registry.iq(
         IqScope::Server,
@@ -32,7 +32,7 @@ pub fn register(registry: &mut Registry) {
 struct RecordLogout;
 
 #[async_trait::async_trait]
-impl SessionHook for RecordLogout {
+impl SessionHook<Server> for RecordLogout {
     async fn ended(
         &self,
         server: &Arc<Server>,
@@ -67,7 +67,7 @@ impl SessionHook for RecordLogout {
 struct ServerUptime;
 
 #[async_trait::async_trait]
-impl IqHandler for ServerUptime {
+impl IqHandler<Server> for ServerUptime {
     async fn handle(&self, server: &Arc<Server>, _request: IqRequest) -> IqResponse {
         Ok(Some(
             Build::new("query", ns::LAST)
@@ -80,7 +80,7 @@ impl IqHandler for ServerUptime {
 struct AccountLast;
 
 #[async_trait::async_trait]
-impl IqHandler for AccountLast {
+impl IqHandler<Server> for AccountLast {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         let (user, domain) = roster::account_key(&request.to);
         if !request.is_own_account() {

@@ -1,6 +1,8 @@
 //! Modules about the server and accounts themselves (discovery, ping, version, time, last
 //! activity, vCard, registration, private storage, contact addresses): each registers what it
-//! handles in the [`Registry`], so the router and session code never grow a branch per XEP.
+//! handles in the [`Registry<Server>`], so the router and session code never grow a branch per XEP.
+
+use crate::server::Server;
 
 pub use crate::registry::{Identity, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 
@@ -16,7 +18,7 @@ pub mod version;
 
 /// Register every built-in module. Adding a XEP means adding a line here and a file beside
 /// this one.
-pub fn register_all(registry: &mut Registry, config: &crate::config::Config) {
+pub fn register_all(registry: &mut Registry<Server>, config: &crate::config::Config) {
     disco::register(registry);
     ping::register(registry);
     version::register(registry);

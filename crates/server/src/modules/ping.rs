@@ -5,7 +5,7 @@ use crate::server::Server;
 use crate::stanza::ns;
 use std::sync::Arc;
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     registry.feature(IqScope::Server, ns::PING);
     // A ping without `to` is addressed to the account and answered by the server for it
     // (RFC 6120 §10.3.3), which clients use to check their connection.
@@ -17,7 +17,7 @@ pub fn register(registry: &mut Registry) {
 struct Ping;
 
 #[async_trait::async_trait]
-impl IqHandler for Ping {
+impl IqHandler<Server> for Ping {
     async fn handle(&self, _server: &Arc<Server>, _request: IqRequest) -> IqResponse {
         Ok(None)
     }

@@ -14,7 +14,7 @@ const MAX_ELEMENT_BYTES: usize = 64 * 1024;
 /// Most namespaces one account may keep.
 const MAX_NAMESPACES: usize = 64;
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     let handler = Arc::new(PrivateStorage);
     registry.iq(IqScope::Account, IqKind::Get, ns::PRIVATE, handler.clone());
     registry.iq(IqScope::Account, IqKind::Set, ns::PRIVATE, handler);
@@ -32,7 +32,7 @@ fn not_acceptable(text: &str) -> StanzaError {
 }
 
 #[async_trait::async_trait]
-impl IqHandler for PrivateStorage {
+impl IqHandler<Server> for PrivateStorage {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         // §3: only the account itself; anyone else is refused without learning anything.
         if !request.is_own_account() {

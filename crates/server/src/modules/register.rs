@@ -15,7 +15,7 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 /// result reaches it before the stream error.
 const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     let handler = Arc::new(Register);
     for scope in [IqScope::Server, IqScope::Account] {
         registry.iq(scope, IqKind::Get, ns::REGISTER, handler.clone());
@@ -27,7 +27,7 @@ pub fn register(registry: &mut Registry) {
 struct Register;
 
 #[async_trait::async_trait]
-impl IqHandler for Register {
+impl IqHandler<Server> for Register {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         // Addressed to the server or to the account itself: either way about the sender's own
         // account, on its own host.

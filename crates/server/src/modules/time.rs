@@ -5,7 +5,7 @@ use crate::server::Server;
 use crate::stanza::{ns, Build};
 use std::sync::Arc;
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     registry.feature(IqScope::Server, ns::TIME);
     registry.iq(IqScope::Server, IqKind::Get, ns::TIME, Arc::new(Time));
 }
@@ -13,7 +13,7 @@ pub fn register(registry: &mut Registry) {
 struct Time;
 
 #[async_trait::async_trait]
-impl IqHandler for Time {
+impl IqHandler<Server> for Time {
     async fn handle(&self, _server: &Arc<Server>, _request: IqRequest) -> IqResponse {
         // The server reports UTC; XEP-0202 allows any offset as long as it is stated.
         let now = chrono::Utc::now();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// Largest vCard accepted, in bytes of XML; avatars belong in XEP-0084 or uploads.
 const MAX_VCARD_BYTES: usize = 128 * 1024;
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     registry.feature(IqScope::Server, ns::VCARD);
     registry.feature(IqScope::Account, ns::VCARD);
     let handler = Arc::new(VCard);
@@ -21,7 +21,7 @@ pub fn register(registry: &mut Registry) {
 struct VCard;
 
 #[async_trait::async_trait]
-impl IqHandler for VCard {
+impl IqHandler<Server> for VCard {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         let (user, domain) = roster::account_key(&request.to);
         let storage = server.storage_for(&domain);

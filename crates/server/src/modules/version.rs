@@ -5,7 +5,7 @@ use crate::server::Server;
 use crate::stanza::{ns, Build};
 use std::sync::Arc;
 
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry<Server>) {
     registry.feature(IqScope::Server, ns::VERSION);
     registry.iq(IqScope::Server, IqKind::Get, ns::VERSION, Arc::new(Version));
 }
@@ -13,7 +13,7 @@ pub fn register(registry: &mut Registry) {
 struct Version;
 
 #[async_trait::async_trait]
-impl IqHandler for Version {
+impl IqHandler<Server> for Version {
     async fn handle(&self, _server: &Arc<Server>, _request: IqRequest) -> IqResponse {
         Ok(Some(
             Build::new("query", ns::VERSION)

@@ -9,6 +9,7 @@ pub mod room;
 
 use crate::config::{CreateRooms, MucConfig};
 use crate::registry::Registry;
+use crate::server::Server;
 use crate::service::{self, ServiceContext, ServiceHost, ServiceInfo, ServiceStart};
 use crate::stanza::{self, ns, Build, StanzaError};
 use dashmap::DashMap;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// The service's start: stored rooms come back, and the archive retention sweep begins.
-pub fn register(registry: &mut Registry, service: Arc<MucService>) {
+pub fn register(registry: &mut Registry<Server>, service: Arc<MucService>) {
     let domain = service.settings.domain.clone();
     service::on_start(registry, &domain, Arc::new(Startup(service)));
 }

@@ -29,6 +29,7 @@ pub use slots::{PutGuard, PutRefusal, SlotClaims};
 
 use crate::config::{Config, UploadConfig};
 use crate::registry::Registry;
+use crate::server::Server;
 use crate::service::{self, ServiceContext, ServiceHost, ServiceInfo, ServiceStart};
 use crate::stanza::{self, ns, Build, StanzaError};
 use crate::storage::UploadStore;
@@ -190,7 +191,7 @@ impl ServiceHost for UploadService {
 }
 
 /// The service's start: the expiry sweep.
-pub fn register(registry: &mut Registry, service: Arc<UploadService>) {
+pub fn register(registry: &mut Registry<Server>, service: Arc<UploadService>) {
     let domain = service.settings.domain.clone();
     service::on_start(registry, &domain, Arc::new(Startup(service)));
 }

@@ -60,7 +60,7 @@ fn xml(text: &str) -> Element {
 /// A client session known to the router, whose queue the test reads.
 fn session(room: &Room, jid: &str) -> Arc<SessionHandle> {
     let handle = SessionHandle::new(full(jid), false, 1000, [127, 0, 0, 1].into());
-    room.context.server().router.bind(handle.clone());
+    room.context.bind_session(handle.clone());
     handle
 }
 

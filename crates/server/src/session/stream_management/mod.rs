@@ -7,7 +7,7 @@ pub mod state;
 use super::sasl::common::Authenticated;
 use super::transport::NoTransport;
 use super::{next_signal, Session, Stage, Stop};
-use crate::router::{Outbound, Signal};
+use crate::session_handle::{Outbound, Signal};
 use crate::stanza::ns;
 use crate::stanza::ns::SM as NS_SM;
 use minidom::Element;

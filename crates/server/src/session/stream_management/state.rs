@@ -2,8 +2,8 @@
 //! unacked queue that lets a session be resumed on a new connection (after a page reload or a network
 //! switch) with nothing lost and no leave/join seen by anyone.
 
-use crate::router::Outbound;
 use crate::session::transport::Transport;
+use crate::session_handle::Outbound;
 use std::collections::VecDeque;
 use tokio::sync::mpsc;
 

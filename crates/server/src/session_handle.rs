@@ -1,0 +1,338 @@
+//! One bound session as the rest of the server sees it (RFC 6120 §7): its address, its presence,
+//! the feature modules' slots, and its outbound queue with its bound: stanzas serialised once
+//! by the sender and shared by every recipient (docs/ARCHITECTURE.md, "The path of a stanza").
+
+use atomic_waker::AtomicWaker;
+use bytes::Bytes;
+use minidom::Element;
+use std::collections::HashSet;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+/// What a session's writer receives: stanza bytes serialised once by the sender, so a fan-out
+/// to many recipients shares one buffer.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Stanza(Bytes),
+    /// A fanned-out stanza: shared bytes around the recipient's own `to` address.
+    Addressed(Arc<AddressedTemplate>, Arc<str>),
+}
+
+impl Outbound {
+    /// Append the wire form of this stanza to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Outbound::Stanza(bytes) => out.extend_from_slice(bytes),
+            Outbound::Addressed(template, to) => {
+                out.extend_from_slice(&template.head);
+                out.extend_from_slice(to.as_bytes());
+                out.extend_from_slice(&template.tail);
+            }
+        }
+    }
+
+    /// Bytes of the wire form, for the bounds on what waits for a client.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Outbound::Stanza(bytes) => bytes.len(),
+            Outbound::Addressed(template, to) => {
+                template.head.len() + to.len() + template.tail.len()
+            }
+        }
+    }
+
+    /// Whether the wire form starts with `prefix` (short enough to end before any `to`).
+    pub fn starts_with(&self, prefix: &[u8]) -> bool {
+        match self {
+            Outbound::Stanza(bytes) => bytes.starts_with(prefix),
+            Outbound::Addressed(template, _) => template.head.starts_with(prefix),
+        }
+    }
+
+    /// Whether `needle` occurs in the wire form, leaving the recipient's address aside.
+    pub fn contains(&self, needle: &[u8]) -> bool {
+        let within = |haystack: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+        match self {
+            Outbound::Stanza(bytes) => within(bytes),
+            Outbound::Addressed(template, _) => within(&template.head) || within(&template.tail),
+        }
+    }
+}
+
+/// A stanza serialised once for many recipients, split where the `to` address goes
+/// (ARCHITECTURE.md: serialise a broadcast once). `to` values are inserted escaped.
+#[derive(Debug)]
+pub struct AddressedTemplate {
+    head: Bytes,
+    tail: Bytes,
+}
+
+/// Stands in for the `to` attribute while serialising a template; private-use characters
+/// never appear in addresses we put there.
+const TO_PLACEHOLDER: &str = "\u{E000}salon-recipient\u{E000}";
+
+impl AddressedTemplate {
+    /// Serialise `stanza` (whose `to` is ignored) once.
+    pub fn new(stanza: &Element) -> Arc<AddressedTemplate> {
+        let mut copy = stanza.clone();
+        crate::stanza::set_attr(&mut copy, "to", TO_PLACEHOLDER);
+        let bytes = salon_xml::serialize(&copy);
+        let marker = TO_PLACEHOLDER.as_bytes();
+        let position = bytes
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .unwrap_or(bytes.len());
+        let tail_start = (position + marker.len()).min(bytes.len());
+        Arc::new(AddressedTemplate {
+            head: Bytes::copy_from_slice(&bytes[..position]),
+            tail: Bytes::copy_from_slice(&bytes[tail_start..]),
+        })
+    }
+
+    /// The recipient address in the form the template expects.
+    pub fn recipient(to: &str) -> Arc<str> {
+        Arc::from(salon_xml::escape(to))
+    }
+
+    /// The stanza as serialised, without the `to` attribute (for archives and history), when
+    /// the serialiser wrote it in the usual ` to='…'` form.
+    pub fn without_recipient(&self) -> Option<Vec<u8>> {
+        let head = self
+            .head
+            .strip_suffix(b" to='")
+            .or_else(|| self.head.strip_suffix(b" to=\""))?;
+        let tail = self
+            .tail
+            .strip_prefix(b"'")
+            .or_else(|| self.tail.strip_prefix(b"\""))?;
+        let mut bytes = Vec::with_capacity(head.len() + tail.len());
+        bytes.extend_from_slice(head);
+        bytes.extend_from_slice(tail);
+        Some(bytes)
+    }
+}
+
+/// A stream error to close a session with, decided by someone other than the session itself.
+#[derive(Debug, Clone)]
+pub struct Kick {
+    pub condition: &'static str,
+    pub text: String,
+}
+
+/// Why a session's task was woken by its handle.
+pub enum Signal {
+    /// Close the stream with this error.
+    Kicked(Kick),
+    /// Stanzas to write, oldest first.
+    Queued(VecDeque<Outbound>),
+}
+
+/// The presence a bound session has announced (RFC 6121 §4).
+#[derive(Debug, Default)]
+pub struct PresenceState {
+    /// Has sent initial presence and not gone unavailable.
+    pub available: bool,
+    pub priority: i8,
+    /// The last broadcast presence, already serialised without `to`.
+    pub last: Option<Element>,
+    /// Addresses that received directed presence and must hear when we go offline.
+    pub directed: HashSet<String>,
+}
+
+/// One bound session as the rest of the server sees it.
+pub struct SessionHandle {
+    pub jid: jid::FullJid,
+    /// Unique per process, to tell a replaced session from its successor.
+    pub id: u64,
+    pub anonymous: bool,
+    /// Stanzas waiting for this session's writer; at most `queue_limit`. A plain deque rather
+    /// than a channel: it takes no memory while empty, which idle connections mostly are.
+    queue: Mutex<VecDeque<Outbound>>,
+    queue_limit: usize,
+    /// The session's task, woken when stanzas are queued or it is kicked. Only that one task
+    /// waits on a handle, so one waker slot (a few atomics per delivery) is enough, where a
+    /// `Notify` would take a lock to register and again to unregister on every wait.
+    waker: AtomicWaker,
+    kick_reason: Mutex<Option<Kick>>,
+    closing: AtomicBool,
+    pub presence: Mutex<PresenceState>,
+    /// Feature modules' state for this session, each in a slot of its own type.
+    pub extensions: crate::extensions::Extensions,
+    /// The connection is gone and the session waits for XEP-0198 resumption.
+    detached: AtomicBool,
+    /// The client's address (after trusted proxies), for abuse controls.
+    pub peer_ip: std::net::IpAddr,
+    /// `jid`, escaped once for fanned-out stanzas' `to`.
+    address: Arc<str>,
+}
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+impl SessionHandle {
+    pub fn new(
+        jid: jid::FullJid,
+        anonymous: bool,
+        queue: usize,
+        peer_ip: std::net::IpAddr,
+    ) -> Arc<SessionHandle> {
+        let address = AddressedTemplate::recipient(jid.as_str());
+        let handle = SessionHandle {
+            jid,
+            id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+            anonymous,
+            queue: Mutex::new(VecDeque::new()),
+            queue_limit: queue,
+            waker: AtomicWaker::new(),
+            kick_reason: Mutex::new(None),
+            closing: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+            peer_ip,
+            address,
+            presence: Mutex::new(PresenceState::default()),
+            extensions: Default::default(),
+        };
+        Arc::new(handle)
+    }
+
+    /// Queue bytes for this session. A session whose queue is full cannot keep up; it is closed
+    /// rather than allowed to grow memory without bound.
+    pub fn send(&self, bytes: Bytes) {
+        self.enqueue(Outbound::Stanza(bytes));
+    }
+
+    /// Queue one copy of a fanned-out stanza, addressed to this session's JID.
+    pub fn send_addressed(&self, template: &Arc<AddressedTemplate>) {
+        self.enqueue(Outbound::Addressed(template.clone(), self.address.clone()));
+    }
+
+    fn enqueue(&self, item: Outbound) {
+        let accepted = match self.queue.lock() {
+            Ok(mut queue) if queue.len() < self.queue_limit => {
+                queue.push_back(item);
+                true
+            }
+            _ => false,
+        };
+        if accepted {
+            self.waker.wake();
+        } else if !self.closing.load(Ordering::SeqCst) {
+            tracing::warn!(jid = %self.jid, "outbound queue full; disconnecting slow reader");
+            self.kick(
+                "policy-violation",
+                "too many stanzas waiting to be read; the connection is too slow",
+            );
+        }
+    }
+
+    /// What the session's task must act on next: a kick first, then everything queued (the
+    /// writer sends a batch in one go). Registers the task to be woken for either.
+    pub fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
+        self.waker.register(cx.waker());
+        if let Some(kick) = self.kick_reason.lock().ok().and_then(|r| r.clone()) {
+            return Poll::Ready(Signal::Kicked(kick));
+        }
+        match self.queue.lock() {
+            Ok(mut queue) if !queue.is_empty() => {
+                Poll::Ready(Signal::Queued(std::mem::take(&mut *queue)))
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    /// Resolves when the session is kicked; queued stanzas are left where they are.
+    pub fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<Kick> {
+        self.waker.register(cx.waker());
+        match self.kick_reason.lock().ok().and_then(|r| r.clone()) {
+            Some(kick) => Poll::Ready(kick),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Wait for [`poll_signal`](Self::poll_signal).
+    pub async fn signal(&self) -> Signal {
+        std::future::poll_fn(|cx| self.poll_signal(cx)).await
+    }
+
+    pub fn send_element(&self, element: &Element) {
+        self.send(Bytes::from(salon_xml::serialize(element)));
+    }
+
+    /// Ask the session to close its stream with this error.
+    pub fn kick(&self, condition: &'static str, text: impl Into<String>) {
+        if self.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(mut reason) = self.kick_reason.lock() {
+            *reason = Some(Kick {
+                condition,
+                text: text.into(),
+            });
+        }
+        self.waker.wake();
+    }
+
+    pub fn set_detached(&self, detached: bool) {
+        self.detached.store(detached, Ordering::SeqCst);
+    }
+
+    /// Whether the session has lost its connection and waits to be resumed.
+    pub fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::SeqCst)
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.presence.lock().map(|p| p.available).unwrap_or(false)
+    }
+
+    pub fn priority(&self) -> i8 {
+        self.presence.lock().map(|p| p.priority).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stanza::Build;
+
+    fn written(item: &Outbound) -> String {
+        let mut out = Vec::new();
+        item.write_to(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn template_splices_each_recipient_into_one_serialisation() {
+        let message = Build::new("message", crate::stanza::ns::CLIENT)
+            .attr("from", "room@rooms.example/nick")
+            .attr("type", "groupchat")
+            .child(
+                Build::new("body", crate::stanza::ns::CLIENT)
+                    .text("a <b> & 'c'")
+                    .build(),
+            )
+            .build();
+        let template = AddressedTemplate::new(&message);
+        let first = written(&Outbound::Addressed(
+            template.clone(),
+            AddressedTemplate::recipient("a@example/x"),
+        ));
+        let second = written(&Outbound::Addressed(
+            template.clone(),
+            AddressedTemplate::recipient("o'brien@example/y"),
+        ));
+        assert!(first.contains("to='a@example/x'"), "{first}");
+        assert!(second.contains("to='o&apos;brien@example/y'"), "{second}");
+        assert_eq!(
+            first.replace("to='a@example/x'", "X"),
+            second.replace("to='o&apos;brien@example/y'", "X")
+        );
+        // Without the recipient it is the stanza as serialised on its own.
+        let bare = String::from_utf8(template.without_recipient().unwrap()).unwrap();
+        assert_eq!(
+            bare,
+            String::from_utf8(salon_xml::serialize(&message)).unwrap()
+        );
+    }
+}
