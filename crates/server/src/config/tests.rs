@@ -1,0 +1,150 @@
+//! Unit tests of parsing, defaults, validation and error locations.
+
+use super::*;
+
+#[test]
+fn issue_example_parses() {
+    let text = r#"
+domain = "example.org"
+data_dir = "/var/lib/salon"
+[tls]
+cert = "/etc/salon/fullchain.pem"
+key = "/etc/salon/privkey.pem"
+[listen]
+c2s = "0.0.0.0:5222"
+c2s_direct_tls = "0.0.0.0:5223"
+http = "0.0.0.0:5280"
+[c2s]
+require_encryption = true
+[anonymous]
+domain = "anon.example.org"
+[muc]
+domain = "rooms.example.org"
+"#;
+    let config = Config::parse(text, None).unwrap();
+    assert_eq!(config.domain, "example.org");
+    assert_eq!(config.anonymous_domain(), Some("anon.example.org"));
+    assert_eq!(config.listen.c2s.unwrap().port(), 5222);
+    assert!(config.c2s.require_encryption);
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let text = "domain = \"example.org\"\n[c2s]\nrequire_encryptoin = false\n";
+    let err = Config::parse(text, Some(Path::new("salon.toml"))).unwrap_err();
+    assert_eq!(err.line, Some(3));
+    assert_eq!(err.key.as_deref(), Some("c2s.require_encryptoin"));
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("salon.toml:3: key `c2s.require_encryptoin`"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn worker_threads_default_to_one_per_core_and_are_bounded() {
+    assert_eq!(Config::parse("", None).unwrap().worker_threads, 0);
+    let config = Config::parse("worker_threads = 1\n", None).unwrap();
+    assert_eq!(config.worker_threads, 1);
+    let err = Config::parse("worker_threads = 5000\n", None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("worker_threads"));
+    let err = Config::parse("worker_threads = -1\n", None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("worker_threads"));
+}
+
+#[test]
+fn account_archives_are_on_by_default_and_configurable() {
+    let config = Config::parse("", None).unwrap();
+    assert!(config.archive.enabled);
+    assert_eq!(config.archive.retention_days, 0);
+    let config = Config::parse("[archive]\nenabled = false\nretention_days = 30\n", None).unwrap();
+    assert!(!config.archive.enabled);
+    assert_eq!(config.archive.retention_days, 30);
+    assert!(config.describe().contains("archive.retention_days = 30\n"));
+    let err = Config::parse("[archive]\nretention = 30\n", None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("archive.retention"));
+}
+
+#[test]
+fn wrong_type_names_line_and_key() {
+    let text = "domain = \"example.org\"\n[c2s]\nrequire_encryption = \"yes\"\n";
+    let err = Config::parse(text, None).unwrap_err();
+    assert_eq!(err.line, Some(3));
+    assert_eq!(err.key.as_deref(), Some("c2s.require_encryption"));
+}
+
+#[test]
+fn listeners_can_be_off_and_domains_are_normalised() {
+    let text = "domain = \"Example.ORG\"\n[listen]\nc2s_direct_tls = \"off\"\nhttp = \"off\"\n";
+    let config = Config::parse(text, None).unwrap();
+    assert_eq!(config.domain, "example.org");
+    assert!(config.listen.c2s.is_some());
+    assert!(config.listen.c2s_direct_tls.is_none());
+    assert!(config.listen.http.is_none());
+    let text = "[listen]\nc2s = \"off\"\nc2s_direct_tls = \"off\"\n";
+    let err = Config::parse(text, None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("listen"));
+}
+
+#[test]
+fn trusted_proxy_ranges_match() {
+    let range = IpRange::parse("10.0.0.0/8").unwrap();
+    assert!(range.contains("10.1.2.3".parse().unwrap()));
+    assert!(!range.contains("11.0.0.1".parse().unwrap()));
+    assert!(range.contains("::ffff:10.0.0.1".parse().unwrap()));
+    let single = IpRange::parse("::1").unwrap();
+    assert!(single.contains("::1".parse().unwrap()));
+    assert!(!single.contains("::2".parse().unwrap()));
+    assert!(IpRange::parse("10.0.0.0/33").is_none());
+    let err = Config::parse("[http]\ntrusted_proxies = [\"nope\"]\n", None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("http.trusted_proxies"));
+}
+
+#[test]
+fn misspelt_log_level_is_refused() {
+    let err = Config::parse("[log]\nlevel = \"inf\"\n", None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("log.level"));
+    assert!(Config::parse("[log]\nlevel = \"info,salon_server=debug\"\n", None).is_ok());
+}
+
+#[test]
+fn upload_section_defaults_and_errors() {
+    let config = Config::parse("domain = \"example.org\"\n[upload]\n", None).unwrap();
+    let upload = config.upload.unwrap();
+    assert_eq!(upload.domain, "upload.example.org");
+    assert_eq!(upload.expire_after, 7 * 86_400);
+    assert_eq!(upload.anonymous.expire_after, 86_400);
+    assert!(Config::parse("", None).unwrap().upload.is_none());
+    assert!(Config::development().upload.is_some());
+    let text = "[upload]\nallowed_types = [\"image\"]\n";
+    let err = Config::parse(text, None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("upload.allowed_types"));
+    assert_eq!(err.line, Some(2));
+    let text = "[upload]\n[upload.anonymous]\nallowed_types = [\"x/\"]\n";
+    let err = Config::parse(text, None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("upload.anonymous.allowed_types"));
+    let text = "[upload]\nmax_file_sise = 3\n";
+    let err = Config::parse(text, None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("upload.max_file_sise"));
+    let text = "[listen]\nhttp = \"off\"\n[upload]\n";
+    let err = Config::parse(text, None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("upload"));
+    let text = "[muc]\ndomain = \"up.localhost\"\n[upload]\ndomain = \"up.localhost\"\n";
+    let err = Config::parse(text, None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("upload.domain"));
+}
+
+#[test]
+fn bad_value_names_line_and_key() {
+    let text = "domain = \"example.org\"\n[listen]\nc2s = \"not an address\"\n";
+    let err = Config::parse(text, None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("listen.c2s"));
+    let text = "domain = \"exa mple@org\"\n";
+    let err = Config::parse(text, None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("domain"));
+    assert_eq!(err.line, Some(1));
+    let text = "domain = \"example.org\"\n[muc]\ndomain = \"example.org\"\n";
+    let err = Config::parse(text, None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("muc.domain"));
+    assert_eq!(err.line, Some(3));
+}
