@@ -28,8 +28,11 @@ pub async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::Bare
     if held >= server.config.limits.offline_messages_per_user {
         server.bounce(
             &stanza,
-            StanzaError::new(stanza::ErrorType::Wait, "resource-constraint")
-                .with_text("the recipient's offline storage is full"),
+            StanzaError::new(
+                stanza::ErrorType::Wait,
+                stanza::StanzaCondition::ResourceConstraint,
+            )
+            .with_text("the recipient's offline storage is full"),
         );
         return;
     }

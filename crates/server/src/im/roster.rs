@@ -4,7 +4,7 @@
 use crate::hooks::{priority, StreamHook, StreamInfo};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
-use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
 use crate::storage::{RosterItem, Subscription};
 use minidom::Element;
 use std::sync::Arc;
@@ -145,8 +145,10 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
     for group in item.children().filter(|c| c.name() == "group") {
         let name = group.text();
         if name.is_empty() || name.len() > 1023 {
-            return Err(StanzaError::new(ErrorType::Modify, "not-acceptable")
-                .with_text("group names must be 1 to 1023 bytes"));
+            return Err(
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
+                    .with_text("group names must be 1 to 1023 bytes"),
+            );
         }
         if groups.contains(&name) {
             return Err(StanzaError::bad_request("duplicate group"));

@@ -5,7 +5,7 @@
 use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError, StreamCondition};
 use minidom::Element;
 use std::sync::Arc;
 
@@ -73,11 +73,13 @@ impl IqHandler for Register {
                         .with_text("only the logged-in account's password can be changed"));
                 }
                 if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
-                    return Err(
-                        StanzaError::new(ErrorType::Modify, "not-acceptable").with_text(format!(
-                            "the password must be 1 to {MAX_PASSWORD_BYTES} bytes"
-                        )),
-                    );
+                    return Err(StanzaError::new(
+                        ErrorType::Modify,
+                        StanzaCondition::NotAcceptable,
+                    )
+                    .with_text(format!(
+                        "the password must be 1 to {MAX_PASSWORD_BYTES} bytes"
+                    )));
                 }
                 let credentials = tokio::task::spawn_blocking(move || {
                     crate::session::sasl::derive_credentials(&password)
@@ -128,7 +130,7 @@ async fn remove(
     tokio::spawn(async move {
         tokio::time::sleep(REMOVAL_GRACE).await;
         for session in sessions {
-            session.kick("not-authorized", "the account was removed");
+            session.kick(StreamCondition::NotAuthorized, "the account was removed");
         }
     });
     Ok(())

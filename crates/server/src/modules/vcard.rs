@@ -4,7 +4,7 @@
 use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
-use crate::stanza::{ns, ErrorType, StanzaError};
+use crate::stanza::{ns, ErrorType, StanzaCondition, StanzaError};
 use std::sync::Arc;
 
 /// Largest vCard accepted, in bytes of XML; avatars belong in XEP-0084 or uploads.
@@ -47,8 +47,11 @@ impl IqHandler for VCard {
                     .ok_or_else(|| StanzaError::bad_request("missing vCard"))?;
                 let text = String::from_utf8_lossy(&salon_xml::serialize(vcard)).into_owned();
                 if text.len() > MAX_VCARD_BYTES {
-                    return Err(StanzaError::new(ErrorType::Modify, "not-acceptable")
-                        .with_text(format!("vCards are limited to {MAX_VCARD_BYTES} bytes")));
+                    return Err(StanzaError::new(
+                        ErrorType::Modify,
+                        StanzaCondition::NotAcceptable,
+                    )
+                    .with_text(format!("vCards are limited to {MAX_VCARD_BYTES} bytes")));
                 }
                 storage
                     .set_vcard(&user, &domain, &text)

@@ -1,7 +1,7 @@
 //! Room configuration (XEP-0045 §10.2, the `muc#roomconfig` form) and the record persisted for
 //! a room: configuration, affiliations, registered nicks and subject.
 
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -348,7 +348,9 @@ pub fn apply(
     current: &RoomConfig,
     limit_history: usize,
 ) -> Result<Submitted, StanzaError> {
-    let bad = |what: String| StanzaError::new(ErrorType::Modify, "not-acceptable").with_text(what);
+    let bad = |what: String| {
+        StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(what)
+    };
     let mut config = current.clone();
     let mut owners = None;
     let mut admins = None;

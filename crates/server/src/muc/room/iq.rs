@@ -4,7 +4,7 @@
 use super::{RelayedIq, Room, MAX_RELAYED_IQS, RELAYED_IQ_TIMEOUT};
 use crate::archive;
 use crate::service::{self, ServiceInfo};
-use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
 impl Room {
@@ -77,8 +77,10 @@ impl Room {
         nick: &str,
     ) -> Result<Option<Element>, StanzaError> {
         let Some(me) = self.occupant_by_session(from) else {
-            return Err(StanzaError::new(ErrorType::Modify, "not-acceptable")
-                .with_text("you are not in this room"));
+            return Err(
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
+                    .with_text("you are not in this room"),
+            );
         };
         let target = self.occupant_by_nick(nick).ok_or_else(|| {
             StanzaError::item_not_found().with_text("no occupant with that nickname")
@@ -104,8 +106,10 @@ impl Room {
         self.relayed
             .retain(|_, waiting| now.duration_since(waiting.at) < RELAYED_IQ_TIMEOUT);
         if self.relayed.len() >= MAX_RELAYED_IQS {
-            return Err(StanzaError::new(ErrorType::Wait, "resource-constraint")
-                .with_text("too many queries waiting in this room"));
+            return Err(
+                StanzaError::new(ErrorType::Wait, StanzaCondition::ResourceConstraint)
+                    .with_text("too many queries waiting in this room"),
+            );
         }
         let relay_id = format!("{:032x}", rand::random::<u128>());
         let mut relayed = stanza.clone();

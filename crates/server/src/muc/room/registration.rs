@@ -2,7 +2,7 @@
 
 use super::Room;
 use crate::muc::config::Affiliation;
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
 impl Room {
@@ -85,8 +85,10 @@ impl Room {
             return Err(StanzaError::forbidden());
         }
         if self.record.config.members_only && self.affiliation(&real) < Affiliation::Member {
-            return Err(StanzaError::new(ErrorType::Auth, "registration-required")
-                .with_text("ask an admin to make you a member first"));
+            return Err(
+                StanzaError::new(ErrorType::Auth, StanzaCondition::RegistrationRequired)
+                    .with_text("ask an admin to make you a member first"),
+            );
         }
         self.record.registered_nicks.insert(real.to_string(), nick);
         if self.affiliation(&real) == Affiliation::None {
