@@ -24,6 +24,7 @@ pub async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::Bare
     let held = storage
         .count_offline(node.as_str(), domain)
         .await
+        .inspect_err(|e| tracing::error!(to = %to, error = %e, "counting offline messages"))
         .unwrap_or(0);
     if held >= server.config.limits.offline_messages_per_user {
         server.bounce(

@@ -76,10 +76,7 @@ async fn get(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
         .storage_for(&domain)
         .roster(&user, &domain)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "reading roster");
-            StanzaError::internal()
-        })?;
+        .map_err(|e| StanzaError::storage(&format!("reading the roster of {}", request.to), &e))?;
     if let Some(session) = server.router.session(&request.from) {
         let requested = session.extensions.get_or_default::<RosterRequested>();
         requested
@@ -113,7 +110,12 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
     let existing = storage
         .roster_item(&user, &domain, contact.as_str())
         .await
-        .map_err(|_| StanzaError::internal())?;
+        .map_err(|e| {
+            StanzaError::storage(
+                &format!("reading {contact} in the roster of {}", request.to),
+                &e,
+            )
+        })?;
     if item.attr("subscription") == Some("remove") {
         let Some(existing) = existing else {
             return Err(StanzaError::item_not_found());
@@ -121,7 +123,10 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
         storage
             .remove_roster_item(&user, &domain, contact.as_str())
             .await
-            .map_err(|_| StanzaError::internal())?;
+            .map_err(|e| {
+                let doing = format!("removing {contact} from the roster of {}", request.to);
+                StanzaError::storage(&doing, &e)
+            })?;
         push(
             server,
             &request.to,
@@ -167,7 +172,12 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
     storage
         .put_roster_item(&user, &domain, &updated)
         .await
-        .map_err(|_| StanzaError::internal())?;
+        .map_err(|e| {
+            StanzaError::storage(
+                &format!("storing {contact} in the roster of {}", request.to),
+                &e,
+            )
+        })?;
     push(server, &request.to, &updated);
     Ok(None)
 }
@@ -225,7 +235,11 @@ pub async fn update_item(
 ) -> Option<RosterItem> {
     let (user, domain) = account_key(account);
     let storage = server.storage_for(&domain);
-    let before = storage.roster_item(&user, &domain, contact).await.ok()?;
+    let before = storage
+        .roster_item(&user, &domain, contact)
+        .await
+        .inspect_err(|e| tracing::error!(account = %account, error = %e, "reading roster item"))
+        .ok()?;
     let mut item = before.clone().unwrap_or_else(|| RosterItem {
         jid: contact.to_string(),
         ..Default::default()
@@ -252,6 +266,7 @@ pub async fn items(server: &Arc<Server>, account: &jid::BareJid) -> Vec<RosterIt
         .storage_for(&domain)
         .roster(&user, &domain)
         .await
+        .inspect_err(|e| tracing::error!(account = %account, error = %e, "reading roster"))
         .unwrap_or_default()
 }
 

@@ -85,7 +85,10 @@ impl IqHandler for Register {
                     crate::session::sasl::derive_credentials(&password)
                 })
                 .await
-                .map_err(|_| StanzaError::internal())?;
+                .map_err(|e| {
+                    tracing::error!(%account, error = %e, "deriving credentials");
+                    StanzaError::internal()
+                })?;
                 server
                     .storage_for(&domain)
                     .set_credentials(&user, &domain, &credentials)

@@ -27,10 +27,9 @@ impl IqHandler for VCard {
         let storage = server.storage_for(&domain);
         match request.kind {
             IqKind::Get => {
-                let stored = storage
-                    .vcard(&user, &domain)
-                    .await
-                    .map_err(|_| StanzaError::internal())?;
+                let stored = storage.vcard(&user, &domain).await.map_err(|e| {
+                    StanzaError::storage(&format!("reading the vCard of {}", request.to), &e)
+                })?;
                 match stored.and_then(|text| parse_vcard(&text)) {
                     Some(vcard) => Ok(Some(vcard)),
                     // XEP-0054 §3.1: an empty vCard when none is stored... or item-not-found;
@@ -56,7 +55,9 @@ impl IqHandler for VCard {
                 storage
                     .set_vcard(&user, &domain, &text)
                     .await
-                    .map_err(|_| StanzaError::internal())?;
+                    .map_err(|e| {
+                        StanzaError::storage(&format!("storing the vCard of {}", request.to), &e)
+                    })?;
                 Ok(None)
             }
         }

@@ -414,7 +414,9 @@ impl Room {
             .archive_store()
             .archive_get(self.jid.as_str(), &id)
             .await
-            .map_err(|_| StanzaError::internal())?;
+            .map_err(|e| {
+                StanzaError::storage(&format!("reading message {id} of {}", self.jid), &e)
+            })?;
         let in_history = self.history.iter().position(|h| {
             h.stanza
                 .children()
