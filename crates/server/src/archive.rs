@@ -7,6 +7,7 @@ use crate::registry::Registry;
 use crate::router::SessionHandle;
 use crate::server::Server;
 use crate::service::ServiceContext;
+use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
 use crate::stanza::{ns, Build, StanzaError};
 use crate::storage::prelude::*;
 use crate::storage::{ArchiveQuery, ArchivedMessage, StorageError};
@@ -187,30 +188,15 @@ pub fn new_stanza_id() -> String {
 
 /// The query form's fields (XEP-0313 §5.1.1), answered to a `get`.
 pub fn query_form() -> Element {
-    let field = |var: &'static str, kind: &'static str| {
-        Build::new("field", ns::DATA_FORMS)
-            .attr("var", var)
-            .attr("type", kind)
-            .build()
-    };
+    let form = DataForm::new(FormType::Form)
+        .field(Field::form_type(ns::MAM))
+        .field(Field::new("with", FieldType::JidSingle))
+        .field(Field::new("start", FieldType::TextSingle))
+        .field(Field::new("end", FieldType::TextSingle))
+        .field(Field::new("before-id", FieldType::TextSingle))
+        .field(Field::new("after-id", FieldType::TextSingle));
     Build::new("query", ns::MAM)
-        .child(
-            Build::new("x", ns::DATA_FORMS)
-                .attr("type", "form")
-                .child(
-                    Build::new("field", ns::DATA_FORMS)
-                        .attr("var", "FORM_TYPE")
-                        .attr("type", "hidden")
-                        .child(Build::new("value", ns::DATA_FORMS).text(ns::MAM).build())
-                        .build(),
-                )
-                .child(field("with", "jid-single"))
-                .child(field("start", "text-single"))
-                .child(field("end", "text-single"))
-                .child(field("before-id", "text-single"))
-                .child(field("after-id", "text-single"))
-                .build(),
-        )
+        .child(form.to_element())
         .build()
 }
 
@@ -236,13 +222,16 @@ fn parse_query(query: &Element, with_kind: WithKind) -> Result<ArchiveQuery, Sta
         limit: DEFAULT_PAGE,
         ..Default::default()
     };
-    if let Some(form) = query.get_child("x", ns::DATA_FORMS) {
-        for field in form.children().filter(|f| f.name() == "field") {
-            let value = field.get_child("value", ns::DATA_FORMS).map(|v| v.text());
-            let Some(value) = value.filter(|v| !v.is_empty()) else {
+    let form = query
+        .get_child("x", ns::DATA_FORMS)
+        .and_then(|x| DataForm::parse(x).ok());
+    if let Some(form) = form {
+        for field in &form.fields {
+            let Some(value) = field.first_value().filter(|v| !v.is_empty()) else {
                 continue;
             };
-            match field.attr("var").unwrap_or_default() {
+            let value = value.to_string();
+            match field.var.as_deref().unwrap_or_default() {
                 "FORM_TYPE" if value != ns::MAM => {
                     return Err(StanzaError::bad_request("unknown FORM_TYPE"));
                 }

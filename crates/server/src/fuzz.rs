@@ -79,9 +79,12 @@ pub fn data_form(data: &[u8]) {
         return;
     }
     for event in events {
-        if let StreamEvent::Stanza(form) = event {
-            let current = crate::muc::config::RoomConfig::default();
-            let _ = crate::muc::config::apply(&form, &current, 100);
+        if let StreamEvent::Stanza(element) = event {
+            // The generic XEP-0004 reader first, then the room configuration on top of it.
+            if let Ok(form) = crate::stanza::forms::DataForm::parse(&element) {
+                let current = crate::muc::config::RoomConfig::default();
+                let _ = crate::muc::config::apply(&form, &current, 100);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::registry::{IqKind, IqRequest, IqScope, Registry};
 use crate::router::Router;
 use crate::service::ServiceContext;
 use crate::service::ServiceCore;
-use crate::stanza::{self, StanzaError};
+use crate::stanza::{self, StanzaError, StreamCondition};
 use crate::storage::{memory::MemoryStorage, Storage};
 use crate::tls::TlsSetup;
 use minidom::Element;
@@ -217,8 +217,11 @@ impl Server {
             // Server-to-server is not built yet, and anonymous hosts never federate anyway.
             self.bounce(
                 &stanza,
-                StanzaError::new(stanza::ErrorType::Cancel, "remote-server-not-found")
-                    .with_text(format!("{domain} is not served here")),
+                StanzaError::new(
+                    stanza::ErrorType::Cancel,
+                    stanza::StanzaCondition::RemoteServerNotFound,
+                )
+                .with_text(format!("{domain} is not served here")),
             );
         }
     }
@@ -340,7 +343,10 @@ impl Server {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         for session in self.router.all_sessions() {
-            session.kick("system-shutdown", "the server is shutting down");
+            session.kick(
+                StreamCondition::SystemShutdown,
+                "the server is shutting down",
+            );
         }
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
         // Connections, not bound sessions: a session leaves the router before it has written

@@ -2,6 +2,7 @@
 //! the feature modules' slots, and its outbound queue with its bound: stanzas serialised once
 //! by the sender and shared by every recipient (docs/ARCHITECTURE.md, "The path of a stanza").
 
+use crate::stanza::StreamCondition;
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use minidom::Element;
@@ -117,7 +118,7 @@ impl AddressedTemplate {
 /// A stream error to close a session with, decided by someone other than the session itself.
 #[derive(Debug, Clone)]
 pub struct Kick {
-    pub condition: &'static str,
+    pub condition: StreamCondition,
     pub text: String,
 }
 
@@ -220,7 +221,7 @@ impl SessionHandle {
         } else if !self.closing.load(Ordering::SeqCst) {
             tracing::warn!(jid = %self.jid, "outbound queue full; disconnecting slow reader");
             self.kick(
-                "policy-violation",
+                StreamCondition::PolicyViolation,
                 "too many stanzas waiting to be read; the connection is too slow",
             );
         }
@@ -260,7 +261,7 @@ impl SessionHandle {
     }
 
     /// Ask the session to close its stream with this error.
-    pub fn kick(&self, condition: &'static str, text: impl Into<String>) {
+    pub fn kick(&self, condition: StreamCondition, text: impl Into<String>) {
         if self.closing.swap(true, Ordering::SeqCst) {
             return;
         }

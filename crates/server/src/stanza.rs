@@ -4,6 +4,11 @@
 use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
 
+mod condition;
+pub mod forms;
+
+pub use condition::{StanzaCondition, StreamCondition};
+
 pub mod ns {
     pub const CLIENT: &str = "jabber:client";
     pub const STREAM: &str = "http://etherx.jabber.org/streams";
@@ -152,14 +157,14 @@ impl ErrorType {
 #[derive(Clone, Debug)]
 pub struct StanzaError {
     pub kind: ErrorType,
-    pub condition: &'static str,
+    pub condition: StanzaCondition,
     pub text: Option<String>,
     /// An application-specific condition element to add (e.g. XEP-0363 `<file-too-large/>`).
     pub extra: Option<Box<Element>>,
 }
 
 impl StanzaError {
-    pub fn new(kind: ErrorType, condition: &'static str) -> StanzaError {
+    pub fn new(kind: ErrorType, condition: StanzaCondition) -> StanzaError {
         StanzaError {
             kind,
             condition,
@@ -172,31 +177,31 @@ impl StanzaError {
         self
     }
     pub fn service_unavailable() -> StanzaError {
-        StanzaError::new(ErrorType::Cancel, "service-unavailable")
+        StanzaError::new(ErrorType::Cancel, StanzaCondition::ServiceUnavailable)
     }
     pub fn bad_request(text: impl Into<String>) -> StanzaError {
-        StanzaError::new(ErrorType::Modify, "bad-request").with_text(text)
+        StanzaError::new(ErrorType::Modify, StanzaCondition::BadRequest).with_text(text)
     }
     pub fn not_allowed() -> StanzaError {
-        StanzaError::new(ErrorType::Cancel, "not-allowed")
+        StanzaError::new(ErrorType::Cancel, StanzaCondition::NotAllowed)
     }
     pub fn forbidden() -> StanzaError {
-        StanzaError::new(ErrorType::Auth, "forbidden")
+        StanzaError::new(ErrorType::Auth, StanzaCondition::Forbidden)
     }
     pub fn item_not_found() -> StanzaError {
-        StanzaError::new(ErrorType::Cancel, "item-not-found")
+        StanzaError::new(ErrorType::Cancel, StanzaCondition::ItemNotFound)
     }
     pub fn jid_malformed() -> StanzaError {
-        StanzaError::new(ErrorType::Modify, "jid-malformed")
+        StanzaError::new(ErrorType::Modify, StanzaCondition::JidMalformed)
     }
     pub fn internal() -> StanzaError {
-        StanzaError::new(ErrorType::Wait, "internal-server-error")
+        StanzaError::new(ErrorType::Wait, StanzaCondition::InternalServerError)
     }
     pub fn feature_not_implemented() -> StanzaError {
-        StanzaError::new(ErrorType::Cancel, "feature-not-implemented")
+        StanzaError::new(ErrorType::Cancel, StanzaCondition::FeatureNotImplemented)
     }
     pub fn policy_violation(text: impl Into<String>) -> StanzaError {
-        StanzaError::new(ErrorType::Modify, "policy-violation").with_text(text)
+        StanzaError::new(ErrorType::Modify, StanzaCondition::PolicyViolation).with_text(text)
     }
     /// `<internal-server-error/>` for a storage failure, logged with what was being done, so
     /// the client learns nothing of the backend and the operator learns everything.
@@ -205,14 +210,14 @@ impl StanzaError {
         StanzaError::internal()
     }
     pub fn resource_constraint() -> StanzaError {
-        StanzaError::new(ErrorType::Wait, "resource-constraint")
+        StanzaError::new(ErrorType::Wait, StanzaCondition::ResourceConstraint)
     }
 
     /// The `<error/>` child element.
     pub fn to_element(&self) -> Element {
         let mut error = Build::new("error", ns::CLIENT)
             .attr("type", self.kind.as_str())
-            .child(Element::bare(self.condition, ns::STANZAS_ERROR));
+            .child(Element::bare(self.condition.name(), ns::STANZAS_ERROR));
         if let Some(text) = &self.text {
             error = error.child(
                 Build::new("text", ns::STANZAS_ERROR)
@@ -224,6 +229,13 @@ impl StanzaError {
             error = error.child((**extra).clone());
         }
         error.build()
+    }
+}
+
+/// A condition with the error type it usually travels with (RFC 6120 §8.3.3).
+impl From<StanzaCondition> for StanzaError {
+    fn from(condition: StanzaCondition) -> StanzaError {
+        StanzaError::new(condition.default_type(), condition)
     }
 }
 

@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
-use salon_server::stanza::ns;
+use salon_server::stanza::{ns, StreamCondition};
 use salon_xml::{ParserLimits, StreamEvent, StreamParser, TreeLimits};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -550,7 +550,7 @@ impl Transport for BoshTransport {
         _: &str,
         _: &str,
         _: Option<&str>,
-    ) -> Option<(&'static str, &'static str)> {
+    ) -> Option<(StreamCondition, &'static str)> {
         None
     }
 

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
-use salon_server::stanza::ns;
+use salon_server::stanza::{ns, StreamCondition};
 use salon_xml::{StreamEvent, StreamParseError, StreamParser};
 use std::io;
 use std::net::IpAddr;
@@ -264,9 +264,9 @@ impl Transport for WebSocketTransport {
         namespace: &str,
         name: &str,
         _default_namespace: Option<&str>,
-    ) -> Option<(&'static str, &'static str)> {
+    ) -> Option<(StreamCondition, &'static str)> {
         (name != "open" || namespace != NS_FRAMING).then_some((
-            "invalid-namespace",
+            StreamCondition::InvalidNamespace,
             "WebSocket streams open with <open xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
         ))
     }

@@ -8,6 +8,9 @@
 use minidom::rxml::{self, Event, Parse, WithOptions};
 use minidom::Element;
 
+mod condition;
+
+pub use condition::StreamCondition;
 pub use minidom;
 
 /// Limits applied while parsing one stream. Every breach is reported as
@@ -116,12 +119,12 @@ pub enum StreamParseError {
 }
 
 impl StreamParseError {
-    /// The RFC 6120 stream error condition element name.
-    pub fn condition(&self) -> &'static str {
+    /// The RFC 6120 stream error condition to close the stream with.
+    pub fn condition(&self) -> StreamCondition {
         match self {
-            StreamParseError::NotWellFormed(_) => "not-well-formed",
-            StreamParseError::RestrictedXml(_) => "restricted-xml",
-            StreamParseError::PolicyViolation(_) => "policy-violation",
+            StreamParseError::NotWellFormed(_) => StreamCondition::NotWellFormed,
+            StreamParseError::RestrictedXml(_) => StreamCondition::RestrictedXml,
+            StreamParseError::PolicyViolation(_) => StreamCondition::PolicyViolation,
         }
     }
 }

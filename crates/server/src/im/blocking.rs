@@ -6,7 +6,7 @@ use crate::hooks::{priority, FromClient, SessionHook, StanzaHook, ToBare, ToFull
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -123,7 +123,7 @@ fn refuse_inbound(server: &Arc<Server>, stanza: &Element) {
 pub fn blocked_error() -> StanzaError {
     StanzaError {
         extra: Some(Box::new(Element::bare("blocked", ns::BLOCKING_ERRORS))),
-        ..StanzaError::new(ErrorType::Cancel, "not-acceptable")
+        ..StanzaError::new(ErrorType::Cancel, StanzaCondition::NotAcceptable)
     }
 }
 

@@ -24,12 +24,16 @@ pub async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::Bare
     let held = storage
         .count_offline(node.as_str(), domain)
         .await
+        .inspect_err(|e| tracing::error!(to = %to, error = %e, "counting offline messages"))
         .unwrap_or(0);
     if held >= server.config.limits.offline_messages_per_user {
         server.bounce(
             &stanza,
-            StanzaError::new(stanza::ErrorType::Wait, "resource-constraint")
-                .with_text("the recipient's offline storage is full"),
+            StanzaError::new(
+                stanza::ErrorType::Wait,
+                stanza::StanzaCondition::ResourceConstraint,
+            )
+            .with_text("the recipient's offline storage is full"),
         );
         return;
     }

@@ -4,7 +4,7 @@
 use crate::hooks::{priority, StreamHook, StreamInfo};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
-use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
 use crate::storage::{RosterItem, Subscription};
 use minidom::Element;
 use std::sync::Arc;
@@ -76,10 +76,7 @@ async fn get(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
         .storage_for(&domain)
         .roster(&user, &domain)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "reading roster");
-            StanzaError::internal()
-        })?;
+        .map_err(|e| StanzaError::storage(&format!("reading the roster of {}", request.to), &e))?;
     if let Some(session) = server.router.session(&request.from) {
         let requested = session.extensions.get_or_default::<RosterRequested>();
         requested
@@ -113,7 +110,12 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
     let existing = storage
         .roster_item(&user, &domain, contact.as_str())
         .await
-        .map_err(|_| StanzaError::internal())?;
+        .map_err(|e| {
+            StanzaError::storage(
+                &format!("reading {contact} in the roster of {}", request.to),
+                &e,
+            )
+        })?;
     if item.attr("subscription") == Some("remove") {
         let Some(existing) = existing else {
             return Err(StanzaError::item_not_found());
@@ -121,7 +123,10 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
         storage
             .remove_roster_item(&user, &domain, contact.as_str())
             .await
-            .map_err(|_| StanzaError::internal())?;
+            .map_err(|e| {
+                let doing = format!("removing {contact} from the roster of {}", request.to);
+                StanzaError::storage(&doing, &e)
+            })?;
         push(
             server,
             &request.to,
@@ -145,8 +150,10 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
     for group in item.children().filter(|c| c.name() == "group") {
         let name = group.text();
         if name.is_empty() || name.len() > 1023 {
-            return Err(StanzaError::new(ErrorType::Modify, "not-acceptable")
-                .with_text("group names must be 1 to 1023 bytes"));
+            return Err(
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
+                    .with_text("group names must be 1 to 1023 bytes"),
+            );
         }
         if groups.contains(&name) {
             return Err(StanzaError::bad_request("duplicate group"));
@@ -165,7 +172,12 @@ async fn set(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
     storage
         .put_roster_item(&user, &domain, &updated)
         .await
-        .map_err(|_| StanzaError::internal())?;
+        .map_err(|e| {
+            StanzaError::storage(
+                &format!("storing {contact} in the roster of {}", request.to),
+                &e,
+            )
+        })?;
     push(server, &request.to, &updated);
     Ok(None)
 }
@@ -223,7 +235,11 @@ pub async fn update_item(
 ) -> Option<RosterItem> {
     let (user, domain) = account_key(account);
     let storage = server.storage_for(&domain);
-    let before = storage.roster_item(&user, &domain, contact).await.ok()?;
+    let before = storage
+        .roster_item(&user, &domain, contact)
+        .await
+        .inspect_err(|e| tracing::error!(account = %account, error = %e, "reading roster item"))
+        .ok()?;
     let mut item = before.clone().unwrap_or_else(|| RosterItem {
         jid: contact.to_string(),
         ..Default::default()
@@ -250,6 +266,7 @@ pub async fn items(server: &Arc<Server>, account: &jid::BareJid) -> Vec<RosterIt
         .storage_for(&domain)
         .roster(&user, &domain)
         .await
+        .inspect_err(|e| tracing::error!(account = %account, error = %e, "reading roster"))
         .unwrap_or_default()
 }
 

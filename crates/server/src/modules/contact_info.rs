@@ -4,7 +4,8 @@
 use crate::config::Config;
 use crate::registry::Registry;
 use crate::server::Server;
-use crate::stanza::{ns, Build};
+use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
+use crate::stanza::ns;
 
 pub fn register(registry: &mut Registry<Server>, config: &Config) {
     let contact = &config.contact;
@@ -19,34 +20,15 @@ pub fn register(registry: &mut Registry<Server>, config: &Config) {
     if fields.iter().all(|(_, values)| values.is_empty()) {
         return;
     }
-    let mut form = Build::new("x", ns::DATA_FORMS)
-        .attr("type", "result")
-        .child(
-            Build::new("field", ns::DATA_FORMS)
-                .attr("var", "FORM_TYPE")
-                .attr("type", "hidden")
-                .child(
-                    Build::new("value", ns::DATA_FORMS)
-                        .text(ns::SERVER_INFO)
-                        .build(),
-                )
-                .build(),
+    let form = DataForm::new(FormType::Result)
+        .field(Field::form_type(ns::SERVER_INFO))
+        .fields(
+            fields
+                .into_iter()
+                .filter(|(_, values)| !values.is_empty())
+                .map(|(var, values)| {
+                    Field::new(var, FieldType::ListMulti).values(values.iter().cloned())
+                }),
         );
-    for (var, values) in fields {
-        if values.is_empty() {
-            continue;
-        }
-        form = form.child(
-            Build::new("field", ns::DATA_FORMS)
-                .attr("var", var)
-                .attr("type", "list-multi")
-                .children(
-                    values
-                        .iter()
-                        .map(|v| Build::new("value", ns::DATA_FORMS).text(v.clone()).build()),
-                )
-                .build(),
-        );
-    }
-    registry.server_form(form.build());
+    registry.server_form(form.to_element());
 }

@@ -4,6 +4,7 @@
 use crate::hooks::{priority, StreamHook, StreamInfo};
 use crate::registry::{Identity, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
+use crate::stanza::forms::DataForm;
 use crate::stanza::{ns, Build, StanzaError};
 use base64::Engine as _;
 use minidom::Element;
@@ -210,18 +211,14 @@ fn caps_ver_of(query: &Element) -> String {
         input.push_str(feature);
         input.push('<');
     }
-    for form in query.children().filter(|c| c.name() == "x") {
+    for form in query.children().filter_map(|c| DataForm::parse(c).ok()) {
         let mut fields: Vec<(String, Vec<String>)> = form
-            .children()
-            .filter(|f| f.name() == "field")
+            .fields
+            .into_iter()
             .map(|f| {
-                let mut values: Vec<String> = f
-                    .children()
-                    .filter(|v| v.name() == "value")
-                    .map(|v| v.text())
-                    .collect();
+                let mut values = f.values;
                 values.sort();
-                (f.attr("var").unwrap_or_default().to_string(), values)
+                (f.var.unwrap_or_default(), values)
             })
             .collect();
         fields.sort();
@@ -266,5 +263,23 @@ mod tests {
             registry.feature(IqScope::Server, feature);
         }
         assert_eq!(caps_ver(&registry), "QgayPKawpkPSDYmwT/WM94uAlu0=");
+    }
+
+    /// XEP-0115 §5.1 step 3: an extended form adds its FORM_TYPE, then each field and its
+    /// values, both sorted.
+    #[test]
+    fn caps_ver_covers_extended_forms() {
+        let query: Element = "<query xmlns='http://jabber.org/protocol/disco#info'>\
+            <identity category='server' type='im'/><feature var='urn:a'/>\
+            <x xmlns='jabber:x:data' type='result'>\
+            <field var='z'><value>2</value><value>1</value></field>\
+            <field var='FORM_TYPE' type='hidden'><value>urn:form</value></field>\
+            <field var='a'><value>x</value></field></x></query>"
+            .parse()
+            .expect("test XML parses");
+        let input = "server/im//<urn:a<urn:form<a<x<z<1<2<";
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(Sha1::digest(input.as_bytes()));
+        assert_eq!(caps_ver_of(&query), expected);
     }
 }

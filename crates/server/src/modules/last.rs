@@ -88,7 +88,9 @@ impl IqHandler<Server> for AccountLast {
                 .storage_for(&domain)
                 .roster_item(&user, &domain, request.from.to_bare().as_str())
                 .await
-                .map_err(|_| StanzaError::internal())?;
+                .map_err(|e| {
+                    StanzaError::storage(&format!("reading the roster of {}", request.to), &e)
+                })?;
             if !item.is_some_and(|i| i.subscription.has_from()) {
                 return Err(StanzaError::forbidden());
             }
@@ -102,7 +104,9 @@ impl IqHandler<Server> for AccountLast {
             .storage_for(&domain)
             .last_activity(&user, &domain)
             .await
-            .map_err(|_| StanzaError::internal())?
+            .map_err(|e| {
+                StanzaError::storage(&format!("reading the last activity of {}", request.to), &e)
+            })?
             .ok_or_else(StanzaError::item_not_found)?;
         let seconds = (stanza::now_unix() - last.at).max(0);
         Ok(Some(

@@ -5,7 +5,7 @@
 use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ fn reserved(namespace: &str) -> bool {
 }
 
 fn not_acceptable(text: &str) -> StanzaError {
-    StanzaError::new(ErrorType::Modify, "not-acceptable").with_text(text)
+    StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(text)
 }
 
 #[async_trait::async_trait]

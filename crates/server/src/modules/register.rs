@@ -5,7 +5,7 @@
 use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError, StreamCondition};
 use minidom::Element;
 use std::sync::Arc;
 
@@ -73,17 +73,22 @@ impl IqHandler<Server> for Register {
                         .with_text("only the logged-in account's password can be changed"));
                 }
                 if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
-                    return Err(
-                        StanzaError::new(ErrorType::Modify, "not-acceptable").with_text(format!(
-                            "the password must be 1 to {MAX_PASSWORD_BYTES} bytes"
-                        )),
-                    );
+                    return Err(StanzaError::new(
+                        ErrorType::Modify,
+                        StanzaCondition::NotAcceptable,
+                    )
+                    .with_text(format!(
+                        "the password must be 1 to {MAX_PASSWORD_BYTES} bytes"
+                    )));
                 }
                 let credentials = tokio::task::spawn_blocking(move || {
                     crate::session::sasl::derive_credentials(&password)
                 })
                 .await
-                .map_err(|_| StanzaError::internal())?;
+                .map_err(|e| {
+                    tracing::error!(%account, error = %e, "deriving credentials");
+                    StanzaError::internal()
+                })?;
                 server
                     .storage_for(&domain)
                     .set_credentials(&user, &domain, &credentials)
@@ -128,7 +133,7 @@ async fn remove(
     tokio::spawn(async move {
         tokio::time::sleep(REMOVAL_GRACE).await;
         for session in sessions {
-            session.kick("not-authorized", "the account was removed");
+            session.kick(StreamCondition::NotAuthorized, "the account was removed");
         }
     });
     Ok(())

@@ -4,7 +4,7 @@
 use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
-use crate::stanza::{ns, ErrorType, StanzaError};
+use crate::stanza::{ns, ErrorType, StanzaCondition, StanzaError};
 use std::sync::Arc;
 
 /// Largest vCard accepted, in bytes of XML; avatars belong in XEP-0084 or uploads.
@@ -27,10 +27,9 @@ impl IqHandler<Server> for VCard {
         let storage = server.storage_for(&domain);
         match request.kind {
             IqKind::Get => {
-                let stored = storage
-                    .vcard(&user, &domain)
-                    .await
-                    .map_err(|_| StanzaError::internal())?;
+                let stored = storage.vcard(&user, &domain).await.map_err(|e| {
+                    StanzaError::storage(&format!("reading the vCard of {}", request.to), &e)
+                })?;
                 match stored.and_then(|text| parse_vcard(&text)) {
                     Some(vcard) => Ok(Some(vcard)),
                     // XEP-0054 §3.1: an empty vCard when none is stored... or item-not-found;
@@ -47,13 +46,18 @@ impl IqHandler<Server> for VCard {
                     .ok_or_else(|| StanzaError::bad_request("missing vCard"))?;
                 let text = String::from_utf8_lossy(&salon_xml::serialize(vcard)).into_owned();
                 if text.len() > MAX_VCARD_BYTES {
-                    return Err(StanzaError::new(ErrorType::Modify, "not-acceptable")
-                        .with_text(format!("vCards are limited to {MAX_VCARD_BYTES} bytes")));
+                    return Err(StanzaError::new(
+                        ErrorType::Modify,
+                        StanzaCondition::NotAcceptable,
+                    )
+                    .with_text(format!("vCards are limited to {MAX_VCARD_BYTES} bytes")));
                 }
                 storage
                     .set_vcard(&user, &domain, &text)
                     .await
-                    .map_err(|_| StanzaError::internal())?;
+                    .map_err(|e| {
+                        StanzaError::storage(&format!("storing the vCard of {}", request.to), &e)
+                    })?;
                 Ok(None)
             }
         }

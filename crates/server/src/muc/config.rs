@@ -1,7 +1,8 @@
 //! Room configuration (XEP-0045 §10.2, the `muc#roomconfig` form) and the record persisted for
 //! a room: configuration, affiliations, registered nicks and subject.
 
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
+use crate::stanza::{ns, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -164,175 +165,112 @@ pub struct RoomRecord {
     pub occupant_id_secret: String,
 }
 
-fn field(
-    var: &'static str,
-    kind: &'static str,
-    label: &'static str,
-    values: Vec<String>,
-) -> Element {
-    Build::new("field", ns::DATA_FORMS)
-        .attr("var", var)
-        .attr("type", kind)
-        .attr("label", label)
-        .children(
-            values
-                .into_iter()
-                .map(|v| Build::new("value", ns::DATA_FORMS).text(v).build()),
-        )
-        .build()
-}
-
-fn boolean(value: bool) -> Vec<String> {
-    vec![if value { "1" } else { "0" }.to_string()]
-}
-
-fn option(label: &str, value: &str) -> Element {
-    Build::new("option", ns::DATA_FORMS)
-        .attr("label", label.to_string())
-        .child(
-            Build::new("value", ns::DATA_FORMS)
-                .text(value.to_string())
-                .build(),
-        )
-        .build()
-}
-
 /// The configuration form sent to an owner (§10.2), filled with the current values.
 pub fn form(config: &RoomConfig, owners: Vec<String>, admins: Vec<String>) -> Element {
-    let mut whois = field(
+    let field = |var: &str, kind: FieldType, label: &str| Field::new(var, kind).label(label);
+    let text = |var: &str, label: &str, value: String| {
+        field(var, FieldType::TextSingle, label).value(value)
+    };
+    let boolean = |var: &str, label: &str, value: bool| Field::boolean(var, value).label(label);
+    let whois = field(
         "muc#roomconfig_whois",
-        "list-single",
+        FieldType::ListSingle,
         "Who may discover real JIDs?",
-        vec![if config.whois_anyone {
-            "anyone"
-        } else {
-            "moderators"
-        }
-        .to_string()],
-    );
-    whois.append_child(option("Moderators only", "moderators"));
-    whois.append_child(option("Anyone", "anyone"));
+    )
+    .value(if config.whois_anyone {
+        "anyone"
+    } else {
+        "moderators"
+    })
+    .option("Moderators only", "moderators")
+    .option("Anyone", "anyone");
     let mut allow_pm = field(
         "muc#roomconfig_allowpm",
-        "list-single",
+        FieldType::ListSingle,
         "Who may send private messages?",
-        vec![config.allow_pm.as_str().to_string()],
-    );
+    )
+    .value(config.allow_pm.as_str());
     for value in ["anyone", "participants", "moderators", "none"] {
-        allow_pm.append_child(option(value, value));
+        allow_pm = allow_pm.option(value, value);
     }
-    Build::new("x", ns::DATA_FORMS)
-        .attr("type", "form")
-        .child(
-            Build::new("title", ns::DATA_FORMS)
-                .text("Room configuration")
-                .build(),
-        )
-        .child(field(
-            "FORM_TYPE",
-            "hidden",
-            "",
-            vec![ns::ROOMCONFIG.to_string()],
-        ))
-        .child(field(
-            "muc#roomconfig_roomname",
-            "text-single",
-            "Name",
-            vec![config.name.clone()],
-        ))
-        .child(field(
+    DataForm::new(FormType::Form)
+        .title("Room configuration")
+        // The empty label is what this form has always carried.
+        .field(Field::form_type(ns::ROOMCONFIG).label(""))
+        .field(text("muc#roomconfig_roomname", "Name", config.name.clone()))
+        .field(text(
             "muc#roomconfig_roomdesc",
-            "text-single",
             "Description",
-            vec![config.description.clone()],
+            config.description.clone(),
         ))
-        .child(field(
+        .field(boolean(
             "muc#roomconfig_persistentroom",
-            "boolean",
             "Persistent",
-            boolean(config.persistent),
+            config.persistent,
         ))
-        .child(field(
+        .field(boolean(
             "muc#roomconfig_publicroom",
-            "boolean",
             "Listed in the directory",
-            boolean(config.public),
+            config.public,
         ))
-        .child(field(
+        .field(boolean(
             "muc#roomconfig_membersonly",
-            "boolean",
             "Members only",
-            boolean(config.members_only),
+            config.members_only,
         ))
-        .child(field(
+        .field(boolean(
             "muc#roomconfig_moderatedroom",
-            "boolean",
             "Moderated (only participants with voice may speak)",
-            boolean(config.moderated),
+            config.moderated,
         ))
-        .child(field(
+        .field(boolean(
             "muc#roomconfig_passwordprotectedroom",
-            "boolean",
             "Password required",
-            boolean(!config.password.is_empty()),
+            !config.password.is_empty(),
         ))
-        .child(field(
-            "muc#roomconfig_roomsecret",
-            "text-private",
-            "Password",
-            vec![config.password.clone()],
-        ))
-        .child(whois)
-        .child(field(
+        .field(
+            field(
+                "muc#roomconfig_roomsecret",
+                FieldType::TextPrivate,
+                "Password",
+            )
+            .value(config.password.clone()),
+        )
+        .field(whois)
+        .field(text(
             "muc#roomconfig_maxusers",
-            "text-single",
             "Maximum occupants (0: no limit)",
-            vec![config.max_occupants.to_string()],
+            config.max_occupants.to_string(),
         ))
-        .child(field(
+        .field(text(
             "muc#roomconfig_historylength",
-            "text-single",
             "Messages shown on joining",
-            vec![config.history_length.to_string()],
+            config.history_length.to_string(),
         ))
-        .child(field(
+        .field(boolean(
             "muc#roomconfig_changesubject",
-            "boolean",
             "Participants may change the subject",
-            boolean(config.change_subject),
+            config.change_subject,
         ))
-        .child(allow_pm)
-        .child(field(
+        .field(allow_pm)
+        .field(boolean(
             "muc#roomconfig_allowinvites",
-            "boolean",
             "Members may invite",
-            boolean(config.allow_invites),
+            config.allow_invites,
         ))
-        .child(field(
+        .field(boolean(
             "salon#roomconfig_guestpm",
-            "boolean",
             "Guests may send private messages to other guests",
-            boolean(config.guest_pm),
+            config.guest_pm,
         ))
-        .child(field(
+        .field(boolean(
             "muc#roomconfig_enablearchiving",
-            "boolean",
             "Archive messages",
-            boolean(config.archive),
+            config.archive,
         ))
-        .child(field(
-            "muc#roomconfig_roomowners",
-            "jid-multi",
-            "Owners",
-            owners,
-        ))
-        .child(field(
-            "muc#roomconfig_roomadmins",
-            "jid-multi",
-            "Admins",
-            admins,
-        ))
-        .build()
+        .field(field("muc#roomconfig_roomowners", FieldType::JidMulti, "Owners").values(owners))
+        .field(field("muc#roomconfig_roomadmins", FieldType::JidMulti, "Admins").values(admins))
+        .to_element()
 }
 
 /// A submitted form, applied on top of the current configuration. Owner and admin lists are
@@ -344,30 +282,22 @@ pub struct Submitted {
 }
 
 pub fn apply(
-    form: &Element,
+    form: &DataForm,
     current: &RoomConfig,
     limit_history: usize,
 ) -> Result<Submitted, StanzaError> {
-    let bad = |what: String| StanzaError::new(ErrorType::Modify, "not-acceptable").with_text(what);
+    let bad = |what: String| {
+        StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(what)
+    };
     let mut config = current.clone();
     let mut owners = None;
     let mut admins = None;
     let mut password_protected = None;
-    for field in form.children().filter(|c| c.name() == "field") {
-        let var = field.attr("var").unwrap_or_default();
-        let values: Vec<String> = field
-            .children()
-            .filter(|v| v.name() == "value")
-            .map(|v| v.text())
-            .collect();
-        let first = values.first().cloned().unwrap_or_default();
-        let as_bool = || -> Result<bool, StanzaError> {
-            match first.as_str() {
-                "1" | "true" => Ok(true),
-                "0" | "false" | "" => Ok(false),
-                other => Err(bad(format!("{var}: `{other}` is not a boolean"))),
-            }
-        };
+    for field in &form.fields {
+        let var = field.var.as_deref().unwrap_or_default();
+        let values = field.values.clone();
+        let first = field.first_value().unwrap_or_default().to_string();
+        let as_bool = || field.as_bool().map_err(|e| bad(e.to_string()));
         let as_number = || -> Result<usize, StanzaError> {
             if first.is_empty() {
                 return Ok(0);

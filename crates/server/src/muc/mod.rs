@@ -269,8 +269,11 @@ impl ServiceHost for MucService {
             tracing::warn!(room = %key, "room queue full or closed; stanza refused");
             context.bounce(
                 &stanza,
-                StanzaError::new(stanza::ErrorType::Wait, "resource-constraint")
-                    .with_text("the room is too busy"),
+                StanzaError::new(
+                    stanza::ErrorType::Wait,
+                    stanza::StanzaCondition::ResourceConstraint,
+                )
+                .with_text("the room is too busy"),
             );
         }
     }

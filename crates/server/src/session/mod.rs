@@ -16,7 +16,7 @@ use crate::registry::IqScope;
 use crate::server::Server;
 use crate::session_handle::{Outbound, SessionHandle, Signal};
 use crate::stanza::ns::SM as NS_SM;
-use crate::stanza::{self, ns, set_attr, Build, StanzaError};
+use crate::stanza::{self, ns, set_attr, Build, StanzaError, StreamCondition};
 use minidom::Element;
 use salon_xml::{ParserLimits, StreamEvent};
 use sasl::common::Authenticated;
@@ -88,7 +88,7 @@ enum Stage {
 /// Why the session loop stops.
 enum Stop {
     /// Send this stream error, then close.
-    StreamError(&'static str, String),
+    StreamError(StreamCondition, String),
     /// The client closed its stream, or the connection dropped: close quietly.
     Closed,
     /// The connection dropped without a closing `</stream>`: a resumable session waits for
@@ -174,7 +174,10 @@ impl Session {
             // Bound sessions hear of shutdown through a kick; this catches one that bound
             // after the kicks went out.
             if self.stage == Stage::Bound && self.server.is_shutting_down() {
-                return Stop::StreamError("system-shutdown", "the server is shutting down".into());
+                return Stop::StreamError(
+                    StreamCondition::SystemShutdown,
+                    "the server is shutting down".into(),
+                );
             }
             let Session {
                 transport,
@@ -233,10 +236,10 @@ impl Session {
                     }
                 }
                 _ = tokio::time::sleep_until(auth_deadline), if self.stage != Stage::Bound => {
-                    return Stop::StreamError("connection-timeout", "authentication took too long".into());
+                    return Stop::StreamError(StreamCondition::ConnectionTimeout, "authentication took too long".into());
                 }
                 _ = crate::server::shutdown_requested(&mut shutdown), if self.stage != Stage::Bound => {
-                    return Stop::StreamError("system-shutdown", "the server is shutting down".into());
+                    return Stop::StreamError(StreamCondition::SystemShutdown, "the server is shutting down".into());
                 }
             }
         }
@@ -285,7 +288,7 @@ impl Session {
                 Err(_) => {
                     tracing::info!(peer = %transport.peer_ip(), seconds = timeout.as_secs(), "closing stream: the client stopped reading");
                     Err(Stop::StreamError(
-                        "policy-violation",
+                        StreamCondition::PolicyViolation,
                         format!("nothing could be written for {} s", timeout.as_secs()),
                     ))
                 }
@@ -305,7 +308,7 @@ impl Session {
         let peer = self.transport.peer_ip();
         tracing::info!(%peer, unacked = sm.pending(), "closing stream: too much left unacknowledged");
         Some(Stop::StreamError(
-            "policy-violation",
+            StreamCondition::PolicyViolation,
             "too many stanzas left unacknowledged (XEP-0198)".into(),
         ))
     }
@@ -375,7 +378,7 @@ impl Session {
                 _ => {
                     self.send_header().await?;
                     return Err(Stop::StreamError(
-                        "host-unknown",
+                        StreamCondition::HostUnknown,
                         format!("this server does not serve {to}"),
                     ));
                 }
@@ -390,7 +393,7 @@ impl Session {
         }
         if attr("version").is_none_or(|v| !v.starts_with("1.")) {
             return Err(Stop::StreamError(
-                "unsupported-version",
+                StreamCondition::UnsupportedVersion,
                 "XMPP 1.0 streams only".into(),
             ));
         }
@@ -496,7 +499,7 @@ impl Session {
         }
         match self.stage {
             Stage::AwaitingHeader => Err(Stop::StreamError(
-                "not-well-formed",
+                StreamCondition::NotWellFormed,
                 "expected a stream header".into(),
             )),
             Stage::Negotiating => self.negotiate(element).await,
@@ -516,7 +519,7 @@ impl Session {
                 self.sasl_failure("aborted", None).await
             }
             _ => Err(Stop::StreamError(
-                "not-authorized",
+                StreamCondition::NotAuthorized,
                 "authenticate before sending stanzas".into(),
             )),
         }
@@ -554,7 +557,7 @@ impl Session {
                 return self.send(&reply).await;
             }
             return Err(Stop::StreamError(
-                "not-authorized",
+                StreamCondition::NotAuthorized,
                 "bind a resource before sending stanzas".into(),
             ));
         }
@@ -587,7 +590,7 @@ impl Session {
         if let Some(old) = self.server.router.bind(handle.clone()) {
             tracing::info!(jid = %full, "new session replaces the old one with the same resource");
             old.kick(
-                "conflict",
+                StreamCondition::Conflict,
                 "replaced by a new session with the same resource",
             );
         }
@@ -620,7 +623,7 @@ impl Session {
         }
         if element.ns() != ns::CLIENT || !matches!(element.name(), "message" | "presence" | "iq") {
             return Err(Stop::StreamError(
-                "unsupported-stanza-type",
+                StreamCondition::UnsupportedStanzaType,
                 format!(
                     "<{}/> in {} is not handled here",
                     element.name(),

@@ -4,6 +4,7 @@
 use super::{ReadError, Transport};
 use crate::server::Server;
 use crate::session::sasl::common::ChannelBindings;
+use crate::stanza::StreamCondition;
 use salon_xml::{ParserLimits, StreamEvent, StreamParser, TreeLimits};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -130,16 +131,16 @@ impl Transport for TcpTransport {
         namespace: &str,
         name: &str,
         default_namespace: Option<&str>,
-    ) -> Option<(&'static str, &'static str)> {
+    ) -> Option<(StreamCondition, &'static str)> {
         if name != "stream" || namespace != crate::stanza::ns::STREAM {
             return Some((
-                "invalid-namespace",
+                StreamCondition::InvalidNamespace,
                 "the stream element must be stream in http://etherx.jabber.org/streams",
             ));
         }
         if default_namespace != Some(crate::stanza::ns::CLIENT) {
             return Some((
-                "invalid-namespace",
+                StreamCondition::InvalidNamespace,
                 "client streams use the jabber:client namespace",
             ));
         }

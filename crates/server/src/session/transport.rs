@@ -2,6 +2,7 @@
 //! TLS; and the stand-in for a transport that went to a resumed session (RFC 6120 §4, XEP-0198).
 
 use super::sasl::common::ChannelBindings;
+use crate::stanza::StreamCondition;
 use salon_xml::{StreamEvent, StreamParseError};
 use std::io;
 use std::net::IpAddr;
@@ -61,7 +62,7 @@ pub trait Transport: Send {
         namespace: &str,
         name: &str,
         default_namespace: Option<&str>,
-    ) -> Option<(&'static str, &'static str)>;
+    ) -> Option<(StreamCondition, &'static str)>;
     /// Close the connection after the last flush.
     async fn close(&mut self) {}
 }
@@ -108,7 +109,7 @@ impl Transport for NoTransport {
         _: &str,
         _: &str,
         _: Option<&str>,
-    ) -> Option<(&'static str, &'static str)> {
+    ) -> Option<(StreamCondition, &'static str)> {
         None
     }
 }

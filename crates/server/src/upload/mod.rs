@@ -31,7 +31,8 @@ use crate::config::{Config, UploadConfig};
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::service::{self, ServiceContext, ServiceHost, ServiceInfo, ServiceStart};
-use crate::stanza::{self, ns, Build, StanzaError};
+use crate::stanza::forms::{DataForm, Field, FormType};
+use crate::stanza::{self, ns, StanzaError};
 use crate::storage::UploadStore;
 use dashmap::DashMap;
 use minidom::Element;
@@ -133,23 +134,15 @@ impl UploadService {
         } else {
             self.settings.max_file_size
         };
-        let field = |var: &str, value: String, hidden: bool| {
-            Build::new("field", ns::DATA_FORMS)
-                .attr("var", var.to_string())
-                .attr_opt("type", hidden.then_some("hidden"))
-                .child(Build::new("value", ns::DATA_FORMS).text(value).build())
-                .build()
-        };
         ServiceInfo {
             category: "store",
             kind: "file",
             name: "HTTP File Upload",
             features: &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::UPLOAD],
-            forms: vec![Build::new("x", ns::DATA_FORMS)
-                .attr("type", "result")
-                .child(field("FORM_TYPE", ns::UPLOAD.to_string(), true))
-                .child(field("max-file-size", max.to_string(), false))
-                .build()],
+            forms: vec![DataForm::new(FormType::Result)
+                .field(Field::form_type(ns::UPLOAD))
+                .field(Field::untyped("max-file-size").value(max.to_string()))
+                .to_element()],
         }
         .to_query()
     }

@@ -6,7 +6,7 @@ use super::names::{media_type, normalise_content_type, sanitize_filename, type_a
 use super::slots::SlotClaims;
 use super::{Reservation, UploadService};
 use crate::service::ServiceContext;
-use crate::stanza::{self, ns, Build, ErrorType, StanzaError};
+use crate::stanza::{self, ns, Build, ErrorType, StanzaCondition, StanzaError};
 use crate::storage::StorageError;
 use minidom::Element;
 
@@ -68,9 +68,10 @@ impl UploadService {
         };
         let max = self.max_file_size(anonymous);
         if size > max {
-            let mut error = StanzaError::new(ErrorType::Modify, "not-acceptable").with_text(
-                format!("File too large. The maximum file size is {max} bytes"),
-            );
+            let mut error = StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
+                .with_text(format!(
+                    "File too large. The maximum file size is {max} bytes"
+                ));
             error.extra = Some(Box::new(
                 Build::new("file-too-large", ns::UPLOAD)
                     .child(
@@ -88,8 +89,10 @@ impl UploadService {
         };
         let media = media_type(&content_type).unwrap_or_default();
         if !allowed.is_empty() && !allowed.iter().any(|p| type_allowed(&media, p)) {
-            return Err(StanzaError::new(ErrorType::Modify, "not-acceptable")
-                .with_text(format!("files of type {media} are not accepted here")));
+            return Err(
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
+                    .with_text(format!("files of type {media} are not accepted here")),
+            );
         }
         let (quota_key, per_day, keep) = if anonymous {
             let ip = context

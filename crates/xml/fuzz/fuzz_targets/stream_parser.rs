@@ -19,7 +19,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use salon_xml::minidom::{Element, Node};
-use salon_xml::{serialize, ParserLimits, StreamEvent, StreamParseError, StreamParser};
+use salon_xml::{
+    serialize, ParserLimits, StreamCondition, StreamEvent, StreamParseError, StreamParser,
+};
 
 /// Stream header for the re-parse. It declares no default namespace, so the serialised stanza
 /// must carry its own `xmlns` (as it would when routed into another stream).
@@ -129,7 +131,7 @@ impl<'a> Iterator for Chunks<'a> {
     }
 }
 
-fn condition(result: &Result<(), StreamParseError>) -> Option<&'static str> {
+fn condition(result: &Result<(), StreamParseError>) -> Option<StreamCondition> {
     result.as_ref().err().map(StreamParseError::condition)
 }
 

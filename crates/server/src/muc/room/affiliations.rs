@@ -3,7 +3,7 @@
 
 use super::{status, Room};
 use crate::muc::config::{Affiliation, Role};
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
 impl Room {
@@ -158,8 +158,10 @@ impl Room {
                         .filter(|a| **a == Affiliation::Owner)
                         .count();
                     if owners <= 1 {
-                        return Err(StanzaError::new(ErrorType::Cancel, "conflict")
-                            .with_text("a room needs at least one owner"));
+                        return Err(
+                            StanzaError::new(ErrorType::Cancel, StanzaCondition::Conflict)
+                                .with_text("a room needs at least one owner"),
+                        );
                     }
                 }
                 changes.push(Change::Affiliation(jid, affiliation, reason));

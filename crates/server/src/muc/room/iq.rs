@@ -4,7 +4,8 @@
 use super::{RelayedIq, Room, MAX_RELAYED_IQS, RELAYED_IQ_TIMEOUT};
 use crate::archive;
 use crate::service::{self, ServiceInfo};
-use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
+use crate::stanza::forms::{DataForm, Field, FormType};
+use crate::stanza::{ns, set_attr, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
 impl Room {
@@ -77,8 +78,10 @@ impl Room {
         nick: &str,
     ) -> Result<Option<Element>, StanzaError> {
         let Some(me) = self.occupant_by_session(from) else {
-            return Err(StanzaError::new(ErrorType::Modify, "not-acceptable")
-                .with_text("you are not in this room"));
+            return Err(
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
+                    .with_text("you are not in this room"),
+            );
         };
         let target = self.occupant_by_nick(nick).ok_or_else(|| {
             StanzaError::item_not_found().with_text("no occupant with that nickname")
@@ -104,8 +107,10 @@ impl Room {
         self.relayed
             .retain(|_, waiting| now.duration_since(waiting.at) < RELAYED_IQ_TIMEOUT);
         if self.relayed.len() >= MAX_RELAYED_IQS {
-            return Err(StanzaError::new(ErrorType::Wait, "resource-constraint")
-                .with_text("too many queries waiting in this room"));
+            return Err(
+                StanzaError::new(ErrorType::Wait, StanzaCondition::ResourceConstraint)
+                    .with_text("too many queries waiting in this room"),
+            );
         }
         let relay_id = format!("{:032x}", rand::random::<u128>());
         let mut relayed = stanza.clone();
@@ -198,44 +203,28 @@ impl Room {
             "http://jabber.org/protocol/muc#stable_id",
             "http://jabber.org/protocol/muc#self-ping-optimization",
         ];
-        let field = |var: &'static str, value: String| {
-            Build::new("field", ns::DATA_FORMS)
-                .attr("var", var)
-                .child(Build::new("value", ns::DATA_FORMS).text(value).build())
-                .build()
-        };
-        let form = Build::new("x", ns::DATA_FORMS)
-            .attr("type", "result")
-            .child(
-                Build::new("field", ns::DATA_FORMS)
-                    .attr("var", "FORM_TYPE")
-                    .attr("type", "hidden")
-                    .child(
-                        Build::new("value", ns::DATA_FORMS)
-                            .text(ns::ROOMINFO)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .child(field(
+        let field = |var: &str, value: String| Field::untyped(var).value(value);
+        let form = DataForm::new(FormType::Result)
+            .field(Field::form_type(ns::ROOMINFO))
+            .field(field(
                 "muc#roominfo_description",
                 config.description.clone(),
             ))
-            .child(field(
+            .field(field(
                 "muc#roominfo_occupants",
                 self.occupants.len().to_string(),
             ))
-            .child(field("muc#roominfo_subject", self.record.subject.clone()))
-            .child(field("muc#roomconfig_roomname", config.name.clone()))
-            .children(self.context.web_base_url().map(|base| {
+            .field(field("muc#roominfo_subject", self.record.subject.clone()))
+            .field(field("muc#roomconfig_roomname", config.name.clone()))
+            .fields(self.context.web_base_url().map(|base| {
                 let room = self.jid.node().map(|n| n.as_str()).unwrap_or_default();
                 field("muc#roominfo_webchat_url", format!("{base}/join/{room}"))
             }))
-            .child(field(
+            .field(field(
                 "muc#roominfo_subjectmod",
                 if config.change_subject { "1" } else { "0" }.into(),
             ))
-            .build();
+            .to_element();
         let name = if config.name.is_empty() {
             self.jid
                 .node()

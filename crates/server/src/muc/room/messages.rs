@@ -5,7 +5,9 @@ use super::{HistoryEntry, Room};
 use crate::archive;
 use crate::muc::config::{Affiliation, AllowPm, Role};
 use crate::router::AddressedTemplate;
-use crate::stanza::{self, ns, remove_attr, set_attr, Build, ErrorType, StanzaError};
+use crate::stanza::{
+    self, ns, remove_attr, set_attr, Build, ErrorType, StanzaCondition, StanzaError,
+};
 use minidom::Element;
 
 impl Room {
@@ -95,7 +97,7 @@ impl Room {
         let Some(index) = sender else {
             self.context.bounce(
                 &stanza,
-                StanzaError::new(ErrorType::Modify, "not-acceptable")
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
                     .with_text("join the room before sending to it"),
             );
             return;
@@ -209,7 +211,7 @@ impl Room {
         let Some(sender) = sender else {
             self.context.bounce(
                 &stanza,
-                StanzaError::new(ErrorType::Modify, "not-acceptable")
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
                     .with_text("join the room before sending private messages"),
             );
             return;
@@ -290,7 +292,7 @@ impl Room {
         let Some(sender) = sender else {
             self.context.bounce(
                 stanza,
-                StanzaError::new(ErrorType::Modify, "not-acceptable")
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
                     .with_text("join the room before inviting"),
             );
             return;
@@ -412,7 +414,9 @@ impl Room {
             .archive_store()
             .archive_get(self.jid.as_str(), &id)
             .await
-            .map_err(|_| StanzaError::internal())?;
+            .map_err(|e| {
+                StanzaError::storage(&format!("reading message {id} of {}", self.jid), &e)
+            })?;
         let in_history = self.history.iter().position(|h| {
             h.stanza
                 .children()

@@ -6,7 +6,9 @@ use super::{status, Departure, Occupant, Room};
 use crate::muc::config::{Affiliation, Role};
 use crate::muc::nick::{self, NickError};
 use crate::router::AddressedTemplate;
-use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaError};
+use crate::stanza::{
+    ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError, StreamCondition,
+};
 use minidom::Element;
 
 impl Room {
@@ -129,14 +131,16 @@ impl Room {
                 StanzaError::jid_malformed().with_text("the nickname is empty or invisible")
             }
             NickError::NotAcceptable(why) => {
-                StanzaError::new(ErrorType::Cancel, "not-acceptable").with_text(why)
+                StanzaError::new(ErrorType::Cancel, StanzaCondition::NotAcceptable).with_text(why)
             }
         })?;
         let key = nick::comparison_key(&enforced);
         if let Some(other) = self.occupants.iter().position(|o| o.key == key) {
             if Some(other) != own_index && self.occupants[other].real != *real {
-                return Err(StanzaError::new(ErrorType::Cancel, "conflict")
-                    .with_text("that nickname (or one that looks the same) is in use"));
+                return Err(
+                    StanzaError::new(ErrorType::Cancel, StanzaCondition::Conflict)
+                        .with_text("that nickname (or one that looks the same) is in use"),
+                );
             }
         }
         let reserved = self
@@ -147,8 +151,10 @@ impl Room {
                 nick::comparison_key(registered) == key && owner.as_str() != real.as_str()
             });
         if reserved.is_some() {
-            return Err(StanzaError::new(ErrorType::Cancel, "conflict")
-                .with_text("that nickname is registered by someone else"));
+            return Err(
+                StanzaError::new(ErrorType::Cancel, StanzaCondition::Conflict)
+                    .with_text("that nickname is registered by someone else"),
+            );
         }
         Ok(enforced)
     }
@@ -203,7 +209,7 @@ impl Room {
             if self.record.config.members_only && affiliation < Affiliation::Member {
                 self.context.bounce(
                     stanza,
-                    StanzaError::new(ErrorType::Auth, "registration-required")
+                    StanzaError::new(ErrorType::Auth, StanzaCondition::RegistrationRequired)
                         .with_text("this room is for members only"),
                 );
                 return;
@@ -217,7 +223,7 @@ impl Room {
             {
                 self.context.bounce(
                     stanza,
-                    StanzaError::new(ErrorType::Auth, "not-authorized")
+                    StanzaError::new(ErrorType::Auth, StanzaCondition::NotAuthorized)
                         .with_text("a password is required"),
                 );
                 return;
@@ -229,7 +235,7 @@ impl Room {
             if self.occupants.len() >= limit && affiliation < Affiliation::Admin {
                 self.context.bounce(
                     stanza,
-                    StanzaError::new(ErrorType::Wait, "service-unavailable")
+                    StanzaError::new(ErrorType::Wait, StanzaCondition::ServiceUnavailable)
                         .with_text("the room is full"),
                 );
                 return;
@@ -307,7 +313,10 @@ impl Room {
         self.sessions_changed(index);
         for session in old_sessions {
             if let Some(handle) = self.context.local_session(&session) {
-                handle.kick("conflict", "a new session took over this one");
+                handle.kick(
+                    StreamCondition::Conflict,
+                    "a new session took over this one",
+                );
             }
         }
         tracing::info!(room = %self.jid, nick = %self.occupants[index].nick, "returning visitor took over its occupant");

@@ -4,6 +4,7 @@
 use super::{status, Departure, Room};
 use crate::muc::config::{self as room_config, Affiliation, Role};
 use crate::router::AddressedTemplate;
+use crate::stanza::forms::{DataForm, FormType};
 use crate::stanza::{ns, Build, StanzaError};
 use minidom::Element;
 
@@ -44,11 +45,14 @@ impl Room {
             self.destroy(destroy).await;
             return Ok(None);
         }
-        let Some(form) = query.get_child("x", ns::DATA_FORMS) else {
+        let Some(form) = query
+            .get_child("x", ns::DATA_FORMS)
+            .and_then(|x| DataForm::parse(x).ok())
+        else {
             return Err(StanzaError::bad_request("expected a data form or destroy"));
         };
-        match form.attr("type") {
-            Some("cancel") => {
+        match form.kind {
+            Some(FormType::Cancel) => {
                 if self.locked {
                     // §10.1.3: cancelling the initial configuration destroys the new room.
                     let destroy = Element::bare("destroy", ns::MUC_OWNER);
@@ -56,11 +60,14 @@ impl Room {
                 }
                 return Ok(None);
             }
-            Some("submit") => {}
+            Some(FormType::Submit) => {}
             _ => return Err(StanzaError::bad_request("submit or cancel the form")),
         }
-        let submitted =
-            room_config::apply(form, &self.record.config, self.service.settings.max_history)?;
+        let submitted = room_config::apply(
+            &form,
+            &self.record.config,
+            self.service.settings.max_history,
+        )?;
         if submitted.config.persistent
             && !self.record.config.persistent
             && self.context.is_anonymous_host(real.domain().as_str())

@@ -2,7 +2,8 @@
 
 use super::Room;
 use crate::muc::config::Affiliation;
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
+use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
 impl Room {
@@ -21,37 +22,17 @@ impl Room {
                     .build(),
             ));
         }
+        let form = DataForm::new(FormType::Form)
+            .title("Register a nickname")
+            .field(Field::form_type("http://jabber.org/protocol/muc#register"))
+            .field(
+                Field::new("muc#register_roomnick", FieldType::TextSingle)
+                    .label("Nickname")
+                    .required(),
+            );
         Ok(Some(
             Build::new("query", ns::REGISTER)
-                .child(
-                    Build::new("x", ns::DATA_FORMS)
-                        .attr("type", "form")
-                        .child(
-                            Build::new("title", ns::DATA_FORMS)
-                                .text("Register a nickname")
-                                .build(),
-                        )
-                        .child(
-                            Build::new("field", ns::DATA_FORMS)
-                                .attr("var", "FORM_TYPE")
-                                .attr("type", "hidden")
-                                .child(
-                                    Build::new("value", ns::DATA_FORMS)
-                                        .text("http://jabber.org/protocol/muc#register")
-                                        .build(),
-                                )
-                                .build(),
-                        )
-                        .child(
-                            Build::new("field", ns::DATA_FORMS)
-                                .attr("var", "muc#register_roomnick")
-                                .attr("type", "text-single")
-                                .attr("label", "Nickname")
-                                .child(Element::bare("required", ns::DATA_FORMS))
-                                .build(),
-                        )
-                        .build(),
-                )
+                .child(form.to_element())
                 .build(),
         ))
     }
@@ -70,23 +51,23 @@ impl Room {
             self.save().await;
             return Ok(None);
         }
-        let requested = query
+        let form = query
             .get_child("x", ns::DATA_FORMS)
-            .and_then(|x| {
-                x.children()
-                    .find(|f| f.attr("var") == Some("muc#register_roomnick"))
-            })
-            .and_then(|f| f.get_child("value", ns::DATA_FORMS))
-            .map(|v| v.text())
+            .and_then(|x| DataForm::parse(x).ok());
+        let requested = form
+            .as_ref()
+            .and_then(|form| form.value("muc#register_roomnick"))
             .ok_or_else(|| StanzaError::bad_request("muc#register_roomnick is required"))?;
         let own = self.occupants.iter().position(|o| o.real == real);
-        let nick = self.check_nick(&requested, &real, own)?;
+        let nick = self.check_nick(requested, &real, own)?;
         if self.affiliation(&real) == Affiliation::Outcast {
             return Err(StanzaError::forbidden());
         }
         if self.record.config.members_only && self.affiliation(&real) < Affiliation::Member {
-            return Err(StanzaError::new(ErrorType::Auth, "registration-required")
-                .with_text("ask an admin to make you a member first"));
+            return Err(
+                StanzaError::new(ErrorType::Auth, StanzaCondition::RegistrationRequired)
+                    .with_text("ask an admin to make you a member first"),
+            );
         }
         self.record.registered_nicks.insert(real.to_string(), nick);
         if self.affiliation(&real) == Affiliation::None {

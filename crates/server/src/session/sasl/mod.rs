@@ -13,7 +13,7 @@ pub use common::{
 pub use exchange::{offered_mechanisms, Exchange};
 
 use super::{Session, Stage, Stop, MAX_SASL_FAILURES};
-use crate::stanza::ns;
+use crate::stanza::{ns, StreamCondition};
 use base64::Engine as _;
 use minidom::Element;
 
@@ -39,7 +39,7 @@ impl Session {
         let require_tls = self.server.config.c2s.require_encryption;
         if self.authenticated.is_some() {
             return Err(Stop::StreamError(
-                "policy-violation",
+                StreamCondition::PolicyViolation,
                 "already authenticated".into(),
             ));
         }
@@ -162,7 +162,7 @@ impl Session {
                 self.sasl_failure(failure.condition(), None).await?;
                 if self.sasl_failures >= MAX_SASL_FAILURES {
                     return Err(Stop::StreamError(
-                        "policy-violation",
+                        StreamCondition::PolicyViolation,
                         "too many failed authentication attempts".into(),
                     ));
                 }

@@ -123,6 +123,7 @@ impl ScramExchange {
                 .storage
                 .credentials(&user, &self.domain)
                 .await
+                .inspect_err(|e| tracing::error!(%user, error = %e, "reading credentials"))
                 .ok()
                 .flatten()
                 .filter(|_| authzid_ok(first.authzid.as_deref(), &user, &self.domain))

@@ -8,22 +8,24 @@ use super::sasl::common::Authenticated;
 use super::transport::NoTransport;
 use super::{next_signal, Session, Stage, Stop};
 use crate::session_handle::{Outbound, Signal};
-use crate::stanza::ns;
 use crate::stanza::ns::SM as NS_SM;
+use crate::stanza::{ns, StanzaCondition, StreamCondition};
 use minidom::Element;
 use state::{next_resume, ResumeRequest, ResumeSlot, StreamManagement};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// A `<failed/>` answer to `<enable/>` or `<resume/>`, with its stanza error condition.
+fn failed(condition: StanzaCondition) -> String {
+    format!(
+        "<failed xmlns='{NS_SM}'><{condition} xmlns='{}'/></failed>",
+        ns::STANZAS_ERROR
+    )
+}
+
 impl Session {
     /// XEP-0198 nonzas: enable, acknowledgement requests and answers, resumption.
     pub(super) async fn on_stream_management(&mut self, element: Element) -> Result<(), Stop> {
-        let failed = |condition: &str| {
-            format!(
-                "<failed xmlns='{NS_SM}'><{condition} xmlns='{}'/></failed>",
-                ns::STANZAS_ERROR
-            )
-        };
         match (element.name(), self.stage) {
             ("enable", Stage::Bound) if self.sm.is_none() => {
                 let resume = matches!(element.attr("resume"), Some("true" | "1"));
@@ -50,14 +52,17 @@ impl Session {
                 self.sm = Some(StreamManagement::new(id));
                 self.send_raw(&answer).await
             }
-            ("enable", _) => self.send_raw(&failed("unexpected-request")).await,
+            ("enable", _) => {
+                self.send_raw(&failed(StanzaCondition::UnexpectedRequest))
+                    .await
+            }
             ("r", _) => match &self.sm {
                 Some(sm) => {
                     let answer = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound);
                     self.send_raw(&answer).await
                 }
                 None => Err(Stop::StreamError(
-                    "unsupported-stanza-type",
+                    StreamCondition::UnsupportedStanzaType,
                     "enable stream management first".into(),
                 )),
             },
@@ -66,24 +71,27 @@ impl Session {
                 match (self.sm.as_mut(), h) {
                     (Some(sm), Some(h)) => sm.acknowledge(h).map_err(|e| {
                         Stop::StreamError(
-                            "undefined-condition",
+                            StreamCondition::UndefinedCondition,
                             format!("acknowledged {} stanzas but only {} were sent", e.h, e.sent),
                         )
                     }),
                     (None, _) => Err(Stop::StreamError(
-                        "unsupported-stanza-type",
+                        StreamCondition::UnsupportedStanzaType,
                         "enable stream management first".into(),
                     )),
                     (_, None) => Err(Stop::StreamError(
-                        "bad-format",
+                        StreamCondition::BadFormat,
                         "<a/> needs a number h".into(),
                     )),
                 }
             }
             ("resume", Stage::Authenticated) => self.resume(&element).await,
-            ("resume", _) => self.send_raw(&failed("unexpected-request")).await,
+            ("resume", _) => {
+                self.send_raw(&failed(StanzaCondition::UnexpectedRequest))
+                    .await
+            }
             _ => Err(Stop::StreamError(
-                "unsupported-stanza-type",
+                StreamCondition::UnsupportedStanzaType,
                 format!("<{}/> is not part of stream management", element.name()),
             )),
         }
@@ -110,18 +118,10 @@ impl Session {
                 }
         };
         let (Some((jid, anonymous, sender)), Some(h)) = (slot, h) else {
-            let answer = format!(
-                "<failed xmlns='{NS_SM}'><item-not-found xmlns='{}'/></failed>",
-                ns::STANZAS_ERROR
-            );
-            return self.send_raw(&answer).await;
+            return self.send_raw(&failed(StanzaCondition::ItemNotFound)).await;
         };
         if !same_owner(&jid, anonymous) {
-            let answer = format!(
-                "<failed xmlns='{NS_SM}'><not-authorized xmlns='{}'/></failed>",
-                ns::STANZAS_ERROR
-            );
-            return self.send_raw(&answer).await;
+            return self.send_raw(&failed(StanzaCondition::NotAuthorized)).await;
         }
         let transport = std::mem::replace(
             &mut self.transport,
@@ -138,11 +138,7 @@ impl Session {
                     mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
                 };
                 self.transport = request.transport;
-                let answer = format!(
-                    "<failed xmlns='{NS_SM}'><item-not-found xmlns='{}'/></failed>",
-                    ns::STANZAS_ERROR
-                );
-                self.send_raw(&answer).await
+                self.send_raw(&failed(StanzaCondition::ItemNotFound)).await
             }
         }
     }
