@@ -189,6 +189,7 @@ fn normalise_events(events: &[StreamEvent]) -> Vec<Ev> {
                 namespace,
                 name,
                 attributes,
+                ..
             } => Ev::Open(namespace.clone(), name.clone(), attributes.clone()),
             StreamEvent::Stanza(element) => Ev::Stanza(tree(element)),
             StreamEvent::StreamClose => Ev::Close,
