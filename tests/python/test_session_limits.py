@@ -16,7 +16,12 @@ NS_MUC = "http://jabber.org/protocol/muc"
 server = server_fixture(
     "limits",
     require_encryption=False,
-    extra_limits={"unacked_stanzas": 50, "unacked_bytes": 256 * 1024, "write_timeout": 2},
+    extra_limits={
+        "unacked_stanzas": 50,
+        "unacked_bytes": 256 * 1024,
+        "write_timeout": 2,
+        "unauthenticated_bytes": 16384,
+    },
 )
 
 
@@ -137,3 +142,26 @@ async def test_a_client_that_stops_reading_leaves_its_room_in_seconds(server):
     assert elapsed < 20, f"the stuck reader left the room only after {elapsed:.1f} s"
     stuck.close()
     talker.close()
+
+
+@async_test()
+async def test_a_peer_that_keeps_talking_before_login_is_cut_off(server):
+    """Whitespace between stanzas is legal and never completes an element: without a bound, a
+    peer could keep the server parsing until the authentication timeout."""
+    raw = await RawXmpp.connect(server.c2s_port)
+    await raw.open_stream("localhost")
+    sent = 0
+    while sent < 64 * 1024 and await raw.try_send(b" " * 4096):
+        sent += 4096
+        await asyncio.sleep(0.01)
+    condition = await raw.expect_stream_error(timeout=10)
+    assert condition == "policy-violation", raw.transcript()
+    assert "before authentication" in raw.transcript()
+
+
+@async_test()
+async def test_a_normal_login_stays_well_under_the_unauthenticated_bound(server):
+    server.add_user("normal", "pw")
+    raw, full = await logged_in(server, "normal")
+    assert full.startswith("normal@")
+    raw.close()

@@ -255,6 +255,10 @@ impl Transport for WebSocketTransport {
         self.secure
     }
 
+    fn received_bytes(&self) -> Option<u64> {
+        Some(self.parser.bytes_fed())
+    }
+
     fn peer_ip(&self) -> IpAddr {
         self.peer
     }

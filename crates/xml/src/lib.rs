@@ -146,6 +146,9 @@ pub struct StreamParser {
     root_open: bool,
     /// Bytes consumed since the last complete stanza; bounded by `max_stanza_bytes`.
     stanza_bytes: usize,
+    /// Every byte fed since the parser was made, stream restarts included: what a connection
+    /// has sent in all, for limits on unauthenticated peers.
+    fed: u64,
     /// Set once an error or the end of stream has been reported; nothing more is parsed.
     finished: bool,
     /// Raw bytes before the stream header has been parsed, to read its default namespace,
@@ -168,6 +171,7 @@ impl StreamParser {
             stack: Vec::new(),
             root_open: false,
             stanza_bytes: 0,
+            fed: 0,
             finished: false,
             header_bytes: Vec::new(),
         }
@@ -177,7 +181,14 @@ impl StreamParser {
     /// and SASL (RFC 6120 §5.4.3.3, §6.4.6).
     pub fn reset(&mut self) {
         let tree_limits = self.tree_limits;
+        let fed = self.fed;
         *self = StreamParser::new(self.limits.clone()).with_tree_limits(tree_limits);
+        self.fed = fed;
+    }
+
+    /// Bytes fed in all, across stream restarts.
+    pub fn bytes_fed(&self) -> u64 {
+        self.fed
     }
 
     /// Replace the default [`TreeLimits`].
@@ -235,6 +246,7 @@ impl StreamParser {
         if self.finished {
             return Ok(());
         }
+        self.fed = self.fed.saturating_add(data.len() as u64);
         if !self.root_open && self.header_bytes.len() < self.limits.max_stanza_bytes {
             self.header_bytes.extend_from_slice(data);
             if let Err(e) = check_prolog_start(&self.header_bytes) {

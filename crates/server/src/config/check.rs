@@ -80,6 +80,11 @@ impl Config {
             ("limits.unacked_stanzas", limits.unacked_stanzas, 16),
             ("limits.unacked_bytes", limits.unacked_bytes, 64 * 1024),
             ("limits.write_timeout", limits.write_timeout as usize, 1),
+            (
+                "limits.unauthenticated_bytes",
+                limits.unauthenticated_bytes,
+                4096,
+            ),
             ("limits.connections_per_ip", limits.connections_per_ip, 1),
             (
                 "limits.stanzas_per_second",
@@ -288,10 +293,10 @@ impl Config {
         }
         let l = &self.limits;
         out.push_str(&format!(
-            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\n",
+            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\nlimits.unauthenticated_bytes = {}\n",
             l.max_stanza_bytes, l.max_xml_depth, l.max_attributes, l.outbound_queue,
             l.login_failures_per_minute, l.login_failures_per_account_per_minute, l.connections_per_ip, l.offline_messages_per_user,
-            l.stanzas_per_second, l.unacked_stanzas, l.unacked_bytes, l.write_timeout
+            l.stanzas_per_second, l.unacked_stanzas, l.unacked_bytes, l.write_timeout, l.unauthenticated_bytes
         ));
         out.push_str(&format!(
             "limits.max_stanza_elements = {}\nlimits.max_stanza_memory = {}\n",

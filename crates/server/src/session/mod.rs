@@ -217,6 +217,9 @@ impl Session {
                             return stop;
                         }
                     }
+                    if let Some(stop) = self.unauthenticated_overflow() {
+                        return stop;
+                    }
                     match result {
                         Ok(()) => {}
                         Err(ReadError::Parse(e)) => {
@@ -295,6 +298,26 @@ impl Session {
             },
             kick = kicked => Err(Stop::StreamError(kick.condition, kick.text)),
         }
+    }
+
+    /// Before it has authenticated, a peer has little to say (headers, STARTTLS, a SASL
+    /// exchange): one that keeps sending is made to stop at `limits.unauthenticated_bytes`
+    /// rather than be parsed for as long as `c2s.auth_timeout` allows.
+    fn unauthenticated_overflow(&self) -> Option<Stop> {
+        if self.authenticated.is_some() {
+            return None;
+        }
+        let limit = self.server.config.limits.unauthenticated_bytes;
+        let received = self.transport.received_bytes()?;
+        if received <= limit as u64 {
+            return None;
+        }
+        let peer = self.transport.peer_ip();
+        tracing::info!(%peer, received, "closing stream: too much sent before authenticating");
+        Some(Stop::StreamError(
+            StreamCondition::PolicyViolation,
+            format!("more than {limit} bytes before authentication"),
+        ))
     }
 
     /// XEP-0198 gives a client the stanzas it has not acknowledged again; one that never

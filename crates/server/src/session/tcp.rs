@@ -225,6 +225,10 @@ impl Transport for TcpTransport {
         }
     }
 
+    fn received_bytes(&self) -> Option<u64> {
+        Some(self.parser.bytes_fed())
+    }
+
     fn peer_ip(&self) -> IpAddr {
         self.peer.ip()
     }

@@ -54,6 +54,11 @@ pub trait Transport: Send {
     }
     /// The client's address, for limits and logs.
     fn peer_ip(&self) -> IpAddr;
+    /// XML bytes received on this connection so far, stream restarts included; `None` where
+    /// the transport bounds unauthenticated peers by other means (BOSH's HTTP limits).
+    fn received_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Whether the client's stream header is acceptable to this transport: its element and
     /// namespaces (RFC 6120 §4.8, RFC 7395 §3.3.2). `None` when it is; otherwise the stream
     /// error condition and text.
