@@ -58,14 +58,22 @@ fn the_core_never_imports_a_feature() {
         for (number, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or_default();
             for feature in FEATURES {
-                if code.contains(&format!("{feature}::")) || code.contains(&format!("{feature};"))
-                {
-                    offences.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
+                if code.contains(&format!("{feature}::")) || code.contains(&format!("{feature};")) {
+                    offences.push(format!(
+                        "{}:{}: {}",
+                        file.display(),
+                        number + 1,
+                        line.trim()
+                    ));
                 }
             }
         }
     }
-    assert!(offences.is_empty(), "the core names a feature:\n{}", offences.join("\n"));
+    assert!(
+        offences.is_empty(),
+        "the core names a feature:\n{}",
+        offences.join("\n")
+    );
 }
 
 #[test]
