@@ -60,6 +60,7 @@ class SalonServer:
         upload: dict | None = None,
         contact: dict | None = None,
         archive: dict | None = None,
+        pep: dict | None = None,
         worker_threads: int | None = None,
         metrics: bool = False,
     ):
@@ -136,6 +137,8 @@ class SalonServer:
             lines += ["", "[contact]"] + [f"{k} = {_toml_value(v)}" for k, v in contact.items()]
         if archive:
             lines += ["", "[archive]"] + [f"{k} = {_toml_value(v)}" for k, v in archive.items()]
+        if pep:
+            lines += ["", "[pep]"] + [f"{k} = {_toml_value(v)}" for k, v in pep.items()]
         if upload is not None:
             # An [upload] section (empty dict: all defaults); a nested "anonymous" dict becomes
             # [upload.anonymous]. Lists are written as TOML arrays of strings.

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::storage::Storage;
-use crate::{archive, im, modules, muc, upload};
+use crate::{archive, im, modules, muc, pep, upload};
 use std::sync::Arc;
 
 /// A server with every built-in module and the services its configuration enables.
@@ -16,6 +16,7 @@ pub fn build(config: Config, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<Se
     modules::register_all(&mut registry, &config);
     im::register_all(&mut registry, &config);
     archive::register(&mut registry);
+    pep::register(&mut registry);
     let muc = config.muc.clone().map(muc::MucService::new);
     if let Some(muc) = &muc {
         muc::register(&mut registry, muc.clone());

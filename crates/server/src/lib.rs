@@ -23,6 +23,7 @@ pub mod archive;
 pub mod im;
 pub mod modules;
 pub mod muc;
+pub mod pep;
 pub mod upload;
 
 mod builtin;

@@ -27,6 +27,7 @@ const FEATURES: &[&str] = &[
     "crate::modules",
     "crate::muc",
     "crate::upload",
+    "crate::pep",
     "crate::archive",
     "crate::builtin",
 ];

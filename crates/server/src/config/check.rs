@@ -335,6 +335,10 @@ impl Config {
             "archive.enabled = {}\narchive.retention_days = {}\n",
             self.archive.enabled, self.archive.retention_days
         ));
+        out.push_str(&format!(
+            "pep.max_item_bytes = {}\npep.max_items_per_node = {}\npep.max_nodes_per_account = {}\n",
+            self.pep.max_item_bytes, self.pep.max_items_per_node, self.pep.max_nodes_per_account
+        ));
         out.push_str(&format!("log.level = {:?}\n", self.log.level));
         out
     }

@@ -37,6 +37,8 @@ pub struct Config {
     pub contact: ContactConfig,
     /// Message Archive Management (XEP-0313) for accounts' one-to-one messages.
     pub archive: ArchiveConfig,
+    /// Personal eventing (XEP-0163) limits.
+    pub pep: PepConfig,
     pub log: LogConfig,
 }
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             contact: ContactConfig::default(),
             archive: ArchiveConfig::default(),
+            pep: PepConfig::default(),
             log: LogConfig::default(),
         }
     }

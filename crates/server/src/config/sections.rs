@@ -23,6 +23,28 @@ impl Default for ArchiveConfig {
     }
 }
 
+/// Personal eventing (XEP-0163): what one account may keep in its nodes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PepConfig {
+    /// Largest item payload, in bytes of XML.
+    pub max_item_bytes: usize,
+    /// Items one node keeps at most; a node configured with `max_items = "max"` keeps this many.
+    pub max_items_per_node: usize,
+    /// Nodes one account may have.
+    pub max_nodes_per_account: usize,
+}
+
+impl Default for PepConfig {
+    fn default() -> Self {
+        PepConfig {
+            max_item_bytes: 256 * 1024,
+            max_items_per_node: 256,
+            max_nodes_per_account: 256,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {

@@ -148,3 +148,22 @@ fn bad_value_names_line_and_key() {
     assert_eq!(err.key.as_deref(), Some("muc.domain"));
     assert_eq!(err.line, Some(3));
 }
+
+#[test]
+fn pep_limits_have_defaults_and_are_configurable() {
+    let config = Config::parse("", None).unwrap();
+    assert_eq!(config.pep.max_items_per_node, 256);
+    let config = Config::parse(
+        "[pep]\nmax_item_bytes = 1000\nmax_items_per_node = 5\nmax_nodes_per_account = 7\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(config.pep.max_item_bytes, 1000);
+    assert_eq!(config.pep.max_items_per_node, 5);
+    assert_eq!(config.pep.max_nodes_per_account, 7);
+    assert!(config
+        .describe()
+        .contains("pep.max_nodes_per_account = 7\n"));
+    let err = Config::parse("[pep]\nmax_nodes = 7\n", None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("pep.max_nodes"));
+}

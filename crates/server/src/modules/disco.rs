@@ -119,7 +119,8 @@ impl IqHandler<Server> for DiscoInfo {
         if server.is_anonymous_host(host) {
             let mut query = info_query(&server.modules, self.0, node);
             for identity in query.children_mut() {
-                if identity.name() == "identity" {
+                // The account is a guest's; what else it is (a PEP service) stays as it is.
+                if identity.name() == "identity" && identity.attr("category") == Some("account") {
                     crate::stanza::set_attr(identity, "type", "anonymous");
                 }
             }
@@ -187,8 +188,9 @@ pub fn caps_ver(registry: &Registry<Server>) -> String {
     caps_ver_of(&info_query(registry, IqScope::Server, None))
 }
 
-/// XEP-0115 §5.1 verification string of a disco#info `<query/>`.
-fn caps_ver_of(query: &Element) -> String {
+/// XEP-0115 §5.1 verification string of a disco#info `<query/>` (the server's, or a client's
+/// when its announced capabilities are checked).
+pub fn caps_ver_of(query: &Element) -> String {
     let mut input = String::new();
     let mut identities: Vec<String> = query
         .children()

@@ -14,6 +14,7 @@
 //! | [`RoomStore`] | persistent MUC rooms | XEP-0045 |
 //! | [`ArchiveStore`] | message archives | XEP-0313 |
 //! | [`UploadStore`] | HTTP upload records | XEP-0363 |
+//! | [`PepStore`] | personal eventing nodes and items | XEP-0163, XEP-0060 |
 //!
 //! Adding a feature: a trait and its record types in a file here, added to [`Storage`] and
 //! [`prelude`]; its implementation in each backend (`memory/`, `salon-store`'s `sqlite/`) with
@@ -22,7 +23,7 @@
 //!
 //! Addresses are passed as (localpart, domain) pairs of already-validated, normalised strings.
 //!
-//! Persistent backends refuse roster, blocklist, private XML, offline, vCard and last-activity
+//! Persistent backends refuse roster, blocklist, private XML, offline, vCard, last-activity and PEP
 //! writes for an address that has no account (`NotFound`), so data never outlives its account.
 //! The in-memory backend used for anonymous hosts accepts them: anonymous visitors have no
 //! account record, they exist while online, and their data is dropped with `delete_account` when
@@ -42,6 +43,7 @@ pub mod blocklist;
 pub mod last_activity;
 pub mod memory;
 pub mod offline;
+pub mod pep;
 pub mod private;
 pub mod rooms;
 pub mod roster;
@@ -54,6 +56,7 @@ pub use archive::{ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage};
 pub use blocklist::BlocklistStore;
 pub use last_activity::{LastActivity, LastActivityStore};
 pub use offline::{OfflineMessage, OfflineStore};
+pub use pep::{AccessModel, PepItem, PepNode, PepNodeConfig, PepStore, SendLastItem};
 pub use private::PrivateStore;
 pub use rooms::RoomStore;
 pub use roster::{RosterItem, RosterStore, Subscription};
@@ -63,8 +66,8 @@ pub use vcard::VcardStore;
 /// The per-feature traits, so that their methods can be called on a `dyn Storage`.
 pub mod prelude {
     pub use super::{
-        AccountStore, ArchiveStore, BlocklistStore, LastActivityStore, OfflineStore, PrivateStore,
-        RoomStore, RosterStore, Storage, UploadStore, VcardStore,
+        AccountStore, ArchiveStore, BlocklistStore, LastActivityStore, OfflineStore, PepStore,
+        PrivateStore, RoomStore, RosterStore, Storage, UploadStore, VcardStore,
     };
 }
 
@@ -95,6 +98,7 @@ pub trait Storage:
     + RoomStore
     + ArchiveStore
     + UploadStore
+    + PepStore
     + Send
     + Sync
     + 'static

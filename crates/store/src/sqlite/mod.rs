@@ -8,7 +8,7 @@
 //! snapshot), and everything else is a single statement.
 //!
 //! Everything stored for an account references `accounts.id` with `ON DELETE CASCADE`. Writes of
-//! per-account data (roster, blocklist, private XML, offline messages, vCard, last activity)
+//! per-account data (roster, blocklist, private XML, offline messages, vCard, last activity, PEP)
 //! resolve the account inside the same statement or transaction and fail with
 //! [`StorageError::NotFound`] if it does not exist, so data can never outlive its account or be
 //! attached to one created later under the same name. Reads of a missing account return nothing.
@@ -37,6 +37,7 @@ mod archive;
 mod blocklist;
 mod last_activity;
 mod offline;
+mod pep;
 mod private;
 mod rooms;
 mod roster;

@@ -2,7 +2,9 @@
 //! anyone else.
 
 use salon_server::storage::prelude::*;
-use salon_server::storage::{RosterItem, StorageError, Subscription};
+use salon_server::storage::{
+    PepItem, PepNode, PepNodeConfig, RosterItem, StorageError, Subscription,
+};
 
 use crate::fixtures::*;
 
@@ -33,6 +35,19 @@ pub(crate) async fn delete_cascades(s: &dyn Storage) {
         s.set_private_xml(user, A, "x:p", "<p xmlns='x:p'/>")
             .await
             .expect("private");
+        let node = PepNode {
+            name: "x:n".to_owned(),
+            config: PepNodeConfig::default(),
+        };
+        s.put_pep_node(user, A, &node, 1).await.expect("pep node");
+        let item = PepItem {
+            id: "i".to_owned(),
+            published: T0,
+            payload: "<n xmlns='x:n'/>".to_owned(),
+        };
+        s.publish_pep_item(user, A, "x:n", &item, 1)
+            .await
+            .expect("pep item");
         s.archive_append(
             &format!("{user}@{A}"),
             &archived(1, T0, "contact@c.example", "<message/>"),
@@ -64,6 +79,7 @@ pub(crate) async fn delete_cascades(s: &dyn Storage) {
         s.private_xml("dave", A, "x:p").await.expect("private"),
         None
     );
+    assert!(s.pep_nodes("dave", A).await.expect("pep").is_empty());
     assert_eq!(
         query(s, "dave@a.example", &limit(10)).await,
         page(vec![], true, 0),
@@ -91,8 +107,18 @@ pub(crate) async fn delete_cascades(s: &dyn Storage) {
     assert_eq!(s.last_activity("dave", A).await.expect("last"), None);
     assert!(s.blocklist("dave", A).await.expect("list").is_empty());
     assert_eq!(query(s, "dave@a.example", &limit(10)).await.count, 0);
+    assert!(s
+        .pep_item("dave", A, "x:n", "i")
+        .await
+        .expect("pep")
+        .is_none());
 
     // Alice's data is untouched.
+    assert!(s
+        .pep_item("alice", A, "x:n", "i")
+        .await
+        .expect("pep")
+        .is_some());
     assert_eq!(s.roster("alice", A).await.expect("roster").len(), 1);
     assert_eq!(s.count_offline("alice", A).await.expect("count"), 1);
     assert!(s.vcard("alice", A).await.expect("vcard").is_some());

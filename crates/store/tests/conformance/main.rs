@@ -10,6 +10,7 @@ mod cascades;
 mod fixtures;
 mod last_activity;
 mod offline;
+mod pep;
 mod private;
 mod rooms;
 mod roster;
@@ -34,6 +35,7 @@ async fn run_suite(s: &dyn Storage) {
     rooms::rooms(s).await;
     archive::archives(s).await;
     archive::batched_archive_writes(s).await;
+    pep::pep(s).await;
     cascades::delete_cascades(s).await;
     uploads::uploads(s).await;
     s.flush().await.expect("flush");

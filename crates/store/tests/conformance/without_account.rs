@@ -3,13 +3,13 @@
 
 use salon_server::storage::memory::MemoryStorage;
 use salon_server::storage::prelude::*;
-use salon_server::storage::{RosterItem, StorageError};
+use salon_server::storage::{PepNode, PepNodeConfig, RosterItem, StorageError};
 
 use crate::fixtures::*;
 use crate::sqlite::open;
 
 /// Writes one of each kind of per-address data for carol@a.example, who has no account.
-async fn write_without_account(s: &dyn Storage) -> [Result<(), StorageError>; 6] {
+async fn write_without_account(s: &dyn Storage) -> [Result<(), StorageError>; 7] {
     let it = RosterItem {
         groups: vec!["G".to_owned()],
         ..item("romeo@montague.example")
@@ -22,6 +22,16 @@ async fn write_without_account(s: &dyn Storage) -> [Result<(), StorageError>; 6]
         s.block("carol", A, &["eve@b.example".to_owned()]).await,
         s.set_private_xml("carol", A, "x:p", "<p xmlns='x:p'/>")
             .await,
+        s.put_pep_node(
+            "carol",
+            A,
+            &PepNode {
+                name: "x:n".to_owned(),
+                config: PepNodeConfig::default(),
+            },
+            1,
+        )
+        .await,
     ]
 }
 
@@ -32,6 +42,7 @@ async fn assert_nothing_for_carol(s: &dyn Storage) {
     assert_eq!(s.count_offline("carol", A).await.expect("count"), 0);
     assert_eq!(s.vcard("carol", A).await.expect("vcard"), None);
     assert_eq!(s.last_activity("carol", A).await.expect("last"), None);
+    assert!(s.pep_nodes("carol", A).await.expect("nodes").is_empty());
 }
 
 /// SQLite never stores data for an address without an account, so none can be inherited by an
@@ -78,6 +89,7 @@ async fn memory_keeps_data_without_account() {
         s.blocklist("carol", A).await.expect("list"),
         ["eve@b.example"]
     );
+    assert_eq!(s.pep_nodes("carol", A).await.expect("nodes").len(), 1);
     // Still not an account.
     assert_eq!(s.credentials("carol", A).await.expect("get"), None);
     assert_eq!(

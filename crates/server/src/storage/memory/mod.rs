@@ -5,7 +5,7 @@
 //! Behaviour matches the SQLite backend (the conformance suite in `salon-store` runs against
 //! both), with one deliberate difference: anonymous visitors never get an account (the server
 //! treats them as existing while online), so per-address data (roster, blocklist, private XML,
-//! offline messages, vCard, last activity) can be written for an address without an account,
+//! offline messages, vCard, last activity, PEP) can be written for an address without an account,
 //! where SQLite answers [`NotFound`](super::StorageError::NotFound). Such an address is still not an account:
 //! `credentials` is `None`, `list_accounts` leaves it out, `set_credentials` is `NotFound`.
 //! `delete_account` drops the data (answering `NotFound` if there was no account), and an
@@ -31,6 +31,7 @@ mod archive;
 mod blocklist;
 mod last_activity;
 mod offline;
+mod pep;
 mod private;
 mod rooms;
 mod roster;
@@ -52,6 +53,8 @@ struct Entry {
     blocklist: BTreeSet<String>,
     /// Private XML (XEP-0049) by namespace.
     private: BTreeMap<String, String>,
+    /// PEP nodes (XEP-0163) by name.
+    pep: BTreeMap<String, pep::Node>,
 }
 
 impl Entry {
@@ -64,6 +67,7 @@ impl Entry {
             && self.last.is_none()
             && self.blocklist.is_empty()
             && self.private.is_empty()
+            && self.pep.is_empty()
     }
 }
 

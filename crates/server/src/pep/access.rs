@@ -1,0 +1,159 @@
+//! Who may read a PEP node (XEP-0060 §4.5 access models, XEP-0163 §4.1 presence default), and
+//! the errors of XEP-0060 §6.5.9 for those who may not.
+
+use super::errors;
+use crate::im::roster;
+use crate::server::Server;
+use crate::stanza::{ErrorType, StanzaError};
+use crate::storage::{AccessModel, PepNodeConfig, RosterItem};
+use std::sync::Arc;
+
+/// How the requester stands with the node's owner, as the owner's roster says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Relation {
+    Owner,
+    /// In the owner's roster.
+    Contact {
+        /// Receives the owner's presence (subscription "from" or "both" on the owner's side).
+        subscribed: bool,
+        groups: Vec<String>,
+    },
+    Stranger,
+}
+
+impl Relation {
+    /// The relation of a contact with this roster item of the owner's.
+    pub fn of_item(item: Option<&RosterItem>) -> Relation {
+        match item {
+            Some(item) => Relation::Contact {
+                subscribed: item.subscription.has_from(),
+                groups: item.groups.clone(),
+            },
+            None => Relation::Stranger,
+        }
+    }
+}
+
+/// Look up how `requester` stands with `owner`.
+pub async fn relation(
+    server: &Arc<Server>,
+    owner: &jid::BareJid,
+    requester: &jid::BareJid,
+) -> Relation {
+    if owner == requester {
+        return Relation::Owner;
+    }
+    let (user, domain) = roster::account_key(owner);
+    let item = server
+        .storage_for(&domain)
+        .roster_item(&user, &domain, requester.as_str())
+        .await
+        .unwrap_or_default();
+    Relation::of_item(item.as_ref())
+}
+
+/// Whether someone in `relation` may read the node (and so be notified of it).
+pub fn check(config: &PepNodeConfig, relation: &Relation) -> Result<(), StanzaError> {
+    let (subscribed, groups) = match relation {
+        Relation::Owner => return Ok(()),
+        Relation::Contact { subscribed, groups } => (*subscribed, groups.as_slice()),
+        Relation::Stranger => (false, [].as_slice()),
+    };
+    match config.access_model {
+        AccessModel::Open => Ok(()),
+        AccessModel::Presence if subscribed => Ok(()),
+        AccessModel::Presence => Err(errors::with_condition(
+            StanzaError::new(ErrorType::Auth, "not-authorized"),
+            "presence-subscription-required",
+        )),
+        AccessModel::Roster
+            if groups
+                .iter()
+                .any(|g| config.roster_groups_allowed.contains(g)) =>
+        {
+            Ok(())
+        }
+        AccessModel::Roster => Err(errors::with_condition(
+            StanzaError::new(ErrorType::Auth, "not-authorized"),
+            "not-in-roster-group",
+        )),
+        // Only the owner is on the whitelist: affiliations are not managed yet.
+        AccessModel::Whitelist => Err(errors::with_condition(
+            StanzaError::not_allowed(),
+            "closed-node",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(access_model: AccessModel, groups: &[&str]) -> PepNodeConfig {
+        PepNodeConfig {
+            access_model,
+            roster_groups_allowed: groups.iter().map(|g| g.to_string()).collect(),
+            ..PepNodeConfig::default()
+        }
+    }
+
+    fn contact(subscribed: bool, groups: &[&str]) -> Relation {
+        Relation::Contact {
+            subscribed,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    fn refused(config: &PepNodeConfig, relation: &Relation) -> Option<(&'static str, String)> {
+        check(config, relation).err().map(|e| {
+            let extra = e.extra.map(|x| x.name().to_owned()).unwrap_or_default();
+            (e.condition, extra)
+        })
+    }
+
+    #[test]
+    fn the_owner_reads_every_node() {
+        for model in [
+            AccessModel::Open,
+            AccessModel::Presence,
+            AccessModel::Roster,
+            AccessModel::Whitelist,
+        ] {
+            assert!(check(&config(model, &[]), &Relation::Owner).is_ok());
+        }
+    }
+
+    #[test]
+    fn open_nodes_are_read_by_anyone() {
+        assert!(check(&config(AccessModel::Open, &[]), &Relation::Stranger).is_ok());
+    }
+
+    #[test]
+    fn presence_nodes_need_a_presence_subscription() {
+        let node = config(AccessModel::Presence, &[]);
+        assert!(check(&node, &contact(true, &[])).is_ok());
+        let expected = Some((
+            "not-authorized",
+            "presence-subscription-required".to_owned(),
+        ));
+        assert_eq!(refused(&node, &contact(false, &["Friends"])), expected);
+        assert_eq!(refused(&node, &Relation::Stranger), expected);
+    }
+
+    #[test]
+    fn roster_nodes_need_an_allowed_group() {
+        let node = config(AccessModel::Roster, &["Friends"]);
+        assert!(check(&node, &contact(false, &["Work", "Friends"])).is_ok());
+        let expected = Some(("not-authorized", "not-in-roster-group".to_owned()));
+        assert_eq!(refused(&node, &contact(true, &["Work"])), expected);
+        assert_eq!(refused(&node, &Relation::Stranger), expected);
+    }
+
+    #[test]
+    fn whitelist_nodes_are_the_owners_alone() {
+        let node = config(AccessModel::Whitelist, &[]);
+        let expected = Some(("not-allowed", "closed-node".to_owned()));
+        assert_eq!(refused(&node, &contact(true, &["Friends"])), expected);
+        assert_eq!(refused(&node, &Relation::Stranger), expected);
+    }
+}
