@@ -18,6 +18,24 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+# aioxmpp (tests/python/test_clients.py) needs multidict<7: a venv of its own.
+avenv="$here/aioxmpp/.venv"
+areq="$here/aioxmpp/requirements.txt"
+[ -x "$avenv/bin/python" ] || python3 -m venv "$avenv"
+astamp="$avenv/.requirements.sha256"
+awant="$(sha256sum "$areq" | cut -d' ' -f1)"
+if [ ! -f "$astamp" ] || [ "$(cat "$astamp")" != "$awant" ]; then
+    "$avenv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$areq"
+    echo "$awant" > "$astamp"
+fi
+
+# mcabber (loudmouth) in tmux, for the same file; Debian packages.
+if ! command -v mcabber >/dev/null || ! command -v tmux >/dev/null; then
+    sudo_="" ; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq mcabber tmux >/dev/null
+fi
+
 cd "$repo"
 set +e
 "$venv/bin/python" -m pytest -q tests/python "$@"

@@ -1,7 +1,7 @@
 // Test fixtures: a real Salon process with a temporary data dir and free ports, headless
 // Debian Chromium through playwright-core, and a slixmpp helper process.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -109,6 +109,12 @@ export class Salon {
     }
     // SALON_KEEP_TMP=1 keeps the config, data and log for a look after the run.
     if (this.dir && !process.env.SALON_KEEP_TMP) rmSync(this.dir, { recursive: true, force: true });
+  }
+  /** Create the account `local`@localhost with `password` (the command line, as an admin does). */
+  addUser(local, password) {
+    const r = spawnSync(SALON_BIN, ['user', 'add', `${local}@localhost`, '--password', password, '--config', this.config], { cwd: this.dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    if (r.status !== 0) throw new Error(`salon user add ${local}: ${r.stderr}`);
+    return `${local}@localhost`;
   }
   /** Does the server offer XEP-0198 to clients? (asks over WebSocket from a page) */
   async offersStreamManagement(page) {

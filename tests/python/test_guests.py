@@ -129,3 +129,17 @@ async def test_room_info_links_to_the_webchat(server):
               for f in info.iter("{jabber:x:data}field")}
     assert fields.get("muc#roominfo_webchat_url") == f"http://127.0.0.1:{server.http_port}/join/linked", fields
     a.close()
+
+
+@async_test()
+async def test_a_guest_asking_a_room_for_the_registration_form_is_told_it_may_not_register(server):
+    # XEP-0045 §7.10: a guest cannot register a nick, so the room says so when asked for the
+    # form instead of handing out a form whose submission it then refuses (Converse.js asks on
+    # every join and submitted that form, failing with an uncaught not-allowed).
+    raw, _ = await guest(server)
+    room = "regform@rooms.localhost"
+    await join(raw, room, "visitor", instant=True)
+    await raw.send(f"<iq type='get' to='{room}' id='reg'><query xmlns='jabber:iq:register'/></iq>")
+    reply = await raw.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda i: i.get("id") == "reg")
+    assert reply.get("type") == "error" and reply.find(f".//{{{ERR}}}not-allowed") is not None, tostr(reply)
+    raw.close()

@@ -7,9 +7,13 @@ use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
 impl Room {
-    /// §7.10: the registration form, or the registered nick.
+    /// §7.10: the registration form, or the registered nick. Someone who may not register is
+    /// told so when asking for the form, not handed a form whose submission will be refused.
     pub(super) fn register_get(&self, from: &jid::FullJid) -> Result<Option<Element>, StanzaError> {
         let real = from.to_bare();
+        if self.context.is_anonymous_host(real.domain().as_str()) {
+            return Err(StanzaError::not_allowed().with_text("guests cannot register nicknames"));
+        }
         if let Some(nick) = self.record.registered_nicks.get(real.as_str()) {
             return Ok(Some(
                 Build::new("query", ns::REGISTER)
