@@ -4,7 +4,7 @@
 use super::errors;
 use crate::im::roster;
 use crate::server::Server;
-use crate::stanza::{ErrorType, StanzaError};
+use crate::stanza::{ErrorType, StanzaCondition, StanzaError};
 use crate::storage::{AccessModel, PepNodeConfig, RosterItem};
 use std::sync::Arc;
 
@@ -63,7 +63,7 @@ pub fn check(config: &PepNodeConfig, relation: &Relation) -> Result<(), StanzaEr
         AccessModel::Open => Ok(()),
         AccessModel::Presence if subscribed => Ok(()),
         AccessModel::Presence => Err(errors::with_condition(
-            StanzaError::new(ErrorType::Auth, "not-authorized"),
+            StanzaError::new(ErrorType::Auth, StanzaCondition::NotAuthorized),
             "presence-subscription-required",
         )),
         AccessModel::Roster
@@ -74,7 +74,7 @@ pub fn check(config: &PepNodeConfig, relation: &Relation) -> Result<(), StanzaEr
             Ok(())
         }
         AccessModel::Roster => Err(errors::with_condition(
-            StanzaError::new(ErrorType::Auth, "not-authorized"),
+            StanzaError::new(ErrorType::Auth, StanzaCondition::NotAuthorized),
             "not-in-roster-group",
         )),
         // Only the owner is on the whitelist: affiliations are not managed yet.
@@ -107,7 +107,7 @@ mod tests {
     fn refused(config: &PepNodeConfig, relation: &Relation) -> Option<(&'static str, String)> {
         check(config, relation).err().map(|e| {
             let extra = e.extra.map(|x| x.name().to_owned()).unwrap_or_default();
-            (e.condition, extra)
+            (e.condition.name(), extra)
         })
     }
 

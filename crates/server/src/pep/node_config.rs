@@ -2,7 +2,7 @@
 //! publish-options with their preconditions (XEP-0060 §7.1.5).
 
 use super::errors;
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use crate::storage::{AccessModel, PepNodeConfig, SendLastItem};
 use minidom::Element;
 
@@ -31,7 +31,7 @@ pub fn submitted_fields(form: &Element) -> Vec<(String, Vec<String>)> {
 }
 
 fn not_acceptable(text: String) -> StanzaError {
-    StanzaError::new(ErrorType::Modify, "not-acceptable").with_text(text)
+    StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(text)
 }
 
 fn single<'a>(var: &str, values: &'a [String]) -> Result<&'a str, StanzaError> {

@@ -12,7 +12,7 @@ use crate::config::PepConfig;
 use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse};
 use crate::server::Server;
-use crate::stanza::{ns, Build, ErrorType, StanzaError};
+use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use crate::storage::{PepItem, PepNode, PepNodeConfig, Storage, StorageError};
 use minidom::Element;
 use std::sync::Arc;
@@ -48,10 +48,11 @@ fn bad_request(condition: &str, text: &str) -> StanzaError {
 fn node_name(element: &Element) -> Result<&str, StanzaError> {
     match element.attr("node") {
         Some(name) if !name.is_empty() && name.len() <= MAX_NAME_BYTES => Ok(name),
-        Some(name) if !name.is_empty() => {
-            Err(StanzaError::new(ErrorType::Modify, "not-acceptable")
-                .with_text(format!("node names have at most {MAX_NAME_BYTES} bytes")))
-        }
+        Some(name) if !name.is_empty() => Err(StanzaError::new(
+            ErrorType::Modify,
+            StanzaCondition::NotAcceptable,
+        )
+        .with_text(format!("node names have at most {MAX_NAME_BYTES} bytes"))),
         _ => Err(bad_request("nodeid-required", "which node?")),
     }
 }
@@ -140,17 +141,18 @@ impl Service<'_> {
         let payload_xml = String::from_utf8_lossy(&salon_xml::serialize(payload)).into_owned();
         if payload_xml.len() > self.limits.max_item_bytes {
             return Err(with_condition(
-                StanzaError::new(ErrorType::Modify, "not-acceptable").with_text(format!(
-                    "items have at most {} bytes",
-                    self.limits.max_item_bytes
-                )),
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(
+                    format!("items have at most {} bytes", self.limits.max_item_bytes),
+                ),
                 "payload-too-big",
             ));
         }
         let id = match item.attr("id").filter(|id| !id.is_empty()) {
             Some(id) if id.len() > MAX_NAME_BYTES => {
-                return Err(StanzaError::new(ErrorType::Modify, "not-acceptable")
-                    .with_text(format!("item ids have at most {MAX_NAME_BYTES} bytes")))
+                return Err(
+                    StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
+                        .with_text(format!("item ids have at most {MAX_NAME_BYTES} bytes")),
+                )
             }
             Some(id) => id.to_owned(),
             None => format!("{:016x}", rand::random::<u64>()),
@@ -161,7 +163,7 @@ impl Service<'_> {
             Some(node) if preconditions_met(&node.config, &options, max) => node,
             Some(_) => {
                 return Err(with_condition(
-                    StanzaError::new(ErrorType::Cancel, "conflict")
+                    StanzaError::new(ErrorType::Cancel, StanzaCondition::Conflict)
                         .with_text("the node's configuration is not the one asked for"),
                     "precondition-not-met",
                 ))
@@ -296,8 +298,10 @@ impl Service<'_> {
             .ok_or_else(|| errors::unsupported("instant-nodes"))?;
         let name = node_name(create).map(|_| name)?;
         if self.node(name).await?.is_some() {
-            return Err(StanzaError::new(ErrorType::Cancel, "conflict")
-                .with_text("the node exists already"));
+            return Err(
+                StanzaError::new(ErrorType::Cancel, StanzaCondition::Conflict)
+                    .with_text("the node exists already"),
+            );
         }
         let config = node_config::apply(
             &PepNodeConfig::default(),

@@ -2,6 +2,7 @@
 //! then stamping and routing the client's stanzas. Written once for every transport, which
 //! only supplies bytes in and out (see [`Transport`]).
 
+mod bounds;
 pub mod sasl;
 pub mod stream_management;
 pub mod tcp;
@@ -267,73 +268,6 @@ impl Session {
             return Err(stop);
         }
         self.write_out(Stop::Dropped).await
-    }
-
-    /// Write what is buffered. A client that stops reading must not hold its session (and its
-    /// rooms) for long: the write is abandoned after `limits.write_timeout`, or as soon as the
-    /// session is kicked (its outbound queue overflowed meanwhile). `on_error` is how a failed
-    /// write ends the session.
-    async fn write_out(&mut self, on_error: Stop) -> Result<(), Stop> {
-        let timeout = Duration::from_secs(self.server.config.limits.write_timeout);
-        let Session {
-            transport, handle, ..
-        } = self;
-        let kicked = async {
-            match handle.as_deref() {
-                Some(handle) => std::future::poll_fn(|cx| handle.poll_kicked(cx)).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            written = tokio::time::timeout(timeout, transport.flush()) => match written {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(on_error),
-                Err(_) => {
-                    tracing::info!(peer = %transport.peer_ip(), seconds = timeout.as_secs(), "closing stream: the client stopped reading");
-                    Err(Stop::StreamError(
-                        StreamCondition::PolicyViolation,
-                        format!("nothing could be written for {} s", timeout.as_secs()),
-                    ))
-                }
-            },
-            kick = kicked => Err(Stop::StreamError(kick.condition, kick.text)),
-        }
-    }
-
-    /// Before it has authenticated, a peer has little to say (headers, STARTTLS, a SASL
-    /// exchange): one that keeps sending is made to stop at `limits.unauthenticated_bytes`
-    /// rather than be parsed for as long as `c2s.auth_timeout` allows.
-    fn unauthenticated_overflow(&self) -> Option<Stop> {
-        if self.authenticated.is_some() {
-            return None;
-        }
-        let limit = self.server.config.limits.unauthenticated_bytes;
-        let received = self.transport.received_bytes()?;
-        if received <= limit as u64 {
-            return None;
-        }
-        let peer = self.transport.peer_ip();
-        tracing::info!(%peer, received, "closing stream: too much sent before authenticating");
-        Some(Stop::StreamError(
-            StreamCondition::PolicyViolation,
-            format!("more than {limit} bytes before authentication"),
-        ))
-    }
-
-    /// XEP-0198 gives a client the stanzas it has not acknowledged again; one that never
-    /// acknowledges must not make the server keep them without bound.
-    fn unacked_overflow(&self) -> Option<Stop> {
-        let limits = &self.server.config.limits;
-        let sm = self.sm.as_ref()?;
-        if !sm.exceeds(limits.unacked_stanzas, limits.unacked_bytes) {
-            return None;
-        }
-        let peer = self.transport.peer_ip();
-        tracing::info!(%peer, unacked = sm.pending(), "closing stream: too much left unacknowledged");
-        Some(Stop::StreamError(
-            StreamCondition::PolicyViolation,
-            "too many stanzas left unacknowledged (XEP-0198)".into(),
-        ))
     }
 
     /// Queue a stanza for the client, keeping a copy until it is acknowledged.
