@@ -125,6 +125,15 @@ pub struct MucConfig {
     /// Occupants one room may hold (rooms may set a lower limit).
     #[serde(default = "default_max_occupants")]
     pub max_occupants: usize,
+    /// Rooms one creator may create in any hour (0: no limit): an account, or a visitor of the
+    /// anonymous host counted by its address (it gets a new JID with every login). The
+    /// server's admins are not counted.
+    #[serde(default = "default_rooms_per_hour")]
+    pub rooms_per_hour: usize,
+    /// Rooms all creators from one IP address (an IPv6 /64) may create in any hour (0: no
+    /// limit), the server's admins excepted.
+    #[serde(default = "default_rooms_per_hour_per_address")]
+    pub rooms_per_hour_per_address: usize,
 }
 
 /// Who may create rooms (`[muc] create_rooms`).
@@ -162,6 +171,14 @@ fn default_max_occupants() -> usize {
     1000
 }
 
+fn default_rooms_per_hour() -> usize {
+    20
+}
+
+fn default_rooms_per_hour_per_address() -> usize {
+    60
+}
+
 impl MucConfig {
     pub fn new(domain: &str) -> MucConfig {
         MucConfig {
@@ -170,6 +187,8 @@ impl MucConfig {
             max_history: default_max_history(),
             archive_retention_days: default_archive_days(),
             max_occupants: default_max_occupants(),
+            rooms_per_hour: default_rooms_per_hour(),
+            rooms_per_hour_per_address: default_rooms_per_hour_per_address(),
         }
     }
 }
@@ -196,6 +215,8 @@ pub struct UploadConfig {
     pub expire_after: u64,
     /// Seconds a slot may be used for its PUT after it was handed out.
     pub slot_lifetime: u64,
+    /// Slots one account may be handed in any hour (0: no limit), whatever their size.
+    pub slots_per_hour: usize,
     /// Seconds between sweeps that delete expired files.
     pub sweep_interval: u64,
     /// Stricter settings for visitors of the anonymous host.
@@ -217,6 +238,9 @@ pub struct AnonymousUploadConfig {
     pub allowed_types: Option<Vec<String>>,
     /// Seconds a visitor's upload is kept (0: until deleted by hand).
     pub expire_after: u64,
+    /// Slots visitors from one IP address (an IPv6 /64) may be handed in any hour (0: no
+    /// limit), whatever their size.
+    pub slots_per_hour: usize,
 }
 
 impl Default for UploadConfig {
@@ -230,6 +254,7 @@ impl Default for UploadConfig {
             allowed_types: Vec::new(),
             expire_after: 7 * 86_400,
             slot_lifetime: 300,
+            slots_per_hour: 200,
             sweep_interval: 3600,
             anonymous: AnonymousUploadConfig::default(),
         }
@@ -244,6 +269,7 @@ impl Default for AnonymousUploadConfig {
             quota_per_day: 100 * 1024 * 1024,
             allowed_types: None,
             expire_after: 86_400,
+            slots_per_hour: 30,
         }
     }
 }
@@ -284,13 +310,16 @@ pub struct LimitsConfig {
     pub max_stanza_memory: usize,
     /// Stanzas waiting to be written to one connection before it is cut off as too slow.
     pub outbound_queue: usize,
-    /// Failed logins one IP address may make per minute before logins are refused.
+    /// Failed logins one IP address (an IPv6 /64) may make per minute before logins are refused.
     pub login_failures_per_minute: u32,
     /// Failed logins on one account from one IP address per minute before that account's
     /// logins from that address are refused.
     pub login_failures_per_account_per_minute: u32,
-    /// Simultaneous connections from one IP address.
+    /// Simultaneous connections from one IP address (an IPv6 /64).
     pub connections_per_ip: usize,
+    /// Logins (SASL attempts, successful or not, anonymous ones included) one IP address (an
+    /// IPv6 /64) may start per minute.
+    pub logins_per_minute: u32,
     /// Messages held for one offline account.
     pub offline_messages_per_user: usize,
     /// Stanzas per second one session may send (bursts up to twice that are allowed).
@@ -520,6 +549,7 @@ impl Default for LimitsConfig {
             login_failures_per_minute: 30,
             login_failures_per_account_per_minute: 5,
             connections_per_ip: 64,
+            logins_per_minute: 60,
             offline_messages_per_user: 500,
             stanzas_per_second: 200,
             unacked_stanzas: 5000,
@@ -724,6 +754,11 @@ impl Config {
                 1,
             ),
             (
+                "limits.logins_per_minute",
+                limits.logins_per_minute as usize,
+                1,
+            ),
+            (
                 "limits.login_failures_per_account_per_minute",
                 limits.login_failures_per_account_per_minute as usize,
                 1,
@@ -908,12 +943,14 @@ impl Config {
         ));
         match &self.muc {
             Some(muc) => out.push_str(&format!(
-                "muc.domain = {}\nmuc.create_rooms = \"{}\"\nmuc.max_history = {}\nmuc.archive_retention_days = {}\nmuc.max_occupants = {}\n",
+                "muc.domain = {}\nmuc.create_rooms = \"{}\"\nmuc.max_history = {}\nmuc.archive_retention_days = {}\nmuc.max_occupants = {}\nmuc.rooms_per_hour = {}\nmuc.rooms_per_hour_per_address = {}\n",
                 muc.domain,
                                 muc.create_rooms.as_str(),
                 muc.max_history,
                 muc.archive_retention_days,
-                muc.max_occupants
+                muc.max_occupants,
+                muc.rooms_per_hour,
+                muc.rooms_per_hour_per_address
             )),
             None => out.push_str("muc.domain = off (no multi-user chat)\n"),
         }
@@ -921,7 +958,7 @@ impl Config {
             Some(u) => {
                 let a = &u.anonymous;
                 out.push_str(&format!(
-                    "upload.domain = {}\nupload.public_url = {}\nupload.max_file_size = {}\nupload.quota_per_day = {}\nupload.total_quota = {}\nupload.allowed_types = {:?}\nupload.expire_after = {}\nupload.slot_lifetime = {}\nupload.sweep_interval = {}\n",
+                    "upload.domain = {}\nupload.public_url = {}\nupload.max_file_size = {}\nupload.quota_per_day = {}\nupload.total_quota = {}\nupload.allowed_types = {:?}\nupload.expire_after = {}\nupload.slot_lifetime = {}\nupload.slots_per_hour = {}\nupload.sweep_interval = {}\n",
                     u.domain,
                     u.public_url.as_deref().unwrap_or("(from http.public_url or listen.http)"),
                     u.max_file_size,
@@ -930,26 +967,28 @@ impl Config {
                     u.allowed_types,
                     u.expire_after,
                     u.slot_lifetime,
+                    u.slots_per_hour,
                     u.sweep_interval
                 ));
                 out.push_str(&format!(
-                    "upload.anonymous.enabled = {}\nupload.anonymous.max_file_size = {}\nupload.anonymous.quota_per_day = {}\nupload.anonymous.allowed_types = {}\nupload.anonymous.expire_after = {}\n",
+                    "upload.anonymous.enabled = {}\nupload.anonymous.max_file_size = {}\nupload.anonymous.quota_per_day = {}\nupload.anonymous.allowed_types = {}\nupload.anonymous.expire_after = {}\nupload.anonymous.slots_per_hour = {}\n",
                     a.enabled,
                     a.max_file_size,
                     a.quota_per_day,
                     a.allowed_types
                         .as_ref()
                         .map_or("(as upload.allowed_types)".to_string(), |t| format!("{t:?}")),
-                    a.expire_after
+                    a.expire_after,
+                    a.slots_per_hour
                 ));
             }
             None => out.push_str("upload.domain = off (no file upload)\n"),
         }
         let l = &self.limits;
         out.push_str(&format!(
-            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\n",
+            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.logins_per_minute = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\n",
             l.max_stanza_bytes, l.max_xml_depth, l.max_attributes, l.outbound_queue,
-            l.login_failures_per_minute, l.login_failures_per_account_per_minute, l.connections_per_ip, l.offline_messages_per_user,
+            l.login_failures_per_minute, l.login_failures_per_account_per_minute, l.connections_per_ip, l.logins_per_minute, l.offline_messages_per_user,
             l.stanzas_per_second, l.unacked_stanzas, l.unacked_bytes, l.write_timeout
         ));
         out.push_str(&format!(

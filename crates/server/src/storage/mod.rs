@@ -14,6 +14,7 @@
 //! | [`RoomStore`] | persistent MUC rooms | XEP-0045 |
 //! | [`ArchiveStore`] | message archives | XEP-0313 |
 //! | [`UploadStore`] | HTTP upload records | XEP-0363 |
+//! | [`BanStore`] | server-wide bans | `salon ban` |
 //!
 //! Adding a feature: a trait and its record types in a file here, added to [`Storage`] and
 //! [`prelude`]; its implementation in each backend (`memory/`, `salon-store`'s `sqlite/`) with
@@ -38,6 +39,7 @@ use async_trait::async_trait;
 
 pub mod accounts;
 pub mod archive;
+pub mod bans;
 pub mod blocklist;
 pub mod last_activity;
 pub mod memory;
@@ -51,6 +53,7 @@ pub mod vcard;
 
 pub use accounts::{AccountStore, Credentials, ScramKeys};
 pub use archive::{ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage};
+pub use bans::{Ban, BanStore};
 pub use blocklist::BlocklistStore;
 pub use last_activity::{LastActivity, LastActivityStore};
 pub use offline::{OfflineMessage, OfflineStore};
@@ -63,8 +66,8 @@ pub use vcard::VcardStore;
 /// The per-feature traits, so that their methods can be called on a `dyn Storage`.
 pub mod prelude {
     pub use super::{
-        AccountStore, ArchiveStore, BlocklistStore, LastActivityStore, OfflineStore, PrivateStore,
-        RoomStore, RosterStore, Storage, UploadStore, VcardStore,
+        AccountStore, ArchiveStore, BanStore, BlocklistStore, LastActivityStore, OfflineStore,
+        PrivateStore, RoomStore, RosterStore, Storage, UploadStore, VcardStore,
     };
 }
 
@@ -95,6 +98,7 @@ pub trait Storage:
     + RoomStore
     + ArchiveStore
     + UploadStore
+    + BanStore
     + Send
     + Sync
     + 'static
