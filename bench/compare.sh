@@ -150,6 +150,7 @@ stanzas_per_second = 100000
 connections_per_ip = 100000
 outbound_queue = 100000
 login_failures_per_minute = 100000
+logins_per_minute = 100000
 [archive]
 enabled = $SALON_ARCHIVE
 [log]

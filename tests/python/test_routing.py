@@ -4,7 +4,7 @@ between clients, resource fallbacks, error handling rules."""
 import asyncio
 
 from conftest import server_fixture
-from helpers import Clients, async_test, stanza_error_condition, uid
+from helpers import NS_CLIENT, Clients, RawXmpp, async_test, stanza_error_condition, tostr, uid
 
 server = server_fixture("routing", require_encryption=True)
 
@@ -90,6 +90,31 @@ async def test_error_message_is_never_bounced(server):
         await asyncio.sleep(0.5)
         bounced = [x for x in alice.messages if x["id"] == mid]
         assert not bounced, f"error stanza was bounced: {bounced[0]}"
+
+
+@async_test
+async def test_iq_result_or_error_to_nobody_is_dropped(server):
+    """RFC 6120 §8.2.3: an IQ of type result or error is never answered, even when it is
+    addressed to no one: an account that does not exist, a resource that is gone, the server."""
+    a_jid, a_pw = server.new_user("na")
+    b_jid, _ = server.new_user("nb")
+    raw = await RawXmpp.connect(server.c2s_port)
+    await raw.open_stream("localhost")
+    await raw.starttls()
+    await raw.login_plain(a_jid.split("@")[0], a_pw, "r")
+    for n, to in enumerate([f"nosuch{uid()}@localhost", f"nosuch{uid()}@localhost/r",
+                            f"{b_jid}/gone", b_jid, "localhost", f"{a_jid}/gone"]):
+        await raw.send(f"<iq type='result' id='res{n}' to='{to}'/>")
+        await raw.send(
+            f"<iq type='error' id='err{n}' to='{to}'><error type='cancel'>"
+            "<undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        )
+    await raw.send("<iq type='get' id='last' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    while True:
+        iq = await raw.expect(f"{{{NS_CLIENT}}}iq")
+        assert iq.get("id") == "last", f"answered an IQ {iq.get('type')}: {tostr(iq)}"
+        break
+    raw.close()
 
 
 @async_test

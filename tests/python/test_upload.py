@@ -42,7 +42,8 @@ strict = server_fixture(
     "upload-strict",
     require_encryption=False,
     upload={
-        "total_quota": 5000,
+        # Each slot counts at least 4 KiB while unused: room for the other tests' slots.
+        "total_quota": 50_000,
         "allowed_types": ["image/*", "text/plain"],
         "anonymous": {"enabled": False},
     },
@@ -512,10 +513,10 @@ async def test_content_types_not_allowed_are_refused(strict):
 async def test_total_quota_gives_resource_constraint(strict):
     async with Clients() as cs:
         a = await login(cs, strict)
-        slot = await get_slot(a, size=3000)
-        assert (await put(slot, b"t" * 3000))[0] == 201
+        slot = await get_slot(a, size=30_000)
+        assert (await put(slot, b"t" * 30_000))[0] == 201
         b = await login(cs, strict)
-        resp = await request_slot(b, size=2500)
+        resp = await request_slot(b, size=25_000)
         assert error_of(resp) == ("wait", "resource-constraint"), tostr(resp)
 
 

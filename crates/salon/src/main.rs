@@ -1,4 +1,4 @@
-//! The `salon` command: run the server, check a configuration, manage accounts.
+//! The `salon` command: run the server, check a configuration, manage accounts and bans.
 //! Every failure exits non-zero with one line saying what went wrong; configuration errors
 //! exit with code 2 and name the file, line and key.
 
@@ -47,6 +47,30 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Ban addresses, networks and accounts from the whole server (works whether the server
+    /// runs or not; a running server applies a change within seconds).
+    Ban {
+        #[command(subcommand)]
+        action: BanAction,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BanAction {
+    /// Refuse connections and logins from an IP address (an IPv6 address: its /64), a network
+    /// (address/length), or logins of an account (user@domain) or of a whole domain.
+    Add {
+        target: String,
+        /// How long, like 30m, 12h, 7d; without it, until removed.
+        #[arg(long)]
+        duration: Option<String>,
+    },
+    /// List the bans in force.
+    List,
+    /// Lift a ban.
+    Remove { target: String },
 }
 
 #[derive(Subcommand)]
@@ -135,6 +159,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::User { action, config } => {
             let config = load_config(config.as_ref())?;
             runtime(1)?.block_on(user(&config, action))?;
+        }
+        Command::Ban { action, config } => {
+            let config = load_config(config.as_ref())?;
+            runtime(1)?.block_on(ban(&config, action))?;
         }
     }
     Ok(())
@@ -326,6 +354,63 @@ async fn user(config: &Config, action: UserAction) -> Result<(), Failure> {
                 .map_err(anyhow::Error::from)?;
             for account in accounts {
                 println!("{account}");
+            }
+        }
+    }
+    storage.flush().await.map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
+async fn ban(config: &Config, action: BanAction) -> Result<(), Failure> {
+    use salon_server::bans::{parse_duration, BanTarget};
+    let invalid = |message: String| Failure { code: 1, message };
+    let storage = open_storage(config).await?;
+    let now = chrono::Utc::now().timestamp();
+    let date = |unix: i64| {
+        chrono::DateTime::from_timestamp(unix, 0).map_or_else(
+            || unix.to_string(),
+            |d| d.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        )
+    };
+    match action {
+        BanAction::Add { target, duration } => {
+            let target = BanTarget::parse(&target).map_err(invalid)?.normalised();
+            let until = match duration {
+                Some(duration) => {
+                    let seconds = parse_duration(&duration).map_err(invalid)?.as_secs();
+                    Some(now.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX)))
+                }
+                None => None,
+            };
+            let ban = salon_server::storage::Ban {
+                target: target.clone(),
+                created: now,
+                until,
+            };
+            storage.add_ban(&ban).await.map_err(anyhow::Error::from)?;
+            match until {
+                Some(until) => println!("banned {target} until {}", date(until)),
+                None => println!("banned {target} until removed"),
+            }
+        }
+        BanAction::List => {
+            let bans = storage.bans(now).await.map_err(anyhow::Error::from)?;
+            for ban in bans {
+                let until = ban.until.map_or_else(
+                    || "until removed".to_string(),
+                    |u| format!("until {}", date(u)),
+                );
+                println!("{}\tsince {}\t{until}", ban.target, date(ban.created));
+            }
+        }
+        BanAction::Remove { target } => {
+            let target = BanTarget::parse(&target).map_err(invalid)?.normalised();
+            match storage.remove_ban(&target).await {
+                Ok(()) => println!("lifted the ban on {target}"),
+                Err(StorageError::NotFound) => {
+                    return Err(invalid(format!("no ban on {target}")));
+                }
+                Err(e) => return Err(anyhow::Error::from(e).into()),
             }
         }
     }

@@ -18,8 +18,6 @@ use tokio::sync::{mpsc, oneshot};
 /// Messages waiting to be written; rooms wait for a storage that falls this far behind rather
 /// than grow memory.
 const WRITER_QUEUE: usize = 4096;
-/// How long the writer waits for more messages to join a write.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 /// Most messages written in one transaction.
 const WRITE_BATCH: usize = 256;
 /// Largest page a client may ask for.
@@ -101,14 +99,18 @@ impl ServerHook<Server> for FlushAtStop {
 }
 
 enum WriterCommand {
-    Append(String, ArchivedMessage),
+    /// Answered with whether the message is stored, once its transaction committed.
+    Append(String, ArchivedMessage, oneshot::Sender<bool>),
     /// Answered once everything queued before it is durable.
     Flush(oneshot::Sender<()>),
 }
 
 /// Appends messages in order, off the rooms' and sessions' tasks. One writer serves every
-/// archive, so that messages of many rooms and accounts share one write (one disk sync) when
-/// they arrive close together.
+/// archive, with group commit: each transaction writes everything queued while the previous
+/// one ran (up to [`WRITE_BATCH`]), so messages of many rooms and accounts share one commit
+/// when they arrive close together, and nobody waits for a timer. Whoever appends waits for
+/// the commit of its message before echoing or delivering it (XEP-0313 §2.1: what was shown
+/// as sent is in the archive), so a crash right after an echo loses nothing.
 #[derive(Clone)]
 pub struct ArchiveWriter {
     sender: mpsc::Sender<WriterCommand>,
@@ -121,36 +123,37 @@ impl ArchiveWriter {
         let (sender, mut receiver) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::new();
+            let mut committed = Vec::new();
             let mut flushes = Vec::new();
             while let Some(command) = receiver.recv().await {
+                // Take what is queued now, without waiting for more: the time the last commit
+                // took is the gathering window, so it stays as short as a commit however
+                // steadily messages keep coming.
                 let mut next = Some(command);
-                loop {
-                    while let Some(command) = next.take() {
-                        match command {
-                            WriterCommand::Append(archive, message) => {
-                                batch.push((archive, message))
-                            }
-                            WriterCommand::Flush(done) => flushes.push(done),
+                while let Some(command) = next.take() {
+                    match command {
+                        WriterCommand::Append(archive, message, done) => {
+                            batch.push((archive, message));
+                            committed.push(done);
                         }
-                        if batch.len() < WRITE_BATCH {
-                            next = receiver.try_recv().ok();
-                        }
+                        WriterCommand::Flush(done) => flushes.push(done),
                     }
-                    // Give messages arriving right behind these a moment to join the write,
-                    // unless someone waits for it (a query or a retraction).
-                    if !flushes.is_empty() || batch.len() >= WRITE_BATCH {
-                        break;
-                    }
-                    match tokio::time::timeout(GATHER, receiver.recv()).await {
-                        Ok(Some(command)) => next = Some(command),
-                        _ => break,
+                    if batch.len() < WRITE_BATCH {
+                        next = receiver.try_recv().ok();
                     }
                 }
                 if !batch.is_empty() {
-                    if let Err(e) = storage.archive_append_many(&batch).await {
-                        tracing::error!(error = %e, messages = batch.len(), "archiving messages");
-                    }
+                    let stored = match storage.archive_append_many(&batch).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(error = %e, messages = batch.len(), "archiving messages");
+                            false
+                        }
+                    };
                     batch.clear();
+                    for done in committed.drain(..) {
+                        let _ = done.send(stored);
+                    }
                 }
                 for done in flushes.drain(..) {
                     let _ = done.send(());
@@ -160,11 +163,15 @@ impl ArchiveWriter {
         ArchiveWriter { sender }
     }
 
-    pub async fn append(&self, archive: &str, message: ArchivedMessage) {
-        let _ = self
-            .sender
-            .send(WriterCommand::Append(archive.to_string(), message))
-            .await;
+    /// Appends `message` to `archive` and returns once it is durable (true), or once the write
+    /// failed (false, logged).
+    pub async fn append(&self, archive: &str, message: ArchivedMessage) -> bool {
+        let (done, committed) = oneshot::channel();
+        let command = WriterCommand::Append(archive.to_string(), message, done);
+        if self.sender.send(command).await.is_err() {
+            return false;
+        }
+        committed.await.unwrap_or(false)
     }
 
     /// Wait until every message appended so far is stored, so a query sees them.
@@ -427,19 +434,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn messages_are_written_without_a_flush() {
+    async fn an_append_returns_once_its_message_is_stored() {
         let storage = Arc::new(MemoryStorage::new());
         let writer = ArchiveWriter::start(storage.clone());
-        writer.append("a@rooms", message(1)).await;
-        writer.append("a@rooms", message(2)).await;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        while stored(&storage, "a@rooms").await.len() < 2 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not written after the gather window"
-            );
-            tokio::time::sleep(GATHER).await;
+        assert!(writer.append("a@rooms", message(1)).await);
+        assert_eq!(stored(&storage, "a@rooms").await, vec!["id1"]);
+        // Many appenders at once share commits and each learns of its own.
+        let appends: Vec<_> = (2..500)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.append("a@rooms", message(n)).await })
+            })
+            .collect();
+        for append in appends {
+            assert!(append.await.unwrap());
         }
-        assert_eq!(stored(&storage, "a@rooms").await, vec!["id1", "id2"]);
+        assert_eq!(stored(&storage, "a@rooms").await.len(), 499);
     }
 }

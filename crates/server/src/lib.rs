@@ -3,10 +3,12 @@
 //! layers and the path of a stanza through them.
 
 // The core: knows no feature.
+pub mod bans;
 pub mod config;
 pub mod extensions;
 pub mod fuzz;
 pub mod hooks;
+pub mod limits;
 pub mod metrics;
 pub mod registry;
 pub mod router;

@@ -84,10 +84,16 @@ pub struct Server {
     /// Server-wide state of feature modules and services, each in a slot of its own type.
     pub extensions: Extensions,
     pub tls: TlsSetup,
+    /// Failed logins per address (an IPv6 /64: see `limits::address_key`).
     pub login_failures: LoginLimiter,
     /// Failed logins per (address, account localpart).
     pub account_login_failures: LoginLimiter<(IpAddr, String)>,
+    /// Connections per address (an IPv6 /64).
     pub connections: dashmap::DashMap<IpAddr, usize>,
+    /// Logins started per address (an IPv6 /64) in the last minute.
+    pub logins: crate::limits::RateWindow<IpAddr>,
+    /// Server-wide bans (`salon ban`).
+    pub bans: crate::bans::BanList,
     /// Sessions that can be resumed (XEP-0198), by resumption id.
     pub resumable: dashmap::DashMap<String, crate::session::stream_management::state::ResumeSlot>,
     pub started: Instant,
@@ -113,6 +119,11 @@ impl Server {
             account_login_failures: LoginLimiter::new(
                 config.limits.login_failures_per_account_per_minute,
             ),
+            logins: crate::limits::RateWindow::new(
+                config.limits.logins_per_minute as usize,
+                std::time::Duration::from_secs(60),
+            ),
+            bans: crate::bans::BanList::new(storage.clone()),
             config,
             storage,
             anonymous_storage: Arc::new(MemoryStorage::new()),
@@ -262,9 +273,13 @@ impl Server {
         }
     }
 
-    /// Send an error reply for `stanza` back to its sender, unless it is itself an error.
+    /// Send an error reply for `stanza` back to its sender, unless it is itself an error
+    /// (RFC 6120 §8.3.1) or an IQ result (§8.2.3: a result or error is never answered, so one
+    /// addressed to nobody is dropped).
     pub fn bounce(self: &Arc<Self>, stanza: &Element, error: StanzaError) {
-        if stanza::is_error(stanza) {
+        if stanza::is_error(stanza)
+            || (stanza.name() == "iq" && stanza.attr("type") == Some("result"))
+        {
             return;
         }
         let reply = stanza::error_reply(stanza, &error);

@@ -46,7 +46,7 @@ impl ConnectionLimits {
     }
 }
 
-/// Open connections per TCP peer; a [`PeerSlot`] holds one.
+/// Open connections per TCP peer (an IPv6 /64 counts as one); a [`PeerSlot`] holds one.
 #[derive(Default)]
 struct PeerCounts(DashMap<IpAddr, usize>);
 
@@ -57,6 +57,7 @@ struct PeerSlot {
 
 impl PeerCounts {
     fn admit(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let ip = salon_server::limits::address_key(ip);
         let mut count = self.0.entry(ip).or_insert(0);
         if *count >= max {
             return None;

@@ -87,6 +87,11 @@ impl Config {
             ),
             ("limits.connections_per_ip", limits.connections_per_ip, 1),
             (
+                "limits.logins_per_minute",
+                limits.logins_per_minute as usize,
+                1,
+            ),
+            (
                 "limits.stanzas_per_second",
                 limits.stanzas_per_second as usize,
                 1,
@@ -254,12 +259,14 @@ impl Config {
         ));
         match &self.muc {
             Some(muc) => out.push_str(&format!(
-                "muc.domain = {}\nmuc.create_rooms = \"{}\"\nmuc.max_history = {}\nmuc.archive_retention_days = {}\nmuc.max_occupants = {}\n",
+                "muc.domain = {}\nmuc.create_rooms = \"{}\"\nmuc.max_history = {}\nmuc.archive_retention_days = {}\nmuc.max_occupants = {}\nmuc.rooms_per_hour = {}\nmuc.rooms_per_hour_per_address = {}\n",
                 muc.domain,
                                 muc.create_rooms.as_str(),
                 muc.max_history,
                 muc.archive_retention_days,
-                muc.max_occupants
+                muc.max_occupants,
+                muc.rooms_per_hour,
+                muc.rooms_per_hour_per_address
             )),
             None => out.push_str("muc.domain = off (no multi-user chat)\n"),
         }
@@ -267,7 +274,7 @@ impl Config {
             Some(u) => {
                 let a = &u.anonymous;
                 out.push_str(&format!(
-                    "upload.domain = {}\nupload.public_url = {}\nupload.max_file_size = {}\nupload.quota_per_day = {}\nupload.total_quota = {}\nupload.allowed_types = {:?}\nupload.expire_after = {}\nupload.slot_lifetime = {}\nupload.sweep_interval = {}\n",
+                    "upload.domain = {}\nupload.public_url = {}\nupload.max_file_size = {}\nupload.quota_per_day = {}\nupload.total_quota = {}\nupload.allowed_types = {:?}\nupload.expire_after = {}\nupload.slot_lifetime = {}\nupload.slots_per_hour = {}\nupload.sweep_interval = {}\n",
                     u.domain,
                     u.public_url.as_deref().unwrap_or("(from http.public_url or listen.http)"),
                     u.max_file_size,
@@ -276,26 +283,28 @@ impl Config {
                     u.allowed_types,
                     u.expire_after,
                     u.slot_lifetime,
+                    u.slots_per_hour,
                     u.sweep_interval
                 ));
                 out.push_str(&format!(
-                    "upload.anonymous.enabled = {}\nupload.anonymous.max_file_size = {}\nupload.anonymous.quota_per_day = {}\nupload.anonymous.allowed_types = {}\nupload.anonymous.expire_after = {}\n",
+                    "upload.anonymous.enabled = {}\nupload.anonymous.max_file_size = {}\nupload.anonymous.quota_per_day = {}\nupload.anonymous.allowed_types = {}\nupload.anonymous.expire_after = {}\nupload.anonymous.slots_per_hour = {}\n",
                     a.enabled,
                     a.max_file_size,
                     a.quota_per_day,
                     a.allowed_types
                         .as_ref()
                         .map_or("(as upload.allowed_types)".to_string(), |t| format!("{t:?}")),
-                    a.expire_after
+                    a.expire_after,
+                    a.slots_per_hour
                 ));
             }
             None => out.push_str("upload.domain = off (no file upload)\n"),
         }
         let l = &self.limits;
         out.push_str(&format!(
-            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\nlimits.unauthenticated_bytes = {}\n",
+            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.logins_per_minute = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\nlimits.unauthenticated_bytes = {}\n",
             l.max_stanza_bytes, l.max_xml_depth, l.max_attributes, l.outbound_queue,
-            l.login_failures_per_minute, l.login_failures_per_account_per_minute, l.connections_per_ip, l.offline_messages_per_user,
+            l.login_failures_per_minute, l.login_failures_per_account_per_minute, l.connections_per_ip, l.logins_per_minute, l.offline_messages_per_user,
             l.stanzas_per_second, l.unacked_stanzas, l.unacked_bytes, l.write_timeout, l.unauthenticated_bytes
         ));
         out.push_str(&format!(

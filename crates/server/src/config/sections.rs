@@ -119,6 +119,15 @@ pub struct MucConfig {
     /// Occupants one room may hold (rooms may set a lower limit).
     #[serde(default = "default_max_occupants")]
     pub max_occupants: usize,
+    /// Rooms one creator may create in any hour (0: no limit): an account, or a visitor of the
+    /// anonymous host counted by its address (it gets a new JID with every login). The
+    /// server's admins are not counted.
+    #[serde(default = "default_rooms_per_hour")]
+    pub rooms_per_hour: usize,
+    /// Rooms all creators from one IP address (an IPv6 /64) may create in any hour (0: no
+    /// limit), the server's admins excepted.
+    #[serde(default = "default_rooms_per_hour_per_address")]
+    pub rooms_per_hour_per_address: usize,
 }
 
 /// Who may create rooms (`[muc] create_rooms`).
@@ -156,6 +165,14 @@ fn default_max_occupants() -> usize {
     1000
 }
 
+fn default_rooms_per_hour() -> usize {
+    20
+}
+
+fn default_rooms_per_hour_per_address() -> usize {
+    60
+}
+
 impl MucConfig {
     pub fn new(domain: &str) -> MucConfig {
         MucConfig {
@@ -164,6 +181,8 @@ impl MucConfig {
             max_history: default_max_history(),
             archive_retention_days: default_archive_days(),
             max_occupants: default_max_occupants(),
+            rooms_per_hour: default_rooms_per_hour(),
+            rooms_per_hour_per_address: default_rooms_per_hour_per_address(),
         }
     }
 }
@@ -190,6 +209,8 @@ pub struct UploadConfig {
     pub expire_after: u64,
     /// Seconds a slot may be used for its PUT after it was handed out.
     pub slot_lifetime: u64,
+    /// Slots one account may be handed in any hour (0: no limit), whatever their size.
+    pub slots_per_hour: usize,
     /// Seconds between sweeps that delete expired files.
     pub sweep_interval: u64,
     /// Stricter settings for visitors of the anonymous host.
@@ -211,6 +232,9 @@ pub struct AnonymousUploadConfig {
     pub allowed_types: Option<Vec<String>>,
     /// Seconds a visitor's upload is kept (0: until deleted by hand).
     pub expire_after: u64,
+    /// Slots visitors from one IP address (an IPv6 /64) may be handed in any hour (0: no
+    /// limit), whatever their size.
+    pub slots_per_hour: usize,
 }
 
 impl Default for UploadConfig {
@@ -224,6 +248,7 @@ impl Default for UploadConfig {
             allowed_types: Vec::new(),
             expire_after: 7 * 86_400,
             slot_lifetime: 300,
+            slots_per_hour: 200,
             sweep_interval: 3600,
             anonymous: AnonymousUploadConfig::default(),
         }
@@ -238,6 +263,7 @@ impl Default for AnonymousUploadConfig {
             quota_per_day: 100 * 1024 * 1024,
             allowed_types: None,
             expire_after: 86_400,
+            slots_per_hour: 30,
         }
     }
 }
@@ -278,13 +304,16 @@ pub struct LimitsConfig {
     pub max_stanza_memory: usize,
     /// Stanzas waiting to be written to one connection before it is cut off as too slow.
     pub outbound_queue: usize,
-    /// Failed logins one IP address may make per minute before logins are refused.
+    /// Failed logins one IP address (an IPv6 /64) may make per minute before logins are refused.
     pub login_failures_per_minute: u32,
     /// Failed logins on one account from one IP address per minute before that account's
     /// logins from that address are refused.
     pub login_failures_per_account_per_minute: u32,
-    /// Simultaneous connections from one IP address.
+    /// Simultaneous connections from one IP address (an IPv6 /64).
     pub connections_per_ip: usize,
+    /// Logins (SASL attempts, successful or not, anonymous ones included) one IP address (an
+    /// IPv6 /64) may start per minute.
+    pub logins_per_minute: u32,
     /// Messages held for one offline account.
     pub offline_messages_per_user: usize,
     /// Stanzas per second one session may send (bursts up to twice that are allowed).
@@ -494,6 +523,7 @@ impl Default for LimitsConfig {
             login_failures_per_minute: 30,
             login_failures_per_account_per_minute: 5,
             connections_per_ip: 64,
+            logins_per_minute: 60,
             offline_messages_per_user: 500,
             stanzas_per_second: 200,
             unacked_stanzas: 5000,

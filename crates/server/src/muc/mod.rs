@@ -8,10 +8,11 @@ pub mod nick;
 pub mod room;
 
 use crate::config::{CreateRooms, MucConfig};
+use crate::limits::RateWindow;
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::service::{self, ServiceContext, ServiceHost, ServiceInfo, ServiceStart};
-use crate::stanza::{self, ns, Build, StanzaError};
+use crate::stanza::{self, ns, Build, StanzaCondition, StanzaError};
 use dashmap::DashMap;
 use minidom::Element;
 use std::sync::{Arc, Mutex};
@@ -67,11 +68,18 @@ pub struct MucService {
     pub settings: MucConfig,
     rooms: DashMap<String, Arc<RoomHandle>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Rooms created in the last hour, by creator (`rooms_per_hour`) and by address
+    /// (`rooms_per_hour_per_address`).
+    created_by_creator: RateWindow<String>,
+    created_by_address: RateWindow<std::net::IpAddr>,
 }
 
 impl MucService {
     pub fn new(settings: MucConfig) -> Arc<MucService> {
+        let hour = std::time::Duration::from_secs(3600);
         Arc::new(MucService {
+            created_by_creator: RateWindow::new(settings.rooms_per_hour, hour),
+            created_by_address: RateWindow::new(settings.rooms_per_hour_per_address, hour),
             settings,
             rooms: DashMap::new(),
             next_id: std::sync::atomic::AtomicU64::new(1),
@@ -156,6 +164,25 @@ impl MucService {
             CreateRooms::Registered => user.domain().as_str() == context.server_domain(),
             CreateRooms::Admins => context.is_server_admin(user),
         }
+    }
+
+    /// Counts a room `creator` is about to create; false if the creator, or its address (an
+    /// IPv6 /64), created its share in the last hour. A visitor of the anonymous host gets a
+    /// new JID with every login, so it counts by its address; admins are not counted.
+    fn count_creation(&self, context: &ServiceContext, creator: &jid::FullJid) -> bool {
+        let bare = creator.to_bare();
+        if context.is_server_admin(&bare) {
+            return true;
+        }
+        let address = context
+            .local_session(creator)
+            .map(|session| crate::limits::address_key(session.peer_ip));
+        let creator_key = match address {
+            Some(ip) if context.is_anonymous_host(bare.domain().as_str()) => format!("ip:{ip}"),
+            _ => bare.to_string(),
+        };
+        address.is_none_or(|ip| self.created_by_address.try_take(&ip))
+            && self.created_by_creator.try_take(&creator_key)
     }
 
     /// Queries to the service itself (XEP-0045 §6.1–§6.3): what it is, and its public rooms.
@@ -249,6 +276,21 @@ impl ServiceHost for MucService {
                     context.bounce(
                         &stanza,
                         StanzaError::not_allowed().with_text("you may not create rooms here"),
+                    );
+                    return;
+                }
+                let counted = match stanza.attr("from").map(jid::FullJid::new) {
+                    Some(Ok(full)) => self.count_creation(context, &full),
+                    _ => false,
+                };
+                if !counted {
+                    context.bounce(
+                        &stanza,
+                        StanzaError::new(
+                            stanza::ErrorType::Wait,
+                            StanzaCondition::ResourceConstraint,
+                        )
+                        .with_text("you have created too many rooms; try again later"),
                     );
                     return;
                 }

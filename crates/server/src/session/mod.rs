@@ -50,7 +50,10 @@ pub struct ConnectionGuard {
 }
 
 impl ConnectionGuard {
+    /// Counts the connection under its address (an IPv6 /64), unless that has
+    /// `limits.connections_per_ip` already.
     pub fn admit(server: &Arc<Server>, ip: IpAddr) -> Option<ConnectionGuard> {
+        let ip = crate::limits::address_key(ip);
         let mut count = server.connections.entry(ip).or_insert(0);
         if *count >= server.config.limits.connections_per_ip {
             return None;
@@ -352,6 +355,19 @@ impl Session {
             return Err(Stop::StreamError(
                 StreamCondition::UnsupportedVersion,
                 "XMPP 1.0 streams only".into(),
+            ));
+        }
+        if self.authenticated.is_none()
+            && self
+                .server
+                .bans
+                .refuses_address(self.transport.peer_ip())
+                .await
+        {
+            tracing::info!(peer = %self.transport.peer_ip(), "stream refused: banned address");
+            return Err(Stop::StreamError(
+                StreamCondition::PolicyViolation,
+                "this address is banned from this server".into(),
             ));
         }
         if self.stage == Stage::AwaitingHeader {

@@ -15,6 +15,7 @@
 //! | [`ArchiveStore`] | message archives | XEP-0313 |
 //! | [`UploadStore`] | HTTP upload records | XEP-0363 |
 //! | [`PepStore`] | personal eventing nodes and items | XEP-0163, XEP-0060 |
+//! | [`BanStore`] | server-wide bans | `salon ban` |
 //!
 //! Adding a feature: a trait and its record types in a file here, added to [`Storage`] and
 //! [`prelude`]; its implementation in each backend (`memory/`, `salon-store`'s `sqlite/`) with
@@ -39,6 +40,7 @@ use async_trait::async_trait;
 
 pub mod accounts;
 pub mod archive;
+pub mod bans;
 pub mod blocklist;
 pub mod last_activity;
 pub mod memory;
@@ -53,6 +55,7 @@ pub mod vcard;
 
 pub use accounts::{AccountStore, Credentials, ScramKeys};
 pub use archive::{ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage};
+pub use bans::{Ban, BanStore};
 pub use blocklist::BlocklistStore;
 pub use last_activity::{LastActivity, LastActivityStore};
 pub use offline::{OfflineMessage, OfflineStore};
@@ -66,8 +69,8 @@ pub use vcard::VcardStore;
 /// The per-feature traits, so that their methods can be called on a `dyn Storage`.
 pub mod prelude {
     pub use super::{
-        AccountStore, ArchiveStore, BlocklistStore, LastActivityStore, OfflineStore, PepStore,
-        PrivateStore, RoomStore, RosterStore, Storage, UploadStore, VcardStore,
+        AccountStore, ArchiveStore, BanStore, BlocklistStore, LastActivityStore, OfflineStore,
+        PepStore, PrivateStore, RoomStore, RosterStore, Storage, UploadStore, VcardStore,
     };
 }
 
@@ -99,6 +102,7 @@ pub trait Storage:
     + ArchiveStore
     + UploadStore
     + PepStore
+    + BanStore
     + Send
     + Sync
     + 'static

@@ -65,6 +65,10 @@ pub struct UploadService {
     /// Held while checking the quotas and reserving, so two requests cannot both pass on the
     /// same remaining quota.
     admission: tokio::sync::Mutex<()>,
+    /// Slots handed out in the last hour, by quota key: accounts (`slots_per_hour`) and
+    /// visitors' addresses (`anonymous.slots_per_hour`).
+    slots_by_account: crate::limits::RateWindow<String>,
+    slots_by_visitor_address: crate::limits::RateWindow<String>,
 }
 
 /// `BASE/upload`: `upload.public_url`, else `http.public_url`, else `https://DOMAIN:PORT` of
@@ -99,7 +103,13 @@ impl UploadService {
         let dir = config.data_dir.join("uploads");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let secret = slots::load_or_create_secret(&config.data_dir.join("upload-secret"))?;
+        let hour = std::time::Duration::from_secs(3600);
         Ok(Arc::new(UploadService {
+            slots_by_account: crate::limits::RateWindow::new(settings.slots_per_hour, hour),
+            slots_by_visitor_address: crate::limits::RateWindow::new(
+                settings.anonymous.slots_per_hour,
+                hour,
+            ),
             base_url: base_url(&settings, config),
             settings,
             store,

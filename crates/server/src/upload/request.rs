@@ -10,6 +10,10 @@ use crate::stanza::{self, ns, Build, ErrorType, StanzaCondition, StanzaError};
 use crate::storage::StorageError;
 use minidom::Element;
 
+/// What a slot counts against the quotas at least, whatever size it announces: a file takes a
+/// block on disk and a record however small, and 20,000 zero-byte slots must not be free.
+pub(super) const MIN_SLOT_CHARGE: u64 = 4096;
+
 impl UploadService {
     pub(super) fn max_file_size(&self, anonymous: bool) -> u64 {
         if anonymous {
@@ -97,7 +101,7 @@ impl UploadService {
         let (quota_key, per_day, keep) = if anonymous {
             let ip = context
                 .local_session(from)
-                .map(|s| s.peer_ip.to_string())
+                .map(|s| crate::limits::address_key(s.peer_ip).to_string())
                 .unwrap_or_else(|| from.to_bare().to_string());
             (
                 format!("ip:{ip}"),
@@ -117,6 +121,18 @@ impl UploadService {
         };
         let now = stanza::now_unix();
         let _admission = self.admission.lock().await;
+        let charge = size.max(MIN_SLOT_CHARGE);
+        let slots = if anonymous {
+            &self.slots_by_visitor_address
+        } else {
+            &self.slots_by_account
+        };
+        if !slots.try_take(&quota_key) {
+            return Err(
+                StanzaError::new(ErrorType::Wait, StanzaCondition::ResourceConstraint)
+                    .with_text("too many upload slots requested in the last hour; try again later"),
+            );
+        }
         if per_day > 0 {
             let used = self
                 .store
@@ -124,7 +140,7 @@ impl UploadService {
                 .await
                 .map_err(internal)?
                 + self.reserved(Some(&quota_key), now);
-            if used.saturating_add(size) > per_day {
+            if used.saturating_add(charge) > per_day {
                 return Err(StanzaError::resource_constraint().with_text(format!(
                     "Quota reached: {used} of {per_day} bytes uploaded in the last 24 hours"
                 )));
@@ -133,7 +149,7 @@ impl UploadService {
         if self.settings.total_quota > 0 {
             let stored =
                 self.store.upload_total().await.map_err(internal)? + self.reserved(None, now);
-            if stored.saturating_add(size) > self.settings.total_quota {
+            if stored.saturating_add(charge) > self.settings.total_quota {
                 return Err(StanzaError::resource_constraint()
                     .with_text("the server's upload storage is full"));
             }
@@ -144,7 +160,7 @@ impl UploadService {
             id.clone(),
             Reservation {
                 quota_key: quota_key.clone(),
-                size,
+                size: charge,
                 until: exp,
             },
         );

@@ -34,6 +34,7 @@ use crate::errors::db_error;
 
 mod accounts;
 mod archive;
+mod bans;
 mod blocklist;
 mod last_activity;
 mod offline;

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod archive;
+mod bans;
 mod blocklist;
 mod cascades;
 mod fixtures;
@@ -38,6 +39,7 @@ async fn run_suite(s: &dyn Storage) {
     pep::pep(s).await;
     cascades::delete_cascades(s).await;
     uploads::uploads(s).await;
+    bans::bans(s).await;
     s.flush().await.expect("flush");
 }
 

@@ -164,14 +164,26 @@ impl Room {
         }
         remove_attr(&mut stanza, "to");
         let template = AddressedTemplate::new(&message);
-        for other in &self.occupants {
-            self.deliver_template(other, &template);
-        }
         if let Some(stanza_id) = stanza_id {
             // The broadcast was serialised once already; reuse it rather than serialise again.
             let serialised = template
                 .without_recipient()
                 .unwrap_or_else(|| salon_xml::serialize(&message));
+            if self.record.config.archive {
+                // Durable before anyone sees it: an echoed message is never lost to a crash.
+                // The writer commits many rooms' messages together, so this wait is one commit.
+                self.archive
+                    .append(
+                        self.jid.as_str(),
+                        crate::storage::ArchivedMessage {
+                            id: stanza_id,
+                            timestamp: chrono::Utc::now().timestamp_micros(),
+                            with: self.occupant_jid(&occupant.nick),
+                            stanza: String::from_utf8_lossy(&serialised).into_owned(),
+                        },
+                    )
+                    .await;
+            }
             let now = stanza::now_unix();
             self.history.push_back(HistoryEntry {
                 chars: serialised.len(),
@@ -186,19 +198,9 @@ impl Room {
             while self.history.len() > keep {
                 self.history.pop_front();
             }
-            if self.record.config.archive {
-                self.archive
-                    .append(
-                        self.jid.as_str(),
-                        crate::storage::ArchivedMessage {
-                            id: stanza_id,
-                            timestamp: chrono::Utc::now().timestamp_micros(),
-                            with: self.occupant_jid(&occupant.nick),
-                            stanza: String::from_utf8_lossy(&serialised).into_owned(),
-                        },
-                    )
-                    .await;
-            }
+        }
+        for other in &self.occupants {
+            self.deliver_template(other, &template);
         }
     }
 

@@ -48,7 +48,23 @@ impl Session {
                 .sasl_failure("encryption-required", Some("use STARTTLS first"))
                 .await;
         }
-        let ip = self.transport.peer_ip();
+        let peer = self.transport.peer_ip();
+        // Every per-address limit counts an IPv6 /64 as one address.
+        let ip = crate::limits::address_key(peer);
+        if self.server.bans.refuses_address(peer).await {
+            return self
+                .sasl_failure("account-disabled", Some("this address is banned"))
+                .await;
+        }
+        if !self.server.logins.try_take(&ip) {
+            tracing::warn!(peer = %ip, "login refused: too many logins from this address");
+            return self
+                .sasl_failure(
+                    "temporary-auth-failure",
+                    Some("too many logins from this address; try again later"),
+                )
+                .await;
+        }
         if !self.server.login_failures.may_try(ip) {
             tracing::warn!(peer = %ip, "login refused: too many failed logins from this address");
             return self
@@ -101,7 +117,7 @@ impl Session {
                 }
             }
         };
-        let ip = self.transport.peer_ip();
+        let ip = crate::limits::address_key(self.transport.peer_ip());
         let account = self.sasl.as_mut().and_then(|e| e.account(&data));
         if let Some(account) = &account {
             if !self
@@ -133,6 +149,20 @@ impl Session {
             }
             Ok(StepOutcome::Success(who, additional)) => {
                 self.sasl = None;
+                let account = match &who {
+                    Authenticated::User(user) => format!("{user}@{}", self.host),
+                    Authenticated::Anonymous => self.host.clone(),
+                };
+                let banned = match jid::BareJid::new(&account) {
+                    Ok(account) => self.server.bans.refuses_account(&account).await,
+                    Err(_) => false,
+                };
+                if banned {
+                    tracing::info!(peer = %self.transport.peer_ip(), account, "login refused: banned");
+                    return self
+                        .sasl_failure("account-disabled", Some("this account is banned"))
+                        .await;
+                }
                 let additional = if additional.is_empty() {
                     String::new()
                 } else {

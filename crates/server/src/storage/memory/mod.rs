@@ -28,6 +28,7 @@ use super::{
 
 mod accounts;
 mod archive;
+mod bans;
 mod blocklist;
 mod last_activity;
 mod offline;
@@ -82,6 +83,8 @@ pub struct MemoryStorage {
     archives: RwLock<archive::Archives>,
     /// Upload records by slot id.
     uploads: RwLock<HashMap<String, UploadRecord>>,
+    /// Server-wide bans by target.
+    bans: RwLock<BTreeMap<String, super::Ban>>,
 }
 
 // No operation panics while holding a lock, and none leaves a map half-updated, so a poisoned
