@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 /// Files and folders of the core, relative to `src/`.
 const CORE: &[&str] = &[
+    "bans.rs",
     "config",
     "extensions.rs",
     "hooks.rs",
+    "limits.rs",
     "metrics.rs",
     "registry.rs",
     "router.rs",
@@ -16,6 +18,7 @@ const CORE: &[&str] = &[
     "service.rs",
     "session",
     "session_handle.rs",
+    "stanza",
     "stanza.rs",
     "storage",
     "tls.rs",
