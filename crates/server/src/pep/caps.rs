@@ -3,6 +3,7 @@
 //! a hash of its features; a hash seen before is looked up, an unknown one is asked of the
 //! client once (disco#info) and cached only when the answer hashes to it.
 
+use super::client_features::{Features, SessionCaps};
 use crate::hooks::{priority, FromClient, StanzaHook};
 use crate::modules::disco::caps_ver_of;
 use crate::registry::Registry;
@@ -12,7 +13,7 @@ use crate::stanza::{ns, Build};
 use minidom::Element;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -29,26 +30,6 @@ pub fn register(registry: &mut Registry<Server>) {
     registry
         .hooks
         .on_from_client(priority::OBSERVE, Arc::new(CapsObserver));
-}
-
-/// A client's features, as its disco#info listed them.
-pub type Features = Arc<BTreeSet<String>>;
-
-/// Whether a client with `features` wants notifications of `node` (XEP-0163 §4.3.1).
-pub fn wants_notifications(features: &BTreeSet<String>, node: &str) -> bool {
-    features.contains(&format!("{node}+notify"))
-}
-
-/// Per session, in the session handle's slots: the hash it announced and, once known, its
-/// features.
-#[derive(Default)]
-struct SessionCaps(Mutex<Option<(String, Option<Features>)>>);
-
-/// The features of a session's client, if it announced them and they are known.
-pub fn features_of(session: &SessionHandle) -> Option<Features> {
-    let caps = session.extensions.get::<SessionCaps>()?;
-    let state = caps.0.lock().ok()?;
-    state.as_ref().and_then(|(_, features)| features.clone())
 }
 
 /// Server-wide: verified features by hash, and our queries waiting for an answer.
@@ -220,6 +201,7 @@ async fn query(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pep::client_features::wants_notifications;
 
     fn element(xml: &str) -> Element {
         xml.parse().expect("test XML")

@@ -8,6 +8,7 @@
 
 mod access;
 mod caps;
+mod client_features;
 mod node_config;
 mod notify;
 mod requests;

@@ -4,7 +4,7 @@
 //! client that comes online (§4.3.4 of XEP-0163).
 
 use super::access::{self, Relation};
-use super::caps::{self, Features};
+use super::client_features::{self, Features};
 use crate::im::{blocklist, roster};
 use crate::router::SessionHandle;
 use crate::server::Server;
@@ -59,8 +59,8 @@ pub async fn broadcast(server: &Arc<Server>, owner: &jid::BareJid, node: &PepNod
             continue;
         }
         for session in server.router.sessions_of(item.jid.as_str()) {
-            let wants = caps::features_of(&session)
-                .is_some_and(|f| caps::wants_notifications(&f, &node.name));
+            let wants = client_features::features_of(&session)
+                .is_some_and(|f| client_features::wants_notifications(&f, &node.name));
             if session.is_available() && wants {
                 session.send_element(&event_message(
                     owner,
@@ -113,7 +113,7 @@ async fn send_last_items_of(
     };
     for node in nodes {
         if node.config.send_last_published_item != SendLastItem::OnSubAndPresence
-            || !caps::wants_notifications(features, &node.name)
+            || !client_features::wants_notifications(features, &node.name)
             || access::check(&node.config, relation).is_err()
         {
             continue;
