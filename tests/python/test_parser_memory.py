@@ -22,7 +22,15 @@ HELD_ELEMENTS = 4_000  # just under the default max_stanza_elements (4096)
 @pytest.fixture
 def server(tmp_path_factory):
     """A fresh server per test, so that one test's memory does not show in the next."""
-    srv = start_server(tmp_path_factory, "parsermem", require_encryption=False)
+    # The attacks here happen before login; the bound on what a peer may send before it
+    # authenticates (limits.unauthenticated_bytes, tested in test_session_limits.py) would cut
+    # them first, so it is raised to let the parser's own caps be what these tests see.
+    srv = start_server(
+        tmp_path_factory,
+        "parsermem",
+        require_encryption=False,
+        extra_limits={"unauthenticated_bytes": 64 * 1024 * 1024},
+    )
     try:
         yield srv
     finally:

@@ -2,7 +2,8 @@
 //! publish-options with their preconditions (XEP-0060 §7.1.5).
 
 use super::errors;
-use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
+use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
+use crate::stanza::{ErrorType, StanzaCondition, StanzaError};
 use crate::storage::{AccessModel, PepNodeConfig, SendLastItem};
 use minidom::Element;
 
@@ -16,17 +17,13 @@ const SEND_LAST: &str = "pubsub#send_last_published_item";
 
 /// The fields of a submitted form, in order: (var, values). `FORM_TYPE` is left out.
 pub fn submitted_fields(form: &Element) -> Vec<(String, Vec<String>)> {
-    form.children()
-        .filter(|f| f.name() == "field")
-        .filter_map(|f| {
-            let var = f.attr("var")?;
-            let values = f
-                .children()
-                .filter(|v| v.name() == "value")
-                .map(|v| v.text())
-                .collect();
-            (var != "FORM_TYPE").then(|| (var.to_owned(), values))
-        })
+    let Ok(form) = DataForm::parse(form) else {
+        return Vec::new();
+    };
+    form.fields
+        .into_iter()
+        .filter_map(|f| Some((f.var?, f.values)))
+        .filter(|(var, _)| var != "FORM_TYPE")
         .collect()
 }
 
@@ -115,55 +112,53 @@ pub fn items_kept(config: &PepNodeConfig, max_items_limit: usize) -> usize {
         .map_or(max_items_limit, |n| (n as usize).min(max_items_limit))
 }
 
-fn field(var: &str, kind: &str, label: &str) -> Build {
-    Build::new("field", ns::DATA_FORMS)
-        .attr("var", var.to_owned())
-        .attr("type", kind.to_owned())
-        .attr("label", label.to_owned())
-}
-
-fn value(text: &str) -> Element {
-    Build::new("value", ns::DATA_FORMS).text(text).build()
-}
-
-fn options<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Element> {
-    values
+/// A list field with its choices and current value.
+fn choice<'a>(
+    var: &str,
+    label: &str,
+    choices: impl IntoIterator<Item = &'a str>,
+    current: &str,
+) -> Field {
+    choices
         .into_iter()
-        .map(|v| Build::new("option", ns::DATA_FORMS).child(value(v)).build())
-        .collect()
+        .fold(
+            Field::new(var, FieldType::ListSingle).label(label),
+            |field, choice| field.option(choice, choice),
+        )
+        .value(current)
 }
 
 /// The configuration form of a node (XEP-0060 §8.2.1), with its current values.
 pub fn form(config: &PepNodeConfig) -> Element {
-    let form_type = Build::new("field", ns::DATA_FORMS)
-        .attr("var", "FORM_TYPE")
-        .attr("type", "hidden")
-        .child(value(NODE_CONFIG))
-        .build();
-    let access = field(ACCESS_MODEL, "list-single", "Who may read the items")
-        .children(options(["open", "presence", "roster", "whitelist"]))
-        .child(value(config.access_model.as_str()))
-        .build();
-    let groups = field(ROSTER_GROUPS, "list-multi", "Roster groups that may read")
-        .children(config.roster_groups_allowed.iter().map(|g| value(g)))
-        .build();
-    let persist = field(PERSIST_ITEMS, "boolean", "Keep the items")
-        .child(value(if config.persist_items { "1" } else { "0" }))
-        .build();
     let max_items = config
         .max_items
         .map_or_else(|| "max".to_owned(), |n| n.to_string());
-    let max = field(MAX_ITEMS, "text-single", "Most items kept")
-        .child(value(&max_items))
-        .build();
-    let send_last = field(SEND_LAST, "list-single", "When to send the last item")
-        .children(options(["never", "on_sub", "on_sub_and_presence"]))
-        .child(value(config.send_last_published_item.as_str()))
-        .build();
-    Build::new("x", ns::DATA_FORMS)
-        .attr("type", "form")
-        .children([form_type, access, groups, persist, max, send_last])
-        .build()
+    DataForm::new(FormType::Form)
+        .field(Field::form_type(NODE_CONFIG))
+        .field(choice(
+            ACCESS_MODEL,
+            "Who may read the items",
+            ["open", "presence", "roster", "whitelist"],
+            config.access_model.as_str(),
+        ))
+        .field(
+            Field::new(ROSTER_GROUPS, FieldType::ListMulti)
+                .label("Roster groups that may read")
+                .values(config.roster_groups_allowed.iter().cloned()),
+        )
+        .field(Field::boolean(PERSIST_ITEMS, config.persist_items).label("Keep the items"))
+        .field(
+            Field::new(MAX_ITEMS, FieldType::TextSingle)
+                .label("Most items kept")
+                .value(max_items),
+        )
+        .field(choice(
+            SEND_LAST,
+            "When to send the last item",
+            ["never", "on_sub", "on_sub_and_presence"],
+            config.send_last_published_item.as_str(),
+        ))
+        .to_element()
 }
 
 #[cfg(test)]
