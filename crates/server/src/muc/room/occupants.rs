@@ -1,13 +1,13 @@
 //! Who is in the room (XEP-0045 §7.2 entering, §7.6 nick change, §7.7 presence updates, §7.14
-//! leaving): joins with their checks, multi-session occupants, returning visitors, and the
-//! state a newcomer receives.
+//! leaving): joins with their checks, multi-session occupants, and the state a newcomer
+//! receives.
 
 use super::{status, Departure, Occupant, Room};
 use crate::muc::config::{Affiliation, Role};
 use crate::muc::nick::{self, NickError};
 use crate::router::AddressedTemplate;
 use crate::stanza::{
-    ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError, StreamCondition,
+    ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError,
 };
 use minidom::Element;
 
@@ -175,12 +175,10 @@ impl Room {
             );
             return;
         }
-        if let Some(index) = self.occupant_by_nick(requested) {
-            if self.occupants[index].real != real && self.is_returning_visitor(index, &from) {
-                self.take_over(index, from, muc);
-                return;
-            }
-        }
+        // A nick held by another address stays theirs, even while all of its sessions wait
+        // for XEP-0198 resumption: resumption keeps the same session (it needs no take-over),
+        // the same account shares the occupant below, and anyone else gets a conflict. An
+        // address (IP) is no proof: NAT and proxies share it.
         let nick = match self.check_nick(requested, &real, None) {
             Ok(nick) => nick,
             Err(error) => {
@@ -274,53 +272,6 @@ impl Room {
         let index = self.occupants.len() - 1;
         self.update_summary();
         self.send_room_state(index, &from, muc, &codes);
-    }
-
-    /// A visitor whose connection dropped comes back on a new session (a reloaded page that
-    /// did not resume): every session of the occupant is gone or waiting for resumption, and
-    /// the newcomer connects from the same address.
-    pub(super) fn is_returning_visitor(&self, index: usize, newcomer: &jid::FullJid) -> bool {
-        let Some(new_ip) = self.context.local_session(newcomer).map(|h| h.peer_ip) else {
-            return false;
-        };
-        let mut same_address = false;
-        for session in &self.occupants[index].sessions {
-            match self.context.local_session(session) {
-                Some(handle) if !handle.is_detached() => return false,
-                Some(handle) => same_address |= handle.peer_ip == new_ip,
-                None => same_address = true,
-            }
-        }
-        same_address
-    }
-
-    /// Give the occupant to its returning visitor without a leave or join for anyone else;
-    /// the old, detached session is closed.
-    pub(super) fn take_over(&mut self, index: usize, from: jid::FullJid, muc: Option<&Element>) {
-        let old_real = self.occupants[index].real.clone();
-        let new_real = from.to_bare();
-        if let Some(affiliation) = self.record.affiliations.remove(old_real.as_str()) {
-            if affiliation != Affiliation::Outcast {
-                self.record
-                    .affiliations
-                    .entry(new_real.to_string())
-                    .or_insert(affiliation);
-            }
-        }
-        let old_sessions =
-            std::mem::replace(&mut self.occupants[index].sessions, vec![from.clone()]);
-        self.occupants[index].real = new_real;
-        self.sessions_changed(index);
-        for session in old_sessions {
-            if let Some(handle) = self.context.local_session(&session) {
-                handle.kick(
-                    StreamCondition::Conflict,
-                    "a new session took over this one",
-                );
-            }
-        }
-        tracing::info!(room = %self.jid, nick = %self.occupants[index].nick, "returning visitor took over its occupant");
-        self.send_room_state(index, &from, muc, &[]);
     }
 
     /// What a joining session receives (§7.2.3–§7.2.16): occupants, its own presence with

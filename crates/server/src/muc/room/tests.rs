@@ -500,3 +500,5 @@ async fn a_message_the_room_does_not_store_carries_no_stanza_id() {
         "only the message with a body is kept"
     );
 }
+
+mod attacks;
