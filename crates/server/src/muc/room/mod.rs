@@ -147,6 +147,12 @@ impl Room {
     }
 
     pub async fn run(mut self, mut inbox: mpsc::Receiver<Element>) {
+        if self.locked {
+            // A new room starts with an empty archive, whatever an earlier room of the same
+            // name left (a temporary room that ended in a crash): the archive was readable
+            // only by those allowed in that room.
+            self.delete_archive().await;
+        }
         while let Some(stanza) = inbox.recv().await {
             let name = stanza.name().to_string();
             match name.as_str() {
@@ -158,6 +164,11 @@ impl Room {
             if self.should_close() {
                 break;
             }
+        }
+        if !self.record.config.persistent {
+            // A temporary room's archive ends with it, before the name is free again, so that
+            // whoever creates the same name next cannot read it.
+            self.delete_archive().await;
         }
         self.service.room_closed(self.jid.as_str(), &self.handle);
         // Stanzas that raced with the room's end are answered as for a room that is gone.
@@ -172,6 +183,19 @@ impl Room {
 
     fn should_close(&self) -> bool {
         self.occupants.is_empty() && !self.record.config.persistent
+    }
+
+    /// Delete the room's whole archive, what the writer still holds included.
+    async fn delete_archive(&self) {
+        self.archive.flush().await;
+        if let Err(e) = self
+            .context
+            .archive_store()
+            .archive_delete(self.jid.as_str())
+            .await
+        {
+            tracing::error!(room = %self.jid, error = %e, "deleting room archive");
+        }
     }
 
     fn update_summary(&self) {
