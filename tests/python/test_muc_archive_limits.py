@@ -71,3 +71,18 @@ async def test_the_next_creator_of_a_temporary_room_cannot_read_its_archive(serv
     await create(second, room, "Second")
     assert await archived_bodies(second, room, "q2") == []
     second.close()
+
+
+capped = server_fixture("archive-cap", require_encryption=False, muc={"max_archive_messages": 5})
+
+
+@async_test()
+async def test_a_rooms_archive_keeps_only_the_newest_messages(capped):
+    """Item 7: with `muc.max_archive_messages = 5`, 12 messages leave the newest 5."""
+    room = "chatty@rooms.localhost"
+    raw = await guest(capped)
+    await create(raw, room, "Chatty")
+    for n in range(12):
+        await say(raw, room, "Chatty", f"m{n}")
+    assert await archived_bodies(raw, room, "q") == [f"m{n}" for n in range(7, 12)]
+    raw.close()

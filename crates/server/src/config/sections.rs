@@ -97,6 +97,12 @@ pub struct MucConfig {
     /// Occupants one room may hold (rooms may set a lower limit).
     #[serde(default = "default_max_occupants")]
     pub max_occupants: usize,
+    /// Messages one room's archive keeps; the oldest go first (0: no limit).
+    #[serde(default = "default_max_archive_messages")]
+    pub max_archive_messages: usize,
+    /// Hours the archive of a room created by a guest keeps a message (0: as other rooms).
+    #[serde(default = "default_guest_archive_hours")]
+    pub guest_room_archive_retention_hours: u64,
 }
 
 /// Who may create rooms (`[muc] create_rooms`).
@@ -134,6 +140,14 @@ fn default_max_occupants() -> usize {
     1000
 }
 
+fn default_max_archive_messages() -> usize {
+    10_000
+}
+
+fn default_guest_archive_hours() -> u64 {
+    24
+}
+
 impl MucConfig {
     pub fn new(domain: &str) -> MucConfig {
         MucConfig {
@@ -142,6 +156,8 @@ impl MucConfig {
             max_history: default_max_history(),
             archive_retention_days: default_archive_days(),
             max_occupants: default_max_occupants(),
+            max_archive_messages: default_max_archive_messages(),
+            guest_room_archive_retention_hours: default_guest_archive_hours(),
         }
     }
 }

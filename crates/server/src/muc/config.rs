@@ -163,6 +163,9 @@ pub struct RoomRecord {
     pub subject_by: String,
     /// Secret for XEP-0421 occupant ids, stable for the room's life.
     pub occupant_id_secret: String,
+    /// The room was created by a guest: its archive keeps messages for a shorter time
+    /// (`muc.guest_room_archive_retention_hours`).
+    pub created_by_guest: bool,
 }
 
 /// The configuration form sent to an owner (§10.2), filled with the current values.

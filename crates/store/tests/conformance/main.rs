@@ -34,6 +34,7 @@ async fn run_suite(s: &dyn Storage) {
     rooms::rooms(s).await;
     archive::archives(s).await;
     archive::batched_archive_writes(s).await;
+    archive::trimmed_archives(s).await;
     cascades::delete_cascades(s).await;
     uploads::uploads(s).await;
     s.flush().await.expect("flush");

@@ -127,6 +127,7 @@ impl Room {
             self.save().await;
         }
         self.broadcast_groupchat(index, stanza).await;
+        self.archived_one().await;
     }
 
     pub(super) async fn broadcast_groupchat(&mut self, index: usize, mut stanza: Element) {

@@ -6,10 +6,12 @@
 //!   (XEP-0203 delays), private messages, invitations, the archive, XEP-0425 retraction;
 //! - `iq`: IQ dispatch, disco#info, XEP-0410 self-ping, IQs relayed between occupants (§18.1);
 //! - `affiliations`: roles and affiliations (§8, §9);
+//! - `archive_bounds`: the archive's lifetime and size (deleted with a temporary room, capped);
 //! - `owner`: configuration and destruction (§10);
 //! - `registration`: nickname registration (§7.10).
 
 mod affiliations;
+mod archive_bounds;
 mod iq;
 mod messages;
 mod occupants;
@@ -24,7 +26,7 @@ use super::{MucService, RoomHandle};
 use crate::archive::ArchiveWriter;
 use crate::router::AddressedTemplate;
 use crate::service::ServiceContext;
-use crate::stanza::{ns, Build, StanzaError};
+use crate::stanza::{ns, Build};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use minidom::Element;
@@ -84,6 +86,8 @@ pub struct Room {
     archive: ArchiveWriter,
     /// IQs relayed between occupants (§18.1 IQ rule 3), by the id the room gave them.
     relayed: HashMap<String, RelayedIq>,
+    /// Groupchat messages since the archive was last trimmed to its bounds.
+    since_archive_trim: usize,
 }
 
 /// An IQ the room passed from one occupant to another, waiting for its answer.
@@ -141,6 +145,7 @@ impl Room {
             history: VecDeque::new(),
             archive,
             relayed: HashMap::new(),
+            since_archive_trim: 0,
         };
         room.update_summary();
         room
@@ -153,7 +158,18 @@ impl Room {
             // only by those allowed in that room.
             self.delete_archive().await;
         }
-        while let Some(stanza) = inbox.recv().await {
+        // The archive's bounds are applied as messages come and hourly (for retention in a
+        // quiet room); the first tick, at once, applies them to a room loaded from storage.
+        let mut bounds_tick = tokio::time::interval(archive_bounds::CHECK_INTERVAL);
+        loop {
+            let stanza = tokio::select! {
+                stanza = inbox.recv() => stanza,
+                _ = bounds_tick.tick() => {
+                    self.bound_archive().await;
+                    continue;
+                }
+            };
+            let Some(stanza) = stanza else { break };
             let name = stanza.name().to_string();
             match name.as_str() {
                 "presence" => self.on_presence(stanza).await,
@@ -171,31 +187,18 @@ impl Room {
             self.delete_archive().await;
         }
         self.service.room_closed(self.jid.as_str(), &self.handle);
-        // Stanzas that raced with the room's end are answered as for a room that is gone.
+        // Stanzas that raced with the room's end (its archive being deleted) go to the service
+        // again: a join creates the room afresh, anything else is answered as for a room that
+        // is gone.
         inbox.close();
         while let Ok(stanza) = inbox.try_recv() {
-            if stanza.name() != "presence" || stanza.attr("type").is_none() {
-                self.context.bounce(&stanza, StanzaError::item_not_found());
-            }
+            self.context.route(stanza).await;
         }
         tracing::debug!(room = %self.jid, "room closed");
     }
 
     fn should_close(&self) -> bool {
         self.occupants.is_empty() && !self.record.config.persistent
-    }
-
-    /// Delete the room's whole archive, what the writer still holds included.
-    async fn delete_archive(&self) {
-        self.archive.flush().await;
-        if let Err(e) = self
-            .context
-            .archive_store()
-            .archive_delete(self.jid.as_str())
-            .await
-        {
-            tracing::error!(room = %self.jid, error = %e, "deleting room archive");
-        }
     }
 
     fn update_summary(&self) {

@@ -245,6 +245,7 @@ impl Room {
                 .affiliations
                 .insert(real.to_string(), Affiliation::Owner);
             let creator_is_guest = self.context.is_anonymous_host(real.domain().as_str());
+            self.record.created_by_guest = creator_is_guest;
             tracing::info!(room = %self.jid, creator = %real, guest = creator_is_guest, "room created");
             codes.push(status::CREATED);
         }

@@ -69,3 +69,44 @@ async fn the_same_account_gets_its_nick_back_on_a_new_session() {
         .sessions
         .contains(&full("alice@localhost/laptop")));
 }
+
+/// Item 7: the archive of a room a guest created keeps messages for
+/// `muc.guest_room_archive_retention_hours` (24 by default); other rooms keep them.
+#[tokio::test]
+async fn a_guest_rooms_archive_forgets_messages_past_the_guest_retention() {
+    use crate::storage::{ArchiveQuery, ArchivedMessage};
+    let now = chrono::Utc::now().timestamp_micros();
+    let hour = 3_600_000_000i64;
+    let stored = |room: &Room| {
+        let store = room.context.archive_store();
+        let jid = room.jid.to_string();
+        async move {
+            let query = ArchiveQuery {
+                limit: 100,
+                ..ArchiveQuery::default()
+            };
+            let page = store.archive_query(&jid, &query).await.expect("query");
+            page.messages.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        }
+    };
+    for guest_room in [true, false] {
+        let mut room = owned_room();
+        room.record.created_by_guest = guest_room;
+        for (id, age) in [("old", 25 * hour), ("new", hour)] {
+            let message = ArchivedMessage {
+                id: id.into(),
+                timestamp: now - age,
+                with: format!("{ROOM}/someone"),
+                stanza: "<message/>".into(),
+            };
+            room.context
+                .archive_store()
+                .archive_append(ROOM, &message)
+                .await
+                .expect("append");
+        }
+        room.bound_archive().await;
+        let expected: &[&str] = if guest_room { &["new"] } else { &["old", "new"] };
+        assert_eq!(stored(&room).await, expected, "guest room: {guest_room}");
+    }
+}
