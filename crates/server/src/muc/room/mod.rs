@@ -61,10 +61,13 @@ struct Departure<'a> {
     actor: Option<&'a str>,
 }
 
-/// A message kept for history on join.
+/// A message kept for history on join: the bytes serialised for its fan-out, shared with it,
+/// rather than a parsed tree (a few bytes on the wire can be hundreds parsed).
 struct HistoryEntry {
-    /// The groupchat message as broadcast (without `to`).
-    stanza: Element,
+    /// The groupchat message as broadcast.
+    template: Arc<AddressedTemplate>,
+    /// Its XEP-0359 stanza id, for retraction.
+    stanza_id: String,
     /// Unix seconds at which the room received it.
     at: i64,
     /// Characters of the serialised message, for `maxchars`.

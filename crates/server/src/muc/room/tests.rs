@@ -386,7 +386,8 @@ fn remember(room: &mut Room, text: &str, at: i64) {
     ));
     room.history.push_back(HistoryEntry {
         chars: 100,
-        stanza,
+        template: crate::router::AddressedTemplate::new(&stanza),
+        stanza_id: format!("id-{text}"),
         at,
     });
 }
