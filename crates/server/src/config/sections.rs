@@ -103,6 +103,10 @@ pub struct MucConfig {
     /// Hours the archive of a room created by a guest keeps a message (0: as other rooms).
     #[serde(default = "default_guest_archive_hours")]
     pub guest_room_archive_retention_hours: u64,
+    /// Seconds a guest waits between two messages in a room (XEP-0500 slow mode), unless the
+    /// room asks for longer (0: only the room's setting).
+    #[serde(default = "default_guest_slow_mode")]
+    pub guest_slow_mode_seconds: u64,
 }
 
 /// Who may create rooms (`[muc] create_rooms`).
@@ -148,6 +152,10 @@ fn default_guest_archive_hours() -> u64 {
     24
 }
 
+fn default_guest_slow_mode() -> u64 {
+    1
+}
+
 impl MucConfig {
     pub fn new(domain: &str) -> MucConfig {
         MucConfig {
@@ -158,6 +166,7 @@ impl MucConfig {
             max_occupants: default_max_occupants(),
             max_archive_messages: default_max_archive_messages(),
             guest_room_archive_retention_hours: default_guest_archive_hours(),
+            guest_slow_mode_seconds: default_guest_slow_mode(),
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct RoomConfig {
     pub archive: bool,
     /// Guests (visitors of the anonymous host) may send private messages to other guests.
     pub guest_pm: bool,
+    /// XEP-0500 slow mode: seconds an occupant waits between two messages (0: off). Admins
+    /// and owners are not limited.
+    pub slow_mode_duration: u64,
 }
 
 impl Default for RoomConfig {
@@ -83,6 +86,7 @@ impl Default for RoomConfig {
             allow_invites: false,
             archive: true,
             guest_pm: false,
+            slow_mode_duration: 0,
         }
     }
 }
@@ -266,6 +270,11 @@ pub fn form(config: &RoomConfig, owners: Vec<String>, admins: Vec<String>) -> El
             "Guests may send private messages to other guests",
             config.guest_pm,
         ))
+        .field(text(
+            "muc#roomconfig_slow_mode_duration",
+            "Slow mode: seconds between two messages of an occupant (0: off)",
+            config.slow_mode_duration.to_string(),
+        ))
         .field(boolean(
             "muc#roomconfig_enablearchiving",
             "Archive messages",
@@ -340,6 +349,7 @@ pub fn apply(
             }
             "muc#roomconfig_allowinvites" => config.allow_invites = as_bool()?,
             "salon#roomconfig_guestpm" => config.guest_pm = as_bool()?,
+            "muc#roomconfig_slow_mode_duration" => config.slow_mode_duration = as_number()? as u64,
             "muc#roomconfig_enablearchiving" | "muc#roomconfig_enablelogging" => {
                 config.archive = as_bool()?
             }

@@ -62,10 +62,18 @@ pub(crate) async fn trimmed_archives(s: &dyn Storage) {
     );
     // By age: id-4 (at 2) goes, id-5 (at 3) and id-3 (at 4) stay.
     assert_eq!(s.archive_trim(TRIM_ROOM, 10, 3).await.expect("trim"), 1);
-    assert_eq!(ids(query(s, TRIM_ROOM, &limit(10)).await), ["id-03", "id-05"]);
+    assert_eq!(
+        ids(query(s, TRIM_ROOM, &limit(10)).await),
+        ["id-03", "id-05"]
+    );
     assert_eq!(s.archive_trim(TRIM_ROOM, 0, 0).await.expect("trim"), 2);
     assert_eq!(query(s, TRIM_ROOM, &limit(10)).await.count, 0);
-    assert_eq!(s.archive_trim("none@muc.a.example", 0, 0).await.expect("trim"), 0);
+    assert_eq!(
+        s.archive_trim("none@muc.a.example", 0, 0)
+            .await
+            .expect("trim"),
+        0
+    );
     assert_eq!(query(s, OTHER_ROOM, &limit(10)).await.count, 1);
     s.archive_delete(OTHER_ROOM).await.expect("delete");
 }

@@ -127,6 +127,12 @@ impl Room {
             self.record.subject_by = occupant.nick.clone();
             self.save().await;
         }
+        if has_body {
+            if let Err(error) = self.slow_mode_allows(index) {
+                self.context.bounce(&stanza, error);
+                return;
+            }
+        }
         self.broadcast_groupchat(index, stanza).await;
         self.archived_one().await;
     }

@@ -8,7 +8,8 @@
 //! - `affiliations`: roles and affiliations (§8, §9);
 //! - `archive_bounds`: the archive's lifetime and size (deleted with a temporary room, capped);
 //! - `owner`: configuration and destruction (§10);
-//! - `registration`: nickname registration (§7.10).
+//! - `registration`: nickname registration (§7.10);
+//! - `slow_mode`: how often an occupant may speak (XEP-0500).
 
 mod affiliations;
 mod archive_bounds;
@@ -17,6 +18,7 @@ mod messages;
 mod occupants;
 mod owner;
 mod registration;
+mod slow_mode;
 #[cfg(test)]
 mod tests;
 
@@ -49,6 +51,8 @@ struct Occupant {
     /// The presence payload (show, status, priority, caps…) last sent by the occupant.
     payload: Vec<Element>,
     occupant_id: String,
+    /// When its last message with a body went out, for slow mode (XEP-0500).
+    last_message: Option<std::time::Instant>,
 }
 
 /// How an occupant leaves or changes, for its unavailable presence (XEP-0045 §7.14, §8.2).

@@ -6,9 +6,7 @@ use super::{status, Departure, Occupant, Room};
 use crate::muc::config::{Affiliation, Role};
 use crate::muc::nick::{self, NickError};
 use crate::router::AddressedTemplate;
-use crate::stanza::{
-    ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError,
-};
+use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
 impl Room {
@@ -262,6 +260,7 @@ impl Room {
             handles: self.context.local_session(&from).into_iter().collect(),
             role: self.default_role(affiliation),
             payload: Self::presence_payload(stanza),
+            last_message: None,
         };
         // Everyone else learns of the newcomer; the newcomer gets the room's state.
         self.deliver_by_audience(

@@ -28,7 +28,10 @@ async fn a_newcomer_from_the_same_address_cannot_take_a_waiting_owner_over() {
     );
     assert_eq!(room.occupants.len(), 1);
     assert_eq!(room.occupants[0].real.as_str(), "alice@localhost");
-    assert_eq!(room.occupants[0].sessions, vec![full("alice@localhost/phone")]);
+    assert_eq!(
+        room.occupants[0].sessions,
+        vec![full("alice@localhost/phone")]
+    );
     assert_eq!(
         room.affiliation(&jid::BareJid::new("mallory@localhost").unwrap()),
         Affiliation::None
@@ -63,7 +66,10 @@ async fn the_same_account_gets_its_nick_back_on_a_new_session() {
     phone.set_detached(true);
     let laptop = join(&mut room, "alice@localhost/laptop", "Alice", "").await;
     let seen = received(&laptop);
-    assert!(!seen.iter().any(|p| p.attr("type") == Some("error")), "{seen:?}");
+    assert!(
+        !seen.iter().any(|p| p.attr("type") == Some("error")),
+        "{seen:?}"
+    );
     assert_eq!(room.occupants.len(), 1);
     assert!(room.occupants[0]
         .sessions
@@ -106,7 +112,82 @@ async fn a_guest_rooms_archive_forgets_messages_past_the_guest_retention() {
                 .expect("append");
         }
         room.bound_archive().await;
-        let expected: &[&str] = if guest_room { &["new"] } else { &["old", "new"] };
+        let expected: &[&str] = if guest_room {
+            &["new"]
+        } else {
+            &["old", "new"]
+        };
         assert_eq!(stored(&room).await, expected, "guest room: {guest_room}");
     }
+}
+
+/// Bodies of the groupchat messages `handle` received, and the conditions of errors.
+fn said_and_refused(handle: &SessionHandle) -> (Vec<String>, Vec<String>) {
+    let mut said = Vec::new();
+    let mut refused = Vec::new();
+    for stanza in received(handle) {
+        if stanza.attr("type") == Some("error") {
+            let error = stanza.get_child("error", ns::CLIENT);
+            let kind = error.and_then(|e| e.attr("type")).unwrap_or_default();
+            let condition = error
+                .and_then(|e| e.children().find(|c| c.ns() == ns::STANZAS_ERROR))
+                .map(|c| c.name().to_string())
+                .unwrap_or_default();
+            refused.push(format!("{kind}/{condition}"));
+        } else if let Some(body) = stanza.get_child("body", ns::CLIENT) {
+            said.push(body.text());
+        }
+    }
+    (said, refused)
+}
+
+/// Item 9: XEP-0500 slow mode. A guest waits `muc.guest_slow_mode_seconds` (1) between two
+/// messages; the owner's `slow_mode_duration` holds everyone but admins and owners; a message
+/// sent too soon is refused (`wait`/`policy-violation`) and reaches nobody.
+#[tokio::test]
+async fn slow_mode_refuses_a_second_message_sent_too_soon() {
+    let mut room = owned_room();
+    let alice = join(&mut room, "alice@localhost/a", "alice", "").await;
+    let guest = join(&mut room, "0123456789abcdef@anon.localhost/g", "guest", "").await;
+    let bob = join(&mut room, "bob@localhost/b", "bob", "").await;
+    for handle in [&alice, &guest, &bob] {
+        received(handle);
+    }
+    // A guest flooding: only the first goes out.
+    for n in 0..5 {
+        say(
+            &mut room,
+            "0123456789abcdef@anon.localhost/g",
+            Some(&format!("g{n}")),
+            "",
+        )
+        .await;
+    }
+    let (said, refused) = said_and_refused(&guest);
+    assert_eq!(said, ["g0"]);
+    assert_eq!(refused, ["wait/policy-violation"; 4]);
+    assert_eq!(said_and_refused(&alice).0, ["g0"]);
+    received(&bob);
+    // An account is not limited by default; chat states (no body) never are.
+    for n in 0..3 {
+        say(&mut room, "bob@localhost/b", Some(&format!("b{n}")), "").await;
+    }
+    assert_eq!(said_and_refused(&bob).0, ["b0", "b1", "b2"]);
+    // The owner turns slow mode on: bob is held, the owner is not.
+    room.record.config.slow_mode_duration = 30;
+    say(&mut room, "bob@localhost/b", Some("b3"), "").await;
+    say(
+        &mut room,
+        "bob@localhost/b",
+        None,
+        "<active xmlns='http://jabber.org/protocol/chatstates'/>",
+    )
+    .await;
+    let (said, refused) = said_and_refused(&bob);
+    assert!(said.is_empty(), "{said:?}");
+    assert_eq!(refused, ["wait/policy-violation"]);
+    received(&alice);
+    say(&mut room, "alice@localhost/a", Some("a0"), "").await;
+    say(&mut room, "alice@localhost/a", Some("a1"), "").await;
+    assert_eq!(said_and_refused(&alice).0, ["a0", "a1"]);
 }
