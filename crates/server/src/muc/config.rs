@@ -170,6 +170,8 @@ pub struct RoomRecord {
     /// The room was created by a guest: its archive keeps messages for a shorter time
     /// (`muc.guest_room_archive_retention_hours`).
     pub created_by_guest: bool,
+    /// Banned guest's bare JID → the address banned with it (IPv4, or IPv6 `…::/64`).
+    pub banned_addresses: BTreeMap<String, String>,
 }
 
 /// The configuration form sent to an owner (§10.2), filled with the current values.

@@ -5,12 +5,13 @@
 //! - `messages`: groupchat with XEP-0359 stanza ids and XEP-0421 occupant ids, history on join
 //!   (XEP-0203 delays), private messages, invitations, the archive, XEP-0425 retraction;
 //! - `iq`: IQ dispatch, disco#info, XEP-0410 self-ping, IQs relayed between occupants (§18.1);
-//! - `affiliations`: roles and affiliations (§8, §9);
+//! - `affiliations`: roles and affiliations (§8, §9); `address_bans`: a banned guest's address;
 //! - `archive_bounds`: the archive's lifetime and size (deleted with a temporary room, capped);
 //! - `owner`: configuration and destruction (§10);
 //! - `registration`: nickname registration (§7.10);
 //! - `slow_mode`: how often an occupant may speak (XEP-0500).
 
+mod address_bans;
 mod affiliations;
 mod archive_bounds;
 mod iq;

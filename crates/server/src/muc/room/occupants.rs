@@ -195,7 +195,9 @@ impl Room {
             }
         }
         if !creating {
-            if affiliation == Affiliation::Outcast {
+            let banned_address =
+                affiliation < Affiliation::Admin && self.joins_from_banned_address(&from);
+            if affiliation == Affiliation::Outcast || banned_address {
                 self.context.bounce(
                     stanza,
                     StanzaError::forbidden().with_text("you are banned from this room"),

@@ -191,3 +191,69 @@ async fn slow_mode_refuses_a_second_message_sent_too_soon() {
     say(&mut room, "alice@localhost/a", Some("a1"), "").await;
     assert_eq!(said_and_refused(&alice).0, ["a0", "a1"]);
 }
+
+/// Item 9: banning a guest bans its address in the room: a new guest login from there is
+/// refused, a guest from elsewhere and an account from the same address are not, and lifting
+/// the guest's ban (its outcast entry) lifts the address too.
+#[tokio::test]
+async fn banning_a_guest_bans_its_address_until_lifted() {
+    let mut room = owned_room();
+    let alice = join(&mut room, "alice@localhost/a", "alice", "").await;
+    join(&mut room, "1111111111111111@anon.localhost/g", "troll", "").await;
+    received(&alice);
+    let ban = admin_item("affiliation='outcast' jid='1111111111111111@anon.localhost'");
+    assert_eq!(
+        condition(room.admin_set(&full("alice@localhost/a"), &ban).await),
+        "ok"
+    );
+    // The same troll logs in again as a new guest, from the same address.
+    let again = join(&mut room, "2222222222222222@anon.localhost/g", "troll2", "").await;
+    assert!(
+        received(&again).iter().any(|p| is_error(p, "forbidden")),
+        "a new guest from the banned address got in"
+    );
+    // A guest from another address, and an account behind the same address, get in.
+    let elsewhere = SessionHandle::new(
+        full("3333333333333333@anon.localhost/g"),
+        false,
+        1000,
+        [192, 0, 2, 9].into(),
+    );
+    room.context.bind_session(elsewhere.clone());
+    send_join(
+        &mut room,
+        "3333333333333333@anon.localhost/g",
+        "visitor",
+        "",
+    )
+    .await;
+    let bob = join(&mut room, "bob@localhost/b", "bob", "").await;
+    assert!(!received(&elsewhere)
+        .iter()
+        .any(|p| p.attr("type") == Some("error")));
+    assert!(!received(&bob)
+        .iter()
+        .any(|p| p.attr("type") == Some("error")));
+    assert_eq!(room.occupants.len(), 3);
+    // Listed under the guest's JID; lifting it lifts the address.
+    let outcasts = room
+        .admin_get(
+            &full("alice@localhost/a"),
+            &admin_item("affiliation='outcast'"),
+        )
+        .expect("the outcast list")
+        .expect("a query");
+    assert!(outcasts
+        .children()
+        .any(|i| i.attr("jid") == Some("1111111111111111@anon.localhost")));
+    let lift = admin_item("affiliation='none' jid='1111111111111111@anon.localhost'");
+    assert_eq!(
+        condition(room.admin_set(&full("alice@localhost/a"), &lift).await),
+        "ok"
+    );
+    send_join(&mut room, "2222222222222222@anon.localhost/g", "troll2", "").await;
+    assert!(!received(&again)
+        .iter()
+        .any(|p| p.attr("type") == Some("error")));
+    assert_eq!(room.occupants.len(), 4);
+}
