@@ -145,6 +145,7 @@ domain = "anon.localhost"
 [muc]
 domain = "rooms.localhost"
 max_occupants = 100000
+guest_slow_mode_seconds = 0
 [limits]
 stanzas_per_second = 100000
 connections_per_ip = 100000

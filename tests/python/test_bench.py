@@ -19,6 +19,8 @@ server = server_fixture(
     "bench",
     require_encryption=False,
     extra_limits={"stanzas_per_second": 100000, "outbound_queue": 100000},
+    # The load generator's guests talk faster than the guests' slow mode allows.
+    muc={"guest_slow_mode_seconds": 0},
 )
 
 

@@ -1,6 +1,6 @@
 """Rules for visitors of the anonymous host: no direct messages between guests, private
-messages between guests in a room only when the room allows it, and a guest whose page reloaded
-into a new session gets its nick back without a ghost or a leave/join for the others."""
+messages between guests in a room only when the room allows it, and a newcomer from the same
+address cannot take over an occupant whose session waits for resumption."""
 
 import asyncio
 
@@ -84,38 +84,41 @@ async def test_room_private_messages_between_guests_need_the_room_setting(server
 
 
 @async_test()
-async def test_returning_guest_takes_its_nick_back_without_ghost(server):
+async def test_a_new_guest_from_the_same_address_cannot_take_a_waiting_owner_over(server):
+    """Issue 11 item 5: while the owner's only session waits for resumption, a brand-new guest
+    from the same address asks for the owner's nick. It gets a conflict, and neither the
+    occupant nor the ownership passes to it."""
     room = "reload@rooms.localhost"
+    owner, owner_jid = await guest(server)
+    await owner.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
+    await owner.expect(f"{{{NS_SM}}}enabled")
+    await join(owner, room, "Owner", instant=True)
     watcher, _ = await guest(server)
-    await join(watcher, room, "Watcher", instant=True)
-    old, _ = await guest(server)
-    await old.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
-    await old.expect(f"{{{NS_SM}}}enabled")
-    await join(old, room, "Returning")
+    await join(watcher, room, "Watcher")
     await drain_until_iq(watcher, room, "d1")
 
-    # The page reloads: the connection drops and a brand-new guest session comes back.
-    old.close()
+    # The owner's connection drops (its session waits for resumption); a newcomer comes in
+    # from the same address (every test client is 127.0.0.1) and asks for the nick.
+    owner.close()
     await asyncio.sleep(0.3)
-    new, _ = await guest(server)
-    own = await join(new, room, "Returning")
-    assert own.get("type") is None, f"the returning guest was refused: {tostr(own)}"
-    codes = {s.get("code") for s in own.iter(f"{{{NS_MUC_USER}}}status")}
-    assert "110" in codes, tostr(own)
+    newcomer, _ = await guest(server)
+    refused = await join(newcomer, room, "Owner")
+    assert refused.get("type") == "error", f"the newcomer took the nick: {tostr(refused)}"
+    assert refused.find(f".//{{{ERR}}}conflict") is not None, tostr(refused)
 
-    # The new session is the occupant: its messages go out under the nick.
-    await new.send(f"<message to='{room}' type='groupchat'><body>back again</body></message>")
-    message = await watcher.expect(
-        f"{{{NS_CLIENT}}}message",
-        predicate=lambda m: m.findtext(f"{{{NS_CLIENT}}}body") == "back again")
-    assert message.get("from") == f"{room}/Returning"
+    # It cannot act as the owner: banning the owner is refused.
+    await newcomer.send(
+        f"<iq type='set' to='{room}' id='ban'><query xmlns='http://jabber.org/protocol/muc#admin'>"
+        f"<item affiliation='outcast' jid='{owner_jid.split('/')[0]}'/></query></iq>")
+    result = await newcomer.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda i: i.get("id") == "ban")
+    assert result.get("type") == "error", tostr(result)
 
-    # The watcher saw no leave and no second join for the nick.
+    # The watcher saw no leave, no join and no ban for the nick.
     seen = await drain_until_iq(watcher, room, "d2")
-    presences = [e for e in seen if e.tag == f"{{{NS_CLIENT}}}presence" and e.get("from") == f"{room}/Returning"]
+    presences = [e for e in seen if e.tag == f"{{{NS_CLIENT}}}presence" and e.get("from") == f"{room}/Owner"]
     assert not presences, [tostr(p) for p in presences]
     watcher.close()
-    new.close()
+    newcomer.close()
 
 
 @async_test()

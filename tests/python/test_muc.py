@@ -29,7 +29,8 @@ from slixmpp.exceptions import PresenceError
 from conftest import server_fixture
 from helpers import NS_DELAY, TIMEOUT, Client, Clients, async_test, stanza_error_condition, tostr, uid
 
-server = server_fixture("muc", require_encryption=True)
+# Guests here send messages back to back; slow mode has its own tests.
+server = server_fixture("muc", require_encryption=True, muc={"guest_slow_mode_seconds": 0})
 
 NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = NS_MUC + "#user"

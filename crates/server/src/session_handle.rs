@@ -92,6 +92,21 @@ impl AddressedTemplate {
         })
     }
 
+    /// A copy with `child` (serialised, its namespace declared) added as the last child: how
+    /// history on join adds its `<delay/>` to a kept message without parsing it again. `None`
+    /// when the stanza has no end tag to put it before.
+    pub fn with_last_child(&self, child: &[u8]) -> Option<Arc<AddressedTemplate>> {
+        let end_tag = self.tail.windows(2).rposition(|w| w == b"</")?;
+        let mut tail = Vec::with_capacity(self.tail.len() + child.len());
+        tail.extend_from_slice(&self.tail[..end_tag]);
+        tail.extend_from_slice(child);
+        tail.extend_from_slice(&self.tail[end_tag..]);
+        Some(Arc::new(AddressedTemplate {
+            head: self.head.clone(),
+            tail: tail.into(),
+        }))
+    }
+
     /// The recipient address in the form the template expects.
     pub fn recipient(to: &str) -> Arc<str> {
         Arc::from(salon_xml::escape(to))

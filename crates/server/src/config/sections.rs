@@ -128,6 +128,16 @@ pub struct MucConfig {
     /// limit), the server's admins excepted.
     #[serde(default = "default_rooms_per_hour_per_address")]
     pub rooms_per_hour_per_address: usize,
+    /// Messages one room's archive keeps; the oldest go first (0: no limit).
+    #[serde(default = "default_max_archive_messages")]
+    pub max_archive_messages: usize,
+    /// Hours the archive of a room created by a guest keeps a message (0: as other rooms).
+    #[serde(default = "default_guest_archive_hours")]
+    pub guest_room_archive_retention_hours: u64,
+    /// Seconds a guest waits between two messages in a room (XEP-0500 slow mode), unless the
+    /// room asks for longer (0: only the room's setting).
+    #[serde(default = "default_guest_slow_mode")]
+    pub guest_slow_mode_seconds: u64,
 }
 
 /// Who may create rooms (`[muc] create_rooms`).
@@ -173,6 +183,18 @@ fn default_rooms_per_hour_per_address() -> usize {
     60
 }
 
+fn default_max_archive_messages() -> usize {
+    10_000
+}
+
+fn default_guest_archive_hours() -> u64 {
+    24
+}
+
+fn default_guest_slow_mode() -> u64 {
+    1
+}
+
 impl MucConfig {
     pub fn new(domain: &str) -> MucConfig {
         MucConfig {
@@ -183,6 +205,9 @@ impl MucConfig {
             max_occupants: default_max_occupants(),
             rooms_per_hour: default_rooms_per_hour(),
             rooms_per_hour_per_address: default_rooms_per_hour_per_address(),
+            max_archive_messages: default_max_archive_messages(),
+            guest_room_archive_retention_hours: default_guest_archive_hours(),
+            guest_slow_mode_seconds: default_guest_slow_mode(),
         }
     }
 }

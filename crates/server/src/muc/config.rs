@@ -63,6 +63,9 @@ pub struct RoomConfig {
     pub archive: bool,
     /// Guests (visitors of the anonymous host) may send private messages to other guests.
     pub guest_pm: bool,
+    /// XEP-0500 slow mode: seconds an occupant waits between two messages (0: off). Admins
+    /// and owners are not limited.
+    pub slow_mode_duration: u64,
 }
 
 impl Default for RoomConfig {
@@ -83,6 +86,7 @@ impl Default for RoomConfig {
             allow_invites: false,
             archive: true,
             guest_pm: false,
+            slow_mode_duration: 0,
         }
     }
 }
@@ -163,6 +167,11 @@ pub struct RoomRecord {
     pub subject_by: String,
     /// Secret for XEP-0421 occupant ids, stable for the room's life.
     pub occupant_id_secret: String,
+    /// The room was created by a guest: its archive keeps messages for a shorter time
+    /// (`muc.guest_room_archive_retention_hours`).
+    pub created_by_guest: bool,
+    /// Banned guest's bare JID → the address banned with it (IPv4, or IPv6 `…::/64`).
+    pub banned_addresses: BTreeMap<String, String>,
 }
 
 /// The configuration form sent to an owner (§10.2), filled with the current values.
@@ -263,6 +272,11 @@ pub fn form(config: &RoomConfig, owners: Vec<String>, admins: Vec<String>) -> El
             "Guests may send private messages to other guests",
             config.guest_pm,
         ))
+        .field(text(
+            "muc#roomconfig_slow_mode_duration",
+            "Slow mode: seconds between two messages of an occupant (0: off)",
+            config.slow_mode_duration.to_string(),
+        ))
         .field(boolean(
             "muc#roomconfig_enablearchiving",
             "Archive messages",
@@ -337,6 +351,7 @@ pub fn apply(
             }
             "muc#roomconfig_allowinvites" => config.allow_invites = as_bool()?,
             "salon#roomconfig_guestpm" => config.guest_pm = as_bool()?,
+            "muc#roomconfig_slow_mode_duration" => config.slow_mode_duration = as_number()? as u64,
             "muc#roomconfig_enablearchiving" | "muc#roomconfig_enablelogging" => {
                 config.archive = as_bool()?
             }

@@ -83,6 +83,9 @@ pub trait ArchiveStore: Send + Sync {
     /// Deletes messages older than `before` (microseconds) from every archive on `domain` (the
     /// domain part of the archive's JID: a MUC service or a user host); returns how many.
     async fn archive_expire(&self, domain: &str, before: i64) -> StorageResult<usize>;
+    /// Bounds one archive: deletes its messages older than `before` (microseconds) and all but
+    /// the newest `keep` (in append order); returns how many went.
+    async fn archive_trim(&self, archive: &str, keep: usize, before: i64) -> StorageResult<usize>;
     /// Deletes a whole archive (room destroyed, account deleted).
     async fn archive_delete(&self, archive: &str) -> StorageResult<()>;
 }

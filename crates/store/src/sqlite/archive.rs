@@ -192,6 +192,24 @@ impl ArchiveStore for SqliteStorage {
         usize::try_from(result.rows_affected()).map_err(|e| corrupt("expired message count", e))
     }
 
+    async fn archive_trim(&self, archive: &str, keep: usize, before: i64) -> StorageResult<usize> {
+        // The newest `keep` by sequence stay unless older than `before`; the (archive, seq)
+        // index finds the cut without reading the messages.
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let result = sqlx::query(
+            "DELETE FROM archive_messages WHERE archive = ?1 AND (timestamp < ?3 OR seq <= \
+             COALESCE((SELECT seq FROM archive_messages WHERE archive = ?1 \
+                       ORDER BY seq DESC LIMIT 1 OFFSET ?2), -1))",
+        )
+        .bind(archive)
+        .bind(keep)
+        .bind(before)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        usize::try_from(result.rows_affected()).map_err(|e| corrupt("trimmed message count", e))
+    }
+
     async fn archive_delete(&self, archive: &str) -> StorageResult<()> {
         sqlx::query("DELETE FROM archive_messages WHERE archive = ?1")
             .bind(archive)

@@ -4,7 +4,7 @@
 //! `before_id` and `limit`.
 
 use salon_server::storage::prelude::*;
-use salon_server::storage::{ArchiveQuery, ArchivedMessage, StorageError};
+use salon_server::storage::{ArchivePage, ArchiveQuery, ArchivedMessage, StorageError};
 
 use crate::fixtures::*;
 
@@ -38,6 +38,44 @@ pub(crate) async fn batched_archive_writes(s: &dyn Storage) {
     assert_eq!(ids, ["id-90", "id-91", "id-92", "id-93", "id-94", "id-95"]);
     assert!(page.complete);
     s.archive_delete(BATCH_ROOM).await.expect("delete");
+}
+
+/// `archive_trim` keeps the newest `keep` messages in append order, none older than `before`,
+/// and leaves other archives alone.
+pub(crate) async fn trimmed_archives(s: &dyn Storage) {
+    const TRIM_ROOM: &str = "trim@muc.a.example";
+    const OTHER_ROOM: &str = "untrimmed@muc.a.example";
+    // Timestamps out of append order: the count cut follows the order, not the clock.
+    for (i, at) in [(1, 5), (2, 1), (3, 4), (4, 2), (5, 3)] {
+        s.archive_append(TRIM_ROOM, &archived(i, at, ROMEO, "<m/>"))
+            .await
+            .expect("append");
+    }
+    s.archive_append(OTHER_ROOM, &archived(9, 0, ROMEO, "<m/>"))
+        .await
+        .expect("append");
+    let ids = |page: ArchivePage| page.messages.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(s.archive_trim(TRIM_ROOM, 3, 0).await.expect("trim"), 2);
+    assert_eq!(
+        ids(query(s, TRIM_ROOM, &limit(10)).await),
+        ["id-03", "id-04", "id-05"]
+    );
+    // By age: id-4 (at 2) goes, id-5 (at 3) and id-3 (at 4) stay.
+    assert_eq!(s.archive_trim(TRIM_ROOM, 10, 3).await.expect("trim"), 1);
+    assert_eq!(
+        ids(query(s, TRIM_ROOM, &limit(10)).await),
+        ["id-03", "id-05"]
+    );
+    assert_eq!(s.archive_trim(TRIM_ROOM, 0, 0).await.expect("trim"), 2);
+    assert_eq!(query(s, TRIM_ROOM, &limit(10)).await.count, 0);
+    assert_eq!(
+        s.archive_trim("none@muc.a.example", 0, 0)
+            .await
+            .expect("trim"),
+        0
+    );
+    assert_eq!(query(s, OTHER_ROOM, &limit(10)).await.count, 1);
+    s.archive_delete(OTHER_ROOM).await.expect("delete");
 }
 
 /// The 25 messages of [`ROOM`], in append order. Neither ids nor timestamps follow that order:

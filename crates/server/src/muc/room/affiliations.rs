@@ -211,6 +211,11 @@ impl Room {
         reason: Option<&str>,
         actor: Option<&str>,
     ) {
+        if affiliation == Affiliation::Outcast {
+            self.ban_guest_address(jid);
+        } else {
+            self.lift_address_ban(jid);
+        }
         if affiliation == Affiliation::None {
             self.record.affiliations.remove(jid.as_str());
         } else {

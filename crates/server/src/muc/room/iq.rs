@@ -221,6 +221,10 @@ impl Room {
                 field("muc#roominfo_webchat_url", format!("{base}/join/{room}"))
             }))
             .field(field(
+                "muc#roominfo_slow_mode_duration",
+                config.slow_mode_duration.to_string(),
+            ))
+            .field(field(
                 "muc#roominfo_subjectmod",
                 if config.change_subject { "1" } else { "0" }.into(),
             ))

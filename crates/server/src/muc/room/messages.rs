@@ -43,14 +43,15 @@ impl Room {
             selected.push(entry);
         }
         for entry in selected.into_iter().rev() {
-            let mut message = entry.stanza.clone();
-            message.append_child(
-                Build::new("delay", ns::DELAY)
-                    .attr("from", self.jid.to_string())
-                    .attr("stamp", stanza::xep82_datetime(entry.at))
-                    .build(),
-            );
-            self.deliver_to_session(session, &AddressedTemplate::new(&message));
+            let delay = Build::new("delay", ns::DELAY)
+                .attr("from", self.jid.to_string())
+                .attr("stamp", stanza::xep82_datetime(entry.at))
+                .build();
+            let delayed = entry
+                .template
+                .with_last_child(&salon_xml::serialize(&delay))
+                .unwrap_or_else(|| entry.template.clone());
+            self.deliver_to_session(session, &delayed);
         }
     }
 
@@ -126,7 +127,14 @@ impl Room {
             self.record.subject_by = occupant.nick.clone();
             self.save().await;
         }
+        if has_body {
+            if let Err(error) = self.slow_mode_allows(index) {
+                self.context.bounce(&stanza, error);
+                return;
+            }
+        }
         self.broadcast_groupchat(index, stanza).await;
+        self.archived_one().await;
     }
 
     pub(super) async fn broadcast_groupchat(&mut self, index: usize, mut stanza: Element) {
@@ -176,7 +184,7 @@ impl Room {
                     .append(
                         self.jid.as_str(),
                         crate::storage::ArchivedMessage {
-                            id: stanza_id,
+                            id: stanza_id.clone(),
                             timestamp: chrono::Utc::now().timestamp_micros(),
                             with: self.occupant_jid(&occupant.nick),
                             stanza: String::from_utf8_lossy(&serialised).into_owned(),
@@ -187,7 +195,8 @@ impl Room {
             let now = stanza::now_unix();
             self.history.push_back(HistoryEntry {
                 chars: serialised.len(),
-                stanza: message.clone(),
+                template: template.clone(),
+                stanza_id: stanza_id.clone(),
                 at: now,
             });
             let keep = self
@@ -419,11 +428,7 @@ impl Room {
             .map_err(|e| {
                 StanzaError::storage(&format!("reading message {id} of {}", self.jid), &e)
             })?;
-        let in_history = self.history.iter().position(|h| {
-            h.stanza
-                .children()
-                .any(|c| c.is("stanza-id", ns::SID) && c.attr("id") == Some(id.as_str()))
-        });
+        let in_history = self.history.iter().position(|h| h.stanza_id == id);
         if original.is_none() && in_history.is_none() {
             return Err(StanzaError::item_not_found().with_text("no message with that stanza-id"));
         }

@@ -5,16 +5,21 @@
 //! - `messages`: groupchat with XEP-0359 stanza ids and XEP-0421 occupant ids, history on join
 //!   (XEP-0203 delays), private messages, invitations, the archive, XEP-0425 retraction;
 //! - `iq`: IQ dispatch, disco#info, XEP-0410 self-ping, IQs relayed between occupants (§18.1);
-//! - `affiliations`: roles and affiliations (§8, §9);
+//! - `affiliations`: roles and affiliations (§8, §9); `address_bans`: a banned guest's address;
+//! - `archive_bounds`: the archive's lifetime and size (deleted with a temporary room, capped);
 //! - `owner`: configuration and destruction (§10);
-//! - `registration`: nickname registration (§7.10).
+//! - `registration`: nickname registration (§7.10);
+//! - `slow_mode`: how often an occupant may speak (XEP-0500).
 
+mod address_bans;
 mod affiliations;
+mod archive_bounds;
 mod iq;
 mod messages;
 mod occupants;
 mod owner;
 mod registration;
+mod slow_mode;
 #[cfg(test)]
 mod tests;
 
@@ -24,7 +29,7 @@ use super::{MucService, RoomHandle};
 use crate::archive::ArchiveWriter;
 use crate::router::AddressedTemplate;
 use crate::service::ServiceContext;
-use crate::stanza::{ns, Build, StanzaError};
+use crate::stanza::{ns, Build};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use minidom::Element;
@@ -47,6 +52,8 @@ struct Occupant {
     /// The presence payload (show, status, priority, caps…) last sent by the occupant.
     payload: Vec<Element>,
     occupant_id: String,
+    /// When its last message with a body went out, for slow mode (XEP-0500).
+    last_message: Option<std::time::Instant>,
 }
 
 /// How an occupant leaves or changes, for its unavailable presence (XEP-0045 §7.14, §8.2).
@@ -59,10 +66,13 @@ struct Departure<'a> {
     actor: Option<&'a str>,
 }
 
-/// A message kept for history on join.
+/// A message kept for history on join: the bytes serialised for its fan-out, shared with it,
+/// rather than a parsed tree (a few bytes on the wire can be hundreds parsed).
 struct HistoryEntry {
-    /// The groupchat message as broadcast (without `to`).
-    stanza: Element,
+    /// The groupchat message as broadcast.
+    template: Arc<AddressedTemplate>,
+    /// Its XEP-0359 stanza id, for retraction.
+    stanza_id: String,
     /// Unix seconds at which the room received it.
     at: i64,
     /// Characters of the serialised message, for `maxchars`.
@@ -84,6 +94,8 @@ pub struct Room {
     archive: ArchiveWriter,
     /// IQs relayed between occupants (§18.1 IQ rule 3), by the id the room gave them.
     relayed: HashMap<String, RelayedIq>,
+    /// Groupchat messages since the archive was last trimmed to its bounds.
+    since_archive_trim: usize,
 }
 
 /// An IQ the room passed from one occupant to another, waiting for its answer.
@@ -141,13 +153,31 @@ impl Room {
             history: VecDeque::new(),
             archive,
             relayed: HashMap::new(),
+            since_archive_trim: 0,
         };
         room.update_summary();
         room
     }
 
     pub async fn run(mut self, mut inbox: mpsc::Receiver<Element>) {
-        while let Some(stanza) = inbox.recv().await {
+        if self.locked {
+            // A new room starts with an empty archive, whatever an earlier room of the same
+            // name left (a temporary room that ended in a crash): the archive was readable
+            // only by those allowed in that room.
+            self.delete_archive().await;
+        }
+        // The archive's bounds are applied as messages come and hourly (for retention in a
+        // quiet room); the first tick, at once, applies them to a room loaded from storage.
+        let mut bounds_tick = tokio::time::interval(archive_bounds::CHECK_INTERVAL);
+        loop {
+            let stanza = tokio::select! {
+                stanza = inbox.recv() => stanza,
+                _ = bounds_tick.tick() => {
+                    self.bound_archive().await;
+                    continue;
+                }
+            };
+            let Some(stanza) = stanza else { break };
             let name = stanza.name().to_string();
             match name.as_str() {
                 "presence" => self.on_presence(stanza).await,
@@ -159,13 +189,18 @@ impl Room {
                 break;
             }
         }
+        if !self.record.config.persistent {
+            // A temporary room's archive ends with it, before the name is free again, so that
+            // whoever creates the same name next cannot read it.
+            self.delete_archive().await;
+        }
         self.service.room_closed(self.jid.as_str(), &self.handle);
-        // Stanzas that raced with the room's end are answered as for a room that is gone.
+        // Stanzas that raced with the room's end (its archive being deleted) go to the service
+        // again: a join creates the room afresh, anything else is answered as for a room that
+        // is gone.
         inbox.close();
         while let Ok(stanza) = inbox.try_recv() {
-            if stanza.name() != "presence" || stanza.attr("type").is_none() {
-                self.context.bounce(&stanza, StanzaError::item_not_found());
-            }
+            self.context.route(stanza).await;
         }
         tracing::debug!(room = %self.jid, "room closed");
     }

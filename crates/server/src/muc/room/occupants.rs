@@ -1,14 +1,12 @@
 //! Who is in the room (XEP-0045 §7.2 entering, §7.6 nick change, §7.7 presence updates, §7.14
-//! leaving): joins with their checks, multi-session occupants, returning visitors, and the
-//! state a newcomer receives.
+//! leaving): joins with their checks, multi-session occupants, and the state a newcomer
+//! receives.
 
 use super::{status, Departure, Occupant, Room};
 use crate::muc::config::{Affiliation, Role};
 use crate::muc::nick::{self, NickError};
 use crate::router::AddressedTemplate;
-use crate::stanza::{
-    ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError, StreamCondition,
-};
+use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
 impl Room {
@@ -175,12 +173,10 @@ impl Room {
             );
             return;
         }
-        if let Some(index) = self.occupant_by_nick(requested) {
-            if self.occupants[index].real != real && self.is_returning_visitor(index, &from) {
-                self.take_over(index, from, muc);
-                return;
-            }
-        }
+        // A nick held by another address stays theirs, even while all of its sessions wait
+        // for XEP-0198 resumption: resumption keeps the same session (it needs no take-over),
+        // the same account shares the occupant below, and anyone else gets a conflict. An
+        // address (IP) is no proof: NAT and proxies share it.
         let nick = match self.check_nick(requested, &real, None) {
             Ok(nick) => nick,
             Err(error) => {
@@ -199,7 +195,9 @@ impl Room {
             }
         }
         if !creating {
-            if affiliation == Affiliation::Outcast {
+            let banned_address =
+                affiliation < Affiliation::Admin && self.joins_from_banned_address(&from);
+            if affiliation == Affiliation::Outcast || banned_address {
                 self.context.bounce(
                     stanza,
                     StanzaError::forbidden().with_text("you are banned from this room"),
@@ -247,6 +245,7 @@ impl Room {
                 .affiliations
                 .insert(real.to_string(), Affiliation::Owner);
             let creator_is_guest = self.context.is_anonymous_host(real.domain().as_str());
+            self.record.created_by_guest = creator_is_guest;
             tracing::info!(room = %self.jid, creator = %real, guest = creator_is_guest, "room created");
             codes.push(status::CREATED);
         }
@@ -263,6 +262,7 @@ impl Room {
             handles: self.context.local_session(&from).into_iter().collect(),
             role: self.default_role(affiliation),
             payload: Self::presence_payload(stanza),
+            last_message: None,
         };
         // Everyone else learns of the newcomer; the newcomer gets the room's state.
         self.deliver_by_audience(
@@ -274,53 +274,6 @@ impl Room {
         let index = self.occupants.len() - 1;
         self.update_summary();
         self.send_room_state(index, &from, muc, &codes);
-    }
-
-    /// A visitor whose connection dropped comes back on a new session (a reloaded page that
-    /// did not resume): every session of the occupant is gone or waiting for resumption, and
-    /// the newcomer connects from the same address.
-    pub(super) fn is_returning_visitor(&self, index: usize, newcomer: &jid::FullJid) -> bool {
-        let Some(new_ip) = self.context.local_session(newcomer).map(|h| h.peer_ip) else {
-            return false;
-        };
-        let mut same_address = false;
-        for session in &self.occupants[index].sessions {
-            match self.context.local_session(session) {
-                Some(handle) if !handle.is_detached() => return false,
-                Some(handle) => same_address |= handle.peer_ip == new_ip,
-                None => same_address = true,
-            }
-        }
-        same_address
-    }
-
-    /// Give the occupant to its returning visitor without a leave or join for anyone else;
-    /// the old, detached session is closed.
-    pub(super) fn take_over(&mut self, index: usize, from: jid::FullJid, muc: Option<&Element>) {
-        let old_real = self.occupants[index].real.clone();
-        let new_real = from.to_bare();
-        if let Some(affiliation) = self.record.affiliations.remove(old_real.as_str()) {
-            if affiliation != Affiliation::Outcast {
-                self.record
-                    .affiliations
-                    .entry(new_real.to_string())
-                    .or_insert(affiliation);
-            }
-        }
-        let old_sessions =
-            std::mem::replace(&mut self.occupants[index].sessions, vec![from.clone()]);
-        self.occupants[index].real = new_real;
-        self.sessions_changed(index);
-        for session in old_sessions {
-            if let Some(handle) = self.context.local_session(&session) {
-                handle.kick(
-                    StreamCondition::Conflict,
-                    "a new session took over this one",
-                );
-            }
-        }
-        tracing::info!(room = %self.jid, nick = %self.occupants[index].nick, "returning visitor took over its occupant");
-        self.send_room_state(index, &from, muc, &[]);
     }
 
     /// What a joining session receives (§7.2.3–§7.2.16): occupants, its own presence with

@@ -188,16 +188,7 @@ impl Room {
         {
             tracing::error!(room = %self.jid, error = %e, "deleting room record");
         }
-        // A later room of the same name starts with an empty archive.
-        self.archive.flush().await;
-        if let Err(e) = self
-            .context
-            .archive_store()
-            .archive_delete(self.jid.as_str())
-            .await
-        {
-            tracing::error!(room = %self.jid, error = %e, "deleting room archive");
-        }
+        // The room, now temporary and empty, ends; its archive goes with it (`Room::run`).
         self.update_summary();
         tracing::info!(room = %self.jid, "room destroyed");
     }

@@ -386,7 +386,8 @@ fn remember(room: &mut Room, text: &str, at: i64) {
     ));
     room.history.push_back(HistoryEntry {
         chars: 100,
-        stanza,
+        template: crate::router::AddressedTemplate::new(&stanza),
+        stanza_id: format!("id-{text}"),
         at,
     });
 }
@@ -500,3 +501,5 @@ async fn a_message_the_room_does_not_store_carries_no_stanza_id() {
         "only the message with a body is kept"
     );
 }
+
+mod attacks;

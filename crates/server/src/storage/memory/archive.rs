@@ -165,6 +165,30 @@ impl ArchiveStore for MemoryStorage {
         Ok(expired)
     }
 
+    async fn archive_trim(&self, archive: &str, keep: usize, before: i64) -> StorageResult<usize> {
+        let mut archives = write(&self.archives);
+        let Some(stored) = archives.by_jid.get_mut(archive) else {
+            return Ok(0);
+        };
+        let excess = stored.messages.len().saturating_sub(keep);
+        let doomed: Vec<u64> = stored
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(n, (_, message))| *n < excess || message.timestamp < before)
+            .map(|(_, (seq, _))| *seq)
+            .collect();
+        for seq in &doomed {
+            if let Some(message) = stored.messages.remove(seq) {
+                stored.seq_by_id.remove(&message.id);
+            }
+        }
+        if stored.messages.is_empty() {
+            archives.delete(archive);
+        }
+        Ok(doomed.len())
+    }
+
     async fn archive_delete(&self, archive: &str) -> StorageResult<()> {
         write(&self.archives).delete(archive);
         Ok(())

@@ -1,0 +1,76 @@
+//! The room archive's lifetime and size (XEP-0313 on a room): a temporary room's archive ends
+//! with the room, and every archive keeps at most `muc.max_archive_messages` messages, and
+//! those of rooms created by guests no longer than `muc.guest_room_archive_retention_hours`.
+
+use super::Room;
+
+/// How often a room applies its archive's bounds when no messages come (retention).
+pub(super) const CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// At most this many messages between two trims: the cap costs one delete per batch, not one
+/// per message. The archive may briefly hold up to a tenth more than its cap.
+const TRIM_EVERY: usize = 100;
+
+impl Room {
+    /// Delete the room's whole archive, what the writer still holds included.
+    pub(super) async fn delete_archive(&self) {
+        self.archive.flush().await;
+        if let Err(e) = self
+            .context
+            .archive_store()
+            .archive_delete(self.jid.as_str())
+            .await
+        {
+            tracing::error!(room = %self.jid, error = %e, "deleting room archive");
+        }
+    }
+
+    /// The most messages the archive keeps (`usize::MAX`: no cap).
+    fn archive_cap(&self) -> usize {
+        match self.service.settings.max_archive_messages {
+            0 => usize::MAX,
+            cap => cap,
+        }
+    }
+
+    /// A groupchat message went out (and to the archive): trim once enough have.
+    pub(super) async fn archived_one(&mut self) {
+        self.since_archive_trim += 1;
+        let every = TRIM_EVERY.min(self.archive_cap().div_ceil(10)).max(1);
+        if self.since_archive_trim >= every {
+            self.bound_archive().await;
+        }
+    }
+
+    /// Drop the oldest messages past the cap and, in a room a guest created, those past the
+    /// guests' retention.
+    pub(super) async fn bound_archive(&mut self) {
+        self.since_archive_trim = 0;
+        let keep = self.archive_cap();
+        let hours = match self.record.created_by_guest {
+            true => self.service.settings.guest_room_archive_retention_hours,
+            false => 0,
+        };
+        let before = match hours {
+            0 => i64::MIN,
+            hours => {
+                let age = i64::try_from(hours.saturating_mul(3_600_000_000)).unwrap_or(i64::MAX);
+                chrono::Utc::now().timestamp_micros().saturating_sub(age)
+            }
+        };
+        if keep == usize::MAX && before == i64::MIN {
+            return;
+        }
+        self.archive.flush().await;
+        match self
+            .context
+            .archive_store()
+            .archive_trim(self.jid.as_str(), keep, before)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(room = %self.jid, dropped = n, "archive trimmed"),
+            Err(e) => tracing::error!(room = %self.jid, error = %e, "trimming room archive"),
+        }
+    }
+}
