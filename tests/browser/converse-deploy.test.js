@@ -109,7 +109,7 @@ function present(bot) {
 }
 
 for (const transport of (process.env.TRANSPORTS || 'bosh,websocket').split(',')) {
-  test(`Converse.js as the webchat deployments set it up, over ${transport}: ${JOINS} joins and a reload, no ghost`, async () => {
+  test(`Converse.js as the webchat deployments set it up, over ${transport}: ${JOINS} joins${transport === 'bosh' ? ' and a reload' : ''}, no ghost`, async () => {
     const r = `deploy${transport}${Date.now() % 100000}@rooms.localhost`;
     const bot = await new Bot(salon, r, 'watcher').start();
     const endpoint = transport === 'bosh'
@@ -131,7 +131,15 @@ for (const transport of (process.env.TRANSPORTS || 'bosh,websocket').split(','))
           loglevel: process.env.CONVERSE_LOGLEVEL || 'warn',
         });
         await talk(page, bot, nick, `hello ${i} over ${transport}`);
-        if (i === JOINS) {
+        // The reload is checked over BOSH, the transport these deployments use: Converse keeps
+        // the BOSH session and comes back as the same occupant. Over WebSocket, Converse 14
+        // with anonymous login starts a new session with a new JID after a reload and does not
+        // resume the old one (XEP-0198), so the old occupant keeps the nick for its resumption
+        // window and the new JID asking for it gets <conflict/> (XEP-0045 §7.2.9). Handing the
+        // nick over by IP address is what a hostile visitor behind the same NAT would use to
+        // take an occupant over (and its affiliation), so the server does not do it; the
+        // built-in client resumes instead (webchat.test.js, "reloading the page resumes").
+        if (i === JOINS && transport === 'bosh') {
           // The reload: the same page comes back to the room, and the room does not keep the
           // occupant of the page that went away.
           const inRoom = present(bot);

@@ -192,7 +192,7 @@ fn default_guest_archive_hours() -> u64 {
 }
 
 fn default_guest_slow_mode() -> u64 {
-    1
+    0
 }
 
 impl MucConfig {

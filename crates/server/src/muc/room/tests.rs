@@ -19,6 +19,11 @@ const ROOM: &str = "lounge@rooms.localhost";
 
 /// A room that already exists (not locked), owned by alice@localhost.
 fn room_with(record: RoomRecord) -> Room {
+    room_with_settings(record, crate::config::MucConfig::new("rooms.localhost"))
+}
+
+/// As [`room_with`], with the service's settings given.
+fn room_with_settings(record: RoomRecord, settings: crate::config::MucConfig) -> Room {
     // The server keeps its self-signed certificate in data_dir: one per test, out of the tree.
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -29,7 +34,7 @@ fn room_with(record: RoomRecord) -> Room {
         ..Config::development()
     };
     let server = crate::build(config, Arc::new(MemoryStorage::new())).expect("a test server");
-    let service = MucService::new(crate::config::MucConfig::new("rooms.localhost"));
+    let service = MucService::new(settings);
     let (sender, _receiver) = tokio::sync::mpsc::channel(1);
     let handle = Arc::new(RoomHandle {
         sender,

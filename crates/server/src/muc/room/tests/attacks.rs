@@ -141,12 +141,19 @@ fn said_and_refused(handle: &SessionHandle) -> (Vec<String>, Vec<String>) {
     (said, refused)
 }
 
-/// Item 9: XEP-0500 slow mode. A guest waits `muc.guest_slow_mode_seconds` (1) between two
+/// Item 9: XEP-0500 slow mode. A guest waits `muc.guest_slow_mode_seconds` (1 here; off by
+/// default) between two
 /// messages; the owner's `slow_mode_duration` holds everyone but admins and owners; a message
 /// sent too soon is refused (`wait`/`policy-violation`) and reaches nobody.
 #[tokio::test]
 async fn slow_mode_refuses_a_second_message_sent_too_soon() {
-    let mut room = owned_room();
+    let mut settings = crate::config::MucConfig::new("rooms.localhost");
+    settings.guest_slow_mode_seconds = 1;
+    let mut record = RoomRecord::default();
+    record
+        .affiliations
+        .insert("alice@localhost".into(), Affiliation::Owner);
+    let mut room = room_with_settings(record, settings);
     let alice = join(&mut room, "alice@localhost/a", "alice", "").await;
     let guest = join(&mut room, "0123456789abcdef@anon.localhost/g", "guest", "").await;
     let bob = join(&mut room, "bob@localhost/b", "bob", "").await;
