@@ -20,6 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 const WRITER_QUEUE: usize = 4096;
 /// Most messages written in one transaction.
 const WRITE_BATCH: usize = 256;
+/// How long the writer gathers appends into one transaction, from the first one.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Largest page a client may ask for.
 const MAX_PAGE: usize = 250;
 const DEFAULT_PAGE: usize = 50;
@@ -130,6 +132,11 @@ impl ArchiveWriter {
                 // took is the gathering window, so it stays as short as a commit however
                 // steadily messages keep coming.
                 let mut next = Some(command);
+                // A short gathering window from the first message of the batch, never extended:
+                // appenders wait for the commit, so a commit per message would cost a
+                // transaction each; a window of GATHER lets the messages of many sessions and
+                // rooms share one, and bounds what it adds to a message's latency.
+                let deadline = tokio::time::Instant::now() + GATHER;
                 while let Some(command) = next.take() {
                     match command {
                         WriterCommand::Append(archive, message, done) => {
@@ -138,8 +145,14 @@ impl ArchiveWriter {
                         }
                         WriterCommand::Flush(done) => flushes.push(done),
                     }
-                    if batch.len() < WRITE_BATCH {
-                        next = receiver.try_recv().ok();
+                    if batch.len() < WRITE_BATCH && flushes.is_empty() {
+                        next = match receiver.try_recv() {
+                            Ok(command) => Some(command),
+                            Err(_) => tokio::time::timeout_at(deadline, receiver.recv())
+                                .await
+                                .ok()
+                                .flatten(),
+                        };
                     }
                 }
                 if !batch.is_empty() {
