@@ -120,8 +120,16 @@ impl Room {
                 }
             }
         }
-        self.history
-            .truncate(self.record.config.history_length.min(self.history.len()));
+        // A shorter history keeps the newest messages: the oldest go first, as when a message
+        // arrives (XEP-0045 §7.2.15 history is the most recent messages).
+        let keep = self
+            .record
+            .config
+            .history_length
+            .min(self.service.settings.max_history);
+        while self.history.len() > keep {
+            self.history.pop_front();
+        }
         self.update_summary();
         let mut codes = vec![status::CONFIG_CHANGED];
         if privacy_changed {

@@ -426,6 +426,33 @@ async fn history_is_limited_by_the_room_and_by_the_request() {
     assert_eq!(bodies(&received(&short)), ["m4"]);
 }
 
+#[tokio::test]
+async fn a_shorter_history_set_by_the_owner_keeps_the_newest_messages() {
+    let now = crate::stanza::now_unix();
+    let mut room = owned_room();
+    for i in 0..5 {
+        remember(&mut room, &format!("m{i}"), now - 10);
+    }
+    let alice = full("alice@localhost/a");
+    let query = room.owner_get(&alice).unwrap().expect("a form");
+    let mut form = query
+        .get_child("x", ns::DATA_FORMS)
+        .expect("a data form")
+        .clone();
+    crate::stanza::set_attr(&mut form, "type", "submit".to_string());
+    for field in form.children_mut() {
+        if field.attr("var") == Some("muc#roomconfig_historylength") {
+            field.remove_child("value", ns::DATA_FORMS);
+            field.append_child(Build::new("value", ns::DATA_FORMS).text("2").build());
+        }
+    }
+    let submit = Build::new("query", ns::MUC_OWNER).child(form).build();
+    assert_eq!(condition(room.owner_set(&alice, &submit).await), "ok");
+    assert_eq!(room.record.config.history_length, 2);
+    let newcomer = join(&mut room, "z@localhost/1", "z", "").await;
+    assert_eq!(bodies(&received(&newcomer)), ["m3", "m4"]);
+}
+
 // ----- Stanza ids (XEP-0359) and retraction (XEP-0425) -----
 
 #[tokio::test]
