@@ -30,17 +30,17 @@ pub struct FromClient {
     pub to: Option<jid::Jid>,
 }
 
-/// A stanza addressed to the bare JID of an account on a local host (RFC 6121 §8.5.2).
-pub struct ToBare {
-    pub to: jid::BareJid,
+/// A stanza addressed to an account on a local host: to its bare JID (RFC 6121 §8.5.2) or to
+/// one of its full JIDs (§8.5.3). One point for both, so that policy that holds for the
+/// account either way (blocking, guest rules) registers once; `to` tells which it is.
+pub struct ToAccount {
+    /// The address as the stanza has it, bare or full.
+    pub to: jid::Jid,
+    /// The account's bare JID.
+    pub account: jid::BareJid,
 }
 
-/// A stanza addressed to a full JID on a local host (RFC 6121 §8.5.3).
-pub struct ToFull {
-    pub to: jid::FullJid,
-}
-
-/// A handler at one of the stanza hook points ([`FromClient`], [`ToBare`], [`ToFull`]).
+/// A handler at one of the stanza hook points ([`FromClient`], [`ToAccount`]).
 #[async_trait::async_trait]
 pub trait StanzaHook<S: Send + Sync + 'static, Point: Send + Sync>: Send + Sync {
     /// Pass the stanza on (`Some`), or keep it (`None`).
@@ -170,8 +170,7 @@ impl<T: ?Sized> HookList<T> {
 /// server type, so that this file (below the server) never names it.
 pub struct Hooks<S> {
     from_client: HookList<dyn StanzaHook<S, FromClient>>,
-    to_bare: HookList<dyn StanzaHook<S, ToBare>>,
-    to_full: HookList<dyn StanzaHook<S, ToFull>>,
+    to_account: HookList<dyn StanzaHook<S, ToAccount>>,
     messages: HookList<dyn MessageHook<S>>,
     sessions: HookList<dyn SessionHook<S>>,
     streams: HookList<dyn StreamHook<S>>,
@@ -182,8 +181,7 @@ impl<S> Default for Hooks<S> {
     fn default() -> Self {
         Hooks {
             from_client: HookList::default(),
-            to_bare: HookList::default(),
-            to_full: HookList::default(),
+            to_account: HookList::default(),
             messages: HookList::default(),
             sessions: HookList::default(),
             streams: HookList::default(),
@@ -197,12 +195,8 @@ impl<S: Send + Sync + 'static> Hooks<S> {
         self.from_client.add(priority, hook);
     }
 
-    pub fn on_to_bare(&mut self, priority: i32, hook: Arc<dyn StanzaHook<S, ToBare>>) {
-        self.to_bare.add(priority, hook);
-    }
-
-    pub fn on_to_full(&mut self, priority: i32, hook: Arc<dyn StanzaHook<S, ToFull>>) {
-        self.to_full.add(priority, hook);
+    pub fn on_to_account(&mut self, priority: i32, hook: Arc<dyn StanzaHook<S, ToAccount>>) {
+        self.to_account.add(priority, hook);
     }
 
     pub fn on_message(&mut self, priority: i32, hook: Arc<dyn MessageHook<S>>) {
@@ -247,29 +241,15 @@ impl<S: Send + Sync + 'static> Hooks<S> {
         Some(stanza)
     }
 
-    /// Run the [`ToBare`] hooks; what comes out nobody handled.
-    pub async fn to_bare(
+    /// Run the [`ToAccount`] hooks; what comes out nobody handled.
+    pub async fn to_account(
         &self,
         server: &Arc<S>,
-        point: &ToBare,
+        point: &ToAccount,
         stanza: Element,
     ) -> Option<Element> {
         let mut stanza = stanza;
-        for hook in self.to_bare.iter() {
-            stanza = hook.handle(server, point, stanza).await?;
-        }
-        Some(stanza)
-    }
-
-    /// Run the [`ToFull`] hooks; what comes out nobody handled.
-    pub async fn to_full(
-        &self,
-        server: &Arc<S>,
-        point: &ToFull,
-        stanza: Element,
-    ) -> Option<Element> {
-        let mut stanza = stanza;
-        for hook in self.to_full.iter() {
+        for hook in self.to_account.iter() {
             stanza = hook.handle(server, point, stanza).await?;
         }
         Some(stanza)

@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::extensions::Extensions;
-use crate::hooks::{ToBare, ToFull};
+use crate::hooks::ToAccount;
 use crate::registry::{IqKind, IqRequest, IqScope, Registry};
 use crate::router::Router;
 use crate::service::ServiceContext;
@@ -249,17 +249,11 @@ impl Server {
             }
             return;
         }
-        let hooks = &self.modules.hooks;
-        let unhandled = match to.try_as_full() {
-            Ok(full) => {
-                let point = ToFull { to: full.clone() };
-                hooks.to_full(self, &point, stanza).await
-            }
-            Err(bare) => {
-                let point = ToBare { to: bare.clone() };
-                hooks.to_bare(self, &point, stanza).await
-            }
+        let point = ToAccount {
+            account: to.to_bare(),
+            to,
         };
+        let unhandled = self.modules.hooks.to_account(self, &point, stanza).await;
         // No module took it: as if nobody were there (RFC 6120 §10.5.4).
         if let Some(stanza) = unhandled {
             let asks = match stanza.name() {

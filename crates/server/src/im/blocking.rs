@@ -2,7 +2,7 @@
 //! stanza to or from the account, with pushes to the user's clients that asked for the list.
 
 use super::blocklist::{self, blocks, is_blocked};
-use crate::hooks::{priority, FromClient, SessionHook, StanzaHook, ToBare, ToFull};
+use crate::hooks::{priority, FromClient, SessionHook, StanzaHook, ToAccount};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
@@ -23,8 +23,9 @@ pub fn register(registry: &mut Registry<Server>) {
     registry
         .hooks
         .on_from_client(priority::POLICY, enforce.clone());
-    registry.hooks.on_to_bare(priority::POLICY, enforce.clone());
-    registry.hooks.on_to_full(priority::POLICY, enforce.clone());
+    registry
+        .hooks
+        .on_to_account(priority::POLICY, enforce.clone());
     registry.hooks.on_session(priority::DELIVER, enforce);
 }
 
@@ -56,26 +57,14 @@ impl StanzaHook<Server, FromClient> for Enforce {
 }
 
 #[async_trait::async_trait]
-impl StanzaHook<Server, ToBare> for Enforce {
+impl StanzaHook<Server, ToAccount> for Enforce {
     async fn handle(
         &self,
         server: &Arc<Server>,
-        point: &ToBare,
+        point: &ToAccount,
         stanza: Element,
     ) -> Option<Element> {
-        inbound_allowed(server, &point.to, stanza).await
-    }
-}
-
-#[async_trait::async_trait]
-impl StanzaHook<Server, ToFull> for Enforce {
-    async fn handle(
-        &self,
-        server: &Arc<Server>,
-        point: &ToFull,
-        stanza: Element,
-    ) -> Option<Element> {
-        inbound_allowed(server, &point.to.to_bare(), stanza).await
+        inbound_allowed(server, &point.account, stanza).await
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::offline::{store_offline, worth_storing};
 use super::presence;
-use crate::hooks::{priority, SessionHook, StanzaHook, ToBare, ToFull};
+use crate::hooks::{priority, SessionHook, StanzaHook, ToAccount};
 use crate::registry::{IqScope, Registry};
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
@@ -19,41 +19,28 @@ pub fn register(registry: &mut Registry<Server>) {
     let delivery = Arc::new(LocalDelivery);
     registry
         .hooks
-        .on_to_full(priority::DELIVER, delivery.clone());
+        .on_to_account(priority::DELIVER, delivery.clone());
+    registry.hooks.on_session(priority::DELIVER, delivery);
     registry
         .hooks
-        .on_to_bare(priority::DELIVER, delivery.clone());
-    registry.hooks.on_session(priority::DELIVER, delivery);
-    let guests = Arc::new(GuestsApart);
-    registry.hooks.on_to_full(priority::POLICY, guests.clone());
-    registry.hooks.on_to_bare(priority::POLICY, guests);
+        .on_to_account(priority::POLICY, Arc::new(GuestsApart));
 }
 
 /// Hands stanzas to local sessions, offline storage or the IQ handlers.
 struct LocalDelivery;
 
 #[async_trait::async_trait]
-impl StanzaHook<Server, ToFull> for LocalDelivery {
+impl StanzaHook<Server, ToAccount> for LocalDelivery {
     async fn handle(
         &self,
         server: &Arc<Server>,
-        point: &ToFull,
+        point: &ToAccount,
         stanza: Element,
     ) -> Option<Element> {
-        deliver_to_full(server, stanza, &point.to).await;
-        None
-    }
-}
-
-#[async_trait::async_trait]
-impl StanzaHook<Server, ToBare> for LocalDelivery {
-    async fn handle(
-        &self,
-        server: &Arc<Server>,
-        point: &ToBare,
-        stanza: Element,
-    ) -> Option<Element> {
-        deliver_to_bare(server, stanza, &point.to).await;
+        match point.to.try_as_full() {
+            Ok(full) => deliver_to_full(server, stanza, full).await,
+            Err(bare) => deliver_to_bare(server, stanza, bare).await,
+        }
         None
     }
 }
@@ -91,26 +78,14 @@ impl GuestsApart {
 }
 
 #[async_trait::async_trait]
-impl StanzaHook<Server, ToFull> for GuestsApart {
+impl StanzaHook<Server, ToAccount> for GuestsApart {
     async fn handle(
         &self,
         server: &Arc<Server>,
-        point: &ToFull,
+        point: &ToAccount,
         stanza: Element,
     ) -> Option<Element> {
-        Self::check(server, stanza, &point.to.clone().into())
-    }
-}
-
-#[async_trait::async_trait]
-impl StanzaHook<Server, ToBare> for GuestsApart {
-    async fn handle(
-        &self,
-        server: &Arc<Server>,
-        point: &ToBare,
-        stanza: Element,
-    ) -> Option<Element> {
-        Self::check(server, stanza, &point.to.clone().into())
+        Self::check(server, stanza, &point.to)
     }
 }
 
