@@ -63,6 +63,11 @@ class SalonServer:
         pep: dict | None = None,
         worker_threads: int | None = None,
         metrics: bool = False,
+        domain: str = "localhost",
+        listen: dict | None = None,
+        tls: dict | None = None,
+        s2s: dict | None = None,
+        extra_toml: str = "",
     ):
         self.name = name
         self.dir = Path(base_dir)
@@ -70,10 +75,11 @@ class SalonServer:
         self.data_dir = self.dir / "data"
         self.config_path = self.dir / "salon.toml"
         self.log_path = self.dir / "salon-stderr.log"
-        self.domain = "localhost"
-        self.anon_domain = "anon.localhost"
-        self.muc_domain = "rooms.localhost"
-        self.upload_domain = "upload.localhost"
+        # The account host; the others are named after it (anon.D, rooms.D, upload.D).
+        self.domain = domain
+        self.anon_domain = f"anon.{domain}"
+        self.muc_domain = f"rooms.{domain}"
+        self.upload_domain = f"upload.{domain}"
         self.c2s_port = free_port()
         self.tls_port = free_port()
         self.http_port = free_port()
@@ -115,6 +121,10 @@ class SalonServer:
         ]
         if self.metrics_port:
             lines.append(f'metrics = "127.0.0.1:{self.metrics_port}"')
+        # Extra listeners (s2s, s2s_direct_tls, ...).
+        lines += [f"{k} = {_toml_value(v)}" for k, v in (listen or {}).items()]
+        if tls:
+            lines += ["", "[tls]"] + [f"{k} = {_toml_value(v)}" for k, v in tls.items()]
         lines += [
             "",
             "[c2s]",
@@ -154,7 +164,17 @@ class SalonServer:
             if "anonymous" in upload:
                 lines += ["", "[upload.anonymous]"]
                 lines += [f"{k} = {value(v)}" for k, v in upload["anonymous"].items()]
+        if s2s is not None:
+            # An [s2s] section; nested dicts become [s2s.NAME] tables (domain_policy, ...).
+            flat = {k: v for k, v in s2s.items() if not isinstance(v, dict)}
+            lines += ["", "[s2s]"] + [f"{k} = {_toml_value(v)}" for k, v in flat.items()]
+            for table, entries in s2s.items():
+                if isinstance(entries, dict):
+                    lines += ["", f"[s2s.{table}]"]
+                    lines += [f"{_toml_value(k)} = {_toml_value(v)}" for k, v in entries.items()]
         lines += ["", "[log]", f'level = "{LOG_LEVEL}"', ""]
+        if extra_toml:
+            lines += [extra_toml, ""]
         self.config_path.write_text("\n".join(lines))
 
     # -- process ---------------------------------------------------------------------------
