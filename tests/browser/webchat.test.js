@@ -87,10 +87,14 @@ test('two pages join from a link, talk, and a slixmpp client in the room sees th
     assert.equal(await bob.locator('#log article.mention', { hasText: 'hi alice' }).count(), 0);
     await messageIn(alice, 'hi alice');
     assert.equal(await alice.locator('#log article.mention', { hasText: 'hi alice, bob here' }).count(), 1);
-    // A third visitor arrives with the nick remembered from an earlier visit, via /#room.
+    // A third visitor arrives with the nick remembered from an earlier visit, via /#room:
+    // the prompt has it filled in, and says who is there.
     const carol = await open('/');
     await carol.evaluate(() => localStorage.setItem('salon:nick', 'carol'));
     await carol.goto(`${salon.url}/#${r}`);
+    await carol.locator('#room-peek', { hasText: '3 people are here.' }).waitFor();
+    assert.equal(await carol.inputValue('#nick-input'), 'carol');
+    await carol.press('#nick-input', 'Enter');
     await carol.waitForFunction(() => window.salon.joined);
     assert.equal(await carol.evaluate(() => window.salon.nick), 'carol');
     await messageIn(carol, 'hello from alice'); // history
@@ -192,7 +196,7 @@ test('a dropped connection reconnects by itself, says so, and the room goes on',
   const bob = await join(`/join/${r}?nick=bob`);
   await bob.context().setOffline(true);
   await bob.evaluate(() => window.salon.conn.abort()); // the socket dies
-  await bob.locator('#status', { hasText: /Connection lost.*Reconnecting/ }).waitFor({ timeout: 5000 });
+  await bob.locator('#status', { hasText: /You are offline\. Reconnecting in/ }).waitFor({ timeout: 5000 });
   await shot(bob, 'reconnecting');
   await sleep(1500); // a try or two fails while offline
   await bob.context().setOffline(false);

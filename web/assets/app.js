@@ -25,6 +25,8 @@ const NS = {
   stanzas: 'urn:ietf:params:xml:ns:xmpp-stanzas',
   upload: 'urn:xmpp:http:upload:0',
   oob: 'jabber:x:oob',
+  discoInfo: 'http://jabber.org/protocol/disco#info',
+  visitor: 'urn:salon:visitor:0',
 };
 const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 const ROLE_ORDER = { moderator: 0, participant: 1, visitor: 2, none: 3 };
@@ -82,6 +84,11 @@ const S = {
   view: null, // the private conversation in view; null: the room
   roomUnread: 0,
   events: [], // for tests: 'resumed', 'fresh', 'disconnected'
+  connecting: false,
+  everConnected: false, // on this page: says "lost" rather than "cannot reach"
+  everJoined: false,
+  renaming: null, // the nick asked for by /nick, until the room answers
+  roomRefused: false,
 };
 window.salon = S;
 
@@ -155,7 +162,6 @@ function showLanding(r) {
     e.preventDefault();
     const jid = roomJid(room.value);
     const local = jid.endsWith('@' + S.cfg.muc) ? jid.split('@')[0] : jid;
-    localStorage.setItem('salon:nick', nick.value.trim());
     history.pushState(null, '', '/join/' + encodeURIComponent(local));
     $('landing').hidden = true;
     openRoom(jid, nick.value.trim());
@@ -195,21 +201,37 @@ function openRoom(jid, nick) {
   document.querySelector('.nick-room').textContent = '#' + S.roomName;
   setupComposer();
   const snap = loadSnapshot();
-  // A nick in the URL wins; otherwise the page resumes its session or uses the last nick.
+  // A nick in the link joins at once; a reload resumes its session. Otherwise the prompt
+  // asks, with the nick last accepted filled in, and tells who is in the room meanwhile.
   if (snap && (!nick || snap.nick === nick)) {
     restoreSnapshot(snap);
     start(snap.nick, snap.sm);
-  } else if (nick || localStorage.getItem('salon:nick')) {
-    start(nick || localStorage.getItem('salon:nick'), null);
+  } else if (nick) {
+    start(nick, null);
   } else {
-    askNick('');
+    askNick(savedNick());
+    start(null, null);
   }
 }
 
-function askNick(value, error, suggestion) {
+const savedNick = () => localStorage.getItem('salon:nick') || '';
+/** Remember a nick the room accepted (never one merely asked for). */
+function rememberNick(nick) {
+  try {
+    localStorage.setItem('salon:nick', nick);
+  } catch { /* storage refused: the prompt will ask next time */ }
+}
+
+function askNick(value, error, suggestion, rename = false) {
   const f = $('nick-form');
   f.hidden = false;
-  $('composer').hidden = true;
+  f.classList.toggle('rename', rename);
+  $('nick-title').hidden = rename;
+  $('rename-title').hidden = !rename;
+  $('nick-cancel').hidden = !rename;
+  $('nick-submit').textContent = rename ? 'Change' : 'Join';
+  $('room-peek').hidden = rename || !$('room-peek').textContent;
+  if (!rename) $('composer').hidden = true;
   $('nick-input').value = value || '';
   $('nick-error').hidden = !error;
   $('nick-error').textContent = error || '';
@@ -227,10 +249,15 @@ function setupNickForm() {
     chooseNick(nick);
   });
   $('nick-suggestion').addEventListener('click', () => chooseNick($('nick-suggestion').textContent));
+  $('nick-cancel').addEventListener('click', () => {
+    $('nick-form').hidden = true;
+    $('input').focus();
+  });
 }
 
 function chooseNick(nick) {
   $('nick-form').hidden = true;
+  if (S.joined) return rename(nick);
   // Kept in memory only: a reload resumes the session and needs no password.
   if (!$('password-row').hidden) S.password = $('password-input').value;
   if (!$('nick-error').hidden) {
@@ -241,9 +268,21 @@ function chooseNick(nick) {
   if (S.conn && S.conn.online) {
     S.nick = nick;
     joinRoom();
+  } else if (S.connecting) {
+    S.nick = nick; // joins once connected
+    $('composer').hidden = false;
   } else {
     start(nick, null);
   }
+}
+
+/** A new nick in the room (XEP-0045 §7.6): presence to the new occupant address. */
+function rename(nick) {
+  nick = nick.trim();
+  if (!nick || nick === S.nick || !S.joined) return;
+  S.renaming = nick;
+  S.conn.send(x('presence', { to: `${S.roomJid}/${nick}`, id: newId() }));
+  $('input').focus();
 }
 
 /** Nick + a digit, the digit growing each time the suggestion was taken too. */
@@ -256,9 +295,10 @@ function suggestNick(nick) {
 
 async function start(nick, resume) {
   S.nick = nick;
-  localStorage.setItem('salon:nick', nick);
-  $('nick-form').hidden = true;
-  $('composer').hidden = false;
+  if (nick) {
+    $('nick-form').hidden = true;
+    $('composer').hidden = false;
+  }
   if (!S.conn) {
     S.conn = new Connection({
       // WebSocket first; BOSH where WebSockets do not get through (some proxies), or when
@@ -269,21 +309,30 @@ async function start(nick, resume) {
       onstate,
     });
   }
-  status(resume ? 'Reconnecting…' : 'Connecting…');
+  if (S.nick) status(resume ? 'Reconnecting…' : 'Connecting…');
+  S.connecting = true;
   try {
     const how = await S.conn.connect(resume);
+    S.connecting = false;
     if (!S.bosh) S.wsWorked = true;
+    S.everConnected = true;
     S.events.push(how);
     S.retry = 0;
     if (how === 'resumed') {
       status('Connected — session resumed.', 'ok', 2500);
       S.joined = true;
-    } else {
+      S.everJoined = true;
+      document.body.classList.add('joined');
+    } else if (S.nick) {
       status(S.messages.length ? 'Connected; joining again…' : 'Joining…');
       joinRoom();
+    } else {
+      status(null);
+      peekRoom();
     }
     saveSoon();
   } catch (e) {
+    S.connecting = false;
     S.conn.abort();
     S.events.push('failed');
     // A WebSocket that never opened on this page: try BOSH at once before waiting.
@@ -296,15 +345,35 @@ async function start(nick, resume) {
   }
 }
 
+/** What went wrong with the connection, in the visitor's words, and what happens next. */
+function connectionTrouble(err) {
+  const cond = err && err.condition;
+  if (cond === 'system-shutdown') return 'The chat server is restarting.';
+  if (cond === 'conflict') return 'This chat was opened elsewhere.';
+  if (cond === 'policy-violation' || cond === 'not-authorized') return 'The chat server ended the connection.';
+  if (!S.everConnected) {
+    if (!navigator.onLine) return 'You are offline: the chat cannot start.';
+    return 'The chat server cannot be reached. Check your internet connection.';
+  }
+  if (!navigator.onLine) return 'You are offline.';
+  return 'Connection lost.';
+}
+
 function reconnectLater(err) {
   clearTimeout(S.reconnectTimer);
+  clearInterval(S.countdown);
   if (S.leaving) return;
-  const delay = Math.round(Math.min(30000, 1000 * 2 ** S.retry) * (0.75 + Math.random() * 0.5));
+  // Quick at first, and never more than 4 s apart while the page is in view: the browser's
+  // `online` event does not come when only the server or the path to it was down. After a
+  // while, or in a background tab, up to 30 s.
+  const cap = document.hidden || S.retry > 20 ? 30000 : 4000;
+  const delay = Math.round(Math.min(cap, 500 * 2 ** S.retry) * (0.75 + Math.random() * 0.5));
   S.retry++;
   const due = Date.now() + delay;
+  const what = connectionTrouble(err);
   const tick = () => {
     const left = Math.max(0, Math.ceil((due - Date.now()) / 1000));
-    status(`Connection lost${err && err.message && !/connection lost/.test(err.message) ? ' (' + err.message + ')' : ''}. Reconnecting in ${left} s…`, 'warn', 0, { label: 'Reconnect now', run: reconnectNow });
+    status(`${what} ${S.everConnected ? 'Reconnecting' : 'Trying again'} in ${left} s…`, 'warn', 0, { label: 'Try now', run: reconnectNow });
   };
   tick();
   S.countdown = setInterval(tick, 1000);
@@ -331,7 +400,18 @@ function onstate(state, info) {
   }
 }
 
-addEventListener('online', () => { if (S.reconnectTimer) reconnectNow(); });
+// The network is back, or the page is in view again (a phone woke up): reconnect now if the
+// page was waiting to, else make sure the connection still works.
+addEventListener('online', () => {
+  if (S.reconnectTimer) reconnectNow();
+  else if (S.conn) S.conn.probe();
+});
+addEventListener('offline', () => { if (S.conn) S.conn.probe(); });
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) return;
+  if (S.reconnectTimer) reconnectNow();
+  else if (S.conn && Date.now() - S.conn.lastHeard > 5000) S.conn.probe();
+});
 
 function joinRoom() {
   S.joining = true;
@@ -342,8 +422,68 @@ function joinRoom() {
   // Coming back after a failed resumption: only what was missed.
   const last = S.messages.filter((m) => !m.pending).at(-1);
   const history = last ? { since: new Date(last.time).toISOString() } : { maxstanzas: 50 };
+  const secret = visitorSecret();
   S.conn.send(x('presence', { to: `${S.roomJid}/${S.nick}`, id: newId() },
-    x('x', { xmlns: NS.muc }, x('history', history), S.password ? x('password', {}, t(S.password)) : null)));
+    x('x', { xmlns: NS.muc }, x('history', history), S.password ? x('password', {}, t(S.password)) : null),
+    secret ? x('visitor', { xmlns: NS.visitor, secret }) : null));
+}
+
+// The browser secret: a server may hand this browser a secret in a room's self-presence, to be
+// shown again on every later join (it tells a returning visitor from a new one). Kept per
+// server; nothing is sent where none was given.
+const secretKey = () => 'salon:visitor:' + S.cfg.domain;
+function visitorSecret() {
+  try {
+    return localStorage.getItem(secretKey()) || null;
+  } catch {
+    return null;
+  }
+}
+function keepVisitorSecret(st) {
+  const secret = child(st, 'visitor', NS.visitor)?.getAttribute('secret');
+  if (!secret || secret.length > 512) return;
+  try {
+    localStorage.setItem(secretKey(), secret);
+  } catch { /* storage refused: joins go without it */ }
+}
+
+/** Before the visitor picks a nick: is the room there, who is in it, has it a topic? */
+async function peekRoom() {
+  let info;
+  try {
+    info = await S.conn.iq({ type: 'get', to: S.roomJid }, x('query', { xmlns: NS.discoInfo }), 8000);
+  } catch (e) {
+    const cond = e instanceof Element ? errorOf(e).condition : null;
+    if (cond === 'jid-malformed') return roomRefused();
+    if (cond === 'item-not-found') showPeek('No one is here yet: the room opens when you join.');
+    return;
+  }
+  const q = child(info, 'query', NS.discoInfo);
+  const fields = new Map(children(child(q, 'x', NS.data), 'field').map((f) => [f.getAttribute('var'), text(child(f, 'value')) || '']));
+  const n = Number(fields.get('muc#roominfo_occupants'));
+  const subject = fields.get('muc#roominfo_subject');
+  if (subject && !S.subjectSeen) $('topic').textContent = subject;
+  const locked = children(q, 'feature').some((f) => f.getAttribute('var') === 'muc_passwordprotected');
+  if (locked) $('password-row').hidden = false;
+  showPeek(Number.isFinite(n) ? (n === 0 ? 'No one is here right now.' : n === 1 ? '1 person is here.' : `${n} people are here.`) : '');
+}
+function showPeek(msg) {
+  $('room-peek').textContent = msg;
+  $('room-peek').hidden = !msg || $('nick-form').classList.contains('rename');
+}
+
+/** The server refuses the room's address itself: no nick will help. */
+function roomRefused() {
+  S.roomRefused = true;
+  S.leaving = true;
+  $('nick-form').hidden = true;
+  $('composer').hidden = true;
+  sessionStorage.removeItem(snapKey());
+  status(null);
+  $('log').replaceChildren(el('div', { class: 'card refused', role: 'alert' },
+    el('h2', { text: 'This room name cannot be used' }),
+    el('p', { text: `“${S.roomName}” is not a valid room name on this server. Room names may use letters, digits, dots, dashes and underscores — no emoji, spaces or symbols.` }),
+    el('p', {}, el('a', { href: '/', text: 'Choose another room name' }))));
 }
 
 function leave() {
@@ -378,7 +518,11 @@ function errorOf(st) {
 function onPresence(st) {
   const [, nick] = splitJid(st.getAttribute('from'));
   const type = st.getAttribute('type');
-  if (type === 'error') return joinError(st);
+  if (type === 'error') {
+    // A refused nick change leaves the visitor in the room under the old nick.
+    if (S.joined && S.renaming === nick) return renameError(st);
+    return joinError(st);
+  }
   const xu = child(st, 'x', NS.mucUser);
   const codes = new Set(children(xu, 'status').map((s) => s.getAttribute('code')));
   const item = child(xu, 'item');
@@ -391,7 +535,11 @@ function onPresence(st) {
     const why = reason ? ` (${reason})` : '';
     if (codes.has('303')) {
       const newNick = item && item.getAttribute('nick');
-      if (self) S.nick = newNick;
+      if (self) {
+        S.nick = newNick;
+        S.renaming = null;
+        rememberNick(newNick);
+      }
       // Known under the new nick at once: its presence that follows is no new arrival.
       if (old && newNick) S.occupants.set(newNick, { ...old, nick: newNick });
       notice(`${nick} is now known as ${newNick}`);
@@ -439,6 +587,7 @@ function onPresence(st) {
     const firstJoin = !S.joined;
     S.nick = nick;
     S.me = occ;
+    keepVisitorSecret(st);
     if (codes.has('201')) {
       // A new room, locked until configured: accept the default configuration.
       S.conn.iq({ type: 'set', to: S.roomJid }, x('query', { xmlns: NS.mucOwner }, x('x', { xmlns: NS.data, type: 'submit' })))
@@ -447,10 +596,15 @@ function onPresence(st) {
     if (firstJoin) {
       S.joined = true;
       S.joining = false;
+      rememberNick(nick);
+      document.body.classList.add('joined');
       $('composer').hidden = false;
       $('nick-form').hidden = true;
       status(null);
       if (codes.has('201')) notice('You created this room.');
+      // Alone in the room (new, or everyone left): how to bring people in.
+      if (!S.everJoined && [...S.occupants.values()].every((o) => o.nick === nick)) shareCard();
+      S.everJoined = true;
       // Back after a failed resumption: who left while this page was away?
       for (const [k, c] of S.pms) if (k === c.nick && !c.gone && !S.occupants.has(k)) pmMoved(c, `${k} left the room.`, true);
       if (document.activeElement === document.body || !document.activeElement) $('input').focus();
@@ -467,14 +621,51 @@ function onPresence(st) {
 }
 const article = (w) => (/^[aeiou]/.test(w) ? 'an' : 'a');
 
-function joinError(st) {
+function renameError(st) {
+  const { condition, text: msg } = errorOf(st);
+  const wanted = S.renaming;
+  S.renaming = null;
+  const why = {
+    conflict: `“${wanted}” is already used in this room.`,
+    'not-acceptable': `“${wanted}” is not accepted here.`,
+    'jid-malformed': `“${wanted}” cannot be a nickname.`,
+    'not-allowed': 'This room does not allow changing nicknames.',
+  }[condition] || `The room said no (${msg || condition}).`;
+  notice(`You are still ${S.nick}: ${why}`, 'bad');
+}
+
+/** The invitation for an empty room: its link to share, and how to open it in an app. */
+function shareCard() {
+  const url = joinUrl(S.roomName);
+  const copy = el('button', { type: 'button', class: 'small copy', text: 'Copy link' });
+  copy.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(url);
+      copy.textContent = 'Copied';
+    } catch {
+      // No clipboard (an insecure origin, a refusal): select the link for a manual copy.
+      getSelection().selectAllChildren(link);
+      copy.textContent = 'Press Ctrl+C to copy';
+    }
+    setTimeout(() => { copy.textContent = 'Copy link'; }, 2500);
+  });
+  const link = el('a', { href: url, class: 'share-url', text: url });
+  $('log').append(el('section', { class: 'card share-room', 'aria-label': 'Invite people' },
+    el('p', { class: 'share-lead', text: 'You are the only one here. Invite people with this link:' }),
+    el('p', { class: 'share-row' }, link, copy),
+    el('p', {}, 'Have an XMPP app (Conversations, Gajim, Dino, Monal…)? ',
+      el('a', { href: xmppUri(S.roomJid), class: 'xmpp-join', text: 'Open the room in it' }), ' — ', el('code', { text: xmppUri(S.roomJid) }))));
+}
+
+async function joinError(st) {
   const { condition, text: msg } = errorOf(st);
   S.joining = false;
+  if (condition === 'jid-malformed' && !msg && await roomAddressRefused()) return roomRefused();
   const said = msg ? ` The server said: “${msg}”` : '';
   const texts = {
     conflict: `The nickname “${S.nick}” is already used in this room.`,
     'not-acceptable': `The nickname “${S.nick}” is not accepted here.`,
-    'jid-malformed': `The nickname “${S.nick}” is not valid.`,
+    'jid-malformed': `The nickname “${S.nick}” cannot be used: try letters and digits.`,
     forbidden: 'You are banned from this room.',
     'not-authorized': S.password ? 'That password was not accepted.' : 'This room needs a password.',
     'registration-required': 'This room is for members only.',
@@ -495,6 +686,17 @@ function joinError(st) {
     $('password-input').focus();
   } else {
     askNick(S.nick, base, null);
+  }
+}
+
+/** Is it the room's address, not the nick, that the server refuses? (Both come back as
+ *  jid-malformed; a question to the room itself tells which.) */
+async function roomAddressRefused() {
+  try {
+    await S.conn.iq({ type: 'get', to: S.roomJid }, x('query', { xmlns: NS.discoInfo }), 8000);
+    return false;
+  } catch (e) {
+    return e instanceof Element && errorOf(e).condition === 'jid-malformed';
   }
 }
 
@@ -887,9 +1089,39 @@ function render(m) {
     if (can && isModerator()) actions.append(el('button', { type: 'button', 'aria-label': `Remove message from ${m.nick}`, title: 'Remove (moderator)', text: '🗑', onclick: () => retract(m) }));
     if (actions.children.length && !m.pm) node.append(actions);
   }
+  // One tab stop for the whole log: its buttons and links are reached with the arrow keys.
+  for (const b of node.querySelectorAll('button, a[href]')) b.tabIndex = -1;
   if (m.node) m.node.replaceWith(node);
   m.node = node;
   return node;
+}
+
+/** Keyboard in a message log (one roving focus): Up and Down (Home, End) move between
+ *  messages, Right and Left through the focused message's links and buttons, Escape back. */
+function logKeys(e) {
+  const log = e.target.closest('.log');
+  if (!log || e.altKey || e.ctrlKey || e.metaKey) return;
+  const cur = document.activeElement;
+  const art = cur.closest('article');
+  const msgs = [...log.querySelectorAll(':scope > article')];
+  if (!msgs.length) return;
+  let to = null;
+  if (e.key === 'ArrowUp' || e.key === 'ArrowDown') {
+    const i = art ? msgs.indexOf(art) : msgs.length;
+    to = msgs[Math.max(0, Math.min(msgs.length - 1, i + (e.key === 'ArrowUp' ? -1 : 1)))];
+  } else if (e.key === 'Home' || e.key === 'End') {
+    to = e.key === 'Home' ? msgs[0] : msgs.at(-1);
+  } else if ((e.key === 'ArrowRight' || e.key === 'ArrowLeft') && art) {
+    const stops = [...art.querySelectorAll('button, a[href]')];
+    const j = stops.indexOf(cur);
+    if (e.key === 'ArrowRight') to = stops[j + 1] || stops[0] || null;
+    else to = j <= 0 ? art : stops[j - 1];
+  } else if (e.key === 'Escape' && art) {
+    to = log;
+  }
+  if (!to) return;
+  e.preventDefault();
+  to.focus();
 }
 
 function renderMessages() {
@@ -931,12 +1163,13 @@ function renderOccupants() {
   const list = $('occupant-list');
   const occs = [...S.occupants.values()].sort((a, b) => (ROLE_ORDER[a.role] ?? 9) - (ROLE_ORDER[b.role] ?? 9) || a.nick.localeCompare(b.nick));
   $('occupant-count').textContent = String(occs.length);
-  const items = [];
+  // One heading and one list per role: a list holds only its items.
+  const groups = [];
   let role = null;
   for (const o of occs) {
     if (o.role !== role) {
       role = o.role;
-      items.push(el('li', { class: 'role', role: 'presentation', text: ROLE_TITLE[role] || role }));
+      groups.push(el('h3', { class: 'role', text: ROLE_TITLE[role] || role }), el('ul'));
     }
     const mine = o.nick === S.nick;
     const li = el('li', { class: 'occupant' + (mine ? ' me' : '') },
@@ -944,7 +1177,8 @@ function renderOccupants() {
       mine ? nickSpan(o.nick) : el('button', { type: 'button', class: 'who', title: 'Private message', 'aria-label': `Private message to ${o.nick}`, onclick: () => showView(pmWith(o.nick)) },
         nickSpan(o.nick), el('span', { class: 'pm-icon', 'aria-hidden': 'true', text: '✉\ufe0e' })),
       o.affiliation === 'owner' || o.affiliation === 'admin' ? el('span', { class: 'badge', text: o.affiliation }) : null,
-      mine ? el('span', { class: 'badge', text: 'you' }) : null);
+      mine ? el('span', { class: 'badge', text: 'you' }) : null,
+      mine ? el('button', { type: 'button', class: 'small rename', text: 'Rename', title: 'Change your nickname', onclick: () => askNick(S.nick, null, null, true) }) : null);
     const dot = li.querySelector('.dot');
     nickColor(o.nick, dark()).then((c) => { dot.style.background = c; });
     li.setAttribute('aria-label', `${o.nick}, ${o.role}${o.affiliation !== 'none' ? ', ' + o.affiliation : ''}${mine ? ', you' : ''}`);
@@ -953,9 +1187,9 @@ function renderOccupants() {
         el('button', { type: 'button', class: 'small', text: 'Kick', 'aria-label': `Kick ${o.nick}`, onclick: () => kick(o) }),
         o.jid ? el('button', { type: 'button', class: 'small', text: 'Ban', 'aria-label': `Ban ${o.nick}`, onclick: () => ban(o) }) : null));
     }
-    items.push(li);
+    groups.at(-1).append(li);
   }
-  list.replaceChildren(...items);
+  list.replaceChildren(...groups);
 }
 
 // -- private conversations (XEP-0045 §7.5) ----------------------------------------------------
@@ -1229,7 +1463,12 @@ function setupComposer() {
     const body = input.value.replace(/\s+$/, '');
     if (!body.trim() || !S.joined) return;
     const msg = /^\/msg(\s+|$)/i.exec(body);
-    if (msg) {
+    const nick = /^\/nick(\s+|$)/i.exec(body);
+    if (nick) {
+      const wanted = body.slice(nick[0].length).trim();
+      if (wanted) rename(wanted);
+      else askNick(S.nick, null, null, true);
+    } else if (msg) {
       if (!msgCommand(body.slice(msg[0].length))) return;
     } else if (S.view) {
       if (S.view.gone) return;
@@ -1296,6 +1535,7 @@ function setupComposer() {
   document.querySelector('.body').addEventListener('click', (e) => { if (e.target.closest('.log')) closeDrawer(); });
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeDrawer(); });
   $('leave').addEventListener('click', leave);
+  document.querySelector('.body').addEventListener('keydown', logKeys);
 }
 
 // -- surviving a reload (XEP-0198 resumption, page state in sessionStorage) -------------------
@@ -1354,7 +1594,11 @@ function restoreSnapshot(s) {
   }
   showView(S.view);
   renderOccupants();
-  if (S.joined) $('composer').hidden = false;
+  if (S.joined) {
+    $('composer').hidden = false;
+    S.everJoined = true;
+    document.body.classList.add('joined');
+  }
 }
 
 // -- start ----------------------------------------------------------------------------------

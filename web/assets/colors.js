@@ -1,22 +1,36 @@
 // Consistent nick colours, XEP-0392 §5: the hue angle comes from SHA-1 of the nick (UTF-8),
 // its first two bytes read as a little-endian 16-bit number, scaled to 0..360; the colour is
 // HSLuv(hue, saturation, lightness) with saturation and lightness chosen for contrast.
+//
+// The spec leaves saturation and lightness to the implementation (§5.2, §7.2). HSLuv's
+// lightness is CIE L*, which fixes the luminance, so a lightness band fixes the contrast with
+// the page whatever the hue: on the light backgrounds (white, the own-message and mention tints)
+// L* 30–44 keeps at least 4.5:1, on the dark ones L* 70–86 does. Within the band the third byte
+// of the same hash picks one of three steps, so that two nicks of close hue (alice and bob are
+// both olive) usually differ in lightness too.
 
 const cache = new Map();
 
-/** XEP-0392 §5.1: the hue angle in degrees for an identifier. */
-export async function hueAngle(id) {
+const LIGHTNESS = { light: [30, 37, 44], dark: [70, 78, 86] };
+
+async function digestOf(id) {
   const bytes = new TextEncoder().encode(id);
-  const digest = crypto.subtle ? new Uint8Array(await crypto.subtle.digest('SHA-1', bytes)) : sha1(bytes);
-  const n = digest[0] | (digest[1] << 8);
-  return (n / 65536) * 360;
+  return crypto.subtle ? new Uint8Array(await crypto.subtle.digest('SHA-1', bytes)) : sha1(bytes);
 }
 
-/** A CSS colour for a nick, for a light (L 42) or dark (L 72) background. */
+/** XEP-0392 §5.1: the hue angle in degrees for an identifier. */
+export async function hueAngle(id) {
+  const digest = await digestOf(id);
+  return ((digest[0] | (digest[1] << 8)) / 65536) * 360;
+}
+
+/** A CSS colour for a nick, on a light or a dark background. */
 export async function nickColor(nick, dark) {
   const key = (dark ? 'd' : 'l') + nick;
   if (cache.has(key)) return cache.get(key);
-  const [r, g, b] = hsluvToRgb(await hueAngle(nick), 100, dark ? 72 : 42);
+  const digest = await digestOf(nick);
+  const hue = ((digest[0] | (digest[1] << 8)) / 65536) * 360;
+  const [r, g, b] = hsluvToRgb(hue, 100, LIGHTNESS[dark ? 'dark' : 'light'][digest[2] % 3]);
   const css = `rgb(${Math.round(r * 255)},${Math.round(g * 255)},${Math.round(b * 255)})`;
   cache.set(key, css);
   return css;

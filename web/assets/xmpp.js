@@ -86,7 +86,7 @@ export class WebSocketTransport {
       ws.onclose = (ev) => {
         if (this.ws !== ws) return;
         this.ws = null;
-        if (!opened) reject(new Error('cannot connect to ' + this.url));
+        if (!opened) reject(unreachable('cannot connect to ' + this.url));
         else this.onclose({ code: ev.code, reason: ev.reason });
       };
       ws.onerror = () => {};
@@ -123,6 +123,13 @@ export class WebSocketTransport {
   }
 }
 
+/** An error for a server that could not be reached at all (the page words it for people). */
+function unreachable(message) {
+  const e = new Error(message);
+  e.unreachable = true;
+  return e;
+}
+
 const HTTPBIND = 'http://jabber.org/protocol/httpbind';
 /** What a new stream starts with, as RFC 7395 has it (`<open/>`), for BOSH streams too. */
 const OPEN = () => parser.parseFromString(`<open xmlns="${NS.framing}"/>`, 'text/xml').documentElement;
@@ -156,7 +163,7 @@ export class BoshTransport {
     return this._post(body).then((root) => {
       this.inflight--;
       const sid = root && root.getAttribute('sid');
-      if (!sid || root.getAttribute('type') === 'terminate') throw new Error('cannot connect to ' + this.url);
+      if (!sid || root.getAttribute('type') === 'terminate') throw unreachable('cannot connect to ' + this.url);
       this.sid = sid;
       this.onelement(OPEN());
       this._deliver(root);
@@ -164,7 +171,7 @@ export class BoshTransport {
     }, (e) => {
       this.inflight--;
       this.ended = true;
-      throw new Error('cannot connect to ' + this.url + ' (' + e.message + ')');
+      throw unreachable('cannot connect to ' + this.url + ' (' + e.message + ')');
     });
   }
   /** After SASL: the next request asks for a stream restart and carries nothing else. The
@@ -494,18 +501,27 @@ export class Connection {
     this.started = true;
     this._stopKeepalive();
     this.lastHeard = Date.now();
-    // A silent connection may be dead (phones, NAT timeouts): ask for a sign of life every
-    // 30 s of silence and give up on the connection after 20 s more without one.
+    this.probedAt = 0;
+    // A silent connection may be dead (phones, NAT timeouts, a stalled proxy): while the page
+    // is in view, ask for a sign of life after 6 s of silence and give up on the connection
+    // 4 s later (noticed within about 10 s); in the background, every 30 s and 20 s later.
     this.keepalive = setInterval(() => {
       if (!this.transport || this.waiter) return;
-      const quiet = Date.now() - this.lastHeard;
-      if (quiet > 50000) {
-        this.abort();
-      } else if (quiet > 30000) {
-        if (this.sm) this.transport.send(x('r', { xmlns: NS.sm }));
-        else this.iq({ type: 'get', to: this.jid.split('/')[0].split('@').pop() }, x('ping', { xmlns: NS.ping })).catch(() => {});
-      }
-    }, 10000);
+      const now = Date.now();
+      const quiet = now - this.lastHeard;
+      const [ask, giveUp] = typeof document !== 'undefined' && document.hidden ? [30000, 20000] : [6000, 4000];
+      if (this.probedAt > this.lastHeard && now - this.probedAt > giveUp) this.abort();
+      else if (quiet > ask && this.probedAt <= this.lastHeard) this.probe();
+    }, 1000);
+  }
+
+  /** Ask the server for a sign of life now (XEP-0198 <r/>, else a ping, XEP-0199); the
+   *  keepalive drops the connection if none comes. For when the network may have changed. */
+  probe() {
+    if (!this.transport || !this.started) return;
+    this.probedAt = Date.now();
+    if (this.sm) this.transport.send(x('r', { xmlns: NS.sm }));
+    else this.iq({ type: 'get', to: this.jid.split('/')[0].split('@').pop() }, x('ping', { xmlns: NS.ping }), 8000).catch(() => {});
   }
 
   _stopKeepalive() {

@@ -92,14 +92,16 @@ pub struct C2sConfig {
 pub struct AnonymousConfig {
     /// Host for SASL ANONYMOUS logins; never the main domain.
     pub domain: String,
-    /// Seconds a guest's dropped session is kept for resumption. Shorter than for accounts:
-    /// a closed tab cannot be told from a reload, and the guest stays in its rooms meanwhile.
+    /// Seconds a guest's dropped session is kept for resumption. Much shorter than for
+    /// accounts: a closed tab cannot be told from a reload, and the guest stays in its rooms
+    /// (a ghost in the occupant list) until this runs out. A reload takes well under a second,
+    /// and the web client notices a stalled connection within about 10 s.
     #[serde(default = "default_guest_resume_timeout")]
     pub resume_timeout: u64,
 }
 
 pub(super) fn default_guest_resume_timeout() -> u64 {
-    60
+    10
 }
 
 #[derive(Clone, Debug, Deserialize)]
