@@ -146,3 +146,57 @@ def test_self_signed_certificate_is_kept_until_the_host_names_change(tmp_path):
         assert "host names changed" in srv.log_text(), srv.log_tail()
     finally:
         srv.stop()
+
+
+# -- the operator's first run (issue 15, items 9 and 10) ------------------------------------------
+
+def test_start_log_says_which_host_serves_what_and_where_the_web_client_is(fresh_server):
+    srv = fresh_server
+    log = srv.log_text()
+    hosts = [line for line in log.splitlines() if " hosts " in line or line.endswith(" hosts")]
+    assert hosts, log
+    assert "accounts=localhost" in hosts[0] and f"guests={srv.anon_domain}" in hosts[0], hosts[0]
+    assert f"rooms={srv.muc_domain}" in hosts[0], hosts[0]
+    assert f"web client: open http://127.0.0.1:{srv.http_port}/join/ROOM" in log, log
+    # And each listener's address, with what it is for.
+    assert f"127.0.0.1:{srv.c2s_port}" in log and f"127.0.0.1:{srv.http_port}" in log
+
+
+@pytest.mark.parametrize("key", ["c2s", "c2s_direct_tls", "http"])
+def test_a_listener_that_cannot_be_bound_stops_the_start_with_its_key(tmp_path, key):
+    import socket
+
+    # Another program (a Prosody, say) already holds the port, on every address.
+    busy = socket.socket()
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    busy.bind(("0.0.0.0", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        listen = {"c2s": '"127.0.0.1:0"', "c2s_direct_tls": '"off"', "http": '"127.0.0.1:0"'}
+        listen[key] = f'"127.0.0.1:{port}"'
+        config = tmp_path / "busy.toml"
+        config.write_text(f'domain = "localhost"\ndata_dir = "{tmp_path}/data"\n[listen]\n'
+                          + "".join(f"{k} = {v}\n" for k, v in listen.items()))
+        run = subprocess.run([str(SALON_BIN), "serve", "--config", str(config)],
+                             capture_output=True, text=True, timeout=30)
+        assert run.returncode != 0, run.stderr
+        assert f"listen.{key}: cannot listen on 127.0.0.1:{port}" in run.stderr, run.stderr
+        assert "in use" in run.stderr, run.stderr
+    finally:
+        busy.close()
+
+
+def test_check_refuses_two_listeners_on_one_address_and_a_port_out_of_range(tmp_path):
+    same = salon_check(tmp_path, '[listen]\nc2s = "127.0.0.1:5222"\nhttp = "127.0.0.1:5222"\n')
+    assert same.returncode != 0
+    assert "listen.http" in same.stderr and "same address as listen.c2s" in same.stderr, same.stderr
+    # An unspecified address takes the port on every address, the loopback one included.
+    wide = salon_check(tmp_path, '[listen]\nc2s = "0.0.0.0:5290"\nmetrics = "127.0.0.1:5290"\n')
+    assert wide.returncode != 0 and "listen.metrics" in wide.stderr, wide.stderr
+    far = salon_check(tmp_path, '[listen]\nc2s = "127.0.0.1:70000"\n')
+    assert far.returncode != 0
+    assert "port 70000 is out of range" in far.stderr, far.stderr
+    assert "listen.c2s" in far.stderr, far.stderr
+    fine = salon_check(tmp_path, '[listen]\nc2s = "127.0.0.1:5222"\nhttp = "127.0.0.1:5280"\n')
+    assert fine.returncode == 0, fine.stderr

@@ -204,6 +204,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("installing the SIGTERM handler")?;
     server.start().await;
     let listeners = Listeners::bind_all(&server).await?;
+    announce_hosts(&server.config);
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -212,6 +213,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     listeners.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What a first-time operator looks for in the log: which host serves what, and where the
+/// web client is (the listeners' addresses are logged as they are bound).
+fn announce_hosts(config: &Config) {
+    let or_off = |host: Option<&str>| host.unwrap_or("off").to_string();
+    tracing::info!(
+        accounts = %config.domain,
+        guests = %or_off(config.anonymous_domain()),
+        rooms = %or_off(config.muc.as_ref().map(|m| m.domain.as_str())),
+        uploads = %or_off(config.upload.as_ref().map(|u| u.domain.as_str())),
+        "hosts"
+    );
+    match config.web_base_url() {
+        Some(base) if config.anonymous.is_some() && config.muc.is_some() => tracing::info!(
+            "web client: open {base}/join/ROOM to chat in ROOM (any name), or {base}/ to pick one"
+        ),
+        Some(base) => tracing::info!(
+            "web client at {base}/ needs [anonymous] and [muc] to let visitors in without an account"
+        ),
+        None if config.listen.https.is_some() => tracing::info!(
+            "web client on the HTTPS listener at /join/ROOM (set http.public_url to see its address here)"
+        ),
+        None => tracing::info!("no web client: no HTTP listener (listen.http or listen.https)"),
+    }
 }
 
 /// Every connection is a file descriptor, and the usual soft limit (1024) is reached long before

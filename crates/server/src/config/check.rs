@@ -117,6 +117,7 @@ impl Config {
                 "no client listener: set listen.c2s or listen.c2s_direct_tls".into(),
             ));
         }
+        self.validate_listeners_distinct()?;
         for proxy in &self.http.trusted_proxies {
             if IpRange::parse(proxy).is_none() {
                 return Err((
@@ -165,6 +166,44 @@ impl Config {
         }
         if let Err(e) = tracing_filter_check(&self.log.level) {
             return Err(("log.level".into(), e));
+        }
+        Ok(())
+    }
+
+    /// Two listeners on one port would fail at start (or, with an unspecified address beside
+    /// a specific one, quietly split the traffic): caught here with both keys named.
+    fn validate_listeners_distinct(&self) -> Result<(), (String, String)> {
+        let listen = &self.listen;
+        let all = [
+            ("listen.c2s", listen.c2s),
+            ("listen.c2s_direct_tls", listen.c2s_direct_tls),
+            ("listen.http", listen.http),
+            ("listen.https", listen.https),
+            ("listen.metrics", listen.metrics),
+        ];
+        let set: Vec<(&str, SocketAddr)> = all
+            .iter()
+            .filter_map(|(key, addr)| addr.map(|a| (*key, a)))
+            .collect();
+        for (i, (key, addr)) in set.iter().enumerate() {
+            // Port 0 asks the system for a free port: never a clash.
+            if addr.port() == 0 {
+                continue;
+            }
+            let clash = set[..i].iter().find(|(_, other)| {
+                other.port() == addr.port()
+                    && (other.ip() == addr.ip()
+                        || other.ip().is_unspecified()
+                        || addr.ip().is_unspecified())
+            });
+            if let Some((other_key, other)) = clash {
+                return Err((
+                    key.to_string(),
+                    format!(
+                        "{addr} is the same address as {other_key} ({other}); each listener needs its own port"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

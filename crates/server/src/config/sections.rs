@@ -500,9 +500,18 @@ fn listener<'de, D: serde::Deserializer<'de>>(
         return Ok(None);
     }
     text.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "`{text}` is not an address like \"127.0.0.1:5222\" or \"[::]:5222\", nor \"off\""
-        ))
+        // The commonest slip, a port past 65535, gets its own words.
+        let port = text
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u64>().ok());
+        match port {
+            Some(port) if port > u64::from(u16::MAX) => serde::de::Error::custom(format!(
+                "`{text}`: port {port} is out of range (1 to 65535)"
+            )),
+            _ => serde::de::Error::custom(format!(
+                "`{text}` is not an address like \"127.0.0.1:5222\" or \"[::]:5222\", nor \"off\""
+            )),
+        }
     })
 }
 
