@@ -188,6 +188,20 @@ test('the network coming back after a long cut reconnects within about a second'
   assert.ok(probed, 'no sign of life asked for when the page came into view');
 });
 
+test('the server unreachable for a while (no network event in the browser): back within about 2 s of it returning', async () => {
+  const r = room('pathback');
+  const page = await join(`/join/${r}?nick=paul`);
+  let blocked = true;
+  await page.routeWebSocket(/xmpp-websocket/, (ws) => { if (blocked) ws.close(); else ws.connectToServer(); });
+  await page.evaluate(() => window.salon.conn.abort());
+  await sleep(10000); // every try fails; the browser still thinks it is online
+  const t0 = Date.now();
+  blocked = false;
+  await page.waitForFunction(() => window.salon.joined && window.salon.conn.online, null, { timeout: 30000, polling: 50 });
+  const took = Date.now() - t0;
+  assert.ok(took < 3000, `reconnected ${took} ms after the server could be reached again`);
+});
+
 test('a closed tab leaves the room within seconds; a reload still resumes without a trace', async () => {
   const r = room('ghost');
   const bot = await new Bot(salon, `${r}@rooms.localhost`, 'watcher').start();

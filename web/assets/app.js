@@ -363,10 +363,11 @@ function reconnectLater(err) {
   clearTimeout(S.reconnectTimer);
   clearInterval(S.countdown);
   if (S.leaving) return;
-  // Quick at first, and never more than 4 s apart while the page is in view: the browser's
-  // `online` event does not come when only the server or the path to it was down. After a
-  // while, or in a background tab, up to 30 s.
-  const cap = document.hidden || S.retry > 20 ? 30000 : 4000;
+  // Quick at first, and never more than 2 s apart for the first minute while the page is in
+  // view: the browser's `online` event does not come when only the server or the path to it
+  // was down, and a try that fails at once costs the server nothing. After that, or in a
+  // background tab, up to 30 s.
+  const cap = document.hidden || S.retry > 30 ? 30000 : 2000;
   const delay = Math.round(Math.min(cap, 500 * 2 ** S.retry) * (0.75 + Math.random() * 0.5));
   S.retry++;
   const due = Date.now() + delay;
