@@ -378,3 +378,28 @@ test('the browser secret (urn:salon:visitor:0): kept from a self-presence, shown
   assert.match(joinFrame, /<visitor xmlns="urn:salon:visitor:0" secret="s3cr&amp;t"\/>/);
   assert.deepEqual(page.errors, []);
 });
+
+test('Converse.js at /converse/: served gzipped, asks for a nick and shows it, fetches nothing from elsewhere', async () => {
+  const r = room('conv');
+  const native = await join(`/join/${r}?nick=nina`);
+  const page = await newPage(browser);
+  pages.push(page);
+  const foreign = [];
+  const encodings = new Map();
+  page.on('request', (req) => { if (!/^(http:\/\/127\.0\.0\.1:\d+|ws:\/\/127\.0\.0\.1:\d+|data:|blob:)/.test(req.url())) foreign.push(req.url()); });
+  page.on('response', (res) => { if (res.url().endsWith('.min.js') || res.url().endsWith('.min.css')) encodings.set(res.url().split('/').pop(), res.headers()['content-encoding']); });
+  await page.goto(`${salon.url}/converse/#${r}`);
+  await page.locator('#nick-form').waitFor({ timeout: 30000 });
+  await page.fill('#nick', 'conny');
+  await page.press('#nick', 'Enter');
+  await native.locator('#occupant-list .occupant', { hasText: 'conny' }).waitFor({ timeout: 60000 });
+  await page.locator('textarea.chat-textarea').waitFor({ timeout: 30000 });
+  await sleep(1000);
+  assert.equal(encodings.get('converse.min.js'), 'gzip');
+  assert.equal(encodings.get('converse.min.css'), 'gzip');
+  assert.deepEqual(foreign, []);
+  // The visitor is shown as conny, never as the random guest address.
+  assert.doesNotMatch(await page.locator('body').innerText(), /@anon\.localhost/);
+  assert.equal(await page.evaluate(() => localStorage.getItem('salon:nick')), 'conny');
+  await shot(page, 'converse-nick');
+});

@@ -8,7 +8,7 @@
 //! the files and revalidate them with a cheap 304, and an upgraded binary is picked up at once.
 
 use crate::WebState;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -242,8 +242,35 @@ pub async fn converse_redirect() -> Redirect {
 }
 
 /// `/converse/`: the page that starts Converse.js for the anonymous host.
-pub async fn converse_page(headers: HeaderMap) -> Response {
-    serve("converse/index.html", &headers)
+pub async fn converse_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    let mut response = serve("converse/index.html", &headers);
+    if let Ok(csp) = HeaderValue::from_str(&converse_page_csp(&state.server.config)) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+/// The Converse.js page fetches nothing from other sites: its fullscreen footer shows sponsor
+/// logos from conversejs.org, and link previews would load images from anywhere. Images,
+/// media and fonts come from Salon (and from where Converse.js or uploads are served, when
+/// configured elsewhere). Scripts are left alone: the page starts Converse with inline script.
+fn converse_page_csp(config: &salon_server::config::Config) -> String {
+    let mut sources = vec!["'self'".to_string(), "data:".into(), "blob:".into()];
+    let origin = |url: &str| -> Option<String> {
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split('/').next().filter(|h| !h.is_empty())?;
+        Some(format!("{scheme}://{host}"))
+    };
+    let elsewhere = [
+        config.http.converse_url.as_deref(),
+        config.upload.as_ref().and_then(|u| u.public_url.as_deref()),
+        config.http.public_url.as_deref(),
+    ];
+    sources.extend(elsewhere.into_iter().flatten().filter_map(origin));
+    let list = sources.join(" ");
+    format!("img-src {list}; media-src {list}; font-src {list}; object-src 'none'; base-uri 'none'")
 }
 
 /// The directory Converse.js's `dist/` is served from, if one is configured.
@@ -297,18 +324,27 @@ pub async fn converse_dist(
         )
             .into_response();
     }
-    // A precompressed sibling (`file.gz`) is used when the browser takes gzip.
+    // A precompressed sibling (`file.gz`) is used when the browser takes gzip; else text
+    // (converse.min.js is 1.3 MB, 0.4 MB gzipped) is compressed once and kept in memory.
     let gz_file = dir.join(format!("{path}.gz"));
-    let (bytes, encoding) = if accepts_gzip(&headers) && tokio::fs::metadata(&gz_file).await.is_ok()
-    {
+    let gzip_ok = accepts_gzip(&headers);
+    let (bytes, encoding) = if gzip_ok && tokio::fs::metadata(&gz_file).await.is_ok() {
         match tokio::fs::read(&gz_file).await {
-            Ok(b) => (b, Some("gzip")),
+            Ok(b) => (Body::from(b), Some("gzip")),
             Err(_) => return not_found("unreadable file"),
         }
     } else {
-        match tokio::fs::read(&file).await {
-            Ok(b) => (b, None),
+        let plain = match tokio::fs::read(&file).await {
+            Ok(b) => b,
             Err(_) => return not_found("unreadable file"),
+        };
+        if gzip_ok && compressible(content_type(&path)) {
+            match compressed_dist_file(&file, &etag, plain).await {
+                Ok(gz) => (Body::from(gz), Some("gzip")),
+                Err(plain) => (Body::from(plain), None),
+            }
+        } else {
+            (Body::from(plain), None)
         }
     };
     let mut builder = Response::builder()
@@ -319,7 +355,49 @@ pub async fn converse_dist(
     if let Some(enc) = encoding {
         builder = builder.header(header::CONTENT_ENCODING, enc);
     }
-    builder.body(Body::from(bytes)).expect("valid response")
+    builder.body(bytes).expect("valid response")
+}
+
+/// Gzipped Converse.js files, by path and ETag (so a replaced file is compressed afresh).
+type GzipCache = std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, (String, Bytes)>>;
+
+/// The most the gzip cache holds; the whole Converse.js dist/ text is about 3 MB gzipped.
+const GZIP_CACHE_BYTES: usize = 16 << 20;
+/// Files larger than this are sent as they are rather than compressed in memory.
+const GZIP_MAX_FILE: usize = 16 << 20;
+
+/// The gzipped bytes of a Converse.js file, compressed once (off the async threads) and kept
+/// within [`GZIP_CACHE_BYTES`]; the plain bytes back when compressing does not pay or fails.
+async fn compressed_dist_file(
+    file: &std::path::Path,
+    etag: &str,
+    plain: Vec<u8>,
+) -> Result<Bytes, Vec<u8>> {
+    static CACHE: OnceLock<GzipCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some((tag, gz)) = cache.lock().expect("gzip cache").get(file) {
+        if tag == etag {
+            return Ok(gz.clone());
+        }
+    }
+    if plain.len() > GZIP_MAX_FILE {
+        return Err(plain);
+    }
+    let copy = plain.clone();
+    let Ok(gz) = tokio::task::spawn_blocking(move || gzip(&copy)).await else {
+        return Err(plain);
+    };
+    if gz.len() >= plain.len() {
+        return Err(plain);
+    }
+    let gz = Bytes::from(gz);
+    let mut map = cache.lock().expect("gzip cache");
+    map.remove(file);
+    let held: usize = map.values().map(|(_, b)| b.len()).sum();
+    if held + gz.len() <= GZIP_CACHE_BYTES {
+        map.insert(file.to_path_buf(), (etag.to_string(), gz.clone()));
+    }
+    Ok(gz)
 }
 
 /// `/config.json`: the hosts and endpoints the web pages use. Endpoints are relative to the
