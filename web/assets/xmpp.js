@@ -503,13 +503,13 @@ export class Connection {
     this.lastHeard = Date.now();
     this.probedAt = 0;
     // A silent connection may be dead (phones, NAT timeouts, a stalled proxy): while the page
-    // is in view, ask for a sign of life after 6 s of silence and give up on the connection
+    // is in view, ask for a sign of life after 5 s of silence and give up on the connection
     // 4 s later (noticed within about 10 s); in the background, every 30 s and 20 s later.
     this.keepalive = setInterval(() => {
       if (!this.transport || this.waiter) return;
       const now = Date.now();
       const quiet = now - this.lastHeard;
-      const [ask, giveUp] = typeof document !== 'undefined' && document.hidden ? [30000, 20000] : [6000, 4000];
+      const [ask, giveUp] = typeof document !== 'undefined' && document.hidden ? [30000, 20000] : [5000, 4000];
       if (this.probedAt > this.lastHeard && now - this.probedAt > giveUp) this.abort();
       else if (quiet > ask && this.probedAt <= this.lastHeard) this.probe();
     }, 1000);
