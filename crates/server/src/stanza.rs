@@ -55,6 +55,11 @@ pub mod ns {
     pub const RETRACT: &str = "urn:xmpp:message-retract:1";
     pub const CONFERENCE: &str = "jabber:x:conference";
     pub const UPLOAD: &str = "urn:xmpp:http:upload:0";
+    /// Salon's extension of room bans: a duration in a ban request, and in the outcast list
+    /// when a ban ends and what it covers besides the JID (docs/configuration.md, `[muc]`).
+    pub const SALON_BAN: &str = "urn:salon:ban:0";
+    /// The built-in web client's browser secret for returning guests.
+    pub const SALON_VISITOR: &str = "urn:salon:visitor:0";
 }
 
 /// Parse an attribute name known at compile time. Only called with literals, so the

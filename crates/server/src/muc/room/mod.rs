@@ -5,7 +5,8 @@
 //! - `messages`: groupchat with XEP-0359 stanza ids and XEP-0421 occupant ids, history on join
 //!   (XEP-0203 delays), private messages, invitations, the archive, XEP-0425 retraction;
 //! - `iq`: IQ dispatch, disco#info, XEP-0410 self-ping, IQs relayed between occupants (§18.1);
-//! - `affiliations`: roles and affiliations (§8, §9); `address_bans`: a banned guest's address;
+//! - `affiliations`: roles and affiliations (§8, §9); `address_bans`: how long a ban lasts, and
+//!   a banned guest's address and browser;
 //! - `archive_bounds`: the archive's lifetime and size (deleted with a temporary room, capped);
 //! - `owner`: configuration and destruction (§10);
 //! - `registration`: nickname registration (§7.10);
@@ -54,6 +55,9 @@ struct Occupant {
     occupant_id: String,
     /// When its last message with a body went out, for slow mode (XEP-0500).
     last_message: Option<std::time::Instant>,
+    /// A guest's browser id (`visitor.rs`), banned with it and proof for taking its place
+    /// back after a reload.
+    browser: Option<String>,
 }
 
 /// How an occupant leaves or changes, for its unavailable presence (XEP-0045 §7.14, §8.2).
@@ -174,6 +178,9 @@ impl Room {
                 stanza = inbox.recv() => stanza,
                 _ = bounds_tick.tick() => {
                     self.bound_archive().await;
+                    if self.forget_ended_bans() {
+                        self.save().await;
+                    }
                     continue;
                 }
             };
@@ -239,11 +246,11 @@ impl Room {
     // ----- Lookups -----
 
     fn affiliation(&self, real: &jid::BareJid) -> Affiliation {
-        self.record
-            .affiliations
-            .get(real.as_str())
-            .copied()
-            .unwrap_or(Affiliation::None)
+        match self.record.affiliations.get(real.as_str()).copied() {
+            Some(Affiliation::Outcast) if self.ban_ended(real.as_str()) => Affiliation::None,
+            Some(affiliation) => affiliation,
+            None => Affiliation::None,
+        }
     }
 
     fn occupant_by_session(&self, full: &jid::FullJid) -> Option<usize> {

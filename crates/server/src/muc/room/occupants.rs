@@ -263,6 +263,7 @@ impl Room {
             role: self.default_role(affiliation),
             payload: Self::presence_payload(stanza),
             last_message: None,
+            browser: None,
         };
         // Everyone else learns of the newcomer; the newcomer gets the room's state.
         self.deliver_by_audience(

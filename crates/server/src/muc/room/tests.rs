@@ -535,3 +535,4 @@ async fn a_message_the_room_does_not_store_carries_no_stanza_id() {
 }
 
 mod attacks;
+mod bans;
