@@ -142,6 +142,21 @@ impl Room {
             .any(|(jid, banned)| *banned == prefix && !self.ban_ended(jid))
     }
 
+    /// Whether a guest joining with the browser id `browser` comes from a banned browser.
+    pub(super) fn joins_from_banned_browser(
+        &self,
+        session: &jid::FullJid,
+        browser: Option<&str>,
+    ) -> bool {
+        let Some(browser) = browser else { return false };
+        self.is_guest(&session.to_bare())
+            && self
+                .record
+                .banned_browsers
+                .iter()
+                .any(|(jid, banned)| banned == browser && !self.ban_ended(jid))
+    }
+
     /// What the outcast list shows of a ban besides the JID: when it ends and whether an
     /// address and a browser are banned with it. The address itself stays with the server
     /// (room admins are not the server's admins, and a guest's IP is not theirs to see).

@@ -10,6 +10,7 @@
 //! - `archive_bounds`: the archive's lifetime and size (deleted with a temporary room, capped);
 //! - `owner`: configuration and destruction (§10);
 //! - `registration`: nickname registration (§7.10);
+//! - `returning`: a guest's place given back to the same browser (`muc::visitor`);
 //! - `slow_mode`: how often an occupant may speak (XEP-0500).
 
 mod address_bans;
@@ -20,6 +21,7 @@ mod messages;
 mod occupants;
 mod owner;
 mod registration;
+mod returning;
 mod slow_mode;
 #[cfg(test)]
 mod tests;

@@ -34,7 +34,8 @@ fn room_with_settings(record: RoomRecord, settings: crate::config::MucConfig) ->
         ..Config::development()
     };
     let server = crate::build(config, Arc::new(MemoryStorage::new())).expect("a test server");
-    let service = MucService::new(settings);
+    let visitors = crate::muc::visitor::VisitorSecrets::new(vec![7; 32]);
+    let service = MucService::new(settings, visitors);
     let (sender, _receiver) = tokio::sync::mpsc::channel(1);
     let handle = Arc::new(RoomHandle {
         sender,
@@ -536,3 +537,4 @@ async fn a_message_the_room_does_not_store_carries_no_stanza_id() {
 
 mod attacks;
 mod bans;
+mod visitor;
