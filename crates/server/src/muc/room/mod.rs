@@ -102,6 +102,8 @@ pub struct Room {
     relayed: HashMap<String, RelayedIq>,
     /// Groupchat messages since the archive was last trimmed to its bounds.
     since_archive_trim: usize,
+    /// Bytes of the messages archived since then.
+    bytes_since_archive_trim: u64,
 }
 
 /// An IQ the room passed from one occupant to another, waiting for its answer.
@@ -160,6 +162,7 @@ impl Room {
             archive,
             relayed: HashMap::new(),
             since_archive_trim: 0,
+            bytes_since_archive_trim: 0,
         };
         room.update_summary();
         room
