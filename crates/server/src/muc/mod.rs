@@ -36,6 +36,7 @@ impl ServiceStart for Startup {
             context.archive_store(),
             vec![service.settings.domain.clone()],
             service.settings.archive_retention_days,
+            context.shutdown_signal(),
         );
     }
 }

@@ -177,11 +177,18 @@ impl Room {
         }
         // The archive's bounds are applied as messages come and hourly (for retention in a
         // quiet room); the first tick, at once, applies them to a room loaded from storage.
+        // Not once the server shuts down: a trim must not run under the final flush.
         let mut bounds_tick = tokio::time::interval(archive_bounds::CHECK_INTERVAL);
+        let mut shutdown = self.context.shutdown_signal();
+        let mut stopping = false;
         loop {
             let stanza = tokio::select! {
                 stanza = inbox.recv() => stanza,
-                _ = bounds_tick.tick() => {
+                _ = crate::service::shutdown_requested(&mut shutdown), if !stopping => {
+                    stopping = true;
+                    continue;
+                }
+                _ = bounds_tick.tick(), if !stopping => {
                     self.bound_archive().await;
                     if self.forget_ended_bans() {
                         self.save().await;
