@@ -378,15 +378,25 @@ fn micros_to_datetime(micros: i64) -> String {
         .to_string()
 }
 
-/// Delete messages of the archives on `domains` past the retention period: now, then hourly.
-pub fn start_retention(store: Arc<dyn ArchiveStore>, domains: Vec<String>, days: u64) {
+/// Delete messages of the archives on `domains` past the retention period: now, then hourly,
+/// until the server shuts down (a sweep must not delete under the shutdown's final flush).
+/// Returns the sweep's task, if one was started.
+pub fn start_retention(
+    store: Arc<dyn ArchiveStore>,
+    domains: Vec<String>,
+    days: u64,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
     if days == 0 || domains.is_empty() {
-        return;
+        return None;
     }
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = crate::service::shutdown_requested(&mut shutdown) => break,
+            }
             let cutoff = chrono::Utc::now().timestamp_micros() - (days as i64) * 86_400_000_000;
             for domain in &domains {
                 match store.archive_expire(domain, cutoff).await {
@@ -396,13 +406,30 @@ pub fn start_retention(store: Arc<dyn ArchiveStore>, domains: Vec<String>, days:
                 }
             }
         }
-    });
+        tracing::debug!(?domains, "archive retention sweep stopped");
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::memory::MemoryStorage;
+
+    /// The retention sweep ends when the server shuts down.
+    #[tokio::test]
+    async fn the_retention_sweep_stops_at_shutdown() {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let store: Arc<dyn ArchiveStore> = Arc::new(MemoryStorage::new());
+        let sweep = start_retention(store, vec!["rooms.localhost".into()], 1, shutdown)
+            .expect("a sweep with a retention");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!sweep.is_finished());
+        stop.send(true).expect("the sweep listens");
+        tokio::time::timeout(std::time::Duration::from_secs(5), sweep)
+            .await
+            .expect("the sweep ends at shutdown")
+            .expect("without a panic");
+    }
 
     fn message(n: usize) -> ArchivedMessage {
         ArchivedMessage {

@@ -17,7 +17,13 @@ pub fn build(config: Config, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<Se
     im::register_all(&mut registry, &config);
     archive::register(&mut registry);
     pep::register(&mut registry);
-    let muc = config.muc.clone().map(muc::MucService::new);
+    let muc = match config.muc.clone() {
+        Some(settings) => {
+            let visitors = muc::visitor::VisitorSecrets::load_or_create(&config.data_dir)?;
+            Some(muc::MucService::new(settings, visitors))
+        }
+        None => None,
+    };
     if let Some(muc) = &muc {
         muc::register(&mut registry, muc.clone());
     }

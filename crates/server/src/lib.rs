@@ -12,6 +12,7 @@ pub mod limits;
 pub mod metrics;
 pub mod registry;
 pub mod router;
+pub mod secret_file;
 pub mod server;
 pub mod service;
 pub mod session;

@@ -55,6 +55,29 @@ pub mod ns {
     pub const RETRACT: &str = "urn:xmpp:message-retract:1";
     pub const CONFERENCE: &str = "jabber:x:conference";
     pub const UPLOAD: &str = "urn:xmpp:http:upload:0";
+    /// Salon's extension of room bans: a duration in a ban request, and in the outcast list
+    /// when a ban ends and what it covers besides the JID (docs/configuration.md, `[muc]`).
+    pub const SALON_BAN: &str = "urn:salon:ban:0";
+    /// The built-in web client's browser secret for returning guests.
+    pub const SALON_VISITOR: &str = "urn:salon:visitor:0";
+}
+
+/// A JID from the network (RFC 7622), refused unless its prepared form is stable: the `jid`
+/// crate prepares with today's Unicode normalisation but case-folds with stringprep's Unicode
+/// 3.2 tables, so a character unassigned in 3.2 that normalises to capitals (U+32CC SQUARE HG
+/// becomes "Hg") gives a JID whose own string form parses to another JID ("hg"). Such a JID
+/// would be one address where it was parsed and another wherever its string is parsed again;
+/// stringprep's profiles for stored strings prohibit unassigned code points anyway. Found by
+/// fuzzing (`fuzz::jid`).
+pub fn parse_jid(text: &str) -> Result<jid::Jid, jid::Error> {
+    let parsed = jid::Jid::new(text)?;
+    if parsed.as_str() != text {
+        match jid::Jid::new(parsed.as_str()) {
+            Ok(again) if again == parsed => {}
+            _ => return Err(jid::Error::NamePrep),
+        }
+    }
+    Ok(parsed)
 }
 
 /// Parse an attribute name known at compile time. Only called with literals, so the
@@ -298,4 +321,26 @@ pub fn xep82_datetime(unix_seconds: i64) -> String {
 
 pub fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+#[cfg(test)]
+mod jid_tests {
+    /// Fuzzing regression (crates/xml/fuzz/corpus/jid/regression-unstable-prep).
+    #[test]
+    fn a_jid_whose_prepared_form_is_not_stable_is_refused() {
+        // U+3203 and U+32CC: the crate alone turns this into "(ᄅ)2Hg/…", which parses to
+        // "(ᄅ)2hg/…".
+        let unstable = "\u{3203}2\u{32cc}/\u{30ea}\u{30d2}\u{30f0}\u{112c}";
+        let first = jid::Jid::new(unstable).expect("the crate accepts it");
+        assert_ne!(jid::Jid::new(first.as_str()).ok(), Some(first));
+        assert!(super::parse_jid(unstable).is_err());
+        // Ordinary JIDs, and ones the preparation changes once for good, pass.
+        for (text, prepared) in [
+            ("juliet@example.com/balcony", "juliet@example.com/balcony"),
+            ("Juliet@Example.COM/Balcony", "juliet@example.com/Balcony"),
+            ("room@rooms.example", "room@rooms.example"),
+        ] {
+            assert_eq!(super::parse_jid(text).expect(text).as_str(), prepared);
+        }
+    }
 }

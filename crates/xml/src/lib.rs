@@ -247,6 +247,17 @@ impl StreamParser {
             return Ok(());
         }
         self.fed = self.fed.saturating_add(data.len() as u64);
+        if !self.root_open && self.header_bytes.is_empty() {
+            // Whitespace before the stream header is dropped as it comes: nothing to keep and
+            // nothing to count against the stanza limit, so the check below sees the header's
+            // first byte however the bytes were split (found by fuzzing: whitespace split off
+            // ahead of stray text was a policy violation, in one piece a malformed stream).
+            let start = data
+                .iter()
+                .position(|b| !b" \t\r\n".contains(b))
+                .unwrap_or(data.len());
+            data = &data[start..];
+        }
         if !self.root_open && self.header_bytes.len() < self.limits.max_stanza_bytes {
             self.header_bytes.extend_from_slice(data);
             if let Err(e) = check_prolog_start(&self.header_bytes) {
@@ -509,6 +520,44 @@ mod tests {
             }
         }
         (out, Ok(()))
+    }
+
+    /// Fuzzing regression (fuzz/regressions/stream_parser-whitespace-then-text): 126 bytes of
+    /// whitespace and then text, under a 32-byte stanza limit, gave a policy violation when
+    /// the whitespace came in small chunks and a malformed stream in one piece. Whitespace
+    /// before the header is dropped now: text there is a malformed stream either way.
+    #[test]
+    fn whitespace_before_the_header_does_not_change_the_outcome_of_a_split() {
+        let limits = ParserLimits {
+            max_stanza_bytes: 32,
+            max_depth: 6,
+            max_attributes: 2,
+            max_token_bytes: 128,
+        };
+        let mut input = vec![b'\t'; 126];
+        input.push(b'x');
+        let mut whole = StreamParser::new(limits.clone());
+        let whole = whole.feed(&input, &mut Vec::new());
+        let mut chunked = StreamParser::new(limits);
+        let mut result = Ok(());
+        for chunk in input.chunks(5) {
+            result = chunked.feed(chunk, &mut Vec::new());
+            if result.is_err() {
+                break;
+            }
+        }
+        for outcome in [whole, result] {
+            assert!(
+                matches!(outcome, Err(StreamParseError::NotWellFormed(_))),
+                "{outcome:?}"
+            );
+        }
+        // Whitespace ahead of a real header still opens the stream.
+        let mut input = b"\n\n  ".to_vec();
+        input.extend_from_slice(HEADER);
+        let (events, result) = parse_all(&[&input[..3], &input[3..]]);
+        assert_eq!(result, Ok(()));
+        assert!(matches!(events[0], StreamEvent::StreamOpen { .. }));
     }
 
     #[test]

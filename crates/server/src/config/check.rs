@@ -298,7 +298,7 @@ impl Config {
         ));
         match &self.muc {
             Some(muc) => out.push_str(&format!(
-                "muc.domain = {}\nmuc.create_rooms = \"{}\"\nmuc.max_history = {}\nmuc.archive_retention_days = {}\nmuc.max_occupants = {}\nmuc.rooms_per_hour = {}\nmuc.rooms_per_hour_per_address = {}\nmuc.max_archive_messages = {}\nmuc.guest_room_archive_retention_hours = {}\nmuc.guest_slow_mode_seconds = {}\n",
+                "muc.domain = {}\nmuc.create_rooms = \"{}\"\nmuc.max_history = {}\nmuc.archive_retention_days = {}\nmuc.max_occupants = {}\nmuc.rooms_per_hour = {}\nmuc.rooms_per_hour_per_address = {}\nmuc.max_archive_messages = {}\nmuc.max_archive_bytes = {}\nmuc.guest_room_archive_retention_hours = {}\nmuc.guest_slow_mode_seconds = {}\nmuc.ban_duration_seconds = {}\n",
                 muc.domain,
                                 muc.create_rooms.as_str(),
                 muc.max_history,
@@ -307,8 +307,10 @@ impl Config {
                 muc.rooms_per_hour,
                 muc.rooms_per_hour_per_address,
                 muc.max_archive_messages,
+                muc.max_archive_bytes,
                 muc.guest_room_archive_retention_hours,
-                muc.guest_slow_mode_seconds
+                muc.guest_slow_mode_seconds,
+                muc.ban_duration_seconds
             )),
             None => out.push_str("muc.domain = off (no multi-user chat)\n"),
         }

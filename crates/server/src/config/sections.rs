@@ -133,6 +133,9 @@ pub struct MucConfig {
     /// Messages one room's archive keeps; the oldest go first (0: no limit).
     #[serde(default = "default_max_archive_messages")]
     pub max_archive_messages: usize,
+    /// Bytes (of stored stanzas) one room's archive keeps; the oldest go first (0: no limit).
+    #[serde(default = "default_max_archive_bytes")]
+    pub max_archive_bytes: u64,
     /// Hours the archive of a room created by a guest keeps a message (0: as other rooms).
     #[serde(default = "default_guest_archive_hours")]
     pub guest_room_archive_retention_hours: u64,
@@ -140,6 +143,10 @@ pub struct MucConfig {
     /// room asks for longer (0: only the room's setting).
     #[serde(default = "default_guest_slow_mode")]
     pub guest_slow_mode_seconds: u64,
+    /// Seconds a ban given in a room lasts when neither the moderator nor the room's owner
+    /// chose a duration (0: until lifted, as XEP-0045 has it).
+    #[serde(default)]
+    pub ban_duration_seconds: u64,
 }
 
 /// Who may create rooms (`[muc] create_rooms`).
@@ -189,6 +196,10 @@ fn default_max_archive_messages() -> usize {
     10_000
 }
 
+fn default_max_archive_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+
 fn default_guest_archive_hours() -> u64 {
     24
 }
@@ -208,8 +219,10 @@ impl MucConfig {
             rooms_per_hour: default_rooms_per_hour(),
             rooms_per_hour_per_address: default_rooms_per_hour_per_address(),
             max_archive_messages: default_max_archive_messages(),
+            max_archive_bytes: default_max_archive_bytes(),
             guest_room_archive_retention_hours: default_guest_archive_hours(),
             guest_slow_mode_seconds: default_guest_slow_mode(),
+            ban_duration_seconds: 0,
         }
     }
 }

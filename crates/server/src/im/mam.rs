@@ -64,6 +64,7 @@ impl ServerHook<Server> for Archiving {
             server.storage.clone(),
             vec![server.config.domain.clone()],
             server.config.archive.retention_days,
+            server.shutdown_signal(),
         );
     }
 }

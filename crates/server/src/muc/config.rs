@@ -66,6 +66,9 @@ pub struct RoomConfig {
     /// XEP-0500 slow mode: seconds an occupant waits between two messages (0: off). Admins
     /// and owners are not limited.
     pub slow_mode_duration: u64,
+    /// Seconds a ban lasts when the moderator names no duration (0: until lifted; `None`: the
+    /// service's `muc.ban_duration_seconds`).
+    pub ban_duration: Option<u64>,
 }
 
 impl Default for RoomConfig {
@@ -87,6 +90,7 @@ impl Default for RoomConfig {
             archive: true,
             guest_pm: false,
             slow_mode_duration: 0,
+            ban_duration: None,
         }
     }
 }
@@ -172,6 +176,10 @@ pub struct RoomRecord {
     pub created_by_guest: bool,
     /// Banned guest's bare JID → the address banned with it (IPv4, or IPv6 `…::/64`).
     pub banned_addresses: BTreeMap<String, String>,
+    /// Banned guest's bare JID → the id of its browser (`urn:salon:visitor:0`) banned with it.
+    pub banned_browsers: BTreeMap<String, String>,
+    /// Banned bare JID → when its ban ends (Unix seconds); absent: until lifted.
+    pub ban_expires: BTreeMap<String, i64>,
 }
 
 /// The configuration form sent to an owner (§10.2), filled with the current values.
@@ -277,6 +285,15 @@ pub fn form(config: &RoomConfig, owners: Vec<String>, admins: Vec<String>) -> El
             "Slow mode: seconds between two messages of an occupant (0: off)",
             config.slow_mode_duration.to_string(),
         ))
+        .field(text(
+            "salon#roomconfig_banduration",
+            "Ban duration: seconds a ban lasts unless the moderator says (empty: the server's \
+             default; 0: until lifted)",
+            config
+                .ban_duration
+                .map(|seconds| seconds.to_string())
+                .unwrap_or_default(),
+        ))
         .field(boolean(
             "muc#roomconfig_enablearchiving",
             "Archive messages",
@@ -352,6 +369,12 @@ pub fn apply(
             "muc#roomconfig_allowinvites" => config.allow_invites = as_bool()?,
             "salon#roomconfig_guestpm" => config.guest_pm = as_bool()?,
             "muc#roomconfig_slow_mode_duration" => config.slow_mode_duration = as_number()? as u64,
+            "salon#roomconfig_banduration" => {
+                config.ban_duration = match first.trim() {
+                    "" => None,
+                    _ => Some(as_number()? as u64),
+                }
+            }
             "muc#roomconfig_enablearchiving" | "muc#roomconfig_enablelogging" => {
                 config.archive = as_bool()?
             }

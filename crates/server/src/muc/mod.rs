@@ -6,6 +6,7 @@
 pub mod config;
 pub mod nick;
 pub mod room;
+pub mod visitor;
 
 use crate::config::{CreateRooms, MucConfig};
 use crate::limits::RateWindow;
@@ -35,6 +36,7 @@ impl ServiceStart for Startup {
             context.archive_store(),
             vec![service.settings.domain.clone()],
             service.settings.archive_retention_days,
+            context.shutdown_signal(),
         );
     }
 }
@@ -72,15 +74,18 @@ pub struct MucService {
     /// (`rooms_per_hour_per_address`).
     created_by_creator: RateWindow<String>,
     created_by_address: RateWindow<std::net::IpAddr>,
+    /// Guests' browser secrets (`visitor.rs`), valid in every room of the service.
+    pub visitors: visitor::VisitorSecrets,
 }
 
 impl MucService {
-    pub fn new(settings: MucConfig) -> Arc<MucService> {
+    pub fn new(settings: MucConfig, visitors: visitor::VisitorSecrets) -> Arc<MucService> {
         let hour = std::time::Duration::from_secs(3600);
         Arc::new(MucService {
             created_by_creator: RateWindow::new(settings.rooms_per_hour, hour),
             created_by_address: RateWindow::new(settings.rooms_per_hour_per_address, hour),
             settings,
+            visitors,
             rooms: DashMap::new(),
             next_id: std::sync::atomic::AtomicU64::new(1),
         })

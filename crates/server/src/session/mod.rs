@@ -608,7 +608,7 @@ impl Session {
         // RFC 6120 §8.1.2.1: the server stamps the sender's full JID.
         set_attr(&mut element, "from", handle.jid.to_string());
         let to = match element.attr("to") {
-            Some(to) => match jid::Jid::new(to) {
+            Some(to) => match stanza::parse_jid(to) {
                 Ok(to) => Some(to),
                 Err(_) => {
                     let reply = stanza::error_reply(&element, &StanzaError::jid_malformed());

@@ -86,6 +86,10 @@ pub trait ArchiveStore: Send + Sync {
     /// Bounds one archive: deletes its messages older than `before` (microseconds) and all but
     /// the newest `keep` (in append order); returns how many went.
     async fn archive_trim(&self, archive: &str, keep: usize, before: i64) -> StorageResult<usize>;
+    /// Bounds one archive's size: deletes its oldest messages (in append order) until the
+    /// stored stanzas of those left add up to at most `max_bytes` (UTF-8 bytes); returns how
+    /// many went.
+    async fn archive_trim_bytes(&self, archive: &str, max_bytes: u64) -> StorageResult<usize>;
     /// Deletes a whole archive (room destroyed, account deleted).
     async fn archive_delete(&self, archive: &str) -> StorageResult<()>;
 }

@@ -102,7 +102,7 @@ impl UploadService {
         use anyhow::Context as _;
         let dir = config.data_dir.join("uploads");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let secret = slots::load_or_create_secret(&config.data_dir.join("upload-secret"))?;
+        let secret = crate::secret_file::load_or_create(&config.data_dir.join("upload-secret"))?;
         let hour = std::time::Duration::from_secs(3600);
         Ok(Arc::new(UploadService {
             slots_by_account: crate::limits::RateWindow::new(settings.slots_per_hour, hour),

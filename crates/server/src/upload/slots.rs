@@ -9,11 +9,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::path::Path;
 use std::sync::Arc;
-
-/// Bytes of the signing secret.
-const SECRET_LEN: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -50,33 +46,6 @@ pub enum PutRefusal {
     Used,
     /// Storage could not be asked whether the slot was used (HTTP 503).
     Unavailable,
-}
-
-/// The secret slots are signed with: read from `path`, or made and written there on first start.
-pub(super) fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use anyhow::Context as _;
-    match std::fs::read(path) {
-        Ok(secret) if secret.len() >= SECRET_LEN => return Ok(secret),
-        Ok(_) => anyhow::bail!(
-            "{} is shorter than {SECRET_LEN} bytes; delete it to have a new one made",
-            path.display()
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-    let mut secret = vec![0u8; SECRET_LEN];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    std::io::Write::write_all(&mut file, &secret)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(secret)
 }
 
 impl UploadService {

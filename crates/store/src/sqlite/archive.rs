@@ -210,6 +210,26 @@ impl ArchiveStore for SqliteStorage {
         usize::try_from(result.rows_affected()).map_err(|e| corrupt("trimmed message count", e))
     }
 
+    async fn archive_trim_bytes(&self, archive: &str, max_bytes: u64) -> StorageResult<usize> {
+        // A running total of stanza bytes from the newest message back; the newest message at
+        // which it passes the cap, and all older, go. One pass over the archive's rows, which
+        // the room does once per tenth of the cap written (archive_bounds.rs).
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let result = sqlx::query(
+            "DELETE FROM archive_messages WHERE archive = ?1 AND seq <= COALESCE(( \
+               SELECT seq FROM ( \
+                 SELECT seq, SUM(length(CAST(stanza AS BLOB))) OVER (ORDER BY seq DESC) AS total \
+                 FROM archive_messages WHERE archive = ?1) \
+               WHERE total > ?2 ORDER BY seq DESC LIMIT 1), -1)",
+        )
+        .bind(archive)
+        .bind(max_bytes)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        usize::try_from(result.rows_affected()).map_err(|e| corrupt("trimmed message count", e))
+    }
+
     async fn archive_delete(&self, archive: &str) -> StorageResult<()> {
         sqlx::query("DELETE FROM archive_messages WHERE archive = ?1")
             .bind(archive)

@@ -78,6 +78,46 @@ pub(crate) async fn trimmed_archives(s: &dyn Storage) {
     s.archive_delete(OTHER_ROOM).await.expect("delete");
 }
 
+/// `archive_trim_bytes` keeps the newest messages whose stanzas add up to at most the cap
+/// (UTF-8 bytes, in append order), and leaves other archives alone.
+pub(crate) async fn byte_trimmed_archives(s: &dyn Storage) {
+    const TRIM_ROOM: &str = "bytes@muc.a.example";
+    const OTHER_ROOM: &str = "unbounded@muc.a.example";
+    // 12, 12, 12, 14 (two 2-byte characters) and 12 bytes; timestamps out of order.
+    for (i, at, stanza) in [
+        (1, 5, "<m>12345</m>"),
+        (2, 1, "<m>12345</m>"),
+        (3, 4, "<m>12345</m>"),
+        (4, 2, "<m>éé345</m>"),
+        (5, 3, "<m>12345</m>"),
+    ] {
+        s.archive_append(TRIM_ROOM, &archived(i, at, ROMEO, stanza))
+            .await
+            .expect("append");
+    }
+    s.archive_append(OTHER_ROOM, &archived(9, 0, ROMEO, "<m>12345</m>"))
+        .await
+        .expect("append");
+    let ids = |page: ArchivePage| page.messages.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    // 12 + 14 + 12 = 38 fit in 40; the next would make 50.
+    assert_eq!(s.archive_trim_bytes(TRIM_ROOM, 40).await.expect("trim"), 2);
+    assert_eq!(
+        ids(query(s, TRIM_ROOM, &limit(10)).await),
+        ["id-03", "id-04", "id-05"]
+    );
+    // 25 bytes: 12 fit, 12 + 14 do not (bytes: in characters it would be 24).
+    assert_eq!(s.archive_trim_bytes(TRIM_ROOM, 25).await.expect("trim"), 2);
+    assert_eq!(ids(query(s, TRIM_ROOM, &limit(10)).await), ["id-05"]);
+    assert_eq!(
+        s.archive_trim_bytes(TRIM_ROOM, 1000).await.expect("trim"),
+        0
+    );
+    assert_eq!(s.archive_trim_bytes(TRIM_ROOM, 0).await.expect("trim"), 1);
+    assert_eq!(query(s, TRIM_ROOM, &limit(10)).await.count, 0);
+    assert_eq!(query(s, OTHER_ROOM, &limit(10)).await.count, 1);
+    s.archive_delete(OTHER_ROOM).await.expect("delete");
+}
+
 /// The 25 messages of [`ROOM`], in append order. Neither ids nor timestamps follow that order:
 /// message `i` has id `id-{(13 i) mod 25}` and timestamp `T0 + ((7 i) mod 25)` seconds. Every
 /// third message (i = 0, 3, …, 24) is from Romeo, the others from Juliet.

@@ -38,6 +38,7 @@ async fn run_suite(s: &dyn Storage) {
     archive::batched_archive_writes(s).await;
     pep::pep(s).await;
     archive::trimmed_archives(s).await;
+    archive::byte_trimmed_archives(s).await;
     cascades::delete_cascades(s).await;
     uploads::uploads(s).await;
     bans::bans(s).await;

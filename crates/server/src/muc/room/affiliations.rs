@@ -37,12 +37,15 @@ impl Room {
                 return Err(StanzaError::forbidden());
             }
             for (jid, a) in &self.record.affiliations {
-                if *a == wanted {
+                if *a == wanted && !(wanted == Affiliation::Outcast && self.ban_ended(jid)) {
                     let mut item = Build::new("item", ns::MUC_ADMIN)
                         .attr("affiliation", a.as_str())
                         .attr("jid", jid.clone());
                     if let Some(nick) = self.record.registered_nicks.get(jid) {
                         item = item.attr("nick", nick.clone());
+                    }
+                    if wanted == Affiliation::Outcast {
+                        item = item.children(self.ban_details(jid));
                     }
                     items.push(item.build());
                 }
@@ -85,7 +88,8 @@ impl Room {
         enum Change {
             // By occupant key, since earlier changes in the same request may remove occupants.
             Role(String, Role, Option<String>),
-            Affiliation(jid::BareJid, Affiliation, Option<String>),
+            // With the ban's duration, if the moderator named one (urn:salon:ban:0).
+            Affiliation(jid::BareJid, Affiliation, Option<String>, Option<u64>),
         }
         let mut changes = Vec::new();
         for item in query.children().filter(|c| c.is("item", ns::MUC_ADMIN)) {
@@ -164,7 +168,8 @@ impl Room {
                         );
                     }
                 }
-                changes.push(Change::Affiliation(jid, affiliation, reason));
+                let duration = super::address_bans::requested_duration(item)?;
+                changes.push(Change::Affiliation(jid, affiliation, reason, duration));
             } else {
                 return Err(StanzaError::bad_request(
                     "each item changes a role or an affiliation",
@@ -192,9 +197,12 @@ impl Room {
                         self.broadcast_presence(occupant, &[], reason);
                     }
                 }
-                Change::Affiliation(jid, affiliation, reason) => {
+                Change::Affiliation(jid, affiliation, reason, duration) => {
                     affiliations_changed = true;
                     self.apply_affiliation(&jid, affiliation, reason.as_deref(), actor);
+                    if affiliation == Affiliation::Outcast {
+                        self.set_ban_duration(&jid, duration);
+                    }
                 }
             }
         }

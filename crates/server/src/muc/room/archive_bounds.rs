@@ -1,6 +1,7 @@
 //! The room archive's lifetime and size (XEP-0313 on a room): a temporary room's archive ends
-//! with the room, and every archive keeps at most `muc.max_archive_messages` messages, and
-//! those of rooms created by guests no longer than `muc.guest_room_archive_retention_hours`.
+//! with the room, and every archive keeps at most `muc.max_archive_messages` messages and
+//! `muc.max_archive_bytes` bytes of stanzas (the oldest go first), and those of rooms created
+//! by guests no longer than `muc.guest_room_archive_retention_hours`.
 
 use super::Room;
 
@@ -33,11 +34,17 @@ impl Room {
         }
     }
 
-    /// A groupchat message went out (and to the archive): trim once enough have.
-    pub(super) async fn archived_one(&mut self) {
+    /// A groupchat message went out (and to the archive, `bytes` of it): trim once enough
+    /// have, by count or by size (a tenth of either cap).
+    pub(super) async fn archived_one(&mut self, bytes: usize) {
         self.since_archive_trim += 1;
+        self.bytes_since_archive_trim = self.bytes_since_archive_trim.saturating_add(bytes as u64);
         let every = TRIM_EVERY.min(self.archive_cap().div_ceil(10)).max(1);
-        if self.since_archive_trim >= every {
+        let max_bytes = self.service.settings.max_archive_bytes;
+        let bytes_every = max_bytes.div_ceil(10).max(1);
+        if self.since_archive_trim >= every
+            || (max_bytes > 0 && self.bytes_since_archive_trim >= bytes_every)
+        {
             self.bound_archive().await;
         }
     }
@@ -46,6 +53,8 @@ impl Room {
     /// guests' retention.
     pub(super) async fn bound_archive(&mut self) {
         self.since_archive_trim = 0;
+        self.bytes_since_archive_trim = 0;
+        let max_bytes = self.service.settings.max_archive_bytes;
         let keep = self.archive_cap();
         let hours = match self.record.created_by_guest {
             true => self.service.settings.guest_room_archive_retention_hours,
@@ -58,10 +67,24 @@ impl Room {
                 chrono::Utc::now().timestamp_micros().saturating_sub(age)
             }
         };
-        if keep == usize::MAX && before == i64::MIN {
+        if keep == usize::MAX && before == i64::MIN && max_bytes == 0 {
             return;
         }
         self.archive.flush().await;
+        if max_bytes > 0 {
+            match self
+                .context
+                .archive_store()
+                .archive_trim_bytes(self.jid.as_str(), max_bytes)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(room = %self.jid, dropped = n, "archive trimmed to its size")
+                }
+                Err(e) => tracing::error!(room = %self.jid, error = %e, "trimming room archive"),
+            }
+        }
         match self
             .context
             .archive_store()

@@ -5,7 +5,10 @@ use super::{RelayedIq, Room, MAX_RELAYED_IQS, RELAYED_IQ_TIMEOUT};
 use crate::archive;
 use crate::service::{self, ServiceInfo};
 use crate::stanza::forms::{DataForm, Field, FormType};
-use crate::stanza::{ns, set_attr, ErrorType, StanzaCondition, StanzaError};
+use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
+
+/// The well-known node for discovering one's reserved nick (XEP-0045 §7.12).
+const RESERVED_NICK_NODE: &str = "x-roomuser-item";
 use minidom::Element;
 
 impl Room {
@@ -38,9 +41,12 @@ impl Room {
         } else {
             let payload = stanza.children().next().cloned();
             let common = payload.as_ref().and_then(|payload| {
-                // Whatever node is asked, the room answers for itself (XEP-0045 §6.4); the
-                // reserved-nick node of §7.3 (`x-roomuser-item`) is not told apart.
-                let info = |_node: Option<&str>| Ok(self.disco_info());
+                // The reserved-nick node (§7.12) tells the asker its registered nick; any
+                // other node gets the room's own info (§6.4).
+                let info = |node: Option<&str>| match node {
+                    Some(RESERVED_NICK_NODE) => Ok(self.reserved_nick_info(&from)),
+                    _ => Ok(self.disco_info()),
+                };
                 let items = |_node: Option<&str>| Ok(service::no_items());
                 service::answer_discovery_or_ping(&kind, payload, info, items)
             });
@@ -158,6 +164,21 @@ impl Room {
         );
         set_attr(&mut answer, "to", waiting.asker.to_string());
         self.context.route(answer).await;
+    }
+
+    /// XEP-0045 §7.12: the asker's registered nick as an identity's name, or an empty query.
+    pub(super) fn reserved_nick_info(&self, from: &jid::FullJid) -> Element {
+        let registered = self.record.registered_nicks.get(from.to_bare().as_str());
+        Build::new("query", ns::DISCO_INFO)
+            .attr("node", RESERVED_NICK_NODE)
+            .children(registered.map(|nick| {
+                Build::new("identity", ns::DISCO_INFO)
+                    .attr("category", "conference")
+                    .attr("type", "text")
+                    .attr("name", nick.clone())
+                    .build()
+            }))
+            .build()
     }
 
     pub(super) fn disco_info(&self) -> Element {

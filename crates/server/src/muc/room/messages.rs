@@ -133,11 +133,13 @@ impl Room {
                 return;
             }
         }
-        self.broadcast_groupchat(index, stanza).await;
-        self.archived_one().await;
+        let archived = self.broadcast_groupchat(index, stanza).await;
+        self.archived_one(archived).await;
     }
 
-    pub(super) async fn broadcast_groupchat(&mut self, index: usize, mut stanza: Element) {
+    /// Returns the bytes archived (0: none), for the archive's size bound.
+    pub(super) async fn broadcast_groupchat(&mut self, index: usize, mut stanza: Element) -> usize {
+        let mut archived = 0;
         let occupant = &self.occupants[index];
         let foreign: Vec<Element> = stanza
             .children()
@@ -178,6 +180,7 @@ impl Room {
                 .without_recipient()
                 .unwrap_or_else(|| salon_xml::serialize(&message));
             if self.record.config.archive {
+                archived = serialised.len();
                 // Durable before anyone sees it: an echoed message is never lost to a crash.
                 // The writer commits many rooms' messages together, so this wait is one commit.
                 self.archive
@@ -211,6 +214,7 @@ impl Room {
         for other in &self.occupants {
             self.deliver_template(other, &template);
         }
+        archived
     }
 
     pub(super) fn private_message(

@@ -5,10 +5,12 @@
 //! - `messages`: groupchat with XEP-0359 stanza ids and XEP-0421 occupant ids, history on join
 //!   (XEP-0203 delays), private messages, invitations, the archive, XEP-0425 retraction;
 //! - `iq`: IQ dispatch, disco#info, XEP-0410 self-ping, IQs relayed between occupants (§18.1);
-//! - `affiliations`: roles and affiliations (§8, §9); `address_bans`: a banned guest's address;
+//! - `affiliations`: roles and affiliations (§8, §9); `address_bans`: how long a ban lasts, and
+//!   a banned guest's address and browser;
 //! - `archive_bounds`: the archive's lifetime and size (deleted with a temporary room, capped);
 //! - `owner`: configuration and destruction (§10);
 //! - `registration`: nickname registration (§7.10);
+//! - `returning`: a guest's place given back to the same browser (`muc::visitor`);
 //! - `slow_mode`: how often an occupant may speak (XEP-0500).
 
 mod address_bans;
@@ -19,6 +21,7 @@ mod messages;
 mod occupants;
 mod owner;
 mod registration;
+mod returning;
 mod slow_mode;
 #[cfg(test)]
 mod tests;
@@ -54,6 +57,9 @@ struct Occupant {
     occupant_id: String,
     /// When its last message with a body went out, for slow mode (XEP-0500).
     last_message: Option<std::time::Instant>,
+    /// A guest's browser id (`visitor.rs`), banned with it and proof for taking its place
+    /// back after a reload.
+    browser: Option<String>,
 }
 
 /// How an occupant leaves or changes, for its unavailable presence (XEP-0045 §7.14, §8.2).
@@ -96,6 +102,8 @@ pub struct Room {
     relayed: HashMap<String, RelayedIq>,
     /// Groupchat messages since the archive was last trimmed to its bounds.
     since_archive_trim: usize,
+    /// Bytes of the messages archived since then.
+    bytes_since_archive_trim: u64,
 }
 
 /// An IQ the room passed from one occupant to another, waiting for its answer.
@@ -154,6 +162,7 @@ impl Room {
             archive,
             relayed: HashMap::new(),
             since_archive_trim: 0,
+            bytes_since_archive_trim: 0,
         };
         room.update_summary();
         room
@@ -168,12 +177,22 @@ impl Room {
         }
         // The archive's bounds are applied as messages come and hourly (for retention in a
         // quiet room); the first tick, at once, applies them to a room loaded from storage.
+        // Not once the server shuts down: a trim must not run under the final flush.
         let mut bounds_tick = tokio::time::interval(archive_bounds::CHECK_INTERVAL);
+        let mut shutdown = self.context.shutdown_signal();
+        let mut stopping = false;
         loop {
             let stanza = tokio::select! {
                 stanza = inbox.recv() => stanza,
-                _ = bounds_tick.tick() => {
+                _ = crate::service::shutdown_requested(&mut shutdown), if !stopping => {
+                    stopping = true;
+                    continue;
+                }
+                _ = bounds_tick.tick(), if !stopping => {
                     self.bound_archive().await;
+                    if self.forget_ended_bans() {
+                        self.save().await;
+                    }
                     continue;
                 }
             };
@@ -239,11 +258,11 @@ impl Room {
     // ----- Lookups -----
 
     fn affiliation(&self, real: &jid::BareJid) -> Affiliation {
-        self.record
-            .affiliations
-            .get(real.as_str())
-            .copied()
-            .unwrap_or(Affiliation::None)
+        match self.record.affiliations.get(real.as_str()).copied() {
+            Some(Affiliation::Outcast) if self.ban_ended(real.as_str()) => Affiliation::None,
+            Some(affiliation) => affiliation,
+            None => Affiliation::None,
+        }
     }
 
     fn occupant_by_session(&self, full: &jid::FullJid) -> Option<usize> {

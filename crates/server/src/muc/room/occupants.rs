@@ -5,6 +5,7 @@
 use super::{status, Departure, Occupant, Room};
 use crate::muc::config::{Affiliation, Role};
 use crate::muc::nick::{self, NickError};
+use crate::muc::visitor;
 use crate::router::AddressedTemplate;
 use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
@@ -105,7 +106,13 @@ impl Room {
     pub(super) fn presence_payload(stanza: &Element) -> Vec<Element> {
         stanza
             .children()
-            .filter(|c| !(c.ns() == ns::MUC || c.ns() == ns::MUC_USER || c.ns() == ns::OCCUPANT_ID))
+            .filter(|c| {
+                // What the room adds is the room's, and a guest's secret is for the room only.
+                !(c.ns() == ns::MUC
+                    || c.ns() == ns::MUC_USER
+                    || c.ns() == ns::OCCUPANT_ID
+                    || c.ns() == ns::SALON_VISITOR)
+            })
             .cloned()
             .collect()
     }
@@ -173,10 +180,29 @@ impl Room {
             );
             return;
         }
+        // A guest's browser id (visitor.rs): proof that a new guest login is the same browser.
+        let guest = self.context.is_anonymous_host(real.domain().as_str());
+        let browser = match visitor::offered(stanza) {
+            Some(secret) if guest => {
+                let id = self.service.visitors.verify(secret);
+                if id.is_none() {
+                    tracing::debug!(room = %self.jid, guest = %from, "invalid visitor secret ignored");
+                }
+                id
+            }
+            _ => None,
+        };
         // A nick held by another address stays theirs, even while all of its sessions wait
         // for XEP-0198 resumption: resumption keeps the same session (it needs no take-over),
         // the same account shares the occupant below, and anyone else gets a conflict. An
-        // address (IP) is no proof: NAT and proxies share it.
+        // address (IP) is no proof: NAT and proxies share it. The one exception is a proof:
+        // the same browser's secret (returning.rs).
+        if let Some(index) = self.place_waiting_for(browser.as_deref(), requested) {
+            if !self.joins_from_banned_address(&from) {
+                self.take_place_back(index, stanza, from, muc).await;
+                return;
+            }
+        }
         let nick = match self.check_nick(requested, &real, None) {
             Ok(nick) => nick,
             Err(error) => {
@@ -190,13 +216,18 @@ impl Room {
             if self.occupants[index].real == real {
                 self.occupants[index].sessions.push(from.clone());
                 self.sessions_changed(index);
-                self.send_room_state(index, &from, muc, &[]);
+                let secret = match (&browser, &self.occupants[index].browser) {
+                    (None, Some(id)) => Some(self.service.visitors.secret_for(id)),
+                    _ => None,
+                };
+                self.send_room_state(index, &from, muc, &[], secret);
                 return;
             }
         }
         if !creating {
-            let banned_address =
-                affiliation < Affiliation::Admin && self.joins_from_banned_address(&from);
+            let banned_address = affiliation < Affiliation::Admin
+                && (self.joins_from_banned_address(&from)
+                    || self.joins_from_banned_browser(&from, browser.as_deref()));
             if affiliation == Affiliation::Outcast || banned_address {
                 self.context.bounce(
                     stanza,
@@ -253,6 +284,16 @@ impl Room {
             codes.push(status::NICK_ASSIGNED);
         }
         let affiliation = self.affiliation(&real);
+        // A guest without a valid secret gets a browser id, and its secret with its
+        // self-presence.
+        let (browser, secret) = match browser {
+            Some(id) => (Some(id), None),
+            None if guest => {
+                let (id, secret) = self.service.visitors.issue();
+                (Some(id), Some(secret))
+            }
+            None => (None, None),
+        };
         let occupant = Occupant {
             key: nick::comparison_key(&nick),
             nick,
@@ -263,6 +304,7 @@ impl Room {
             role: self.default_role(affiliation),
             payload: Self::presence_payload(stanza),
             last_message: None,
+            browser,
         };
         // Everyone else learns of the newcomer; the newcomer gets the room's state.
         self.deliver_by_audience(
@@ -273,17 +315,18 @@ impl Room {
         self.occupants.push(occupant);
         let index = self.occupants.len() - 1;
         self.update_summary();
-        self.send_room_state(index, &from, muc, &codes);
+        self.send_room_state(index, &from, muc, &codes, secret);
     }
 
     /// What a joining session receives (§7.2.3–§7.2.16): occupants, its own presence with
-    /// status codes, history, then the subject.
+    /// status codes (and a guest's new browser secret), history, then the subject.
     pub(super) fn send_room_state(
         &self,
         index: usize,
         session: &jid::FullJid,
         muc: Option<&Element>,
         extra_codes: &[&str],
+        visitor_secret: Option<String>,
     ) {
         let me = &self.occupants[index];
         let sees_jids = self.may_see_real_jids(me);
@@ -302,7 +345,11 @@ impl Room {
             codes.push(status::LOGGED);
         }
         codes.extend_from_slice(extra_codes);
-        let own = AddressedTemplate::new(&self.presence_of(me, true, &codes, None));
+        let mut own = self.presence_of(me, true, &codes, None);
+        if let Some(secret) = visitor_secret {
+            own.append_child(visitor::element(secret));
+        }
+        let own = AddressedTemplate::new(&own);
         self.deliver_to_session(session, &own);
         self.send_history(session, muc.and_then(|x| x.get_child("history", ns::MUC)));
         let subject = Build::new("message", ns::CLIENT)

@@ -34,7 +34,8 @@ fn room_with_settings(record: RoomRecord, settings: crate::config::MucConfig) ->
         ..Config::development()
     };
     let server = crate::build(config, Arc::new(MemoryStorage::new())).expect("a test server");
-    let service = MucService::new(settings);
+    let visitors = crate::muc::visitor::VisitorSecrets::new(vec![7; 32]);
+    let service = MucService::new(settings, visitors);
     let (sender, _receiver) = tokio::sync::mpsc::channel(1);
     let handle = Arc::new(RoomHandle {
         sender,
@@ -168,6 +169,44 @@ async fn nick_checks_refuse_look_alikes_and_registered_nicks_of_others() {
 }
 
 // ----- Roles and affiliations (§5, §8, §9) -----
+
+/// §7.12: disco#info on the node `x-roomuser-item` tells the asker its registered nick (an
+/// identity's name), or is empty; it is not the room's info.
+#[tokio::test]
+async fn the_reserved_nick_node_answers_with_the_askers_registered_nick() {
+    let mut room = owned_room();
+    room.record
+        .registered_nicks
+        .insert("bob@localhost".into(), "Bobby".into());
+    for (jid, expected) in [
+        ("bob@localhost/b", Some("Bobby")),
+        ("carol@localhost/c", None),
+    ] {
+        let asker = session(&room, jid);
+        room.on_iq(xml(&format!(
+            "<iq xmlns='jabber:client' type='get' id='n1' from='{jid}' to='{ROOM}'>\
+             <query xmlns='{}' node='x-roomuser-item'/></iq>",
+            ns::DISCO_INFO
+        )))
+        .await;
+        let replies = received(&asker);
+        let query = replies
+            .iter()
+            .find(|r| r.attr("type") == Some("result"))
+            .and_then(|r| r.get_child("query", ns::DISCO_INFO))
+            .expect("a disco#info result");
+        assert_eq!(query.attr("node"), Some("x-roomuser-item"));
+        let identities: Vec<_> = query.children().collect();
+        match expected {
+            Some(nick) => {
+                assert_eq!(identities.len(), 1, "{query:?}");
+                assert_eq!(identities[0].attr("name"), Some(nick));
+                assert_eq!(identities[0].attr("category"), Some("conference"));
+            }
+            None => assert!(identities.is_empty(), "{query:?}"),
+        }
+    }
+}
 
 #[tokio::test]
 async fn default_role_follows_affiliation_and_moderation() {
@@ -535,3 +574,5 @@ async fn a_message_the_room_does_not_store_carries_no_stanza_id() {
 }
 
 mod attacks;
+mod bans;
+mod visitor;

@@ -189,6 +189,34 @@ impl ArchiveStore for MemoryStorage {
         Ok(doomed.len())
     }
 
+    async fn archive_trim_bytes(&self, archive: &str, max_bytes: u64) -> StorageResult<usize> {
+        let mut archives = write(&self.archives);
+        let Some(stored) = archives.by_jid.get_mut(archive) else {
+            return Ok(0);
+        };
+        // Newest first: everything from the message that passes the cap on is too old.
+        let mut total = 0u64;
+        let doomed: Vec<u64> = stored
+            .messages
+            .iter()
+            .rev()
+            .filter(|(_, message)| {
+                total = total.saturating_add(message.stanza.len() as u64);
+                total > max_bytes
+            })
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in &doomed {
+            if let Some(message) = stored.messages.remove(seq) {
+                stored.seq_by_id.remove(&message.id);
+            }
+        }
+        if stored.messages.is_empty() {
+            archives.delete(archive);
+        }
+        Ok(doomed.len())
+    }
+
     async fn archive_delete(&self, archive: &str) -> StorageResult<()> {
         write(&self.archives).delete(archive);
         Ok(())

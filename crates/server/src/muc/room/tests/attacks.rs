@@ -264,3 +264,47 @@ async fn banning_a_guest_bans_its_address_until_lifted() {
         .any(|p| p.attr("type") == Some("error")));
     assert_eq!(room.occupants.len(), 4);
 }
+
+/// Item 7: a room's archive keeps at most `muc.max_archive_bytes` of stanzas: large messages
+/// push the oldest out, whatever the message count allows.
+#[tokio::test]
+async fn a_rooms_archive_keeps_at_most_its_byte_cap_oldest_first() {
+    use crate::storage::ArchiveQuery;
+    let mut settings = crate::config::MucConfig::new("rooms.localhost");
+    settings.max_archive_bytes = 10_000;
+    let mut record = RoomRecord::default();
+    record
+        .affiliations
+        .insert("alice@localhost".into(), Affiliation::Owner);
+    let mut room = room_with_settings(record, settings);
+    join(&mut room, "alice@localhost/a", "alice", "").await;
+    for n in 0..40 {
+        let body = format!("{n:02}{}", "x".repeat(1_000));
+        say(&mut room, "alice@localhost/a", Some(&body), "").await;
+    }
+    // No explicit trim: the room trims as it archives (a tenth of the cap at most between).
+    let query = ArchiveQuery {
+        limit: 100,
+        ..ArchiveQuery::default()
+    };
+    let page = room
+        .context
+        .archive_store()
+        .archive_query(ROOM, &query)
+        .await
+        .expect("query");
+    let bytes: usize = page.messages.iter().map(|m| m.stanza.len()).sum();
+    assert!(bytes <= 10_000, "{bytes} bytes kept");
+    assert!(bytes > 7_000, "only {bytes} bytes kept");
+    let kept: Vec<String> = page
+        .messages
+        .iter()
+        .map(|m| m.stanza.split("<body>").nth(1).unwrap_or_default()[..2].to_string())
+        .collect();
+    assert_eq!(
+        kept.last().map(String::as_str),
+        Some("39"),
+        "the newest stay"
+    );
+    assert!(kept.len() < 10, "{kept:?}");
+}
