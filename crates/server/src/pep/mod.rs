@@ -7,6 +7,7 @@
 //! `caps.rs` learns which nodes each client wants (XEP-0115), `notify.rs` sends the events.
 
 mod access;
+mod bookmarks;
 mod caps;
 mod client_features;
 mod node_config;
@@ -28,6 +29,8 @@ const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#access-whitelist",
     "http://jabber.org/protocol/pubsub#auto-create",
     "http://jabber.org/protocol/pubsub#config-node",
+    // `pubsub#max_items` takes "max" (XEP-0060 §7.1.4 v1.17).
+    "http://jabber.org/protocol/pubsub#config-node-max",
     "http://jabber.org/protocol/pubsub#create-nodes",
     "http://jabber.org/protocol/pubsub#delete-items",
     "http://jabber.org/protocol/pubsub#delete-nodes",
@@ -64,6 +67,7 @@ pub fn register(registry: &mut Registry<Server>) {
         },
     );
     caps::register(registry);
+    bookmarks::register(registry);
 }
 
 /// Pubsub's application-specific error conditions (XEP-0060 §7, §6.5.9).
