@@ -7,6 +7,7 @@
 //! `caps.rs` learns which nodes each client wants (XEP-0115), `notify.rs` sends the events.
 
 mod access;
+mod avatars;
 mod bookmarks;
 mod caps;
 mod client_features;
@@ -68,6 +69,7 @@ pub fn register(registry: &mut Registry<Server>) {
     );
     caps::register(registry);
     bookmarks::register(registry);
+    avatars::register(registry);
 }
 
 /// Pubsub's application-specific error conditions (XEP-0060 §7, §6.5.9).

@@ -4,6 +4,7 @@
 //! the owner publishes and manages, readers are whoever the access model lets in.
 
 use super::access;
+use super::avatars;
 use super::errors::{self, with_condition};
 use super::node_config::{self, items_kept, preconditions_met, submitted_fields};
 use super::notify::{self, EVENT};
@@ -38,11 +39,11 @@ pub(super) enum Preconditions {
 
 /// One account's PEP service, for the length of a request.
 pub(super) struct Service<'a> {
-    server: &'a Arc<Server>,
-    owner: &'a jid::BareJid,
-    user: String,
-    domain: String,
-    storage: &'a Arc<dyn Storage>,
+    pub(super) server: &'a Arc<Server>,
+    pub(super) owner: &'a jid::BareJid,
+    pub(super) user: String,
+    pub(super) domain: String,
+    pub(super) storage: &'a Arc<dyn Storage>,
     limits: &'a PepConfig,
 }
 
@@ -174,6 +175,10 @@ impl Service<'_> {
         let options = form_fields(options);
         self.publish_item(name, &id, payload, &options, Preconditions::Check)
             .await?;
+        if name == avatars::METADATA {
+            // XEP-0398 §3: the avatar a client published becomes the vCard's photo.
+            avatars::to_vcard(self, payload).await;
+        }
         Ok(Some(
             Build::new("pubsub", PUBSUB)
                 .child(
@@ -249,6 +254,9 @@ impl Service<'_> {
             .child(notify::item_element(&stored, EVENT))
             .build();
         notify::broadcast(self.server, self.owner, &node, event).await;
+        if name == avatars::METADATA {
+            avatars::remember_hash(self.server, self.owner, payload);
+        }
         Ok(())
     }
 
@@ -419,6 +427,9 @@ impl Service<'_> {
                 .purge_pep_node(&self.user, &self.domain, name)
                 .await
                 .map_err(storage_error)?;
+        }
+        if name == avatars::METADATA {
+            avatars::forget_hash(self.server, self.owner);
         }
         let event = Build::new(verb.name(), EVENT)
             .attr("node", name.to_owned())
