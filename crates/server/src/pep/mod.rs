@@ -12,7 +12,9 @@ mod bookmarks;
 mod caps;
 mod client_features;
 mod node_config;
+mod node_list;
 mod notify;
+mod rate;
 mod requests;
 
 use crate::registry::{Identity, IqHandler, IqKind, IqScope, Registry};
@@ -70,6 +72,7 @@ pub fn register(registry: &mut Registry<Server>) {
     caps::register(registry);
     bookmarks::register(registry);
     avatars::register(registry);
+    node_list::register(registry);
 }
 
 /// Pubsub's application-specific error conditions (XEP-0060 §7, §6.5.9).

@@ -464,6 +464,7 @@ impl IqHandler<Server> for Pubsub {
                 Err(with_condition(StanzaError::forbidden(), "publisher-only"))
             }
             (IqKind::Set, "publish") => {
+                super::rate::allow(server, &request.to)?;
                 let options = next.filter(|n| n.name() == "publish-options");
                 service.publish(verb, options).await
             }
