@@ -106,6 +106,11 @@ impl Config {
                 limits.login_failures_per_account_per_minute as usize,
                 1,
             ),
+            (
+                "pep.max_publish_per_minute",
+                self.pep.max_publish_per_minute as usize,
+                1,
+            ),
         ] {
             if value < min {
                 return Err((key.into(), format!("must be at least {min}, got {value}")));
@@ -389,8 +394,12 @@ impl Config {
             self.archive.enabled, self.archive.retention_days
         ));
         out.push_str(&format!(
-            "pep.max_item_bytes = {}\npep.max_items_per_node = {}\npep.max_nodes_per_account = {}\n",
-            self.pep.max_item_bytes, self.pep.max_items_per_node, self.pep.max_nodes_per_account
+            "pep.max_item_bytes = {}\npep.max_items_per_node = {}\npep.max_nodes_per_account = {}\n\
+             pep.max_publish_per_minute = {}\n",
+            self.pep.max_item_bytes,
+            self.pep.max_items_per_node,
+            self.pep.max_nodes_per_account,
+            self.pep.max_publish_per_minute
         ));
         out.push_str(&format!("log.level = {:?}\n", self.log.level));
         out

@@ -33,6 +33,9 @@ pub struct PepConfig {
     pub max_items_per_node: usize,
     /// Nodes one account may have.
     pub max_nodes_per_account: usize,
+    /// Items one account's clients may publish per minute (the server's own publishing on
+    /// their behalf, such as bookmarks converted from private XML, does not count).
+    pub max_publish_per_minute: u32,
 }
 
 impl Default for PepConfig {
@@ -41,6 +44,7 @@ impl Default for PepConfig {
             max_item_bytes: 256 * 1024,
             max_items_per_node: 256,
             max_nodes_per_account: 256,
+            max_publish_per_minute: 120,
         }
     }
 }

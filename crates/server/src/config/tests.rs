@@ -164,6 +164,9 @@ fn pep_limits_have_defaults_and_are_configurable() {
     assert!(config
         .describe()
         .contains("pep.max_nodes_per_account = 7\n"));
+    assert_eq!(config.pep.max_publish_per_minute, 120);
+    let err = Config::parse("[pep]\nmax_publish_per_minute = 0\n", None).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("pep.max_publish_per_minute"));
     let err = Config::parse("[pep]\nmax_nodes = 7\n", None).unwrap_err();
     assert_eq!(err.key.as_deref(), Some("pep.max_nodes"));
 }

@@ -7,10 +7,14 @@
 //! `caps.rs` learns which nodes each client wants (XEP-0115), `notify.rs` sends the events.
 
 mod access;
+mod avatars;
+mod bookmarks;
 mod caps;
 mod client_features;
 mod node_config;
+mod node_list;
 mod notify;
+mod rate;
 mod requests;
 
 use crate::registry::{Identity, IqHandler, IqKind, IqScope, Registry};
@@ -28,6 +32,8 @@ const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#access-whitelist",
     "http://jabber.org/protocol/pubsub#auto-create",
     "http://jabber.org/protocol/pubsub#config-node",
+    // `pubsub#max_items` takes "max" (XEP-0060 §7.1.4 v1.17).
+    "http://jabber.org/protocol/pubsub#config-node-max",
     "http://jabber.org/protocol/pubsub#create-nodes",
     "http://jabber.org/protocol/pubsub#delete-items",
     "http://jabber.org/protocol/pubsub#delete-nodes",
@@ -64,6 +70,9 @@ pub fn register(registry: &mut Registry<Server>) {
         },
     );
     caps::register(registry);
+    bookmarks::register(registry);
+    avatars::register(registry);
+    node_list::register(registry);
 }
 
 /// Pubsub's application-specific error conditions (XEP-0060 §7, §6.5.9).

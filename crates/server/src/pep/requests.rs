@@ -4,6 +4,7 @@
 //! the owner publishes and manages, readers are whoever the access model lets in.
 
 use super::access;
+use super::avatars;
 use super::errors::{self, with_condition};
 use super::node_config::{self, items_kept, preconditions_met, submitted_fields};
 use super::notify::{self, EVENT};
@@ -26,13 +27,23 @@ pub struct Pubsub;
 /// `<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'/>` requests.
 pub struct PubsubOwner;
 
+/// Whether a publish checks its options against an existing node's configuration.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Preconditions {
+    /// XEP-0060 §7.1.5, for clients' publish-options.
+    Check,
+    /// The server's own publishing on the owner's behalf (bookmarks, avatars from a vCard):
+    /// the node keeps whatever configuration its owner gave it.
+    Ignore,
+}
+
 /// One account's PEP service, for the length of a request.
-struct Service<'a> {
-    server: &'a Arc<Server>,
-    owner: &'a jid::BareJid,
-    user: String,
-    domain: String,
-    storage: &'a Arc<dyn Storage>,
+pub(super) struct Service<'a> {
+    pub(super) server: &'a Arc<Server>,
+    pub(super) owner: &'a jid::BareJid,
+    pub(super) user: String,
+    pub(super) domain: String,
+    pub(super) storage: &'a Arc<dyn Storage>,
     limits: &'a PepConfig,
 }
 
@@ -67,10 +78,15 @@ fn form_fields(parent: Option<&Element>) -> Vec<(String, Vec<String>)> {
 
 impl Service<'_> {
     fn for_request<'a>(server: &'a Arc<Server>, request: &'a IqRequest) -> Service<'a> {
-        let (user, domain) = roster::account_key(&request.to);
+        Service::of(server, &request.to)
+    }
+
+    /// The PEP service of account `owner`.
+    pub(super) fn of<'a>(server: &'a Arc<Server>, owner: &'a jid::BareJid) -> Service<'a> {
+        let (user, domain) = roster::account_key(owner);
         Service {
             server,
-            owner: &request.to,
+            owner,
             storage: server.storage_for(&domain),
             user,
             domain,
@@ -78,9 +94,17 @@ impl Service<'_> {
         }
     }
 
-    async fn node(&self, name: &str) -> Result<Option<PepNode>, StanzaError> {
+    pub(super) async fn node(&self, name: &str) -> Result<Option<PepNode>, StanzaError> {
         self.storage
             .pep_node(&self.user, &self.domain, name)
+            .await
+            .map_err(storage_error)
+    }
+
+    /// Every item of node `name`, oldest first (none if there is no such node).
+    pub(super) async fn all_items(&self, name: &str) -> Result<Vec<PepItem>, StanzaError> {
+        self.storage
+            .pep_items(&self.user, &self.domain, name, None)
             .await
             .map_err(storage_error)
     }
@@ -138,15 +162,6 @@ impl Service<'_> {
                 "an item carries one payload",
             ));
         };
-        let payload_xml = String::from_utf8_lossy(&salon_xml::serialize(payload)).into_owned();
-        if payload_xml.len() > self.limits.max_item_bytes {
-            return Err(with_condition(
-                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(
-                    format!("items have at most {} bytes", self.limits.max_item_bytes),
-                ),
-                "payload-too-big",
-            ));
-        }
         let id = match item.attr("id").filter(|id| !id.is_empty()) {
             Some(id) if id.len() > MAX_NAME_BYTES => {
                 return Err(
@@ -158,9 +173,52 @@ impl Service<'_> {
             None => format!("{:016x}", rand::random::<u64>()),
         };
         let options = form_fields(options);
+        self.publish_item(name, &id, payload, &options, Preconditions::Check)
+            .await?;
+        if name == avatars::METADATA {
+            // XEP-0398 §3: the avatar a client published becomes the vCard's photo.
+            avatars::to_vcard(self, payload).await;
+        }
+        Ok(Some(
+            Build::new("pubsub", PUBSUB)
+                .child(
+                    Build::new("publish", PUBSUB)
+                        .attr("node", name.to_owned())
+                        .child(Build::new("item", PUBSUB).attr("id", id).build())
+                        .build(),
+                )
+                .build(),
+        ))
+    }
+
+    /// Store `payload` as item `id` of node `name` and notify whoever hears of the node. The
+    /// node is created with `options` if it does not exist; if it does, `preconditions` says
+    /// whether `options` must match its configuration.
+    pub(super) async fn publish_item(
+        &self,
+        name: &str,
+        id: &str,
+        payload: &Element,
+        options: &[(String, Vec<String>)],
+        preconditions: Preconditions,
+    ) -> Result<(), StanzaError> {
+        let payload_xml = String::from_utf8_lossy(&salon_xml::serialize(payload)).into_owned();
+        if payload_xml.len() > self.limits.max_item_bytes {
+            return Err(with_condition(
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(
+                    format!("items have at most {} bytes", self.limits.max_item_bytes),
+                ),
+                "payload-too-big",
+            ));
+        }
         let max = self.limits.max_items_per_node;
         let node = match self.node(name).await? {
-            Some(node) if preconditions_met(&node.config, &options, max) => node,
+            Some(node)
+                if preconditions == Preconditions::Ignore
+                    || preconditions_met(&node.config, options, max) =>
+            {
+                node
+            }
             Some(_) => {
                 return Err(with_condition(
                     StanzaError::new(ErrorType::Cancel, StanzaCondition::Conflict)
@@ -169,13 +227,13 @@ impl Service<'_> {
                 ))
             }
             None => {
-                let config = node_config::apply(&PepNodeConfig::default(), &options, max)
+                let config = node_config::apply(&PepNodeConfig::default(), options, max)
                     .map_err(|e| with_condition(e, "precondition-not-met"))?;
                 self.create(name, config).await?
             }
         };
         let stored = PepItem {
-            id: id.clone(),
+            id: id.to_owned(),
             published: chrono::Utc::now().timestamp_micros(),
             payload: payload_xml,
         };
@@ -196,22 +254,15 @@ impl Service<'_> {
             .child(notify::item_element(&stored, EVENT))
             .build();
         notify::broadcast(self.server, self.owner, &node, event).await;
-        Ok(Some(
-            Build::new("pubsub", PUBSUB)
-                .child(
-                    Build::new("publish", PUBSUB)
-                        .attr("node", name.to_owned())
-                        .child(Build::new("item", PUBSUB).attr("id", id).build())
-                        .build(),
-                )
-                .build(),
-        ))
+        if name == avatars::METADATA {
+            avatars::remember_hash(self.server, self.owner, payload);
+        }
+        Ok(())
     }
 
     /// XEP-0060 §7.2: remove an item; with `notify`, tell whoever hears of the node.
     async fn retract(&self, retract: &Element) -> IqResponse {
         let name = node_name(retract)?;
-        let node = self.existing_node(name).await?;
         let ids: Vec<&str> = retract
             .children()
             .filter(|c| c.name() == "item")
@@ -220,6 +271,19 @@ impl Service<'_> {
         let [id] = ids.as_slice() else {
             return Err(bad_request("item-required", "which item?"));
         };
+        let notify = matches!(retract.attr("notify"), Some("1" | "true"));
+        self.retract_item(name, id, notify).await?;
+        Ok(None)
+    }
+
+    /// Remove item `id` of node `name`; with `notify`, tell whoever hears of the node.
+    pub(super) async fn retract_item(
+        &self,
+        name: &str,
+        id: &str,
+        notify: bool,
+    ) -> Result<(), StanzaError> {
+        let node = self.existing_node(name).await?;
         let removed = self
             .storage
             .retract_pep_item(&self.user, &self.domain, name, id)
@@ -228,18 +292,18 @@ impl Service<'_> {
         if !removed {
             return Err(StanzaError::item_not_found());
         }
-        if matches!(retract.attr("notify"), Some("1" | "true")) {
+        if notify {
             let event = Build::new("items", EVENT)
                 .attr("node", name.to_owned())
                 .child(
                     Build::new("retract", EVENT)
-                        .attr("id", id.to_string())
+                        .attr("id", id.to_owned())
                         .build(),
                 )
                 .build();
             notify::broadcast(self.server, self.owner, &node, event).await;
         }
-        Ok(None)
+        Ok(())
     }
 
     /// XEP-0060 §6.5: all items, the newest `max_items`, or the ones asked for by id.
@@ -364,6 +428,9 @@ impl Service<'_> {
                 .await
                 .map_err(storage_error)?;
         }
+        if name == avatars::METADATA {
+            avatars::forget_hash(self.server, self.owner);
+        }
         let event = Build::new(verb.name(), EVENT)
             .attr("node", name.to_owned())
             .build();
@@ -397,6 +464,7 @@ impl IqHandler<Server> for Pubsub {
                 Err(with_condition(StanzaError::forbidden(), "publisher-only"))
             }
             (IqKind::Set, "publish") => {
+                super::rate::allow(server, &request.to)?;
                 let options = next.filter(|n| n.name() == "publish-options");
                 service.publish(verb, options).await
             }

@@ -1,0 +1,272 @@
+//! User avatars (XEP-0084) kept in step with the vCard photo (XEP-0398 on XEP-0054), and the
+//! avatar's hash in the presence Salon sends for the account (XEP-0153): clients that know
+//! only vCard avatars and clients that know only PEP ones see the same picture.
+//!
+//! A client publishing avatar metadata gets its vCard's `<PHOTO/>` rewritten (directly in
+//! storage, so nothing loops back); a client storing a vCard with a photo gets the avatar
+//! published on its behalf (wrapping the vCard handler, which stays unaware of PEP).
+
+use super::requests::{Preconditions, Service};
+use crate::hooks::{priority, FromClient, StanzaHook};
+use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
+use crate::server::Server;
+use crate::stanza::{ns, Build};
+use base64::Engine as _;
+use minidom::Element;
+use sha1::{Digest, Sha1};
+use std::sync::Arc;
+
+pub const DATA: &str = "urn:xmpp:avatar:data";
+pub const METADATA: &str = "urn:xmpp:avatar:metadata";
+const CONVERSION: &str = "urn:xmpp:pep-vcard-conversion:0";
+const VCARD_UPDATE: &str = "vcard-temp:x:update";
+/// Accounts whose avatar hash is remembered; past this the cache starts over.
+const MAX_CACHED_HASHES: usize = 65_536;
+
+pub fn register(registry: &mut Registry<Server>) {
+    if let Some(inner) = registry.handler(IqScope::Account, IqKind::Set, ns::VCARD) {
+        registry.iq(
+            IqScope::Account,
+            IqKind::Set,
+            ns::VCARD,
+            Arc::new(VCardToAvatar { inner }),
+        );
+        registry.feature(IqScope::Account, CONVERSION);
+    }
+    // Before presence delivery (DELIVER) takes the presence, after blocking (POLICY).
+    registry
+        .hooks
+        .on_from_client(priority::DELIVER + 10, Arc::new(PhotoHash));
+}
+
+/// Server-wide: each account's avatar hash as last read or published (`None`: no avatar).
+#[derive(Default)]
+struct Hashes(dashmap::DashMap<String, Option<String>>);
+
+fn hashes(server: &Server) -> Arc<Hashes> {
+    server.extensions.get_or_default::<Hashes>()
+}
+
+fn cache(server: &Server, owner: &jid::BareJid, hash: Option<String>) {
+    let hashes = hashes(server);
+    if hashes.0.len() >= MAX_CACHED_HASHES {
+        hashes.0.clear();
+    }
+    hashes.0.insert(owner.to_string(), hash);
+}
+
+/// The hash a metadata payload announces: its first `<info/>`'s id, or none (XEP-0084 §4.2
+/// "disabling" the avatar with an empty `<metadata/>`).
+fn announced_hash(metadata: &Element) -> Option<String> {
+    metadata
+        .get_child("info", METADATA)
+        .and_then(|info| info.attr("id"))
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
+/// Metadata was published for `owner` (by a client or by us): its hash goes in the presence.
+pub fn remember_hash(server: &Server, owner: &jid::BareJid, metadata: &Element) {
+    cache(server, owner, announced_hash(metadata));
+}
+
+/// The metadata node was deleted or purged: no avatar.
+pub fn forget_hash(server: &Server, owner: &jid::BareJid) {
+    cache(server, owner, None);
+}
+
+async fn current_hash(server: &Arc<Server>, owner: &jid::BareJid) -> Option<String> {
+    if let Some(known) = hashes(server).0.get(owner.as_str()) {
+        return known.clone();
+    }
+    let service = Service::of(server, owner);
+    let last = service
+        .storage
+        .pep_items(&service.user, &service.domain, METADATA, Some(1))
+        .await
+        .ok()?;
+    let hash = last
+        .last()
+        .and_then(|item| salon_xml::parse_stored(&item.payload, ns::CLIENT))
+        .and_then(|metadata| announced_hash(&metadata));
+    cache(server, owner, hash.clone());
+    hash
+}
+
+/// XEP-0398 §3: the avatar published by a client, `metadata` naming an item of the data
+/// node, becomes the vCard's photo; an empty `<metadata/>` removes it.
+pub async fn to_vcard(service: &Service<'_>, metadata: &Element) {
+    let (user, domain, storage) = (&service.user, &service.domain, service.storage);
+    let photo = match metadata.get_child("info", METADATA) {
+        Some(info) => {
+            let Some(id) = info.attr("id") else { return };
+            let Ok(Some(item)) = storage.pep_item(user, domain, DATA, id).await else {
+                return; // Kept elsewhere (an <info url=…/>): no photo to copy.
+            };
+            let Some(data) = salon_xml::parse_stored(&item.payload, ns::CLIENT) else {
+                return;
+            };
+            let mime = info.attr("type").unwrap_or("image/png").to_owned();
+            Some(
+                Build::new("PHOTO", ns::VCARD)
+                    .child(Build::new("TYPE", ns::VCARD).text(mime).build())
+                    .child(Build::new("BINVAL", ns::VCARD).text(data.text()).build())
+                    .build(),
+            )
+        }
+        None => None,
+    };
+    let mut vcard = match storage.vcard(user, domain).await {
+        Ok(stored) => stored
+            .and_then(|xml| salon_xml::parse_stored(&xml, ns::CLIENT))
+            .unwrap_or_else(|| Element::bare("vCard", ns::VCARD)),
+        Err(e) => {
+            tracing::warn!(account = %service.owner, error = %e, "avatar to vCard: reading the vCard");
+            return;
+        }
+    };
+    while vcard.remove_child("PHOTO", ns::VCARD).is_some() {}
+    if let Some(photo) = photo {
+        vcard.append_child(photo);
+    }
+    let xml = String::from_utf8_lossy(&salon_xml::serialize(&vcard)).into_owned();
+    if let Err(e) = storage.set_vcard(user, domain, &xml).await {
+        tracing::warn!(account = %service.owner, error = %e, "avatar to vCard: storing the vCard");
+    }
+}
+
+/// The photo of a vCard: (base64 without whitespace, decoded bytes, MIME type).
+fn vcard_photo(vcard: &Element) -> Option<(String, Vec<u8>, String)> {
+    let photo = vcard.get_child("PHOTO", ns::VCARD)?;
+    let encoded: String = photo
+        .get_child("BINVAL", ns::VCARD)?
+        .text()
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&encoded)
+        .ok()
+        .filter(|b| !b.is_empty())?;
+    let mime = photo
+        .get_child("TYPE", ns::VCARD)
+        .map(|t| t.text())
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| "image/png".to_owned());
+    Some((encoded, bytes, mime.trim().to_owned()))
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    Sha1::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+struct VCardToAvatar {
+    inner: Arc<dyn IqHandler<Server>>,
+}
+
+#[async_trait::async_trait]
+impl IqHandler<Server> for VCardToAvatar {
+    async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
+        let photo = request
+            .is_own_account()
+            .then(|| request.payload().and_then(vcard_photo))
+            .flatten();
+        let owner = request.to.clone();
+        let answer = self.inner.handle(server, request).await?;
+        let Some((encoded, bytes, mime)) = photo else {
+            return Ok(answer);
+        };
+        let hash = sha1_hex(&bytes);
+        if current_hash(server, &owner).await.as_deref() == Some(hash.as_str()) {
+            return Ok(answer);
+        }
+        // XEP-0398 §4: the vCard's photo published as the PEP avatar, readable by whoever can
+        // read the vCard (anyone) when the nodes are new.
+        let service = Service::of(server, &owner);
+        let options = vec![("pubsub#access_model".to_owned(), vec!["open".to_owned()])];
+        let data = Build::new("data", DATA).text(encoded).build();
+        let metadata = Build::new("metadata", METADATA)
+            .child(
+                Build::new("info", METADATA)
+                    .attr("id", hash.clone())
+                    .attr("bytes", bytes.len().to_string())
+                    .attr("type", mime)
+                    .build(),
+            )
+            .build();
+        for (node, payload) in [(DATA, data), (METADATA, metadata)] {
+            if let Err(e) = service
+                .publish_item(node, &hash, &payload, &options, Preconditions::Ignore)
+                .await
+            {
+                tracing::warn!(account = %owner, node, error = ?e.condition, "vCard to avatar");
+                break;
+            }
+        }
+        Ok(answer)
+    }
+}
+
+/// XEP-0153 §3.2 and XEP-0398 §5: the account's available presence carries its avatar's hash,
+/// whatever the client put there.
+struct PhotoHash;
+
+#[async_trait::async_trait]
+impl StanzaHook<Server, FromClient> for PhotoHash {
+    async fn handle(
+        &self,
+        server: &Arc<Server>,
+        point: &FromClient,
+        mut stanza: Element,
+    ) -> Option<Element> {
+        if stanza.name() != "presence" || stanza.attr("type").is_some() {
+            return Some(stanza);
+        }
+        let Some(hash) = current_hash(server, &point.session.jid.to_bare()).await else {
+            return Some(stanza);
+        };
+        while stanza.remove_child("x", VCARD_UPDATE).is_some() {}
+        stanza.append_child(
+            Build::new("x", VCARD_UPDATE)
+                .child(Build::new("photo", VCARD_UPDATE).text(hash).build())
+                .build(),
+        );
+        Some(stanza)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vcard_photo_is_read_and_hashed() {
+        let vcard: Element = "<vCard xmlns='vcard-temp'><FN>A</FN><PHOTO><TYPE>image/gif</TYPE>\
+            <BINVAL>aGVs\n bG8=</BINVAL></PHOTO></vCard>"
+            .parse()
+            .expect("xml");
+        let (encoded, bytes, mime) = vcard_photo(&vcard).expect("photo");
+        assert_eq!(
+            (encoded.as_str(), bytes.as_slice(), mime.as_str()),
+            ("aGVsbG8=", &b"hello"[..], "image/gif")
+        );
+        assert_eq!(sha1_hex(&bytes), "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d");
+        let bad: Element = "<vCard xmlns='vcard-temp'><PHOTO><BINVAL>!!</BINVAL></PHOTO></vCard>"
+            .parse()
+            .expect("xml");
+        assert!(vcard_photo(&bad).is_none());
+    }
+
+    #[test]
+    fn metadata_names_the_hash() {
+        let metadata: Element = "<metadata xmlns='urn:xmpp:avatar:metadata'>\
+            <info id='abc' bytes='5' type='image/png'/></metadata>"
+            .parse()
+            .expect("xml");
+        assert_eq!(announced_hash(&metadata).as_deref(), Some("abc"));
+        assert_eq!(announced_hash(&Element::bare("metadata", METADATA)), None);
+    }
+}

@@ -1,0 +1,174 @@
+"""Private and public PEP nodes as clients use them: private storage (XEP-0223, slixmpp's
+xep_0223 plugin) and an open-conversations list kept item by item with retractions notified to
+the owner's other clients; OMEMO device lists and bundles on open nodes; the account's nodes in
+disco#items (XEP-0060 §5.2); the publish rate limit."""
+
+import xml.etree.ElementTree as ET
+
+from slixmpp.exceptions import IqError
+from slixmpp.xmlstream import ElementBase
+
+from conftest import server_fixture, start_server
+from helpers import Clients, async_test
+from test_pep import events, login, subscribe
+
+server = server_fixture("pep-private", require_encryption=True)
+
+OPEN_CONVERSATIONS = "urn:salon:test:open-conversations"
+DEVICES = "eu.siacs.conversations.axolotl.devicelist"
+AXOLOTL = "eu.siacs.conversations.axolotl"
+
+
+class Secret(ElementBase):
+    namespace = "urn:salon:test:secret"
+    name = "secret"
+    plugin_attrib = "secret"
+    interfaces = {"text"}
+    sub_interfaces = {"text"}
+
+
+def conversation(jid):
+    return ET.fromstring(f"<mood xmlns='{OPEN_CONVERSATIONS}'><text>{jid}</text></mood>")
+
+
+def private_options(client):
+    form = client.x.plugin["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", ftype="hidden",
+                   value="http://jabber.org/protocol/pubsub#publish-options")
+    for var, value in (("access_model", "whitelist"), ("max_items", "max"),
+                       ("persist_items", "true")):
+        form.add_field(var=f"pubsub#{var}", value=value)
+    return form
+
+
+def open_options(client):
+    form = client.x.plugin["xep_0004"].make_form(ftype="submit")
+    form.add_field(var="FORM_TYPE", ftype="hidden",
+                   value="http://jabber.org/protocol/pubsub#publish-options")
+    form.add_field(var="pubsub#access_model", value="open")
+    return form
+
+
+async def error_of(coro):
+    try:
+        await coro
+    except IqError as e:
+        return e.iq["error"]["condition"]
+    raise AssertionError("the request succeeded")
+
+
+@async_test
+async def test_private_storage_is_the_owners_alone(server):
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("xa"), server.new_user("xb")
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw, caps=False)
+        alice.x.register_plugin("xep_0223")
+        bob = await login(cs, server, b_jid, b_pw, caps=False)
+        await subscribe(bob, alice)
+        secret = Secret()
+        secret["text"] = "under the mat"
+        await alice.x.plugin["xep_0223"].store(secret, node=Secret.namespace, id="key")
+        got = await alice.x.plugin["xep_0223"].retrieve(Secret.namespace, id="key")
+        assert got.xml.findtext(".//{urn:salon:test:secret}text") == "under the mat"
+        assert await error_of(
+            bob.x.plugin["xep_0060"].get_items(a_jid, Secret.namespace)) == "not-allowed"
+
+
+@async_test
+async def test_open_conversations_change_item_by_item(server):
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("oa"), server.new_user("ob")
+    async with Clients() as cs:
+        bob0 = await login(cs, server, b_jid, b_pw, caps=False)
+        phone = await login(cs, server, a_jid, a_pw, interests=[OPEN_CONVERSATIONS])
+        laptop = await login(cs, server, a_jid, a_pw, interests=[OPEN_CONVERSATIONS])
+        await subscribe(bob0, phone)
+        bob = await login(cs, server, b_jid, b_pw, interests=[OPEN_CONVERSATIONS])
+        pubsub = phone.x.plugin["xep_0060"]
+        for peer in ("carol@example.org", "dave@example.org"):
+            await pubsub.publish(a_jid, OPEN_CONVERSATIONS, id=peer, payload=conversation(peer),
+                                 options=private_options(phone))
+        for peer in ("carol@example.org", "dave@example.org"):
+            await laptop.wait_until(
+                lambda peer=peer: ("item", peer, peer, False) in events(laptop, OPEN_CONVERSATIONS),
+                what=f"{peer} opened")
+        await pubsub.retract(a_jid, OPEN_CONVERSATIONS, "carol@example.org", notify=True)
+        await laptop.wait_until(
+            lambda: ("retract", "carol@example.org") in events(laptop, OPEN_CONVERSATIONS),
+            what="carol closed")
+        result = await laptop.x.plugin["xep_0060"].get_items(a_jid, OPEN_CONVERSATIONS)
+        assert [i["id"] for i in result["pubsub"]["items"]] == ["dave@example.org"]
+        # A contact who asks for the node hears nothing of a private one.
+        await bob.ping_server()
+        assert events(bob, OPEN_CONVERSATIONS) == []
+
+
+@async_test
+async def test_omemo_keys_are_open(server):
+    (a_jid, a_pw), (b_jid, b_pw), (d_jid, d_pw) = (
+        server.new_user("ea"), server.new_user("eb"), server.new_user("ed"))
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw, caps=False)
+        bob0 = await login(cs, server, b_jid, b_pw, caps=False)
+        await subscribe(bob0, alice)
+        bob = await login(cs, server, b_jid, b_pw, interests=[DEVICES])
+        dave = await login(cs, server, d_jid, d_pw, caps=False)
+        pubsub = alice.x.plugin["xep_0060"]
+        devices = ET.fromstring(f"<list xmlns='{AXOLOTL}'><device id='4242'/></list>")
+        bundle = ET.fromstring(
+            f"<bundle xmlns='{AXOLOTL}'><signedPreKeyPublic signedPreKeyId='1'>BQ==</signedPreKeyPublic>"
+            "<signedPreKeySignature>c2ln</signedPreKeySignature><identityKey>BQ==</identityKey>"
+            "<prekeys><preKeyPublic preKeyId='1'>BQ==</preKeyPublic></prekeys></bundle>")
+        await pubsub.publish(a_jid, DEVICES, id="current", payload=devices,
+                             options=open_options(alice))
+        await pubsub.publish(a_jid, f"{AXOLOTL}.bundles:4242", id="current", payload=bundle,
+                             options=open_options(alice))
+        # Bob's client asked for the device list: it is notified.
+        await bob.wait_message(lambda m: m["pubsub_event"]["items"]["node"] == DEVICES,
+                               what="device list notification")
+        # Dave, a stranger, fetches the bundle to start a session.
+        got = await dave.x.plugin["xep_0060"].get_items(a_jid, f"{AXOLOTL}.bundles:4242")
+        assert got.xml.find(f".//{{{AXOLOTL}}}identityKey") is not None
+
+
+@async_test
+async def test_disco_items_list_the_nodes_one_may_read(server):
+    (a_jid, a_pw), (b_jid, b_pw), (d_jid, d_pw) = (
+        server.new_user("da"), server.new_user("db"), server.new_user("dd"))
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw, caps=False)
+        bob = await login(cs, server, b_jid, b_pw, caps=False)
+        dave = await login(cs, server, d_jid, d_pw, caps=False)
+        await subscribe(bob, alice)
+        pubsub = alice.x.plugin["xep_0060"]
+        await pubsub.publish(a_jid, "urn:salon:test:presence", payload=conversation("p"))
+        await pubsub.publish(a_jid, "urn:salon:test:open", payload=conversation("o"),
+                             options=open_options(alice))
+        await pubsub.publish(a_jid, "urn:salon:test:mine", payload=conversation("m"),
+                             options=private_options(alice))
+
+        async def nodes(client):
+            result = await client.x.plugin["xep_0030"].get_items(jid=a_jid, local=False)
+            return sorted(node for (_, node, _) in result["disco_items"]["items"])
+
+        assert await nodes(alice) == ["urn:salon:test:mine", "urn:salon:test:open",
+                                      "urn:salon:test:presence"]
+        assert await nodes(bob) == ["urn:salon:test:open", "urn:salon:test:presence"]
+        assert await nodes(dave) == ["urn:salon:test:open"]
+
+
+@async_test
+async def test_publishing_is_rate_limited(tmp_path_factory):
+    small = start_server(tmp_path_factory, "pep-rate", pep={"max_publish_per_minute": 5})
+    try:
+        jid, pw = small.new_user("ra")
+        async with Clients() as cs:
+            alice = await login(cs, small, jid, pw, caps=False)
+            pubsub = alice.x.plugin["xep_0060"]
+            for n in range(5):
+                await pubsub.publish(jid, "urn:salon:test:busy", id=str(n), payload=conversation(n))
+            assert await error_of(pubsub.publish(jid, "urn:salon:test:busy", id="6",
+                                                 payload=conversation(6))) == "resource-constraint"
+            # Reading is not publishing.
+            await pubsub.get_items(jid, "urn:salon:test:busy")
+    finally:
+        small.stop()
