@@ -140,3 +140,148 @@ async def test_every_echoed_room_message_survives_a_sigkill(server):
     assert len(results) == 250, f"the archive query returned {len(results)} messages"
     assert echoed & set(results), "none of the last archived messages was one echoed"
     raw.close()
+
+
+NS_SM = "urn:xmpp:sm:3"
+
+
+def archived_stanzas(server, archive: str) -> list[str]:
+    db = sqlite3.connect(server.data_dir / "salon.db")
+    try:
+        return [row[0] for row in db.execute(
+            "SELECT stanza FROM archive_messages WHERE archive = ?", (archive,)
+        )]
+    finally:
+        db.close()
+
+
+async def acked_stream(raw: RawXmpp, stanza_for, acked_ids: list, stop: asyncio.Event):
+    """Send stanzas (each followed by an XEP-0198 <r/>) until `stop`, while reading the
+    server's <a/> answers: `acked_ids` ends as the ids of the stanzas the server acknowledged.
+    The server's own <r/> are answered so that it never cuts the stream."""
+    await raw.send(f"<enable xmlns='{NS_SM}'/>")
+    await raw.expect(f"{{{NS_SM}}}enabled")
+    sent: list[str] = []
+    received = 0
+
+    async def read():
+        nonlocal received
+        while True:
+            try:
+                element = await raw.next_element(timeout=10)
+            except (AssertionError, ConnectionError):
+                return
+            if element is None:
+                return
+            if element.tag == f"{{{NS_SM}}}a":
+                h = int(element.get("h"))
+                acked_ids[:] = sent[:h]
+            elif element.tag == f"{{{NS_SM}}}r":
+                if not await raw.try_send(f"<a xmlns='{NS_SM}' h='{received}'/>"):
+                    return
+            elif element.tag.startswith(f"{{{NS_CLIENT}}}"):
+                received += 1
+
+    reading = asyncio.create_task(read())
+    for i in range(100_000):
+        if stop.is_set():
+            break
+        mid = f"acked{i}"
+        sent.append(mid)
+        if not await raw.try_send(stanza_for(mid) + f"<r xmlns='{NS_SM}'/>"):
+            break
+        await asyncio.sleep(0.001)
+    await asyncio.wait_for(reading, 15)
+
+
+async def kill_when(server, enough, stop: asyncio.Event):
+    # Checked often, so that the kill comes right after an answer was read, while the writes
+    # of the stanzas it covers would still be in progress if it had not waited for them.
+    deadline = time.monotonic() + 10
+    while not enough() and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    server.proc.kill()
+    server.proc.wait(timeout=10)
+    stop.set()
+
+
+@async_test(timeout=120)
+async def test_acknowledged_and_delivered_chat_messages_survive_a_sigkill(server):
+    """1:1 chat: every message the server acknowledged to its sender (XEP-0198) is in the
+    sender's archive, and every one delivered to its recipient (with the recipient's
+    stanza-id) is in the recipient's archive, after a SIGKILL mid-stream."""
+    server.add_user("alice", "pw")
+    server.add_user("bob", "pw")
+    bob = await RawXmpp.connect(server.c2s_port)
+    await bob.open_stream("localhost")
+    await bob.login_plain("bob", "pw", "r")
+    alice = await RawXmpp.connect(server.c2s_port)
+    await alice.open_stream("localhost")
+    await alice.login_plain("alice", "pw", "r")
+    delivered: set[str] = set()
+
+    async def watch():
+        while True:
+            try:
+                element = await bob.next_element(timeout=10)
+            except (AssertionError, ConnectionError):
+                return
+            if element is None:
+                return
+            sid = element.find(f"{{{NS_SID}}}stanza-id")
+            if element.get("type") == "chat" and sid is not None:
+                assert sid.get("by") == "bob@localhost", tostr(element)
+                delivered.add(sid.get("id"))
+
+    acked: list[str] = []
+    stop = asyncio.Event()
+    watching = asyncio.create_task(watch())
+    streaming = asyncio.create_task(acked_stream(
+        alice,
+        lambda mid: f"<message to='bob@localhost/r' type='chat' id='{mid}'><body>{mid}</body></message>",
+        acked,
+        stop,
+    ))
+    await kill_when(server, lambda: len(delivered) >= 300 and len(acked) >= 300, stop)
+    await asyncio.wait_for(watching, 15)
+    await asyncio.wait_for(streaming, 20)
+    alice.close()
+    bob.close()
+    server.restart()
+
+    assert len(delivered) >= 100 and len(acked) >= 100, (len(delivered), len(acked))
+    bobs = archived_stanzas(server, "bob@localhost")
+    lost = [sid for sid in delivered if not any(f"id='{sid}'" in s for s in bobs)]
+    assert not lost, f"{len(lost)} of {len(delivered)} delivered messages missing from bob's archive"
+    alices = "\n".join(archived_stanzas(server, "alice@localhost"))
+    lost = [mid for mid in acked if f"id='{mid}'" not in alices]
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged messages missing from alice's archive"
+
+
+@async_test(timeout=120)
+async def test_acknowledged_room_messages_survive_a_sigkill(server):
+    """A groupchat message the server acknowledged to its sender (XEP-0198) is in the room's
+    archive after a SIGKILL, though the room, not the sender's session, archives it."""
+    for user in ["watcher", "sender0"]:
+        server.add_user(user, "pw")
+    room = f"acked{int(time.time() * 1000)}@{server.muc_domain}"
+    watcher = await joined(server, "watcher", room, "watch", create=True)
+    sender = await joined(server, "sender0", room, "s0")
+    acked: list[str] = []
+    stop = asyncio.Event()
+    streaming = asyncio.create_task(acked_stream(
+        sender,
+        lambda mid: f"<message to='{room}' type='groupchat' id='{mid}'><body>{mid}</body></message>",
+        acked,
+        stop,
+    ))
+    await kill_when(server, lambda: len(acked) >= 300, stop)
+    await asyncio.wait_for(streaming, 20)
+    watcher.close()
+    sender.close()
+    server.restart()
+
+    assert len(acked) >= 100, len(acked)
+    stored = "\n".join(archived_stanzas(server, room))
+    lost = [mid for mid in acked if f"id='{mid}'" not in stored]
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged messages missing from the archive"

@@ -1,6 +1,7 @@
 //! Message archives (XEP-0313 Message Archive Management with XEP-0059 paging) of rooms and
 //! accounts: the ordered, bounded writer they append through, the query protocol, retention.
 
+use crate::durable::{Commit, Completer, LatestCommit};
 use crate::extensions::Extensions;
 use crate::hooks::{priority, ServerHook};
 use crate::registry::Registry;
@@ -80,7 +81,10 @@ pub fn writer(host: &dyn ArchiveHost) -> ArchiveWriter {
     host.extensions()
         .get_or_default::<WriterSlot>()
         .0
-        .get_or_init(|| ArchiveWriter::start(host.archive_store()))
+        .get_or_init(|| {
+            let latest = host.extensions().get_or_default::<LatestCommit>();
+            ArchiveWriter::start(host.archive_store(), latest)
+        })
         .clone()
 }
 
@@ -101,39 +105,41 @@ impl ServerHook<Server> for FlushAtStop {
 }
 
 enum WriterCommand {
-    /// Answered with whether the message is stored, once its transaction committed.
-    Append(String, ArchivedMessage, oneshot::Sender<bool>),
+    /// Completed once its transaction committed (or failed, logged).
+    Append(String, ArchivedMessage, Completer),
     /// Answered once everything queued before it is durable.
     Flush(oneshot::Sender<()>),
 }
 
 /// Appends messages in order, off the rooms' and sessions' tasks. One writer serves every
 /// archive, with group commit: each transaction writes everything queued while the previous
-/// one ran (up to [`WRITE_BATCH`]), so messages of many rooms and accounts share one commit
-/// when they arrive close together, and nobody waits for a timer. Whoever appends waits for
-/// the commit of its message before echoing or delivering it (XEP-0313 §2.1: what was shown
-/// as sent is in the archive), so a crash right after an echo loses nothing.
+/// one ran (up to [`WRITE_BATCH`]), gathered for at most [`GATHER`], so messages of many rooms
+/// and accounts share one commit. Whoever appends gets a [`Commit`] and goes on at once; what
+/// shows the message (the room's echo and fan-out, the delivery to a recipient, a
+/// stream-management answer) is held behind that commit in the recipients' queues (XEP-0313
+/// §2.1: what was shown as sent is in the archive), so a crash right after an echo loses
+/// nothing and nobody's loop waits for the disk.
 #[derive(Clone)]
 pub struct ArchiveWriter {
     sender: mpsc::Sender<WriterCommand>,
+    /// The server's latest commit, updated with each send (under its lock, so the latest is
+    /// always the last one queued).
+    latest: Arc<LatestCommit>,
 }
 
 impl ArchiveWriter {
     /// Starts the writer on `storage`, which needs to be an archive store only: a whole
-    /// `Arc<dyn Storage>` is one too.
-    pub fn start(storage: Arc<dyn ArchiveStore>) -> ArchiveWriter {
+    /// `Arc<dyn Storage>` is one too. `latest` is where it tells which commit is the last.
+    pub fn start(storage: Arc<dyn ArchiveStore>, latest: Arc<LatestCommit>) -> ArchiveWriter {
         let (sender, mut receiver) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::new();
             let mut committed = Vec::new();
             let mut flushes = Vec::new();
             while let Some(command) = receiver.recv().await {
-                // Take what is queued now, without waiting for more: the time the last commit
-                // took is the gathering window, so it stays as short as a commit however
-                // steadily messages keep coming.
                 let mut next = Some(command);
                 // A short gathering window from the first message of the batch, never extended:
-                // appenders wait for the commit, so a commit per message would cost a
+                // nobody's loop waits for the commit, but a commit per message would cost a
                 // transaction each; a window of GATHER lets the messages of many sessions and
                 // rooms share one, and bounds what it adds to a message's latency.
                 let deadline = tokio::time::Instant::now() + GATHER;
@@ -156,16 +162,14 @@ impl ArchiveWriter {
                     }
                 }
                 if !batch.is_empty() {
-                    let stored = match storage.archive_append_many(&batch).await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::error!(error = %e, messages = batch.len(), "archiving messages");
-                            false
-                        }
-                    };
+                    if let Err(e) = storage.archive_append_many(&batch).await {
+                        tracing::error!(error = %e, messages = batch.len(), "archiving messages");
+                    }
                     batch.clear();
+                    // In the order they were queued: waiting for one means waiting for all
+                    // before it.
                     for done in committed.drain(..) {
-                        let _ = done.send(stored);
+                        done.complete();
                     }
                 }
                 for done in flushes.drain(..) {
@@ -173,18 +177,20 @@ impl ArchiveWriter {
                 }
             }
         });
-        ArchiveWriter { sender }
+        ArchiveWriter { sender, latest }
     }
 
-    /// Appends `message` to `archive` and returns once it is durable (true), or once the write
-    /// failed (false, logged).
-    pub async fn append(&self, archive: &str, message: ArchivedMessage) -> bool {
-        let (done, committed) = oneshot::channel();
-        let command = WriterCommand::Append(archive.to_string(), message, done);
-        if self.sender.send(command).await.is_err() {
-            return false;
+    /// Queues `message` for `archive` and returns its commit at once (waiting only while the
+    /// writer is [`WRITER_QUEUE`] messages behind).
+    pub async fn append(&self, archive: &str, message: ArchivedMessage) -> Commit {
+        let (commit, done) = Commit::pending();
+        match self.sender.reserve().await {
+            Ok(permit) => self.latest.set_with(&commit, || {
+                permit.send(WriterCommand::Append(archive.to_string(), message, done));
+            }),
+            Err(_) => tracing::error!(archive, "the archive writer has stopped"),
         }
-        committed.await.unwrap_or(false)
+        commit
     }
 
     /// Wait until every message appended so far is stored, so a query sees them.
@@ -454,7 +460,7 @@ mod tests {
     #[tokio::test]
     async fn a_flush_waits_for_everything_appended_before_it_in_order() {
         let storage = Arc::new(MemoryStorage::new());
-        let writer = ArchiveWriter::start(storage.clone());
+        let writer = ArchiveWriter::start(storage.clone(), Default::default());
         for n in 0..300 {
             let archive = if n % 2 == 0 { "a@rooms" } else { "b@rooms" };
             writer.append(archive, message(n)).await;
@@ -474,21 +480,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_append_returns_once_its_message_is_stored() {
+    async fn an_appends_commit_completes_once_its_message_is_stored_in_order() {
         let storage = Arc::new(MemoryStorage::new());
-        let writer = ArchiveWriter::start(storage.clone());
-        assert!(writer.append("a@rooms", message(1)).await);
+        let latest = Arc::new(LatestCommit::default());
+        let writer = ArchiveWriter::start(storage.clone(), latest.clone());
+        let first = writer.append("a@rooms", message(1)).await;
+        first.done().await;
         assert_eq!(stored(&storage, "a@rooms").await, vec!["id1"]);
-        // Many appenders at once share commits and each learns of its own.
+        // Many appenders at once share commits; each commit is done only with its message
+        // stored, and the server's latest commit covers them all.
         let appends: Vec<_> = (2..500)
             .map(|n| {
                 let writer = writer.clone();
                 tokio::spawn(async move { writer.append("a@rooms", message(n)).await })
             })
             .collect();
+        let mut commits = Vec::new();
         for append in appends {
-            assert!(append.await.unwrap());
+            commits.push(append.await.unwrap());
         }
+        if let Some(last) = latest.get() {
+            last.done().await;
+        }
+        assert!(commits.iter().all(|c| c.is_done()));
         assert_eq!(stored(&storage, "a@rooms").await.len(), 499);
+        assert!(latest.get().is_none());
     }
 }

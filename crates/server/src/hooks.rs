@@ -5,6 +5,7 @@
 //! passes it on (`Some`, possibly changed) or keeps it (`None`): it was refused, answered or
 //! delivered, and later hooks do not see it. The other hooks observe or add, and cannot stop.
 
+use crate::durable::Commit;
 use crate::extensions::LocalExtensions;
 use crate::session_handle::{Outbound, SessionHandle};
 use minidom::Element;
@@ -52,8 +53,16 @@ pub trait StanzaHook<S: Send + Sync + 'static, Point: Send + Sync>: Send + Sync 
 #[async_trait::async_trait]
 pub trait MessageHook<S: Send + Sync + 'static>: Send + Sync {
     /// A message is about to reach `account` for the first time (online or into offline
-    /// storage). The hook may add to it (a stanza id, XEP-0359).
-    async fn arriving(&self, _server: &Arc<S>, _account: &jid::BareJid, _message: &mut Element) {}
+    /// storage). The hook may add to it (a stanza id, XEP-0359), and may return a commit the
+    /// delivered copy must wait for (its archive write).
+    async fn arriving(
+        &self,
+        _server: &Arc<S>,
+        _account: &jid::BareJid,
+        _message: &mut Element,
+    ) -> Option<Commit> {
+        None
+    }
 
     /// `message` was queued to `recipients`, some of the account's bound `sessions`.
     fn delivered(
@@ -260,10 +269,15 @@ impl<S: Send + Sync + 'static> Hooks<S> {
         server: &Arc<S>,
         account: &jid::BareJid,
         message: &mut Element,
-    ) {
+    ) -> Option<Commit> {
+        // Commits complete in order: the last one covers the others.
+        let mut last = None;
         for hook in self.messages.iter() {
-            hook.arriving(server, account, message).await;
+            if let Some(commit) = hook.arriving(server, account, message).await {
+                last = Some(commit);
+            }
         }
+        last
     }
 
     pub fn message_delivered(

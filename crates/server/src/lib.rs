@@ -5,6 +5,7 @@
 // The core: knows no feature.
 pub mod bans;
 pub mod config;
+pub mod durable;
 pub mod extensions;
 pub mod fuzz;
 pub mod hooks;

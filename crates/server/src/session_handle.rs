@@ -2,13 +2,14 @@
 //! the feature modules' slots, and its outbound queue with its bound: stanzas serialised once
 //! by the sender and shared by every recipient (docs/ARCHITECTURE.md, "The path of a stanza").
 
+use crate::durable::Commit;
 use crate::stanza::StreamCondition;
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use minidom::Element;
 use std::collections::HashSet;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -130,6 +131,61 @@ impl AddressedTemplate {
     }
 }
 
+/// A session's outbound queue: the stanzas, and where some must wait for a commit.
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Outbound>,
+    /// Stanzas held back until a commit is done, by position (counted from the session's
+    /// first stanza), oldest first.
+    gates: VecDeque<(u64, Commit)>,
+    /// Stanzas taken by the writer so far: the position of `items[0]`.
+    taken: u64,
+    /// The commit the writer was last registered with, so it is not registered again.
+    waiting_on: Option<Commit>,
+}
+
+impl Queue {
+    /// The stanzas before the first commit not yet done (all of them, mostly); `None` when the
+    /// first one waits, with the task registered to be woken by its commit.
+    fn take_ready(&mut self, cx: &mut Context<'_>) -> Option<VecDeque<Outbound>> {
+        while let Some((position, commit)) = self.gates.front() {
+            if commit.is_done() {
+                self.gates.pop_front();
+                continue;
+            }
+            let ready = (position - self.taken) as usize;
+            if ready == 0 {
+                if !self.waiting_on.as_ref().is_some_and(|w| w.same(commit)) {
+                    let commit = commit.clone();
+                    if commit.poll_done(cx).is_ready() {
+                        self.gates.pop_front();
+                        continue;
+                    }
+                    self.waiting_on = Some(commit);
+                }
+                return None;
+            }
+            self.taken += ready as u64;
+            return Some(self.items.drain(..ready).collect());
+        }
+        self.taken += self.items.len() as u64;
+        Some(std::mem::take(&mut self.items))
+    }
+}
+
+/// A stanza of a session held by another task (a room between receiving a message and queueing
+/// its archive write); dropping it, whatever became of the stanza, releases the session's
+/// stream-management answers that waited for it.
+pub struct InFlight(Arc<SessionHandle>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.waker.wake();
+        }
+    }
+}
+
 /// A stream error to close a session with, decided by someone other than the session itself.
 #[derive(Debug, Clone)]
 pub struct Kick {
@@ -165,7 +221,10 @@ pub struct SessionHandle {
     pub anonymous: bool,
     /// Stanzas waiting for this session's writer; at most `queue_limit`. A plain deque rather
     /// than a channel: it takes no memory while empty, which idle connections mostly are.
-    queue: Mutex<VecDeque<Outbound>>,
+    queue: Mutex<Queue>,
+    /// Stanzas this session sent that another task (a room) still holds: a stream-management
+    /// answer covering them waits until they are handed to storage (see [`InFlight`]).
+    in_flight: AtomicUsize,
     queue_limit: usize,
     /// The session's task, woken when stanzas are queued or it is kicked. Only that one task
     /// waits on a handle, so one waker slot (a few atomics per delivery) is enough, where a
@@ -198,7 +257,8 @@ impl SessionHandle {
             jid,
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
             anonymous,
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
+            in_flight: AtomicUsize::new(0),
             queue_limit: queue,
             waker: AtomicWaker::new(),
             kick_reason: Mutex::new(None),
@@ -223,10 +283,31 @@ impl SessionHandle {
         self.enqueue(Outbound::Addressed(template.clone(), self.address.clone()));
     }
 
+    /// Queue bytes that may reach the client only once `commit` is done (a message its
+    /// archive must hold first); whatever is queued after them waits too, so order is kept.
+    pub fn send_after(&self, bytes: Bytes, commit: Option<&Commit>) {
+        self.enqueue_after(Outbound::Stanza(bytes), commit);
+    }
+
+    /// [`send_addressed`](Self::send_addressed), held back until `commit` is done.
+    pub fn send_addressed_after(&self, template: &Arc<AddressedTemplate>, commit: Option<&Commit>) {
+        let item = Outbound::Addressed(template.clone(), self.address.clone());
+        self.enqueue_after(item, commit);
+    }
+
     fn enqueue(&self, item: Outbound) {
+        self.enqueue_after(item, None);
+    }
+
+    fn enqueue_after(&self, item: Outbound, commit: Option<&Commit>) {
+        let commit = commit.filter(|c| !c.is_done());
         let accepted = match self.queue.lock() {
-            Ok(mut queue) if queue.len() < self.queue_limit => {
-                queue.push_back(item);
+            Ok(mut queue) if queue.items.len() < self.queue_limit => {
+                if let Some(commit) = commit {
+                    let position = queue.taken + queue.items.len() as u64;
+                    queue.gates.push_back((position, commit.clone()));
+                }
+                queue.items.push_back(item);
                 true
             }
             _ => false,
@@ -250,9 +331,28 @@ impl SessionHandle {
             return Poll::Ready(Signal::Kicked(kick));
         }
         match self.queue.lock() {
-            Ok(mut queue) if !queue.is_empty() => {
-                Poll::Ready(Signal::Queued(std::mem::take(&mut *queue)))
-            }
+            Ok(mut queue) if !queue.items.is_empty() => match queue.take_ready(cx) {
+                Some(ready) => Poll::Ready(Signal::Queued(ready)),
+                None => Poll::Pending,
+            },
+            _ => Poll::Pending,
+        }
+    }
+
+    /// Counts a stanza this session sent as held by another task until the guard is dropped.
+    pub fn in_flight(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// Ready once no stanza this session sent is held by another task.
+    pub fn poll_none_in_flight(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        match self.in_flight.load(Ordering::Acquire) {
+            0 => Poll::Ready(()),
             _ => Poll::Pending,
         }
     }

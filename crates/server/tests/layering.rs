@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 const CORE: &[&str] = &[
     "bans.rs",
     "config",
+    "durable.rs",
     "extensions.rs",
     "hooks.rs",
     "limits.rs",

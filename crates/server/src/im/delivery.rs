@@ -96,13 +96,16 @@ async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::Fu
         return;
     }
     if let Some(session) = server.router.session(to) {
+        let mut archived = None;
         if stanza.name() == "message" {
             let hooks = &server.modules.hooks;
-            hooks
+            archived = hooks
                 .message_arriving(server, &to.to_bare(), &mut stanza)
                 .await;
         }
-        session.send_element(&stanza);
+        // Shown to the recipient once its archive holds it (and behind it what follows).
+        let bytes = Bytes::from(salon_xml::serialize(&stanza));
+        session.send_after(bytes, archived.as_ref());
         if stanza.name() == "message" {
             let bare = to.to_bare();
             let sessions = server.router.sessions_of(bare.as_str());
@@ -202,9 +205,10 @@ async fn deliver_message_to_bare(
     let sessions = server.router.sessions_of(to.as_str());
     let targets = highest_priority(&sessions);
     if !targets.is_empty() {
+        let mut archived = None;
         if delivery == Delivery::First {
             let hooks = &server.modules.hooks;
-            hooks.message_arriving(server, to, &mut stanza).await;
+            archived = hooks.message_arriving(server, to, &mut stanza).await;
         }
         let bytes = Bytes::from(salon_xml::serialize(&stanza));
         let targets: Vec<_> = if kind == "headline" {
@@ -216,7 +220,7 @@ async fn deliver_message_to_bare(
             targets
         };
         for session in &targets {
-            session.send(bytes.clone());
+            session.send_after(bytes.clone(), archived.as_ref());
         }
         if delivery == Delivery::First {
             let hooks = &server.modules.hooks;

@@ -2,6 +2,7 @@
 //! and receives are archived under a stanza id (XEP-0359), and its clients page through them.
 
 use crate::archive::{self, WithKind};
+use crate::durable::Commit;
 use crate::hooks::{priority, FromClient, MessageHook, ServerHook, StanzaHook};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::SessionHandle;
@@ -52,8 +53,13 @@ impl StanzaHook<Server, FromClient> for Archiving {
 
 #[async_trait::async_trait]
 impl MessageHook<Server> for Archiving {
-    async fn arriving(&self, server: &Arc<Server>, account: &jid::BareJid, message: &mut Element) {
-        archive_incoming(server, account, message).await;
+    async fn arriving(
+        &self,
+        server: &Arc<Server>,
+        account: &jid::BareJid,
+        message: &mut Element,
+    ) -> Option<Commit> {
+        archive_incoming(server, account, message).await
     }
 }
 
@@ -133,10 +139,15 @@ fn bare_of(address: Option<&str>) -> Option<String> {
 
 /// A message about to be delivered to (or held for) `account`: drop stanza ids that claim to
 /// be the account's (XEP-0359 §3.3), then archive it under a new one, which the delivered copy
-/// carries so clients can match it with the archive.
-async fn archive_incoming(server: &Arc<Server>, account: &jid::BareJid, message: &mut Element) {
+/// carries so clients can match it with the archive. The delivered copy waits for the
+/// returned commit.
+async fn archive_incoming(
+    server: &Arc<Server>,
+    account: &jid::BareJid,
+    message: &mut Element,
+) -> Option<Commit> {
     if !enabled_for(server, account) {
-        return;
+        return None;
     }
     let account_str = account.as_str();
     let forged = |c: &Element| c.is("stanza-id", ns::SID) && c.attr("by") == Some(account_str);
@@ -148,11 +159,9 @@ async fn archive_incoming(server: &Arc<Server>, account: &jid::BareJid, message:
         }
     }
     if !archivable(message) {
-        return;
+        return None;
     }
-    let Some(with) = bare_of(message.attr("from")) else {
-        return;
-    };
+    let with = bare_of(message.attr("from"))?;
     let id = archive::new_stanza_id();
     message.append_child(
         Build::new("stanza-id", ns::SID)
@@ -160,10 +169,12 @@ async fn archive_incoming(server: &Arc<Server>, account: &jid::BareJid, message:
             .attr("by", account_str.to_string())
             .build(),
     );
-    append(server, account_str, id, with, message).await;
+    Some(append(server, account_str, id, with, message).await)
 }
 
-/// A message a local client sends: archived in its own account's archive.
+/// A message a local client sends: archived in its own account's archive. Nothing waits for
+/// that commit here: what delivers the message waits for the recipient's archive write,
+/// queued after it, and the sender's stream-management answers for the server's latest.
 async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
     let account = sender.jid.to_bare();
     if sender.anonymous || !enabled_for(server, &account) || !archivable(message) {
@@ -186,7 +197,13 @@ async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, message:
     .await;
 }
 
-async fn append(server: &Arc<Server>, account: &str, id: String, with: String, message: &Element) {
+async fn append(
+    server: &Arc<Server>,
+    account: &str,
+    id: String,
+    with: String,
+    message: &Element,
+) -> Commit {
     let stanza = String::from_utf8_lossy(&salon_xml::serialize(message)).into_owned();
     archive::writer(server.as_ref())
         .append(
@@ -198,7 +215,7 @@ async fn append(server: &Arc<Server>, account: &str, id: String, with: String, m
                 stanza,
             },
         )
-        .await;
+        .await
 }
 
 #[cfg(test)]

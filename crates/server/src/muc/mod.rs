@@ -60,7 +60,7 @@ pub struct RoomSummary {
 
 /// The service's way to reach a running room.
 pub struct RoomHandle {
-    sender: mpsc::Sender<Element>,
+    sender: mpsc::Sender<room::RoomInput>,
     pub summary: Mutex<RoomSummary>,
     /// Tells this incarnation from a later room of the same name.
     id: u64,
@@ -311,8 +311,16 @@ impl ServiceHost for MucService {
                 }
             }
         };
-        if let Err(refused) = handle.sender.try_send(stanza) {
-            let stanza = refused.into_inner();
+        // A groupchat message is archived before anyone sees it; its local sender's XEP-0198
+        // answers wait until the room has queued that write.
+        let sent_by = (stanza.name() == "message" && stanza.attr("type") == Some("groupchat"))
+            .then(|| stanza.attr("from").and_then(|f| jid::FullJid::new(f).ok()))
+            .flatten()
+            .and_then(|from| context.local_session(&from))
+            .map(|session| session.in_flight());
+        let input = room::RoomInput { stanza, sent_by };
+        if let Err(refused) = handle.sender.try_send(input) {
+            let stanza = refused.into_inner().stanza;
             tracing::warn!(room = %key, "room queue full or closed; stanza refused");
             context.bounce(
                 &stanza,

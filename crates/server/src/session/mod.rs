@@ -11,6 +11,7 @@ mod transport;
 pub use stream_management::state::{ResumeRequest, ResumeSlot};
 pub use transport::{ReadError, Transport};
 
+use crate::durable::LatestCommit;
 use crate::extensions::LocalExtensions;
 use crate::hooks::{FromClient, StreamInfo};
 use crate::registry::IqScope;
@@ -25,7 +26,7 @@ use sasl::exchange::Exchange;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stream_management::state::{next_resume, StreamManagement};
+use stream_management::state::{next_resume, HeldAcks, StreamManagement};
 use tokio::sync::mpsc;
 
 /// Failed SASL attempts allowed on one connection before it is closed (RFC 6120 §6.4.5).
@@ -123,6 +124,8 @@ struct Session {
     sm: Option<StreamManagement>,
     /// Where a resuming connection reaches this session.
     resume_requests: Option<mpsc::Receiver<ResumeRequest>>,
+    /// XEP-0198 answers waiting for what they count to be durable.
+    held_acks: HeldAcks,
     /// Stream-level modules' state for this connection (see [`crate::hooks::StreamHook`]).
     local: LocalExtensions,
 }
@@ -144,6 +147,7 @@ pub async fn run(server: Arc<Server>, transport: Box<dyn Transport>) {
         last_refill: Instant::now(),
         sm: None,
         resume_requests: None,
+        held_acks: HeldAcks::default(),
         local: LocalExtensions::default(),
     };
     session.tokens = session.rate() * 2.0;
@@ -184,11 +188,19 @@ impl Session {
                 );
             }
             let Session {
+                server,
                 transport,
                 handle,
                 resume_requests,
+                held_acks,
                 ..
             } = self;
+            let latest = || {
+                server
+                    .extensions
+                    .get::<LatestCommit>()
+                    .and_then(|l| l.get())
+            };
             tokio::select! {
                 biased;
                 signal = next_signal(handle.as_deref()) => match signal {
@@ -240,6 +252,11 @@ impl Session {
                 request = next_resume(resume_requests.as_mut()) => {
                     if let Some(request) = request {
                         return Stop::Resumed(request);
+                    }
+                }
+                answers = std::future::poll_fn(|cx| held_acks.poll_ready(handle.as_deref(), latest, cx)), if !held_acks.is_empty() => {
+                    if let Err(stop) = self.answer_acks(answers).await {
+                        return stop;
                     }
                 }
                 _ = tokio::time::sleep_until(auth_deadline), if self.stage != Stage::Bound => {

@@ -51,7 +51,7 @@ impl Room {
                 .template
                 .with_last_child(&salon_xml::serialize(&delay))
                 .unwrap_or_else(|| entry.template.clone());
-            self.deliver_to_session(session, &delayed);
+            self.deliver_to_session_after(session, &delayed, entry.commit.as_ref());
         }
     }
 
@@ -174,6 +174,7 @@ impl Room {
         }
         remove_attr(&mut stanza, "to");
         let template = AddressedTemplate::new(&message);
+        let mut held_for = None;
         if let Some(stanza_id) = stanza_id {
             // The broadcast was serialised once already; reuse it rather than serialise again.
             let serialised = template
@@ -182,8 +183,10 @@ impl Room {
             if self.record.config.archive {
                 archived = serialised.len();
                 // Durable before anyone sees it: an echoed message is never lost to a crash.
-                // The writer commits many rooms' messages together, so this wait is one commit.
-                self.archive
+                // The room goes on at once; the copies wait for the commit in each
+                // occupant's queue (with whatever the room sends them after it).
+                let commit = self
+                    .archive
                     .append(
                         self.jid.as_str(),
                         crate::storage::ArchivedMessage {
@@ -194,6 +197,7 @@ impl Room {
                         },
                     )
                     .await;
+                held_for = Some(commit);
             }
             let now = stanza::now_unix();
             self.history.push_back(HistoryEntry {
@@ -201,6 +205,7 @@ impl Room {
                 template: template.clone(),
                 stanza_id: stanza_id.clone(),
                 at: now,
+                commit: held_for.clone(),
             });
             let keep = self
                 .record
@@ -212,7 +217,9 @@ impl Room {
             }
         }
         for other in &self.occupants {
-            self.deliver_template(other, &template);
+            for handle in &other.handles {
+                handle.send_addressed_after(&template, held_for.as_ref());
+            }
         }
         archived
     }

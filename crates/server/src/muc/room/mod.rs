@@ -41,6 +41,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// A stanza for the room, and its local sender's hold on its stream-management answers (see
+/// [`InFlight`](crate::session_handle::InFlight)), released once the room has handled it.
+pub struct RoomInput {
+    pub stanza: Element,
+    pub sent_by: Option<crate::session_handle::InFlight>,
+}
+
 /// One person in the room: one nick, one real bare JID, one or more sessions.
 struct Occupant {
     nick: String,
@@ -83,6 +90,8 @@ struct HistoryEntry {
     at: i64,
     /// Characters of the serialised message, for `maxchars`.
     chars: usize,
+    /// Its archive write, which a copy sent as history waits for too.
+    commit: Option<crate::durable::Commit>,
 }
 
 pub struct Room {
@@ -168,7 +177,7 @@ impl Room {
         room
     }
 
-    pub async fn run(mut self, mut inbox: mpsc::Receiver<Element>) {
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<RoomInput>) {
         if self.locked {
             // A new room starts with an empty archive, whatever an earlier room of the same
             // name left (a temporary room that ended in a crash): the archive was readable
@@ -196,7 +205,9 @@ impl Room {
                     continue;
                 }
             };
-            let Some(stanza) = stanza else { break };
+            let Some(RoomInput { stanza, sent_by }) = stanza else {
+                break;
+            };
             let name = stanza.name().to_string();
             match name.as_str() {
                 "presence" => self.on_presence(stanza).await,
@@ -204,6 +215,9 @@ impl Room {
                 "iq" => self.on_iq(stanza).await,
                 _ => {}
             }
+            // Its archive write is queued (if it has one): the sender's stream-management
+            // answers may go out once that commits.
+            drop(sent_by);
             if self.should_close() {
                 break;
             }
@@ -218,8 +232,8 @@ impl Room {
         // again: a join creates the room afresh, anything else is answered as for a room that
         // is gone.
         inbox.close();
-        while let Ok(stanza) = inbox.try_recv() {
-            self.context.route(stanza).await;
+        while let Ok(input) = inbox.try_recv() {
+            self.context.route(input.stanza).await;
         }
         tracing::debug!(room = %self.jid, "room closed");
     }
@@ -330,8 +344,18 @@ impl Room {
     }
 
     fn deliver_to_session(&self, session: &jid::FullJid, template: &Arc<AddressedTemplate>) {
+        self.deliver_to_session_after(session, template, None);
+    }
+
+    /// [`deliver_to_session`](Self::deliver_to_session), held back until `commit` is done.
+    fn deliver_to_session_after(
+        &self,
+        session: &jid::FullJid,
+        template: &Arc<AddressedTemplate>,
+        commit: Option<&crate::durable::Commit>,
+    ) {
         if let Some(handle) = self.context.local_session(session) {
-            handle.send_addressed(template);
+            handle.send_addressed_after(template, commit);
         }
     }
 

@@ -433,6 +433,7 @@ fn remember(room: &mut Room, text: &str, at: i64) {
         template: crate::router::AddressedTemplate::new(&stanza),
         stanza_id: format!("id-{text}"),
         at,
+        commit: None,
     });
 }
 
@@ -543,6 +544,8 @@ async fn say(room: &mut Room, jid: &str, body: Option<&str>, extra: &str) {
          {body}{extra}</message>"
     )))
     .await;
+    // Copies wait in the queues until the archive write commits.
+    room.archive.flush().await;
 }
 
 #[tokio::test]

@@ -58,8 +58,9 @@ impl Session {
             }
             ("r", _) => match &self.sm {
                 Some(sm) => {
-                    let answer = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound);
-                    self.send_raw(&answer).await
+                    // Answered once what it counts is durable, without waiting here.
+                    self.held_acks.hold(sm.inbound);
+                    Ok(())
                 }
                 None => Err(Stop::StreamError(
                     StreamCondition::UnsupportedStanzaType,
@@ -95,6 +96,14 @@ impl Session {
                 format!("<{}/> is not part of stream management", element.name()),
             )),
         }
+    }
+
+    /// Send the answers to `<r/>` whose stanzas are now durable (see [`state::HeldAcks`]).
+    pub(super) async fn answer_acks(&mut self, answers: Vec<u32>) -> Result<(), Stop> {
+        for h in answers {
+            self.queue(format!("<a xmlns='{NS_SM}' h='{h}'/>").as_bytes());
+        }
+        self.write_out(Stop::Dropped).await
     }
 
     /// A new connection, authenticated, asks to continue an earlier session: hand it this

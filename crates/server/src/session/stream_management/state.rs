@@ -2,9 +2,11 @@
 //! unacked queue that lets a session be resumed on a new connection (after a page reload or a network
 //! switch) with nothing lost and no leave/join seen by anyone.
 
+use crate::durable::Commit;
 use crate::session::transport::Transport;
-use crate::session_handle::Outbound;
+use crate::session_handle::{Outbound, SessionHandle};
 use std::collections::VecDeque;
+use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
 /// Ask the client for an acknowledgement once this many stanzas are unacknowledged.
@@ -168,5 +170,60 @@ mod tests {
         }
         sm.acknowledge(1).unwrap();
         assert_eq!(sm.pending(), 1);
+    }
+}
+
+/// Answers to `<r/>` held until what they count is durable (XEP-0198 §4: an acknowledged
+/// stanza is the server's responsibility): first until no stanza of this session is still held
+/// by another task (a room), then until the server's latest storage commit at that moment is
+/// done. Commits complete in order, so that covers every write the counted stanzas caused.
+#[derive(Default)]
+pub struct HeldAcks {
+    /// `h` values waiting for the session's stanzas to be handed to storage.
+    waiting: Vec<u32>,
+    /// `h` values waiting for this commit.
+    behind: Option<(Commit, Vec<u32>)>,
+}
+
+impl HeldAcks {
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty() && self.behind.is_none()
+    }
+
+    /// Hold an answer with this `h`.
+    pub fn hold(&mut self, h: u32) {
+        self.waiting.push(h);
+    }
+
+    /// The `h` values that may be answered now, oldest first.
+    pub fn poll_ready(
+        &mut self,
+        handle: Option<&SessionHandle>,
+        latest: impl FnOnce() -> Option<Commit>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Vec<u32>> {
+        if let Some((commit, _)) = &self.behind {
+            if commit.poll_done(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let answers = self.behind.take().map(|(_, h)| h).unwrap_or_default();
+            return Poll::Ready(answers);
+        }
+        if self.waiting.is_empty() {
+            return Poll::Pending;
+        }
+        if let Some(handle) = handle {
+            if handle.poll_none_in_flight(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        let answers = std::mem::take(&mut self.waiting);
+        match latest() {
+            Some(commit) if commit.poll_done(cx).is_pending() => {
+                self.behind = Some((commit, answers));
+                Poll::Pending
+            }
+            _ => Poll::Ready(answers),
+        }
     }
 }
