@@ -6,12 +6,14 @@ use crate::server::Server;
 
 pub use crate::registry::{Identity, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 
+pub mod accounts;
 pub mod contact_info;
 pub mod disco;
 pub mod last;
 pub mod ping;
 pub mod private;
 pub mod register;
+pub mod signup;
 pub mod time;
 pub mod vcard;
 pub mod version;
@@ -26,6 +28,7 @@ pub fn register_all(registry: &mut Registry<Server>, config: &crate::config::Con
     last::register(registry);
     vcard::register(registry);
     register::register(registry);
+    signup::register(registry);
     private::register(registry);
     contact_info::register(registry, config);
 }
