@@ -7,6 +7,7 @@ use crate::server::Server;
 pub use crate::registry::{Identity, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 
 pub mod accounts;
+pub mod adhoc;
 pub mod contact_info;
 pub mod disco;
 pub mod last;
@@ -29,6 +30,7 @@ pub fn register_all(registry: &mut Registry<Server>, config: &crate::config::Con
     vcard::register(registry);
     register::register(registry);
     signup::register(registry);
+    adhoc::register(registry, adhoc::admin::commands());
     private::register(registry);
     contact_info::register(registry, config);
 }
