@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod adhoc;
 pub mod contact_info;
 pub mod disco;
+pub mod invites;
 pub mod last;
 pub mod ping;
 pub mod private;
@@ -30,7 +31,10 @@ pub fn register_all(registry: &mut Registry<Server>, config: &crate::config::Con
     vcard::register(registry);
     register::register(registry);
     signup::register(registry);
-    adhoc::register(registry, adhoc::admin::commands());
+    invites::register(registry);
+    let mut commands = adhoc::admin::commands();
+    commands.extend(invites::commands::commands());
+    adhoc::register(registry, commands);
     private::register(registry);
     contact_info::register(registry, config);
 }

@@ -171,29 +171,31 @@ async fn sign_up(
     }
     let request = read_request(query)?;
     let user = checked_name(server, stream.host, &request.username).await?;
-    let how = match server.config.registration {
-        Registration::Open => {
-            let window = server.extensions.get_or_default::<SignUpWindow>();
-            let window = window.0.get_or_init(|| {
-                RateWindow::new(
-                    server.config.limits.registrations_per_hour as usize,
-                    Duration::from_secs(3600),
-                )
-            });
-            if !window.try_take(&address_key(stream.peer_ip)) {
-                tracing::info!(peer = %stream.peer_ip, "sign-up refused: too many from this address");
-                return Err(
-                    StanzaError::new(ErrorType::Wait, StanzaCondition::ResourceConstraint)
-                        .with_text("too many accounts made from this address; try again later"),
-                );
-            }
-            format!("open sign-up from {}", stream.peer_ip)
+    let account = if let Some(token) = super::invites::presented_token(local) {
+        // XEP-0445: the token made earlier on this stream; its uses bound it, not the address.
+        let from = format!("sign-up from {}", stream.peer_ip);
+        super::invites::redeem(server, &token, &user, &request.password, &from).await?
+    } else {
+        if server.config.registration != Registration::Open {
+            return Err(StanzaError::not_allowed().with_text("signing up here needs an invitation"));
         }
-        _ => {
-            return Err(StanzaError::not_allowed().with_text("signing up here needs an invitation"))
+        let window = server.extensions.get_or_default::<SignUpWindow>();
+        let window = window.0.get_or_init(|| {
+            RateWindow::new(
+                server.config.limits.registrations_per_hour as usize,
+                Duration::from_secs(3600),
+            )
+        });
+        if !window.try_take(&address_key(stream.peer_ip)) {
+            tracing::info!(peer = %stream.peer_ip, "sign-up refused: too many from this address");
+            return Err(
+                StanzaError::new(ErrorType::Wait, StanzaCondition::ResourceConstraint)
+                    .with_text("too many accounts made from this address; try again later"),
+            );
         }
+        let how = format!("open sign-up from {}", stream.peer_ip);
+        accounts::create(server, &user, stream.host, &request.password, &how).await?
     };
-    let account = accounts::create(server, &user, stream.host, &request.password, &how).await?;
     local.get_mut::<SignedUp>().0 = Some(account);
     Ok(())
 }
