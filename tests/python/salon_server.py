@@ -68,6 +68,7 @@ class SalonServer:
         tls: dict | None = None,
         s2s: dict | None = None,
         extra_toml: str = "",
+        top_toml: str = "",
     ):
         self.name = name
         self.dir = Path(base_dir)
@@ -109,6 +110,9 @@ class SalonServer:
             f'domain = "{self.domain}"',
             f'data_dir = "{self.data_dir}"',
         ]
+        # Top-level keys (registration, admins) go before the first table.
+        if top_toml:
+            lines.append(top_toml)
         if worker_threads is not None:
             lines.append(f"worker_threads = {worker_threads}")
         lines += [

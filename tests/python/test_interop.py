@@ -183,7 +183,13 @@ async def test_disco_items_with_an_unknown_node_is_not_the_plain_list(server):
         plain = await raw.iq(f"<iq type='get' id='i1' to='localhost'><query xmlns='{NS_DISCO_ITEMS}'/></iq>", "i1")
         assert plain.get("type") == "result", tostr(plain)
         assert plain.find(f"{{{NS_DISCO_ITEMS}}}query/{{{NS_DISCO_ITEMS}}}item") is not None, tostr(plain)
-        node = "http://jabber.org/protocol/commands"
+        # The commands node is a node (XEP-0050 §2.2), empty for a non-admin; others are not.
+        commands = await raw.iq(
+            f"<iq type='get' id='i3' to='localhost'><query xmlns='{NS_DISCO_ITEMS}' "
+            "node='http://jabber.org/protocol/commands'/></iq>", "i3")
+        assert commands.get("type") == "result", tostr(commands)
+        assert commands.find(f"{{{NS_DISCO_ITEMS}}}query/{{{NS_DISCO_ITEMS}}}item") is None, tostr(commands)
+        node = "urn:example:no-such-node"
         reply = await raw.iq(
             f"<iq type='get' id='i2' to='localhost'><query xmlns='{NS_DISCO_ITEMS}' node='{node}'/></iq>",
             "i2")

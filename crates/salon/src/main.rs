@@ -55,6 +55,30 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Invitations that make an account on `domain` (works whether the server runs or not).
+    Invite {
+        #[command(subcommand)]
+        action: InviteAction,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum InviteAction {
+    /// Make an invitation; prints its web page and its xmpp: URI.
+    Create {
+        /// Accounts it may make. Default: 1.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it works, like 30m, 12h, 7d. Default: 7d.
+        #[arg(long, default_value = "7d")]
+        expires: String,
+    },
+    /// List invitations with their uses left and expiry.
+    List,
+    /// Revoke an invitation.
+    Revoke { token: String },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +183,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::User { action, config } => {
             let config = load_config(config.as_ref())?;
             runtime(1)?.block_on(user(&config, action))?;
+        }
+        Command::Invite { action, config } => {
+            let config = load_config(config.as_ref())?;
+            runtime(1)?.block_on(invite(&config, action))?;
         }
         Command::Ban { action, config } => {
             let config = load_config(config.as_ref())?;
@@ -442,4 +470,80 @@ async fn ban(config: &Config, action: BanAction) -> Result<(), Failure> {
     }
     storage.flush().await.map_err(anyhow::Error::from)?;
     Ok(())
+}
+
+async fn invite(config: &Config, action: InviteAction) -> Result<(), Failure> {
+    use salon_server::modules::invites;
+    let storage = open_storage(config).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    match action {
+        InviteAction::Create { uses, expires } => {
+            let seconds = invites::parse_duration(&expires).ok_or_else(|| Failure {
+                code: 2,
+                message: format!("--expires {expires}: expected a duration like 30m, 12h, 7d"),
+            })?;
+            if config.registration == salon_server::config::Registration::Closed {
+                eprintln!(
+                    "salon: note: registration = \"closed\" in the configuration; the \
+                     invitation works once it is \"invite\" or \"open\""
+                );
+            }
+            let invite = invites::new_invite(&config.domain, None, uses, seconds, now);
+            storage
+                .create_invite(&invite)
+                .await
+                .map_err(anyhow::Error::from)?;
+            if let Some(url) = invites::landing_url(config, &invite) {
+                println!("{url}");
+            }
+            println!("{}", invites::uri(&invite));
+            println!(
+                "uses: {}, expires in {}",
+                invite.uses_left,
+                human_seconds(invite.expires - now)
+            );
+        }
+        InviteAction::List => {
+            for invite in storage
+                .invites(&config.domain)
+                .await
+                .map_err(anyhow::Error::from)?
+            {
+                let state = if invite.expires <= now {
+                    "expired".to_string()
+                } else if invite.uses_left == 0 {
+                    "used up".to_string()
+                } else {
+                    format!(
+                        "{} uses left, expires in {}",
+                        invite.uses_left,
+                        human_seconds(invite.expires - now)
+                    )
+                };
+                let by = invite.inviter.as_deref().unwrap_or("operator");
+                println!("{}  {state}  by {by}", invite.token);
+            }
+        }
+        InviteAction::Revoke { token } => match storage.delete_invite(&token).await {
+            Ok(()) => println!("revoked {token}"),
+            Err(StorageError::NotFound) => {
+                return Err(Failure {
+                    code: 1,
+                    message: format!("no invitation {token}"),
+                })
+            }
+            Err(e) => return Err(anyhow::Error::from(e).into()),
+        },
+    }
+    Ok(())
+}
+
+fn human_seconds(seconds: i64) -> String {
+    match seconds {
+        s if s >= 86_400 => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        s => format!("{}m", (s.max(0) + 59) / 60),
+    }
 }

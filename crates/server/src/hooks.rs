@@ -147,6 +147,31 @@ pub trait StreamHook<S: Send + Sync + 'static>: Send + Sync {
     }
 }
 
+/// What a hook on an unauthenticated stream knows of it.
+pub struct PreAuthStream<'a> {
+    /// The local host the client asked for.
+    pub host: &'a str,
+    /// The host is the anonymous one.
+    pub anonymous_host: bool,
+    /// The client's address (for per-address limits).
+    pub peer_ip: std::net::IpAddr,
+}
+
+/// IQs a client sends before it has authenticated (RFC 6120 §6 allows none by default; XEP-0077
+/// in-band registration and XEP-0445 pre-authentication are the exceptions). Run in the
+/// connection's own task with its private slots.
+#[async_trait::async_trait]
+pub trait PreAuthHook<S: Send + Sync + 'static>: Send + Sync {
+    /// The answer to `iq` (a result or an error reply), or `None` when it is not this module's.
+    async fn iq(
+        &self,
+        server: &Arc<S>,
+        stream: &PreAuthStream<'_>,
+        local: &mut LocalExtensions,
+        iq: &Element,
+    ) -> Option<Element>;
+}
+
 /// Handlers in priority order, highest first; equal priorities keep registration order.
 struct HookList<T: ?Sized> {
     entries: Vec<(i32, Arc<T>)>,
@@ -184,6 +209,7 @@ pub struct Hooks<S> {
     sessions: HookList<dyn SessionHook<S>>,
     streams: HookList<dyn StreamHook<S>>,
     lifecycle: HookList<dyn ServerHook<S>>,
+    pre_auth: HookList<dyn PreAuthHook<S>>,
 }
 
 impl<S> Default for Hooks<S> {
@@ -195,6 +221,7 @@ impl<S> Default for Hooks<S> {
             sessions: HookList::default(),
             streams: HookList::default(),
             lifecycle: HookList::default(),
+            pre_auth: HookList::default(),
         }
     }
 }
@@ -222,6 +249,26 @@ impl<S: Send + Sync + 'static> Hooks<S> {
 
     pub fn on_server(&mut self, priority: i32, hook: Arc<dyn ServerHook<S>>) {
         self.lifecycle.add(priority, hook);
+    }
+
+    pub fn on_pre_auth(&mut self, priority: i32, hook: Arc<dyn PreAuthHook<S>>) {
+        self.pre_auth.add(priority, hook);
+    }
+
+    /// Offer an IQ of an unauthenticated stream to the modules; `None` when none took it.
+    pub async fn pre_auth_iq(
+        &self,
+        server: &Arc<S>,
+        stream: &PreAuthStream<'_>,
+        local: &mut LocalExtensions,
+        iq: &Element,
+    ) -> Option<Element> {
+        for hook in self.pre_auth.iter() {
+            if let Some(answer) = hook.iq(server, stream, local, iq).await {
+                return Some(answer);
+            }
+        }
+        None
     }
 
     pub async fn server_started(&self, server: &Arc<S>) {

@@ -61,6 +61,18 @@ pub struct Identity {
     pub name: Option<&'static str>,
 }
 
+/// A module that answers disco#info and disco#items for nodes of its own (XEP-0030 §3.2, §4.2),
+/// such as the ad-hoc commands node (XEP-0050 §2.2) and each command's node.
+#[async_trait::async_trait]
+pub trait DiscoNodes<S: Send + Sync + 'static>: Send + Sync {
+    /// Whether `node` is this module's.
+    fn owns(&self, node: &str) -> bool;
+    /// The disco#info `<query/>` for `node`, as `request`'s sender may see it.
+    async fn info(&self, server: &Arc<S>, request: &IqRequest, node: &str) -> IqResponse;
+    /// The disco#items `<query/>` for `node`, as `request`'s sender may see it.
+    async fn items(&self, server: &Arc<S>, request: &IqRequest, node: &str) -> IqResponse;
+}
+
 type HandlersByNamespace<S> = HashMap<&'static str, Arc<dyn IqHandler<S>>>;
 
 /// What the modules registered. Built once at startup, read-only afterwards. Generic over the
@@ -71,6 +83,7 @@ pub struct Registry<S> {
     identities: HashMap<IqScope, BTreeSet<Identity>>,
     /// XEP-0128 extended info forms for the server's disco#info.
     server_forms: Vec<Element>,
+    disco_nodes: HashMap<IqScope, Vec<Arc<dyn DiscoNodes<S>>>>,
     /// The typed events modules subscribed to.
     pub hooks: Hooks<S>,
 }
@@ -82,6 +95,7 @@ impl<S> Default for Registry<S> {
             features: HashMap::new(),
             identities: HashMap::new(),
             server_forms: Vec::new(),
+            disco_nodes: HashMap::new(),
             hooks: Hooks::default(),
         }
     }
@@ -111,6 +125,19 @@ impl<S: Send + Sync + 'static> Registry<S> {
 
     pub fn server_form(&mut self, form: Element) {
         self.server_forms.push(form);
+    }
+
+    pub fn disco_nodes(&mut self, scope: IqScope, nodes: Arc<dyn DiscoNodes<S>>) {
+        self.disco_nodes.entry(scope).or_default().push(nodes);
+    }
+
+    /// The module that owns `node` in `scope`, if one does.
+    pub fn disco_node(&self, scope: IqScope, node: &str) -> Option<Arc<dyn DiscoNodes<S>>> {
+        self.disco_nodes
+            .get(&scope)?
+            .iter()
+            .find(|nodes| nodes.owns(node))
+            .cloned()
     }
 
     pub fn handler(

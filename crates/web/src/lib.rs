@@ -9,6 +9,7 @@ mod connections;
 pub mod fuzz;
 mod host_meta;
 mod https;
+mod invite;
 pub mod metrics;
 mod upload;
 mod websocket;
@@ -52,6 +53,12 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/.well-known/host-meta.json", get(host_meta::jrd))
         .route("/", get(client::index))
         .route("/join/{room}", get(client::join))
+        .route(
+            "/invite/{token}",
+            get(invite::show)
+                .post(invite::sign_up)
+                .layer(axum::extract::DefaultBodyLimit::max(8 * 1024)),
+        )
         .route("/assets/{*path}", get(client::asset))
         .route("/config.json", get(client::config))
         .route("/converse", get(client::converse_redirect))

@@ -270,6 +270,10 @@ impl Config {
         out.push_str(&format!("data_dir = {:?}\n", self.data_dir.display()));
         out.push_str(&format!("admins = {:?}\n", self.admins));
         out.push_str(&format!(
+            "registration = {:?}\n",
+            self.registration.as_str()
+        ));
+        out.push_str(&format!(
             "worker_threads = {}\n",
             match self.worker_threads {
                 0 => "0 (one per CPU core)".to_string(),
@@ -351,10 +355,11 @@ impl Config {
         }
         let l = &self.limits;
         out.push_str(&format!(
-            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.logins_per_minute = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\nlimits.unauthenticated_bytes = {}\n",
+            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.logins_per_minute = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\nlimits.unauthenticated_bytes = {}\nlimits.registrations_per_hour = {}\n",
             l.max_stanza_bytes, l.max_xml_depth, l.max_attributes, l.outbound_queue,
             l.login_failures_per_minute, l.login_failures_per_account_per_minute, l.connections_per_ip, l.logins_per_minute, l.offline_messages_per_user,
-            l.stanzas_per_second, l.unacked_stanzas, l.unacked_bytes, l.write_timeout, l.unauthenticated_bytes
+            l.stanzas_per_second, l.unacked_stanzas, l.unacked_bytes, l.write_timeout, l.unauthenticated_bytes,
+            l.registrations_per_hour
         ));
         out.push_str(&format!(
             "limits.max_stanza_elements = {}\nlimits.max_stanza_memory = {}\n",

@@ -22,6 +22,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Bare JIDs with administrative rights on this server.
     pub admins: Vec<String>,
+    /// Who may make an account from a client (XEP-0077 before login).
+    pub registration: Registration,
     /// Threads that run connections and rooms; 0 means one per CPU core. Fewer threads spend
     /// less CPU per delivery (less waking each other) but cap what one server can carry.
     pub worker_threads: usize,
@@ -47,6 +49,7 @@ impl Default for Config {
             domain: "localhost".into(),
             data_dir: PathBuf::from("./salon-data"),
             admins: Vec::new(),
+            registration: Registration::default(),
             worker_threads: 0,
             tls: None,
             listen: ListenConfig::default(),

@@ -153,6 +153,29 @@ pub struct MucConfig {
     pub ban_duration_seconds: u64,
 }
 
+/// Who may make an account in-band (XEP-0077 §3.1, before login).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Nobody: accounts come from `salon user add` or an admin's ad-hoc command.
+    #[default]
+    Closed,
+    /// Only with an invitation token (XEP-0445).
+    Invite,
+    /// Anyone, within `limits.registrations_per_hour`.
+    Open,
+}
+
+impl Registration {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registration::Closed => "closed",
+            Registration::Invite => "invite",
+            Registration::Open => "open",
+        }
+    }
+}
+
 /// Who may create rooms (`[muc] create_rooms`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -373,6 +396,8 @@ pub struct LimitsConfig {
     /// Bytes of XML a TCP or WebSocket peer may send before it has authenticated (stream
     /// headers, STARTTLS, the SASL exchange take a few KiB); one more ends the stream.
     pub unauthenticated_bytes: usize,
+    /// Accounts one IP address (an IPv6 /64) may make by open sign-up in any hour.
+    pub registrations_per_hour: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -583,6 +608,7 @@ impl Default for LimitsConfig {
             unacked_bytes: 16 * 1024 * 1024,
             write_timeout: 30,
             unauthenticated_bytes: 64 * 1024,
+            registrations_per_hour: 3,
         }
     }
 }

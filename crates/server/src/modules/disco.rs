@@ -107,6 +107,9 @@ impl IqHandler<Server> for DiscoInfo {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         let node = request.payload().and_then(|q| q.attr("node"));
         let host = request.to.domain().as_str();
+        if let Some(owner) = node.and_then(|n| server.modules.disco_node(self.0, n)) {
+            return owner.info(server, &request, node.unwrap_or_default()).await;
+        }
         if let Some(node) = node {
             // The only node we answer for is our own caps node (XEP-0115 §6.2).
             if node != format!("{CAPS_NODE}#{}", caps_ver_for(server, host)) {
@@ -135,9 +138,12 @@ struct DiscoItems(IqScope);
 #[async_trait::async_trait]
 impl IqHandler<Server> for DiscoItems {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
-        // No nodes here (XEP-0030 §4.3): a node is not the entity's own list of items.
-        if request.payload().and_then(|q| q.attr("node")).is_some() {
-            return Err(StanzaError::item_not_found());
+        // A node is a module's (the commands node), or none (XEP-0030 §4.3).
+        if let Some(node) = request.payload().and_then(|q| q.attr("node")) {
+            return match server.modules.disco_node(self.0, node) {
+                Some(owner) => owner.items(server, &request, node).await,
+                None => Err(StanzaError::item_not_found()),
+            };
         }
         let mut query = Build::new("query", ns::DISCO_ITEMS);
         // Guests see the services too: they join rooms and share files like everyone.

@@ -6,12 +6,16 @@ use crate::server::Server;
 
 pub use crate::registry::{Identity, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 
+pub mod accounts;
+pub mod adhoc;
 pub mod contact_info;
 pub mod disco;
+pub mod invites;
 pub mod last;
 pub mod ping;
 pub mod private;
 pub mod register;
+pub mod signup;
 pub mod time;
 pub mod vcard;
 pub mod version;
@@ -26,6 +30,11 @@ pub fn register_all(registry: &mut Registry<Server>, config: &crate::config::Con
     last::register(registry);
     vcard::register(registry);
     register::register(registry);
+    signup::register(registry);
+    invites::register(registry);
+    let mut commands = adhoc::admin::commands();
+    commands.extend(invites::commands::commands());
+    adhoc::register(registry, commands);
     private::register(registry);
     contact_info::register(registry, config);
 }

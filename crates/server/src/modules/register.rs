@@ -1,19 +1,13 @@
 //! In-band account management for logged-in users (XEP-0077 §3.2, §3.3): change the password
-//! or delete the account from the client. Creating accounts in-band is not offered; operators
-//! create them with `salon user add`.
+//! or delete the account from the client. Sign-up before login is `signup/`.
 
+use super::accounts;
 use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
-use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError, StreamCondition};
+use crate::stanza::{ns, Build, StanzaError};
 use minidom::Element;
 use std::sync::Arc;
-
-/// Longest password accepted, in bytes; SCRAM hashes any length, but nobody needs more.
-const MAX_PASSWORD_BYTES: usize = 1024;
-/// How long the requester's session stays after its account is removed, so that the IQ
-/// result reaches it before the stream error.
-const REMOVAL_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub fn register(registry: &mut Registry<Server>) {
     let handler = Arc::new(Register);
@@ -56,7 +50,8 @@ impl IqHandler<Server> for Register {
                 if query.children().count() != 1 {
                     return Err(StanzaError::bad_request("<remove/> must be alone"));
                 }
-                remove(server, &account, &user, &domain).await?;
+                accounts::remove(server, &account).await?;
+                tracing::info!(%account, "account removed in-band");
                 Ok(None)
             }
             IqKind::Set => {
@@ -72,69 +67,10 @@ impl IqHandler<Server> for Register {
                     return Err(StanzaError::not_allowed()
                         .with_text("only the logged-in account's password can be changed"));
                 }
-                if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
-                    return Err(StanzaError::new(
-                        ErrorType::Modify,
-                        StanzaCondition::NotAcceptable,
-                    )
-                    .with_text(format!(
-                        "the password must be 1 to {MAX_PASSWORD_BYTES} bytes"
-                    )));
-                }
-                let credentials = tokio::task::spawn_blocking(move || {
-                    crate::session::sasl::derive_credentials(&password)
-                })
-                .await
-                .map_err(|e| {
-                    tracing::error!(%account, error = %e, "deriving credentials");
-                    StanzaError::internal()
-                })?;
-                server
-                    .storage_for(&domain)
-                    .set_credentials(&user, &domain, &credentials)
-                    .await
-                    .map_err(|e| {
-                        StanzaError::storage(&format!("changing password of {account}"), &e)
-                    })?;
+                accounts::set_password(server, &account, &password).await?;
                 tracing::info!(%account, "password changed in-band");
                 Ok(None)
             }
         }
     }
-}
-
-/// XEP-0077 §3.2: cancel the account's subscriptions (RFC 6121 §2.5.2), delete it with
-/// everything stored for it, and close its sessions with `<not-authorized/>`.
-async fn remove(
-    server: &Arc<Server>,
-    account: &jid::BareJid,
-    user: &str,
-    domain: &str,
-) -> Result<(), StanzaError> {
-    let from = account.to_string();
-    for item in roster::items(server, account).await {
-        let Ok(contact) = jid::BareJid::new(&item.jid) else {
-            continue;
-        };
-        if item.subscription.has_to() || item.ask_out {
-            roster::send_subscription(server, &from, &contact, "unsubscribe").await;
-        }
-        if item.subscription.has_from() || item.pending_in {
-            roster::send_subscription(server, &from, &contact, "unsubscribed").await;
-        }
-    }
-    server
-        .storage_for(domain)
-        .delete_account(user, domain)
-        .await
-        .map_err(|e| StanzaError::storage(&format!("removing account {account}"), &e))?;
-    tracing::info!(%account, "account removed in-band");
-    let sessions = server.router.sessions_of(account.as_str());
-    tokio::spawn(async move {
-        tokio::time::sleep(REMOVAL_GRACE).await;
-        for session in sessions {
-            session.kick(StreamCondition::NotAuthorized, "the account was removed");
-        }
-    });
-    Ok(())
 }

@@ -3,6 +3,7 @@
 //! only supplies bytes in and out (see [`Transport`]).
 
 mod bounds;
+mod pre_auth;
 pub mod sasl;
 pub mod stream_management;
 pub mod tcp;
@@ -508,6 +509,7 @@ impl Session {
                 self.sasl = None;
                 self.sasl_failure("aborted", None).await
             }
+            ("iq", ns::CLIENT) if self.allows_pre_auth() => self.pre_auth_iq(element).await,
             _ => Err(Stop::StreamError(
                 StreamCondition::NotAuthorized,
                 "authenticate before sending stanzas".into(),

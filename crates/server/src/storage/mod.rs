@@ -16,6 +16,7 @@
 //! | [`UploadStore`] | HTTP upload records | XEP-0363 |
 //! | [`PepStore`] | personal eventing nodes and items | XEP-0163, XEP-0060 |
 //! | [`BanStore`] | server-wide bans | `salon ban` |
+//! | [`InviteStore`] | invitations | XEP-0401, XEP-0445 |
 //!
 //! Adding a feature: a trait and its record types in a file here, added to [`Storage`] and
 //! [`prelude`]; its implementation in each backend (`memory/`, `salon-store`'s `sqlite/`) with
@@ -42,6 +43,7 @@ pub mod accounts;
 pub mod archive;
 pub mod bans;
 pub mod blocklist;
+pub mod invites;
 pub mod last_activity;
 pub mod memory;
 pub mod offline;
@@ -57,6 +59,7 @@ pub use accounts::{AccountStore, Credentials, ScramKeys};
 pub use archive::{ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage};
 pub use bans::{Ban, BanStore};
 pub use blocklist::BlocklistStore;
+pub use invites::{Invite, InviteStore};
 pub use last_activity::{LastActivity, LastActivityStore};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use pep::{AccessModel, PepItem, PepNode, PepNodeConfig, PepStore, SendLastItem};
@@ -69,8 +72,9 @@ pub use vcard::VcardStore;
 /// The per-feature traits, so that their methods can be called on a `dyn Storage`.
 pub mod prelude {
     pub use super::{
-        AccountStore, ArchiveStore, BanStore, BlocklistStore, LastActivityStore, OfflineStore,
-        PepStore, PrivateStore, RoomStore, RosterStore, Storage, UploadStore, VcardStore,
+        AccountStore, ArchiveStore, BanStore, BlocklistStore, InviteStore, LastActivityStore,
+        OfflineStore, PepStore, PrivateStore, RoomStore, RosterStore, Storage, UploadStore,
+        VcardStore,
     };
 }
 
@@ -103,6 +107,7 @@ pub trait Storage:
     + UploadStore
     + PepStore
     + BanStore
+    + InviteStore
     + Send
     + Sync
     + 'static

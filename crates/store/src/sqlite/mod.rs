@@ -36,6 +36,7 @@ mod accounts;
 mod archive;
 mod bans;
 mod blocklist;
+mod invites;
 mod last_activity;
 mod offline;
 mod pep;

@@ -9,6 +9,7 @@ mod bans;
 mod blocklist;
 mod cascades;
 mod fixtures;
+mod invites;
 mod last_activity;
 mod offline;
 mod pep;
@@ -42,6 +43,7 @@ async fn run_suite(s: &dyn Storage) {
     cascades::delete_cascades(s).await;
     uploads::uploads(s).await;
     bans::bans(s).await;
+    invites::invites(s).await;
     s.flush().await.expect("flush");
 }
 

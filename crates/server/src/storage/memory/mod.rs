@@ -30,6 +30,7 @@ mod accounts;
 mod archive;
 mod bans;
 mod blocklist;
+mod invites;
 mod last_activity;
 mod offline;
 mod pep;
@@ -85,6 +86,8 @@ pub struct MemoryStorage {
     uploads: RwLock<HashMap<String, UploadRecord>>,
     /// Server-wide bans by target.
     bans: RwLock<BTreeMap<String, super::Ban>>,
+    /// Invitations by token.
+    invites: RwLock<HashMap<String, super::Invite>>,
 }
 
 // No operation panics while holding a lock, and none leaves a map half-updated, so a poisoned
