@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod limits;
 pub mod metrics;
 pub mod registry;
+pub mod remote;
 pub mod router;
 pub mod server;
 pub mod service;
@@ -26,6 +27,7 @@ pub mod im;
 pub mod modules;
 pub mod muc;
 pub mod pep;
+pub mod s2s;
 pub mod upload;
 
 mod builtin;

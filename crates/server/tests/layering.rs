@@ -13,6 +13,7 @@ const CORE: &[&str] = &[
     "limits.rs",
     "metrics.rs",
     "registry.rs",
+    "remote.rs",
     "router.rs",
     "server.rs",
     "service.rs",
@@ -32,6 +33,7 @@ const FEATURES: &[&str] = &[
     "crate::upload",
     "crate::pep",
     "crate::archive",
+    "crate::s2s",
     "crate::builtin",
 ];
 

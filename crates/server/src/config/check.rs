@@ -50,6 +50,9 @@ impl Config {
                 "at most 1024 (0 means one per CPU core)".into(),
             ));
         }
+        if let Some(s2s) = &self.s2s {
+            s2s.validate()?;
+        }
         let limits = &self.limits;
         for (key, value, min) in [
             ("limits.max_stanza_bytes", limits.max_stanza_bytes, 10_000),
