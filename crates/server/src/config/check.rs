@@ -354,6 +354,15 @@ impl Config {
             "pep.max_item_bytes = {}\npep.max_items_per_node = {}\npep.max_nodes_per_account = {}\n",
             self.pep.max_item_bytes, self.pep.max_items_per_node, self.pep.max_nodes_per_account
         ));
+        out.push_str(&format!(
+            "listen.s2s = {}\nlisten.s2s_direct_tls = {}\n",
+            opt(&self.listen.s2s),
+            opt(&self.listen.s2s_direct_tls)
+        ));
+        match &self.s2s {
+            None => out.push_str("s2s = off (no federation)\n"),
+            Some(s2s) => out.push_str(&s2s.summary()),
+        }
         out.push_str(&format!("log.level = {:?}\n", self.log.level));
         out
     }

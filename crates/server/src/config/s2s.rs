@@ -83,6 +83,45 @@ impl S2sConfig {
             .unwrap_or(self.default_policy)
     }
 
+    /// The effective settings, one `key = value` a line, for `salon check`.
+    pub(super) fn summary(&self) -> String {
+        let policy = |p: S2sPolicy| match p {
+            S2sPolicy::RequireValidCertificate => "require_valid_certificate",
+            S2sPolicy::AllowDialback => "allow_dialback",
+            S2sPolicy::Refuse => "refuse",
+        };
+        let mut out = format!(
+            "s2s.default_policy = {:?}\ns2s.ca_file = {}\ns2s.blocked_domains = {:?}\n",
+            policy(self.default_policy),
+            self.ca_file
+                .as_ref()
+                .map(|p| format!("{:?}", p.display()))
+                .unwrap_or_else(|| "none (system roots only)".into()),
+            self.blocked_domains
+        );
+        for (domain, p) in &self.domain_policy {
+            out.push_str(&format!(
+                "s2s.domain_policy.{domain:?} = {:?}\n",
+                policy(*p)
+            ));
+        }
+        for (domain, host) in &self.hosts {
+            out.push_str(&format!("s2s.hosts.{domain:?} = {host:?}\n"));
+        }
+        out.push_str(&format!(
+            "s2s.dns_timeout_seconds = {}\ns2s.connect_timeout_seconds = {}\ns2s.idle_timeout_seconds = {}\ns2s.queue_stanzas = {}\ns2s.max_stanza_bytes = {}\ns2s.stanzas_per_second = {}\ns2s.max_incoming_per_domain = {}\ns2s.max_incoming = {}\n",
+            self.dns_timeout_seconds,
+            self.connect_timeout_seconds,
+            self.idle_timeout_seconds,
+            self.queue_stanzas,
+            self.max_stanza_bytes,
+            self.stanzas_per_second,
+            self.max_incoming_per_domain,
+            self.max_incoming
+        ));
+        out
+    }
+
     pub(super) fn normalise(&mut self) {
         for domain in &mut self.blocked_domains {
             *domain = domain.to_lowercase();
