@@ -1,5 +1,5 @@
 //! Every listener Salon opens, bound in one place: client streams over TCP (RFC 6120, STARTTLS)
-//! and direct TLS (XEP-0368), the web side over HTTP and HTTPS (WebSocket, BOSH, uploads, the
+//! and direct TLS (XEP-0368), server-to-server streams (RFC 6120, XEP-0368), the web side over HTTP and HTTPS (WebSocket, BOSH, uploads, the
 //! web client), and Prometheus metrics. Each is bound before anything is served, so a port in
 //! use is reported at start-up with the configuration key that names it.
 
@@ -50,6 +50,16 @@ impl Listeners {
                 }
             }));
         }
+        if let Some(addr) = listen.s2s {
+            let listener = bind("listen.s2s", addr).await?;
+            tracing::info!(%addr, "server-to-server connections (STARTTLS)");
+            tasks.push(spawn_s2s(server, listener, false));
+        }
+        if let Some(addr) = listen.s2s_direct_tls {
+            let listener = bind("listen.s2s_direct_tls", addr).await?;
+            tracing::info!(%addr, "server-to-server connections (direct TLS, XEP-0368)");
+            tasks.push(spawn_s2s(server, listener, true));
+        }
         if let Some(addr) = listen.metrics {
             let listener = bind("listen.metrics", addr).await?;
             tracing::info!(%addr, "Prometheus metrics (/metrics)");
@@ -81,6 +91,14 @@ async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 fn spawn_c2s(server: &Arc<Server>, listener: TcpListener, direct_tls: bool) -> JoinHandle<()> {
     tokio::spawn(salon_server::session::tcp::accept_loop(
+        server.clone(),
+        listener,
+        direct_tls,
+    ))
+}
+
+fn spawn_s2s(server: &Arc<Server>, listener: TcpListener, direct_tls: bool) -> JoinHandle<()> {
+    tokio::spawn(salon_server::s2s::accept_loop(
         server.clone(),
         listener,
         direct_tls,

@@ -1,13 +1,13 @@
 //! The features Salon ships, registered on a new server: the modules about the server and its
 //! accounts, instant messaging and the XEPs on its paths, the archive writer, and the services
-//! (multi-user chat, HTTP upload) on their own domains. The one place that knows them all; the
+//! (multi-user chat, HTTP upload) on their own domains, and federation. The one place that knows them all; the
 //! core below it knows none (docs/ARCHITECTURE.md, "Layers").
 
 use crate::config::Config;
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::storage::Storage;
-use crate::{archive, im, modules, muc, pep, upload};
+use crate::{archive, im, modules, muc, pep, s2s, upload};
 use std::sync::Arc;
 
 /// A server with every built-in module and the services its configuration enables.
@@ -52,5 +52,7 @@ pub fn build(config: Config, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<Se
             .register_service(&upload.settings.domain, upload.clone());
         server.extensions.insert_arc(upload);
     }
+    // Federation last: it checks `from` domains against the services registered above.
+    s2s::install(&server)?;
     Ok(server)
 }

@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod limits;
 pub mod metrics;
 pub mod registry;
+pub mod remote;
 pub mod router;
 pub mod secret_file;
 pub mod server;
@@ -28,6 +29,7 @@ pub mod im;
 pub mod modules;
 pub mod muc;
 pub mod pep;
+pub mod s2s;
 pub mod upload;
 
 mod builtin;

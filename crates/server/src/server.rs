@@ -101,6 +101,8 @@ pub struct Server {
     /// Set before bound sessions are kicked at shutdown, for a session that binds meanwhile.
     shutting_down: std::sync::atomic::AtomicBool,
     pub metrics: crate::metrics::Metrics,
+    /// Federation, when a module provides it (see `remote.rs`); empty: other domains bounce.
+    pub remote: std::sync::OnceLock<Arc<dyn crate::remote::RemoteRouter>>,
 }
 
 impl Server {
@@ -136,6 +138,7 @@ impl Server {
             shutdown,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             metrics: crate::metrics::Metrics::new(),
+            remote: std::sync::OnceLock::new(),
         }))
     }
 
@@ -225,15 +228,46 @@ impl Server {
             let context = ServiceContext::new(self.clone(), domain);
             service.handle(&context, stanza).await;
         } else {
-            // Server-to-server is not built yet, and anonymous hosts never federate anyway.
+            self.route_remote(stanza, domain);
+        }
+    }
+
+    /// A stanza for a domain not hosted here: to the federation module, if there is one. Only
+    /// our own domains send there (no relaying for others), and never the anonymous host:
+    /// guests do not federate (XEP-0175 §4), though remote users reach them through rooms.
+    fn route_remote(self: &Arc<Self>, stanza: Element, to_domain: &str) {
+        let from_domain = stanza
+            .attr("from")
+            .and_then(|from| jid::Jid::new(from).ok())
+            .map(|from| from.domain().to_string())
+            .unwrap_or_default();
+        let hosted =
+            self.is_local_user_host(&from_domain) || self.router.service(&from_domain).is_some();
+        if !hosted {
+            tracing::debug!(from = %from_domain, to = %to_domain, "not relaying between other domains");
+            return;
+        }
+        if self.is_anonymous_host(&from_domain) {
             self.bounce(
+                &stanza,
+                StanzaError::new(
+                    stanza::ErrorType::Cancel,
+                    stanza::StanzaCondition::NotAllowed,
+                )
+                .with_text("guests cannot reach other servers"),
+            );
+            return;
+        }
+        match self.remote.get() {
+            Some(remote) => remote.send(stanza, &from_domain, to_domain),
+            None => self.bounce(
                 &stanza,
                 StanzaError::new(
                     stanza::ErrorType::Cancel,
                     stanza::StanzaCondition::RemoteServerNotFound,
                 )
-                .with_text(format!("{domain} is not served here")),
-            );
+                .with_text(format!("{to_domain} is not served here")),
+            ),
         }
     }
 
@@ -295,7 +329,19 @@ impl Server {
     /// Deliver a reply to whoever sent the request: a local session (a full JID, if still
     /// bound), or a service host such as a room that asked on behalf of an occupant.
     pub fn deliver_to_sender(self: &Arc<Self>, reply: Element) {
-        let Some(Ok(to)) = reply.attr("to").map(jid::FullJid::new) else {
+        let Some(Ok(to)) = reply.attr("to").map(jid::Jid::new) else {
+            return;
+        };
+        let domain = to.domain().as_str();
+        if !self.is_local_user_host(domain) && self.router.service(domain).is_none() {
+            // A remote sender: the reply goes back over federation.
+            if self.remote.get().is_some() {
+                let server = self.clone();
+                tokio::spawn(async move { server.route(reply).await });
+            }
+            return;
+        }
+        let Ok(to) = to.try_into_full() else {
             return;
         };
         if let Some(session) = self.router.session(&to) {
@@ -407,6 +453,12 @@ impl ServiceCore for Server {
         full: &jid::FullJid,
     ) -> Option<Arc<crate::session_handle::SessionHandle>> {
         self.router.session(full)
+    }
+
+    fn send_remote(&self, stanza: bytes::Bytes, from_domain: &str, to_domain: &str) {
+        if let Some(remote) = self.remote.get() {
+            remote.send_serialized(stanza, from_domain, to_domain);
+        }
     }
 
     fn storage(&self) -> Arc<dyn Storage> {

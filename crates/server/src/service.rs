@@ -50,6 +50,8 @@ pub trait ServiceCore: Send + Sync + 'static {
     /// Answer the IQ `request` with `reply`.
     fn answer_iq(self: Arc<Self>, request: &Element, reply: IqResponse);
     fn local_session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>>;
+    /// Hand a serialised stanza from `from_domain` to federation for `to_domain`.
+    fn send_remote(&self, stanza: bytes::Bytes, from_domain: &str, to_domain: &str);
     fn storage(&self) -> Arc<dyn Storage>;
     fn extensions(&self) -> &Extensions;
     fn metrics(&self) -> &Metrics;
@@ -192,6 +194,22 @@ impl ServiceContext {
     /// a copy to each (docs/ARCHITECTURE.md, "The path of a stanza", step 5).
     pub fn local_session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>> {
         self.server.local_session(full)
+    }
+
+    /// Queue a shared serialisation to a session on another server (a remote occupant),
+    /// through federation; `false` when `to` is one of our own hosts (its session is gone).
+    pub fn send_remote(
+        &self,
+        to: &jid::FullJid,
+        template: &crate::session_handle::AddressedTemplate,
+    ) -> bool {
+        let domain = to.domain().as_str();
+        if self.server.is_local_user_host(domain) {
+            return false;
+        }
+        self.server
+            .send_remote(template.addressed(to.as_str()), &self.domain, domain);
+        true
     }
 
     /// Persistent rooms (XEP-0045). The stores are handed out one feature at a time: a

@@ -108,6 +108,17 @@ impl AddressedTemplate {
         }))
     }
 
+    /// The stanza addressed to `to`, as one buffer: for a recipient on another server, whose
+    /// copy leaves through federation rather than a local session's queue.
+    pub fn addressed(&self, to: &str) -> Bytes {
+        let to = salon_xml::escape(to);
+        let mut bytes = Vec::with_capacity(self.head.len() + to.len() + self.tail.len());
+        bytes.extend_from_slice(&self.head);
+        bytes.extend_from_slice(to.as_bytes());
+        bytes.extend_from_slice(&self.tail);
+        bytes.into()
+    }
+
     /// The recipient address in the form the template expects.
     pub fn recipient(to: &str) -> Arc<str> {
         Arc::from(salon_xml::escape(to))

@@ -19,6 +19,10 @@ pub struct TlsSetup {
     pub https: Arc<rustls::ServerConfig>,
     /// RFC 5929 tls-server-end-point: hash of our certificate, fixed for the process.
     pub server_end_point: Vec<u8>,
+    /// The certificate chain and key themselves, for listeners that build their own TLS
+    /// settings (server-to-server streams ask for the peer's certificate and present ours).
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
 }
 
 impl TlsSetup {
@@ -44,7 +48,36 @@ impl TlsSetup {
             direct: build(vec![b"xmpp-client".to_vec()])?,
             https: build(vec![b"http/1.1".to_vec()])?,
             server_end_point,
+            key: Arc::new(key.clone_key()),
+            chain,
         })
+    }
+}
+
+#[cfg(test)]
+impl TlsSetup {
+    /// The settings for one certificate made in a test.
+    pub fn for_tests(certified: &rcgen::CertifiedKey) -> TlsSetup {
+        let chain = vec![certified.cert.der().clone()];
+        let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain.clone(), key.clone_key())
+            .unwrap(),
+        );
+        TlsSetup {
+            starttls: config.clone(),
+            direct: config.clone(),
+            https: config,
+            server_end_point: Vec::new(),
+            chain,
+            key: Arc::new(key),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ const CORE: &[&str] = &[
     "limits.rs",
     "metrics.rs",
     "registry.rs",
+    "remote.rs",
     "router.rs",
     "server.rs",
     "service.rs",
@@ -33,6 +34,7 @@ const FEATURES: &[&str] = &[
     "crate::upload",
     "crate::pep",
     "crate::archive",
+    "crate::s2s",
     "crate::builtin",
 ];
 

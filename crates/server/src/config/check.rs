@@ -50,6 +50,9 @@ impl Config {
                 "at most 1024 (0 means one per CPU core)".into(),
             ));
         }
+        if let Some(s2s) = &self.s2s {
+            s2s.validate()?;
+        }
         let limits = &self.limits;
         for (key, value, min) in [
             ("limits.max_stanza_bytes", limits.max_stanza_bytes, 10_000),
@@ -406,6 +409,15 @@ impl Config {
             self.pep.max_nodes_per_account,
             self.pep.max_publish_per_minute
         ));
+        out.push_str(&format!(
+            "listen.s2s = {}\nlisten.s2s_direct_tls = {}\n",
+            opt(&self.listen.s2s),
+            opt(&self.listen.s2s_direct_tls)
+        ));
+        match &self.s2s {
+            None => out.push_str("s2s = off (no federation)\n"),
+            Some(s2s) => out.push_str(&s2s.summary()),
+        }
         out.push_str(&format!("log.level = {:?}\n", self.log.level));
         out
     }

@@ -2,10 +2,12 @@
 //! file, line and key. The reference for operators is `docs/configuration.md`; keep them in step.
 
 mod check;
+mod s2s;
 mod sections;
 #[cfg(test)]
 mod tests;
 
+pub use s2s::{S2sConfig, S2sPolicy};
 use sections::default_guest_resume_timeout;
 pub use sections::*;
 
@@ -42,6 +44,8 @@ pub struct Config {
     /// Personal eventing (XEP-0163) limits.
     pub pep: PepConfig,
     pub log: LogConfig,
+    /// Federation (RFC 6120 server-to-server); absent: off, stanzas to other domains bounce.
+    pub s2s: Option<S2sConfig>,
 }
 impl Default for Config {
     fn default() -> Self {
@@ -63,6 +67,7 @@ impl Default for Config {
             archive: ArchiveConfig::default(),
             pep: PepConfig::default(),
             log: LogConfig::default(),
+            s2s: None,
         }
     }
 }
@@ -166,6 +171,19 @@ impl Config {
             }
             normal(&mut upload.domain);
         }
+        if let Some(s2s) = &mut self.s2s {
+            s2s.normalise();
+        }
+    }
+
+    /// Every domain this server answers for, each of which authenticates its own federation
+    /// links: accounts, guests, rooms, uploads.
+    pub fn hosted_domains(&self) -> Vec<&str> {
+        let mut domains = vec![self.domain.as_str()];
+        domains.extend(self.anonymous_domain());
+        domains.extend(self.muc.as_ref().map(|m| m.domain.as_str()));
+        domains.extend(self.upload.as_ref().map(|u| u.domain.as_str()));
+        domains
     }
 
     /// Where browsers reach Salon's HTTP side: `http.public_url`, or else the HTTP listener

@@ -77,6 +77,13 @@ pub struct ListenConfig {
     /// through the public web side by accident. Off unless set.
     #[serde(deserialize_with = "listener")]
     pub metrics: Option<SocketAddr>,
+    /// Server-to-server streams with STARTTLS (RFC 6120), usually port 5269. Off unless set;
+    /// outgoing federation works without it, but peers cannot connect to us.
+    #[serde(deserialize_with = "listener")]
+    pub s2s: Option<SocketAddr>,
+    /// Server-to-server streams with TLS from the first byte (XEP-0368). Off unless set.
+    #[serde(deserialize_with = "listener")]
+    pub s2s_direct_tls: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -565,6 +572,8 @@ impl Default for ListenConfig {
             http: Some(SocketAddr::from(([127, 0, 0, 1], 5280))),
             https: None,
             metrics: None,
+            s2s: None,
+            s2s_direct_tls: None,
         }
     }
 }

@@ -170,3 +170,29 @@ fn pep_limits_have_defaults_and_are_configurable() {
     let err = Config::parse("[pep]\nmax_nodes = 7\n", None).unwrap_err();
     assert_eq!(err.key.as_deref(), Some("pep.max_nodes"));
 }
+
+#[test]
+fn s2s_section_parses_policies_and_rejects_bad_values() {
+    let text = "domain = \"salon.test\"\n[listen]\ns2s = \"127.0.0.10:5269\"\n[s2s]\ndefault_policy = \"allow_dialback\"\nblocked_domains = [\"Evil.Test\"]\ndns_timeout_seconds = 1\n[s2s.domain_policy]\n\"ejabberd.test\" = \"require_valid_certificate\"\n";
+    let config = Config::parse(text, None).unwrap();
+    assert_eq!(config.listen.s2s, Some("127.0.0.10:5269".parse().unwrap()));
+    let s2s = config.s2s.as_ref().unwrap();
+    assert_eq!(s2s.policy_for("evil.test"), S2sPolicy::Refuse);
+    assert_eq!(
+        s2s.policy_for("ejabberd.test"),
+        S2sPolicy::RequireValidCertificate
+    );
+    assert_eq!(s2s.policy_for("other.test"), S2sPolicy::AllowDialback);
+    assert!(config
+        .describe()
+        .contains("s2s.default_policy = \"allow_dialback\""));
+    let bad = "[s2s]\ndefault_policy = \"trust_everyone\"\n";
+    assert!(Config::parse(bad, None).is_err());
+    let bad = "[s2s]\ndns_timeout_seconds = 0\n";
+    let error = Config::parse(bad, None).unwrap_err();
+    assert_eq!(error.key.as_deref(), Some("s2s.dns_timeout_seconds"));
+    assert!(Config::parse("domain = \"a.test\"\n", None)
+        .unwrap()
+        .s2s
+        .is_none());
+}

@@ -173,6 +173,17 @@ async fn probe_contacts(
         {
             continue;
         }
+        if !server.is_local_user_host(contact_jid.domain().as_str()) {
+            // A contact on another server: its server answers a probe (RFC 6121 §4.3.1).
+            let probe = Build::new("presence", ns::CLIENT)
+                .attr("type", "probe")
+                .attr("from", account.to_string())
+                .attr("to", item.jid.clone())
+                .build();
+            let server = server.clone();
+            tokio::spawn(async move { server.route(probe).await });
+            continue;
+        }
         for contact in server.router.sessions_of(&item.jid) {
             let last = contact.presence.lock().ok().and_then(|p| p.last.clone());
             if let Some(mut presence) = last {
@@ -206,7 +217,7 @@ pub async fn inbound(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
         Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed") => {
             inbound_subscription(server, stanza, to).await
         }
-        Some("probe") => {}
+        Some("probe") => answer_probe(server, &stanza, to).await,
         _ => {
             let bytes = Bytes::from(salon_xml::serialize(&stanza));
             for session in server.router.sessions_of(to.as_str()) {
@@ -215,6 +226,39 @@ pub async fn inbound(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
                 }
             }
         }
+    }
+}
+
+/// A probe from another server's user (local ones are answered from the router's table when
+/// they log in): the current presence of each available session, if the prober may see it
+/// (its roster item has a `from` subscription, no block), else nothing (RFC 6121 §4.3.2).
+async fn answer_probe(server: &Arc<Server>, probe: &Element, to: &jid::BareJid) {
+    let Some(Ok(prober)) = probe.attr("from").map(jid::Jid::new) else {
+        return;
+    };
+    let items = roster::items(server, to).await;
+    let prober_bare = prober.to_bare();
+    let subscribed = items
+        .iter()
+        .any(|i| i.jid == prober_bare.as_str() && i.subscription.has_from());
+    if !subscribed || blocklist::is_blocked(server, to, &prober).await {
+        return;
+    }
+    let mut answered = false;
+    for session in server.router.sessions_of(to.as_str()) {
+        let last = session.presence.lock().ok().and_then(|p| p.last.clone());
+        if let Some(mut presence) = last {
+            set_attr(&mut presence, "from", session.jid.to_string());
+            deliver_presence_to(server, &presence, prober.as_str());
+            answered = true;
+        }
+    }
+    if !answered {
+        let unavailable = Build::new("presence", ns::CLIENT)
+            .attr("type", "unavailable")
+            .attr("from", to.to_string())
+            .build();
+        deliver_presence_to(server, &unavailable, prober.as_str());
     }
 }
 

@@ -330,6 +330,15 @@ impl Room {
         for handle in &occupant.handles {
             handle.send_addressed(template);
         }
+        // Sessions without a local handle are on other servers (or just gone): their copy
+        // leaves through federation. Checked by count so the local fan-out pays nothing.
+        if occupant.handles.len() < occupant.sessions.len() {
+            for session in &occupant.sessions {
+                if !occupant.handles.iter().any(|h| &h.jid == session) {
+                    self.context.send_remote(session, template);
+                }
+            }
+        }
     }
 
     /// Look the handles of an occupant's sessions up again after its sessions changed (or a
@@ -356,6 +365,8 @@ impl Room {
     ) {
         if let Some(handle) = self.context.local_session(session) {
             handle.send_addressed_after(template, commit);
+        } else {
+            self.context.send_remote(session, template);
         }
     }
 

@@ -1,0 +1,355 @@
+//! Outgoing server-to-server streams (RFC 6120 §4, §5, §6): find the peer (`dns.rs`), connect,
+//! take up TLS (STARTTLS, or direct TLS for `_xmpps-server` targets), check its certificate,
+//! authenticate our domain with SASL EXTERNAL (XEP-0178) or else Server Dialback (XEP-0220), and
+//! then write the stanzas queued for this (local, remote) pair until the stream is idle. What
+//! cannot be delivered is bounced to its sender: `remote-server-not-found` when the peer cannot
+//! be reached or refuses us, `remote-server-timeout` when it does not answer in time.
+
+use super::dns;
+use super::stream::{self, XmlStream, DIALBACK, SASL_NS, TLS_NS};
+use super::{Queued, S2s};
+use crate::config::S2sPolicy;
+use crate::stanza::{ErrorType, StanzaCondition, StanzaError};
+use base64::Engine as _;
+use minidom::Element;
+use salon_xml::StreamEvent;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Why an outgoing stream could not be set up.
+#[derive(Debug)]
+pub enum Failure {
+    /// No server found, connection refused, TLS or authentication refused.
+    NotFound(String),
+    /// The peer did not answer in time.
+    Timeout(String),
+}
+
+impl Failure {
+    fn error(&self, remote: &str) -> StanzaError {
+        match self {
+            Failure::NotFound(why) => {
+                StanzaError::new(ErrorType::Cancel, StanzaCondition::RemoteServerNotFound)
+                    .with_text(format!("{remote}: {why}"))
+            }
+            Failure::Timeout(why) => {
+                StanzaError::new(ErrorType::Wait, StanzaCondition::RemoteServerTimeout)
+                    .with_text(format!("{remote}: {why}"))
+            }
+        }
+    }
+}
+
+/// A stream opened to a peer, TLS up, not yet authenticated.
+pub struct Connected {
+    pub stream: XmlStream,
+    /// The id of the peer's stream header (dialback keys are bound to it).
+    pub stream_id: String,
+    pub features: Element,
+    /// Whether the peer's certificate is trusted and names the remote domain.
+    pub certificate_valid: Result<(), String>,
+}
+
+/// Connect to `remote`'s server for `local` and take up TLS. Targets are tried in order.
+pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<Connected, Failure> {
+    let dns_timeout = Duration::from_secs(s2s.config.dns_timeout_seconds);
+    let targets = dns::targets(remote, &s2s.config.hosts, dns_timeout).await;
+    if targets.is_empty() {
+        return Err(Failure::NotFound(
+            "its DNS says it offers no XMPP service".into(),
+        ));
+    }
+    let mut last = Failure::NotFound("no address".into());
+    for target in targets {
+        match connect_target(s2s, local, remote, &target).await {
+            Ok(connected) => return Ok(connected),
+            Err(failure) => {
+                tracing::info!(%local, %remote, host = %target.host, port = target.port, error = ?failure, "s2s: target failed");
+                last = failure;
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn connect_target(
+    s2s: &S2s,
+    local: &str,
+    remote: &str,
+    target: &dns::Target,
+) -> Result<Connected, Failure> {
+    let addresses: Vec<_> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| Failure::NotFound(format!("cannot resolve {}: {e}", target.host)))?
+        .collect();
+    let mut socket = None;
+    for address in addresses {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect(address),
+        )
+        .await
+        {
+            Ok(Ok(s)) => {
+                socket = Some((s, address));
+                break;
+            }
+            Ok(Err(e)) => tracing::debug!(%address, error = %e, "s2s: connect failed"),
+            Err(_) => tracing::debug!(%address, "s2s: connect timed out"),
+        }
+    }
+    let Some((socket, address)) = socket else {
+        return Err(Failure::NotFound(format!(
+            "cannot connect to {}:{}",
+            target.host, target.port
+        )));
+    };
+    let _ = socket.set_nodelay(true);
+    let mut stream = XmlStream::new(socket, address, s2s.config.max_stanza_bytes);
+    let tls_error = |e: std::io::Error| Failure::NotFound(format!("TLS failed: {e}"));
+    if target.direct_tls {
+        stream
+            .connect_tls(s2s.certificates.client_direct.clone(), remote)
+            .await
+            .map_err(tls_error)?;
+    }
+    let (mut stream_id, mut features) = open(&mut stream, local, remote).await?;
+    if !stream.is_tls() {
+        if features.get_child("starttls", TLS_NS).is_none() {
+            return Err(Failure::NotFound("it does not offer TLS".into()));
+        }
+        stream
+            .send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await
+            .map_err(io_failure)?;
+        let answer = next_element(&mut stream).await?;
+        if !answer.is("proceed", TLS_NS) {
+            return Err(Failure::NotFound("it refused STARTTLS".into()));
+        }
+        stream
+            .connect_tls(s2s.certificates.client.clone(), remote)
+            .await
+            .map_err(tls_error)?;
+        (stream_id, features) = open(&mut stream, local, remote).await?;
+    }
+    let certificate_valid = s2s.certificates.verify(&stream.peer_certificates(), remote);
+    Ok(Connected {
+        stream,
+        stream_id,
+        features,
+        certificate_valid,
+    })
+}
+
+fn io_failure(e: std::io::Error) -> Failure {
+    Failure::NotFound(format!("connection lost: {e}"))
+}
+
+/// Send our header, read the peer's and its features.
+async fn open(
+    stream: &mut XmlStream,
+    local: &str,
+    remote: &str,
+) -> Result<(String, Element), Failure> {
+    stream
+        .send(stream::header(local, Some(remote), None).as_bytes())
+        .await
+        .map_err(io_failure)?;
+    let id = loop {
+        match stream.next().await {
+            Ok(StreamEvent::StreamOpen {
+                name,
+                namespace,
+                attributes,
+                ..
+            }) => {
+                if name != "stream" || namespace != crate::stanza::ns::STREAM {
+                    return Err(Failure::NotFound("not an XMPP stream".into()));
+                }
+                break stream::attribute(&attributes, "id")
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            Ok(StreamEvent::Stanza(e)) if e.name() == "error" => {
+                return Err(Failure::NotFound(format!("stream error: {}", describe(&e))))
+            }
+            Ok(_) => continue,
+            Err(e) => return Err(Failure::NotFound(format!("stream failed: {e}"))),
+        }
+    };
+    let features = next_element(stream).await?;
+    if features.name() != "features" {
+        return Err(Failure::NotFound("no stream features".into()));
+    }
+    Ok((id, features))
+}
+
+async fn next_element(stream: &mut XmlStream) -> Result<Element, Failure> {
+    loop {
+        match stream.next().await {
+            Ok(StreamEvent::Stanza(e))
+                if e.name() == "error" && e.ns() == crate::stanza::ns::STREAM =>
+            {
+                return Err(Failure::NotFound(format!("stream error: {}", describe(&e))))
+            }
+            Ok(StreamEvent::Stanza(e)) => return Ok(e),
+            Ok(StreamEvent::StreamOpen { .. }) => continue,
+            Ok(StreamEvent::StreamClose) => {
+                return Err(Failure::NotFound("it closed the stream".into()))
+            }
+            Err(e) => return Err(Failure::NotFound(format!("stream failed: {e}"))),
+        }
+    }
+}
+
+fn describe(error: &Element) -> String {
+    error
+        .children()
+        .map(|c| c.name().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Connect and authenticate `local` to `remote`: SASL EXTERNAL when the peer offers it, else
+/// dialback when the policy and the peer allow it.
+async fn establish(s2s: &S2s, local: &str, remote: &str) -> Result<XmlStream, Failure> {
+    let policy = s2s.policy(remote);
+    let mut connected = connect(s2s, local, remote).await?;
+    if let Err(why) = &connected.certificate_valid {
+        if policy == S2sPolicy::RequireValidCertificate {
+            return Err(Failure::NotFound(format!(
+                "its certificate is not acceptable ({why}); policy requires a valid one"
+            )));
+        }
+        tracing::info!(%local, %remote, reason = %why, "s2s: peer certificate not verified; dialback only");
+    }
+    let offers_external = connected
+        .features
+        .get_child("mechanisms", SASL_NS)
+        .is_some_and(|m| {
+            m.children()
+                .any(|c| c.name() == "mechanism" && c.text() == "EXTERNAL")
+        });
+    let stream = &mut connected.stream;
+    if offers_external {
+        let authzid = base64::engine::general_purpose::STANDARD.encode(local);
+        stream
+            .send(format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>{authzid}</auth>").as_bytes())
+            .await
+            .map_err(io_failure)?;
+        let answer = next_element(stream).await?;
+        if answer.is("success", SASL_NS) {
+            stream.restart();
+            open(stream, local, remote).await?;
+            tracing::info!(%local, %remote, method = "SASL EXTERNAL", "s2s: outgoing stream authenticated");
+            return Ok(connected.stream);
+        }
+        tracing::info!(%local, %remote, answer = %describe(&answer), "s2s: SASL EXTERNAL refused; trying dialback");
+    }
+    // Dialback: the key binds our domain, theirs and their stream id (XEP-0220 §2.1).
+    let key = s2s.dialback_key(remote, local, &connected.stream_id);
+    let result = format!(
+        "<db:result from='{}' to='{}'>{key}</db:result>",
+        salon_xml::escape(local),
+        salon_xml::escape(remote)
+    );
+    stream.send(result.as_bytes()).await.map_err(io_failure)?;
+    loop {
+        let answer = next_element(stream).await?;
+        if !answer.is("result", DIALBACK) {
+            continue;
+        }
+        return match answer.attr("type") {
+            Some("valid") => {
+                tracing::info!(%local, %remote, method = "dialback", "s2s: outgoing stream authenticated");
+                Ok(connected.stream)
+            }
+            other => Err(Failure::NotFound(format!(
+                "it did not accept our dialback key ({})",
+                other.unwrap_or("no answer")
+            ))),
+        };
+    }
+}
+
+/// The task behind one (local, remote) link: set it up, write what is queued, close when idle.
+/// Whatever is still queued when it ends is bounced.
+pub async fn run_link(
+    s2s: Arc<S2s>,
+    id: u64,
+    local: String,
+    remote: String,
+    mut queue: mpsc::Receiver<Queued>,
+) {
+    let timeout = Duration::from_secs(s2s.config.connect_timeout_seconds);
+    let established = match tokio::time::timeout(timeout, establish(&s2s, &local, &remote)).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::Timeout(format!(
+            "no authenticated stream within {} s",
+            timeout.as_secs()
+        ))),
+    };
+    let mut stream = match established {
+        Ok(stream) => stream,
+        Err(failure) => {
+            tracing::warn!(%local, %remote, error = ?failure, "s2s: cannot reach the remote server");
+            s2s.link_ended(&local, &remote, id);
+            queue.close();
+            let error = failure.error(&remote);
+            while let Ok(item) = queue.try_recv() {
+                s2s.bounce(item, error.clone());
+            }
+            return;
+        }
+    };
+    let idle = Duration::from_secs(s2s.config.idle_timeout_seconds);
+    let mut shutdown = s2s
+        .server()
+        .map(|server| server.shutdown_signal())
+        .unwrap_or_else(|| tokio::sync::watch::channel(true).1);
+    let mut unsent = None;
+    loop {
+        tokio::select! {
+            item = queue.recv() => {
+                let Some(item) = item else { break };
+                let bytes = match &item {
+                    Queued::Element(element) => stream::to_wire(element),
+                    Queued::Serialized(bytes) => stream::serialized_to_wire(bytes),
+                };
+                if let Err(e) = stream.send(&bytes).await {
+                    tracing::info!(%local, %remote, error = %e, "s2s: outgoing stream lost");
+                    unsent = Some(item);
+                    break;
+                }
+            }
+            event = stream.next() => match event {
+                // Peers may answer on our stream (dialback results, stream errors); stanzas
+                // belong on their own stream to us and are not accepted here.
+                Ok(StreamEvent::Stanza(element)) if element.name() == "error" => {
+                    tracing::info!(%local, %remote, error = %describe(&element), "s2s: stream error from peer");
+                    break;
+                }
+                Ok(StreamEvent::StreamClose) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = tokio::time::sleep(idle) => {
+                tracing::debug!(%local, %remote, "s2s: closing idle outgoing stream");
+                break;
+            }
+            _ = crate::service::shutdown_requested(&mut shutdown) => break,
+        }
+    }
+    s2s.link_ended(&local, &remote, id);
+    stream.close(None).await;
+    // Stanzas queued after the stream went: bounced, the next one opens a new stream.
+    queue.close();
+    let error = StanzaError::new(ErrorType::Wait, StanzaCondition::RemoteServerTimeout)
+        .with_text(format!("the stream to {remote} closed"));
+    for item in unsent
+        .into_iter()
+        .chain(std::iter::from_fn(|| queue.try_recv().ok()))
+    {
+        s2s.bounce(item, error.clone());
+    }
+}

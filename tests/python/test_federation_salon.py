@@ -1,0 +1,372 @@
+"""Federation between two Salon servers (RFC 6120 server-to-server, XEP-0178 SASL EXTERNAL,
+XEP-0220 dialback): salon.test on 127.0.0.10 and salon2.test on 127.0.0.13, each listening for
+servers on a side port of its own address (5269 is left to the Prosody/ejabberd tests) named by
+`s2s.hosts` and found through /etc/hosts; a domain that exists nowhere goes through the SRV
+lookups (which time out after `dns_timeout_seconds`: the name server is unreachable) and the
+system resolver.
+Certificates come from a private CA made here (trustme) and named in `s2s.ca_file`.
+
+Covers: 1:1 messages both ways, presence subscriptions reaching `both` on both sides with
+presence flowing, a remote user in a room (history, groupchat, private message), guests refused
+federation, SASL EXTERNAL with valid certificates, dialback when one certificate is not trusted
+and the policy allows it, refusal when the policy requires valid certificates, a bounce for a
+domain that does not exist within a bounded time, and a forged `from` ending the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+import trustme
+
+from conftest import start_server
+from helpers import Client, Clients, async_test, stanza_error_condition, uid
+
+HOSTS = {
+    "127.0.0.10": "salon.test rooms.salon.test anon.salon.test upload.salon.test",
+    "127.0.0.13": "salon2.test rooms.salon2.test anon.salon2.test upload.salon2.test",
+}
+NS_ROSTER = "jabber:iq:roster"
+NS_MUC = "http://jabber.org/protocol/muc"
+
+
+def ensure_hosts():
+    """The test topology in /etc/hosts, added once (the fedpeers tests use the same lines)."""
+    text = Path("/etc/hosts").read_text()
+    missing = [
+        f"{addr} {names}"
+        for addr, names in HOSTS.items()
+        if not re.search(rf"^{re.escape(addr)}\s+{re.escape(names.split()[0])}\b", text, re.M)
+    ]
+    if not missing:
+        return
+    try:
+        with open("/etc/hosts", "a") as hosts:
+            hosts.write("\n# Salon federation tests\n" + "\n".join(missing) + "\n")
+    except PermissionError:
+        pytest.skip("the federation tests need these lines in /etc/hosts: " + "; ".join(missing))
+
+
+def names(domain: str) -> list[str]:
+    return [domain, f"rooms.{domain}", f"anon.{domain}", f"upload.{domain}"]
+
+
+def write_cert(ca: trustme.CA, domain: str, directory: Path) -> dict:
+    cert = ca.issue_cert(*names(domain))
+    directory.mkdir(parents=True, exist_ok=True)
+    chain, key = directory / "cert.pem", directory / "key.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    with open(chain, "wb") as out:
+        for blob in cert.cert_chain_pems:
+            out.write(blob.bytes())
+    return {"cert": str(chain), "key": str(key)}
+
+
+def salon(tmp_path_factory, name, domain, address, tls, s2s, port=5269, **extra):
+    return start_server(
+        tmp_path_factory,
+        name,
+        domain=domain,
+        listen={"s2s": f"{address}:{port}"},
+        tls=tls,
+        s2s=s2s,
+        muc={"create_rooms": "anyone"} if "muc" not in extra else extra.pop("muc"),
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, ca):
+    """Both servers trust the same CA and require valid certificates (the default)."""
+    ensure_hosts()
+    base = tmp_path_factory.mktemp("fedcerts")
+    ca_file = base / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    # Port 5469 rather than 5269, where the Prosody/ejabberd tests run Salon: the override
+    # names the host, which the system resolver finds in /etc/hosts.
+    hosts = {name: f"{name}:5469" for d in ("salon.test", "salon2.test") for name in names(d)}
+    s2s = {"ca_file": str(ca_file), "dns_timeout_seconds": 1, "hosts": hosts}
+    one = salon(tmp_path_factory, "fed1", "salon.test", "127.0.0.10",
+                write_cert(ca, "salon.test", base / "one"), s2s, port=5469)
+    two = salon(tmp_path_factory, "fed2", "salon2.test", "127.0.0.13",
+                write_cert(ca, "salon2.test", base / "two"), s2s, port=5469)
+    yield one, two
+    one.stop()
+    two.stop()
+
+
+async def login(cs, server, jid, password):
+    return await cs.login(server, f"{jid}/r{uid()}", password, mech="SCRAM-SHA-256")
+
+
+async def roster_items(c: Client) -> dict:
+    resp = await c.iq("get", None, f"<query xmlns='{NS_ROSTER}'/>")
+    query = resp.xml.find(f"{{{NS_ROSTER}}}query")
+    return {item.get("jid"): item.get("subscription") for item in query.findall(f"{{{NS_ROSTER}}}item")}
+
+
+@async_test(timeout=90)
+async def test_messages_cross_both_ways_with_sasl_external(pair):
+    one, two = pair
+    (a_jid, a_pw), (b_jid, b_pw) = one.new_user("fa"), two.new_user("fb")
+    async with Clients() as cs:
+        alice = await login(cs, one, a_jid, a_pw)
+        bob = await login(cs, two, b_jid, b_pw)
+        alice.send_message(b_jid, "hello from salon.test")
+        got = await bob.wait_message(lambda m: m["body"] == "hello from salon.test", timeout=30)
+        assert str(got["from"]).startswith(a_jid + "/"), got
+        bob.send_message(alice.jid, "hello back")
+        got = await alice.wait_message(lambda m: m["body"] == "hello back", timeout=30)
+        assert str(got["from"]).startswith(b_jid + "/"), got
+        # An IQ crosses and its answer comes back (version of the remote account's client is
+        # not asked: the remote server answers for the bare JID, XEP-0030 disco#info).
+        resp = await alice.iq("get", b_jid, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+        assert resp["type"] in ("result", "error"), resp
+        assert str(resp["from"]) == b_jid, resp
+    for server, peer in ((one, "salon2.test"), (two, "salon.test")):
+        log = server.log_text()
+        assert re.search(rf"remote=\S*{re.escape(peer)}\S* method=\S*SASL EXTERNAL", log) or (
+            "SASL EXTERNAL" in log and "incoming stream authenticated" in log
+        ), log[-3000:]
+
+
+@async_test(timeout=90)
+async def test_offline_message_from_a_remote_sender_is_kept(pair):
+    one, two = pair
+    (a_jid, a_pw), (b_jid, b_pw) = one.new_user("oa"), two.new_user("ob")
+    async with Clients() as cs:
+        alice = await login(cs, one, a_jid, a_pw)
+        alice.send_message(b_jid, "while you were away")
+        await asyncio.sleep(3)
+        bob = await login(cs, two, b_jid, b_pw)
+        got = await bob.wait_message(lambda m: m["body"] == "while you were away", timeout=30)
+        assert str(got["from"]).startswith(a_jid), got
+
+
+@async_test(timeout=120)
+async def test_subscription_reaches_both_on_both_sides(pair):
+    one, two = pair
+    (a_jid, a_pw), (b_jid, b_pw) = one.new_user("sa"), two.new_user("sb")
+    async with Clients() as cs:
+        alice = await login(cs, one, a_jid, a_pw)
+        bob = await login(cs, two, b_jid, b_pw)
+        alice.x.send_presence(pto=b_jid, ptype="subscribe")
+        await bob.wait_presence(lambda p: p["type"] == "subscribe", timeout=30)
+        bob.x.send_presence(pto=a_jid, ptype="subscribed")
+        await alice.wait_presence(lambda p: p["type"] == "subscribed", timeout=30)
+        bob.x.send_presence(pto=a_jid, ptype="subscribe")
+        await alice.wait_presence(lambda p: p["type"] == "subscribe", timeout=30)
+        alice.x.send_presence(pto=b_jid, ptype="subscribed")
+        await bob.wait_presence(lambda p: p["type"] == "subscribed", timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ra, rb = await roster_items(alice), await roster_items(bob)
+            if ra.get(b_jid) == "both" and rb.get(a_jid) == "both":
+                break
+            await asyncio.sleep(0.3)
+        assert ra.get(b_jid) == "both" and rb.get(a_jid) == "both", (ra, rb)
+        # Presence now flows: a status change reaches the other side.
+        bob.x.send_presence(pstatus="over here")
+        await alice.wait_presence(
+            lambda p: str(p["from"]).startswith(b_jid) and p["status"] == "over here", timeout=30
+        )
+        # A new session of alice probes bob (RFC 6121 §4.3) and learns he is online.
+        alice2 = await login(cs, one, a_jid, a_pw)
+        await alice2.wait_presence(
+            lambda p: str(p["from"]).startswith(b_jid) and p["type"] in ("", "available"),
+            timeout=30,
+        )
+
+
+@async_test(timeout=120)
+async def test_remote_user_in_a_room(pair):
+    one, two = pair
+    (a_jid, a_pw), (b_jid, b_pw) = one.new_user("ra"), two.new_user("rb")
+    room = f"fed{uid()}@rooms.salon.test"
+    async with Clients() as cs:
+        alice = await login(cs, one, a_jid, a_pw)
+        alice.x.send_presence(pto=f"{room}/alice", pstatus="", ptype=None)
+        # A plain join creates the room; owners get a locked room to configure (instant room).
+        await alice.wait_presence(lambda p: str(p["from"]) == f"{room}/alice", timeout=15)
+        await alice.iq("set", room, "<query xmlns='http://jabber.org/protocol/muc#owner'>"
+                                     "<x xmlns='jabber:x:data' type='submit'/></query>")
+        alice.x.send_message(mto=room, mbody="before bob", mtype="groupchat")
+        await alice.wait_message(lambda m: m["body"] == "before bob", timeout=15)
+
+        bob = await login(cs, two, b_jid, b_pw)
+        join = bob.x.make_presence(pto=f"{room}/bob")
+        join.append(__import__("xml.etree.ElementTree", fromlist=["Element"]).Element(f"{{{NS_MUC}}}x"))
+        join.send()
+        await bob.wait_presence(lambda p: str(p["from"]) == f"{room}/bob", timeout=30)
+        await bob.wait_message(lambda m: m["body"] == "before bob", timeout=30)  # history
+        await alice.wait_presence(lambda p: str(p["from"]) == f"{room}/bob", timeout=30)
+
+        bob.x.send_message(mto=room, mbody="hi room", mtype="groupchat")
+        await alice.wait_message(lambda m: m["body"] == "hi room", timeout=30)
+        await bob.wait_message(lambda m: m["body"] == "hi room", timeout=30)  # reflection
+        alice.x.send_message(mto=room, mbody="welcome", mtype="groupchat")
+        await bob.wait_message(lambda m: m["body"] == "welcome", timeout=30)
+        # Private messages both ways through the room.
+        alice.x.send_message(mto=f"{room}/bob", mbody="psst", mtype="chat")
+        got = await bob.wait_message(lambda m: m["body"] == "psst", timeout=30)
+        assert str(got["from"]) == f"{room}/alice", got
+        bob.x.send_message(mto=f"{room}/alice", mbody="psst back", mtype="chat")
+        got = await alice.wait_message(lambda m: m["body"] == "psst back", timeout=30)
+        assert str(got["from"]) == f"{room}/bob", got
+
+
+@async_test(timeout=60)
+async def test_guests_do_not_federate(pair):
+    one, two = pair
+    (b_jid, _b_pw) = two.new_user("gb")
+    async with Clients() as cs:
+        guest = await cs.login(one, one.anon_domain, "", mech="ANONYMOUS")
+        mid = guest.send_message(b_jid, "guest to remote")
+        err = await guest.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=15)
+        assert stanza_error_condition(err.xml) == "not-allowed", err
+
+
+@async_test(timeout=60)
+async def test_unknown_domain_bounces_in_bounded_time(pair):
+    one, _two = pair
+    a_jid, a_pw = one.new_user("ua")
+    async with Clients() as cs:
+        alice = await login(cs, one, a_jid, a_pw)
+        started = time.monotonic()
+        mid = alice.send_message("nobody@no-such-domain.invalid", "anyone?")
+        err = await alice.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=30)
+        assert stanza_error_condition(err.xml) in ("remote-server-not-found", "remote-server-timeout"), err
+        assert time.monotonic() - started < 30
+
+
+def raw_s2s(address: str, to: str, frm: str, ca: trustme.CA, cert_domain: str, timeout=15.0,
+            port=5469):
+    """A hand-made server stream: STARTTLS with a certificate from `ca` for `cert_domain`,
+    SASL EXTERNAL as `frm`. Returns the TLS socket after the restart and a reader."""
+    sock = socket.create_connection((address, port), timeout=timeout)
+    header = (f"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+              f"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
+              f"to='{to}' from='{frm}' version='1.0'>")
+    buf = b""
+
+    def read_until(s, marker: bytes) -> bytes:
+        nonlocal buf
+        deadline = time.monotonic() + timeout
+        while marker not in buf and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        got, _, buf = buf.partition(marker)
+        return got + marker if marker in got + marker else got
+
+    sock.sendall(header.encode())
+    read_until(sock, b"</stream:features>")
+    sock.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    read_until(sock, b"/>")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ca.issue_cert(cert_domain).configure_cert(ctx)
+    tls = ctx.wrap_socket(sock, server_hostname=to)
+    buf = b""
+    tls.sendall(header.encode())
+    features = read_until(tls, b"</stream:features>")
+    assert b"EXTERNAL" in features, features
+    tls.sendall(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>"
+                + base64.b64encode(frm.encode()) + b"</auth>")
+    answer = read_until(tls, b"/>")
+    assert b"success" in answer, answer
+    tls.sendall(header.encode())
+    read_until(tls, b"</stream:features>")
+    return tls, lambda marker: read_until(tls, marker)
+
+
+def test_forged_from_ends_the_stream(pair, ca):
+    one, _two = pair
+    a_jid, _ = one.new_user("fa")
+    # A server that proved it is forger.test may not speak for salon2.test.
+    tls, read = raw_s2s("127.0.0.10", "salon.test", "forger.test", ca, "forger.test")
+    try:
+        tls.sendall(f"<message xmlns='jabber:server' from='mallory@salon2.test/x' to='{a_jid}' "
+                    f"type='chat'><body>forged</body></message>".encode())
+        answer = read(b"</stream:stream>")
+        assert b"invalid-from" in answer, answer
+    finally:
+        tls.close()
+    assert "forger.test" in one.log_text()
+
+
+# ----- policies: one side's certificate not trusted by the other ------------------------------
+
+def untrusted_pair(tmp_path_factory, ca, salon_policy: str):
+    """salon.test does not trust salon2.test's certificate (another CA); salon2.test trusts
+    salon.test's. Side ports (5369) and a hosts override keep them apart from `pair`."""
+    ensure_hosts()
+    base = tmp_path_factory.mktemp("fedpolicy")
+    ca_file = base / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    other_ca = trustme.CA()
+    hosts = {name: f"{addr}:5369" for d, addr in (("salon.test", "127.0.0.10"),
+                                                  ("salon2.test", "127.0.0.13"))
+             for name in names(d)}
+    one = salon(tmp_path_factory, "pol1", "salon.test", "127.0.0.10",
+                write_cert(ca, "salon.test", base / "one"),
+                {"ca_file": str(ca_file), "dns_timeout_seconds": 1, "hosts": hosts,
+                 "domain_policy": {"salon2.test": salon_policy}}, port=5369)
+    two = salon(tmp_path_factory, "pol2", "salon2.test", "127.0.0.13",
+                write_cert(other_ca, "salon2.test", base / "two"),
+                {"ca_file": str(ca_file), "dns_timeout_seconds": 1, "hosts": hosts}, port=5369)
+    return one, two
+
+
+@async_test(timeout=90)
+async def test_dialback_when_the_policy_allows_it(tmp_path_factory, ca):
+    one, two = untrusted_pair(tmp_path_factory, ca, "allow_dialback")
+    try:
+        (a_jid, a_pw), (b_jid, b_pw) = one.new_user("da"), two.new_user("db")
+        async with Clients() as cs:
+            alice = await login(cs, one, a_jid, a_pw)
+            bob = await login(cs, two, b_jid, b_pw)
+            bob.send_message(a_jid, "via dialback")
+            await alice.wait_message(lambda m: m["body"] == "via dialback", timeout=30)
+            alice.send_message(b_jid, "and back")
+            await bob.wait_message(lambda m: m["body"] == "and back", timeout=30)
+        # salon.test verified salon2.test by dialback, not by its certificate.
+        assert re.search(r"method=\S*dialback", one.log_text()), one.log_text()[-3000:]
+    finally:
+        one.stop()
+        two.stop()
+
+
+@async_test(timeout=90)
+async def test_refused_when_the_policy_requires_a_valid_certificate(tmp_path_factory, ca):
+    one, two = untrusted_pair(tmp_path_factory, ca, "require_valid_certificate")
+    try:
+        (a_jid, a_pw), (b_jid, b_pw) = one.new_user("na"), two.new_user("nb")
+        async with Clients() as cs:
+            alice = await login(cs, one, a_jid, a_pw)
+            bob = await login(cs, two, b_jid, b_pw)
+            mid = bob.send_message(a_jid, "let me in")
+            err = await bob.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=40)
+            assert stanza_error_condition(err.xml) in ("remote-server-not-found", "remote-server-timeout"), err
+            mid = alice.send_message(b_jid, "not to you")
+            err = await alice.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=40)
+            assert stanza_error_condition(err.xml) == "remote-server-not-found", err
+            await asyncio.sleep(0.5)
+            assert not [m for m in alice.messages if m["body"] == "let me in"]
+    finally:
+        one.stop()
+        two.stop()
