@@ -278,6 +278,7 @@ class Peer:
 
     kind = "peer"
     user = "nobody"
+    startup_timeout = 30.0
 
     def __init__(self, base_dir: Path, domain: str, address: str, muc_domain: str):
         self.dir = Path(base_dir) / self.kind
@@ -331,9 +332,9 @@ class Peer:
                 return self
             time.sleep(0.2)
         self.stop()
-        raise PeerError(f"{self.kind} did not listen within {self.startup_timeout}s\n{self.log_tail()}")
-
-    startup_timeout = 30.0
+        raise PeerError(
+            f"{self.kind} did not listen within {self.startup_timeout}s\n{self.log_tail()}"
+        )
 
     def stop(self) -> None:
         """SIGTERM to the whole process group, SIGKILL after STOP_TIMEOUT; no stray process."""
@@ -534,7 +535,8 @@ class Ejabberd(Peer):
         self.write_config()
 
     def write_config(self) -> None:
-        self.config_path.write_text(f"""# Written by tests/python/federation_peers.py for one test run.
+        self.config_path.write_text(f"""# Written by tests/python/federation_peers.py for one run.
+# The node stops cleanly on SIGTERM (OTP >= 19), which Peer.stop sends to its process group.
 hosts:
   - "{self.domain}"
 loglevel: info
@@ -616,10 +618,6 @@ EJABBERD_BYPASS_WARNINGS=true
 
     def add_user(self, local: str, password: str) -> None:
         self.run_cli(self.ctl("register", local, self.domain, password))
-
-    def stop(self) -> None:
-        # The node stops cleanly on SIGTERM (OTP >= 19); Peer.stop then waits for the group.
-        super().stop()
 
 
 def debian_version(package: str) -> str:

@@ -460,10 +460,72 @@ async def test_vcard_and_disco_of_remote_users(salon, prosody, ejabberd):
             features = {f.get("var") for f in xml_of(resp).iter(f"{{{NS_DISCO_INFO}}}feature")}
             assert NS_DISCO_INFO in features, f"disco#info of {r.jid}: {resp}"
 
-            resp = await r.iq("get", s.jid, f"<query xmlns='{NS_DISCO_INFO}'/>", S2S_WAIT)
-            assert resp["type"] == "result", f"disco#info of {s.jid} from {peer.kind}: {resp}"
-            resp = await r.iq("get", salon.domain, f"<query xmlns='{NS_DISCO_INFO}'/>", S2S_WAIT)
-            assert resp["type"] == "result", f"disco#info of {salon.domain}: {resp}"
+            # And back: the Salon user's client and the Salon server, asked from the peer.
+            for target in (s.jid, salon.domain):
+                resp = await r.iq("get", target, f"<query xmlns='{NS_DISCO_INFO}'/>", S2S_WAIT)
+                assert resp["type"] == "result", f"disco#info of {target} from {peer.kind}: {resp}"
+                identities = list(xml_of(resp).iter(f"{{{NS_DISCO_INFO}}}identity"))
+                assert identities, f"disco#info of {target} from {peer.kind} lost its payload: {resp}"
+
+
+@async_test(timeout=TEST_TIMEOUT)
+async def test_messages_from_remote_senders_wait_offline(salon, prosody, ejabberd):
+    """A message from a Prosody user and one from an ejabberd user to a Salon account with no
+    session are stored and delivered at its next login (RFC 6121 §8.5.2.2.1, XEP-0160)."""
+    jid, pw = salon.new_user("off")
+    texts = {}
+    async with Clients() as cs:
+        for peer in (prosody, ejabberd):
+            r = await login(cs, peer)
+            texts[peer.kind] = (r.bare, f"while you were away, from {peer.kind} {uid()}")
+            r.send_message(jid, texts[peer.kind][1])
+        # Give the stanzas time to cross and be stored before the account logs in.
+        await asyncio.sleep(3)
+        s = await login(cs, salon, (jid, pw))
+        for kind, (sender, text) in texts.items():
+            m = await s.wait_message(message_with_body(text), S2S_WAIT,
+                                     what=f"offline message from {kind}")
+            assert bare(str(m["from"])) == sender, m
+            assert xml_of(m).find(f"{{{NS_DELAY}}}delay") is not None, (
+                f"an offline message should carry its delay (XEP-0203): {m}")
+
+
+@async_test(timeout=TEST_TIMEOUT)
+async def test_remote_users_invited_to_a_salon_room_and_reading_its_archive(salon, prosody,
+                                                                            ejabberd):
+    """The owner invites an ejabberd user through the room (XEP-0045 §7.8.2) and the invitation
+    crosses; a Prosody occupant pages the room's archive (XEP-0313 to the room's JID)."""
+    room = f"inv{uid()}@{salon.muc_domain}"
+    async with Clients() as cs:
+        owner = await login(cs, salon)
+        await join_room(owner, room, "owner", instant=True)
+        said = f"archived {uid()}"
+        groupchat(owner, room, said)
+        await owner.wait_message(groupchat_from(room, "owner", said), what="own echo")
+
+        e = await login(cs, ejabberd)
+        owner.x.send_raw(f"<message to='{room}'><x xmlns='{NS_MUC_USER}'>"
+                         f"<invite to='{e.bare}'><reason>come</reason></invite></x></message>")
+        inv = await e.wait_message(
+            lambda m: bare(str(m["from"])) == bare(room)
+            and xml_of(m).find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite") is not None,
+            S2S_WAIT, what="mediated invitation from the Salon room")
+        invite = xml_of(inv).find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite")
+        assert bare(invite.get("from", "")) == owner.bare, f"invitation without the owner: {inv}"
+
+        p = await login(cs, prosody)
+        await join_room(p, room, "pros")
+        qid = uid()
+        resp = await p.iq("set", room, f"<query xmlns='urn:xmpp:mam:2' queryid='{qid}'>"
+                          "<set xmlns='http://jabber.org/protocol/rsm'><max>10</max></set>"
+                          "</query>", S2S_WAIT)
+        assert resp["type"] == "result", f"room archive query from a Prosody user: {resp}"
+        assert xml_of(resp).find("{urn:xmpp:mam:2}fin") is not None, (
+            f"XEP-0313 §4.3: the result of a query ends with <fin/>: {resp}")
+        results = [m for m in p.messages
+                   if xml_of(m).find(f"{{urn:xmpp:mam:2}}result[@queryid='{qid}']") is not None]
+        texts = [f.text for m in results for f in xml_of(m).iter(f"{C}body")]
+        assert said in texts, f"archive results at the Prosody user: {texts}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,6 +572,10 @@ async def test_ejabberd_with_untrusted_certificate_uses_dialback_where_allowed(
         s = await login(cs, salon)
         await chat_reaches(e, s)
         await chat_reaches(s, e, to=e.jid)
+    # ejabberd's own stream into Salon could only have been authenticated by dialback.
+    lines = [line for line in salon.log_text().splitlines()
+             if "ejabberd.test" in line and "authenticated" in line and "dialback" in line]
+    assert lines, "Salon's log shows no stream with ejabberd.test authenticated by dialback"
 
 
 @async_test(timeout=TEST_TIMEOUT)
