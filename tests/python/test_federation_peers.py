@@ -396,25 +396,26 @@ async def test_prosody_and_ejabberd_users_in_a_salon_room(salon, prosody, ejabbe
 
 
 @async_test(timeout=TEST_TIMEOUT)
-async def test_salon_account_joins_a_prosody_room(salon, prosody):
-    """A Salon account creates and joins a room on conference.prosody.test; messages flow both
-    ways between it and a Prosody user in the room."""
-    room = f"fed{uid()}@{prosody.muc_domain}"
+async def test_salon_account_joins_a_remote_room(salon, peer):
+    """A Salon account creates and joins a room on conference.prosody.test (and on
+    conference.ejabberd.test); messages flow both ways between it and a local user there, and
+    the Salon account sees that user's join."""
+    room = f"fed{uid()}@{peer.muc_domain}"
     async with Clients() as cs:
         s = await login(cs, salon)
-        own, _ = await join_room(s, room, "salonuser", instant=True)
-        p = await login(cs, prosody)
-        await join_room(p, room, "prosuser")
-        await s.wait_presence(lambda x: str(x["from"]) == f"{room}/prosuser", S2S_WAIT,
-                              what="Prosody user's join seen by the Salon account")
+        await join_room(s, room, "salonuser", instant=True)
+        r = await login(cs, peer)
+        await join_room(r, room, "localuser")
+        await s.wait_presence(lambda x: str(x["from"]) == f"{room}/localuser", S2S_WAIT,
+                              what=f"{peer.kind} user's join seen by the Salon account")
         text = f"from salon {uid()}"
         groupchat(s, room, text)
-        await p.wait_message(groupchat_from(room, "salonuser", text), S2S_WAIT,
+        await r.wait_message(groupchat_from(room, "salonuser", text), S2S_WAIT,
                              what="Salon account's groupchat")
-        text = f"from prosody {uid()}"
-        groupchat(p, room, text)
-        await s.wait_message(groupchat_from(room, "prosuser", text), S2S_WAIT,
-                             what="Prosody user's groupchat at the Salon account")
+        text = f"from {peer.kind} {uid()}"
+        groupchat(r, room, text)
+        await s.wait_message(groupchat_from(room, "localuser", text), S2S_WAIT,
+                             what=f"{peer.kind} user's groupchat at the Salon account")
 
 
 @async_test(timeout=TEST_TIMEOUT)
