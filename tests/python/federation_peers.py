@@ -22,6 +22,7 @@ the run.
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import os
 import pwd
@@ -319,6 +320,7 @@ class Peer:
             cwd=str(self.dir),
             env=self.env(),
             start_new_session=True,  # its own process group: stop() reaches every child
+            preexec_fn=die_with_parent,
             **run_as(self.user),
         )
         deadline = time.monotonic() + self.startup_timeout
@@ -404,6 +406,19 @@ class Peer:
 
     def add_user(self, local: str, password: str) -> None:
         raise NotImplementedError
+
+
+def die_with_parent() -> None:
+    """In the child before exec (after the switch of user, which would clear it): SIGTERM when
+    the test process dies without its fixtures' teardown (killed, crashed)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def group_alive(pgid: int) -> bool:
@@ -611,7 +626,12 @@ EJABBERD_BYPASS_WARNINGS=true
         ]
 
     def command(self) -> list[str]:
-        return self.ctl("foreground")
+        # ejabberdctl runs the Erlang VM as its child, not in its place, and a parent-death
+        # signal is not inherited: this shell passes its SIGTERM on to the whole group.
+        return [
+            "sh", "-c", "trap 'trap - TERM; kill -TERM -$$' TERM; \"$@\" & wait",
+            "ejabberd-foreground", *self.ctl("foreground"),
+        ]
 
     def log_files(self) -> list[Path]:
         return [self.log_path, self.logs_dir / "ejabberd.log", self.logs_dir / "error.log"]
