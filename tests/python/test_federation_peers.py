@@ -480,8 +480,10 @@ async def test_messages_from_remote_senders_wait_offline(salon, prosody, ejabber
             r = await login(cs, peer)
             texts[peer.kind] = (r.bare, f"while you were away, from {peer.kind} {uid()}")
             r.send_message(jid, texts[peer.kind][1])
-        # Give the stanzas time to cross and be stored before the account logs in.
-        await asyncio.sleep(3)
+            # A ping to salon.test behind it on the same s2s stream: once answered, Salon has
+            # handled the message, and the login below cannot race it.
+            resp = await r.iq("get", salon.domain, "<ping xmlns='urn:xmpp:ping'/>", S2S_WAIT)
+            assert resp["type"] == "result", f"ping to {salon.domain} from {peer.kind}: {resp}"
         s = await login(cs, salon, (jid, pw))
         for kind, (sender, text) in texts.items():
             m = await s.wait_message(message_with_body(text), S2S_WAIT,
