@@ -640,12 +640,5 @@ EJABBERD_BYPASS_WARNINGS=true
         self.run_cli(self.ctl("register", local, self.domain, password))
 
 
-def debian_version(package: str) -> str:
-    res = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True
-    )
-    return res.stdout.strip() if res.returncode == 0 else "not installed"
-
-
 def peers_installed() -> list[str]:
     return [b for b in ("prosody", "prosodyctl", "ejabberdctl") if shutil.which(b) is None]

@@ -54,8 +54,9 @@ TEST_TIMEOUT = 120.0
 
 
 @pytest.fixture(scope="module")
-def world():
-    """/etc/hosts names, a temporary directory the peers' users can read, and the CA."""
+def world(request):
+    """/etc/hosts names, a temporary directory the peers' users can read, and the CA. The
+    directory (configs, logs of every server) is kept when a test failed."""
     missing = peers_installed()
     assert not missing, (
         f"{missing} not found: tests/run-python.sh installs Debian's prosody and ejabberd"
@@ -63,8 +64,12 @@ def world():
     ensure_hosts()
     base = make_base_dir()
     ca = TestCA(base / "ca")
+    failed_before = request.session.testsfailed
     yield base, ca
-    shutil.rmtree(base, ignore_errors=True)
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        print(f"\nfederation peers' configs and logs kept in {base}")
 
 
 @pytest.fixture(scope="module")
