@@ -157,8 +157,8 @@ def _leaf_extensions(builder: x509.CertificateBuilder, domains) -> x509.Certific
 
 
 class TestCA:
-    """A private CA whose certificate every server in the test trusts (made with cryptography,
-    the library every Python TLS stack builds on)."""
+    """A private CA whose certificate every server in the test trusts. Made with cryptography
+    (pinned in requirements.txt) rather than trustme, whose CA lives until the year 3000."""
 
     __test__ = False  # not a pytest test class
 
