@@ -36,6 +36,29 @@ if ! command -v mcabber >/dev/null || ! command -v tmux >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq mcabber tmux >/dev/null
 fi
 
+# Prosody and ejabberd, Debian's packages, as federation peers (test_federation_peers.py starts
+# its own throw-away instances). Installed only when missing. Their packaged services must never
+# run: they would take 5222/5269 on every address. A policy-rc.d that denies starting services
+# covers the install (kept if the system already has one), and the units are disabled after.
+if ! command -v prosody >/dev/null || ! command -v ejabberdctl >/dev/null; then
+    sudo_="" ; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    policy=/usr/sbin/policy-rc.d
+    own_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo_ tee "$policy" >/dev/null
+        $sudo_ chmod 755 "$policy"
+        own_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get update -qq
+    # lua-unbound: Prosody's resolver that can read /etc/hosts (only recommended by the package).
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends \
+        prosody lua-unbound ejabberd >/dev/null
+    [ -z "$own_policy" ] || $sudo_ rm -f "$policy"
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        $sudo_ systemctl disable --now prosody ejabberd >/dev/null 2>&1 || true
+    fi
+fi
+
 cd "$repo"
 set +e
 "$venv/bin/python" -m pytest -q tests/python "$@"
