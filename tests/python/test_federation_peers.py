@@ -40,6 +40,9 @@ NS_DELAY = "urn:xmpp:delay"
 NS_ROSTER = "jabber:iq:roster"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_VCARD = "vcard-temp"
+NS_SID = "urn:xmpp:sid:0"
+NS_RETRACT = "urn:xmpp:message-retract:1"
+NS_MODERATE = "urn:xmpp:message-moderate:1"
 
 # Across s2s a first stanza waits for DNS, TCP, TLS, authentication (and dialback's extra
 # round trip): a few seconds on a busy machine. Later stanzas reuse the stream.
@@ -337,7 +340,8 @@ async def test_presence_subscription_reaches_both(salon, peer):
 @async_test(timeout=TEST_TIMEOUT)
 async def test_prosody_and_ejabberd_users_in_a_salon_room(salon, prosody, ejabberd):
     """A Prosody user and an ejabberd user join a Salon room next to its owner and a guest:
-    history, live messages with occupant ids, private messages, a kick by the owner."""
+    history, live messages with occupant ids, private messages, a message moderated and a kick
+    by the owner."""
     room = f"fed{uid()}@{salon.muc_domain}"
     async with Clients() as cs:
         owner = await login(cs, salon)
@@ -386,6 +390,24 @@ async def test_prosody_and_ejabberd_users_in_a_salon_room(salon, prosody, ejabbe
         e.send_message(f"{room}/pros", text)
         m = await p.wait_message(message_with_body(text), S2S_WAIT, what="ejabberd's PM")
         assert str(m["from"]) == f"{room}/ejab", m
+
+        # Moderation: the owner retracts the ejabberd user's message (XEP-0425); both remote
+        # occupants are told which message went.
+        text = f"to be moderated {uid()}"
+        groupchat(e, room, text)
+        m = await owner.wait_message(groupchat_from(room, "ejab", text), S2S_WAIT,
+                                     what="the message to moderate")
+        sids = [s for s in xml_of(m).findall(f"{{{NS_SID}}}stanza-id") if s.get("by") == room]
+        assert sids and sids[0].get("id"), f"no stanza-id by the room: {m}"
+        sid = sids[0].get("id")
+        resp = await owner.iq("set", room, f"<moderate id='{sid}' xmlns='{NS_MODERATE}'>"
+                              f"<retract xmlns='{NS_RETRACT}'/><reason>test</reason></moderate>")
+        assert resp["type"] == "result", f"moderation refused: {resp}"
+        for c in (p, e):
+            await c.wait_message(
+                lambda x: bare(str(x["from"])) == bare(room)
+                and any(r.get("id") == sid for r in xml_of(x).iter(f"{{{NS_RETRACT}}}retract")),
+                S2S_WAIT, what="the moderation announcement")
 
         # A moderator action: the owner kicks the ejabberd user (XEP-0045 §8.2).
         resp = await owner.iq("set", room, f"<query xmlns='{NS_MUC_ADMIN}'>"
