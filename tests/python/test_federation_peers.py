@@ -20,6 +20,7 @@ from federation_peers import (
     SALON_ADDR,
     S2S_PORT,
     Ejabberd,
+    Peer,
     Prosody,
     TestCA,
     ensure_hosts,
@@ -123,14 +124,14 @@ def peer(request):
 
 @pytest.fixture(autouse=True)
 def logs_on_failure(request):
-    """Prints the tails of every server's logs when a test failed (conftest only knows Salon)."""
+    """Prints the tails of the peers' logs when a test failed (conftest's hook prints Salon's)."""
     failed_before = request.session.testsfailed
     yield
     if request.session.testsfailed == failed_before:
         return
     seen = set()
     for name, server in (getattr(request.node, "funcargs", {}) or {}).items():
-        if hasattr(server, "log_tail") and id(server) not in seen:
+        if isinstance(server, Peer) and id(server) not in seen:
             seen.add(id(server))
             print(f"\n===== {name} ({server.domain}) =====\n{server.log_tail(60)}")
 
