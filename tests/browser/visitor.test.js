@@ -101,7 +101,7 @@ test('/nick and the Rename button change the nick in the room; a refused one kee
     await page.locator('#log .notice.bad', { hasText: 'You are still rosa: “watcher” is already used' }).waitFor();
     assert.equal(await page.evaluate(() => window.salon.nick), 'rosa');
     // The button beside one's own name opens the prompt with the nick in it.
-    await page.getByRole('button', { name: 'Rename' }).click();
+    await page.getByRole('button', { name: 'Change your nickname' }).click();
     assert.equal(await page.inputValue('#nick-input'), 'rosa');
     assert.equal(await page.textContent('#nick-submit'), 'Change');
     await page.fill('#nick-input', 'rose');
@@ -119,6 +119,7 @@ test('a room name the server refuses is reported as such, not as a bad nick', as
   const page = await open(`/join/${encodeURIComponent('🎉party')}?nick=partygoer`);
   await page.locator('.refused', { hasText: 'This room name cannot be used' }).waitFor({ timeout: 15000 });
   assert.equal(await page.locator('#nick-form').isVisible(), false);
+  assert.equal(await page.locator('#open-app').isVisible(), false);
   assert.doesNotMatch(await page.locator('body').innerText(), /nickname/i);
   // Asked without a nick: the check happens before the prompt.
   const other = await open(`/join/${encodeURIComponent('🎉party')}`);

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from federation_peers import (
     SALON2_ADDR,
     SALON_ADDR,
     S2S_PORT,
     Ejabberd,
+    Peer,
     Prosody,
     TestCA,
     ensure_hosts,
@@ -40,6 +43,9 @@ NS_DELAY = "urn:xmpp:delay"
 NS_ROSTER = "jabber:iq:roster"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_VCARD = "vcard-temp"
+NS_SID = "urn:xmpp:sid:0"
+NS_RETRACT = "urn:xmpp:message-retract:1"
+NS_MODERATE = "urn:xmpp:message-moderate:1"
 
 # Across s2s a first stanza waits for DNS, TCP, TLS, authentication (and dialback's extra
 # round trip): a few seconds on a busy machine. Later stanzas reuse the stream.
@@ -89,6 +95,7 @@ def ejabberd(world):
 
 
 def salon_server(base, ca: TestCA, domain: str, address: str, s2s: dict) -> SalonServer:
+    """A Salon for `domain` with s2s on ADDRESS:5269 and a certificate covering its hosts."""
     cert = ca.issue(domain, domain, f"rooms.{domain}", f"anon.{domain}", f"upload.{domain}")
     return SalonServer(
         base / domain, domain,
@@ -96,6 +103,7 @@ def salon_server(base, ca: TestCA, domain: str, address: str, s2s: dict) -> Salo
         listen={"s2s": f"{address}:{S2S_PORT}"},
         tls={"cert": str(cert["cert"]), "key": str(cert["key"])},
         s2s={"ca_file": str(ca.ca_file), "dns_timeout_seconds": 1, **s2s},
+        metrics=True,
     )
 
 
@@ -120,14 +128,14 @@ def peer(request):
 
 @pytest.fixture(autouse=True)
 def logs_on_failure(request):
-    """Prints the tails of every server's logs when a test failed (conftest only knows Salon)."""
+    """Prints the tails of the peers' logs when a test failed (conftest's hook prints Salon's)."""
     failed_before = request.session.testsfailed
     yield
     if request.session.testsfailed == failed_before:
         return
     seen = set()
     for name, server in (getattr(request.node, "funcargs", {}) or {}).items():
-        if hasattr(server, "log_tail") and id(server) not in seen:
+        if isinstance(server, Peer) and id(server) not in seen:
             seen.add(id(server))
             print(f"\n===== {name} ({server.domain}) =====\n{server.log_tail(60)}")
 
@@ -337,7 +345,8 @@ async def test_presence_subscription_reaches_both(salon, peer):
 @async_test(timeout=TEST_TIMEOUT)
 async def test_prosody_and_ejabberd_users_in_a_salon_room(salon, prosody, ejabberd):
     """A Prosody user and an ejabberd user join a Salon room next to its owner and a guest:
-    history, live messages with occupant ids, private messages, a kick by the owner."""
+    history, live messages with occupant ids, private messages, a message moderated and a kick
+    by the owner."""
     room = f"fed{uid()}@{salon.muc_domain}"
     async with Clients() as cs:
         owner = await login(cs, salon)
@@ -386,6 +395,24 @@ async def test_prosody_and_ejabberd_users_in_a_salon_room(salon, prosody, ejabbe
         e.send_message(f"{room}/pros", text)
         m = await p.wait_message(message_with_body(text), S2S_WAIT, what="ejabberd's PM")
         assert str(m["from"]) == f"{room}/ejab", m
+
+        # Moderation: the owner retracts the ejabberd user's message (XEP-0425); both remote
+        # occupants are told which message went.
+        text = f"to be moderated {uid()}"
+        groupchat(e, room, text)
+        m = await owner.wait_message(groupchat_from(room, "ejab", text), S2S_WAIT,
+                                     what="the message to moderate")
+        sids = [s for s in xml_of(m).findall(f"{{{NS_SID}}}stanza-id") if s.get("by") == room]
+        assert sids and sids[0].get("id"), f"no stanza-id by the room: {m}"
+        sid = sids[0].get("id")
+        resp = await owner.iq("set", room, f"<moderate id='{sid}' xmlns='{NS_MODERATE}'>"
+                              f"<retract xmlns='{NS_RETRACT}'/><reason>test</reason></moderate>")
+        assert resp["type"] == "result", f"moderation refused: {resp}"
+        for c in (p, e):
+            await c.wait_message(
+                lambda x: bare(str(x["from"])) == bare(room)
+                and any(r.get("id") == sid for r in xml_of(x).iter(f"{{{NS_RETRACT}}}retract")),
+                S2S_WAIT, what="the moderation announcement")
 
         # A moderator action: the owner kicks the ejabberd user (XEP-0045 §8.2).
         resp = await owner.iq("set", room, f"<query xmlns='{NS_MUC_ADMIN}'>"
@@ -541,6 +568,19 @@ async def test_remote_users_invited_to_a_salon_room_and_reading_its_archive(salo
 # ---------------------------------------------------------------------------------------------
 
 
+def incoming_dialbacks(server: SalonServer) -> float:
+    """salon_s2s_authentications_total{direction="incoming",method="dialback"} from /metrics."""
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (sample.name == "salon_s2s_authentications_total"
+                    and sample.labels == {"direction": "incoming", "method": "dialback"}):
+                return sample.value
+    return 0.0
+
+
 @pytest.fixture
 def untrusted_ejabberd(world, ejabberd):
     """The module's ejabberd restarted with a self-signed certificate (then restored): ejabberd
@@ -575,15 +615,16 @@ async def test_ejabberd_with_untrusted_certificate_uses_dialback_where_allowed(
         salon, untrusted_ejabberd):
     """salon.test allows dialback for ejabberd.test: chat works both ways although ejabberd's
     certificate cannot be verified."""
+    before = incoming_dialbacks(salon)
     async with Clients() as cs:
         e = await login(cs, untrusted_ejabberd)
         s = await login(cs, salon)
         await chat_reaches(e, s)
         await chat_reaches(s, e, to=e.jid)
-    # ejabberd's own stream into Salon could only have been authenticated by dialback.
-    lines = [line for line in salon.log_text().splitlines()
-             if "ejabberd.test" in line and "authenticated" in line and "dialback" in line]
-    assert lines, "Salon's log shows no stream with ejabberd.test authenticated by dialback"
+    # ejabberd's own stream into Salon could only have been authenticated by dialback (Prosody,
+    # the only other peer, always authenticates with its certificate).
+    assert incoming_dialbacks(salon) > before, (
+        "Salon's metrics count no incoming stream authenticated by dialback")
 
 
 @async_test(timeout=TEST_TIMEOUT)

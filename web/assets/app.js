@@ -477,6 +477,7 @@ function showPeek(msg) {
 function roomRefused() {
   S.roomRefused = true;
   S.leaving = true;
+  $('open-app').hidden = true;
   $('nick-form').hidden = true;
   $('composer').hidden = true;
   sessionStorage.removeItem(snapKey());
@@ -1179,7 +1180,8 @@ function renderOccupants() {
         nickSpan(o.nick), el('span', { class: 'pm-icon', 'aria-hidden': 'true', text: '✉\ufe0e' })),
       o.affiliation === 'owner' || o.affiliation === 'admin' ? el('span', { class: 'badge', text: o.affiliation }) : null,
       mine ? el('span', { class: 'badge', text: 'you' }) : null,
-      mine ? el('button', { type: 'button', class: 'small rename', text: 'Rename', title: 'Change your nickname', onclick: () => askNick(S.nick, null, null, true) }) : null);
+      mine ? el('button', { type: 'button', class: 'icon rename', title: 'Change your nickname', onclick: () => askNick(S.nick, null, null, true) },
+        el('span', { 'aria-hidden': 'true', text: '✎' }), el('span', { class: 'visually-hidden', text: 'Change your nickname' })) : null);
     const dot = li.querySelector('.dot');
     nickColor(o.nick, dark()).then((c) => { dot.style.background = c; });
     li.setAttribute('aria-label', `${o.nick}, ${o.role}${o.affiliation !== 'none' ? ', ' + o.affiliation : ''}${mine ? ', you' : ''}`);
