@@ -356,6 +356,7 @@ impl Config {
             "pep.max_item_bytes = {}\npep.max_items_per_node = {}\npep.max_nodes_per_account = {}\n",
             self.pep.max_item_bytes, self.pep.max_items_per_node, self.pep.max_nodes_per_account
         ));
+        out.push_str(&format!("push.include_body = {}\n", self.push.include_body));
         out.push_str(&format!("log.level = {:?}\n", self.log.level));
         out
     }

@@ -41,6 +41,8 @@ pub struct Config {
     pub archive: ArchiveConfig,
     /// Personal eventing (XEP-0163) limits.
     pub pep: PepConfig,
+    /// Push notifications (XEP-0357).
+    pub push: PushConfig,
     pub log: LogConfig,
 }
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             contact: ContactConfig::default(),
             archive: ArchiveConfig::default(),
             pep: PepConfig::default(),
+            push: PushConfig::default(),
             log: LogConfig::default(),
         }
     }
