@@ -39,7 +39,7 @@ const portOpen = (port) => new Promise((resolve) => {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class Salon {
-  async start({ resumeTimeout } = {}) {
+  async start({ resumeTimeout, top = [] } = {}) {
     if (!existsSync(SALON_BIN)) throw new Error(`Salon binary not found at ${SALON_BIN}: run cargo build -p salon`);
     this.dir = mkdtempSync(path.join(tmpdir(), 'salon-browser-'));
     this.c2s = await freePort();
@@ -49,6 +49,8 @@ export class Salon {
     const lines = [
       'domain = "localhost"',
       `data_dir = "${this.dir}/data"`,
+      // Top-level keys (registration, admins) before the first table.
+      ...top,
       '',
       '[listen]',
       `c2s = "127.0.0.1:${this.c2s}"`,
@@ -115,6 +117,13 @@ export class Salon {
     const r = spawnSync(SALON_BIN, ['user', 'add', `${local}@localhost`, '--password', password, '--config', this.config], { cwd: this.dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     if (r.status !== 0) throw new Error(`salon user add ${local}: ${r.stderr}`);
     return `${local}@localhost`;
+  }
+  /** `salon invite create ARGS…`; the landing page's path (/invite/TOKEN). */
+  createInvite(...args) {
+    const r = spawnSync(SALON_BIN, ['invite', 'create', ...args, '--config', this.config], { cwd: this.dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    if (r.status !== 0) throw new Error(`salon invite create: ${r.stderr}`);
+    const url = r.stdout.split('\n').find((l) => l.startsWith('http'));
+    return new URL(url).pathname;
   }
   /** Does the server offer XEP-0198 to clients? (asks over WebSocket from a page) */
   async offersStreamManagement(page) {

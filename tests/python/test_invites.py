@@ -9,6 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+import xml.etree.ElementTree as ET
 
 from slixmpp.exceptions import IqError
 
@@ -198,3 +199,30 @@ async def test_landing_page_and_web_sign_up(server):
     assert status == 410 and "expired" in page, page
     resp = await sign_up_with(server, token, fresh(), "pw")
     assert stanza_error_condition(resp) == "item-not-found", tostr(resp)
+
+
+@async_test
+async def test_xep0379_existing_account_subscribes_with_the_token(server):
+    (alice_jid, alice_pw), (carol_jid, carol_pw) = server.new_user("alice"), server.new_user("carol")
+    async with Clients() as cs:
+        alice = await adhoc_client(cs, server, alice_jid, alice_pw)
+        resp = await alice.x["xep_0050"].send_command(server.domain, "urn:xmpp:invite#invite")
+        token = re.search(r"preauth=(\w+)", form_values(resp)["uri"]).group(1)
+        carol = await cs.login(server, f"{carol_jid}/r", carol_pw)
+        p = carol.x.make_presence(pto=alice_jid, ptype="subscribe")
+        p.append(ET.fromstring(f"<preauth xmlns='{NS_PARS}' token='{token}'/>"))
+        p.send()
+        # Approved for alice without her answering, and she subscribes back.
+        await carol.wait_presence(lambda pr: pr["type"] == "subscribed" and pr["from"].bare == alice_jid)
+        await carol.wait_presence(lambda pr: pr["type"] == "subscribe" and pr["from"].bare == alice_jid)
+        roster = await alice.iq("get", None, f"<query xmlns='{NS_ROSTER}'/>")
+        item = next(i for i in roster.xml.iter(f"{{{NS_ROSTER}}}item") if i.get("jid") == carol_jid)
+        assert item.get("subscription") == "from" and item.get("ask") == "subscribe", tostr(roster.xml)
+        # The token is spent: a second account's request waits for alice as usual.
+        (dave_jid, dave_pw) = server.new_user("dave")
+        dave = await cs.login(server, f"{dave_jid}/r", dave_pw)
+        p = dave.x.make_presence(pto=alice_jid, ptype="subscribe")
+        p.append(ET.fromstring(f"<preauth xmlns='{NS_PARS}' token='{token}'/>"))
+        p.send()
+        await alice.wait_presence(lambda pr: pr["type"] == "subscribe" and pr["from"].bare == dave_jid)
+        assert not any(pr["type"] == "subscribed" and pr["from"].bare == alice_jid for pr in dave.presences)

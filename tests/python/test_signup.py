@@ -184,3 +184,15 @@ async def test_closed_by_default(closed):
     resp = await raw_sign_up(raw, fresh("no"), "secret")
     assert stanza_error_condition(resp) == "service-unavailable", tostr(resp)
     raw.close()
+
+
+@async_test
+async def test_attempts_are_limited_per_address_too(limited):
+    # Ten attempts per account allowed (2 an hour here): refused names count.
+    raw, _ = await raw_stream(limited, source_ip="127.0.0.3")
+    for i in range(20):
+        resp = await raw_sign_up(raw, "admin", "secret", iid=f"a{i}")
+        assert stanza_error_condition(resp) == "not-acceptable", tostr(resp)
+    resp = await raw_sign_up(raw, fresh("late"), "secret", iid="last")
+    assert stanza_error_condition(resp) == "resource-constraint", tostr(resp)
+    raw.close()

@@ -418,6 +418,7 @@ impl Config {
             None => out.push_str("s2s = off (no federation)\n"),
             Some(s2s) => out.push_str(&s2s.summary()),
         }
+        out.push_str(&format!("push.include_body = {}\n", self.push.include_body));
         out.push_str(&format!("log.level = {:?}\n", self.log.level));
         out
     }

@@ -43,6 +43,8 @@ pub struct Config {
     pub archive: ArchiveConfig,
     /// Personal eventing (XEP-0163) limits.
     pub pep: PepConfig,
+    /// Push notifications (XEP-0357).
+    pub push: PushConfig,
     pub log: LogConfig,
     /// Federation (RFC 6120 server-to-server); absent: off, stanzas to other domains bounce.
     pub s2s: Option<S2sConfig>,
@@ -66,6 +68,7 @@ impl Default for Config {
             contact: ContactConfig::default(),
             archive: ArchiveConfig::default(),
             pep: PepConfig::default(),
+            push: PushConfig::default(),
             log: LogConfig::default(),
             s2s: None,
         }

@@ -160,6 +160,15 @@ pub struct MucConfig {
     pub ban_duration_seconds: u64,
 }
 
+/// Push notifications (XEP-0357).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Put the message's body in notifications; off by default, since the app server (and
+    /// the phone vendor's push service behind it) would then read every message.
+    pub include_body: bool,
+}
+
 /// Who may make an account in-band (XEP-0077 §3.1, before login).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod mam;
 pub mod offline;
 pub mod presence;
+pub mod push;
 pub mod roster;
 
 /// Register instant messaging and the XEPs on its paths.
@@ -24,4 +25,5 @@ pub fn register_all(registry: &mut Registry<Server>, config: &crate::config::Con
     blocking::register(registry);
     mam::register(registry, config);
     csi::register(registry);
+    push::register(registry);
 }

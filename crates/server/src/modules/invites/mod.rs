@@ -4,6 +4,7 @@
 //! roster subscription, so that the inviter and the new account are contacts at once.
 
 pub mod commands;
+pub mod roster_preauth;
 
 use super::{accounts, signup};
 use crate::config::Registration;
@@ -29,6 +30,7 @@ pub fn register(registry: &mut Registry<Server>) {
     registry
         .hooks
         .on_pre_auth(priority::POLICY, Arc::new(PreAuth));
+    roster_preauth::register(registry);
 }
 
 /// Whether invitations work at all on this server.

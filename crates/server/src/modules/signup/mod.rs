@@ -51,6 +51,12 @@ impl StreamHook<Server> for SignUpFeature {
 #[derive(Default)]
 struct SignUpWindow(OnceLock<RateWindow<IpAddr>>);
 
+/// Sign-up attempts per address (an IPv6 /64) in the last hour.
+#[derive(Default)]
+struct AttemptWindow(OnceLock<RateWindow<IpAddr>>);
+/// Attempts allowed per account allowed.
+const ATTEMPTS_PER_ACCOUNT: usize = 10;
+
 /// Per connection: the account this stream made, so that one stream makes at most one.
 #[derive(Default)]
 pub struct SignedUp(pub Option<jid::BareJid>);
@@ -170,6 +176,23 @@ async fn sign_up(
         return Err(StanzaError::not_allowed().with_text("this stream made an account already"));
     }
     let request = read_request(query)?;
+    // Each attempt reads the account list (look-alikes); attempts per address are bounded
+    // too, more loosely than accounts made, so that a typo or a taken name costs little.
+    let attempts = server.extensions.get_or_default::<AttemptWindow>();
+    let attempts = attempts.0.get_or_init(|| {
+        let accounts = server.config.limits.registrations_per_hour as usize;
+        RateWindow::new(
+            accounts.saturating_mul(ATTEMPTS_PER_ACCOUNT),
+            Duration::from_secs(3600),
+        )
+    });
+    if !attempts.try_take(&address_key(stream.peer_ip)) {
+        tracing::info!(peer = %stream.peer_ip, "sign-up refused: too many attempts from this address");
+        return Err(
+            StanzaError::new(ErrorType::Wait, StanzaCondition::ResourceConstraint)
+                .with_text("too many sign-up attempts from this address; try again later"),
+        );
+    }
     let user = checked_name(server, stream.host, &request.username).await?;
     let account = if let Some(token) = super::invites::presented_token(local) {
         // XEP-0445: the token made earlier on this stream; its uses bound it, not the address.

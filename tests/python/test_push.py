@@ -1,0 +1,144 @@
+"""Push notifications (XEP-0357): a client enables pushes to its app server, here a slixmpp
+client acting as the push service; a message that arrives while the client is offline or its
+session waits for resumption sends the service a summary notification (count and sender, no
+body unless push.include_body), encrypted messages included; an attached client or a disabled
+registration gets none."""
+
+import asyncio
+import uuid
+import xml.etree.ElementTree as ET
+
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from conftest import server_fixture
+from helpers import Client, Clients, RawXmpp, async_test, tostr
+
+NS_PUSH = "urn:xmpp:push:0"
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_DATA = "jabber:x:data"
+NS_SM = "urn:xmpp:sm:3"
+
+server = server_fixture("push", require_encryption=False)
+with_body = server_fixture("push-body", require_encryption=False,
+                           extra_toml="[push]\ninclude_body = true")
+
+
+class PushService:
+    """A slixmpp client that plays the app server: records each publish, answers result."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.published: list = []
+        client.x.register_handler(Callback(
+            "push publish", MatchXPath(f"{{jabber:client}}iq/{{{NS_PUBSUB}}}pubsub"), self._on_publish))
+
+    def _on_publish(self, iq):
+        self.published.append(iq.xml)
+        iq.reply().send()
+        self.client._poke()
+
+    async def wait(self, count):
+        await self.client.wait_until(lambda: len(self.published) >= count, what=f"{count} pushes")
+
+    @staticmethod
+    def summary(iq):
+        publish = iq.find(f"{{{NS_PUBSUB}}}pubsub/{{{NS_PUBSUB}}}publish")
+        x = publish.find(f"{{{NS_PUBSUB}}}item/{{{NS_PUSH}}}notification/{{{NS_DATA}}}x")
+        fields = {f.get("var"): f.findtext(f"{{{NS_DATA}}}value") for f in x.findall(f"{{{NS_DATA}}}field")}
+        return publish.get("node"), fields
+
+
+def enable_xml(service_jid, node, secret="s3cret"):
+    return (f"<enable xmlns='{NS_PUSH}' jid='{service_jid}' node='{node}'>"
+            f"<x xmlns='{NS_DATA}' type='submit'>"
+            f"<field var='FORM_TYPE'><value>{NS_PUBSUB}#publish-options</value></field>"
+            f"<field var='secret'><value>{secret}</value></field></x></enable>")
+
+
+async def setup(cs, srv):
+    (a_jid, a_pw), (b_jid, b_pw), (p_jid, p_pw) = (
+        srv.new_user("phone"), srv.new_user("sender"), srv.new_user("pushsvc"))
+    service = PushService(await cs.login(srv, f"{p_jid}/svc", p_pw))
+    bob = await cs.login(srv, f"{b_jid}/r", b_pw)
+    return (a_jid, a_pw), bob, service, f"{p_jid}/svc"
+
+
+@async_test
+async def test_offline_client_is_pushed_a_summary_without_body(server):
+    async with Clients() as cs:
+        (a_jid, a_pw), bob, service, service_jid = await setup(cs, server)
+        node = uuid.uuid4().hex
+        alice = await cs.login(server, f"{a_jid}/phone", a_pw)
+        resp = await alice.iq("set", None, enable_xml(service_jid, node))
+        assert resp["type"] == "result", str(resp)
+        # Attached: nothing is pushed.
+        bob.send_message(a_jid, "while you are here")
+        await alice.wait_message(lambda m: m["body"] == "while you are here")
+        await asyncio.sleep(0.3)
+        assert not service.published
+        await alice.close()
+
+        bob.send_message(a_jid, "first secret words")
+        await service.wait(1)
+        bob.send_message(a_jid, "second")
+        await service.wait(2)
+        got_node, fields = PushService.summary(service.published[-1])
+        assert got_node == node
+        assert fields["FORM_TYPE"] == "urn:xmpp:push:summary"
+        assert fields["message-count"] == "2", fields
+        assert fields["last-message-sender"].startswith(bob.bare), fields
+        assert "last-message-body" not in fields, fields
+        raw = tostr(service.published[0])
+        assert "first secret words" not in raw and "s3cret" in raw, raw  # publish-options kept
+
+        # An encrypted message without a body (kept offline by its store hint, as OMEMO
+        # clients send it) is pushed too.
+        enc = bob.x.make_message(mto=a_jid, mtype="chat")
+        enc.append(ET.fromstring(
+            "<encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='1'/></encrypted>"))
+        enc.append(ET.fromstring("<store xmlns='urn:xmpp:hints'/>"))
+        enc.send()
+        await service.wait(3)
+        assert PushService.summary(service.published[-1])[1]["message-count"] == "3"
+
+        # Disabled: no more pushes.
+        alice = await cs.login(server, f"{a_jid}/phone2", a_pw)
+        resp = await alice.iq("set", None, f"<disable xmlns='{NS_PUSH}' jid='{service_jid}'/>")
+        assert resp["type"] == "result", str(resp)
+        await alice.close()
+        before = len(service.published)
+        bob.send_message(a_jid, "after disable")
+        await asyncio.sleep(0.5)
+        assert len(service.published) == before
+
+
+@async_test
+async def test_session_waiting_for_resumption_is_pushed(server):
+    async with Clients() as cs:
+        (a_jid, a_pw), bob, service, service_jid = await setup(cs, server)
+        raw = await RawXmpp.connect(server.c2s_port)
+        await raw.open_stream(server.domain)
+        await raw.login_plain(a_jid.split("@")[0], a_pw, resource="sm")
+        await raw.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
+        await raw.expect(f"{{{NS_SM}}}enabled")
+        resp = await raw.iq(f"<iq type='set' id='e1'>{enable_xml(service_jid, 'n-sm')}</iq>", "e1")
+        assert resp.get("type") == "result", tostr(resp)
+        raw.writer.transport.abort()  # the phone's connection drops; the session waits
+        await asyncio.sleep(0.3)
+        bob.send_message(a_jid, "are you there?")
+        await service.wait(1)
+        assert PushService.summary(service.published[0])[0] == "n-sm"
+
+
+@async_test
+async def test_body_only_when_configured(with_body):
+    async with Clients() as cs:
+        (a_jid, a_pw), bob, service, service_jid = await setup(cs, with_body)
+        alice = await cs.login(with_body, f"{a_jid}/phone", a_pw)
+        resp = await alice.iq("set", None, enable_xml(service_jid, "nb"))
+        assert resp["type"] == "result", str(resp)
+        await alice.close()
+        bob.send_message(a_jid, "hello body")
+        await service.wait(1)
+        assert PushService.summary(service.published[0])[1]["last-message-body"] == "hello body"
