@@ -168,44 +168,57 @@ struct Notify;
 
 #[async_trait::async_trait]
 impl MessageHook<Server> for Notify {
-    async fn arriving(&self, server: &Arc<Server>, account: &jid::BareJid, message: &mut Element) {
-        let Some(all) = server.extensions.get::<Registrations>() else {
-            return;
-        };
-        if !all.0.contains_key(account.as_str()) || !worth_pushing(message) {
-            return;
-        }
-        // A client is reached directly while its session is attached; otherwise it hears
-        // through its app server.
-        let attached: Vec<(jid::Jid, String)> = server
-            .router
-            .sessions_of(account.as_str())
-            .iter()
-            .filter(|s| !s.is_detached())
-            .filter_map(|s| enabled_of(s))
-            .collect();
-        let due: Vec<Registration> = match all.0.get_mut(account.as_str()) {
-            Some(mut list) => list
-                .iter_mut()
-                .filter(|r| {
-                    !attached
-                        .iter()
-                        .any(|(s, n)| s == &r.service && n == &r.node)
-                })
-                .map(|r| {
-                    r.count += 1;
-                    r.clone()
-                })
-                .collect(),
-            None => return,
-        };
-        let sender = message.attr("from").unwrap_or_default().to_string();
-        let body = message.get_child("body", ns::CLIENT).map(Element::text);
-        for registration in due {
-            let notification =
-                notification(server, account, &registration, &sender, body.as_deref());
-            server.route(notification).await;
-        }
+    async fn arriving(
+        &self,
+        server: &Arc<Server>,
+        account: &jid::BareJid,
+        message: &mut Element,
+    ) -> Option<crate::durable::Commit> {
+        notify_app_servers(server, account, message).await;
+        // A notification carries no copy of the message: nothing to wait for.
+        None
+    }
+}
+
+/// Count the message for every app server of `account`'s detached or offline clients and
+/// notify them (XEP-0357 §7).
+async fn notify_app_servers(server: &Arc<Server>, account: &jid::BareJid, message: &Element) {
+    let Some(all) = server.extensions.get::<Registrations>() else {
+        return;
+    };
+    if !all.0.contains_key(account.as_str()) || !worth_pushing(message) {
+        return;
+    }
+    // A client is reached directly while its session is attached; otherwise it hears
+    // through its app server.
+    let attached: Vec<(jid::Jid, String)> = server
+        .router
+        .sessions_of(account.as_str())
+        .iter()
+        .filter(|s| !s.is_detached())
+        .filter_map(|s| enabled_of(s))
+        .collect();
+    let due: Vec<Registration> = match all.0.get_mut(account.as_str()) {
+        Some(mut list) => list
+            .iter_mut()
+            .filter(|r| {
+                !attached
+                    .iter()
+                    .any(|(s, n)| s == &r.service && n == &r.node)
+            })
+            .map(|r| {
+                r.count += 1;
+                r.clone()
+            })
+            .collect(),
+        None => return,
+    };
+    let sender = message.attr("from").unwrap_or_default().to_string();
+    let body = message.get_child("body", ns::CLIENT).map(Element::text);
+    for registration in due {
+        let notification =
+            notification(server, account, &registration, &sender, body.as_deref());
+        server.route(notification).await;
     }
 }
 

@@ -217,9 +217,7 @@ impl Room {
             }
         }
         for other in &self.occupants {
-            for handle in &other.handles {
-                handle.send_addressed_after(&template, held_for.as_ref());
-            }
+            self.deliver_template_after(other, &template, held_for.as_ref());
         }
         archived
     }

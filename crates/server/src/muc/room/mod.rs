@@ -21,6 +21,7 @@ mod messages;
 mod occupants;
 mod owner;
 mod registration;
+mod remote_outbox;
 mod returning;
 mod slow_mode;
 #[cfg(test)]
@@ -113,6 +114,8 @@ pub struct Room {
     since_archive_trim: usize,
     /// Bytes of the messages archived since then.
     bytes_since_archive_trim: u64,
+    /// Copies for occupants on other servers waiting for their archive commit.
+    remote_outbox: remote_outbox::RemoteOutbox,
 }
 
 /// An IQ the room passed from one occupant to another, waiting for its answer.
@@ -172,6 +175,7 @@ impl Room {
             relayed: HashMap::new(),
             since_archive_trim: 0,
             bytes_since_archive_trim: 0,
+            remote_outbox: Default::default(),
         };
         room.update_summary();
         room
@@ -327,15 +331,25 @@ impl Room {
     }
 
     fn deliver_template(&self, occupant: &Occupant, template: &Arc<AddressedTemplate>) {
+        self.deliver_template_after(occupant, template, None);
+    }
+
+    /// [`deliver_template`](Self::deliver_template), held back until `commit` is done.
+    fn deliver_template_after(
+        &self,
+        occupant: &Occupant,
+        template: &Arc<AddressedTemplate>,
+        commit: Option<&crate::durable::Commit>,
+    ) {
         for handle in &occupant.handles {
-            handle.send_addressed(template);
+            handle.send_addressed_after(template, commit);
         }
         // Sessions without a local handle are on other servers (or just gone): their copy
         // leaves through federation. Checked by count so the local fan-out pays nothing.
         if occupant.handles.len() < occupant.sessions.len() {
             for session in &occupant.sessions {
                 if !occupant.handles.iter().any(|h| &h.jid == session) {
-                    self.context.send_remote(session, template);
+                    self.send_remote_after(session, template, commit);
                 }
             }
         }
@@ -366,7 +380,7 @@ impl Room {
         if let Some(handle) = self.context.local_session(session) {
             handle.send_addressed_after(template, commit);
         } else {
-            self.context.send_remote(session, template);
+            self.send_remote_after(session, template, commit);
         }
     }
 
