@@ -21,6 +21,8 @@ import re
 import socket
 import ssl
 import time
+import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -99,7 +101,7 @@ def pair(tmp_path_factory, ca):
     hosts = {name: f"{name}:5469" for d in ("salon.test", "salon2.test") for name in names(d)}
     s2s = {"ca_file": str(ca_file), "dns_timeout_seconds": 1, "hosts": hosts}
     one = salon(tmp_path_factory, "fed1", "salon.test", "127.0.0.10",
-                write_cert(ca, "salon.test", base / "one"), s2s, port=5469)
+                write_cert(ca, "salon.test", base / "one"), s2s, port=5469, metrics=True)
     two = salon(tmp_path_factory, "fed2", "salon2.test", "127.0.0.13",
                 write_cert(ca, "salon2.test", base / "two"), s2s, port=5469)
     yield one, two
@@ -135,6 +137,12 @@ async def test_messages_cross_both_ways_with_sasl_external(pair):
         resp = await alice.iq("get", b_jid, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
         assert resp["type"] in ("result", "error"), resp
         assert str(resp["from"]) == b_jid, resp
+    metrics = metrics_text(one)
+    for direction in ("incoming", "outgoing"):
+        assert re.search(
+            rf'salon_s2s_authentications_total\{{direction="{direction}",method="sasl_external"\}} [1-9]',
+            metrics,
+        ), metrics
     for server, peer in ((one, "salon2.test"), (two, "salon.test")):
         log = server.log_text()
         assert re.search(rf"remote=\S*{re.escape(peer)}\S* method=\S*SASL EXTERNAL", log) or (
@@ -207,7 +215,7 @@ async def test_remote_user_in_a_room(pair):
 
         bob = await login(cs, two, b_jid, b_pw)
         join = bob.x.make_presence(pto=f"{room}/bob")
-        join.append(__import__("xml.etree.ElementTree", fromlist=["Element"]).Element(f"{{{NS_MUC}}}x"))
+        join.append(ET.Element(f"{{{NS_MUC}}}x"))
         join.send()
         await bob.wait_presence(lambda p: str(p["from"]) == f"{room}/bob", timeout=30)
         await bob.wait_message(lambda m: m["body"] == "before bob", timeout=30)  # history
@@ -225,6 +233,15 @@ async def test_remote_user_in_a_room(pair):
         bob.x.send_message(mto=f"{room}/alice", mbody="psst back", mtype="chat")
         got = await alice.wait_message(lambda m: m["body"] == "psst back", timeout=30)
         assert str(got["from"]) == f"{room}/bob", got
+        # The room's archive answers the remote occupant (XEP-0313 §6), results before the IQ.
+        resp = await bob.iq("set", room, "<query xmlns='urn:xmpp:mam:2' queryid='q1'/>", timeout=30)
+        assert resp["type"] == "result", resp
+        archived = [
+            m for m in bob.messages
+            if m.xml.find("{urn:xmpp:mam:2}result") is not None
+            and "before bob" in ET.tostring(m.xml, encoding="unicode")
+        ]
+        assert archived, [str(m) for m in bob.messages]
 
 
 @async_test(timeout=60)
@@ -249,6 +266,14 @@ async def test_unknown_domain_bounces_in_bounded_time(pair):
         err = await alice.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=30)
         assert stanza_error_condition(err.xml) in ("remote-server-not-found", "remote-server-timeout"), err
         assert time.monotonic() - started < 30
+    metrics = metrics_text(one)
+    assert re.search(r'salon_s2s_bounces_total\{condition="remote-server-(not-found|timeout)"\} [1-9]', metrics), metrics
+
+
+def metrics_text(server) -> str:
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
 
 
 def raw_s2s(address: str, to: str, frm: str, ca: trustme.CA, cert_domain: str, timeout=15.0,

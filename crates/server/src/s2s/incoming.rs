@@ -54,9 +54,11 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
                 );
             }
             if handled {
+                s2s.count(|m| m.s2s_stream("incoming", 1));
                 let mut incoming = Incoming::new(s2s.clone(), stream);
                 incoming.run().await;
                 incoming.release();
+                s2s.count(|m| m.s2s_stream("incoming", -1));
             }
             s2s.incoming.fetch_sub(1, Ordering::SeqCst);
         });
@@ -341,6 +343,8 @@ impl Incoming {
             return false;
         }
         tracing::info!(peer = %self.stream.peer, remote = %domain, method = "SASL EXTERNAL", "s2s: incoming stream authenticated");
+        self.s2s
+            .count(|m| m.s2s_authenticated("incoming", "sasl_external"));
         self.authenticated.insert((domain, String::new()));
         self.id.clear();
         self.stream.restart();
@@ -424,6 +428,8 @@ impl Incoming {
                 return false;
             }
             tracing::info!(peer = %self.stream.peer, %remote, %local, method = "dialback", "s2s: incoming stream authenticated");
+            self.s2s
+                .count(|m| m.s2s_authenticated("incoming", "dialback"));
             self.authenticated
                 .insert((remote.to_string(), local.to_string()));
         } else {

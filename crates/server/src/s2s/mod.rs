@@ -191,7 +191,17 @@ impl S2s {
         let (Some(server), Some(stanza)) = (self.server(), item.into_element()) else {
             return;
         };
+        server.metrics.s2s_bounced(error.condition.name());
         server.bounce(&stanza, error);
+    }
+}
+
+impl S2s {
+    /// Metrics of the server this module serves, when it is still there.
+    pub(crate) fn count(&self, count: impl FnOnce(&crate::metrics::Metrics)) {
+        if let Some(server) = self.server() {
+            count(&server.metrics);
+        }
     }
 }
 
