@@ -76,7 +76,7 @@ def salon(tmp_path_factory, name, domain, address, tls, s2s, port=5269, **extra)
         tmp_path_factory,
         name,
         domain=domain,
-        listen={"s2s": f"{address}:{port}"},
+        listen={"s2s": f"{address}:{port}", "s2s_direct_tls": f"{address}:{port + 1}"},
         tls=tls,
         s2s=s2s,
         muc={"create_rooms": "anyone"} if "muc" not in extra else extra.pop("muc"),
@@ -277,10 +277,11 @@ def metrics_text(server) -> str:
 
 
 def raw_s2s(address: str, to: str, frm: str, ca: trustme.CA, cert_domain: str, timeout=15.0,
-            port=5469):
-    """A hand-made server stream: STARTTLS with a certificate from `ca` for `cert_domain`,
-    SASL EXTERNAL as `frm`. Returns the TLS socket after the restart and a reader."""
-    sock = socket.create_connection((address, port), timeout=timeout)
+            port=5469, direct_tls=False):
+    """A hand-made server stream: STARTTLS (or TLS from the first byte, XEP-0368, on the next
+    port) with a certificate from `ca` for `cert_domain`, SASL EXTERNAL as `frm`. Returns the
+    TLS socket after the restart and a reader."""
+    sock = socket.create_connection((address, port + 1 if direct_tls else port), timeout=timeout)
     header = (f"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
               f"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
               f"to='{to}' from='{frm}' version='1.0'>")
@@ -297,14 +298,17 @@ def raw_s2s(address: str, to: str, frm: str, ca: trustme.CA, cert_domain: str, t
         got, _, buf = buf.partition(marker)
         return got + marker if marker in got + marker else got
 
-    sock.sendall(header.encode())
-    read_until(sock, b"</stream:features>")
-    sock.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-    read_until(sock, b"/>")
     ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ca.configure_trust(ctx)
     ca.issue_cert(cert_domain).configure_cert(ctx)
+    if direct_tls:
+        ctx.set_alpn_protocols(["xmpp-server"])
+    else:
+        sock.sendall(header.encode())
+        read_until(sock, b"</stream:features>")
+        sock.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        read_until(sock, b"/>")
+    # The server's certificate checks out against the test CA for the name asked.
     tls = ctx.wrap_socket(sock, server_hostname=to)
     buf = b""
     tls.sendall(header.encode())
@@ -332,6 +336,32 @@ def test_forged_from_ends_the_stream(pair, ca):
     finally:
         tls.close()
     assert "forger.test" in one.log_text()
+
+
+@async_test(timeout=60)
+async def test_direct_tls_listener_takes_sasl_external(pair, ca):
+    """XEP-0368: a peer connecting with TLS from the first byte (ALPN xmpp-server)
+    authenticates and delivers."""
+    one, _two = pair
+    a_jid, a_pw = one.new_user("dt")
+    async with Clients() as cs:
+        alice = await login(cs, one, a_jid, a_pw)
+        loop = asyncio.get_running_loop()
+
+        def speak():
+            tls, _read = raw_s2s("127.0.0.10", "salon.test", "direct.test", ca, "direct.test",
+                                 direct_tls=True)
+            assert tls.selected_alpn_protocol() == "xmpp-server"
+            tls.sendall(f"<message xmlns='jabber:server' from='dora@direct.test/x' to='{a_jid}' "
+                        f"type='chat'><body>over direct TLS</body></message>".encode())
+            return tls
+
+        tls = await loop.run_in_executor(None, speak)
+        try:
+            got = await alice.wait_message(lambda m: m["body"] == "over direct TLS", timeout=15)
+            assert str(got["from"]) == "dora@direct.test/x", got
+        finally:
+            tls.close()
 
 
 # ----- policies: one side's certificate not trusted by the other ------------------------------

@@ -486,21 +486,11 @@ impl Incoming {
             return false;
         };
         let (remote, local) = (from.domain().as_str(), to.domain().as_str());
-        let allowed = self
-            .authenticated
-            .contains(&(remote.to_string(), local.to_string()))
-            || self
-                .authenticated
-                .contains(&(remote.to_string(), String::new()));
-        if !allowed {
-            // RFC 6120 §4.9.3.9: a `from` the stream has not authenticated.
-            let text = format!("{remote} is not authenticated on this stream");
-            self.fail("invalid-from", &text).await;
-            return false;
-        }
-        if !self.s2s.is_hosted(local) {
-            self.fail("host-unknown", &format!("{local} is not hosted here"))
-                .await;
+        let hosted = self.s2s.is_hosted(local);
+        if let Err((condition, text)) =
+            addressing_allowed(&self.authenticated, remote, local, hosted)
+        {
+            self.fail(condition, &text).await;
             return false;
         }
         let Some(server) = self.s2s.server() else {
@@ -523,6 +513,29 @@ impl Incoming {
     }
 }
 
+/// Whether a stanza from `remote` to `local` may pass on a stream that authenticated the
+/// (remote, local) pairs in `authenticated` ((remote, "") for any of ours): the stream error
+/// otherwise (RFC 6120 §4.9.3.9 `invalid-from`, §4.9.3.6 `host-unknown`).
+fn addressing_allowed(
+    authenticated: &HashSet<(String, String)>,
+    remote: &str,
+    local: &str,
+    local_is_hosted: bool,
+) -> Result<(), (&'static str, String)> {
+    let allowed = authenticated.contains(&(remote.to_string(), local.to_string()))
+        || authenticated.contains(&(remote.to_string(), String::new()));
+    if !allowed {
+        return Err((
+            "invalid-from",
+            format!("{remote} is not authenticated on this stream"),
+        ));
+    }
+    if !local_is_hosted {
+        return Err(("host-unknown", format!("{local} is not hosted here")));
+    }
+    Ok(())
+}
+
 fn random_id() -> String {
     use rand::Rng;
     let bytes: [u8; 12] = rand::thread_rng().gen();
@@ -531,8 +544,30 @@ fn random_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn stream_ids_are_fresh() {
-        assert_ne!(super::random_id(), super::random_id());
+        assert_ne!(random_id(), random_id());
+    }
+
+    #[test]
+    fn only_authenticated_domains_may_send_and_only_to_our_hosts() {
+        let mut by_dialback = HashSet::new();
+        by_dialback.insert(("peer.test".to_string(), "salon.test".to_string()));
+        assert!(addressing_allowed(&by_dialback, "peer.test", "salon.test", true).is_ok());
+        // Dialback authenticates one pair: not another of our domains, not another sender.
+        let refused = addressing_allowed(&by_dialback, "peer.test", "rooms.salon.test", true);
+        assert_eq!(refused.unwrap_err().0, "invalid-from");
+        let forged = addressing_allowed(&by_dialback, "salon2.test", "salon.test", true);
+        assert_eq!(forged.unwrap_err().0, "invalid-from");
+        let sub = addressing_allowed(&by_dialback, "conference.peer.test", "salon.test", true);
+        assert_eq!(sub.unwrap_err().0, "invalid-from");
+        // SASL EXTERNAL authenticates the domain towards all of ours, but only ours.
+        let mut by_certificate = HashSet::new();
+        by_certificate.insert(("peer.test".to_string(), String::new()));
+        assert!(addressing_allowed(&by_certificate, "peer.test", "rooms.salon.test", true).is_ok());
+        let elsewhere = addressing_allowed(&by_certificate, "peer.test", "other.test", false);
+        assert_eq!(elsewhere.unwrap_err().0, "host-unknown");
     }
 }
