@@ -364,6 +364,94 @@ async def test_direct_tls_listener_takes_sasl_external(pair, ca):
             tls.close()
 
 
+class TinySrvResponder:
+    """A DNS server on loopback that knows only SRV records (RFC 1035 packets by hand, RFC 2782
+    records): enough for Salon's SRV lookups through `s2s.nameserver`. Other names: NXDOMAIN."""
+
+    def __init__(self, records: dict[str, list[tuple[int, int, int, str]]]):
+        import threading
+        self.records = {name.lower().rstrip("."): answers for name, answers in records.items()}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.asked: list[str] = []
+        self.running = True
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def encode_name(name: str) -> bytes:
+        return b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
+
+    def serve(self):
+        while self.running:
+            try:
+                packet, peer = self.sock.recvfrom(4096)
+            except (socket.timeout, OSError):
+                continue
+            if len(packet) < 12:
+                continue
+            labels, i = [], 12
+            while i < len(packet) and packet[i] != 0:
+                n = packet[i]
+                labels.append(packet[i + 1:i + 1 + n].decode(errors="replace"))
+                i += 1 + n
+            question_end = i + 5
+            qtype = int.from_bytes(packet[i + 1:i + 3], "big")
+            name = ".".join(labels).lower()
+            self.asked.append(name)
+            answers = self.records.get(name, []) if qtype == 33 else []
+            known = name in self.records
+            flags = 0x8180 if known else 0x8183
+            header = packet[:2] + flags.to_bytes(2, "big") + (1).to_bytes(2, "big") \
+                + len(answers).to_bytes(2, "big") + b"\0\0\0\0"
+            body = packet[12:question_end]
+            for priority, weight, port, target in answers:
+                rdata = priority.to_bytes(2, "big") + weight.to_bytes(2, "big") \
+                    + port.to_bytes(2, "big") + self.encode_name(target)
+                body += b"\xc0\x0c" + (33).to_bytes(2, "big") + (1).to_bytes(2, "big") \
+                    + (60).to_bytes(4, "big") + len(rdata).to_bytes(2, "big") + rdata
+            self.sock.sendto(header + body, peer)
+
+    def close(self):
+        self.running = False
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+@async_test(timeout=90)
+async def test_srv_records_are_followed_in_priority_order(pair, ca, tmp_path_factory):
+    """RFC 6120 §3.2.1: a third server (salon.test on a side port) has no hosts override; it
+    finds salon2.test through `_xmpp-server._tcp` SRV records from a DNS responder here, skips
+    the first target (nothing listens there) and delivers through the second."""
+    _one, two = pair
+    dns = TinySrvResponder({
+        "_xmpp-server._tcp.salon2.test": [(10, 0, 5999, "salon2.test"), (20, 0, 5469, "salon2.test")],
+    })
+    base = tmp_path_factory.mktemp("fedsrv")
+    ca_file = base / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    three = salon(tmp_path_factory, "fedsrv", "salon.test", "127.0.0.10",
+                  write_cert(ca, "salon.test", base / "cert"),
+                  {"ca_file": str(ca_file), "dns_timeout_seconds": 2,
+                   "nameserver": f"127.0.0.1:{dns.port}"}, port=5569)
+    try:
+        (a_jid, a_pw), (b_jid, b_pw) = three.new_user("va"), two.new_user("vb")
+        async with Clients() as cs:
+            alice = await login(cs, three, a_jid, a_pw)
+            bob = await login(cs, two, b_jid, b_pw)
+            alice.send_message(b_jid, "found by SRV")
+            await bob.wait_message(lambda m: m["body"] == "found by SRV", timeout=30)
+        assert "_xmpp-server._tcp.salon2.test" in dns.asked, dns.asked
+        assert "_xmpps-server._tcp.salon2.test" in dns.asked, dns.asked
+        log = three.log_text()
+        assert "salon2.test" in log and "5999" in log, log[-3000:]
+    finally:
+        three.stop()
+        dns.close()
+
+
 # ----- policies: one side's certificate not trusted by the other ------------------------------
 
 def untrusted_pair(tmp_path_factory, ca, salon_policy: str):

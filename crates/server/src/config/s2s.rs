@@ -49,6 +49,8 @@ pub struct S2sConfig {
     /// Where some domains live, overriding DNS: `"domain" = "host:port"`, for private
     /// deployments and tests.
     pub hosts: BTreeMap<String, String>,
+    /// The DNS server for SRV lookups (`"ip:port"`), instead of the system's configuration.
+    pub nameserver: Option<std::net::SocketAddr>,
 }
 
 impl Default for S2sConfig {
@@ -67,6 +69,7 @@ impl Default for S2sConfig {
             max_incoming_per_domain: 8,
             max_incoming: 512,
             hosts: BTreeMap::new(),
+            nameserver: None,
         }
     }
 }
@@ -104,6 +107,9 @@ impl S2sConfig {
                 "s2s.domain_policy.{domain:?} = {:?}\n",
                 policy(*p)
             ));
+        }
+        if let Some(nameserver) = self.nameserver {
+            out.push_str(&format!("s2s.nameserver = {nameserver}\n"));
         }
         for (domain, host) in &self.hosts {
             out.push_str(&format!("s2s.hosts.{domain:?} = {host:?}\n"));

@@ -61,6 +61,8 @@ pub struct S2s {
     /// The secret dialback keys are made from (XEP-0220 §4), new at every start.
     secret: [u8; 32],
     links: DashMap<(String, String), Link>,
+    /// For SRV lookups (`dns.rs`).
+    resolver: Option<hickory_resolver::TokioResolver>,
     next_link: AtomicU64,
     /// Incoming streams now, in all and per authenticated remote domain.
     pub(crate) incoming: std::sync::atomic::AtomicUsize,
@@ -79,6 +81,7 @@ pub fn install(server: &Arc<Server>) -> anyhow::Result<()> {
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
     let s2s = Arc::new(S2s {
         server: Arc::downgrade(server),
+        resolver: dns::resolver(config.nameserver),
         rate: crate::limits::RateWindow::new(
             config.stanzas_per_second as usize,
             Duration::from_secs(1),

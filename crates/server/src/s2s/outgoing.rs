@@ -54,7 +54,13 @@ pub struct Connected {
 /// Connect to `remote`'s server for `local` and take up TLS. Targets are tried in order.
 pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<Connected, Failure> {
     let dns_timeout = Duration::from_secs(s2s.config.dns_timeout_seconds);
-    let targets = dns::targets(remote, &s2s.config.hosts, dns_timeout).await;
+    let targets = dns::targets(
+        remote,
+        &s2s.config.hosts,
+        s2s.resolver.as_ref(),
+        dns_timeout,
+    )
+    .await;
     if targets.is_empty() {
         return Err(Failure::NotFound(
             "its DNS says it offers no XMPP service".into(),
