@@ -65,7 +65,7 @@ impl Default for S2sConfig {
             idle_timeout_seconds: 600,
             queue_stanzas: 256,
             max_stanza_bytes: 256 * 1024,
-            stanzas_per_second: 200,
+            stanzas_per_second: 1000,
             max_incoming_per_domain: 8,
             max_incoming: 512,
             hosts: BTreeMap::new(),

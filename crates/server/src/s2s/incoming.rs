@@ -509,16 +509,11 @@ impl Incoming {
             server.answer_iq(&stanza, reply);
             return true;
         }
-        if !self.s2s.rate.try_take(&remote.to_string()) {
-            server.bounce(
-                &stanza,
-                crate::stanza::StanzaError::new(
-                    crate::stanza::ErrorType::Wait,
-                    crate::stanza::StanzaCondition::ResourceConstraint,
-                )
-                .with_text("too many stanzas from your server"),
-            );
-            return true;
+        // Over the rate, stop reading for a moment: TCP pushes back on the peer, and nothing is
+        // lost (a bounce would make rooms drop the remote occupant).
+        let remote = remote.to_string();
+        while !self.s2s.rate.try_take(&remote) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         server.route(stanza).await;
         true
