@@ -129,6 +129,16 @@ impl S2s {
             return;
         }
         let key = (from_domain.to_string(), to_domain.to_string());
+        // Each domain pair costs a task and a connection: bounded, however many domains local
+        // users write to.
+        if !self.links.contains_key(&key) && self.links.len() >= self.config.max_outgoing {
+            self.bounce(
+                item,
+                StanzaError::new(stanza::ErrorType::Wait, StanzaCondition::ResourceConstraint)
+                    .with_text("too many servers being reached at once; try again later"),
+            );
+            return;
+        }
         let mut item = item;
         // Twice at most: a link whose task just ended is replaced once.
         for _ in 0..2 {
