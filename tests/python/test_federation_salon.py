@@ -247,12 +247,19 @@ async def test_remote_user_in_a_room(pair):
 @async_test(timeout=60)
 async def test_guests_do_not_federate(pair):
     one, two = pair
-    (b_jid, _b_pw) = two.new_user("gb")
+    b_jid, _b_pw = two.new_user("gb")
     async with Clients() as cs:
         guest = await cs.login(one, one.anon_domain, "", mech="ANONYMOUS")
         mid = guest.send_message(b_jid, "guest to remote")
         err = await guest.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=15)
         assert stanza_error_condition(err.xml) == "not-allowed", err
+        # Nor can other servers' users reach the guest directly (only through rooms).
+        bob = await login(cs, two, b_jid, _b_pw)
+        mid = bob.send_message(guest.jid, "remote to guest")
+        err = await bob.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=15)
+        assert stanza_error_condition(err.xml) == "not-allowed", err
+        await asyncio.sleep(0.3)
+        assert not [m for m in guest.messages if m["body"] == "remote to guest"]
 
 
 @async_test(timeout=60)

@@ -493,10 +493,35 @@ impl Incoming {
             self.fail(condition, &text).await;
             return false;
         }
+        // Over the rate, stop reading for a moment: TCP pushes back on the peer, and nothing is
+        // lost (a bounce would make rooms drop the remote occupant).
+        while !self.s2s.rate.try_take(&remote.to_string()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let Some(server) = self.s2s.server() else {
             return false;
         };
         let stanza = stream::renamespace(&stanza, SERVER, ns::CLIENT);
+        // Guests do not federate in either direction (XEP-0175 §4): other servers' users meet
+        // them in rooms only, and a guest could not answer anyway.
+        if server.is_anonymous_host(local) {
+            // The error goes straight to the link: routing refuses anything from the guests'
+            // host to other servers, and this answer carries nothing of the guest's.
+            let answered = crate::stanza::is_error(&stanza)
+                || stanza.name() == "presence"
+                || (stanza.name() == "iq" && stanza.attr("type") == Some("result"));
+            if !answered {
+                let error = crate::stanza::StanzaError::new(
+                    crate::stanza::ErrorType::Cancel,
+                    crate::stanza::StanzaCondition::NotAllowed,
+                )
+                .with_text("guests of this server cannot be reached from other servers");
+                let reply = crate::stanza::error_reply(&stanza, &error);
+                self.s2s
+                    .enqueue(super::Queued::Element(reply), local, remote);
+            }
+            return true;
+        }
         // An IQ from a server itself (a bare domain) to one of our domains: the core's IQ
         // handlers answer full JIDs only, so the server-to-server ping (XEP-0199 §4.3) is
         // answered here and anything else refused, never dropped.
@@ -508,12 +533,6 @@ impl Incoming {
             };
             server.answer_iq(&stanza, reply);
             return true;
-        }
-        // Over the rate, stop reading for a moment: TCP pushes back on the peer, and nothing is
-        // lost (a bounce would make rooms drop the remote occupant).
-        let remote = remote.to_string();
-        while !self.s2s.rate.try_take(&remote) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         server.route(stanza).await;
         true

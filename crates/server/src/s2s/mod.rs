@@ -119,7 +119,7 @@ impl S2s {
         dialback::key(&self.secret, receiving, originating, id)
     }
 
-    fn enqueue(&self, item: Queued, from_domain: &str, to_domain: &str) {
+    pub(crate) fn enqueue(&self, item: Queued, from_domain: &str, to_domain: &str) {
         if self.policy(to_domain) == S2sPolicy::Refuse {
             self.bounce(
                 item,
