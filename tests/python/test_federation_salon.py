@@ -21,6 +21,8 @@ import re
 import socket
 import ssl
 import time
+import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -74,7 +76,7 @@ def salon(tmp_path_factory, name, domain, address, tls, s2s, port=5269, **extra)
         tmp_path_factory,
         name,
         domain=domain,
-        listen={"s2s": f"{address}:{port}"},
+        listen={"s2s": f"{address}:{port}", "s2s_direct_tls": f"{address}:{port + 1}"},
         tls=tls,
         s2s=s2s,
         muc={"create_rooms": "anyone"} if "muc" not in extra else extra.pop("muc"),
@@ -99,7 +101,7 @@ def pair(tmp_path_factory, ca):
     hosts = {name: f"{name}:5469" for d in ("salon.test", "salon2.test") for name in names(d)}
     s2s = {"ca_file": str(ca_file), "dns_timeout_seconds": 1, "hosts": hosts}
     one = salon(tmp_path_factory, "fed1", "salon.test", "127.0.0.10",
-                write_cert(ca, "salon.test", base / "one"), s2s, port=5469)
+                write_cert(ca, "salon.test", base / "one"), s2s, port=5469, metrics=True)
     two = salon(tmp_path_factory, "fed2", "salon2.test", "127.0.0.13",
                 write_cert(ca, "salon2.test", base / "two"), s2s, port=5469)
     yield one, two
@@ -135,6 +137,12 @@ async def test_messages_cross_both_ways_with_sasl_external(pair):
         resp = await alice.iq("get", b_jid, "<query xmlns='http://jabber.org/protocol/disco#info'/>")
         assert resp["type"] in ("result", "error"), resp
         assert str(resp["from"]) == b_jid, resp
+    metrics = metrics_text(one)
+    for direction in ("incoming", "outgoing"):
+        assert re.search(
+            rf'salon_s2s_authentications_total\{{direction="{direction}",method="sasl_external"\}} [1-9]',
+            metrics,
+        ), metrics
     for server, peer in ((one, "salon2.test"), (two, "salon.test")):
         log = server.log_text()
         assert re.search(rf"remote=\S*{re.escape(peer)}\S* method=\S*SASL EXTERNAL", log) or (
@@ -207,7 +215,7 @@ async def test_remote_user_in_a_room(pair):
 
         bob = await login(cs, two, b_jid, b_pw)
         join = bob.x.make_presence(pto=f"{room}/bob")
-        join.append(__import__("xml.etree.ElementTree", fromlist=["Element"]).Element(f"{{{NS_MUC}}}x"))
+        join.append(ET.Element(f"{{{NS_MUC}}}x"))
         join.send()
         await bob.wait_presence(lambda p: str(p["from"]) == f"{room}/bob", timeout=30)
         await bob.wait_message(lambda m: m["body"] == "before bob", timeout=30)  # history
@@ -225,17 +233,33 @@ async def test_remote_user_in_a_room(pair):
         bob.x.send_message(mto=f"{room}/alice", mbody="psst back", mtype="chat")
         got = await alice.wait_message(lambda m: m["body"] == "psst back", timeout=30)
         assert str(got["from"]) == f"{room}/bob", got
+        # The room's archive answers the remote occupant (XEP-0313 §6), results before the IQ.
+        resp = await bob.iq("set", room, "<query xmlns='urn:xmpp:mam:2' queryid='q1'/>", timeout=30)
+        assert resp["type"] == "result", resp
+        archived = [
+            m for m in bob.messages
+            if m.xml.find("{urn:xmpp:mam:2}result") is not None
+            and "before bob" in ET.tostring(m.xml, encoding="unicode")
+        ]
+        assert archived, [str(m) for m in bob.messages]
 
 
 @async_test(timeout=60)
 async def test_guests_do_not_federate(pair):
     one, two = pair
-    (b_jid, _b_pw) = two.new_user("gb")
+    b_jid, _b_pw = two.new_user("gb")
     async with Clients() as cs:
         guest = await cs.login(one, one.anon_domain, "", mech="ANONYMOUS")
         mid = guest.send_message(b_jid, "guest to remote")
         err = await guest.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=15)
         assert stanza_error_condition(err.xml) == "not-allowed", err
+        # Nor can other servers' users reach the guest directly (only through rooms).
+        bob = await login(cs, two, b_jid, _b_pw)
+        mid = bob.send_message(guest.jid, "remote to guest")
+        err = await bob.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=15)
+        assert stanza_error_condition(err.xml) == "not-allowed", err
+        await asyncio.sleep(0.3)
+        assert not [m for m in guest.messages if m["body"] == "remote to guest"]
 
 
 @async_test(timeout=60)
@@ -249,13 +273,22 @@ async def test_unknown_domain_bounces_in_bounded_time(pair):
         err = await alice.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=30)
         assert stanza_error_condition(err.xml) in ("remote-server-not-found", "remote-server-timeout"), err
         assert time.monotonic() - started < 30
+    metrics = metrics_text(one)
+    assert re.search(r'salon_s2s_bounces_total\{condition="remote-server-(not-found|timeout)"\} [1-9]', metrics), metrics
+
+
+def metrics_text(server) -> str:
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
 
 
 def raw_s2s(address: str, to: str, frm: str, ca: trustme.CA, cert_domain: str, timeout=15.0,
-            port=5469):
-    """A hand-made server stream: STARTTLS with a certificate from `ca` for `cert_domain`,
-    SASL EXTERNAL as `frm`. Returns the TLS socket after the restart and a reader."""
-    sock = socket.create_connection((address, port), timeout=timeout)
+            port=5469, direct_tls=False):
+    """A hand-made server stream: STARTTLS (or TLS from the first byte, XEP-0368, on the next
+    port) with a certificate from `ca` for `cert_domain`, SASL EXTERNAL as `frm`. Returns the
+    TLS socket after the restart and a reader."""
+    sock = socket.create_connection((address, port + 1 if direct_tls else port), timeout=timeout)
     header = (f"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
               f"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
               f"to='{to}' from='{frm}' version='1.0'>")
@@ -272,14 +305,17 @@ def raw_s2s(address: str, to: str, frm: str, ca: trustme.CA, cert_domain: str, t
         got, _, buf = buf.partition(marker)
         return got + marker if marker in got + marker else got
 
-    sock.sendall(header.encode())
-    read_until(sock, b"</stream:features>")
-    sock.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-    read_until(sock, b"/>")
     ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ca.configure_trust(ctx)
     ca.issue_cert(cert_domain).configure_cert(ctx)
+    if direct_tls:
+        ctx.set_alpn_protocols(["xmpp-server"])
+    else:
+        sock.sendall(header.encode())
+        read_until(sock, b"</stream:features>")
+        sock.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        read_until(sock, b"/>")
+    # The server's certificate checks out against the test CA for the name asked.
     tls = ctx.wrap_socket(sock, server_hostname=to)
     buf = b""
     tls.sendall(header.encode())
@@ -307,6 +343,120 @@ def test_forged_from_ends_the_stream(pair, ca):
     finally:
         tls.close()
     assert "forger.test" in one.log_text()
+
+
+@async_test(timeout=60)
+async def test_direct_tls_listener_takes_sasl_external(pair, ca):
+    """XEP-0368: a peer connecting with TLS from the first byte (ALPN xmpp-server)
+    authenticates and delivers."""
+    one, _two = pair
+    a_jid, a_pw = one.new_user("dt")
+    async with Clients() as cs:
+        alice = await login(cs, one, a_jid, a_pw)
+        loop = asyncio.get_running_loop()
+
+        def speak():
+            tls, _read = raw_s2s("127.0.0.10", "salon.test", "direct.test", ca, "direct.test",
+                                 direct_tls=True)
+            assert tls.selected_alpn_protocol() == "xmpp-server"
+            tls.sendall(f"<message xmlns='jabber:server' from='dora@direct.test/x' to='{a_jid}' "
+                        f"type='chat'><body>over direct TLS</body></message>".encode())
+            return tls
+
+        tls = await loop.run_in_executor(None, speak)
+        try:
+            got = await alice.wait_message(lambda m: m["body"] == "over direct TLS", timeout=15)
+            assert str(got["from"]) == "dora@direct.test/x", got
+        finally:
+            tls.close()
+
+
+class TinySrvResponder:
+    """A DNS server on loopback that knows only SRV records (RFC 1035 packets by hand, RFC 2782
+    records): enough for Salon's SRV lookups through `s2s.nameserver`. Other names: NXDOMAIN."""
+
+    def __init__(self, records: dict[str, list[tuple[int, int, int, str]]]):
+        import threading
+        self.records = {name.lower().rstrip("."): answers for name, answers in records.items()}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.asked: list[str] = []
+        self.running = True
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def encode_name(name: str) -> bytes:
+        return b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
+
+    def serve(self):
+        while self.running:
+            try:
+                packet, peer = self.sock.recvfrom(4096)
+            except (socket.timeout, OSError):
+                continue
+            if len(packet) < 12:
+                continue
+            labels, i = [], 12
+            while i < len(packet) and packet[i] != 0:
+                n = packet[i]
+                labels.append(packet[i + 1:i + 1 + n].decode(errors="replace"))
+                i += 1 + n
+            question_end = i + 5
+            qtype = int.from_bytes(packet[i + 1:i + 3], "big")
+            name = ".".join(labels).lower()
+            self.asked.append(name)
+            answers = self.records.get(name, []) if qtype == 33 else []
+            known = name in self.records
+            flags = 0x8180 if known else 0x8183
+            header = packet[:2] + flags.to_bytes(2, "big") + (1).to_bytes(2, "big") \
+                + len(answers).to_bytes(2, "big") + b"\0\0\0\0"
+            body = packet[12:question_end]
+            for priority, weight, port, target in answers:
+                rdata = priority.to_bytes(2, "big") + weight.to_bytes(2, "big") \
+                    + port.to_bytes(2, "big") + self.encode_name(target)
+                body += b"\xc0\x0c" + (33).to_bytes(2, "big") + (1).to_bytes(2, "big") \
+                    + (60).to_bytes(4, "big") + len(rdata).to_bytes(2, "big") + rdata
+            self.sock.sendto(header + body, peer)
+
+    def close(self):
+        self.running = False
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+@async_test(timeout=90)
+async def test_srv_records_are_followed_in_priority_order(pair, ca, tmp_path_factory):
+    """RFC 6120 §3.2.1: a third server (salon.test on a side port) has no hosts override; it
+    finds salon2.test through `_xmpp-server._tcp` SRV records from a DNS responder here, skips
+    the first target (nothing listens there) and delivers through the second."""
+    _one, two = pair
+    dns = TinySrvResponder({
+        "_xmpp-server._tcp.salon2.test": [(10, 0, 5999, "salon2.test"), (20, 0, 5469, "salon2.test")],
+    })
+    base = tmp_path_factory.mktemp("fedsrv")
+    ca_file = base / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    three = salon(tmp_path_factory, "fedsrv", "salon.test", "127.0.0.10",
+                  write_cert(ca, "salon.test", base / "cert"),
+                  {"ca_file": str(ca_file), "dns_timeout_seconds": 2,
+                   "nameserver": f"127.0.0.1:{dns.port}"}, port=5569)
+    try:
+        (a_jid, a_pw), (b_jid, b_pw) = three.new_user("va"), two.new_user("vb")
+        async with Clients() as cs:
+            alice = await login(cs, three, a_jid, a_pw)
+            bob = await login(cs, two, b_jid, b_pw)
+            alice.send_message(b_jid, "found by SRV")
+            await bob.wait_message(lambda m: m["body"] == "found by SRV", timeout=30)
+        assert "_xmpp-server._tcp.salon2.test" in dns.asked, dns.asked
+        assert "_xmpps-server._tcp.salon2.test" in dns.asked, dns.asked
+        log = three.log_text()
+        assert "salon2.test" in log and "5999" in log, log[-3000:]
+    finally:
+        three.stop()
+        dns.close()
 
 
 # ----- policies: one side's certificate not trusted by the other ------------------------------

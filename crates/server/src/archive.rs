@@ -42,6 +42,11 @@ pub trait ArchiveHost: Send + Sync {
     fn archive_store(&self) -> Arc<dyn ArchiveStore>;
     fn extensions(&self) -> &Extensions;
     fn local_session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>>;
+    /// Send a query result to a requester on another server (a remote room occupant);
+    /// `false` where there is no such path (accounts' archives answer local sessions only).
+    fn send_remote(&self, _to: &jid::FullJid, _stanza: &Element) -> bool {
+        false
+    }
 }
 
 impl ArchiveHost for Server {
@@ -69,6 +74,14 @@ impl ArchiveHost for ServiceContext {
 
     fn local_session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>> {
         ServiceContext::local_session(self, full)
+    }
+
+    fn send_remote(&self, to: &jid::FullJid, stanza: &Element) -> bool {
+        ServiceContext::send_remote(
+            self,
+            to,
+            &crate::session_handle::AddressedTemplate::new(stanza),
+        )
     }
 }
 
@@ -323,9 +336,7 @@ pub async fn answer_query(
         }
     };
     let query_id = query.attr("queryid");
-    let Some(session) = host.local_session(to) else {
-        return Ok(None);
-    };
+    let session = host.local_session(to);
     for message in &page.messages {
         let Some(original) = salon_xml::parse_stored(&message.stanza, ns::CLIENT) else {
             continue;
@@ -351,7 +362,18 @@ pub async fn answer_query(
                     .build(),
             )
             .build();
-        session.send_element(&result);
+        // A local session directly, else a remote occupant through federation (its results
+        // share the room's stream with the IQ answer that follows, so they arrive first).
+        let sent = match &session {
+            Some(session) => {
+                session.send_element(&result);
+                true
+            }
+            None => host.send_remote(to, &result),
+        };
+        if !sent {
+            return Ok(None);
+        }
     }
 
     let mut set = Build::new("set", ns::RSM);

@@ -28,6 +28,10 @@ pub struct Metrics {
     /// The CPU time already added to `cpu_seconds`; the counter only goes up by differences.
     cpu_counted: std::sync::Mutex<f64>,
     open_fds: Gauge,
+    /// Federation: streams open, authentications and bounces, by label.
+    s2s_streams: Family<Labels, Gauge>,
+    s2s_authentications: Family<Labels, Counter>,
+    s2s_bounces: Family<Labels, Counter>,
     /// Where the room gauges come from, when a chat service runs.
     room_counts: std::sync::OnceLock<Arc<dyn RoomCounts>>,
 }
@@ -125,6 +129,24 @@ impl Metrics {
             "Open file descriptors",
             open_fds.clone(),
         );
+        let s2s_streams = Family::<Labels, Gauge>::default();
+        registry.register(
+            "salon_s2s_streams",
+            "Open server-to-server streams, by direction",
+            s2s_streams.clone(),
+        );
+        let s2s_authentications = Family::<Labels, Counter>::default();
+        registry.register(
+            "salon_s2s_authentications",
+            "Server-to-server streams authenticated, by direction and method",
+            s2s_authentications.clone(),
+        );
+        let s2s_bounces = Family::<Labels, Counter>::default();
+        registry.register(
+            "salon_s2s_bounces",
+            "Stanzas for other servers bounced to their sender, by error condition",
+            s2s_bounces.clone(),
+        );
         // Counters held directly, so that counting takes no label lookup.
         let counter = |family: &Family<Labels, Counter>, name, value| {
             let counter: Counter = family.get_or_create(&vec![(name, value)]).clone();
@@ -148,7 +170,32 @@ impl Metrics {
             cpu_counted: std::sync::Mutex::new(0.0),
             open_fds,
             room_counts: std::sync::OnceLock::new(),
+            s2s_streams,
+            s2s_authentications,
+            s2s_bounces,
         }
+    }
+
+    /// A server-to-server stream opened (`+1`) or closed (`-1`); `direction` is `incoming` or
+    /// `outgoing`.
+    pub fn s2s_stream(&self, direction: &'static str, change: i64) {
+        self.s2s_streams
+            .get_or_create(&vec![("direction", direction)])
+            .inc_by(change);
+    }
+
+    /// A server-to-server stream authenticated, `method` `sasl_external` or `dialback`.
+    pub fn s2s_authenticated(&self, direction: &'static str, method: &'static str) {
+        self.s2s_authentications
+            .get_or_create(&vec![("direction", direction), ("method", method)])
+            .inc();
+    }
+
+    /// A stanza for another server bounced with `condition`.
+    pub fn s2s_bounced(&self, condition: &'static str) {
+        self.s2s_bounces
+            .get_or_create(&vec![("condition", condition)])
+            .inc();
     }
 
     /// A stanza from a client: `message`, `presence` or `iq`.

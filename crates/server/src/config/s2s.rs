@@ -46,9 +46,13 @@ pub struct S2sConfig {
     pub max_incoming_per_domain: usize,
     /// Incoming streams at once in all (authenticated or not).
     pub max_incoming: usize,
+    /// Outgoing streams (open or being set up) at once in all, one per domain pair.
+    pub max_outgoing: usize,
     /// Where some domains live, overriding DNS: `"domain" = "host:port"`, for private
     /// deployments and tests.
     pub hosts: BTreeMap<String, String>,
+    /// The DNS server for SRV lookups (`"ip:port"`), instead of the system's configuration.
+    pub nameserver: Option<std::net::SocketAddr>,
 }
 
 impl Default for S2sConfig {
@@ -63,10 +67,12 @@ impl Default for S2sConfig {
             idle_timeout_seconds: 600,
             queue_stanzas: 256,
             max_stanza_bytes: 256 * 1024,
-            stanzas_per_second: 200,
+            stanzas_per_second: 1000,
             max_incoming_per_domain: 8,
             max_incoming: 512,
+            max_outgoing: 1024,
             hosts: BTreeMap::new(),
+            nameserver: None,
         }
     }
 }
@@ -105,11 +111,14 @@ impl S2sConfig {
                 policy(*p)
             ));
         }
+        if let Some(nameserver) = self.nameserver {
+            out.push_str(&format!("s2s.nameserver = {nameserver}\n"));
+        }
         for (domain, host) in &self.hosts {
             out.push_str(&format!("s2s.hosts.{domain:?} = {host:?}\n"));
         }
         out.push_str(&format!(
-            "s2s.dns_timeout_seconds = {}\ns2s.connect_timeout_seconds = {}\ns2s.idle_timeout_seconds = {}\ns2s.queue_stanzas = {}\ns2s.max_stanza_bytes = {}\ns2s.stanzas_per_second = {}\ns2s.max_incoming_per_domain = {}\ns2s.max_incoming = {}\n",
+            "s2s.dns_timeout_seconds = {}\ns2s.connect_timeout_seconds = {}\ns2s.idle_timeout_seconds = {}\ns2s.queue_stanzas = {}\ns2s.max_stanza_bytes = {}\ns2s.stanzas_per_second = {}\ns2s.max_incoming_per_domain = {}\ns2s.max_incoming = {}\ns2s.max_outgoing = {}\n",
             self.dns_timeout_seconds,
             self.connect_timeout_seconds,
             self.idle_timeout_seconds,
@@ -117,7 +126,8 @@ impl S2sConfig {
             self.max_stanza_bytes,
             self.stanzas_per_second,
             self.max_incoming_per_domain,
-            self.max_incoming
+            self.max_incoming,
+            self.max_outgoing
         ));
         out
     }
@@ -209,6 +219,7 @@ impl S2sConfig {
                 1000,
             ),
             ("s2s.max_incoming", self.max_incoming, 1, 100_000),
+            ("s2s.max_outgoing", self.max_outgoing, 1, 100_000),
         ] {
             if value < min || value > max {
                 return Err((key.into(), format!("must be between {min} and {max}")));

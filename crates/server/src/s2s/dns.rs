@@ -7,7 +7,7 @@
 
 use hickory_resolver::TokioResolver;
 use rand::Rng;
-use std::sync::OnceLock;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// One place to try, in order.
@@ -34,6 +34,7 @@ pub struct SrvRecord {
 pub async fn targets(
     domain: &str,
     overrides: &std::collections::BTreeMap<String, String>,
+    resolver: Option<&TokioResolver>,
     timeout: Duration,
 ) -> Vec<Target> {
     if let Some(host) = overrides.get(domain) {
@@ -47,7 +48,10 @@ pub async fn targets(
             }
         }
     }
-    let records = srv_records(domain, timeout).await;
+    let records = match resolver {
+        Some(resolver) => srv_records(resolver, domain, timeout).await,
+        None => Vec::new(),
+    };
     if records.is_empty() {
         return vec![Target {
             host: domain.to_string(),
@@ -66,27 +70,34 @@ pub async fn targets(
         .collect()
 }
 
-fn resolver() -> Option<&'static TokioResolver> {
-    static RESOLVER: OnceLock<Option<TokioResolver>> = OnceLock::new();
-    RESOLVER
-        .get_or_init(|| match TokioResolver::builder_tokio() {
-            Ok(mut builder) => {
-                builder.options_mut().attempts = 1;
-                Some(builder.build())
-            }
+/// The resolver for SRV lookups: the system's configuration (`/etc/resolv.conf`), or one name
+/// server (`s2s.nameserver`). `None` when the system has no usable configuration.
+pub fn resolver(nameserver: Option<SocketAddr>) -> Option<TokioResolver> {
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+    use hickory_resolver::name_server::TokioConnectionProvider;
+    let mut builder = match nameserver {
+        Some(address) => TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(
+                None,
+                Vec::new(),
+                NameServerConfigGroup::from_ips_clear(&[address.ip()], address.port(), true),
+            ),
+            TokioConnectionProvider::default(),
+        ),
+        None => match TokioResolver::builder_tokio() {
+            Ok(builder) => builder,
             Err(e) => {
                 tracing::warn!(error = %e, "s2s: no system DNS configuration; SRV lookups off");
-                None
+                return None;
             }
-        })
-        .as_ref()
+        },
+    };
+    builder.options_mut().attempts = 1;
+    Some(builder.build())
 }
 
 /// Both SRV services, asked at once, within `timeout`. Failures and timeouts give nothing.
-async fn srv_records(domain: &str, timeout: Duration) -> Vec<SrvRecord> {
-    let Some(resolver) = resolver() else {
-        return Vec::new();
-    };
+async fn srv_records(resolver: &TokioResolver, domain: &str, timeout: Duration) -> Vec<SrvRecord> {
     let lookup = |service: &'static str, direct_tls: bool| {
         let name = format!("{service}._tcp.{domain}.");
         async move {
@@ -208,11 +219,18 @@ mod tests {
     async fn overrides_win_and_no_srv_falls_back_to_port_5269() {
         let mut overrides = std::collections::BTreeMap::new();
         overrides.insert("pinned.test".to_string(), "127.0.0.9:5999".to_string());
-        let pinned = targets("pinned.test", &overrides, Duration::from_secs(1)).await;
+        let pinned = targets("pinned.test", &overrides, None, Duration::from_secs(1)).await;
         assert_eq!(pinned[0].port, 5999);
         assert_eq!(pinned[0].host, "127.0.0.9");
         let started = std::time::Instant::now();
-        let fallback = targets("nothing.invalid", &overrides, Duration::from_secs(1)).await;
+        let resolver = resolver(None);
+        let fallback = targets(
+            "nothing.invalid",
+            &overrides,
+            resolver.as_ref(),
+            Duration::from_secs(1),
+        )
+        .await;
         assert_eq!(
             fallback,
             vec![Target {

@@ -54,9 +54,11 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
                 );
             }
             if handled {
+                s2s.count(|m| m.s2s_stream("incoming", 1));
                 let mut incoming = Incoming::new(s2s.clone(), stream);
                 incoming.run().await;
                 incoming.release();
+                s2s.count(|m| m.s2s_stream("incoming", -1));
             }
             s2s.incoming.fetch_sub(1, Ordering::SeqCst);
         });
@@ -341,6 +343,8 @@ impl Incoming {
             return false;
         }
         tracing::info!(peer = %self.stream.peer, remote = %domain, method = "SASL EXTERNAL", "s2s: incoming stream authenticated");
+        self.s2s
+            .count(|m| m.s2s_authenticated("incoming", "sasl_external"));
         self.authenticated.insert((domain, String::new()));
         self.id.clear();
         self.stream.restart();
@@ -424,6 +428,8 @@ impl Incoming {
                 return false;
             }
             tracing::info!(peer = %self.stream.peer, %remote, %local, method = "dialback", "s2s: incoming stream authenticated");
+            self.s2s
+                .count(|m| m.s2s_authenticated("incoming", "dialback"));
             self.authenticated
                 .insert((remote.to_string(), local.to_string()));
         } else {
@@ -480,41 +486,80 @@ impl Incoming {
             return false;
         };
         let (remote, local) = (from.domain().as_str(), to.domain().as_str());
-        let allowed = self
-            .authenticated
-            .contains(&(remote.to_string(), local.to_string()))
-            || self
-                .authenticated
-                .contains(&(remote.to_string(), String::new()));
-        if !allowed {
-            // RFC 6120 §4.9.3.9: a `from` the stream has not authenticated.
-            let text = format!("{remote} is not authenticated on this stream");
-            self.fail("invalid-from", &text).await;
+        let hosted = self.s2s.is_hosted(local);
+        if let Err((condition, text)) =
+            addressing_allowed(&self.authenticated, remote, local, hosted)
+        {
+            self.fail(condition, &text).await;
             return false;
         }
-        if !self.s2s.is_hosted(local) {
-            self.fail("host-unknown", &format!("{local} is not hosted here"))
-                .await;
-            return false;
+        // Over the rate, stop reading for a moment: TCP pushes back on the peer, and nothing is
+        // lost (a bounce would make rooms drop the remote occupant).
+        while !self.s2s.rate.try_take(&remote.to_string()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let Some(server) = self.s2s.server() else {
             return false;
         };
         let stanza = stream::renamespace(&stanza, SERVER, ns::CLIENT);
-        if !self.s2s.rate.try_take(&remote.to_string()) {
-            server.bounce(
-                &stanza,
-                crate::stanza::StanzaError::new(
-                    crate::stanza::ErrorType::Wait,
-                    crate::stanza::StanzaCondition::ResourceConstraint,
+        // Guests do not federate in either direction (XEP-0175 §4): other servers' users meet
+        // them in rooms only, and a guest could not answer anyway.
+        if server.is_anonymous_host(local) {
+            // The error goes straight to the link: routing refuses anything from the guests'
+            // host to other servers, and this answer carries nothing of the guest's.
+            let answered = crate::stanza::is_error(&stanza)
+                || stanza.name() == "presence"
+                || (stanza.name() == "iq" && stanza.attr("type") == Some("result"));
+            if !answered {
+                let error = crate::stanza::StanzaError::new(
+                    crate::stanza::ErrorType::Cancel,
+                    crate::stanza::StanzaCondition::NotAllowed,
                 )
-                .with_text("too many stanzas from your server"),
-            );
+                .with_text("guests of this server cannot be reached from other servers");
+                let reply = crate::stanza::error_reply(&stanza, &error);
+                self.s2s
+                    .enqueue(super::Queued::Element(reply), local, remote);
+            }
+            return true;
+        }
+        // An IQ from a server itself (a bare domain) to one of our domains: the core's IQ
+        // handlers answer full JIDs only, so the server-to-server ping (XEP-0199 §4.3) is
+        // answered here and anything else refused, never dropped.
+        if stanza.name() == "iq" && from.node().is_none() && to.node().is_none() {
+            let reply = match stanza.attr("type") {
+                Some("get") if stanza.get_child("ping", ns::PING).is_some() => Ok(None),
+                Some("get" | "set") => Err(crate::stanza::StanzaError::service_unavailable()),
+                _ => return true,
+            };
+            server.answer_iq(&stanza, reply);
             return true;
         }
         server.route(stanza).await;
         true
     }
+}
+
+/// Whether a stanza from `remote` to `local` may pass on a stream that authenticated the
+/// (remote, local) pairs in `authenticated` ((remote, "") for any of ours): the stream error
+/// otherwise (RFC 6120 §4.9.3.9 `invalid-from`, §4.9.3.6 `host-unknown`).
+fn addressing_allowed(
+    authenticated: &HashSet<(String, String)>,
+    remote: &str,
+    local: &str,
+    local_is_hosted: bool,
+) -> Result<(), (&'static str, String)> {
+    let allowed = authenticated.contains(&(remote.to_string(), local.to_string()))
+        || authenticated.contains(&(remote.to_string(), String::new()));
+    if !allowed {
+        return Err((
+            "invalid-from",
+            format!("{remote} is not authenticated on this stream"),
+        ));
+    }
+    if !local_is_hosted {
+        return Err(("host-unknown", format!("{local} is not hosted here")));
+    }
+    Ok(())
 }
 
 fn random_id() -> String {
@@ -525,8 +570,30 @@ fn random_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn stream_ids_are_fresh() {
-        assert_ne!(super::random_id(), super::random_id());
+        assert_ne!(random_id(), random_id());
+    }
+
+    #[test]
+    fn only_authenticated_domains_may_send_and_only_to_our_hosts() {
+        let mut by_dialback = HashSet::new();
+        by_dialback.insert(("peer.test".to_string(), "salon.test".to_string()));
+        assert!(addressing_allowed(&by_dialback, "peer.test", "salon.test", true).is_ok());
+        // Dialback authenticates one pair: not another of our domains, not another sender.
+        let refused = addressing_allowed(&by_dialback, "peer.test", "rooms.salon.test", true);
+        assert_eq!(refused.unwrap_err().0, "invalid-from");
+        let forged = addressing_allowed(&by_dialback, "salon2.test", "salon.test", true);
+        assert_eq!(forged.unwrap_err().0, "invalid-from");
+        let sub = addressing_allowed(&by_dialback, "conference.peer.test", "salon.test", true);
+        assert_eq!(sub.unwrap_err().0, "invalid-from");
+        // SASL EXTERNAL authenticates the domain towards all of ours, but only ours.
+        let mut by_certificate = HashSet::new();
+        by_certificate.insert(("peer.test".to_string(), String::new()));
+        assert!(addressing_allowed(&by_certificate, "peer.test", "rooms.salon.test", true).is_ok());
+        let elsewhere = addressing_allowed(&by_certificate, "peer.test", "other.test", false);
+        assert_eq!(elsewhere.unwrap_err().0, "host-unknown");
     }
 }

@@ -61,6 +61,8 @@ pub struct S2s {
     /// The secret dialback keys are made from (XEP-0220 §4), new at every start.
     secret: [u8; 32],
     links: DashMap<(String, String), Link>,
+    /// For SRV lookups (`dns.rs`).
+    resolver: Option<hickory_resolver::TokioResolver>,
     next_link: AtomicU64,
     /// Incoming streams now, in all and per authenticated remote domain.
     pub(crate) incoming: std::sync::atomic::AtomicUsize,
@@ -79,6 +81,7 @@ pub fn install(server: &Arc<Server>) -> anyhow::Result<()> {
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
     let s2s = Arc::new(S2s {
         server: Arc::downgrade(server),
+        resolver: dns::resolver(config.nameserver),
         rate: crate::limits::RateWindow::new(
             config.stanzas_per_second as usize,
             Duration::from_secs(1),
@@ -116,7 +119,7 @@ impl S2s {
         dialback::key(&self.secret, receiving, originating, id)
     }
 
-    fn enqueue(&self, item: Queued, from_domain: &str, to_domain: &str) {
+    pub(crate) fn enqueue(&self, item: Queued, from_domain: &str, to_domain: &str) {
         if self.policy(to_domain) == S2sPolicy::Refuse {
             self.bounce(
                 item,
@@ -126,6 +129,16 @@ impl S2s {
             return;
         }
         let key = (from_domain.to_string(), to_domain.to_string());
+        // Each domain pair costs a task and a connection: bounded, however many domains local
+        // users write to.
+        if !self.links.contains_key(&key) && self.links.len() >= self.config.max_outgoing {
+            self.bounce(
+                item,
+                StanzaError::new(stanza::ErrorType::Wait, StanzaCondition::ResourceConstraint)
+                    .with_text("too many servers being reached at once; try again later"),
+            );
+            return;
+        }
         let mut item = item;
         // Twice at most: a link whose task just ended is replaced once.
         for _ in 0..2 {
@@ -191,7 +204,17 @@ impl S2s {
         let (Some(server), Some(stanza)) = (self.server(), item.into_element()) else {
             return;
         };
+        server.metrics.s2s_bounced(error.condition.name());
         server.bounce(&stanza, error);
+    }
+}
+
+impl S2s {
+    /// Metrics of the server this module serves, when it is still there.
+    pub(crate) fn count(&self, count: impl FnOnce(&crate::metrics::Metrics)) {
+        if let Some(server) = self.server() {
+            count(&server.metrics);
+        }
     }
 }
 

@@ -54,7 +54,13 @@ pub struct Connected {
 /// Connect to `remote`'s server for `local` and take up TLS. Targets are tried in order.
 pub async fn connect(s2s: &S2s, local: &str, remote: &str) -> Result<Connected, Failure> {
     let dns_timeout = Duration::from_secs(s2s.config.dns_timeout_seconds);
-    let targets = dns::targets(remote, &s2s.config.hosts, dns_timeout).await;
+    let targets = dns::targets(
+        remote,
+        &s2s.config.hosts,
+        s2s.resolver.as_ref(),
+        dns_timeout,
+    )
+    .await;
     if targets.is_empty() {
         return Err(Failure::NotFound(
             "its DNS says it offers no XMPP service".into(),
@@ -243,6 +249,7 @@ async fn establish(s2s: &S2s, local: &str, remote: &str) -> Result<XmlStream, Fa
             stream.restart();
             open(stream, local, remote).await?;
             tracing::info!(%local, %remote, method = "SASL EXTERNAL", "s2s: outgoing stream authenticated");
+            s2s.count(|m| m.s2s_authenticated("outgoing", "sasl_external"));
             return Ok(connected.stream);
         }
         tracing::info!(%local, %remote, answer = %describe(&answer), "s2s: SASL EXTERNAL refused; trying dialback");
@@ -263,6 +270,7 @@ async fn establish(s2s: &S2s, local: &str, remote: &str) -> Result<XmlStream, Fa
         return match answer.attr("type") {
             Some("valid") => {
                 tracing::info!(%local, %remote, method = "dialback", "s2s: outgoing stream authenticated");
+                s2s.count(|m| m.s2s_authenticated("outgoing", "dialback"));
                 Ok(connected.stream)
             }
             other => Err(Failure::NotFound(format!(
@@ -303,6 +311,7 @@ pub async fn run_link(
             return;
         }
     };
+    s2s.count(|m| m.s2s_stream("outgoing", 1));
     let idle = Duration::from_secs(s2s.config.idle_timeout_seconds);
     let mut shutdown = s2s
         .server()
@@ -341,6 +350,7 @@ pub async fn run_link(
         }
     }
     s2s.link_ended(&local, &remote, id);
+    s2s.count(|m| m.s2s_stream("outgoing", -1));
     stream.close(None).await;
     // Stanzas queued after the stream went: bounced, the next one opens a new stream.
     queue.close();
