@@ -172,3 +172,20 @@ async def test_publishing_is_rate_limited(tmp_path_factory):
             await pubsub.get_items(jid, "urn:salon:test:busy")
     finally:
         small.stop()
+
+
+@async_test
+async def test_subscriptions_and_affiliations_are_answered(server):
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("sa"), server.new_user("sb")
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw, caps=False)
+        bob = await login(cs, server, b_jid, b_pw, caps=False)
+        await alice.x.plugin["xep_0060"].publish(a_jid, "urn:salon:test:owned",
+                                                 payload=conversation("x"))
+        subs = await alice.x.plugin["xep_0060"].get_subscriptions(a_jid)
+        assert list(subs["pubsub"]["subscriptions"]) == []
+        mine = await alice.x.plugin["xep_0060"].get_affiliations(a_jid)
+        assert [(a["node"], a["affiliation"]) for a in mine["pubsub"]["affiliations"]] == \
+            [("urn:salon:test:owned", "owner")]
+        theirs = await bob.x.plugin["xep_0060"].get_affiliations(a_jid)
+        assert list(theirs["pubsub"]["affiliations"]) == []

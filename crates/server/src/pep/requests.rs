@@ -355,6 +355,33 @@ impl Service<'_> {
         ))
     }
 
+    /// XEP-0060 §5.7: the requester's affiliations with the account's nodes: the owner owns
+    /// every one, anyone else has none.
+    async fn affiliations(&self, own: bool) -> IqResponse {
+        let nodes = if own {
+            self.storage
+                .pep_nodes(&self.user, &self.domain)
+                .await
+                .map_err(storage_error)?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(
+            Build::new("pubsub", PUBSUB)
+                .child(
+                    Build::new("affiliations", PUBSUB)
+                        .children(nodes.into_iter().map(|node| {
+                            Build::new("affiliation", PUBSUB)
+                                .attr("node", node.name)
+                                .attr("affiliation", "owner")
+                                .build()
+                        }))
+                        .build(),
+                )
+                .build(),
+        ))
+    }
+
     /// XEP-0060 §8.1.2 and §8.1.3: create a node, with a configuration if one is given.
     async fn create_node(&self, create: &Element, configure: Option<&Element>) -> IqResponse {
         let name = create
@@ -473,11 +500,17 @@ impl IqHandler<Server> for Pubsub {
                 let configure = next.filter(|n| n.name() == "configure");
                 service.create_node(verb, configure).await
             }
-            (
-                _,
-                feature @ ("subscribe" | "unsubscribe" | "subscriptions" | "affiliations"
-                | "options"),
-            ) => Err(errors::unsupported(feature)),
+            // XEP-0060 §5.6: PEP subscriptions are implicit (presence and caps, XEP-0163 §4),
+            // so an entity has no explicit ones to list.
+            (IqKind::Get, "subscriptions") => Ok(Some(
+                Build::new("pubsub", PUBSUB)
+                    .child(Build::new("subscriptions", PUBSUB).build())
+                    .build(),
+            )),
+            (IqKind::Get, "affiliations") => service.affiliations(own).await,
+            (_, feature @ ("subscribe" | "unsubscribe" | "options")) => {
+                Err(errors::unsupported(feature))
+            }
             _ => Err(StanzaError::bad_request("not a pubsub request PEP answers")),
         }
     }
