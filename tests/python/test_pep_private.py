@@ -189,3 +189,33 @@ async def test_subscriptions_and_affiliations_are_answered(server):
             [("urn:salon:test:owned", "owner")]
         theirs = await bob.x.plugin["xep_0060"].get_affiliations(a_jid)
         assert list(theirs["pubsub"]["affiliations"]) == []
+
+
+@async_test
+async def test_the_owner_lets_members_read_a_whitelist_node(server):
+    (a_jid, a_pw), (b_jid, b_pw), (d_jid, d_pw) = (
+        server.new_user("wa"), server.new_user("wb"), server.new_user("wd"))
+    node = "urn:salon:test:shared"
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw, caps=False)
+        bob = await login(cs, server, b_jid, b_pw, caps=False)
+        dave = await login(cs, server, d_jid, d_pw, caps=False)
+        pubsub = alice.x.plugin["xep_0060"]
+        await pubsub.publish(a_jid, node, id="s", payload=conversation("s"),
+                             options=private_options(alice))
+        assert await error_of(bob.x.plugin["xep_0060"].get_items(a_jid, node)) == "not-allowed"
+
+        await pubsub.modify_affiliations(a_jid, node, affiliations=[(b_jid, "member")])
+        got = await pubsub.get_node_affiliations(a_jid, node)
+        assert sorted((str(a["jid"]), a["affiliation"])
+                      for a in got["pubsub_owner"]["affiliations"]) == \
+            sorted([(a_jid, "owner"), (b_jid, "member")])
+        result = await bob.x.plugin["xep_0060"].get_items(a_jid, node)
+        assert [i["id"] for i in result["pubsub"]["items"]] == ["s"]
+        # Members only: a stranger still cannot, and only the owner manages them.
+        assert await error_of(dave.x.plugin["xep_0060"].get_items(a_jid, node)) == "not-allowed"
+        assert await error_of(bob.x.plugin["xep_0060"].modify_affiliations(
+            a_jid, node, affiliations=[(d_jid, "member")])) == "forbidden"
+
+        await pubsub.modify_affiliations(a_jid, node, affiliations=[(b_jid, "none")])
+        assert await error_of(bob.x.plugin["xep_0060"].get_items(a_jid, node)) == "not-allowed"

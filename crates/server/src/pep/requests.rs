@@ -137,7 +137,7 @@ impl Service<'_> {
         Ok(node)
     }
 
-    async fn save(&self, node: &PepNode) -> Result<(), StanzaError> {
+    pub(super) async fn save(&self, node: &PepNode) -> Result<(), StanzaError> {
         let keep = items_kept(&node.config, self.limits.max_items_per_node);
         self.storage
             .put_pep_node(&self.user, &self.domain, node, keep)
@@ -536,9 +536,11 @@ impl IqHandler<Server> for PubsubOwner {
                     .build(),
             )),
             (IqKind::Set, "delete" | "purge") => service.delete_or_purge(verb).await,
-            (_, feature @ ("subscriptions" | "affiliations")) => {
-                Err(errors::unsupported(&format!("manage-{feature}")))
+            (kind, "affiliations") => {
+                let name = node_name(verb)?;
+                super::affiliations::manage(&service, kind, verb, name).await
             }
+            (_, "subscriptions") => Err(errors::unsupported("manage-subscriptions")),
             _ => Err(StanzaError::bad_request(
                 "not a pubsub#owner request PEP answers",
             )),
