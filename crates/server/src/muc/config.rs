@@ -172,6 +172,8 @@ pub struct RoomRecord {
     pub created_by_guest: bool,
     /// Banned guest's bare JID → the address banned with it (IPv4, or IPv6 `…::/64`).
     pub banned_addresses: BTreeMap<String, String>,
+    /// The room's vCard (XEP-0486 avatars), serialised; empty when none is set.
+    pub vcard: String,
 }
 
 /// The configuration form sent to an owner (§10.2), filled with the current values.

@@ -8,12 +8,11 @@
 
 use super::requests::{Preconditions, Service};
 use crate::hooks::{priority, FromClient, StanzaHook};
+use crate::modules::vcard::{photo as vcard_photo, sha1_hex};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::{ns, Build};
-use base64::Engine as _;
 use minidom::Element;
-use sha1::{Digest, Sha1};
 use std::sync::Arc;
 
 pub const DATA: &str = "urn:xmpp:avatar:data";
@@ -135,34 +134,6 @@ pub async fn to_vcard(service: &Service<'_>, metadata: &Element) {
     }
 }
 
-/// The photo of a vCard: (base64 without whitespace, decoded bytes, MIME type).
-fn vcard_photo(vcard: &Element) -> Option<(String, Vec<u8>, String)> {
-    let photo = vcard.get_child("PHOTO", ns::VCARD)?;
-    let encoded: String = photo
-        .get_child("BINVAL", ns::VCARD)?
-        .text()
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&encoded)
-        .ok()
-        .filter(|b| !b.is_empty())?;
-    let mime = photo
-        .get_child("TYPE", ns::VCARD)
-        .map(|t| t.text())
-        .filter(|t| !t.trim().is_empty())
-        .unwrap_or_else(|| "image/png".to_owned());
-    Some((encoded, bytes, mime.trim().to_owned()))
-}
-
-fn sha1_hex(bytes: &[u8]) -> String {
-    Sha1::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 struct VCardToAvatar {
     inner: Arc<dyn IqHandler<Server>>,
 }
@@ -241,24 +212,6 @@ impl StanzaHook<Server, FromClient> for PhotoHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_vcard_photo_is_read_and_hashed() {
-        let vcard: Element = "<vCard xmlns='vcard-temp'><FN>A</FN><PHOTO><TYPE>image/gif</TYPE>\
-            <BINVAL>aGVs\n bG8=</BINVAL></PHOTO></vCard>"
-            .parse()
-            .expect("xml");
-        let (encoded, bytes, mime) = vcard_photo(&vcard).expect("photo");
-        assert_eq!(
-            (encoded.as_str(), bytes.as_slice(), mime.as_str()),
-            ("aGVsbG8=", &b"hello"[..], "image/gif")
-        );
-        assert_eq!(sha1_hex(&bytes), "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d");
-        let bad: Element = "<vCard xmlns='vcard-temp'><PHOTO><BINVAL>!!</BINVAL></PHOTO></vCard>"
-            .parse()
-            .expect("xml");
-        assert!(vcard_photo(&bad).is_none());
-    }
 
     #[test]
     fn metadata_names_the_hash() {
