@@ -4,6 +4,10 @@ nicknames, driven by slixmpp's xep_0084, xep_0054, xep_0153 and xep_0172 plugins
 
 import base64
 import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from conftest import server_fixture
 from helpers import Client, Clients, async_test, uid
@@ -97,3 +101,18 @@ async def test_nicknames_reach_contacts_that_ask(server):
         m = await bob.wait_message(
             lambda m: m["pubsub_event"]["items"]["node"] == NICK, what="nick notification")
         assert m["pubsub_event"]["items"]["item"]["nick"]["nick"] == "Ally"
+
+
+def test_aioxmpp_avatar_becomes_the_vcard_photo(server):
+    repo = Path(__file__).resolve().parents[2]
+    python = repo / "tests/aioxmpp/.venv/bin/python"
+    if not python.exists():
+        pytest.skip("tests/aioxmpp/.venv is missing: tests/run-python.sh creates it")
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("xa"), server.new_user("xb")
+    res = subprocess.run(
+        [str(python), str(repo / "tests/aioxmpp/avatar.py"), str(server.c2s_port),
+         a_jid, a_pw, b_jid, b_pw],
+        capture_output=True, text=True, timeout=60)
+    steps = res.stdout.split()
+    assert res.returncode == 0 and steps[-1:] == ["metadata"], (
+        f"aioxmpp stopped after {steps}:\n{res.stderr[-3000:]}\n{server.log_tail(40)}")
