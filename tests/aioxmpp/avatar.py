@@ -1,5 +1,5 @@
-"""Avatars in aioxmpp: one account publishes an avatar with aioxmpp's AvatarService (XEP-0084,
-PEP only: its vCard synchronisation stays off), the other reads it as the vCard photo
+"""Avatars in aioxmpp: one account makes its avatar public and publishes it with aioxmpp's
+AvatarService (XEP-0084, PEP only: its vCard synchronisation stays off), the other reads it as the vCard photo
 (XEP-0054) the server converted it to (XEP-0398); the publisher reads its avatar metadata
 back. Run by tests/python/test_pep_avatars.py with the venv of this folder; prints one line per
 step done."""
@@ -32,6 +32,11 @@ async def main(port, alice_jid, alice_pw, bob_jid, bob_pw):
     async with alice.connected(), bob.connected():
         print("logged in", flush=True)
         avatars = alice.summon(aioxmpp.avatar.AvatarService)
+        # Alice makes her avatar public first (the data node open): only a public avatar
+        # becomes the world-readable vCard photo (XEP-0398 §7).
+        await alice.summon(aioxmpp.PEPClient).publish(
+            "urn:xmpp:avatar:data",
+            aioxmpp.avatar.xso.Data(PNG), id_=hashlib.sha1(PNG).hexdigest(), access_model="open")
         avatar_set = aioxmpp.avatar.AvatarSet()
         avatar_set.add_avatar_image("image/png", image_bytes=PNG)
         await avatars.publish_avatar_set(avatar_set)
