@@ -168,6 +168,8 @@ async def test_publishing_is_rate_limited(tmp_path_factory):
                 await pubsub.publish(jid, "urn:salon:test:busy", id=str(n), payload=conversation(n))
             assert await error_of(pubsub.publish(jid, "urn:salon:test:busy", id="6",
                                                  payload=conversation(6))) == "resource-constraint"
+            assert await error_of(pubsub.retract(jid, "urn:salon:test:busy", "0")) \
+                == "resource-constraint"
             # Reading is not publishing.
             await pubsub.get_items(jid, "urn:salon:test:busy")
     finally:

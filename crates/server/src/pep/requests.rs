@@ -495,7 +495,10 @@ impl IqHandler<Server> for Pubsub {
                 let options = next.filter(|n| n.name() == "publish-options");
                 service.publish(verb, options).await
             }
-            (IqKind::Set, "retract") => service.retract(verb).await,
+            (IqKind::Set, "retract") => {
+                super::rate::allow(server, &request.to)?;
+                service.retract(verb).await
+            }
             (IqKind::Set, "create") => {
                 let configure = next.filter(|n| n.name() == "configure");
                 service.create_node(verb, configure).await
