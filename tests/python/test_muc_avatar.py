@@ -26,12 +26,15 @@ def photo_vcard(c):
     return vcard
 
 
-async def avatar_hashes(c, room):
+PROSODY_FIELD = "{http://modules.prosody.im/mod_vcard_muc}avatar#sha1"
+
+
+async def avatar_hashes(c, room, var="muc#roominfo_avatarhash"):
     info = await c.x.plugin["xep_0030"].get_info(jid=room, local=False)
     assert "vcard-temp" in info["disco_info"]["features"]
     for form in info.xml.iter("{jabber:x:data}x"):
         for field in form.iter("{jabber:x:data}field"):
-            if field.get("var") == "muc#roominfo_avatarhash":
+            if field.get("var") == var:
                 return [v.text for v in field.iter("{jabber:x:data}value")]
     return []
 
@@ -66,6 +69,7 @@ async def test_owners_set_a_room_avatar_everyone_sees(server):
             what="presence from the room with the hash")
         assert p.xml.findtext(f"{{{NS_UPDATE}}}x/{{{NS_UPDATE}}}photo") == digest
         assert await avatar_hashes(guest, room) == [digest]
+        assert await avatar_hashes(guest, room, PROSODY_FIELD) == [digest]
         vcard = await guest.x.plugin["xep_0054"].get_vcard(room, local=False, cached=False)
         assert vcard["vcard_temp"]["PHOTO"]["BINVAL"] == PNG
 

@@ -227,8 +227,14 @@ impl Room {
                 "muc#roominfo_slow_mode_duration",
                 config.slow_mode_duration.to_string(),
             ))
-            .fields(self.avatar_hash().map(|hash| {
-                Field::new("muc#roominfo_avatarhash", FieldType::TextMulti).value(hash)
+            // XEP-0486, and the field Prosody's mod_vcard_muc used before it, which clients
+            // such as Conversations still read.
+            .fields(self.avatar_hash().into_iter().flat_map(|hash| {
+                [
+                    Field::new("muc#roominfo_avatarhash", FieldType::TextMulti).value(hash.clone()),
+                    Field::untyped("{http://modules.prosody.im/mod_vcard_muc}avatar#sha1")
+                        .value(hash),
+                ]
             }))
             .field(field(
                 "muc#roominfo_subjectmod",
