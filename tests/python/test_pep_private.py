@@ -221,3 +221,19 @@ async def test_the_owner_lets_members_read_a_whitelist_node(server):
 
         await pubsub.modify_affiliations(a_jid, node, affiliations=[(b_jid, "none")])
         assert await error_of(bob.x.plugin["xep_0060"].get_items(a_jid, node)) == "not-allowed"
+
+
+@async_test
+async def test_a_moved_statement_is_public(server):
+    """XEP-0283: the old account publishes where it moved to on an open node; a contact who is
+    not subscribed (the new account, say) reads it to verify the move."""
+    (a_jid, a_pw), (n_jid, n_pw) = server.new_user("mo"), server.new_user("mn")
+    moved = "urn:xmpp:moved:1"
+    async with Clients() as cs:
+        old = await login(cs, server, a_jid, a_pw, caps=False)
+        new = await login(cs, server, n_jid, n_pw, caps=False)
+        statement = ET.fromstring(f"<moved xmlns='{moved}'><new-jid>{n_jid}</new-jid></moved>")
+        await old.x.plugin["xep_0060"].publish(a_jid, moved, id="current", payload=statement,
+                                               options=open_options(old))
+        got = await new.x.plugin["xep_0060"].get_items(a_jid, moved)
+        assert got.xml.findtext(f".//{{{moved}}}new-jid") == n_jid
