@@ -4,6 +4,10 @@ nicknames, driven by slixmpp's xep_0084, xep_0054, xep_0153 and xep_0172 plugins
 
 import base64
 import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from conftest import server_fixture
 from helpers import Client, Clients, async_test, uid
@@ -43,13 +47,28 @@ async def test_a_pep_avatar_becomes_the_vcard_photo_and_the_presence_hash(server
         assert "urn:xmpp:pep-vcard-conversion:0" in info["disco_info"]["features"]
         await subscribe(bob, alice)
 
+        # An avatar for contacts only (the node's default access, presence) stays out of the
+        # world-readable vCard (XEP-0398 §7).
+        await alice.x.plugin["xep_0084"].publish_avatar(GIF)
+        await alice.x.plugin["xep_0084"].publish_avatar_metadata(
+            [{"id": hashlib.sha1(GIF).hexdigest(), "type": "image/gif", "bytes": len(GIF)}])
+        vcard = (await bob.x.plugin["xep_0054"].get_vcard(a_jid, local=False, cached=False))["vcard_temp"]
+        assert not vcard["PHOTO"]["BINVAL"]
+
+        # Made open, it is copied.
         digest = hashlib.sha1(PNG).hexdigest()
+        form = alice.x.plugin["xep_0004"].make_form(ftype="submit")
+        form.add_field(var="FORM_TYPE", ftype="hidden",
+                       value="http://jabber.org/protocol/pubsub#node_config")
+        form.add_field(var="pubsub#access_model", value="open")
+        await alice.x.plugin["xep_0060"].set_node_config(a_jid, "urn:xmpp:avatar:data", form)
         await alice.x.plugin["xep_0084"].publish_avatar(PNG)
         await alice.x.plugin["xep_0084"].publish_avatar_metadata(
             [{"id": digest, "type": "image/png", "bytes": len(PNG)}])
         # Bob's client asked for metadata notifications (+notify): it hears of the new avatar.
         await bob.wait_message(
-            lambda m: m["pubsub_event"]["items"]["node"] == "urn:xmpp:avatar:metadata",
+            lambda m: m["pubsub_event"]["items"]["node"] == "urn:xmpp:avatar:metadata"
+            and m["pubsub_event"]["items"]["item"]["id"] == digest,
             what="avatar metadata notification")
 
         # A vCard-only client sees it as the vCard photo.
@@ -57,11 +76,17 @@ async def test_a_pep_avatar_becomes_the_vcard_photo_and_the_presence_hash(server
         assert vcard["PHOTO"]["TYPE"] == "image/png"
         assert vcard["PHOTO"]["BINVAL"] == PNG
 
-        # The next presence Alice sends carries the hash, whatever her client put there.
+        # The next presence Alice sends carries the hash, whatever her client put there...
         alice.x.send_presence(pstatus="new look")
         p = await bob.wait_presence(
             lambda p: p["from"].bare == a_jid and p["status"] == "new look", what="presence")
         assert photo_hash(p) == digest, p
+        # ... unless it says it has none (an empty <photo/>, XEP-0398 §5).
+        alice.x.send_raw("<presence><status>no face</status>"
+                         f"<x xmlns='{NS_UPDATE}'><photo/></x></presence>")
+        p = await bob.wait_presence(
+            lambda p: p["from"].bare == a_jid and p["status"] == "no face", what="presence")
+        assert photo_hash(p) in ("", None), p
 
 
 @async_test
@@ -97,3 +122,18 @@ async def test_nicknames_reach_contacts_that_ask(server):
         m = await bob.wait_message(
             lambda m: m["pubsub_event"]["items"]["node"] == NICK, what="nick notification")
         assert m["pubsub_event"]["items"]["item"]["nick"]["nick"] == "Ally"
+
+
+def test_aioxmpp_avatar_becomes_the_vcard_photo(server):
+    repo = Path(__file__).resolve().parents[2]
+    python = repo / "tests/aioxmpp/.venv/bin/python"
+    if not python.exists():
+        pytest.skip("tests/aioxmpp/.venv is missing: tests/run-python.sh creates it")
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("xa"), server.new_user("xb")
+    res = subprocess.run(
+        [str(python), str(repo / "tests/aioxmpp/avatar.py"), str(server.c2s_port),
+         a_jid, a_pw, b_jid, b_pw],
+        capture_output=True, text=True, timeout=60)
+    steps = res.stdout.split()
+    assert res.returncode == 0 and steps[-1:] == ["metadata"], (
+        f"aioxmpp stopped after {steps}:\n{res.stderr[-3000:]}\n{server.log_tail(40)}")

@@ -168,7 +168,72 @@ async def test_publishing_is_rate_limited(tmp_path_factory):
                 await pubsub.publish(jid, "urn:salon:test:busy", id=str(n), payload=conversation(n))
             assert await error_of(pubsub.publish(jid, "urn:salon:test:busy", id="6",
                                                  payload=conversation(6))) == "resource-constraint"
+            assert await error_of(pubsub.retract(jid, "urn:salon:test:busy", "0")) \
+                == "resource-constraint"
             # Reading is not publishing.
             await pubsub.get_items(jid, "urn:salon:test:busy")
     finally:
         small.stop()
+
+
+@async_test
+async def test_subscriptions_and_affiliations_are_answered(server):
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("sa"), server.new_user("sb")
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw, caps=False)
+        bob = await login(cs, server, b_jid, b_pw, caps=False)
+        await alice.x.plugin["xep_0060"].publish(a_jid, "urn:salon:test:owned",
+                                                 payload=conversation("x"))
+        subs = await alice.x.plugin["xep_0060"].get_subscriptions(a_jid)
+        assert list(subs["pubsub"]["subscriptions"]) == []
+        mine = await alice.x.plugin["xep_0060"].get_affiliations(a_jid)
+        assert [(a["node"], a["affiliation"]) for a in mine["pubsub"]["affiliations"]] == \
+            [("urn:salon:test:owned", "owner")]
+        theirs = await bob.x.plugin["xep_0060"].get_affiliations(a_jid)
+        assert list(theirs["pubsub"]["affiliations"]) == []
+
+
+@async_test
+async def test_the_owner_lets_members_read_a_whitelist_node(server):
+    (a_jid, a_pw), (b_jid, b_pw), (d_jid, d_pw) = (
+        server.new_user("wa"), server.new_user("wb"), server.new_user("wd"))
+    node = "urn:salon:test:shared"
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw, caps=False)
+        bob = await login(cs, server, b_jid, b_pw, caps=False)
+        dave = await login(cs, server, d_jid, d_pw, caps=False)
+        pubsub = alice.x.plugin["xep_0060"]
+        await pubsub.publish(a_jid, node, id="s", payload=conversation("s"),
+                             options=private_options(alice))
+        assert await error_of(bob.x.plugin["xep_0060"].get_items(a_jid, node)) == "not-allowed"
+
+        await pubsub.modify_affiliations(a_jid, node, affiliations=[(b_jid, "member")])
+        got = await pubsub.get_node_affiliations(a_jid, node)
+        assert sorted((str(a["jid"]), a["affiliation"])
+                      for a in got["pubsub_owner"]["affiliations"]) == \
+            sorted([(a_jid, "owner"), (b_jid, "member")])
+        result = await bob.x.plugin["xep_0060"].get_items(a_jid, node)
+        assert [i["id"] for i in result["pubsub"]["items"]] == ["s"]
+        # Members only: a stranger still cannot, and only the owner manages them.
+        assert await error_of(dave.x.plugin["xep_0060"].get_items(a_jid, node)) == "not-allowed"
+        assert await error_of(bob.x.plugin["xep_0060"].modify_affiliations(
+            a_jid, node, affiliations=[(d_jid, "member")])) == "forbidden"
+
+        await pubsub.modify_affiliations(a_jid, node, affiliations=[(b_jid, "none")])
+        assert await error_of(bob.x.plugin["xep_0060"].get_items(a_jid, node)) == "not-allowed"
+
+
+@async_test
+async def test_a_moved_statement_is_public(server):
+    """XEP-0283: the old account publishes where it moved to on an open node; a contact who is
+    not subscribed (the new account, say) reads it to verify the move."""
+    (a_jid, a_pw), (n_jid, n_pw) = server.new_user("mo"), server.new_user("mn")
+    moved = "urn:xmpp:moved:1"
+    async with Clients() as cs:
+        old = await login(cs, server, a_jid, a_pw, caps=False)
+        new = await login(cs, server, n_jid, n_pw, caps=False)
+        statement = ET.fromstring(f"<moved xmlns='{moved}'><new-jid>{n_jid}</new-jid></moved>")
+        await old.x.plugin["xep_0060"].publish(a_jid, moved, id="current", payload=statement,
+                                               options=open_options(old))
+        got = await new.x.plugin["xep_0060"].get_items(a_jid, moved)
+        assert got.xml.findtext(f".//{{{moved}}}new-jid") == n_jid

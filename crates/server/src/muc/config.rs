@@ -180,6 +180,8 @@ pub struct RoomRecord {
     pub banned_browsers: BTreeMap<String, String>,
     /// Banned bare JID → when its ban ends (Unix seconds); absent: until lifted.
     pub ban_expires: BTreeMap<String, i64>,
+    /// The room's vCard (XEP-0486 avatars), serialised; empty when none is set.
+    pub vcard: String,
 }
 
 /// The configuration form sent to an owner (§10.2), filled with the current values.

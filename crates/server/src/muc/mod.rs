@@ -207,6 +207,8 @@ impl MucService {
                     "urn:xmpp:occupant-id:0",
                     "urn:xmpp:mam:2",
                     "urn:xmpp:sid:0",
+                    // Room avatars (XEP-0486).
+                    ns::VCARD,
                 ],
                 forms: Vec::new(),
             }

@@ -14,22 +14,26 @@ pub enum Relation {
     Owner,
     /// In the owner's roster.
     Contact {
+        /// Bare JID.
+        jid: String,
         /// Receives the owner's presence (subscription "from" or "both" on the owner's side).
         subscribed: bool,
         groups: Vec<String>,
     },
-    Stranger,
+    /// Not in the owner's roster (bare JID).
+    Stranger(String),
 }
 
 impl Relation {
-    /// The relation of a contact with this roster item of the owner's.
-    pub fn of_item(item: Option<&RosterItem>) -> Relation {
+    /// The relation of `jid` with the owner, whose roster item for it is `item`.
+    pub fn of_item(jid: &str, item: Option<&RosterItem>) -> Relation {
         match item {
             Some(item) => Relation::Contact {
+                jid: jid.to_owned(),
                 subscribed: item.subscription.has_from(),
                 groups: item.groups.clone(),
             },
-            None => Relation::Stranger,
+            None => Relation::Stranger(jid.to_owned()),
         }
     }
 }
@@ -49,15 +53,19 @@ pub async fn relation(
         .roster_item(&user, &domain, requester.as_str())
         .await
         .unwrap_or_default();
-    Relation::of_item(item.as_ref())
+    Relation::of_item(requester.as_str(), item.as_ref())
 }
 
 /// Whether someone in `relation` may read the node (and so be notified of it).
 pub fn check(config: &PepNodeConfig, relation: &Relation) -> Result<(), StanzaError> {
-    let (subscribed, groups) = match relation {
+    let (jid, subscribed, groups) = match relation {
         Relation::Owner => return Ok(()),
-        Relation::Contact { subscribed, groups } => (*subscribed, groups.as_slice()),
-        Relation::Stranger => (false, [].as_slice()),
+        Relation::Contact {
+            jid,
+            subscribed,
+            groups,
+        } => (jid, *subscribed, groups.as_slice()),
+        Relation::Stranger(jid) => (jid, false, [].as_slice()),
     };
     match config.access_model {
         AccessModel::Open => Ok(()),
@@ -77,7 +85,7 @@ pub fn check(config: &PepNodeConfig, relation: &Relation) -> Result<(), StanzaEr
             StanzaError::new(ErrorType::Auth, StanzaCondition::NotAuthorized),
             "not-in-roster-group",
         )),
-        // Only the owner is on the whitelist: affiliations are not managed yet.
+        AccessModel::Whitelist if config.whitelist.contains(jid) => Ok(()),
         AccessModel::Whitelist => Err(errors::with_condition(
             StanzaError::not_allowed(),
             "closed-node",
@@ -99,9 +107,14 @@ mod tests {
 
     fn contact(subscribed: bool, groups: &[&str]) -> Relation {
         Relation::Contact {
+            jid: "bob@example.org".into(),
             subscribed,
             groups: groups.iter().map(|g| g.to_string()).collect(),
         }
+    }
+
+    fn stranger() -> Relation {
+        Relation::Stranger("eve@example.org".into())
     }
 
     fn refused(config: &PepNodeConfig, relation: &Relation) -> Option<(&'static str, String)> {
@@ -125,7 +138,7 @@ mod tests {
 
     #[test]
     fn open_nodes_are_read_by_anyone() {
-        assert!(check(&config(AccessModel::Open, &[]), &Relation::Stranger).is_ok());
+        assert!(check(&config(AccessModel::Open, &[]), &stranger()).is_ok());
     }
 
     #[test]
@@ -137,7 +150,7 @@ mod tests {
             "presence-subscription-required".to_owned(),
         ));
         assert_eq!(refused(&node, &contact(false, &["Friends"])), expected);
-        assert_eq!(refused(&node, &Relation::Stranger), expected);
+        assert_eq!(refused(&node, &stranger()), expected);
     }
 
     #[test]
@@ -146,14 +159,18 @@ mod tests {
         assert!(check(&node, &contact(false, &["Work", "Friends"])).is_ok());
         let expected = Some(("not-authorized", "not-in-roster-group".to_owned()));
         assert_eq!(refused(&node, &contact(true, &["Work"])), expected);
-        assert_eq!(refused(&node, &Relation::Stranger), expected);
+        assert_eq!(refused(&node, &stranger()), expected);
     }
 
     #[test]
-    fn whitelist_nodes_are_the_owners_alone() {
-        let node = config(AccessModel::Whitelist, &[]);
+    fn whitelist_nodes_are_the_owners_and_members() {
+        let mut node = config(AccessModel::Whitelist, &[]);
         let expected = Some(("not-allowed", "closed-node".to_owned()));
         assert_eq!(refused(&node, &contact(true, &["Friends"])), expected);
-        assert_eq!(refused(&node, &Relation::Stranger), expected);
+        assert_eq!(refused(&node, &stranger()), expected);
+        // ... and its members'.
+        node.whitelist = vec!["eve@example.org".into()];
+        assert!(check(&node, &stranger()).is_ok());
+        assert_eq!(refused(&node, &contact(true, &[])), expected);
     }
 }

@@ -8,12 +8,13 @@
 
 use super::requests::{Preconditions, Service};
 use crate::hooks::{priority, FromClient, StanzaHook};
+use crate::modules::vcard::{photo as vcard_photo, sha1_hex};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::{ns, Build};
+use crate::storage::AccessModel;
 use base64::Engine as _;
 use minidom::Element;
-use sha1::{Digest, Sha1};
 use std::sync::Arc;
 
 pub const DATA: &str = "urn:xmpp:avatar:data";
@@ -55,11 +56,19 @@ fn cache(server: &Server, owner: &jid::BareJid, hash: Option<String>) {
     hashes.0.insert(owner.to_string(), hash);
 }
 
-/// The hash a metadata payload announces: its first `<info/>`'s id, or none (XEP-0084 §4.2
-/// "disabling" the avatar with an empty `<metadata/>`).
-fn announced_hash(metadata: &Element) -> Option<String> {
+/// The `<info/>` of a metadata payload that describes the image kept in the data node: the
+/// first one not pointing to an external URL (XEP-0398 §3).
+fn stored_info(metadata: &Element) -> Option<&Element> {
     metadata
-        .get_child("info", METADATA)
+        .children()
+        .filter(|c| c.is("info", METADATA))
+        .find(|info| info.attr("url").is_none())
+}
+
+/// The hash a metadata payload announces, or none (XEP-0084 §4.2 "disabling" the avatar with
+/// an empty `<metadata/>`).
+fn announced_hash(metadata: &Element) -> Option<String> {
+    stored_info(metadata)
         .and_then(|info| info.attr("id"))
         .filter(|id| !id.is_empty())
         .map(str::to_owned)
@@ -94,23 +103,46 @@ async fn current_hash(server: &Arc<Server>, owner: &jid::BareJid) -> Option<Stri
 }
 
 /// XEP-0398 §3: the avatar published by a client, `metadata` naming an item of the data
-/// node, becomes the vCard's photo; an empty `<metadata/>` removes it.
+/// node, becomes the vCard's photo; an empty `<metadata/>` removes it. Only an avatar anyone
+/// may read (data node `open`) is copied, as §7 advises: the vCard is world-readable, and a
+/// picture shown to contacts only must not leak through it.
 pub async fn to_vcard(service: &Service<'_>, metadata: &Element) {
     let (user, domain, storage) = (&service.user, &service.domain, service.storage);
-    let photo = match metadata.get_child("info", METADATA) {
+    let photo = match stored_info(metadata) {
         Some(info) => {
             let Some(id) = info.attr("id") else { return };
+            let open = matches!(
+                service.node(DATA).await,
+                Ok(Some(node)) if node.config.access_model == AccessModel::Open
+            );
+            if !open {
+                tracing::debug!(account = %service.owner, "avatar not open: the vCard keeps its photo");
+                return;
+            }
             let Ok(Some(item)) = storage.pep_item(user, domain, DATA, id).await else {
-                return; // Kept elsewhere (an <info url=…/>): no photo to copy.
+                return; // The data item is not there: no photo to copy.
             };
             let Some(data) = salon_xml::parse_stored(&item.payload, ns::CLIENT) else {
                 return;
             };
+            let encoded: String = data
+                .text()
+                .chars()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect();
+            // §3: the image must be the one the id names.
+            let matches = base64::engine::general_purpose::STANDARD
+                .decode(&encoded)
+                .is_ok_and(|bytes| sha1_hex(&bytes) == id.to_ascii_lowercase());
+            if !matches {
+                tracing::info!(account = %service.owner, "avatar data does not hash to its id: not copied to the vCard");
+                return;
+            }
             let mime = info.attr("type").unwrap_or("image/png").to_owned();
             Some(
                 Build::new("PHOTO", ns::VCARD)
                     .child(Build::new("TYPE", ns::VCARD).text(mime).build())
-                    .child(Build::new("BINVAL", ns::VCARD).text(data.text()).build())
+                    .child(Build::new("BINVAL", ns::VCARD).text(encoded).build())
                     .build(),
             )
         }
@@ -133,34 +165,6 @@ pub async fn to_vcard(service: &Service<'_>, metadata: &Element) {
     if let Err(e) = storage.set_vcard(user, domain, &xml).await {
         tracing::warn!(account = %service.owner, error = %e, "avatar to vCard: storing the vCard");
     }
-}
-
-/// The photo of a vCard: (base64 without whitespace, decoded bytes, MIME type).
-fn vcard_photo(vcard: &Element) -> Option<(String, Vec<u8>, String)> {
-    let photo = vcard.get_child("PHOTO", ns::VCARD)?;
-    let encoded: String = photo
-        .get_child("BINVAL", ns::VCARD)?
-        .text()
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&encoded)
-        .ok()
-        .filter(|b| !b.is_empty())?;
-    let mime = photo
-        .get_child("TYPE", ns::VCARD)
-        .map(|t| t.text())
-        .filter(|t| !t.trim().is_empty())
-        .unwrap_or_else(|| "image/png".to_owned());
-    Some((encoded, bytes, mime.trim().to_owned()))
-}
-
-fn sha1_hex(bytes: &[u8]) -> String {
-    Sha1::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 struct VCardToAvatar {
@@ -210,8 +214,9 @@ impl IqHandler<Server> for VCardToAvatar {
     }
 }
 
-/// XEP-0153 §3.2 and XEP-0398 §5: the account's available presence carries its avatar's hash,
-/// whatever the client put there.
+/// XEP-0153 §3.2 and XEP-0398 §5: the account's available presences (directed ones too, such
+/// as room joins) carry its avatar's hash, unless the client says it has none (an empty
+/// `<photo/>`, XEP-0153 §3.2).
 struct PhotoHash;
 
 #[async_trait::async_trait]
@@ -223,6 +228,13 @@ impl StanzaHook<Server, FromClient> for PhotoHash {
         mut stanza: Element,
     ) -> Option<Element> {
         if stanza.name() != "presence" || stanza.attr("type").is_some() {
+            return Some(stanza);
+        }
+        let says_none = stanza
+            .get_child("x", VCARD_UPDATE)
+            .and_then(|x| x.get_child("photo", VCARD_UPDATE))
+            .is_some_and(|photo| photo.text().trim().is_empty());
+        if says_none {
             return Some(stanza);
         }
         let Some(hash) = current_hash(server, &point.session.jid.to_bare()).await else {
@@ -243,24 +255,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_vcard_photo_is_read_and_hashed() {
-        let vcard: Element = "<vCard xmlns='vcard-temp'><FN>A</FN><PHOTO><TYPE>image/gif</TYPE>\
-            <BINVAL>aGVs\n bG8=</BINVAL></PHOTO></vCard>"
-            .parse()
-            .expect("xml");
-        let (encoded, bytes, mime) = vcard_photo(&vcard).expect("photo");
-        assert_eq!(
-            (encoded.as_str(), bytes.as_slice(), mime.as_str()),
-            ("aGVsbG8=", &b"hello"[..], "image/gif")
-        );
-        assert_eq!(sha1_hex(&bytes), "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d");
-        let bad: Element = "<vCard xmlns='vcard-temp'><PHOTO><BINVAL>!!</BINVAL></PHOTO></vCard>"
-            .parse()
-            .expect("xml");
-        assert!(vcard_photo(&bad).is_none());
-    }
-
-    #[test]
     fn metadata_names_the_hash() {
         let metadata: Element = "<metadata xmlns='urn:xmpp:avatar:metadata'>\
             <info id='abc' bytes='5' type='image/png'/></metadata>"
@@ -268,5 +262,12 @@ mod tests {
             .expect("xml");
         assert_eq!(announced_hash(&metadata).as_deref(), Some("abc"));
         assert_eq!(announced_hash(&Element::bare("metadata", METADATA)), None);
+        // The image kept here, not one elsewhere (XEP-0398 §3).
+        let both: Element = "<metadata xmlns='urn:xmpp:avatar:metadata'>\
+            <info id='far' bytes='5' type='image/png' url='https://example.org/a.png'/>\
+            <info id='near' bytes='5' type='image/png'/></metadata>"
+            .parse()
+            .expect("xml");
+        assert_eq!(announced_hash(&both).as_deref(), Some("near"));
     }
 }

@@ -7,6 +7,7 @@
 //! `caps.rs` learns which nodes each client wants (XEP-0115), `notify.rs` sends the events.
 
 mod access;
+mod affiliations;
 mod avatars;
 mod bookmarks;
 mod caps;
@@ -39,13 +40,17 @@ const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#delete-nodes",
     "http://jabber.org/protocol/pubsub#filtered-notifications",
     "http://jabber.org/protocol/pubsub#last-published",
+    "http://jabber.org/protocol/pubsub#manage-affiliations",
+    "http://jabber.org/protocol/pubsub#member-affiliation",
     "http://jabber.org/protocol/pubsub#persistent-items",
     "http://jabber.org/protocol/pubsub#presence-notifications",
     "http://jabber.org/protocol/pubsub#publish",
     "http://jabber.org/protocol/pubsub#publish-options",
     "http://jabber.org/protocol/pubsub#purge-nodes",
     "http://jabber.org/protocol/pubsub#retract-items",
+    "http://jabber.org/protocol/pubsub#retrieve-affiliations",
     "http://jabber.org/protocol/pubsub#retrieve-items",
+    "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
 ];
 
 pub fn register(registry: &mut Registry<Server>) {

@@ -192,6 +192,7 @@ mod tests {
                 persist_items: true,
                 max_items: None,
                 send_last_published_item: SendLastItem::Never,
+                whitelist: vec![],
             }
         );
     }
@@ -262,6 +263,7 @@ mod tests {
             persist_items: false,
             max_items: Some(5),
             send_last_published_item: SendLastItem::OnSub,
+            whitelist: vec![],
         };
         let read = apply(
             &PepNodeConfig::default(),

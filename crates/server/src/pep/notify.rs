@@ -48,7 +48,7 @@ pub async fn broadcast(server: &Arc<Server>, owner: &jid::BareJid, node: &PepNod
     }
     let blocked = blocklist::of(server, owner).await;
     for item in roster::items(server, owner).await {
-        let relation = Relation::of_item(Some(&item));
+        let relation = Relation::of_item(&item.jid, Some(&item));
         if !item.subscription.has_from() || access::check(&node.config, &relation).is_err() {
             continue;
         }

@@ -1,5 +1,5 @@
 //! The publish rate limit (`[pep] max_publish_per_minute`): how many items one account's
-//! clients may publish per minute, counted in fixed one-minute windows per account.
+//! clients may publish or retract per minute, counted in fixed one-minute windows per account.
 
 use crate::server::Server;
 use crate::stanza::StanzaError;
@@ -13,7 +13,7 @@ const MAX_TRACKED: usize = 100_000;
 #[derive(Default)]
 struct Windows(dashmap::DashMap<String, (Instant, u32)>);
 
-/// Count one publish by `owner`'s clients, or refuse it when the window is full.
+/// Count one publish or retraction by `owner`'s clients, or refuse it when the window is full.
 pub fn allow(server: &Server, owner: &jid::BareJid) -> Result<(), StanzaError> {
     let limit = server.config.pep.max_publish_per_minute;
     let windows = server.extensions.get_or_default::<Windows>();

@@ -137,7 +137,7 @@ impl Service<'_> {
         Ok(node)
     }
 
-    async fn save(&self, node: &PepNode) -> Result<(), StanzaError> {
+    pub(super) async fn save(&self, node: &PepNode) -> Result<(), StanzaError> {
         let keep = items_kept(&node.config, self.limits.max_items_per_node);
         self.storage
             .put_pep_node(&self.user, &self.domain, node, keep)
@@ -355,6 +355,33 @@ impl Service<'_> {
         ))
     }
 
+    /// XEP-0060 §5.7: the requester's affiliations with the account's nodes: the owner owns
+    /// every one, anyone else has none.
+    async fn affiliations(&self, own: bool) -> IqResponse {
+        let nodes = if own {
+            self.storage
+                .pep_nodes(&self.user, &self.domain)
+                .await
+                .map_err(storage_error)?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(
+            Build::new("pubsub", PUBSUB)
+                .child(
+                    Build::new("affiliations", PUBSUB)
+                        .children(nodes.into_iter().map(|node| {
+                            Build::new("affiliation", PUBSUB)
+                                .attr("node", node.name)
+                                .attr("affiliation", "owner")
+                                .build()
+                        }))
+                        .build(),
+                )
+                .build(),
+        ))
+    }
+
     /// XEP-0060 §8.1.2 and §8.1.3: create a node, with a configuration if one is given.
     async fn create_node(&self, create: &Element, configure: Option<&Element>) -> IqResponse {
         let name = create
@@ -468,16 +495,25 @@ impl IqHandler<Server> for Pubsub {
                 let options = next.filter(|n| n.name() == "publish-options");
                 service.publish(verb, options).await
             }
-            (IqKind::Set, "retract") => service.retract(verb).await,
+            (IqKind::Set, "retract") => {
+                super::rate::allow(server, &request.to)?;
+                service.retract(verb).await
+            }
             (IqKind::Set, "create") => {
                 let configure = next.filter(|n| n.name() == "configure");
                 service.create_node(verb, configure).await
             }
-            (
-                _,
-                feature @ ("subscribe" | "unsubscribe" | "subscriptions" | "affiliations"
-                | "options"),
-            ) => Err(errors::unsupported(feature)),
+            // XEP-0060 §5.6: PEP subscriptions are implicit (presence and caps, XEP-0163 §4),
+            // so an entity has no explicit ones to list.
+            (IqKind::Get, "subscriptions") => Ok(Some(
+                Build::new("pubsub", PUBSUB)
+                    .child(Build::new("subscriptions", PUBSUB).build())
+                    .build(),
+            )),
+            (IqKind::Get, "affiliations") => service.affiliations(own).await,
+            (_, feature @ ("subscribe" | "unsubscribe" | "options")) => {
+                Err(errors::unsupported(feature))
+            }
             _ => Err(StanzaError::bad_request("not a pubsub request PEP answers")),
         }
     }
@@ -503,9 +539,11 @@ impl IqHandler<Server> for PubsubOwner {
                     .build(),
             )),
             (IqKind::Set, "delete" | "purge") => service.delete_or_purge(verb).await,
-            (_, feature @ ("subscriptions" | "affiliations")) => {
-                Err(errors::unsupported(&format!("manage-{feature}")))
+            (kind, "affiliations") => {
+                let name = node_name(verb)?;
+                super::affiliations::manage(&service, kind, verb, name).await
             }
+            (_, "subscriptions") => Err(errors::unsupported("manage-subscriptions")),
             _ => Err(StanzaError::bad_request(
                 "not a pubsub#owner request PEP answers",
             )),

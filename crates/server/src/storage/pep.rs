@@ -80,6 +80,9 @@ pub struct PepNodeConfig {
     /// Items kept; `None` is "max", the server's limit.
     pub max_items: Option<u32>,
     pub send_last_published_item: SendLastItem,
+    /// Bare JIDs the owner made members (XEP-0060 §8.9): they may read a node with
+    /// [`AccessModel::Whitelist`].
+    pub whitelist: Vec<String>,
 }
 
 impl Default for PepNodeConfig {
@@ -90,6 +93,7 @@ impl Default for PepNodeConfig {
             persist_items: true,
             max_items: Some(1),
             send_last_published_item: SendLastItem::OnSubAndPresence,
+            whitelist: Vec::new(),
         }
     }
 }

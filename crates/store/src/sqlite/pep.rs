@@ -13,13 +13,14 @@ use super::SqliteStorage;
 use crate::errors::{corrupt, db_error, require_row};
 
 const NODE_COLUMNS: &str = "n.node, n.access_model, n.roster_groups_allowed, n.persist_items, \
-                            n.max_items, n.send_last_published_item";
+                            n.max_items, n.send_last_published_item, n.whitelist";
 
 fn node_from_row(row: &SqliteRow) -> StorageResult<PepNode> {
     let access: String = row.try_get("access_model").map_err(db_error)?;
     let send_last: String = row.try_get("send_last_published_item").map_err(db_error)?;
     let groups: String = row.try_get("roster_groups_allowed").map_err(db_error)?;
     let max_items: Option<i64> = row.try_get("max_items").map_err(db_error)?;
+    let whitelist: String = row.try_get("whitelist").map_err(db_error)?;
     Ok(PepNode {
         name: row.try_get("node").map_err(db_error)?,
         config: PepNodeConfig {
@@ -37,6 +38,11 @@ fn node_from_row(row: &SqliteRow) -> StorageResult<PepNode> {
                 .map_err(|e| corrupt("PEP max_items", e))?,
             send_last_published_item: SendLastItem::parse(&send_last)
                 .ok_or_else(|| corrupt("PEP send_last_published_item", &send_last))?,
+            whitelist: whitelist
+                .split('\n')
+                .filter(|j| !j.is_empty())
+                .map(str::to_owned)
+                .collect(),
         },
     })
 }
@@ -110,13 +116,14 @@ impl PepStore for SqliteStorage {
         let config = &node.config;
         let result = sqlx::query(
             "INSERT INTO pep_nodes (account_id, node, access_model, roster_groups_allowed, \
-             persist_items, max_items, send_last_published_item) \
-             SELECT id, ?3, ?4, ?5, ?6, ?7, ?8 FROM accounts WHERE user = ?1 AND domain = ?2 \
+             persist_items, max_items, send_last_published_item, whitelist) \
+             SELECT id, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM accounts WHERE user = ?1 AND domain = ?2 \
              ON CONFLICT (account_id, node) DO UPDATE SET \
              access_model = excluded.access_model, \
              roster_groups_allowed = excluded.roster_groups_allowed, \
              persist_items = excluded.persist_items, max_items = excluded.max_items, \
-             send_last_published_item = excluded.send_last_published_item",
+             send_last_published_item = excluded.send_last_published_item, \
+             whitelist = excluded.whitelist",
         )
         .bind(user)
         .bind(domain)
@@ -126,6 +133,7 @@ impl PepStore for SqliteStorage {
         .bind(config.persist_items)
         .bind(config.max_items.map(i64::from))
         .bind(config.send_last_published_item.as_str())
+        .bind(config.whitelist.join("\n"))
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;

@@ -50,6 +50,7 @@ pub(crate) async fn pep(s: &dyn Storage) {
         persist_items: true,
         max_items: None,
         send_last_published_item: SendLastItem::Never,
+        whitelist: vec!["bob@b.example".to_owned(), "carol@c.example".to_owned()],
     };
     s.put_pep_node("alice", A, &node(NOTES, notes.clone()), 100)
         .await

@@ -4,7 +4,7 @@
 use super::{RelayedIq, Room, MAX_RELAYED_IQS, RELAYED_IQ_TIMEOUT};
 use crate::archive;
 use crate::service::{self, ServiceInfo};
-use crate::stanza::forms::{DataForm, Field, FormType};
+use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
 use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
 
 /// The well-known node for discovering one's reserved nick (XEP-0045 §7.12).
@@ -65,6 +65,8 @@ impl Room {
                 ("set", ns::MAM, Some(query)) => self.archive_query(&from, &query).await,
                 ("get", ns::MAM, _) => Ok(Some(archive::query_form())),
                 ("set", ns::MODERATE, Some(query)) => self.moderate(&from, &query).await,
+                ("get", ns::VCARD, _) => self.vcard_get(),
+                ("set", ns::VCARD, Some(vcard)) => self.vcard_set(&from, &vcard).await,
                 _ => Err(StanzaError::service_unavailable()),
             }
         };
@@ -223,6 +225,7 @@ impl Room {
             "urn:xmpp:mam:2",
             "http://jabber.org/protocol/muc#stable_id",
             "http://jabber.org/protocol/muc#self-ping-optimization",
+            ns::VCARD,
         ];
         let field = |var: &str, value: String| Field::untyped(var).value(value);
         let form = DataForm::new(FormType::Result)
@@ -245,6 +248,15 @@ impl Room {
                 "muc#roominfo_slow_mode_duration",
                 config.slow_mode_duration.to_string(),
             ))
+            // XEP-0486, and the field Prosody's mod_vcard_muc used before it, which clients
+            // such as Conversations still read.
+            .fields(self.avatar_hash().into_iter().flat_map(|hash| {
+                [
+                    Field::new("muc#roominfo_avatarhash", FieldType::TextMulti).value(hash.clone()),
+                    Field::untyped("{http://modules.prosody.im/mod_vcard_muc}avatar#sha1")
+                        .value(hash),
+                ]
+            }))
             .field(field(
                 "muc#roominfo_subjectmod",
                 if config.change_subject { "1" } else { "0" }.into(),

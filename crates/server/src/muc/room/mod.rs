@@ -16,6 +16,7 @@
 mod address_bans;
 mod affiliations;
 mod archive_bounds;
+mod avatar;
 mod iq;
 mod messages;
 mod occupants;
