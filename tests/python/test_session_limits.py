@@ -25,6 +25,15 @@ server = server_fixture(
 )
 
 
+def rss_mib(pid: int) -> float:
+    """The server's resident memory, for the figures in docs/configuration.md (`-s` shows them)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/PID/status")
+
+
 async def logged_in(server, user: str, resource: str = "r") -> tuple[RawXmpp, str]:
     raw = await RawXmpp.connect(server.c2s_port)
     assert await raw.open_stream("localhost") is not None
@@ -61,8 +70,12 @@ async def test_a_client_that_never_acknowledges_is_cut_off_by_count(server):
 async def test_a_client_that_never_acknowledges_is_cut_off_by_size(server):
     """Twelve 30 KB messages are far fewer than 50 stanzas but more than 256 KiB."""
     server.add_user("neverackbig", "pw")
+    before = rss_mib(server.proc.pid)
     raw, full = await logged_in(server, "neverackbig")
+    started = time.monotonic()
     condition = await flood_self_until_closed(raw, full, 12, "y" * 30_000)
+    print(f"\nnever acknowledging, 30 KB messages: cut off after {time.monotonic() - started:.1f} s; "
+          f"RSS {before:.0f} -> {rss_mib(server.proc.pid):.0f} MiB")
     assert condition == "policy-violation", raw.transcript(600)
 
 
@@ -130,14 +143,18 @@ async def test_a_client_that_stops_reading_leaves_its_room_in_seconds(server):
         left.set()
 
     watcher = asyncio.create_task(watch_for_leave())
+    before = peak = rss_mib(server.proc.pid)
     started = time.monotonic()
     for i in range(200):
         if left.is_set():
             break
         await talker.send(f"<message to='{room}' type='groupchat' id='s{i}'><body>{body}</body></message>")
         await asyncio.sleep(0.01)
+        peak = max(peak, rss_mib(server.proc.pid))
     await asyncio.wait_for(watcher, 45)
     elapsed = time.monotonic() - started
+    print(f"\nstuck reader: left the room after {elapsed:.1f} s; "
+          f"RSS {before:.0f} -> peak {peak:.0f} MiB")
     # Before the bound, the session stayed in its blocked write (and in the room) for minutes.
     assert elapsed < 20, f"the stuck reader left the room only after {elapsed:.1f} s"
     stuck.close()
