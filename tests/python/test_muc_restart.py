@@ -111,10 +111,13 @@ async def test_archive_retention_sweep_deletes_old_messages(tmp_path_factory):
         old = int((time.time() - 3 * 86400) * 1_000_000)
         db = sqlite3.connect(srv.data_dir / "salon.db")
         with db:
+            seq = db.execute(
+                "INSERT INTO archive_stanzas (stanza, refs) VALUES (?, 1)",
+                (f"<message xmlns='jabber:client' from='{room}/boss' type='groupchat'><body>ancient message</body></message>",),
+            ).lastrowid
             db.execute(
-                "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) VALUES (?, ?, ?, ?, ?)",
-                (room, "ancient-1", old, f"{room}/boss",
-                 f"<message xmlns='jabber:client' from='{room}/boss' type='groupchat'><body>ancient message</body></message>"),
+                "INSERT INTO archive_entries (archive, seq, id, timestamp, with_jid, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (room, seq, "ancient-1", old, f"{room}/boss", seq),
             )
         db.close()
         srv.restart()  # the sweep runs when the server starts, then hourly

@@ -162,6 +162,9 @@ async fn archive_incoming(
         return None;
     }
     let with = bare_of(message.attr("from"))?;
+    // Stored as the sender's archive stores it (before the stanza id, which the result's id
+    // carries), so that the two copies of a local 1:1 message share one stored stanza.
+    let stored = serialized(message);
     let id = archive::new_stanza_id();
     message.append_child(
         Build::new("stanza-id", ns::SID)
@@ -169,7 +172,7 @@ async fn archive_incoming(
             .attr("by", account_str.to_string())
             .build(),
     );
-    Some(append(server, account_str, id, with, message).await)
+    Some(append(server, account_str, id, with, stored).await)
 }
 
 /// A message a local client sends: archived in its own account's archive. Nothing waits for
@@ -192,9 +195,13 @@ async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, message:
         account.as_str(),
         archive::new_stanza_id(),
         with,
-        message,
+        serialized(message),
     )
     .await;
+}
+
+fn serialized(message: &Element) -> String {
+    String::from_utf8_lossy(&salon_xml::serialize(message)).into_owned()
 }
 
 async fn append(
@@ -202,9 +209,8 @@ async fn append(
     account: &str,
     id: String,
     with: String,
-    message: &Element,
+    stanza: String,
 ) -> Commit {
-    let stanza = String::from_utf8_lossy(&salon_xml::serialize(message)).into_owned();
     archive::writer(server.as_ref())
         .append(
             account,

@@ -93,7 +93,7 @@ impl AccountStore for SqliteStorage {
             .await
             .map_err(db_error)?;
         // The archive is not tied to the account row; it goes even if there was no account.
-        sqlx::query("DELETE FROM archive_messages WHERE archive = ?1")
+        sqlx::query("DELETE FROM archive_entries WHERE archive = ?1")
             .bind(account_archive(user, domain))
             .execute(&mut *tx)
             .await

@@ -1,7 +1,10 @@
-//! Message archives (XEP-0313) in SQLite: `archive_messages`, ordered by an `AUTOINCREMENT`
-//! sequence (append order); the paging rules are those of `salon_server::storage::archive`,
-//! with the page cut by `rules::archive_page`. Archives do not reference accounts: an archive
-//! is named by a bare JID that may be a room or an account.
+//! Message archives (XEP-0313) in SQLite: each message stored once in `archive_stanzas`, under
+//! an `AUTOINCREMENT` sequence (append order), and listed in each archive that holds it by a
+//! small `archive_entries` row clustered by (archive, seq); a 1:1 message's two copies (the
+//! sender's and the recipient's archive) share one stored stanza when they are written in the
+//! same batch. The paging rules are those of `salon_server::storage::archive`, with the page
+//! cut by `rules::archive_page`. Archives do not reference accounts: an archive is named by a
+//! bare JID that may be a room or an account.
 
 use async_trait::async_trait;
 use salon_server::storage::rules::{archive_page, page_fetch_size};
@@ -12,10 +15,12 @@ use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Row as _};
 
 use super::SqliteStorage;
-use crate::errors::{corrupt, db_error, require_row};
+use crate::errors::{corrupt, db_error};
 
 /// Columns of an [`ArchivedMessage`], for [`archived_from_row`].
-const ARCHIVE_COLUMNS: &str = "id, timestamp, with_jid, stanza";
+const ARCHIVE_COLUMNS: &str = "e.id, e.timestamp, e.with_jid, s.stanza";
+/// The entries with their stored stanzas, for [`ARCHIVE_COLUMNS`].
+const ARCHIVE_JOIN: &str = "archive_entries AS e JOIN archive_stanzas AS s ON s.seq = e.body";
 
 fn archived_from_row(row: &SqliteRow) -> StorageResult<ArchivedMessage> {
     Ok(ArchivedMessage {
@@ -34,15 +39,15 @@ fn push_archive_filters<'a>(
     archive: &'a str,
     query: &'a ArchiveQuery,
 ) {
-    builder.push(" WHERE archive = ").push_bind(archive);
+    builder.push(" WHERE e.archive = ").push_bind(archive);
     if let Some(with) = &query.with {
-        builder.push(" AND with_jid = ").push_bind(with.as_str());
+        builder.push(" AND e.with_jid = ").push_bind(with.as_str());
     }
     if let Some(start) = query.start {
-        builder.push(" AND timestamp >= ").push_bind(start);
+        builder.push(" AND e.timestamp >= ").push_bind(start);
     }
     if let Some(end) = query.end {
-        builder.push(" AND timestamp <= ").push_bind(end);
+        builder.push(" AND e.timestamp <= ").push_bind(end);
     }
 }
 
@@ -56,7 +61,7 @@ async fn archive_position(
         return Ok(None);
     };
     let seq: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM archive_messages WHERE archive = ?1 AND id = ?2")
+        sqlx::query_scalar("SELECT seq FROM archive_entries WHERE archive = ?1 AND id = ?2")
             .bind(archive)
             .bind(id)
             .fetch_optional(conn)
@@ -68,45 +73,64 @@ async fn archive_position(
 #[async_trait]
 impl ArchiveStore for SqliteStorage {
     async fn archive_append(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()> {
-        // A duplicate id violates UNIQUE (archive, id): `AlreadyExists`.
-        sqlx::query(
-            "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(archive)
-        .bind(&message.id)
-        .bind(message.timestamp)
-        .bind(&message.with)
-        .bind(&message.stanza)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        self.archive_append_many(&[(archive.to_string(), message.clone())])
+            .await
     }
 
     async fn archive_append_many(
         &self,
         messages: &[(String, ArchivedMessage)],
     ) -> StorageResult<()> {
-        // One multi-row INSERT per chunk: one statement is one transaction and one trip to
-        // SQLite's worker thread, however many messages arrived meanwhile.
+        // One transaction for the batch (one commit), two multi-row INSERTs per chunk: the
+        // stanzas, each text once, then the entries pointing at them.
+        let mut tx = self.archive_pool.begin().await.map_err(db_error)?;
         for chunk in messages.chunks(200) {
-            let mut insert = QueryBuilder::new(
-                "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) ",
-            );
-            insert.push_values(chunk, |mut row, (archive, message)| {
-                row.push_bind(archive)
-                    .push_bind(&message.id)
-                    .push_bind(message.timestamp)
-                    .push_bind(&message.with)
-                    .push_bind(&message.stanza);
+            // The distinct texts in order of first appearance, and each message's text.
+            let mut texts: Vec<(&str, i64)> = Vec::new();
+            let mut text_of = Vec::with_capacity(chunk.len());
+            for (_, message) in chunk {
+                let text = message.stanza.as_str();
+                // Copies of one message are queued one after the other: look back a little.
+                let found = texts.iter().rev().take(8).position(|(t, _)| *t == text);
+                match found {
+                    Some(back) => {
+                        let index = texts.len() - 1 - back;
+                        texts[index].1 += 1;
+                        text_of.push(index);
+                    }
+                    None => {
+                        text_of.push(texts.len());
+                        texts.push((text, 1));
+                    }
+                }
+            }
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO archive_stanzas (stanza, refs) ");
+            insert.push_values(&texts, |mut row, (text, refs)| {
+                row.push_bind(*text).push_bind(*refs);
             });
-            insert
-                .build()
-                .execute(&self.archive_pool)
-                .await
-                .map_err(db_error)?;
+            let done = insert.build().execute(&mut *tx).await.map_err(db_error)?;
+            // AUTOINCREMENT in one statement of the only writer: consecutive, in VALUES order.
+            let first = done.last_insert_rowid() - texts.len() as i64 + 1;
+            let mut entries = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO archive_entries (archive, seq, id, timestamp, with_jid, body) ",
+            );
+            entries.push_values(
+                chunk.iter().zip(&text_of),
+                |mut row, ((archive, message), text)| {
+                    let seq = first + *text as i64;
+                    row.push_bind(archive)
+                        .push_bind(seq)
+                        .push_bind(&message.id)
+                        .push_bind(message.timestamp)
+                        .push_bind(&message.with)
+                        .push_bind(seq);
+                },
+            );
+            // A duplicate id violates UNIQUE (archive, id): `AlreadyExists`.
+            entries.build().execute(&mut *tx).await.map_err(db_error)?;
         }
+        tx.commit().await.map_err(db_error)?;
         Ok(())
     }
 
@@ -120,7 +144,7 @@ impl ArchiveStore for SqliteStorage {
         let after = archive_position(&mut tx, archive, query.after_id.as_deref()).await?;
         let before = archive_position(&mut tx, archive, query.before_id.as_deref()).await?;
 
-        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM archive_messages");
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM archive_entries AS e");
         push_archive_filters(&mut count, archive, query);
         let count: i64 = count
             .build_query_scalar()
@@ -130,18 +154,18 @@ impl ArchiveStore for SqliteStorage {
         let count = usize::try_from(count).map_err(|e| corrupt("archive message count", e))?;
 
         let wanted = i64::try_from(page_fetch_size(query)).unwrap_or(i64::MAX);
-        let mut page = QueryBuilder::new(format!("SELECT {ARCHIVE_COLUMNS} FROM archive_messages"));
+        let mut page = QueryBuilder::new(format!("SELECT {ARCHIVE_COLUMNS} FROM {ARCHIVE_JOIN}"));
         push_archive_filters(&mut page, archive, query);
         if let Some(after) = after {
-            page.push(" AND seq > ").push_bind(after);
+            page.push(" AND e.seq > ").push_bind(after);
         }
         if let Some(before) = before {
-            page.push(" AND seq < ").push_bind(before);
+            page.push(" AND e.seq < ").push_bind(before);
         }
         page.push(if query.from_end {
-            " ORDER BY seq DESC LIMIT "
+            " ORDER BY e.seq DESC LIMIT "
         } else {
-            " ORDER BY seq LIMIT "
+            " ORDER BY e.seq LIMIT "
         })
         .push_bind(wanted);
         let rows = page.build().fetch_all(&mut *tx).await.map_err(db_error)?;
@@ -156,7 +180,7 @@ impl ArchiveStore for SqliteStorage {
 
     async fn archive_get(&self, archive: &str, id: &str) -> StorageResult<Option<ArchivedMessage>> {
         let row = sqlx::query(&format!(
-            "SELECT {ARCHIVE_COLUMNS} FROM archive_messages WHERE archive = ?1 AND id = ?2"
+            "SELECT {ARCHIVE_COLUMNS} FROM {ARCHIVE_JOIN} WHERE e.archive = ?1 AND e.id = ?2"
         ))
         .bind(archive)
         .bind(id)
@@ -167,21 +191,53 @@ impl ArchiveStore for SqliteStorage {
     }
 
     async fn archive_replace(&self, archive: &str, id: &str, stanza: &str) -> StorageResult<()> {
-        let result =
-            sqlx::query("UPDATE archive_messages SET stanza = ?3 WHERE archive = ?1 AND id = ?2")
-                .bind(archive)
-                .bind(id)
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let stored: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT s.seq, s.refs FROM archive_entries AS e \
+             JOIN archive_stanzas AS s ON s.seq = e.body WHERE e.archive = ?1 AND e.id = ?2",
+        )
+        .bind(archive)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let (body, refs) = stored.ok_or(StorageError::NotFound)?;
+        if refs <= 1 {
+            sqlx::query("UPDATE archive_stanzas SET stanza = ?2 WHERE seq = ?1")
+                .bind(body)
                 .bind(stanza)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-        require_row(result.rows_affected())
+        } else {
+            // Shared with another archive, which keeps the original: this one gets its own.
+            let own = sqlx::query("INSERT INTO archive_stanzas (stanza, refs) VALUES (?1, 1)")
+                .bind(stanza)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .last_insert_rowid();
+            sqlx::query("UPDATE archive_entries SET body = ?3 WHERE archive = ?1 AND id = ?2")
+                .bind(archive)
+                .bind(id)
+                .bind(own)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            sqlx::query("UPDATE archive_stanzas SET refs = refs - 1 WHERE seq = ?1")
+                .bind(body)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(())
     }
 
     async fn archive_expire(&self, domain: &str, before: i64) -> StorageResult<usize> {
         // Compared as a suffix, not with LIKE, whose `_` would match any character.
         let result = sqlx::query(
-            "DELETE FROM archive_messages WHERE timestamp < ?1 \
+            "DELETE FROM archive_entries WHERE timestamp < ?1 \
              AND substr(archive, -(length(?2) + 1)) = '@' || ?2",
         )
         .bind(before)
@@ -194,11 +250,11 @@ impl ArchiveStore for SqliteStorage {
 
     async fn archive_trim(&self, archive: &str, keep: usize, before: i64) -> StorageResult<usize> {
         // The newest `keep` by sequence stay unless older than `before`; the (archive, seq)
-        // index finds the cut without reading the messages.
+        // key finds the cut without reading the messages.
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         let result = sqlx::query(
-            "DELETE FROM archive_messages WHERE archive = ?1 AND (timestamp < ?3 OR seq <= \
-             COALESCE((SELECT seq FROM archive_messages WHERE archive = ?1 \
+            "DELETE FROM archive_entries WHERE archive = ?1 AND (timestamp < ?3 OR seq <= \
+             COALESCE((SELECT seq FROM archive_entries WHERE archive = ?1 \
                        ORDER BY seq DESC LIMIT 1 OFFSET ?2), -1))",
         )
         .bind(archive)
@@ -231,7 +287,7 @@ impl ArchiveStore for SqliteStorage {
     }
 
     async fn archive_delete(&self, archive: &str) -> StorageResult<()> {
-        sqlx::query("DELETE FROM archive_messages WHERE archive = ?1")
+        sqlx::query("DELETE FROM archive_entries WHERE archive = ?1")
             .bind(archive)
             .execute(&self.pool)
             .await

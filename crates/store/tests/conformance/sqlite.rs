@@ -236,3 +236,114 @@ async fn sqlite_two_handles_write_concurrently() {
     server.close().await;
     cli.close().await;
 }
+
+/// The archive schema of migration 2026120600000 4 (one stored stanza per message, entries
+/// clustered by archive) takes over what the old `archive_messages` table held: same messages,
+/// same order, and positions keep growing past the old sequence.
+#[tokio::test]
+async fn sqlite_archives_move_to_the_shared_row_schema() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let path = dir.path().join("salon.db");
+    // The database as the releases before it left it: every migration up to the one before.
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).expect("mkdir");
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&all).expect("migrations") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.as_str() < "20261206000004" {
+            std::fs::copy(entry.path(), old.join(&name)).expect("copy");
+        }
+    }
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("connect");
+        let migrator = sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .expect("migrator");
+        migrator.run(&pool).await.expect("old migrations");
+        for (n, archive) in [
+            (1, "room@rooms.a.example"),
+            (2, "juliet@a.example"),
+            (3, "room@rooms.a.example"),
+        ] {
+            sqlx::query(
+                "INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(archive)
+            .bind(format!("old{n}"))
+            .bind(n * 1000)
+            .bind("romeo@a.example")
+            .bind(format!("<message>{n}</message>"))
+            .execute(&pool)
+            .await
+            .expect("old row");
+        }
+        // The newest old row deleted: its position is never given again.
+        sqlx::query("INSERT INTO archive_messages (archive, id, timestamp, with_jid, stanza) VALUES ('x@a.example', 'gone', 0, 'y', '<message/>')")
+            .execute(&pool)
+            .await
+            .expect("row");
+        sqlx::query("DELETE FROM archive_messages WHERE id = 'gone'")
+            .execute(&pool)
+            .await
+            .expect("delete");
+        pool.close().await;
+    }
+
+    let storage = open(&path).await;
+    let all = ArchiveQuery {
+        limit: 10,
+        ..ArchiveQuery::default()
+    };
+    let page = storage
+        .archive_query("room@rooms.a.example", &all)
+        .await
+        .expect("query");
+    let ids: Vec<_> = page.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["old1", "old3"]);
+    assert_eq!(page.messages[1].stanza, "<message>3</message>");
+    assert_eq!(page.messages[1].timestamp, 3000);
+    let message = ArchivedMessage {
+        id: "new".into(),
+        timestamp: 4000,
+        with: "romeo@a.example".into(),
+        stanza: "<message>4</message>".into(),
+    };
+    storage
+        .archive_append("room@rooms.a.example", &message)
+        .await
+        .expect("append");
+    let page = storage
+        .archive_query("room@rooms.a.example", &all)
+        .await
+        .expect("query");
+    let ids: Vec<_> = page.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["old1", "old3", "new"]);
+    let juliet = storage
+        .archive_query("juliet@a.example", &all)
+        .await
+        .expect("query");
+    assert_eq!(juliet.messages.len(), 1);
+    let next: i64 = {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("connect");
+        let seq = sqlx::query_scalar("SELECT MAX(seq) FROM archive_entries")
+            .fetch_one(&pool)
+            .await
+            .expect("seq");
+        pool.close().await;
+        seq
+    };
+    assert_eq!(
+        next, 5,
+        "positions continue after the old sequence (4 was given and deleted)"
+    );
+}

@@ -177,6 +177,9 @@ mod tests {
 /// stanza is the server's responsibility): first until no stanza of this session is still held
 /// by another task (a room), then until the server's latest storage commit at that moment is
 /// done. Commits complete in order, so that covers every write the counted stanzas caused.
+/// Most `<a/>` answers held at once.
+const MAX_HELD_ACKS: usize = 64;
+
 #[derive(Default)]
 pub struct HeldAcks {
     /// `h` values waiting for the session's stanzas to be handed to storage.
@@ -190,9 +193,15 @@ impl HeldAcks {
         self.waiting.is_empty() && self.behind.is_none()
     }
 
-    /// Hold an answer with this `h`.
+    /// Hold an answer with this `h`. A client that keeps asking gets at most
+    /// [`MAX_HELD_ACKS`] answers per commit: the last one answers for the requests beyond
+    /// (`h` counts everything before it), so the held answers stay bounded.
     pub fn hold(&mut self, h: u32) {
-        self.waiting.push(h);
+        if self.waiting.len() < MAX_HELD_ACKS {
+            self.waiting.push(h);
+        } else if let Some(last) = self.waiting.last_mut() {
+            *last = h;
+        }
     }
 
     /// The `h` values that may be answered now, oldest first.
