@@ -216,8 +216,7 @@ async fn notify_app_servers(server: &Arc<Server>, account: &jid::BareJid, messag
     let sender = message.attr("from").unwrap_or_default().to_string();
     let body = message.get_child("body", ns::CLIENT).map(Element::text);
     for registration in due {
-        let notification =
-            notification(server, account, &registration, &sender, body.as_deref());
+        let notification = notification(server, account, &registration, &sender, body.as_deref());
         server.route(notification).await;
     }
 }
