@@ -520,3 +520,45 @@ async def test_refused_when_the_policy_requires_a_valid_certificate(tmp_path_fac
     finally:
         one.stop()
         two.stop()
+
+
+@async_test(timeout=90)
+async def test_occupants_of_a_vanished_server_leave_the_room(tmp_path_factory, ca):
+    """When a remote occupant's server goes away, the room's next message to it bounces
+    (remote-server-not-found) and the room removes the ghost, telling the others."""
+    ensure_hosts()
+    base = tmp_path_factory.mktemp("fedghost")
+    ca_file = base / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    hosts = {name: f"{name}:5769" for d in ("salon.test", "salon2.test") for name in names(d)}
+    s2s = {"ca_file": str(ca_file), "dns_timeout_seconds": 1, "hosts": hosts,
+           "connect_timeout_seconds": 5}
+    one = salon(tmp_path_factory, "ghost1", "salon.test", "127.0.0.10",
+                write_cert(ca, "salon.test", base / "one"), s2s, port=5769)
+    two = salon(tmp_path_factory, "ghost2", "salon2.test", "127.0.0.13",
+                write_cert(ca, "salon2.test", base / "two"), s2s, port=5769)
+    try:
+        (a_jid, a_pw), (b_jid, b_pw) = one.new_user("ga"), two.new_user("gb")
+        room = f"ghost{uid()}@rooms.salon.test"
+        async with Clients() as cs:
+            alice = await login(cs, one, a_jid, a_pw)
+            alice.x.send_presence(pto=f"{room}/alice")
+            await alice.wait_presence(lambda p: str(p["from"]) == f"{room}/alice", timeout=15)
+            await alice.iq("set", room, "<query xmlns='http://jabber.org/protocol/muc#owner'>"
+                                         "<x xmlns='jabber:x:data' type='submit'/></query>")
+            bob = await login(cs, two, b_jid, b_pw)
+            join = bob.x.make_presence(pto=f"{room}/bob")
+            join.append(ET.Element(f"{{{NS_MUC}}}x"))
+            join.send()
+            await alice.wait_presence(lambda p: str(p["from"]) == f"{room}/bob", timeout=30)
+            # Killed: no unavailable presence from bob's server, the room must find out.
+            two.proc.kill()
+            two.proc.wait(timeout=10)
+            alice.x.send_message(mto=room, mbody="anyone there?", mtype="groupchat")
+            await alice.wait_presence(
+                lambda p: str(p["from"]) == f"{room}/bob" and p["type"] == "unavailable",
+                timeout=30,
+            )
+    finally:
+        one.stop()
+        two.stop()

@@ -214,6 +214,15 @@ async def test_the_owner_lets_members_read_a_whitelist_node(server):
             sorted([(a_jid, "owner"), (b_jid, "member")])
         result = await bob.x.plugin["xep_0060"].get_items(a_jid, node)
         assert [i["id"] for i in result["pubsub"]["items"]] == ["s"]
+        # A member's client that asks for the node hears of it, with no presence subscription;
+        # a stranger's does not.
+        bob2 = await login(cs, server, b_jid, b_pw, interests=[node])
+        dave2 = await login(cs, server, d_jid, d_pw, interests=[node])
+        await pubsub.publish(a_jid, node, id="t", payload=conversation("t"))
+        await bob2.wait_until(lambda: any(e[:2] == ("item", "t") for e in events(bob2, node)),
+                              what="member notified")
+        await dave2.ping_server()
+        assert events(dave2, node) == []
         # Members only: a stranger still cannot, and only the owner manages them.
         assert await error_of(dave.x.plugin["xep_0060"].get_items(a_jid, node)) == "not-allowed"
         assert await error_of(bob.x.plugin["xep_0060"].modify_affiliations(

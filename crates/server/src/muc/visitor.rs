@@ -79,6 +79,10 @@ impl VisitorSecrets {
     }
 }
 
+/// The browser id a guest session was given or proved, kept in the session's slots: a page
+/// that joins several rooms at once, before it has stored any secret, gets one id for all.
+pub struct SessionBrowser(pub String);
+
 /// The secret a presence offers, if any.
 pub fn offered(presence: &Element) -> Option<&str> {
     presence

@@ -9,7 +9,7 @@ use crate::im::{blocklist, roster};
 use crate::router::SessionHandle;
 use crate::server::Server;
 use crate::stanza::{ns, xep82_datetime, Build};
-use crate::storage::{PepItem, PepNode, SendLastItem};
+use crate::storage::{AccessModel, PepItem, PepNode, SendLastItem};
 use minidom::Element;
 use std::sync::Arc;
 
@@ -47,27 +47,49 @@ pub async fn broadcast(server: &Arc<Server>, owner: &jid::BareJid, node: &PepNod
         }
     }
     let blocked = blocklist::of(server, owner).await;
+    let mut told = std::collections::HashSet::new();
     for item in roster::items(server, owner).await {
         let relation = Relation::of_item(&item.jid, Some(&item));
         if !item.subscription.has_from() || access::check(&node.config, &relation).is_err() {
             continue;
         }
-        let Ok(contact) = jid::Jid::new(&item.jid) else {
-            continue;
-        };
-        if blocklist::blocks(&blocked, &contact) {
-            continue;
+        told.insert(item.jid.clone());
+        send_to_contact(server, owner, &blocked, &item.jid, node, &event);
+    }
+    // Members of a whitelist node hear of it even without a presence subscription
+    // (XEP-0060 §4.5: the whitelist is who may subscribe; in PEP, +notify stands for that).
+    if node.config.access_model == AccessModel::Whitelist {
+        for member in node.config.whitelist.iter().filter(|m| !told.contains(*m)) {
+            send_to_contact(server, owner, &blocked, member, node, &event);
         }
-        for session in server.router.sessions_of(item.jid.as_str()) {
-            let wants = client_features::features_of(&session)
-                .is_some_and(|f| client_features::wants_notifications(&f, &node.name));
-            if session.is_available() && wants {
-                session.send_element(&event_message(
-                    owner,
-                    &session.jid.to_string(),
-                    event.clone(),
-                ));
-            }
+    }
+}
+
+/// Send `event` to the clients of `contact` that asked for the node, unless the owner blocks
+/// the contact.
+fn send_to_contact(
+    server: &Arc<Server>,
+    owner: &jid::BareJid,
+    blocked: &[String],
+    contact: &str,
+    node: &PepNode,
+    event: &Element,
+) {
+    let Ok(address) = jid::Jid::new(contact) else {
+        return;
+    };
+    if blocklist::blocks(blocked, &address) {
+        return;
+    }
+    for session in server.router.sessions_of(contact) {
+        let wants = client_features::features_of(&session)
+            .is_some_and(|f| client_features::wants_notifications(&f, &node.name));
+        if session.is_available() && wants {
+            session.send_element(&event_message(
+                owner,
+                &session.jid.to_string(),
+                event.clone(),
+            ));
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Message archives (XEP-0313) in SQLite: each message stored once in `archive_stanzas`, under
 //! an `AUTOINCREMENT` sequence (append order), and listed in each archive that holds it by a
 //! small `archive_entries` row clustered by (archive, seq); a 1:1 message's two copies (the
-//! sender's and the recipient's archive) share one stored stanza when they are written in the
-//! same batch. The paging rules are those of `salon_server::storage::archive`, with the page
+//! sender's and the recipient's archive) share one stored stanza when they are written one
+//! after the other in the same batch. The paging rules are those of `salon_server::storage::archive`, with the page
 //! cut by `rules::archive_page`. Archives do not reference accounts: an archive is named by a
 //! bare JID that may be a room or an account.
 
@@ -81,56 +81,34 @@ impl ArchiveStore for SqliteStorage {
         &self,
         messages: &[(String, ArchivedMessage)],
     ) -> StorageResult<()> {
-        // One transaction for the batch (one commit), two multi-row INSERTs per chunk: the
-        // stanzas, each text once, then the entries pointing at them.
-        let mut tx = self.archive_pool.begin().await.map_err(db_error)?;
+        // One multi-row INSERT into the `archive_appends` view per chunk: one statement is one
+        // transaction and one trip to SQLite's worker thread, however many messages arrived
+        // meanwhile. The copies of a 1:1 message come one after the other (the sender's, then
+        // the recipient's, with the same text): the second shares the first one's stanza.
         for chunk in messages.chunks(200) {
-            // The distinct texts in order of first appearance, and each message's text.
-            let mut texts: Vec<(&str, i64)> = Vec::new();
-            let mut text_of = Vec::with_capacity(chunk.len());
-            for (_, message) in chunk {
-                let text = message.stanza.as_str();
-                // Copies of one message are queued one after the other: look back a little.
-                let found = texts.iter().rev().take(8).position(|(t, _)| *t == text);
-                match found {
-                    Some(back) => {
-                        let index = texts.len() - 1 - back;
-                        texts[index].1 += 1;
-                        text_of.push(index);
-                    }
-                    None => {
-                        text_of.push(texts.len());
-                        texts.push((text, 1));
-                    }
-                }
-            }
-            let mut insert =
-                QueryBuilder::<Sqlite>::new("INSERT INTO archive_stanzas (stanza, refs) ");
-            insert.push_values(&texts, |mut row, (text, refs)| {
-                row.push_bind(*text).push_bind(*refs);
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO archive_appends (archive, id, timestamp, with_jid, stanza, shared) ",
+            );
+            let mut previous: Option<(&str, &str)> = None;
+            insert.push_values(chunk, |mut row, (archive, message)| {
+                let shared = previous.is_some_and(|(other_archive, text)| {
+                    other_archive != archive.as_str() && text == message.stanza
+                });
+                previous = Some((archive.as_str(), message.stanza.as_str()));
+                row.push_bind(archive)
+                    .push_bind(&message.id)
+                    .push_bind(message.timestamp)
+                    .push_bind(&message.with)
+                    .push_bind(if shared { "" } else { message.stanza.as_str() })
+                    .push_bind(shared);
             });
-            let done = insert.build().execute(&mut *tx).await.map_err(db_error)?;
-            // AUTOINCREMENT in one statement of the only writer: consecutive, in VALUES order.
-            let first = done.last_insert_rowid() - texts.len() as i64 + 1;
-            let mut entries = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO archive_entries (archive, seq, id, timestamp, with_jid, body) ",
-            );
-            entries.push_values(
-                chunk.iter().zip(&text_of),
-                |mut row, ((archive, message), text)| {
-                    let seq = first + *text as i64;
-                    row.push_bind(archive)
-                        .push_bind(seq)
-                        .push_bind(&message.id)
-                        .push_bind(message.timestamp)
-                        .push_bind(&message.with)
-                        .push_bind(seq);
-                },
-            );
             // A duplicate id violates UNIQUE (archive, id): `AlreadyExists`.
-            entries.build().execute(&mut *tx).await.map_err(db_error)?;
+            insert
+                .build()
+                .execute(&self.archive_pool)
+                .await
+                .map_err(db_error)?;
         }
-        tx.commit().await.map_err(db_error)?;
         Ok(())
     }
 
@@ -144,13 +122,25 @@ impl ArchiveStore for SqliteStorage {
         let after = archive_position(&mut tx, archive, query.after_id.as_deref()).await?;
         let before = archive_position(&mut tx, archive, query.before_id.as_deref()).await?;
 
-        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM archive_entries AS e");
-        push_archive_filters(&mut count, archive, query);
-        let count: i64 = count
-            .build_query_scalar()
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let unfiltered = query.with.is_none() && query.start.is_none() && query.end.is_none();
+        let count: i64 = if unfiltered {
+            // Kept by triggers: counting a large archive's entries would take longer than
+            // the page.
+            sqlx::query_scalar("SELECT messages FROM archive_counts WHERE archive = ?1")
+                .bind(archive)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .unwrap_or(0)
+        } else {
+            let mut count = QueryBuilder::new("SELECT COUNT(*) FROM archive_entries AS e");
+            push_archive_filters(&mut count, archive, query);
+            count
+                .build_query_scalar()
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?
+        };
         let count = usize::try_from(count).map_err(|e| corrupt("archive message count", e))?;
 
         let wanted = i64::try_from(page_fetch_size(query)).unwrap_or(i64::MAX);

@@ -307,6 +307,7 @@ async fn sqlite_archives_move_to_the_shared_row_schema() {
         .expect("query");
     let ids: Vec<_> = page.messages.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["old1", "old3"]);
+    assert_eq!(page.count, 2);
     assert_eq!(page.messages[1].stanza, "<message>3</message>");
     assert_eq!(page.messages[1].timestamp, 3000);
     let message = ArchivedMessage {
@@ -325,6 +326,8 @@ async fn sqlite_archives_move_to_the_shared_row_schema() {
         .expect("query");
     let ids: Vec<_> = page.messages.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["old1", "old3", "new"]);
+    // The count kept per archive took the moved messages over.
+    assert_eq!(page.count, 3);
     let juliet = storage
         .archive_query("juliet@a.example", &all)
         .await

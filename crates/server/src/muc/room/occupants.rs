@@ -284,16 +284,27 @@ impl Room {
             codes.push(status::NICK_ASSIGNED);
         }
         let affiliation = self.affiliation(&real);
-        // A guest without a valid secret gets a browser id, and its secret with its
-        // self-presence.
+        // A guest without a valid secret gets a browser id (the one its session already got in
+        // another room, else a new one), and its secret with its self-presence.
+        let session = self.context.local_session(&from).filter(|_| guest);
         let (browser, secret) = match browser {
             Some(id) => (Some(id), None),
             None if guest => {
-                let (id, secret) = self.service.visitors.issue();
+                let given = session
+                    .as_ref()
+                    .and_then(|h| h.extensions.get::<visitor::SessionBrowser>())
+                    .map(|b| b.0.clone());
+                let id = given.unwrap_or_else(|| self.service.visitors.issue().0);
+                let secret = self.service.visitors.secret_for(&id);
                 (Some(id), Some(secret))
             }
             None => (None, None),
         };
+        if let (Some(id), Some(session)) = (&browser, &session) {
+            session
+                .extensions
+                .insert(visitor::SessionBrowser(id.clone()));
+        }
         let occupant = Occupant {
             key: nick::comparison_key(&nick),
             nick,

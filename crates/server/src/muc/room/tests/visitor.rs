@@ -86,6 +86,26 @@ async fn a_guest_gets_a_browser_secret_with_its_self_presence_only() {
     assert_ne!(fresh, secret);
 }
 
+/// A guest session that joins again (another room, or this one after leaving) before it
+/// offers its secret gets the same one: a page joining several rooms at once keeps one id.
+#[tokio::test]
+async fn one_guest_session_gets_one_browser_secret() {
+    let mut room = owned_room();
+    let guest = guest_joins(&mut room, FIRST, [127, 0, 0, 1], "guest", None).await;
+    let first = issued_secret(&received(&guest)).expect("a secret");
+    room.on_presence(xml(&format!(
+        "<presence xmlns='jabber:client' type='unavailable' from='{FIRST}' to='{ROOM}/guest'/>"
+    )))
+    .await;
+    assert!(room.occupants.is_empty());
+    room.on_presence(xml(&format!(
+        "<presence xmlns='jabber:client' from='{FIRST}' to='{ROOM}/guest'>\
+         <x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    )))
+    .await;
+    assert_eq!(issued_secret(&received(&guest)), Some(first));
+}
+
 /// Banning a guest bans its browser in the room: the same browser is refused from another
 /// address; another browser from there gets in; lifting the ban lifts the browser too.
 #[tokio::test]
