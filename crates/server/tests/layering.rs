@@ -34,6 +34,7 @@ const FEATURES: &[&str] = &[
     "crate::pep",
     "crate::archive",
     "crate::s2s",
+    "crate::component",
     "crate::builtin",
 ];
 
