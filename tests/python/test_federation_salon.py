@@ -6,11 +6,14 @@ lookups (which time out after `dns_timeout_seconds`: the name server is unreacha
 system resolver.
 Certificates come from a private CA made here (trustme) and named in `s2s.ca_file`.
 
-Covers: 1:1 messages both ways, presence subscriptions reaching `both` on both sides with
-presence flowing, a remote user in a room (history, groupchat, private message), guests refused
-federation, SASL EXTERNAL with valid certificates, dialback when one certificate is not trusted
-and the policy allows it, refusal when the policy requires valid certificates, a bounce for a
-domain that does not exist within a bounded time, and a forged `from` ending the stream.
+Covers: 1:1 messages and IQs both ways, offline storage for a remote sender, presence
+subscriptions reaching `both` on both sides with presence and probes flowing, a remote user in a
+room (history, groupchat, private messages, the room's archive), ghosts of a killed server leaving
+the room, guests refused federation both ways, SASL EXTERNAL with valid certificates (STARTTLS and
+direct TLS), dialback when one certificate is not trusted and the policy allows it, refusal when
+the policy requires valid certificates, blocked domains, SRV records followed in order, a bounce
+for a domain that does not exist within a bounded time, a forged `from` ending the stream, and
+the s2s metrics.
 """
 
 from __future__ import annotations
@@ -562,3 +565,38 @@ async def test_occupants_of_a_vanished_server_leave_the_room(tmp_path_factory, c
     finally:
         one.stop()
         two.stop()
+
+
+@async_test(timeout=60)
+async def test_blocked_domains_are_refused_both_ways(tmp_path_factory, ca):
+    ensure_hosts()
+    base = tmp_path_factory.mktemp("fedblock")
+    ca_file = base / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    one = salon(tmp_path_factory, "block1", "salon.test", "127.0.0.10",
+                write_cert(ca, "salon.test", base / "one"),
+                {"ca_file": str(ca_file), "blocked_domains": ["evil.test"]}, port=5869)
+    try:
+        a_jid, a_pw = one.new_user("ba")
+        async with Clients() as cs:
+            alice = await login(cs, one, a_jid, a_pw)
+            started = time.monotonic()
+            mid = alice.send_message("mallory@evil.test", "hi")
+            err = await alice.wait_message(lambda m: m["id"] == mid and m["type"] == "error", timeout=10)
+            assert stanza_error_condition(err.xml) == "not-allowed", err
+            assert time.monotonic() - started < 5, "refused without trying to connect"
+        # A stream that says it comes from the blocked domain ends at its header.
+        sock = socket.create_connection(("127.0.0.10", 5869), timeout=10)
+        sock.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                     b"xmlns:stream='http://etherx.jabber.org/streams' to='salon.test' "
+                     b"from='evil.test' version='1.0'>")
+        data = b""
+        while b"</stream:stream>" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        sock.close()
+        assert b"policy-violation" in data, data
+    finally:
+        one.stop()

@@ -60,6 +60,14 @@ impl Listeners {
             tracing::info!(%addr, "server-to-server connections (direct TLS, XEP-0368)");
             tasks.push(spawn_s2s(server, listener, true));
         }
+        if let Some(addr) = listen.component {
+            let listener = bind("listen.component", addr).await?;
+            tracing::info!(%addr, "external components (XEP-0114)");
+            tasks.push(tokio::spawn(salon_server::component::accept_loop(
+                server.clone(),
+                listener,
+            )));
+        }
         if let Some(addr) = listen.metrics {
             let listener = bind("listen.metrics", addr).await?;
             tracing::info!(%addr, "Prometheus metrics (/metrics)");

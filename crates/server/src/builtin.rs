@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::storage::Storage;
-use crate::{archive, im, modules, muc, pep, s2s, upload};
+use crate::{archive, component, im, modules, muc, pep, s2s, upload};
 use std::sync::Arc;
 
 /// A server with every built-in module and the services its configuration enables.
@@ -52,6 +52,7 @@ pub fn build(config: Config, storage: Arc<dyn Storage>) -> anyhow::Result<Arc<Se
             .register_service(&upload.settings.domain, upload.clone());
         server.extensions.insert_arc(upload);
     }
+    component::install(&server);
     // Federation last: it checks `from` domains against the services registered above.
     s2s::install(&server)?;
     Ok(server)

@@ -25,6 +25,7 @@ pub mod tls;
 
 // Features and services, registered by `builtin`.
 pub mod archive;
+pub mod component;
 pub mod im;
 pub mod modules;
 pub mod muc;

@@ -35,6 +35,7 @@ const FEATURES: &[&str] = &[
     "crate::pep",
     "crate::archive",
     "crate::s2s",
+    "crate::component",
     "crate::builtin",
 ];
 

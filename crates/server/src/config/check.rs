@@ -53,6 +53,21 @@ impl Config {
         if let Some(s2s) = &self.s2s {
             s2s.validate()?;
         }
+        for (domain, component) in &self.components {
+            check_domain("components", domain)?;
+            if hosts.iter().any(|(_, host)| host == domain) {
+                return Err((
+                    "components".into(),
+                    format!("`{domain}` is already used by another host; each needs its own"),
+                ));
+            }
+            if component.secret.len() < 8 {
+                return Err((
+                    "components".into(),
+                    format!("the secret of `{domain}` is too short (8 characters at least)"),
+                ));
+            }
+        }
         let limits = &self.limits;
         for (key, value, min) in [
             ("limits.max_stanza_bytes", limits.max_stanza_bytes, 10_000),
@@ -410,10 +425,14 @@ impl Config {
             self.pep.max_publish_per_minute
         ));
         out.push_str(&format!(
-            "listen.s2s = {}\nlisten.s2s_direct_tls = {}\n",
+            "listen.s2s = {}\nlisten.s2s_direct_tls = {}\nlisten.component = {}\n",
             opt(&self.listen.s2s),
-            opt(&self.listen.s2s_direct_tls)
+            opt(&self.listen.s2s_direct_tls),
+            opt(&self.listen.component)
         ));
+        for domain in self.components.keys() {
+            out.push_str(&format!("components.{domain:?} = (secret set)\n"));
+        }
         match &self.s2s {
             None => out.push_str("s2s = off (no federation)\n"),
             Some(s2s) => out.push_str(&s2s.summary()),

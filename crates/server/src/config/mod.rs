@@ -7,7 +7,7 @@ mod sections;
 #[cfg(test)]
 mod tests;
 
-pub use s2s::{S2sConfig, S2sPolicy};
+pub use s2s::{ComponentConfig, S2sConfig, S2sPolicy};
 use sections::default_guest_resume_timeout;
 pub use sections::*;
 
@@ -48,6 +48,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Federation (RFC 6120 server-to-server); absent: off, stanzas to other domains bounce.
     pub s2s: Option<S2sConfig>,
+    /// External components (XEP-0114) by domain: `[components."irc.example.org"]`.
+    pub components: std::collections::BTreeMap<String, ComponentConfig>,
 }
 impl Default for Config {
     fn default() -> Self {
@@ -71,6 +73,7 @@ impl Default for Config {
             push: PushConfig::default(),
             log: LogConfig::default(),
             s2s: None,
+            components: Default::default(),
         }
     }
 }
@@ -177,6 +180,10 @@ impl Config {
         if let Some(s2s) = &mut self.s2s {
             s2s.normalise();
         }
+        self.components = std::mem::take(&mut self.components)
+            .into_iter()
+            .map(|(d, c)| (d.to_lowercase(), c))
+            .collect();
     }
 
     /// Every domain this server answers for, each of which authenticates its own federation

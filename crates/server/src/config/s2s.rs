@@ -228,3 +228,12 @@ impl S2sConfig {
         Ok(())
     }
 }
+
+/// One external component (XEP-0114): a gateway or bot that connects to `listen.component` and
+/// serves its own domain.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentConfig {
+    /// The shared secret of the handshake.
+    pub secret: String,
+}

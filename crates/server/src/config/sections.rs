@@ -85,6 +85,10 @@ pub struct ListenConfig {
     /// Server-to-server streams with TLS from the first byte (XEP-0368). Off unless set.
     #[serde(deserialize_with = "listener")]
     pub s2s_direct_tls: Option<SocketAddr>,
+    /// External components (XEP-0114), usually port 5347; keep it on loopback or a private
+    /// network (the protocol has no TLS). Off unless set.
+    #[serde(deserialize_with = "listener")]
+    pub component: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -584,6 +588,7 @@ impl Default for ListenConfig {
             metrics: None,
             s2s: None,
             s2s_direct_tls: None,
+            component: None,
         }
     }
 }
