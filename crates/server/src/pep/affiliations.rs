@@ -2,7 +2,7 @@
 //! members of a whitelist node (`member`, read access) are added and removed (`none`); the
 //! owner is always `owner`. Other affiliations (publisher, outcast) are not supported.
 
-use super::requests::Service;
+use super::service::Service;
 use super::PUBSUB_OWNER;
 use crate::registry::{IqKind, IqResponse};
 use crate::stanza::{Build, ErrorType, StanzaCondition, StanzaError};

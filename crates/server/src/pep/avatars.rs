@@ -6,7 +6,8 @@
 //! storage, so nothing loops back); a client storing a vCard with a photo gets the avatar
 //! published on its behalf (wrapping the vCard handler, which stays unaware of PEP).
 
-use super::requests::{Preconditions, Service};
+use super::avatar_hash::{announced_hash, cache, hashes, stored_info, METADATA};
+use super::service::{Preconditions, Service};
 use crate::hooks::{priority, FromClient, StanzaHook};
 use crate::modules::vcard::{photo as vcard_photo, sha1_hex};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
@@ -18,11 +19,8 @@ use minidom::Element;
 use std::sync::Arc;
 
 pub const DATA: &str = "urn:xmpp:avatar:data";
-pub const METADATA: &str = "urn:xmpp:avatar:metadata";
 const CONVERSION: &str = "urn:xmpp:pep-vcard-conversion:0";
 const VCARD_UPDATE: &str = "vcard-temp:x:update";
-/// Accounts whose avatar hash is remembered; past this the cache starts over.
-const MAX_CACHED_HASHES: usize = 65_536;
 
 pub fn register(registry: &mut Registry<Server>) {
     if let Some(inner) = registry.handler(IqScope::Account, IqKind::Set, ns::VCARD) {
@@ -38,50 +36,6 @@ pub fn register(registry: &mut Registry<Server>) {
     registry
         .hooks
         .on_from_client(priority::DELIVER + 10, Arc::new(PhotoHash));
-}
-
-/// Server-wide: each account's avatar hash as last read or published (`None`: no avatar).
-#[derive(Default)]
-struct Hashes(dashmap::DashMap<String, Option<String>>);
-
-fn hashes(server: &Server) -> Arc<Hashes> {
-    server.extensions.get_or_default::<Hashes>()
-}
-
-fn cache(server: &Server, owner: &jid::BareJid, hash: Option<String>) {
-    let hashes = hashes(server);
-    if hashes.0.len() >= MAX_CACHED_HASHES {
-        hashes.0.clear();
-    }
-    hashes.0.insert(owner.to_string(), hash);
-}
-
-/// The `<info/>` of a metadata payload that describes the image kept in the data node: the
-/// first one not pointing to an external URL (XEP-0398 §3).
-fn stored_info(metadata: &Element) -> Option<&Element> {
-    metadata
-        .children()
-        .filter(|c| c.is("info", METADATA))
-        .find(|info| info.attr("url").is_none())
-}
-
-/// The hash a metadata payload announces, or none (XEP-0084 §4.2 "disabling" the avatar with
-/// an empty `<metadata/>`).
-fn announced_hash(metadata: &Element) -> Option<String> {
-    stored_info(metadata)
-        .and_then(|info| info.attr("id"))
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-}
-
-/// Metadata was published for `owner` (by a client or by us): its hash goes in the presence.
-pub fn remember_hash(server: &Server, owner: &jid::BareJid, metadata: &Element) {
-    cache(server, owner, announced_hash(metadata));
-}
-
-/// The metadata node was deleted or purged: no avatar.
-pub fn forget_hash(server: &Server, owner: &jid::BareJid) {
-    cache(server, owner, None);
 }
 
 async fn current_hash(server: &Arc<Server>, owner: &jid::BareJid) -> Option<String> {

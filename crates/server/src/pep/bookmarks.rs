@@ -6,7 +6,7 @@
 //! This wraps the private XML handler rather than changing it: only `storage:bookmarks` of the
 //! account itself takes the detour.
 
-use super::requests::{Preconditions, Service};
+use super::service::{Preconditions, Service};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::{ns, Build};

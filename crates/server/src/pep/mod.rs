@@ -8,6 +8,7 @@
 
 mod access;
 mod affiliations;
+mod avatar_hash;
 mod avatars;
 mod bookmarks;
 mod caps;
@@ -17,6 +18,7 @@ mod node_list;
 mod notify;
 mod rate;
 mod requests;
+mod service;
 
 use crate::registry::{Identity, IqHandler, IqKind, IqScope, Registry};
 use crate::server::Server;

@@ -6,15 +6,14 @@
 use super::access;
 use super::avatars;
 use super::errors::{self, with_condition};
-use super::node_config::{self, items_kept, preconditions_met, submitted_fields};
+use super::node_config::{self, submitted_fields};
 use super::notify::{self, EVENT};
+use super::service::{storage_error, Preconditions, Service};
 use super::{PUBSUB, PUBSUB_OWNER};
-use crate::config::PepConfig;
-use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse};
 use crate::server::Server;
 use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
-use crate::storage::{PepItem, PepNode, PepNodeConfig, Storage, StorageError};
+use crate::storage::{PepNode, PepNodeConfig};
 use minidom::Element;
 use std::sync::Arc;
 
@@ -26,30 +25,6 @@ pub struct Pubsub;
 
 /// `<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'/>` requests.
 pub struct PubsubOwner;
-
-/// Whether a publish checks its options against an existing node's configuration.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Preconditions {
-    /// XEP-0060 §7.1.5, for clients' publish-options.
-    Check,
-    /// The server's own publishing on the owner's behalf (bookmarks, avatars from a vCard):
-    /// the node keeps whatever configuration its owner gave it.
-    Ignore,
-}
-
-/// One account's PEP service, for the length of a request.
-pub(super) struct Service<'a> {
-    pub(super) server: &'a Arc<Server>,
-    pub(super) owner: &'a jid::BareJid,
-    pub(super) user: String,
-    pub(super) domain: String,
-    pub(super) storage: &'a Arc<dyn Storage>,
-    limits: &'a PepConfig,
-}
-
-fn storage_error(error: StorageError) -> StanzaError {
-    StanzaError::storage("PEP storage", &error)
-}
 
 fn bad_request(condition: &str, text: &str) -> StanzaError {
     with_condition(StanzaError::bad_request(text), condition)
@@ -81,72 +56,6 @@ impl Service<'_> {
         Service::of(server, &request.to)
     }
 
-    /// The PEP service of account `owner`.
-    pub(super) fn of<'a>(server: &'a Arc<Server>, owner: &'a jid::BareJid) -> Service<'a> {
-        let (user, domain) = roster::account_key(owner);
-        Service {
-            server,
-            owner,
-            storage: server.storage_for(&domain),
-            user,
-            domain,
-            limits: &server.config.pep,
-        }
-    }
-
-    pub(super) async fn node(&self, name: &str) -> Result<Option<PepNode>, StanzaError> {
-        self.storage
-            .pep_node(&self.user, &self.domain, name)
-            .await
-            .map_err(storage_error)
-    }
-
-    /// Every item of node `name`, oldest first (none if there is no such node).
-    pub(super) async fn all_items(&self, name: &str) -> Result<Vec<PepItem>, StanzaError> {
-        self.storage
-            .pep_items(&self.user, &self.domain, name, None)
-            .await
-            .map_err(storage_error)
-    }
-
-    async fn existing_node(&self, name: &str) -> Result<PepNode, StanzaError> {
-        self.node(name)
-            .await?
-            .ok_or_else(StanzaError::item_not_found)
-    }
-
-    /// Create `name` with `config`, within the account's limit of nodes.
-    async fn create(&self, name: &str, config: PepNodeConfig) -> Result<PepNode, StanzaError> {
-        let count = self
-            .storage
-            .pep_nodes(&self.user, &self.domain)
-            .await
-            .map_err(storage_error)?
-            .len();
-        if count >= self.limits.max_nodes_per_account {
-            return Err(StanzaError::resource_constraint().with_text(format!(
-                "at most {} nodes per account",
-                self.limits.max_nodes_per_account
-            )));
-        }
-        let node = PepNode {
-            name: name.to_owned(),
-            config,
-        };
-        self.save(&node).await?;
-        Ok(node)
-    }
-
-    pub(super) async fn save(&self, node: &PepNode) -> Result<(), StanzaError> {
-        let keep = items_kept(&node.config, self.limits.max_items_per_node);
-        self.storage
-            .put_pep_node(&self.user, &self.domain, node, keep)
-            .await
-            .map_err(storage_error)
-    }
-
-    /// XEP-0060 §7.1: publish one item, creating the node (§7.1.4) with the publish-options as
-    /// its configuration, or checking them as preconditions against the existing one (§7.1.5).
     async fn publish(&self, publish: &Element, options: Option<&Element>) -> IqResponse {
         let name = node_name(publish)?;
         let items: Vec<&Element> = publish.children().filter(|c| c.name() == "item").collect();
@@ -175,7 +84,7 @@ impl Service<'_> {
         let options = form_fields(options);
         self.publish_item(name, &id, payload, &options, Preconditions::Check)
             .await?;
-        if name == avatars::METADATA {
+        if name == super::avatar_hash::METADATA {
             // XEP-0398 §3: the avatar a client published becomes the vCard's photo.
             avatars::to_vcard(self, payload).await;
         }
@@ -194,73 +103,6 @@ impl Service<'_> {
     /// Store `payload` as item `id` of node `name` and notify whoever hears of the node. The
     /// node is created with `options` if it does not exist; if it does, `preconditions` says
     /// whether `options` must match its configuration.
-    pub(super) async fn publish_item(
-        &self,
-        name: &str,
-        id: &str,
-        payload: &Element,
-        options: &[(String, Vec<String>)],
-        preconditions: Preconditions,
-    ) -> Result<(), StanzaError> {
-        let payload_xml = String::from_utf8_lossy(&salon_xml::serialize(payload)).into_owned();
-        if payload_xml.len() > self.limits.max_item_bytes {
-            return Err(with_condition(
-                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(
-                    format!("items have at most {} bytes", self.limits.max_item_bytes),
-                ),
-                "payload-too-big",
-            ));
-        }
-        let max = self.limits.max_items_per_node;
-        let node = match self.node(name).await? {
-            Some(node)
-                if preconditions == Preconditions::Ignore
-                    || preconditions_met(&node.config, options, max) =>
-            {
-                node
-            }
-            Some(_) => {
-                return Err(with_condition(
-                    StanzaError::new(ErrorType::Cancel, StanzaCondition::Conflict)
-                        .with_text("the node's configuration is not the one asked for"),
-                    "precondition-not-met",
-                ))
-            }
-            None => {
-                let config = node_config::apply(&PepNodeConfig::default(), options, max)
-                    .map_err(|e| with_condition(e, "precondition-not-met"))?;
-                self.create(name, config).await?
-            }
-        };
-        let stored = PepItem {
-            id: id.to_owned(),
-            published: chrono::Utc::now().timestamp_micros(),
-            payload: payload_xml,
-        };
-        if node.config.persist_items {
-            self.storage
-                .publish_pep_item(
-                    &self.user,
-                    &self.domain,
-                    name,
-                    &stored,
-                    items_kept(&node.config, max),
-                )
-                .await
-                .map_err(storage_error)?;
-        }
-        let event = Build::new("items", EVENT)
-            .attr("node", name.to_owned())
-            .child(notify::item_element(&stored, EVENT))
-            .build();
-        notify::broadcast(self.server, self.owner, &node, event).await;
-        if name == avatars::METADATA {
-            avatars::remember_hash(self.server, self.owner, payload);
-        }
-        Ok(())
-    }
-
-    /// XEP-0060 §7.2: remove an item; with `notify`, tell whoever hears of the node.
     async fn retract(&self, retract: &Element) -> IqResponse {
         let name = node_name(retract)?;
         let ids: Vec<&str> = retract
@@ -274,36 +116,6 @@ impl Service<'_> {
         let notify = matches!(retract.attr("notify"), Some("1" | "true"));
         self.retract_item(name, id, notify).await?;
         Ok(None)
-    }
-
-    /// Remove item `id` of node `name`; with `notify`, tell whoever hears of the node.
-    pub(super) async fn retract_item(
-        &self,
-        name: &str,
-        id: &str,
-        notify: bool,
-    ) -> Result<(), StanzaError> {
-        let node = self.existing_node(name).await?;
-        let removed = self
-            .storage
-            .retract_pep_item(&self.user, &self.domain, name, id)
-            .await
-            .map_err(storage_error)?;
-        if !removed {
-            return Err(StanzaError::item_not_found());
-        }
-        if notify {
-            let event = Build::new("items", EVENT)
-                .attr("node", name.to_owned())
-                .child(
-                    Build::new("retract", EVENT)
-                        .attr("id", id.to_owned())
-                        .build(),
-                )
-                .build();
-            notify::broadcast(self.server, self.owner, &node, event).await;
-        }
-        Ok(())
     }
 
     /// XEP-0060 §6.5: all items, the newest `max_items`, or the ones asked for by id.
@@ -455,8 +267,8 @@ impl Service<'_> {
                 .await
                 .map_err(storage_error)?;
         }
-        if name == avatars::METADATA {
-            avatars::forget_hash(self.server, self.owner);
+        if name == super::avatar_hash::METADATA {
+            super::avatar_hash::forget_hash(self.server, self.owner);
         }
         let event = Build::new(verb.name(), EVENT)
             .attr("node", name.to_owned())

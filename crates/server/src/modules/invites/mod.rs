@@ -6,7 +6,8 @@
 pub mod commands;
 pub mod roster_preauth;
 
-use super::{accounts, signup};
+use super::accounts;
+use super::signup::available::checked_name;
 use crate::config::Registration;
 use crate::extensions::LocalExtensions;
 use crate::hooks::{priority, PreAuthHook, PreAuthStream};
@@ -120,7 +121,7 @@ pub async fn redeem(
     }
     accounts::check_password(password)?;
     let domain = server.config.domain.clone();
-    let user = signup::checked_name(server, &domain, username).await?;
+    let user = checked_name(server, &domain, username).await?;
     let storage = server.storage_for(&domain);
     let invite = storage
         .take_invite_use(token, stanza::now_unix())

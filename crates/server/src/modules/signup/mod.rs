@@ -3,7 +3,10 @@
 //! or `invite` (a token is needed, XEP-0445); never on the anonymous host. Each account made is
 //! logged with how it was made.
 
+pub mod available;
 pub mod names;
+
+use available::{checked_name, not_acceptable};
 
 use super::accounts;
 use crate::config::Registration;
@@ -159,10 +162,6 @@ fn read_request(query: &Element) -> Result<Request, StanzaError> {
     }
 }
 
-fn not_acceptable(text: &str) -> StanzaError {
-    StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(text)
-}
-
 async fn sign_up(
     server: &Arc<Server>,
     stream: &PreAuthStream<'_>,
@@ -221,49 +220,4 @@ async fn sign_up(
     };
     local.get_mut::<SignedUp>().0 = Some(account);
     Ok(())
-}
-
-/// The username as it will be stored, unless it is malformed, reserved, or looks like an
-/// account that exists.
-pub async fn checked_name(
-    server: &Arc<Server>,
-    host: &str,
-    username: &str,
-) -> Result<String, StanzaError> {
-    let user = match names::check(username, &server.config.admins) {
-        Ok(user) => user,
-        Err(names::NameProblem::Malformed) => {
-            return Err(not_acceptable(&format!(
-                "a username is 1 to {} of a-z, 0-9, '.', '-', '_'",
-                names::MAX_USERNAME_CHARS
-            )))
-        }
-        Err(names::NameProblem::Reserved) => {
-            tracing::info!(username, "sign-up refused: reserved name");
-            return Err(not_acceptable("this name is reserved"));
-        }
-    };
-    let existing = server
-        .storage_for(host)
-        .list_accounts(Some(host))
-        .await
-        .map_err(|e| StanzaError::storage("listing accounts for sign-up", &e))?;
-    let shape = names::skeleton(&user);
-    let taken = |bare: &String| bare.split_once('@').map(|(u, _)| u.to_owned());
-    for other in existing.iter().filter_map(taken) {
-        if other == user {
-            return Err(
-                StanzaError::new(ErrorType::Cancel, StanzaCondition::Conflict)
-                    .with_text("this username is taken"),
-            );
-        }
-        if names::skeleton(&other) == shape {
-            tracing::info!(username = %user, like = %other, "sign-up refused: look-alike name");
-            return Err(
-                StanzaError::new(ErrorType::Cancel, StanzaCondition::Conflict)
-                    .with_text("this username is too much like an existing one"),
-            );
-        }
-    }
-    Ok(user)
 }
