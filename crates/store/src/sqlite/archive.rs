@@ -262,10 +262,12 @@ impl ArchiveStore for SqliteStorage {
         // the room does once per tenth of the cap written (archive_bounds.rs).
         let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         let result = sqlx::query(
-            "DELETE FROM archive_messages WHERE archive = ?1 AND seq <= COALESCE(( \
+            "DELETE FROM archive_entries WHERE archive = ?1 AND seq <= COALESCE(( \
                SELECT seq FROM ( \
-                 SELECT seq, SUM(length(CAST(stanza AS BLOB))) OVER (ORDER BY seq DESC) AS total \
-                 FROM archive_messages WHERE archive = ?1) \
+                 SELECT e.seq AS seq, \
+                        SUM(length(CAST(b.stanza AS BLOB))) OVER (ORDER BY e.seq DESC) AS total \
+                 FROM archive_entries e JOIN archive_stanzas b ON b.seq = e.body \
+                 WHERE e.archive = ?1) \
                WHERE total > ?2 ORDER BY seq DESC LIMIT 1), -1)",
         )
         .bind(archive)
