@@ -14,15 +14,11 @@ use crate::storage::prelude::*;
 use crate::storage::{ArchiveQuery, ArchivedMessage, StorageError};
 use minidom::Element;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Messages waiting to be written; rooms wait for a storage that falls this far behind rather
 /// than grow memory.
 const WRITER_QUEUE: usize = 4096;
-/// Most messages written in one transaction.
-const WRITE_BATCH: usize = 256;
-/// How long the writer gathers appends into one transaction, from the first one.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Largest page a client may ask for.
 const MAX_PAGE: usize = 250;
 const DEFAULT_PAGE: usize = 50;
@@ -117,26 +113,52 @@ impl ServerHook<Server> for FlushAtStop {
     }
 }
 
-enum WriterCommand {
-    /// Completed once its transaction committed (or failed, logged).
-    Append(String, ArchivedMessage, Completer),
-    /// Answered once everything queued before it is durable.
-    Flush(oneshot::Sender<()>),
+/// What the writer has still to write: the batch being gathered and the commit its messages
+/// share, and the flushes waiting for it.
+struct Gathering {
+    batch: Vec<(String, ArchivedMessage)>,
+    /// The commit of every message in `batch`: one per transaction, so a session holding
+    /// several of them is registered and woken once.
+    commit: Commit,
+    done: Completer,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Gathering {
+    fn new() -> Gathering {
+        let (commit, done) = Commit::pending();
+        Gathering {
+            batch: Vec::new(),
+            commit,
+            done,
+            flushes: Vec::new(),
+        }
+    }
+}
+
+struct WriterState {
+    gathering: std::sync::Mutex<Gathering>,
+    /// Wakes the writer when something is gathered (a permit is stored if it is busy).
+    work: tokio::sync::Notify,
+    /// One permit per message that may still be queued: appenders wait for the writer when
+    /// it falls [`WRITER_QUEUE`] messages behind rather than grow memory.
+    room: tokio::sync::Semaphore,
 }
 
 /// Appends messages in order, off the rooms' and sessions' tasks. One writer serves every
-/// archive, with group commit: each transaction writes everything queued while the previous
-/// one ran (up to [`WRITE_BATCH`]), gathered for at most [`GATHER`], so messages of many rooms
-/// and accounts share one commit. Whoever appends gets a [`Commit`] and goes on at once; what
+/// archive, with group commit and no fixed window: an append while the writer is idle is
+/// written at once, and everything appended while a transaction runs goes into the next one,
+/// which starts as soon as that one ends; so batches grow with the load and an idle server
+/// adds no latency. Whoever appends gets the [`Commit`] of its batch and goes on at once; what
 /// shows the message (the room's echo and fan-out, the delivery to a recipient, a
 /// stream-management answer) is held behind that commit in the recipients' queues (XEP-0313
 /// §2.1: what was shown as sent is in the archive), so a crash right after an echo loses
 /// nothing and nobody's loop waits for the disk.
 #[derive(Clone)]
 pub struct ArchiveWriter {
-    sender: mpsc::Sender<WriterCommand>,
-    /// The server's latest commit, updated with each send (under its lock, so the latest is
-    /// always the last one queued).
+    state: Arc<WriterState>,
+    /// The server's latest commit, updated with each append (under the gathering's lock, so
+    /// the latest is always the batch of the last message queued).
     latest: Arc<LatestCommit>,
 }
 
@@ -144,75 +166,84 @@ impl ArchiveWriter {
     /// Starts the writer on `storage`, which needs to be an archive store only: a whole
     /// `Arc<dyn Storage>` is one too. `latest` is where it tells which commit is the last.
     pub fn start(storage: Arc<dyn ArchiveStore>, latest: Arc<LatestCommit>) -> ArchiveWriter {
-        let (sender, mut receiver) = mpsc::channel(WRITER_QUEUE);
+        let state = Arc::new(WriterState {
+            gathering: std::sync::Mutex::new(Gathering::new()),
+            work: tokio::sync::Notify::new(),
+            room: tokio::sync::Semaphore::new(WRITER_QUEUE),
+        });
+        let writer_state = state.clone();
+        // The task lives as long as the runtime (a server has one writer for its lifetime).
         tokio::spawn(async move {
-            let mut batch = Vec::new();
-            let mut committed = Vec::new();
-            let mut flushes = Vec::new();
-            while let Some(command) = receiver.recv().await {
-                let mut next = Some(command);
-                // A short gathering window from the first message of the batch, never extended:
-                // nobody's loop waits for the commit, but a commit per message would cost a
-                // transaction each; a window of GATHER lets the messages of many sessions and
-                // rooms share one, and bounds what it adds to a message's latency.
-                let deadline = tokio::time::Instant::now() + GATHER;
-                while let Some(command) = next.take() {
-                    match command {
-                        WriterCommand::Append(archive, message, done) => {
-                            batch.push((archive, message));
-                            committed.push(done);
-                        }
-                        WriterCommand::Flush(done) => flushes.push(done),
+            let state = writer_state;
+            loop {
+                let notified = state.work.notified();
+                let taken = {
+                    let mut gathering = lock(&state.gathering);
+                    if gathering.batch.is_empty() && gathering.flushes.is_empty() {
+                        None
+                    } else {
+                        Some(std::mem::replace(&mut *gathering, Gathering::new()))
                     }
-                    if batch.len() < WRITE_BATCH && flushes.is_empty() {
-                        next = match receiver.try_recv() {
-                            Ok(command) => Some(command),
-                            Err(_) => tokio::time::timeout_at(deadline, receiver.recv())
-                                .await
-                                .ok()
-                                .flatten(),
-                        };
-                    }
-                }
+                };
+                let Some(taken) = taken else {
+                    notified.await;
+                    continue;
+                };
+                let Gathering {
+                    batch,
+                    done,
+                    flushes,
+                    ..
+                } = taken;
                 if !batch.is_empty() {
+                    state.room.add_permits(batch.len());
                     if let Err(e) = storage.archive_append_many(&batch).await {
                         tracing::error!(error = %e, messages = batch.len(), "archiving messages");
                     }
-                    batch.clear();
-                    // In the order they were queued: waiting for one means waiting for all
-                    // before it.
-                    for done in committed.drain(..) {
-                        done.complete();
-                    }
                 }
-                for done in flushes.drain(..) {
-                    let _ = done.send(());
+                // Batches are written one after the other: waiting for one means waiting for
+                // all before it.
+                done.complete();
+                for flush in flushes {
+                    let _ = flush.send(());
                 }
             }
         });
-        ArchiveWriter { sender, latest }
+        ArchiveWriter { state, latest }
     }
 
     /// Queues `message` for `archive` and returns its commit at once (waiting only while the
     /// writer is [`WRITER_QUEUE`] messages behind).
     pub async fn append(&self, archive: &str, message: ArchivedMessage) -> Commit {
-        let (commit, done) = Commit::pending();
-        match self.sender.reserve().await {
-            Ok(permit) => self.latest.set_with(&commit, || {
-                permit.send(WriterCommand::Append(archive.to_string(), message, done));
-            }),
+        match self.state.room.acquire().await {
+            // Given back by the writer when it takes the message.
+            Ok(permit) => permit.forget(),
             Err(_) => tracing::error!(archive, "the archive writer has stopped"),
         }
+        let commit = {
+            let mut gathering = lock(&self.state.gathering);
+            gathering.batch.push((archive.to_string(), message));
+            let commit = gathering.commit.clone();
+            self.latest.set_with(&commit, || {});
+            commit
+        };
+        self.state.work.notify_one();
         commit
     }
 
     /// Wait until every message appended so far is stored, so a query sees them.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.sender.send(WriterCommand::Flush(done)).await.is_ok() {
-            let _ = wait.await;
-        }
+        lock(&self.state.gathering).flushes.push(done);
+        self.state.work.notify_one();
+        let _ = wait.await;
     }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A new XEP-0359 stanza id: the time first, so ids sort roughly by age, then 64 random bits,
