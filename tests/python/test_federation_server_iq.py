@@ -35,6 +35,8 @@ class FakePeer:
         self.answer_pings = answer_pings
         self.stanzas: queue.Queue[ET.Element] = queue.Queue()
         self.closed = threading.Event()
+        self.connections = 0
+        self.pings: queue.Queue[str] = queue.Queue()
         self.listener = socket.create_server(("127.0.0.1", PEER_PORT), reuse_port=False)
         self.listener.settimeout(0.5)
         self.running = True
@@ -52,6 +54,7 @@ class FakePeer:
                 conn, _ = self.listener.accept()
             except (socket.timeout, OSError):
                 continue
+            self.connections += 1
             # One stream per local domain (salon.test, rooms.salon.test): each its own thread.
             threading.Thread(target=self.serve_one, args=(conn,), daemon=True).start()
 
@@ -128,7 +131,24 @@ class FakePeer:
             parser.feed(chunk)
 
     def received(self, tls, elem: ET.Element):
+        ping = elem.find("{urn:xmpp:ping}ping")
+        if elem.tag == f"{{{NS_SERVER}}}iq" and elem.get("type") == "get" and ping is not None \
+                and elem.get("to") == PEER:
+            self.pings.put(elem.get("id"))
+            if self.answer_pings:
+                # Answered on a stream of our own to Salon, as servers do (RFC 6120 §8.2.3).
+                threading.Thread(target=self.answer, args=(elem,), daemon=True).start()
+            return
         self.stanzas.put(elem)
+
+    def answer(self, request: ET.Element):
+        tls, _read = raw_s2s("127.0.0.10", "salon.test", PEER, self.ca, PEER, port=5489)
+        try:
+            tls.sendall(f"<iq xmlns='{NS_SERVER}' type='result' id='{request.get('id')}' "
+                        f"from='{PEER}' to='{request.get('from')}'/>".encode())
+            time.sleep(0.3)
+        finally:
+            tls.close()
 
     def wait_for(self, match, timeout=20.0) -> ET.Element:
         deadline = time.monotonic() + timeout
@@ -154,7 +174,9 @@ def one(tmp_path_factory, ca):
     ca_file = base / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     s2s = {"ca_file": str(ca_file), "dns_timeout_seconds": 1,
-           "hosts": {PEER: f"127.0.0.1:{PEER_PORT}"}}
+           "hosts": {PEER: f"127.0.0.1:{PEER_PORT}"},
+           # Quiet outgoing streams are pinged after 2 s and closed 2 s after an unanswered ping.
+           "ping_after_idle_seconds": 2, "ping_timeout_seconds": 2}
     server = salon(tmp_path_factory, "fediq", "salon.test", "127.0.0.10",
                    write_cert(ca, "salon.test", base / "one"), s2s, port=5489)
     yield server
@@ -249,6 +271,45 @@ def test_results_addressed_to_nobody_are_dropped(one, ca, peer):
     answer = peer.wait_for(lambda e: seen.append(e.get("id")) or e.get("id") == ping)
     assert answer.get("type") == "result"
     assert "stray-result" not in seen and "stray-error" not in seen, seen
+
+
+def drain(q: queue.Queue) -> list:
+    items = []
+    while not q.empty():
+        items.append(q.get_nowait())
+    return items
+
+
+def test_quiet_outgoing_stream_is_pinged_and_kept_while_answered(one, ca, peer):
+    """XEP-0199 §4.3: Salon pings the peer on its quiet outgoing stream; answered pings keep
+    the stream (no new connection, none closed)."""
+    answer_to(peer, ask(ca, "salon.test", "<ping xmlns='urn:xmpp:ping'/>"))
+    drain(peer.pings)
+    connections = peer.connections
+    peer.closed.clear()
+    time.sleep(8)
+    pings = drain(peer.pings)
+    assert len(pings) >= 2, pings
+    assert all(p.startswith("s2s-ping-") for p in pings), pings
+    assert peer.connections == connections, "an answered stream was reopened"
+    assert not peer.closed.is_set(), "an answered stream was closed"
+
+
+def test_unanswered_ping_closes_the_stream(one, ca, peer):
+    answer_to(peer, ask(ca, "salon.test", "<ping xmlns='urn:xmpp:ping'/>"))
+    peer.answer_pings = False
+    try:
+        peer.closed.clear()
+        started = time.monotonic()
+        assert peer.closed.wait(timeout=12), "Salon kept a stream whose peer does not answer"
+        # Quiet for 2 s, then 2 s for the answer: closed in bounded time.
+        assert time.monotonic() - started < 10
+        deadline = time.monotonic() + 5
+        while "no answer to ping" not in one.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "no answer to ping" in one.log_text()
+    finally:
+        peer.answer_pings = True
 
 
 def asyncio_loop():

@@ -522,6 +522,10 @@ impl Incoming {
             }
             return true;
         }
+        // The answer to one of our pings on the outgoing stream (XEP-0199 §4.3).
+        if self.s2s.ping_answered(&stanza, remote) {
+            return true;
+        }
         server.route(stanza).await;
         true
     }
