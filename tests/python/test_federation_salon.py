@@ -8,7 +8,8 @@ Certificates come from a private CA made here (trustme) and named in `s2s.ca_fil
 
 Covers: 1:1 messages and IQs both ways, offline storage for a remote sender, presence
 subscriptions reaching `both` on both sides with presence and probes flowing, a remote user in a
-room (history, groupchat, private messages, the room's archive), ghosts of a killed server leaving
+room (history, groupchat, private messages, the room's archive), a mediated invitation to a
+user of the other Salon, vCards read across both ways, ghosts of a killed server leaving
 the room, guests refused federation both ways, SASL EXTERNAL with valid certificates (STARTTLS and
 direct TLS), dialback when one certificate is not trusted and the policy allows it, refusal when
 the policy requires valid certificates, blocked domains, SRV records followed in order, a bounce
@@ -600,3 +601,50 @@ async def test_blocked_domains_are_refused_both_ways(tmp_path_factory, ca):
         assert b"policy-violation" in data, data
     finally:
         one.stop()
+
+
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_VCARD = "vcard-temp"
+
+
+@async_test(timeout=90)
+async def test_mediated_invite_reaches_a_user_on_the_other_salon(pair):
+    """XEP-0045 §7.8.2: the owner invites through the room; the room sends the invitation from
+    its own JID across federation, naming the owner."""
+    one, two = pair
+    (a_jid, a_pw), (b_jid, b_pw) = one.new_user("ia"), two.new_user("ib")
+    room = f"inv{uid()}@rooms.salon.test"
+    async with Clients() as cs:
+        alice = await login(cs, one, a_jid, a_pw)
+        alice.x.send_presence(pto=f"{room}/alice", pstatus="", ptype=None)
+        await alice.wait_presence(lambda p: str(p["from"]) == f"{room}/alice", timeout=15)
+        await alice.iq("set", room, "<query xmlns='http://jabber.org/protocol/muc#owner'>"
+                                     "<x xmlns='jabber:x:data' type='submit'/></query>")
+        bob = await login(cs, two, b_jid, b_pw)
+        alice.x.send_raw(f"<message to='{room}'><x xmlns='{NS_MUC_USER}'>"
+                         f"<invite to='{b_jid}'><reason>come</reason></invite></x></message>")
+        got = await bob.wait_message(
+            lambda m: str(m["from"]) == room
+            and m.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite") is not None,
+            timeout=30)
+        invite = got.xml.find(f"{{{NS_MUC_USER}}}x/{{{NS_MUC_USER}}}invite")
+        assert invite.get("from", "").split("/")[0] == a_jid, ET.tostring(got.xml)
+        assert invite.findtext(f"{{{NS_MUC_USER}}}reason") == "come"
+
+
+@async_test(timeout=90)
+async def test_vcard_of_a_user_on_the_other_salon(pair):
+    """XEP-0054: a vCard get to a remote bare JID is answered by the other Salon, both ways."""
+    one, two = pair
+    (a_jid, a_pw), (b_jid, b_pw) = one.new_user("va"), two.new_user("vb")
+    async with Clients() as cs:
+        alice = await login(cs, one, a_jid, a_pw)
+        bob = await login(cs, two, b_jid, b_pw)
+        for me, name in ((alice, "Alice A"), (bob, "Bob B")):
+            resp = await me.iq("set", None, f"<vCard xmlns='{NS_VCARD}'><FN>{name}</FN></vCard>")
+            assert resp["type"] == "result", resp
+        for asker, whose, name in ((alice, b_jid, "Bob B"), (bob, a_jid, "Alice A")):
+            resp = await asker.iq("get", whose, f"<vCard xmlns='{NS_VCARD}'/>", timeout=30)
+            assert resp["type"] == "result", resp
+            fn = resp.xml.find(f"{{{NS_VCARD}}}vCard/{{{NS_VCARD}}}FN")
+            assert fn is not None and fn.text == name, resp

@@ -26,7 +26,9 @@ pub enum IqKind {
 
 /// An IQ request for a handler, with addresses already validated and stamped.
 pub struct IqRequest {
-    pub from: jid::FullJid,
+    /// The requester: a full JID for a client's session, a bare JID or a bare domain for a
+    /// remote server or one of its users (RFC 6120 §8.2.3 lets any entity ask).
+    pub from: jid::Jid,
     /// The addressed entity: a local domain, or the bare JID of a local account.
     pub to: jid::BareJid,
     pub kind: IqKind,
@@ -37,6 +39,11 @@ pub struct IqRequest {
 impl IqRequest {
     pub fn payload(&self) -> Option<&Element> {
         self.stanza.children().next()
+    }
+
+    /// The requester's session address, when it is one (a full JID).
+    pub fn from_full(&self) -> Option<&jid::FullJid> {
+        self.from.try_as_full().ok()
     }
 
     /// Whether the requester is asking about its own account.

@@ -360,7 +360,9 @@ impl Server {
             // Results and errors addressed to the server or a bare JID end here.
             _ => return,
         };
-        let Some(Ok(from)) = stanza.attr("from").map(jid::FullJid::new) else {
+        // Any sender gets an answer (RFC 6120 §8.2.3, §10): a full JID for a client, a bare
+        // JID or domain for another server and its users (a server's disco or ping).
+        let Some(Ok(from)) = stanza.attr("from").map(jid::Jid::new) else {
             return;
         };
         let payload_count = stanza.children().count();

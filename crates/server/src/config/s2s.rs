@@ -36,6 +36,10 @@ pub struct S2sConfig {
     pub connect_timeout_seconds: u64,
     /// Seconds without traffic after which a stream is closed (reopened on demand).
     pub idle_timeout_seconds: u64,
+    /// Seconds an outgoing stream may be quiet before Salon pings the peer on it (XEP-0199 §4.3).
+    pub ping_after_idle_seconds: u64,
+    /// Seconds a ping waits for its answer before the stream is closed as dead.
+    pub ping_timeout_seconds: u64,
     /// Stanzas held per remote domain while its stream is being set up.
     pub queue_stanzas: usize,
     /// Largest stanza accepted from a remote server, in bytes.
@@ -65,6 +69,8 @@ impl Default for S2sConfig {
             dns_timeout_seconds: 2,
             connect_timeout_seconds: 15,
             idle_timeout_seconds: 600,
+            ping_after_idle_seconds: 120,
+            ping_timeout_seconds: 30,
             queue_stanzas: 256,
             max_stanza_bytes: 256 * 1024,
             stanzas_per_second: 1000,
@@ -118,10 +124,12 @@ impl S2sConfig {
             out.push_str(&format!("s2s.hosts.{domain:?} = {host:?}\n"));
         }
         out.push_str(&format!(
-            "s2s.dns_timeout_seconds = {}\ns2s.connect_timeout_seconds = {}\ns2s.idle_timeout_seconds = {}\ns2s.queue_stanzas = {}\ns2s.max_stanza_bytes = {}\ns2s.stanzas_per_second = {}\ns2s.max_incoming_per_domain = {}\ns2s.max_incoming = {}\ns2s.max_outgoing = {}\n",
+            "s2s.dns_timeout_seconds = {}\ns2s.connect_timeout_seconds = {}\ns2s.idle_timeout_seconds = {}\ns2s.ping_after_idle_seconds = {}\ns2s.ping_timeout_seconds = {}\ns2s.queue_stanzas = {}\ns2s.max_stanza_bytes = {}\ns2s.stanzas_per_second = {}\ns2s.max_incoming_per_domain = {}\ns2s.max_incoming = {}\ns2s.max_outgoing = {}\n",
             self.dns_timeout_seconds,
             self.connect_timeout_seconds,
             self.idle_timeout_seconds,
+            self.ping_after_idle_seconds,
+            self.ping_timeout_seconds,
             self.queue_stanzas,
             self.max_stanza_bytes,
             self.stanzas_per_second,
@@ -198,6 +206,18 @@ impl S2sConfig {
                 self.idle_timeout_seconds as usize,
                 10,
                 86_400,
+            ),
+            (
+                "s2s.ping_after_idle_seconds",
+                self.ping_after_idle_seconds as usize,
+                1,
+                86_400,
+            ),
+            (
+                "s2s.ping_timeout_seconds",
+                self.ping_timeout_seconds as usize,
+                1,
+                3_600,
             ),
             ("s2s.queue_stanzas", self.queue_stanzas, 1, 100_000),
             (

@@ -130,7 +130,7 @@ impl IqHandler<Server> for BlockingHandler {
         let account = &request.to;
         match (request.kind, payload.name()) {
             (IqKind::Get, "blocklist") => {
-                if let Some(session) = server.router.session(&request.from) {
+                if let Some(session) = request.from_full().and_then(|f| server.router.session(f)) {
                     let requested = session.extensions.get_or_default::<BlocklistRequested>();
                     requested.0.store(true, Ordering::Relaxed);
                 }

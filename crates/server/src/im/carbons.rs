@@ -89,9 +89,9 @@ impl IqHandler<Server> for CarbonsHandler {
             Some("disable") => false,
             _ => return Err(StanzaError::bad_request("expected <enable/> or <disable/>")),
         };
-        let session = server
-            .router
-            .session(&request.from)
+        let session = request
+            .from_full()
+            .and_then(|from| server.router.session(from))
             .ok_or_else(StanzaError::internal)?;
         let enabled = session.extensions.get_or_default::<CarbonsEnabled>();
         enabled.0.store(enable, Ordering::Relaxed);

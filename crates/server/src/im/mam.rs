@@ -97,7 +97,7 @@ impl IqHandler<Server> for MamHandler {
                 archive::answer_query(
                     server.as_ref(),
                     request.to.as_str(),
-                    &request.from,
+                    request.from_full().ok_or_else(StanzaError::forbidden)?,
                     payload,
                     WithKind::Bare,
                 )

@@ -92,7 +92,7 @@ impl IqHandler<Server> for EnableDisable {
             .ok_or_else(|| StanzaError::bad_request("a push service JID is needed"))?;
         let node = payload.attr("node").map(str::to_owned);
         let all = server.extensions.get_or_default::<Registrations>();
-        let session = server.router.session(&request.from);
+        let session = request.from_full().and_then(|f| server.router.session(f));
         match payload.name() {
             "enable" => {
                 let node = node.ok_or_else(|| StanzaError::bad_request("enable needs a node"))?;

@@ -77,7 +77,7 @@ async fn get(server: &Arc<Server>, request: &IqRequest) -> IqResponse {
         .roster(&user, &domain)
         .await
         .map_err(|e| StanzaError::storage(&format!("reading the roster of {}", request.to), &e))?;
-    if let Some(session) = server.router.session(&request.from) {
+    if let Some(session) = request.from_full().and_then(|f| server.router.session(f)) {
         let requested = session.extensions.get_or_default::<RosterRequested>();
         requested
             .0

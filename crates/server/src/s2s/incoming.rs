@@ -522,16 +522,8 @@ impl Incoming {
             }
             return true;
         }
-        // An IQ from a server itself (a bare domain) to one of our domains: the core's IQ
-        // handlers answer full JIDs only, so the server-to-server ping (XEP-0199 §4.3) is
-        // answered here and anything else refused, never dropped.
-        if stanza.name() == "iq" && from.node().is_none() && to.node().is_none() {
-            let reply = match stanza.attr("type") {
-                Some("get") if stanza.get_child("ping", ns::PING).is_some() => Ok(None),
-                Some("get" | "set") => Err(crate::stanza::StanzaError::service_unavailable()),
-                _ => return true,
-            };
-            server.answer_iq(&stanza, reply);
+        // The answer to one of our pings on the outgoing stream (XEP-0199 §4.3).
+        if self.s2s.ping_answered(&stanza, remote) {
             return true;
         }
         server.route(stanza).await;

@@ -69,6 +69,9 @@ pub struct S2s {
     pub(crate) incoming_per_domain: DashMap<String, usize>,
     /// Stanzas accepted per remote domain in the last second.
     pub(crate) rate: crate::limits::RateWindow<String>,
+    /// Pings in flight on outgoing streams, by IQ id: the remote domain and who waits for the
+    /// answer (at most one per link, so bounded by `max_outgoing`).
+    pub(crate) pending_pings: DashMap<String, (String, tokio::sync::oneshot::Sender<()>)>,
 }
 
 /// Turn federation on for `server` when its configuration has an `[s2s]` section.
@@ -93,6 +96,7 @@ pub fn install(server: &Arc<Server>) -> anyhow::Result<()> {
         next_link: AtomicU64::new(1),
         incoming: Default::default(),
         incoming_per_domain: DashMap::new(),
+        pending_pings: DashMap::new(),
     });
     server.extensions.insert_arc(s2s.clone());
     let _ = server.remote.set(s2s);
@@ -210,6 +214,26 @@ impl S2s {
 }
 
 impl S2s {
+    /// An IQ result or error from `remote` answering one of our pings: the waiting link is told,
+    /// and the stanza goes no further (`true`).
+    pub(crate) fn ping_answered(&self, stanza: &minidom::Element, remote: &str) -> bool {
+        let answer =
+            stanza.name() == "iq" && matches!(stanza.attr("type"), Some("result" | "error"));
+        let Some(id) = stanza.attr("id").filter(|_| answer) else {
+            return false;
+        };
+        match self
+            .pending_pings
+            .remove_if(id, |_, (domain, _)| domain == remote)
+        {
+            Some((_, (_, waiter))) => {
+                let _ = waiter.send(());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Metrics of the server this module serves, when it is still there.
     pub(crate) fn count(&self, count: impl FnOnce(&crate::metrics::Metrics)) {
         if let Some(server) = self.server() {

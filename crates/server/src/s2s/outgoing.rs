@@ -6,7 +6,7 @@
 //! be reached or refuses us, `remote-server-timeout` when it does not answer in time.
 
 use super::dns;
-use super::stream::{self, XmlStream, DIALBACK, SASL_NS, TLS_NS};
+use super::stream::{self, XmlStream, DIALBACK, SASL_NS, SERVER, TLS_NS};
 use super::{Queued, S2s};
 use crate::config::S2sPolicy;
 use crate::stanza::{ErrorType, StanzaCondition, StanzaError};
@@ -313,12 +313,28 @@ pub async fn run_link(
     };
     s2s.count(|m| m.s2s_stream("outgoing", 1));
     let idle = Duration::from_secs(s2s.config.idle_timeout_seconds);
+    // A quiet stream is checked with a ping (XEP-0199 §4.3) rather than trusted until it idles
+    // out: a peer that went away without closing is found, and the stream closed, in bounded time.
+    let ping_after = Duration::from_secs(s2s.config.ping_after_idle_seconds);
+    let ping_timeout = Duration::from_secs(s2s.config.ping_timeout_seconds);
+    let mut last_stanza = tokio::time::Instant::now();
+    let mut quiet_since = last_stanza;
+    let mut ping: Option<(
+        String,
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::time::Instant,
+    )> = None;
     let mut shutdown = s2s
         .server()
         .map(|server| server.shutdown_signal())
         .unwrap_or_else(|| tokio::sync::watch::channel(true).1);
     let mut unsent = None;
     loop {
+        let wake = next_check(
+            last_stanza + idle,
+            quiet_since + ping_after,
+            ping.as_ref().map(|(_, _, deadline)| *deadline),
+        );
         tokio::select! {
             item = queue.recv() => {
                 let Some(item) = item else { break };
@@ -331,6 +347,20 @@ pub async fn run_link(
                     unsent = Some(item);
                     break;
                 }
+                last_stanza = tokio::time::Instant::now();
+                quiet_since = last_stanza;
+            }
+            answered = async {
+                match ping.as_mut() {
+                    Some((_, answer, _)) => answer.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if answered.is_ok() {
+                    tracing::debug!(%local, %remote, "s2s: ping answered");
+                }
+                ping = None;
+                quiet_since = tokio::time::Instant::now();
             }
             event = stream.next() => match event {
                 // Peers may answer on our stream (dialback results, stream errors); stanzas
@@ -342,12 +372,42 @@ pub async fn run_link(
                 Ok(StreamEvent::StreamClose) | Err(_) => break,
                 Ok(_) => {}
             },
-            _ = tokio::time::sleep(idle) => {
-                tracing::debug!(%local, %remote, "s2s: closing idle outgoing stream");
-                break;
+            _ = tokio::time::sleep_until(wake) => {
+                let now = tokio::time::Instant::now();
+                if now >= last_stanza + idle {
+                    tracing::debug!(%local, %remote, "s2s: closing idle outgoing stream");
+                    break;
+                }
+                if let Some((id, _, deadline)) = &ping {
+                    if now >= *deadline {
+                        tracing::info!(%local, %remote, id = %id, "s2s: no answer to ping, closing the stream");
+                        s2s.pending_pings.remove(id);
+                        break;
+                    }
+                } else if now >= quiet_since + ping_after {
+                    let id = format!("s2s-ping-{:016x}", rand::random::<u64>());
+                    let request = crate::stanza::Build::new("iq", SERVER)
+                        .attr("type", "get")
+                        .attr("id", id.as_str())
+                        .attr("from", local.as_str())
+                        .attr("to", remote.as_str())
+                        .child(minidom::Element::bare("ping", crate::stanza::ns::PING))
+                        .build();
+                    let (waiter, answer) = tokio::sync::oneshot::channel();
+                    s2s.pending_pings.insert(id.clone(), (remote.clone(), waiter));
+                    if let Err(e) = stream.send(&stream::to_wire(&request)).await {
+                        tracing::info!(%local, %remote, error = %e, "s2s: outgoing stream lost");
+                        s2s.pending_pings.remove(&id);
+                        break;
+                    }
+                    ping = Some((id, answer, now + ping_timeout));
+                }
             }
             _ = crate::service::shutdown_requested(&mut shutdown) => break,
         }
+    }
+    if let Some((ping_id, _, _)) = ping {
+        s2s.pending_pings.remove(&ping_id);
     }
     s2s.link_ended(&local, &remote, id);
     s2s.count(|m| m.s2s_stream("outgoing", -1));
@@ -362,4 +422,14 @@ pub async fn run_link(
     {
         s2s.bounce(item, error.clone());
     }
+}
+
+/// When the link next has something to decide: the idle close, or the ping's deadline while one
+/// is in flight, or else when a quiet stream is due a ping.
+fn next_check(
+    idle_close: tokio::time::Instant,
+    ping_due: tokio::time::Instant,
+    ping_deadline: Option<tokio::time::Instant>,
+) -> tokio::time::Instant {
+    idle_close.min(ping_deadline.unwrap_or(ping_due))
 }

@@ -164,7 +164,9 @@ impl ServiceHost for UploadService {
         let Some(kind) = context.service_query_kind(&stanza) else {
             return;
         };
-        let Some(Ok(from)) = stanza.attr("from").map(jid::FullJid::new) else {
+        // Any sender is answered (RFC 6120 §8.2.3): another server's disco or ping comes from
+        // its bare domain.
+        let Some(Ok(from)) = stanza.attr("from").map(jid::Jid::new) else {
             return;
         };
         let anonymous = context.is_anonymous_host(from.domain().as_str());
@@ -185,7 +187,10 @@ impl ServiceHost for UploadService {
         let reply = match service::answer_discovery_or_ping(kind, payload, info, items) {
             Some(answer) => answer,
             None if kind == "get" && payload.is("request", ns::UPLOAD) => {
-                self.request_slot(context, &from, payload).await.map(Some)
+                match from.try_as_full() {
+                    Ok(from) => self.request_slot(context, from, payload).await.map(Some),
+                    Err(_) => Err(StanzaError::not_allowed().with_text("slots are for users")),
+                }
             }
             None => Err(StanzaError::service_unavailable()),
         };

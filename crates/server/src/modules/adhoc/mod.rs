@@ -141,9 +141,9 @@ impl DiscoNodes<Server> for CommandNodes {
             ));
         }
         // XEP-0050 §2.3: a command's node is a command-node with commands and data forms.
-        let command = self
-            .0
-            .find(node, &request.from, server)
+        let command = request
+            .from_full()
+            .and_then(|requester| self.0.find(node, requester, server))
             .ok_or_else(StanzaError::item_not_found)?;
         Ok(Some(
             query
@@ -181,7 +181,11 @@ impl DiscoNodes<Server> for CommandNodes {
             .0
             .list
             .iter()
-            .filter(|c| c.allowed(server, &request.from))
+            .filter(|c| {
+                request
+                    .from_full()
+                    .is_some_and(|requester| c.allowed(server, requester))
+            })
             .map(|c| {
                 Build::new("item", ns::DISCO_ITEMS)
                     .attr("jid", request.to.to_string())
@@ -199,6 +203,11 @@ impl DiscoNodes<Server> for CommandNodes {
 }
 
 struct Execute(Arc<Commands>);
+
+/// The session running a command (found through `find`, so always a full JID by then).
+fn requester(request: &IqRequest) -> Result<&jid::FullJid, StanzaError> {
+    request.from_full().ok_or_else(StanzaError::item_not_found)
+}
 
 fn command_error(
     condition: StanzaCondition,
@@ -221,9 +230,10 @@ impl IqHandler<Server> for Execute {
         let node = command
             .attr("node")
             .ok_or_else(|| StanzaError::bad_request("a command needs a node"))?;
-        let handler = self
-            .0
-            .find(node, &request.from, server)
+        // Commands are run by a local session; another server's entity finds none.
+        let handler = request
+            .from_full()
+            .and_then(|requester| self.0.find(node, requester, server))
             .ok_or_else(|| {
                 // Unknown, or not this requester's: the same answer, so nothing is revealed.
                 StanzaError::item_not_found().with_text("no such command")
@@ -251,7 +261,7 @@ impl IqHandler<Server> for Execute {
             return self.start(server, &request, handler).await;
         };
         let Some((_, open)) = self.0.sessions.remove_if(session_id, |_, open| {
-            open.requester == request.from && open.node == node
+            request.from_full() == Some(&open.requester) && open.node == node
         }) else {
             return Err(command_error(
                 StanzaCondition::BadRequest,
@@ -285,7 +295,7 @@ impl IqHandler<Server> for Execute {
                     "the filled-in form is missing",
                 )
             })?;
-        let step = handler.submit(server, &request.from, &form).await?;
+        let step = handler.submit(server, requester(&request)?, &form).await?;
         Ok(Some(self.answer(
             &request,
             handler.as_ref(),
@@ -306,7 +316,7 @@ impl Execute {
             .0
             .sessions
             .iter()
-            .filter(|open| open.requester == request.from)
+            .filter(|open| request.from_full() == Some(&open.requester))
             .count();
         if mine >= SESSIONS_PER_REQUESTER || self.0.sessions.len() >= SESSIONS_IN_ALL {
             return Err(
@@ -314,7 +324,7 @@ impl Execute {
             );
         }
         let session_id = format!("{:016x}", rand::random::<u64>());
-        let step = handler.start(server, &request.from).await?;
+        let step = handler.start(server, requester(request)?).await?;
         Ok(Some(self.answer(
             request,
             handler.as_ref(),
@@ -334,14 +344,17 @@ impl Execute {
         let node = handler.node();
         match step {
             Step::Form(form) => {
-                self.0.sessions.insert(
-                    session_id.to_string(),
-                    Open {
-                        node,
-                        requester: request.from.clone(),
-                        started: Instant::now(),
-                    },
-                );
+                // A step is only reached by a session (`find` took a full JID).
+                if let Some(requester) = request.from_full() {
+                    self.0.sessions.insert(
+                        session_id.to_string(),
+                        Open {
+                            node,
+                            requester: requester.clone(),
+                            started: Instant::now(),
+                        },
+                    );
+                }
                 let actions = Build::new("actions", NS_COMMANDS)
                     .attr("execute", "complete")
                     .child(Element::bare("complete", NS_COMMANDS))

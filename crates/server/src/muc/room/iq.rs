@@ -19,12 +19,20 @@ impl Room {
             self.relay_answer(stanza).await;
             return;
         }
-        let Some(Ok(from)) = stanza.attr("from").map(jid::FullJid::new) else {
-            return;
-        };
         if kind != "get" && kind != "set" {
             return;
         }
+        let Some(Ok(from)) = stanza.attr("from").map(jid::Jid::new) else {
+            return;
+        };
+        let from = match from.try_into_full() {
+            Ok(from) => from,
+            Err(_) => {
+                let answer = self.answer_bare_sender(&stanza, &kind);
+                self.context.answer_iq(&stanza, answer);
+                return;
+            }
+        };
         let to_occupant = stanza
             .attr("to")
             .and_then(|t| jid::Jid::new(t).ok())
@@ -71,6 +79,38 @@ impl Room {
             }
         };
         self.context.answer_iq(&stanza, result);
+    }
+
+    /// An IQ from a bare JID or another server's domain (RFC 6120 §8.2.3: answered, never
+    /// dropped). Such a sender is no occupant and has no session, so it learns what the room
+    /// tells anyone (disco, ping, its vCard) and is refused the rest.
+    fn answer_bare_sender(
+        &self,
+        stanza: &Element,
+        kind: &str,
+    ) -> Result<Option<Element>, StanzaError> {
+        let to_occupant = stanza
+            .attr("to")
+            .and_then(|t| jid::Jid::new(t).ok())
+            .is_some_and(|t| t.resource().is_some());
+        if to_occupant {
+            return Err(
+                StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable)
+                    .with_text("only occupants may address occupants"),
+            );
+        }
+        let Some(payload) = stanza.children().next() else {
+            return Err(StanzaError::bad_request("an IQ carries one payload"));
+        };
+        let info = |_node: Option<&str>| Ok(self.disco_info());
+        let items = |_node: Option<&str>| Ok(service::no_items());
+        if let Some(answer) = service::answer_discovery_or_ping(kind, payload, info, items) {
+            return answer;
+        }
+        if kind == "get" && payload.is("vCard", ns::VCARD) {
+            return self.vcard_get();
+        }
+        Err(StanzaError::forbidden().with_text("a session's full JID is needed"))
     }
 
     /// An IQ to an occupant JID. A client pinging its own occupant JID learns whether it is
