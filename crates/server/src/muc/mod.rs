@@ -4,6 +4,7 @@
 //! shared between rooms.
 
 pub mod config;
+pub mod invite_links;
 pub mod nick;
 pub mod room;
 pub mod visitor;
