@@ -673,7 +673,7 @@ async function joinError(st) {
     'jid-malformed': `The nickname “${S.nick}” cannot be used: try letters and digits.`,
     forbidden: 'You are banned from this room.',
     'not-authorized': S.password ? 'That password was not accepted.' : 'This room needs a password.',
-    'registration-required': 'This room is for members only.',
+    'registration-required': S.invite ? 'This invite link has expired, been used up or been revoked.' : 'This room is for members only.',
     'service-unavailable': 'The room is full or not available.',
     'item-not-found': 'This room does not exist, and you cannot create it.',
     'not-allowed': 'You may not create rooms here.',
