@@ -6,6 +6,7 @@
 pub mod config;
 pub mod invite_links;
 pub mod nick;
+pub mod push;
 pub mod room;
 pub mod visitor;
 

@@ -75,6 +75,9 @@ impl Room {
                 ("set", ns::MODERATE, Some(query)) => self.moderate(&from, &query).await,
                 ("get", ns::VCARD, _) => self.vcard_get(),
                 ("set", ns::VCARD, Some(vcard)) => self.vcard_set(&from, &vcard).await,
+                ("set", crate::muc::push::NS, Some(request)) => {
+                    crate::muc::push::enable_or_disable(&self.context, &self.jid, &from, &request)
+                }
                 ("set", invite_links::NS_COMMANDS, Some(command)) => {
                     let requester = from.to_bare();
                     let at = invite_links::CommandContext {
