@@ -27,6 +27,7 @@ const NS = {
   oob: 'jabber:x:oob',
   discoInfo: 'http://jabber.org/protocol/disco#info',
   visitor: 'urn:salon:visitor:0',
+  roomInvite: 'urn:salon:room-invite:0',
 };
 const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 const ROLE_ORDER = { moderator: 0, participant: 1, visitor: 2, none: 3 };
@@ -62,6 +63,7 @@ const S = {
   conn: null,
   bosh: new URLSearchParams(location.search).get('transport') === 'bosh',
   password: null, // a password-protected room's, once asked for
+  invite: null, // a members-only room's invite link token (?invite=), shown when joining
   wsWorked: false,
   joined: false,
   joining: false,
@@ -122,7 +124,7 @@ function route() {
   else if (q.get('room')) room = q.get('room');
   else if (location.hash.length > 1) room = decodeURIComponent(location.hash.slice(1));
   room = room ? room.replace(/^#+/, '').trim() : '';
-  return { room: room || null, nick: (q.get('nick') || '').trim() || null, embed: q.get('embed') === '1' };
+  return { room: room || null, nick: (q.get('nick') || '').trim() || null, embed: q.get('embed') === '1', invite: q.get('invite') };
 }
 
 /** A room name as typed (`sprint`, `#sprint`, `sprint@rooms.host`) → its bare JID. */
@@ -425,7 +427,8 @@ function joinRoom() {
   const history = last ? { since: new Date(last.time).toISOString() } : { maxstanzas: 50 };
   const secret = visitorSecret();
   S.conn.send(x('presence', { to: `${S.roomJid}/${S.nick}`, id: newId() },
-    x('x', { xmlns: NS.muc }, x('history', history), S.password ? x('password', {}, t(S.password)) : null),
+    x('x', { xmlns: NS.muc }, x('history', history), S.password ? x('password', {}, t(S.password)) : null,
+      S.invite ? x('invite', { xmlns: NS.roomInvite, token: S.invite }) : null),
     secret ? x('visitor', { xmlns: NS.visitor, secret }) : null));
 }
 
@@ -670,7 +673,7 @@ async function joinError(st) {
     'jid-malformed': `The nickname “${S.nick}” cannot be used: try letters and digits.`,
     forbidden: 'You are banned from this room.',
     'not-authorized': S.password ? 'That password was not accepted.' : 'This room needs a password.',
-    'registration-required': 'This room is for members only.',
+    'registration-required': S.invite ? 'This invite link has expired, been used up or been revoked.' : 'This room is for members only.',
     'service-unavailable': 'The room is full or not available.',
     'item-not-found': 'This room does not exist, and you cannot create it.',
     'not-allowed': 'You may not create rooms here.',
@@ -1610,6 +1613,7 @@ async function main() {
   S.cfg = await loadConfig();
   const r = route();
   S.embed = r.embed;
+  S.invite = r.invite;
   if (!r.room) return showLanding(r);
   openRoom(roomJid(r.room), r.nick);
 }

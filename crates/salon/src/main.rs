@@ -3,6 +3,7 @@
 //! exit with code 2 and name the file, line and key.
 
 mod listeners;
+mod room_cli;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -52,6 +53,13 @@ enum Command {
     Ban {
         #[command(subcommand)]
         action: BanAction,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Invite links of members-only rooms (works whether the server runs or not).
+    Room {
+        #[command(subcommand)]
+        action: room_cli::RoomAction,
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
@@ -118,9 +126,9 @@ enum UserAction {
 }
 
 /// A failure with the exit code it deserves.
-struct Failure {
-    code: u8,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 impl From<anyhow::Error> for Failure {
@@ -187,6 +195,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Invite { action, config } => {
             let config = load_config(config.as_ref())?;
             runtime(1)?.block_on(invite(&config, action))?;
+        }
+        Command::Room { action, config } => {
+            let config = load_config(config.as_ref())?;
+            runtime(1)?.block_on(async {
+                let storage = open_storage(&config).await?;
+                room_cli::room(&config, &*storage, action).await
+            })?;
         }
         Command::Ban { action, config } => {
             let config = load_config(config.as_ref())?;
@@ -540,7 +555,7 @@ async fn invite(config: &Config, action: InviteAction) -> Result<(), Failure> {
     Ok(())
 }
 
-fn human_seconds(seconds: i64) -> String {
+pub(crate) fn human_seconds(seconds: i64) -> String {
     match seconds {
         s if s >= 86_400 => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
         s if s >= 3600 => format!("{}h{}m", s / 3600, s % 3600 / 60),

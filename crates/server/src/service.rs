@@ -218,6 +218,11 @@ impl ServiceContext {
         self.server.storage()
     }
 
+    /// Room invite links (`muc::invite_links`).
+    pub fn room_invite_store(&self) -> Arc<dyn crate::storage::RoomInviteStore> {
+        self.server.storage()
+    }
+
     /// Message archives (XEP-0313) of rooms.
     pub fn archive_store(&self) -> Arc<dyn ArchiveStore> {
         self.server.storage()

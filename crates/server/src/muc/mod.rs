@@ -4,7 +4,9 @@
 //! shared between rooms.
 
 pub mod config;
+pub mod invite_links;
 pub mod nick;
+pub mod push;
 pub mod room;
 pub mod visitor;
 

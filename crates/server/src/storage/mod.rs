@@ -17,6 +17,7 @@
 //! | [`PepStore`] | personal eventing nodes and items | XEP-0163, XEP-0060 |
 //! | [`BanStore`] | server-wide bans | `salon ban` |
 //! | [`InviteStore`] | invitations | XEP-0401, XEP-0445 |
+//! | [`RoomInviteStore`] | room invite links | `salon room invite` |
 //!
 //! Adding a feature: a trait and its record types in a file here, added to [`Storage`] and
 //! [`prelude`]; its implementation in each backend (`memory/`, `salon-store`'s `sqlite/`) with
@@ -49,6 +50,7 @@ pub mod memory;
 pub mod offline;
 pub mod pep;
 pub mod private;
+pub mod room_invites;
 pub mod rooms;
 pub mod roster;
 pub mod rules;
@@ -64,6 +66,7 @@ pub use last_activity::{LastActivity, LastActivityStore};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use pep::{AccessModel, PepItem, PepNode, PepNodeConfig, PepStore, SendLastItem};
 pub use private::PrivateStore;
+pub use room_invites::{RoomInvite, RoomInviteStore};
 pub use rooms::RoomStore;
 pub use roster::{RosterItem, RosterStore, Subscription};
 pub use uploads::{UploadRecord, UploadStore};
@@ -73,8 +76,8 @@ pub use vcard::VcardStore;
 pub mod prelude {
     pub use super::{
         AccountStore, ArchiveStore, BanStore, BlocklistStore, InviteStore, LastActivityStore,
-        OfflineStore, PepStore, PrivateStore, RoomStore, RosterStore, Storage, UploadStore,
-        VcardStore,
+        OfflineStore, PepStore, PrivateStore, RoomInviteStore, RoomStore, RosterStore, Storage,
+        UploadStore, VcardStore,
     };
 }
 
@@ -108,6 +111,7 @@ pub trait Storage:
     + PepStore
     + BanStore
     + InviteStore
+    + RoomInviteStore
     + Send
     + Sync
     + 'static

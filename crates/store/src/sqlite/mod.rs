@@ -41,6 +41,7 @@ mod last_activity;
 mod offline;
 mod pep;
 mod private;
+mod room_invites;
 mod rooms;
 mod roster;
 mod uploads;

@@ -14,6 +14,7 @@ mod last_activity;
 mod offline;
 mod pep;
 mod private;
+mod room_invites;
 mod rooms;
 mod roster;
 mod sqlite;
@@ -44,6 +45,7 @@ async fn run_suite(s: &dyn Storage) {
     uploads::uploads(s).await;
     bans::bans(s).await;
     invites::invites(s).await;
+    room_invites::room_invites(s).await;
     s.flush().await.expect("flush");
 }
 

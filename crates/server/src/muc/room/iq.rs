@@ -3,6 +3,8 @@
 
 use super::{RelayedIq, Room, MAX_RELAYED_IQS, RELAYED_IQ_TIMEOUT};
 use crate::archive;
+use crate::muc::config::Affiliation;
+use crate::muc::invite_links;
 use crate::service::{self, ServiceInfo};
 use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
 use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
@@ -55,7 +57,13 @@ impl Room {
                     Some(RESERVED_NICK_NODE) => Ok(self.reserved_nick_info(&from)),
                     _ => Ok(self.disco_info()),
                 };
-                let items = |_node: Option<&str>| Ok(service::no_items());
+                let items = |node: Option<&str>| match node {
+                    Some(invite_links::NS_COMMANDS) => Ok(invite_links::command_items(
+                        self.jid.as_str(),
+                        self.affiliation(&from.to_bare()) == Affiliation::Owner,
+                    )),
+                    _ => Ok(service::no_items()),
+                };
                 service::answer_discovery_or_ping(&kind, payload, info, items)
             });
             if let Some(answer) = common {
@@ -75,6 +83,19 @@ impl Room {
                 ("set", ns::MODERATE, Some(query)) => self.moderate(&from, &query).await,
                 ("get", ns::VCARD, _) => self.vcard_get(),
                 ("set", ns::VCARD, Some(vcard)) => self.vcard_set(&from, &vcard).await,
+                ("set", crate::muc::push::NS, Some(request)) => {
+                    crate::muc::push::enable_or_disable(&self.context, &self.jid, &from, &request)
+                }
+                ("set", invite_links::NS_COMMANDS, Some(command)) => {
+                    let requester = from.to_bare();
+                    let at = invite_links::CommandContext {
+                        context: &self.context,
+                        room: &self.jid,
+                        is_owner: self.affiliation(&requester) == Affiliation::Owner,
+                        requester: &requester,
+                    };
+                    invite_links::command(at, &command).await
+                }
                 _ => Err(StanzaError::service_unavailable()),
             }
         };

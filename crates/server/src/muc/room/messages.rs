@@ -133,8 +133,12 @@ impl Room {
                 return;
             }
         }
+        let sender = self.occupant_jid(&self.occupants[index].nick);
         let archived = self.broadcast_groupchat(index, stanza).await;
         self.archived_one(archived).await;
+        if has_body {
+            crate::muc::push::room_message(&self.context, &self.jid, &sender).await;
+        }
     }
 
     /// Returns the bytes archived (0: none), for the archive's size bound.

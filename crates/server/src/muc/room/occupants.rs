@@ -235,7 +235,10 @@ impl Room {
                 );
                 return;
             }
-            if self.record.config.members_only && affiliation < Affiliation::Member {
+            if self.record.config.members_only
+                && affiliation < Affiliation::Member
+                && !self.admitted_by_link(stanza, &real, guest).await
+            {
                 self.context.bounce(
                     stanza,
                     StanzaError::new(ErrorType::Auth, StanzaCondition::RegistrationRequired)

@@ -1,4 +1,5 @@
-//! Nickname registration with the room (XEP-0045 §7.10): the form, registering, and removal.
+//! Nickname registration with the room (XEP-0045 §7.10): the form, registering, and removal;
+//! and membership by invite link (`muc::invite_links`), the hook of a join.
 
 use super::Room;
 use crate::muc::config::Affiliation;
@@ -81,5 +82,32 @@ impl Room {
         }
         self.save().await;
         Ok(None)
+    }
+}
+
+impl Room {
+    /// A join to a members-only room by a non-member that shows a usable invite link
+    /// (`muc::invite_links`): an account becomes a member, a guest is let in this once.
+    pub(super) async fn admitted_by_link(
+        &mut self,
+        join: &Element,
+        real: &jid::BareJid,
+        guest: bool,
+    ) -> bool {
+        let Some(token) = crate::muc::invite_links::offered(join) else {
+            return false;
+        };
+        let store = self.context.room_invite_store();
+        if !crate::muc::invite_links::redeem(&*store, self.jid.as_str(), token, real.as_str()).await
+        {
+            return false;
+        }
+        if !guest {
+            self.record
+                .affiliations
+                .insert(real.to_string(), Affiliation::Member);
+            self.save().await;
+        }
+        true
     }
 }

@@ -35,6 +35,7 @@ mod last_activity;
 mod offline;
 mod pep;
 mod private;
+mod room_invites;
 mod rooms;
 mod roster;
 mod uploads;
@@ -88,6 +89,8 @@ pub struct MemoryStorage {
     bans: RwLock<BTreeMap<String, super::Ban>>,
     /// Invitations by token.
     invites: RwLock<HashMap<String, super::Invite>>,
+    /// Room invite links by token.
+    room_invites: RwLock<HashMap<String, super::RoomInvite>>,
 }
 
 // No operation panics while holding a lock, and none leaves a map half-updated, so a poisoned

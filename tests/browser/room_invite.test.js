@@ -1,0 +1,64 @@
+// Room invite links in the built-in web client (issue 16 item 3): a members-only room turns a
+// visitor away, `/join/ROOM?invite=TOKEN` (made with `salon room invite`) lets one in, and the
+// same link once used up says so. Run with tests/run-browser.sh.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { Salon, Bot, SALON_BIN, launchBrowser, newPage, shot } from './salon.js';
+
+let salon, browser;
+
+before(async () => {
+  salon = await new Salon().start();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (salon) await salon.stop();
+});
+
+function roomInvite(room, ...args) {
+  const r = spawnSync(SALON_BIN, ['room', 'invite', room, ...args, '--config', salon.config], { cwd: salon.dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0) throw new Error(`salon room invite: ${r.stderr}`);
+  const url = new URL(r.stdout.split('\n').find((l) => l.startsWith('http')));
+  return url.pathname + url.search;
+}
+
+async function open(path) {
+  const page = await newPage(browser);
+  await page.goto(salon.url + path);
+  return page;
+}
+
+test('a members-only room lets in the visitor who follows its invite link, once', async () => {
+  const r = `club${Date.now() % 100000}`;
+  const bot = await new Bot(salon, `${r}@rooms.localhost`, 'host', '', { 'muc#roomconfig_membersonly': '1' }).start();
+  try {
+    // Without the link: turned away.
+    const outsider = await open(`/join/${r}?nick=outsider`);
+    await outsider.getByText('This room is for members only.').waitFor({ timeout: 20000 });
+    assert.equal(await outsider.evaluate(() => window.salon.joined), false);
+    await outsider.context().close();
+
+    const path = roomInvite(r, '--uses', '1');
+    assert.match(path, new RegExp(`^/join/${r}\\?invite=[a-z0-9]{24}$`));
+    const friend = await open(`${path}&nick=friend`);
+    await friend.waitForFunction(() => window.salon && window.salon.joined, null, { timeout: 20000 });
+    await bot.waitFor((e) => e.event === 'online' && e.nick === 'friend');
+    await friend.fill('#input', 'thanks for the link');
+    await friend.press('#input', 'Enter');
+    await bot.waitFor((e) => e.event === 'message' && e.nick === 'friend' && e.body === 'thanks for the link');
+    await shot(friend, 'room-invite');
+    assert.deepEqual(friend.errors, []);
+    await friend.context().close();
+
+    // Its one use is spent: the next visitor with it hears why.
+    const late = await open(`${path}&nick=late`);
+    await late.getByText('This invite link has expired, been used up or been revoked.').waitFor({ timeout: 20000 });
+    await late.context().close();
+  } finally {
+    await bot.stop();
+  }
+});
