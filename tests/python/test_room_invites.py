@@ -11,7 +11,7 @@ from conftest import server_fixture
 from helpers import Clients, async_test, uid
 from test_muc import (
     NS_DATA, NS_DISCO_ITEMS, NS_MUC, NS_MUC_USER, anon_login, attr, cond, create_room,
-    from_room, join, leave, muc_login, muc_item, new_room, status_codes,
+    configure, from_room, join, leave, muc_login, muc_item, new_room, status_codes,
 )
 
 NS_LINK = "urn:salon:room-invite:0"
@@ -162,4 +162,34 @@ async def test_the_operators_link_lets_guests_in_until_revoked_and_only_into_its
 
         late = await anon_login(cs, server)
         refused = await join_with(late, room, "late", token)
+        assert cond(refused) == "registration-required", str(refused)
+
+
+@async_test
+async def test_a_temporary_room_takes_its_links_with_it(server):
+    """Whoever creates the name of a temporary room that ended does not inherit the links an
+    earlier owner handed out (as with its archive, issue 11 item 6)."""
+    import asyncio
+
+    async with Clients() as cs:
+        cs.server = server
+        owner = await muc_login(cs, server)
+        room = new_room(server, "brief")
+        await create_room(owner, room, "first", {"muc#roomconfig_membersonly": True,
+                                                 "muc#roomconfig_persistentroom": False})
+        token = (await make_link(owner, room, uses=5))["url"][0].rsplit("invite=", 1)[1]
+        await leave(owner, room, "first")
+
+        successor = await muc_login(cs, server)
+        for _ in range(50):
+            joined = await join(successor, room, "second")
+            if "201" in joined.codes:
+                break
+            await leave(successor, room, "second")
+            await asyncio.sleep(0.1)
+        assert "201" in joined.codes, "the temporary room did not end"
+        await configure(successor, room, {"muc#roomconfig_membersonly": True})
+
+        guest = await anon_login(cs, server)
+        refused = await join_with(guest, room, "guest", token)
         assert cond(refused) == "registration-required", str(refused)

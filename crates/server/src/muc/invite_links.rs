@@ -35,6 +35,23 @@ pub fn offered(join: &Element) -> Option<&str> {
     (!token.is_empty() && token.len() <= MAX_TOKEN).then_some(token)
 }
 
+/// Delete every link of `room`: a room that ends takes its links with it, so that whoever
+/// creates the same name next does not inherit a way in that an earlier owner handed out.
+pub async fn forget_all(store: &dyn RoomInviteStore, room: &str) {
+    let links = match store.room_invites(room).await {
+        Ok(links) => links,
+        Err(e) => {
+            tracing::error!(room, error = %e, "listing room invite links to delete");
+            return;
+        }
+    };
+    for link in links {
+        if let Err(e) = store.delete_room_invite(room, &link.token).await {
+            tracing::error!(room, error = %e, "deleting a room invite link");
+        }
+    }
+}
+
 /// Takes one use of `room`'s link `token`; whether it admits the joiner.
 pub async fn redeem(store: &dyn RoomInviteStore, room: &str, token: &str, who: &str) -> bool {
     match store

@@ -13,7 +13,8 @@ pub(super) const CHECK_INTERVAL: std::time::Duration = std::time::Duration::from
 const TRIM_EVERY: usize = 100;
 
 impl Room {
-    /// Delete the room's whole archive, what the writer still holds included.
+    /// Delete the room's whole archive, what the writer still holds included, and its invite
+    /// links.
     pub(super) async fn delete_archive(&self) {
         self.archive.flush().await;
         if let Err(e) = self
@@ -24,6 +25,9 @@ impl Room {
         {
             tracing::error!(room = %self.jid, error = %e, "deleting room archive");
         }
+        // Its invite links end with it too, for the same reason.
+        let links = self.context.room_invite_store();
+        crate::muc::invite_links::forget_all(&*links, self.jid.as_str()).await;
     }
 
     /// The most messages the archive keeps (`usize::MAX`: no cap).
