@@ -18,7 +18,11 @@ export const PYTHON = process.env.SALON_PYTHON || path.join(REPO, 'tests/python/
 export const CONVERSE_DIR = process.env.SALON_CONVERSE_DIR || path.join(here, 'node_modules/converse.js/dist');
 export const SHOTS = process.env.SALON_SCREENSHOTS || null;
 
-export function freePort() {
+// Ports this process handed out: a port closed at once can come back from the next bind, and
+// Salon refuses two listeners on one port.
+const handedOut = new Set();
+
+function anyFreePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.unref();
@@ -28,6 +32,16 @@ export function freePort() {
       s.close(() => resolve(port));
     });
   });
+}
+
+export async function freePort() {
+  for (;;) {
+    const port = await anyFreePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 const portOpen = (port) => new Promise((resolve) => {

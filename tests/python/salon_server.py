@@ -24,11 +24,20 @@ CLI_TIMEOUT = 30.0
 LOG_LEVEL = os.environ.get("SALON_TEST_LOG_LEVEL", "info")
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (bind to port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port on 127.0.0.1 (bind to port 0, read it, close), never one this process
+    handed out before: a port closed at once can come back from the next bind, and Salon
+    refuses two listeners on one port."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def _toml_value(v) -> str:

@@ -17,9 +17,14 @@ pub struct TestServer {
     child: Option<Child>,
 }
 
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address")
+/// Distinct free ports on 127.0.0.1: all are held open until every one is chosen, because a
+/// port closed at once can be handed out again by the next bind (and `salon` refuses two
+/// listeners on one port).
+fn free_ports<const N: usize>() -> [SocketAddr; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local address"))
 }
 
 pub fn salon_bin() -> &'static str {
@@ -30,9 +35,7 @@ impl TestServer {
     /// Start a server; `extra` is appended to the generated TOML.
     pub fn start(extra: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let c2s = free_port();
-        let c2s_tls = free_port();
-        let http = free_port();
+        let [c2s, c2s_tls, http] = free_ports();
         let config = dir.path().join("salon.toml");
         let mut file = std::fs::File::create(&config).expect("write config");
         write!(
