@@ -533,3 +533,22 @@ async def test_private_xml_storage(server):
         assert conference.findtext("{storage:bookmarks}nick") == "alice", str(resp)
         resp = await again.iq("get", None, f"<query xmlns='{NS_PRIVATE}'><notes xmlns='x:notes'/></query>")
         assert resp.xml.findtext(f".//{{x:notes}}notes") == "pinned", str(resp)
+
+
+@async_test
+async def test_a_subscription_request_keeps_what_the_client_put_in_it(server):
+    """RFC 6121 §3.1.2: the server stamps the request, it does not strip it. Clients put their
+    user's nickname in it (XEP-0172 §4.1) and a status saying who asks."""
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("na"), server.new_user("nb")
+    async with Clients() as cs:
+        alice = await login(cs, server, a_jid, a_pw)
+        bob = await login(cs, server, b_jid, b_pw)
+        alice.x.send_raw(
+            f"<presence to='{b_jid}' type='subscribe'>"
+            "<status>It is Alice, from the sprint</status>"
+            "<nick xmlns='http://jabber.org/protocol/nick'>Alice L.</nick></presence>")
+        sub = await bob.wait_presence(lambda p: p["type"] == "subscribe", what="subscribe from alice")
+        assert str(sub["from"]) == a_jid, str(sub)
+        nick = sub.xml.find("{http://jabber.org/protocol/nick}nick")
+        assert nick is not None and nick.text == "Alice L.", str(sub)
+        assert sub["status"] == "It is Alice, from the sprint", str(sub)

@@ -73,7 +73,10 @@ async fn outbound(server: &Arc<Server>, session: &Arc<SessionHandle>, stanza: El
                 return;
             }
             let from = session.jid.to_bare().to_string();
-            outbound_subscription(server, &from, &contact, kind).await;
+            // What the client put in it goes along (a XEP-0172 nick, a status, an invitation
+            // token): RFC 6121 §3.1.2 has the server stamp the request, not strip it.
+            let payload: Vec<Element> = stanza.children().cloned().collect();
+            outbound_subscription_with(server, &from, &contact, kind, payload).await;
         }
         (Some(to), None | Some("unavailable")) => {
             // Directed presence (RFC 6121 §4.6): remember it so that our unavailable reaches
@@ -269,6 +272,17 @@ pub async fn outbound_subscription(
     contact: &jid::BareJid,
     kind: &str,
 ) {
+    outbound_subscription_with(server, from, contact, kind, Vec::new()).await;
+}
+
+/// [`outbound_subscription`] carrying the children the client put in the stanza.
+async fn outbound_subscription_with(
+    server: &Arc<Server>,
+    from: &str,
+    contact: &jid::BareJid,
+    kind: &str,
+    payload: Vec<Element>,
+) {
     let Ok(account) = jid::BareJid::new(from) else {
         return;
     };
@@ -321,7 +335,7 @@ pub async fn outbound_subscription(
         _ => return,
     }
     if route {
-        roster::send_subscription(server, from, contact, kind).await;
+        roster::send_subscription_with(server, from, contact, kind, payload).await;
     }
     match kind {
         // RFC 6121 §3.1.5: after approving, the contact gets our current presence.

@@ -277,10 +277,24 @@ pub async fn send_subscription(
     contact: &jid::BareJid,
     kind: &str,
 ) {
-    let stanza = Build::new("presence", ns::CLIENT)
+    send_subscription_with(server, from, contact, kind, Vec::new()).await;
+}
+
+/// [`send_subscription`] with the children the user's client put in the stanza.
+pub async fn send_subscription_with(
+    server: &Arc<Server>,
+    from: &str,
+    contact: &jid::BareJid,
+    kind: &str,
+    payload: Vec<Element>,
+) {
+    let mut stanza = Build::new("presence", ns::CLIENT)
         .attr("type", kind)
         .attr("from", from)
         .attr("to", contact.to_string())
         .build();
+    for child in payload {
+        stanza.append_child(child);
+    }
     server.route(stanza).await;
 }
