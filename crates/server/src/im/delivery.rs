@@ -2,7 +2,7 @@
 //! available resources, or offline storage), IQs handled on an account's behalf, and messages a
 //! session never acknowledged (XEP-0198 §4) delivered again when it ends.
 
-use super::offline::{store_offline, worth_storing};
+use super::offline::{deliver_offline, store_offline, worth_storing};
 use super::presence;
 use crate::hooks::{priority, SessionHook, StanzaHook, ToAccount};
 use crate::registry::{IqScope, Registry};
@@ -248,6 +248,13 @@ async fn deliver_message_to_bare(
             hooks.message_arriving(server, to, &mut stanza).await;
         }
         store_offline(server, stanza, to).await;
+        // The recipient may have become available while the message was being written: its
+        // initial presence then took an empty store. Taking is atomic, so whichever of the two
+        // runs last hands the message over, and it is never handed over twice.
+        let sessions = server.router.sessions_of(to.as_str());
+        if let Some(session) = highest_priority(&sessions).first() {
+            deliver_offline(server, session).await;
+        }
     }
 }
 
