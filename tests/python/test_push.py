@@ -22,6 +22,9 @@ NS_SM = "urn:xmpp:sm:3"
 server = server_fixture("push", require_encryption=False)
 with_body = server_fixture("push-body", require_encryption=False,
                            extra_toml="[push]\ninclude_body = true")
+# Bursts of 3, then one every 2 seconds to one push service.
+limited = server_fixture("push-limited", require_encryption=False,
+                         extra_toml="[push]\nper_service_per_minute = 30")
 
 
 class PushService:
@@ -142,3 +145,60 @@ async def test_body_only_when_configured(with_body):
         bob.send_message(a_jid, "hello body")
         await service.wait(1)
         assert PushService.summary(service.published[0])[1]["last-message-body"] == "hello body"
+
+
+@async_test
+async def test_registration_survives_a_restart_until_disabled(server):
+    """A phone that enabled push is still woken after the server restarts: the registration
+    (node and publish-options) is stored; disabling removes it for good."""
+    async with Clients() as cs:
+        (a_jid, a_pw), _, _, service_jid = await setup(cs, server)
+        node = uuid.uuid4().hex
+        alice = await cs.login(server, f"{a_jid}/phone", a_pw)
+        resp = await alice.iq("set", None, enable_xml(service_jid, node, secret="kept-secret"))
+        assert resp["type"] == "result", str(resp)
+    server.restart()
+    p_jid = service_jid.split("/")[0]
+    async with Clients() as cs:
+        service = PushService(await cs.login(server, service_jid, server._users[p_jid]))
+        b_jid, b_pw = server.new_user("sender")
+        bob = await cs.login(server, f"{b_jid}/r", b_pw)
+        bob.send_message(a_jid, "after the restart")
+        await service.wait(1)
+        got_node, fields = PushService.summary(service.published[0])
+        assert got_node == node and fields["message-count"] == "1", fields
+        assert "kept-secret" in tostr(service.published[0])
+
+        alice = await cs.login(server, f"{a_jid}/phone", a_pw)
+        resp = await alice.iq("set", None,
+                              f"<disable xmlns='{NS_PUSH}' jid='{service_jid}' node='{node}'/>")
+        assert resp["type"] == "result", str(resp)
+        await alice.close()
+    server.restart()
+    async with Clients() as cs:
+        service = PushService(await cs.login(server, service_jid, server._users[p_jid]))
+        bob = await cs.login(server, f"{b_jid}/r", b_pw)
+        bob.send_message(a_jid, "disabled before the restart")
+        await asyncio.sleep(1.0)
+        assert not service.published, [tostr(p) for p in service.published]
+
+
+@async_test
+async def test_a_push_service_is_rate_limited_and_the_excess_coalesced(limited):
+    """push.per_service_per_minute: beyond the burst, notifications to one push service wait and
+    coalesce, so a burst of twelve messages makes four notifications, the last with the count
+    of all twelve; the limiting is logged."""
+    async with Clients() as cs:
+        (a_jid, a_pw), bob, service, service_jid = await setup(cs, limited)
+        alice = await cs.login(limited, f"{a_jid}/phone", a_pw)
+        resp = await alice.iq("set", None, enable_xml(service_jid, "busy"))
+        assert resp["type"] == "result", str(resp)
+        await alice.close()
+        for i in range(12):
+            bob.send_message(a_jid, f"message {i}")
+        await service.wait(3)
+        await service.wait(4)
+        await asyncio.sleep(2.5)
+        counts = [PushService.summary(p)[1]["message-count"] for p in service.published]
+        assert counts == ["1", "2", "3", "12"], counts
+        assert "push service at its rate limit" in limited.log_text()

@@ -123,6 +123,9 @@ pub async fn remove(server: &Arc<Server>, account: &jid::BareJid) -> Result<(), 
             ))
         }
     }
+    // Storage dropped its push registrations with it; so do the copies in memory.
+    crate::im::push::forget_account(server, account);
+    crate::muc::push::forget_account(&server.extensions, account);
     tracing::info!(%account, "account removed");
     end_sessions(server, account, "the account was removed");
     Ok(())

@@ -7,9 +7,9 @@ use salon_server::storage::{Invite, InviteStore, StorageError, StorageResult};
 use super::SqliteStorage;
 use crate::errors::db_error;
 
-type Row = (String, String, Option<String>, i64, i64, i64);
+type Row = (String, String, Option<String>, i64, i64, i64, bool);
 
-fn from_row((token, domain, inviter, uses_left, created, expires): Row) -> Invite {
+fn from_row((token, domain, inviter, uses_left, created, expires, admin): Row) -> Invite {
     Invite {
         token,
         domain,
@@ -17,16 +17,17 @@ fn from_row((token, domain, inviter, uses_left, created, expires): Row) -> Invit
         uses_left: u32::try_from(uses_left).unwrap_or(0),
         created,
         expires,
+        admin,
     }
 }
 
-const COLUMNS: &str = "token, domain, inviter, uses_left, created, expires";
+const COLUMNS: &str = "token, domain, inviter, uses_left, created, expires, admin";
 
 #[async_trait]
 impl InviteStore for SqliteStorage {
     async fn create_invite(&self, invite: &Invite) -> StorageResult<()> {
         let result = sqlx::query(&format!(
-            "INSERT OR IGNORE INTO invites ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            "INSERT OR IGNORE INTO invites ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
         ))
         .bind(&invite.token)
         .bind(&invite.domain)
@@ -34,6 +35,7 @@ impl InviteStore for SqliteStorage {
         .bind(i64::from(invite.uses_left))
         .bind(invite.created)
         .bind(invite.expires)
+        .bind(invite.admin)
         .execute(&self.pool)
         .await
         .map_err(db_error)?;

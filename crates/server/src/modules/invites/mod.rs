@@ -64,6 +64,7 @@ pub fn new_invite(
         uses_left: uses.clamp(1, MAX_USES),
         created: now,
         expires: now.saturating_add(seconds.max(1)),
+        admin: false,
     }
 }
 
@@ -145,6 +146,14 @@ pub async fn redeem(
             return Err(error);
         }
     };
+    if invite.admin {
+        // `salon invite create --admin`: the new account may run the XEP-0133 commands.
+        let (user, domain) = roster::account_key(&account);
+        match storage.set_admin(&user, &domain, true).await {
+            Ok(()) => tracing::info!(%account, "account made an administrator by its invitation"),
+            Err(e) => tracing::error!(error = %e, %account, "flagging an administrator"),
+        }
+    }
     if let Some(inviter) = invite
         .inviter
         .as_deref()
