@@ -20,13 +20,6 @@ use std::sync::{Arc, Mutex};
 
 /// Push services one account may register (one per client, in practice).
 const MAX_PER_ACCOUNT: usize = 8;
-/// Payloads that mark an encrypted message (OMEMO, OpenPGP for XMPP): pushed though bodiless.
-pub const ENCRYPTED: &[(&str, &str)] = &[
-    ("encrypted", "eu.siacs.conversations.axolotl"),
-    ("encrypted", "urn:xmpp:omemo:2"),
-    ("openpgp", "urn:xmpp:openpgp:0"),
-];
-
 pub fn register(registry: &mut Registry<Server>) {
     registry.feature(IqScope::Account, NS_PUSH);
     registry.iq(
@@ -207,14 +200,7 @@ fn worth_pushing(message: &Element) -> bool {
     ) {
         return false;
     }
-    message.get_child("body", ns::CLIENT).is_some() || is_encrypted(message)
-}
-
-/// Whether `message` carries an end-to-end encrypted payload.
-pub fn is_encrypted(message: &Element) -> bool {
-    ENCRYPTED
-        .iter()
-        .any(|(name, namespace)| message.get_child(name, *namespace).is_some())
+    message.get_child("body", ns::CLIENT).is_some() || super::encrypted::is_encrypted(message)
 }
 
 struct Notify;
