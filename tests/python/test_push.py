@@ -158,11 +158,15 @@ async def test_registration_survives_a_restart_until_disabled(server):
         resp = await alice.iq("set", None, enable_xml(service_jid, node, secret="kept-secret"))
         assert resp["type"] == "result", str(resp)
     server.restart()
-    p_jid = service_jid.split("/")[0]
-    async with Clients() as cs:
+    b_jid, b_pw = server.new_user("sender")
+
+    async def service_and_bob(cs):
+        p_jid = service_jid.split("/")[0]
         service = PushService(await cs.login(server, service_jid, server._users[p_jid]))
-        b_jid, b_pw = server.new_user("sender")
-        bob = await cs.login(server, f"{b_jid}/r", b_pw)
+        return service, await cs.login(server, f"{b_jid}/r", b_pw)
+
+    async with Clients() as cs:
+        service, bob = await service_and_bob(cs)
         bob.send_message(a_jid, "after the restart")
         await service.wait(1)
         got_node, fields = PushService.summary(service.published[0])
@@ -176,8 +180,7 @@ async def test_registration_survives_a_restart_until_disabled(server):
         await alice.close()
     server.restart()
     async with Clients() as cs:
-        service = PushService(await cs.login(server, service_jid, server._users[p_jid]))
-        bob = await cs.login(server, f"{b_jid}/r", b_pw)
+        service, bob = await service_and_bob(cs)
         bob.send_message(a_jid, "disabled before the restart")
         await asyncio.sleep(1.0)
         assert not service.published, [tostr(p) for p in service.published]

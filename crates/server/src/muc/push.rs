@@ -82,15 +82,6 @@ pub fn forget_account(extensions: &crate::extensions::Extensions, account: &jid:
     }
 }
 
-fn new_token() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..24)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
 /// Removes `gone` from storage.
 async fn unstore(context: &ServiceContext, room: &jid::BareJid, gone: &[Registration]) {
     for registration in gone {
@@ -149,7 +140,7 @@ pub async fn enable_or_disable(
     }
     let target = Target::from_enable(request)?;
     let registration = Registration {
-        token: new_token(),
+        token: crate::stanza::random_token(),
         client: from.clone(),
         target,
         created: crate::stanza::now_unix(),

@@ -46,6 +46,7 @@ mod push;
 mod room_invites;
 mod rooms;
 mod roster;
+mod tokens;
 mod uploads;
 mod vcard;
 
