@@ -59,6 +59,14 @@ def enable_xml(service_jid, node, secret="s3cret"):
             f"<field var='secret'><value>{secret}</value></field></x></enable>")
 
 
+async def enable_and_leave(cs, srv, a_jid, a_pw, service_jid, node):
+    """The phone enables pushes to the service, then goes offline."""
+    alice = await cs.login(srv, f"{a_jid}/phone", a_pw)
+    resp = await alice.iq("set", None, enable_xml(service_jid, node))
+    assert resp["type"] == "result", str(resp)
+    await alice.close()
+
+
 async def setup(cs, srv):
     (a_jid, a_pw), (b_jid, b_pw), (p_jid, p_pw) = (
         srv.new_user("phone"), srv.new_user("sender"), srv.new_user("pushsvc"))
@@ -138,10 +146,7 @@ async def test_session_waiting_for_resumption_is_pushed(server):
 async def test_body_only_when_configured(with_body):
     async with Clients() as cs:
         (a_jid, a_pw), bob, service, service_jid = await setup(cs, with_body)
-        alice = await cs.login(with_body, f"{a_jid}/phone", a_pw)
-        resp = await alice.iq("set", None, enable_xml(service_jid, "nb"))
-        assert resp["type"] == "result", str(resp)
-        await alice.close()
+        await enable_and_leave(cs, with_body, a_jid, a_pw, service_jid, "nb")
         bob.send_message(a_jid, "hello body")
         await service.wait(1)
         assert PushService.summary(service.published[0])[1]["last-message-body"] == "hello body"
@@ -193,10 +198,7 @@ async def test_a_push_service_is_rate_limited_and_the_excess_coalesced(limited):
     of all twelve; the limiting is logged."""
     async with Clients() as cs:
         (a_jid, a_pw), bob, service, service_jid = await setup(cs, limited)
-        alice = await cs.login(limited, f"{a_jid}/phone", a_pw)
-        resp = await alice.iq("set", None, enable_xml(service_jid, "busy"))
-        assert resp["type"] == "result", str(resp)
-        await alice.close()
+        await enable_and_leave(cs, limited, a_jid, a_pw, service_jid, "busy")
         for i in range(12):
             bob.send_message(a_jid, f"message {i}")
         await service.wait(3)
