@@ -207,3 +207,21 @@ async def test_a_push_service_is_rate_limited_and_the_excess_coalesced(limited):
         counts = [PushService.summary(p)[1]["message-count"] for p in service.published]
         assert counts == ["1", "2", "3", "12"], counts
         assert "push service at its rate limit" in limited.log_text()
+
+
+@async_test
+async def test_deleting_the_account_removes_its_registrations(server):
+    """An account removed in-band (XEP-0077) takes its push registrations with it: a new
+    account of the same name, offline, wakes nobody."""
+    async with Clients() as cs:
+        (a_jid, a_pw), bob, service, service_jid = await setup(cs, server)
+        await enable_and_leave(cs, server, a_jid, a_pw, service_jid, "gone")
+        alice = await cs.login(server, f"{a_jid}/phone", a_pw)
+        resp = await alice.iq("set", None, "<query xmlns='jabber:iq:register'><remove/></query>")
+        assert resp["type"] == "result", str(resp)
+        await alice.wait_until(lambda: alice.is_disconnected.is_set(), what="account removed")
+        server.add_user(a_jid.split("@")[0], a_pw)
+        bob.send_message(a_jid, "to the new account")
+        await bob.ping_server()
+        await asyncio.sleep(0.5)
+        assert not service.published, [tostr(p) for p in service.published]
