@@ -22,6 +22,8 @@ pub const NS: &str = "urn:salon:muc-push:0";
 /// Registrations one room keeps, and one account may have in one room (its oldest goes).
 const MAX_PER_ROOM: usize = 256;
 const MAX_PER_ACCOUNT: usize = 4;
+/// Registrations one account may have in all rooms together.
+const MAX_PER_ACCOUNT_IN_ALL: usize = 256;
 
 #[derive(Clone)]
 struct Registration {
@@ -139,6 +141,24 @@ pub async fn enable_or_disable(
         return Err(StanzaError::not_allowed().with_text("push is for this server's accounts"));
     }
     let target = Target::from_enable(request)?;
+    // Counted before the room's entry is taken: iterating the map while holding one of its
+    // entries could deadlock.
+    let elsewhere: usize = all
+        .rooms
+        .iter()
+        .filter(|entry| entry.key() != room.as_str())
+        .map(|entry| {
+            entry
+                .value()
+                .iter()
+                .filter(|r| r.client.to_bare() == account)
+                .count()
+        })
+        .sum();
+    if elsewhere >= MAX_PER_ACCOUNT_IN_ALL {
+        return Err(StanzaError::resource_constraint()
+            .with_text("this account has as many room push registrations as it may"));
+    }
     let registration = Registration {
         token: crate::stanza::random_token(),
         client: from.clone(),
