@@ -187,3 +187,70 @@ impl Throttle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbered(n: usize) -> Element {
+        crate::stanza::Build::new("iq", "jabber:client")
+            .attr("id", n.to_string())
+            .build()
+    }
+
+    /// Past the burst, each key's notifications fold into its latest, sent as the rate allows.
+    #[tokio::test]
+    async fn the_excess_is_coalesced_per_key_and_sent_later() {
+        let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+        let route = {
+            let sent = sent.clone();
+            move || -> Route {
+                let sent = sent.clone();
+                Arc::new(move |e: Element| {
+                    let sent = sent.clone();
+                    Box::pin(async move {
+                        let id = e.attr("id").unwrap_or_default().to_string();
+                        sent.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+                    })
+                })
+            }
+        };
+        // 120 a minute: bursts of 12, then one every 500 ms.
+        let throttle = Arc::new(Throttle::new(120));
+        for n in 0..20 {
+            let key = if n % 2 == 0 { "even" } else { "odd" };
+            throttle
+                .send("push.example", key.to_string(), numbered(n), route.clone())
+                .await;
+        }
+        // Another service has its own allowance.
+        throttle
+            .send("other.example", "k".into(), numbered(1000), route.clone())
+            .await;
+        let now = sent.lock().unwrap_or_else(PoisonError::into_inner).len();
+        assert_eq!(now, 13, "the burst and the other service's one");
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let sent = sent.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(sent.len(), 15, "{sent:?}");
+        // The held back ones are each key's latest, oldest key first.
+        assert_eq!(&sent[13..], ["18", "19"]);
+    }
+
+    #[tokio::test]
+    async fn zero_is_no_limit() {
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let throttle = Arc::new(Throttle::new(0));
+        for n in 0..500 {
+            let count = count.clone();
+            throttle
+                .send("push.example", "k".into(), numbered(n), move || -> Route {
+                    Arc::new(move |_| {
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Box::pin(async {})
+                    })
+                })
+                .await;
+        }
+        assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), 500);
+    }
+}
