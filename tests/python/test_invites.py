@@ -226,3 +226,36 @@ async def test_xep0379_existing_account_subscribes_with_the_token(server):
         p.send()
         await alice.wait_presence(lambda pr: pr["type"] == "subscribe" and pr["from"].bare == dave_jid)
         assert not any(pr["type"] == "subscribed" and pr["from"].bare == alice_jid for pr in dave.presences)
+
+
+@async_test
+async def test_admin_invitation_makes_an_administrator_and_a_plain_one_does_not(server):
+    """`salon invite create --admin`: the account it makes may run the XEP-0133 commands (the
+    flag is kept in storage, so it survives a restart and goes with the account); an account
+    from an ordinary invitation may not."""
+    from test_adhoc import client as adhoc_admin_client, run
+    admin_token, _, _ = cli_invite(server, "--admin")
+    plain_token, _, _ = cli_invite(server)
+    assert f"{admin_token}  1 uses left" in server.cli("invite", "list").stdout
+    assert "admin" in next(line for line in server.cli("invite", "list").stdout.splitlines()
+                           if line.startswith(admin_token))
+    made_admin, made_plain = fresh("adm"), fresh("pln")
+    for token, user in ((admin_token, made_admin), (plain_token, made_plain)):
+        resp = await sign_up_with(server, token, user, "secret-pw")
+        assert resp.get("type") == "result", tostr(resp)
+    server.restart()
+    async with Clients() as cs:
+        plain = await adhoc_admin_client(cs, server, f"{made_plain}@{server.domain}", "secret-pw")
+        items = await plain.x["xep_0050"].get_commands(server.domain)
+        assert not [i for i in items["disco_items"]["items"] if "admin#" in i[1]], str(items)
+        try:
+            resp = await plain.x["xep_0050"].send_command(
+                server.domain, "http://jabber.org/protocol/admin#get-online-users-list")
+        except IqError as e:
+            resp = e.iq
+        assert stanza_error_condition(resp.xml) == "item-not-found", str(resp)
+
+        admin = await adhoc_admin_client(cs, server, f"{made_admin}@{server.domain}", "secret-pw")
+        resp = await run(admin, server, "get-online-users-list", {"max_items": "100"})
+        listed = [v.text for v in resp.xml.iter(f"{{{NS_DATA}}}value")]
+        assert f"{made_plain}@{server.domain}" in listed, str(resp)

@@ -69,3 +69,29 @@ async def test_a_room_pushes_every_message_while_the_client_is_away_until_the_to
         await join(guest, room, "guest")
         no = await guest.iq("set", room, f"<enable xmlns='{NS}' jid='{service_jid}' node='g'/>")
         assert cond(no) == "not-allowed", str(no)
+
+
+@async_test
+async def test_a_room_registration_survives_a_restart(server):
+    """The registration is stored: after a restart the room still wakes the away phone."""
+    (p_jid, p_pw) = server.new_user("pushsvc")
+    service_jid = f"{p_jid}/svc"
+    bob_account, phone_account = server.new_user("owner"), server.new_user("phone")
+    room = new_room(server)
+    async with Clients() as cs:
+        bob = await muc_login(cs, server, account=bob_account)
+        await create_room(bob, room, "bob", config={"muc#roomconfig_persistentroom": True})
+        phone = await muc_login(cs, server, account=phone_account)
+        await join(phone, room, "phone")
+        resp = await phone.iq("set", room, f"<enable xmlns='{NS}' jid='{service_jid}' node='kept'/>")
+        assert resp["type"] == "result", str(resp)
+    server.restart()
+    async with Clients() as cs:
+        service = PushService(await cs.login(server, service_jid, p_pw))
+        bob = await muc_login(cs, server, account=bob_account)
+        await join(bob, room, "bob")
+        send_groupchat(bob, room, "after the restart")
+        await service.wait(1)
+        node, fields = PushService.summary(service.published[0])
+        assert node == "kept" and fields["message-count"] == "1", fields
+        assert fields["last-message-sender"] == f"{room}/bob", fields

@@ -22,6 +22,9 @@ NS_SM = "urn:xmpp:sm:3"
 server = server_fixture("push", require_encryption=False)
 with_body = server_fixture("push-body", require_encryption=False,
                            extra_toml="[push]\ninclude_body = true")
+# Bursts of 3, then one every 2 seconds to one push service.
+limited = server_fixture("push-limited", require_encryption=False,
+                         extra_toml="[push]\nper_service_per_minute = 30")
 
 
 class PushService:
@@ -54,6 +57,14 @@ def enable_xml(service_jid, node, secret="s3cret"):
             f"<x xmlns='{NS_DATA}' type='submit'>"
             f"<field var='FORM_TYPE'><value>{NS_PUBSUB}#publish-options</value></field>"
             f"<field var='secret'><value>{secret}</value></field></x></enable>")
+
+
+async def enable_and_leave(cs, srv, a_jid, a_pw, service_jid, node):
+    """The phone enables pushes to the service, then goes offline."""
+    alice = await cs.login(srv, f"{a_jid}/phone", a_pw)
+    resp = await alice.iq("set", None, enable_xml(service_jid, node))
+    assert resp["type"] == "result", str(resp)
+    await alice.close()
 
 
 async def setup(cs, srv):
@@ -135,10 +146,82 @@ async def test_session_waiting_for_resumption_is_pushed(server):
 async def test_body_only_when_configured(with_body):
     async with Clients() as cs:
         (a_jid, a_pw), bob, service, service_jid = await setup(cs, with_body)
-        alice = await cs.login(with_body, f"{a_jid}/phone", a_pw)
-        resp = await alice.iq("set", None, enable_xml(service_jid, "nb"))
-        assert resp["type"] == "result", str(resp)
-        await alice.close()
+        await enable_and_leave(cs, with_body, a_jid, a_pw, service_jid, "nb")
         bob.send_message(a_jid, "hello body")
         await service.wait(1)
         assert PushService.summary(service.published[0])[1]["last-message-body"] == "hello body"
+
+
+@async_test
+async def test_registration_survives_a_restart_until_disabled(server):
+    """A phone that enabled push is still woken after the server restarts: the registration
+    (node and publish-options) is stored; disabling removes it for good."""
+    async with Clients() as cs:
+        (a_jid, a_pw), _, _, service_jid = await setup(cs, server)
+        node = uuid.uuid4().hex
+        alice = await cs.login(server, f"{a_jid}/phone", a_pw)
+        resp = await alice.iq("set", None, enable_xml(service_jid, node, secret="kept-secret"))
+        assert resp["type"] == "result", str(resp)
+    server.restart()
+    b_jid, b_pw = server.new_user("sender")
+
+    async def service_and_bob(cs):
+        p_jid = service_jid.split("/")[0]
+        service = PushService(await cs.login(server, service_jid, server._users[p_jid]))
+        return service, await cs.login(server, f"{b_jid}/r", b_pw)
+
+    async with Clients() as cs:
+        service, bob = await service_and_bob(cs)
+        bob.send_message(a_jid, "after the restart")
+        await service.wait(1)
+        got_node, fields = PushService.summary(service.published[0])
+        assert got_node == node and fields["message-count"] == "1", fields
+        assert "kept-secret" in tostr(service.published[0])
+
+        alice = await cs.login(server, f"{a_jid}/phone", a_pw)
+        resp = await alice.iq("set", None,
+                              f"<disable xmlns='{NS_PUSH}' jid='{service_jid}' node='{node}'/>")
+        assert resp["type"] == "result", str(resp)
+        await alice.close()
+    server.restart()
+    async with Clients() as cs:
+        service, bob = await service_and_bob(cs)
+        bob.send_message(a_jid, "disabled before the restart")
+        await asyncio.sleep(1.0)
+        assert not service.published, [tostr(p) for p in service.published]
+
+
+@async_test
+async def test_a_push_service_is_rate_limited_and_the_excess_coalesced(limited):
+    """push.per_service_per_minute: beyond the burst, notifications to one push service wait and
+    coalesce, so a burst of twelve messages makes four notifications, the last with the count
+    of all twelve; the limiting is logged."""
+    async with Clients() as cs:
+        (a_jid, a_pw), bob, service, service_jid = await setup(cs, limited)
+        await enable_and_leave(cs, limited, a_jid, a_pw, service_jid, "busy")
+        for i in range(12):
+            bob.send_message(a_jid, f"message {i}")
+        await service.wait(3)
+        await service.wait(4)
+        await asyncio.sleep(2.5)
+        counts = [PushService.summary(p)[1]["message-count"] for p in service.published]
+        assert counts == ["1", "2", "3", "12"], counts
+        assert "push service at its rate limit" in limited.log_text()
+
+
+@async_test
+async def test_deleting_the_account_removes_its_registrations(server):
+    """An account removed in-band (XEP-0077) takes its push registrations with it: a new
+    account of the same name, offline, wakes nobody."""
+    async with Clients() as cs:
+        (a_jid, a_pw), bob, service, service_jid = await setup(cs, server)
+        await enable_and_leave(cs, server, a_jid, a_pw, service_jid, "gone")
+        alice = await cs.login(server, f"{a_jid}/phone", a_pw)
+        resp = await alice.iq("set", None, "<query xmlns='jabber:iq:register'><remove/></query>")
+        assert resp["type"] == "result", str(resp)
+        await alice.wait_until(lambda: alice.is_disconnected.is_set(), what="account removed")
+        server.add_user(a_jid.split("@")[0], a_pw)
+        bob.send_message(a_jid, "to the new account")
+        await bob.ping_server()
+        await asyncio.sleep(0.5)
+        assert not service.published, [tostr(p) for p in service.published]

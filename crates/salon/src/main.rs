@@ -82,6 +82,11 @@ enum InviteAction {
         /// How long it works, like 30m, 12h, 7d. Default: 7d.
         #[arg(long, default_value = "7d")]
         expires: String,
+        /// The accounts it makes become administrators: they may run the XEP-0133 commands
+        /// (add and delete users, announcements, ...) like those in `admins`. The flag is kept
+        /// with the account in the database and goes when the account is deleted.
+        #[arg(long)]
+        admin: bool,
     },
     /// List invitations with their uses left and expiry.
     List,
@@ -494,7 +499,11 @@ async fn invite(config: &Config, action: InviteAction) -> Result<(), Failure> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     match action {
-        InviteAction::Create { uses, expires } => {
+        InviteAction::Create {
+            uses,
+            expires,
+            admin,
+        } => {
             let seconds = invites::parse_duration(&expires).ok_or_else(|| Failure {
                 code: 2,
                 message: format!("--expires {expires}: expected a duration like 30m, 12h, 7d"),
@@ -505,7 +514,8 @@ async fn invite(config: &Config, action: InviteAction) -> Result<(), Failure> {
                      invitation works once it is \"invite\" or \"open\""
                 );
             }
-            let invite = invites::new_invite(&config.domain, None, uses, seconds, now);
+            let mut invite = invites::new_invite(&config.domain, None, uses, seconds, now);
+            invite.admin = admin;
             storage
                 .create_invite(&invite)
                 .await
@@ -515,9 +525,10 @@ async fn invite(config: &Config, action: InviteAction) -> Result<(), Failure> {
             }
             println!("{}", invites::uri(&invite));
             println!(
-                "uses: {}, expires in {}",
+                "uses: {}, expires in {}{}",
                 invite.uses_left,
-                human_seconds(invite.expires - now)
+                human_seconds(invite.expires - now),
+                if admin { ", makes administrators" } else { "" }
             );
         }
         InviteAction::List => {
@@ -538,7 +549,8 @@ async fn invite(config: &Config, action: InviteAction) -> Result<(), Failure> {
                     )
                 };
                 let by = invite.inviter.as_deref().unwrap_or("operator");
-                println!("{}  {state}  by {by}", invite.token);
+                let admin = if invite.admin { "  admin" } else { "" };
+                println!("{}  {state}  by {by}{admin}", invite.token);
             }
         }
         InviteAction::Revoke { token } => match storage.delete_invite(&token).await {

@@ -30,6 +30,7 @@ pub mod im;
 pub mod modules;
 pub mod muc;
 pub mod pep;
+pub mod push;
 pub mod s2s;
 pub mod upload;
 

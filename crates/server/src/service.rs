@@ -223,6 +223,11 @@ impl ServiceContext {
         self.server.storage()
     }
 
+    /// Push registrations (XEP-0357), of which a room sees its own (`muc::push`).
+    pub fn push_store(&self) -> Arc<dyn crate::storage::PushStore> {
+        self.server.storage()
+    }
+
     /// Message archives (XEP-0313) of rooms.
     pub fn archive_store(&self) -> Arc<dyn ArchiveStore> {
         self.server.storage()

@@ -323,6 +323,17 @@ pub fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// A new random secret for a link or a registration: 24 characters of a-z0-9, about 124 bits,
+/// safe in URLs and attributes.
+pub fn random_token() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..24)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
 #[cfg(test)]
 mod jid_tests {
     /// Fuzzing regression (crates/xml/fuzz/corpus/jid/regression-unstable-prep).

@@ -33,6 +33,7 @@ const FEATURES: &[&str] = &[
     "crate::muc",
     "crate::upload",
     "crate::pep",
+    "crate::push",
     "crate::archive",
     "crate::s2s",
     "crate::component",

@@ -438,6 +438,10 @@ impl Config {
             Some(s2s) => out.push_str(&s2s.summary()),
         }
         out.push_str(&format!("push.include_body = {}\n", self.push.include_body));
+        out.push_str(&format!(
+            "push.per_service_per_minute = {}\n",
+            self.push.per_service_per_minute
+        ));
         out.push_str(&format!("log.level = {:?}\n", self.log.level));
         out
     }

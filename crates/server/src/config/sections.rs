@@ -166,12 +166,24 @@ pub struct MucConfig {
 }
 
 /// Push notifications (XEP-0357).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PushConfig {
     /// Put the message's body in notifications; off by default, since the app server (and
     /// the phone vendor's push service behind it) would then read every message.
     pub include_body: bool,
+    /// Notifications per minute to one push service (its JID), in bursts of a tenth of it;
+    /// beyond, each registration's latest waits and replaces the one before (0: no limit).
+    pub per_service_per_minute: u32,
+}
+
+impl Default for PushConfig {
+    fn default() -> PushConfig {
+        PushConfig {
+            include_body: false,
+            per_service_per_minute: 600,
+        }
+    }
 }
 
 /// Who may make an account in-band (XEP-0077 §3.1, before login).

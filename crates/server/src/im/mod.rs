@@ -10,6 +10,7 @@ pub mod blocklist;
 pub mod carbons;
 pub mod csi;
 pub mod delivery;
+pub mod encrypted;
 pub mod mam;
 pub mod offline;
 pub mod presence;

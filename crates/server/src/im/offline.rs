@@ -9,11 +9,14 @@ use crate::storage::OfflineMessage;
 use minidom::Element;
 use std::sync::Arc;
 
-/// Only messages with content a person would miss are kept (XEP-0160 §3).
+/// Only messages with content a person would miss are kept (XEP-0160 §3): a body, a subject,
+/// a XEP-0334 hint, or an end-to-end encrypted payload (XEP-0384 §5.3.2: an OMEMO message is
+/// stored like any chat message, with or without a fallback body or hint).
 pub fn worth_storing(stanza: &Element) -> bool {
     stanza
         .children()
         .any(|c| c.name() == "body" || c.name() == "subject" || c.ns() == "urn:xmpp:hints")
+        || super::encrypted::is_encrypted(stanza)
 }
 
 pub async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {

@@ -2,33 +2,24 @@
 //! while that client is offline or its session waits for resumption (XEP-0198), each message
 //! with a body, or encrypted, that reaches its account sends the app server a summary
 //! notification (`urn:xmpp:push:summary`: message count and sender; the body only if
-//! `push.include_body`). Registrations are kept in memory: they last until the server stops.
+//! `push.include_body`), within the app server's rate (`crate::push::throttle`).
+//! Registrations are stored (`PushStore`), so a phone is still woken after a restart; they are
+//! loaded when the server starts and kept in memory, where each message looks them up.
 
-use crate::hooks::{priority, MessageHook, SessionHook};
+use crate::hooks::{priority, MessageHook, ServerHook, SessionHook};
+use crate::push::throttle::{Route, Throttle};
+use crate::push::{Summary, Target, NS_PUSH};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::session_handle::SessionHandle;
-use crate::stanza::forms::{DataForm, Field, FormType};
-use crate::stanza::{ns, Build, StanzaError};
+use crate::stanza::{ns, StanzaError};
+use crate::storage::PushRegistration;
 use dashmap::DashMap;
 use minidom::Element;
 use std::sync::{Arc, Mutex};
 
-pub const NS_PUSH: &str = "urn:xmpp:push:0";
-const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
-const NS_SUMMARY: &str = "urn:xmpp:push:summary";
 /// Push services one account may register (one per client, in practice).
 const MAX_PER_ACCOUNT: usize = 8;
-/// Longest node name, and longest publish-options form kept, in bytes.
-const MAX_NODE_BYTES: usize = 256;
-const MAX_OPTIONS_BYTES: usize = 4096;
-/// Payloads that mark an encrypted message (OMEMO, OpenPGP for XMPP): pushed though bodiless.
-const ENCRYPTED: &[(&str, &str)] = &[
-    ("encrypted", "eu.siacs.conversations.axolotl"),
-    ("encrypted", "urn:xmpp:omemo:2"),
-    ("openpgp", "urn:xmpp:openpgp:0"),
-];
-
 pub fn register(registry: &mut Registry<Server>) {
     registry.feature(IqScope::Account, NS_PUSH);
     registry.iq(
@@ -43,20 +34,18 @@ pub fn register(registry: &mut Registry<Server>) {
     registry
         .hooks
         .on_session(priority::OBSERVE, Arc::new(Reset));
+    registry.hooks.on_server(priority::OBSERVE, Arc::new(Load));
 }
 
 /// One client's registration with its app server.
 #[derive(Clone)]
 struct Registration {
-    service: jid::Jid,
-    node: String,
-    /// The `publish-options` form the client gave (its secret for the app server).
-    options: Option<Element>,
+    target: Target,
     /// Messages since the client was last attached.
     count: u64,
 }
 
-/// Registrations by account (bare JID).
+/// Registrations by account (bare JID): what storage holds, loaded at start.
 #[derive(Default)]
 struct Registrations(DashMap<String, Vec<Registration>>);
 
@@ -71,6 +60,54 @@ fn enabled_of(session: &SessionHandle) -> Option<(jid::Jid, String)> {
         .and_then(|e| e.0.lock().ok().and_then(|g| g.clone()))
 }
 
+fn set_enabled(session: Option<Arc<SessionHandle>>, value: Option<(jid::Jid, String)>) {
+    if let Some(session) = session {
+        if let Ok(mut slot) = session.extensions.get_or_default::<Enabled>().0.lock() {
+            *slot = value;
+        }
+    }
+}
+
+/// Forget `account`'s registrations (it was deleted; storage dropped them with it).
+pub fn forget_account(server: &Server, account: &jid::BareJid) {
+    if let Some(all) = server.extensions.get::<Registrations>() {
+        all.0.remove(account.as_str());
+    }
+}
+
+/// Loads the stored registrations, and installs the app servers' rate limit.
+struct Load;
+
+#[async_trait::async_trait]
+impl ServerHook<Server> for Load {
+    async fn started(&self, server: &Arc<Server>) {
+        server
+            .extensions
+            .insert(Throttle::new(server.config.push.per_service_per_minute));
+        let all = server.extensions.get_or_default::<Registrations>();
+        let stored = match server.storage.push_registrations(false).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(error = %e, "loading push registrations; none are active");
+                return;
+            }
+        };
+        let count = stored.len();
+        for (account, stored) in stored {
+            let Some(target) =
+                Target::from_stored(&stored.service, &stored.node, stored.options.as_deref())
+            else {
+                continue;
+            };
+            all.0
+                .entry(account)
+                .or_default()
+                .push(Registration { target, count: 0 });
+        }
+        tracing::info!(count, "push registrations loaded");
+    }
+}
+
 struct EnableDisable;
 
 #[async_trait::async_trait]
@@ -83,65 +120,70 @@ impl IqHandler<Server> for EnableDisable {
             .payload()
             .ok_or_else(|| StanzaError::bad_request("missing payload"))?;
         let account = request.from.to_bare();
-        if server.is_anonymous_host(account.domain().as_str()) {
+        let (user, domain) = crate::im::roster::account_key(&account);
+        if server.is_anonymous_host(&domain) {
             return Err(StanzaError::not_allowed().with_text("guests have no pushes"));
         }
-        let service = payload
-            .attr("jid")
-            .and_then(|j| jid::Jid::new(j).ok())
-            .ok_or_else(|| StanzaError::bad_request("a push service JID is needed"))?;
-        let node = payload.attr("node").map(str::to_owned);
         let all = server.extensions.get_or_default::<Registrations>();
         let session = request.from_full().and_then(|f| server.router.session(f));
+        let storage = server.storage_for(&domain);
         match payload.name() {
             "enable" => {
-                let node = node.ok_or_else(|| StanzaError::bad_request("enable needs a node"))?;
-                if node.is_empty() || node.len() > MAX_NODE_BYTES {
-                    return Err(StanzaError::bad_request("the node is 1 to 256 bytes"));
-                }
-                let options = payload
-                    .get_child("x", ns::DATA_FORMS)
-                    .filter(|x| salon_xml::serialize(x).len() <= MAX_OPTIONS_BYTES)
-                    .cloned();
-                let mut list = all.0.entry(account.to_string()).or_default();
-                list.retain(|r| !(r.service == service && r.node == node));
-                if list.len() >= MAX_PER_ACCOUNT {
-                    return Err(StanzaError::resource_constraint()
-                        .with_text("too many push services for this account"));
-                }
-                list.push(Registration {
-                    service: service.clone(),
-                    node: node.clone(),
-                    options,
-                    count: 0,
+                let target = Target::from_enable(payload)?;
+                let known = all.0.get(account.as_str()).map(|list| {
+                    (
+                        list.len(),
+                        list.iter()
+                            .any(|r| r.target.is(&target.service, &target.node)),
+                    )
                 });
-                drop(list);
-                if let Some(session) = session {
-                    *session
-                        .extensions
-                        .get_or_default::<Enabled>()
-                        .0
-                        .lock()
-                        .map_err(|_| StanzaError::internal())? = Some((service.clone(), node));
+                if let Some((count, false)) = known {
+                    if count >= MAX_PER_ACCOUNT {
+                        return Err(StanzaError::resource_constraint()
+                            .with_text("too many push services for this account"));
+                    }
                 }
+                let stored = PushRegistration {
+                    room: None,
+                    resource: String::new(),
+                    token: String::new(),
+                    service: target.service.to_string(),
+                    node: target.node.clone(),
+                    options: target.options_text(),
+                    created: crate::stanza::now_unix(),
+                };
+                storage
+                    .put_push_registration(&user, &domain, &stored)
+                    .await
+                    .map_err(|e| StanzaError::storage("storing a push registration", &e))?;
+                let service = target.service.clone();
+                let enabled = (service.clone(), target.node.clone());
+                let mut list = all.0.entry(account.to_string()).or_default();
+                list.retain(|r| !r.target.is(&target.service, &target.node));
+                list.push(Registration { target, count: 0 });
+                drop(list);
+                set_enabled(session, Some(enabled));
                 tracing::info!(%account, %service, "push notifications enabled");
                 Ok(None)
             }
             "disable" => {
+                let service = payload
+                    .attr("jid")
+                    .and_then(|j| jid::Jid::new(j).ok())
+                    .ok_or_else(|| StanzaError::bad_request("a push service JID is needed"))?;
                 // Without a node, every node of that service (XEP-0357 §6).
+                let node = payload.attr("node");
+                storage
+                    .delete_push_registrations(&user, &domain, None, service.as_str(), node)
+                    .await
+                    .map_err(|e| StanzaError::storage("removing push registrations", &e))?;
                 if let Some(mut list) = all.0.get_mut(account.as_str()) {
                     list.retain(|r| {
-                        !(r.service == service && node.as_ref().is_none_or(|n| &r.node == n))
+                        !(r.target.service == service && node.is_none_or(|n| r.target.node == n))
                     });
                 }
                 all.0.remove_if(account.as_str(), |_, list| list.is_empty());
-                if let Some(session) = session {
-                    if let Some(enabled) = session.extensions.get::<Enabled>() {
-                        if let Ok(mut slot) = enabled.0.lock() {
-                            *slot = None;
-                        }
-                    }
-                }
+                set_enabled(session, None);
                 tracing::info!(%account, %service, "push notifications disabled");
                 Ok(None)
             }
@@ -158,10 +200,7 @@ fn worth_pushing(message: &Element) -> bool {
     ) {
         return false;
     }
-    message.get_child("body", ns::CLIENT).is_some()
-        || ENCRYPTED
-            .iter()
-            .any(|(name, namespace)| message.get_child(name, *namespace).is_some())
+    message.get_child("body", ns::CLIENT).is_some() || super::encrypted::is_encrypted(message)
 }
 
 struct Notify;
@@ -201,11 +240,7 @@ async fn notify_app_servers(server: &Arc<Server>, account: &jid::BareJid, messag
     let due: Vec<Registration> = match all.0.get_mut(account.as_str()) {
         Some(mut list) => list
             .iter_mut()
-            .filter(|r| {
-                !attached
-                    .iter()
-                    .any(|(s, n)| s == &r.service && n == &r.node)
-            })
+            .filter(|r| !attached.iter().any(|(s, n)| r.target.is(s, n)))
             .map(|r| {
                 r.count += 1;
                 r.clone()
@@ -213,59 +248,37 @@ async fn notify_app_servers(server: &Arc<Server>, account: &jid::BareJid, messag
             .collect(),
         None => return,
     };
-    let sender = message.attr("from").unwrap_or_default().to_string();
-    let body = message.get_child("body", ns::CLIENT).map(Element::text);
+    let sender = message.attr("from").unwrap_or_default();
+    let body = message
+        .get_child("body", ns::CLIENT)
+        .map(Element::text)
+        .filter(|_| server.config.push.include_body);
+    let from = account.to_string();
+    let throttle = server.extensions.get::<Throttle>();
     for registration in due {
-        let notification = notification(server, account, &registration, &sender, body.as_deref());
-        server.route(notification).await;
+        let summary = Summary {
+            count: registration.count,
+            sender,
+            body: body.as_deref(),
+        };
+        crate::push::notify(
+            throttle.as_ref(),
+            &from,
+            &registration.target,
+            &summary,
+            || route_through(server),
+        )
+        .await;
     }
 }
 
-/// XEP-0357 §5: the publish to the app server's node, with the summary form.
-fn notification(
-    server: &Server,
-    account: &jid::BareJid,
-    registration: &Registration,
-    sender: &str,
-    body: Option<&str>,
-) -> Element {
-    let mut summary = DataForm::new(FormType::Submit)
-        .field(Field::form_type(NS_SUMMARY))
-        .field(Field::untyped("message-count").value(registration.count.to_string()))
-        .field(Field::untyped("last-message-sender").value(sender));
-    if server.config.push.include_body {
-        if let Some(body) = body {
-            summary = summary.field(Field::untyped("last-message-body").value(body));
-        }
-    }
-    let mut pubsub = Build::new("pubsub", NS_PUBSUB).child(
-        Build::new("publish", NS_PUBSUB)
-            .attr("node", registration.node.clone())
-            .child(
-                Build::new("item", NS_PUBSUB)
-                    .child(
-                        Build::new("notification", NS_PUSH)
-                            .child(summary.to_element())
-                            .build(),
-                    )
-                    .build(),
-            )
-            .build(),
-    );
-    if let Some(options) = &registration.options {
-        pubsub = pubsub.child(
-            Build::new("publish-options", NS_PUBSUB)
-                .child(options.clone())
-                .build(),
-        );
-    }
-    Build::new("iq", ns::CLIENT)
-        .attr("type", "set")
-        .attr("id", format!("push-{:016x}", rand::random::<u64>()))
-        .attr("from", account.to_string())
-        .attr("to", registration.service.to_string())
-        .child(pubsub.build())
-        .build()
+/// How the throttle sends a notification it held back.
+fn route_through(server: &Arc<Server>) -> Route {
+    let server = server.clone();
+    Arc::new(move |stanza| {
+        let server = server.clone();
+        Box::pin(async move { server.route(stanza).await })
+    })
 }
 
 /// A client that is back hears its messages itself: its count starts again.
@@ -276,14 +289,11 @@ impl Reset {
         let Some(all) = server.extensions.get::<Registrations>() else {
             return;
         };
-        let Some(enabled) = enabled_of(session) else {
+        let Some((service, node)) = enabled_of(session) else {
             return;
         };
         if let Some(mut list) = all.0.get_mut(session.jid.to_bare().as_str()) {
-            for r in list
-                .iter_mut()
-                .filter(|r| r.service == enabled.0 && r.node == enabled.1)
-            {
+            for r in list.iter_mut().filter(|r| r.target.is(&service, &node)) {
                 r.count = 0;
             }
         };

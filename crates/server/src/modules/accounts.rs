@@ -123,6 +123,10 @@ pub async fn remove(server: &Arc<Server>, account: &jid::BareJid) -> Result<(), 
             ))
         }
     }
+    // Storage dropped its push registrations and avatar with it; so do the copies in memory.
+    crate::im::push::forget_account(server, account);
+    crate::muc::push::forget_account(&server.extensions, account);
+    crate::pep::avatar_hash::forget_account(server, account);
     tracing::info!(%account, "account removed");
     end_sessions(server, account, "the account was removed");
     Ok(())

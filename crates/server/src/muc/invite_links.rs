@@ -73,16 +73,6 @@ pub async fn redeem(store: &dyn RoomInviteStore, room: &str, token: &str, who: &
     }
 }
 
-/// A new random token: 24 characters of a-z0-9, about 124 bits.
-fn new_token() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..24)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
 /// Make and store a link to `room` (bare JID) by `created_by` (`None`: the operator).
 pub async fn create(
     store: &dyn RoomInviteStore,
@@ -103,7 +93,7 @@ pub async fn create(
         );
     }
     let link = RoomInvite {
-        token: new_token(),
+        token: crate::stanza::random_token(),
         room: room.to_string(),
         created_by: created_by.map(str::to_string),
         uses_left: uses.clamp(1, MAX_USES),

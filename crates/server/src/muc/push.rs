@@ -3,69 +3,133 @@
 //! node='NODE'>` (with XEP-0357's optional publish-options form) sent to the room's address,
 //! and gets a token back; while that client is offline or its session waits for resumption,
 //! every message of the room with a body sends the service a XEP-0357 summary notification
-//! (message count, sender's occupant JID; never the body). The registration is kept under the
-//! token rather than the occupant's address or nick, so it works without nick registration and
-//! in semi-anonymous rooms; `<disable xmlns='urn:salon:muc-push:0' token='TOKEN'/>` removes
-//! it. Registrations are kept in memory: they last until the server stops.
+//! (message count, sender's occupant JID; never the body), within the service's rate
+//! (`crate::push::throttle`). The registration is kept under the token rather than the
+//! occupant's address or nick, so it works without nick registration and in semi-anonymous
+//! rooms; `<disable xmlns='urn:salon:muc-push:0' token='TOKEN'/>` removes it. Registrations
+//! are stored with the account (`PushStore`), loaded on the first use after a start.
 
+use crate::push::throttle::{Route, Throttle};
+use crate::push::{Summary, Target};
 use crate::service::ServiceContext;
-use crate::stanza::forms::{DataForm, Field, FormType};
-use crate::stanza::{ns, Build, StanzaError};
+use crate::stanza::{Build, StanzaError};
+use crate::storage::PushRegistration;
 use dashmap::DashMap;
 use minidom::Element;
+use std::sync::Arc;
 
 pub const NS: &str = "urn:salon:muc-push:0";
-const NS_PUSH: &str = "urn:xmpp:push:0";
-const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
-const NS_SUMMARY: &str = "urn:xmpp:push:summary";
 /// Registrations one room keeps, and one account may have in one room (its oldest goes).
 const MAX_PER_ROOM: usize = 256;
 const MAX_PER_ACCOUNT: usize = 4;
-const MAX_NODE_BYTES: usize = 256;
-const MAX_OPTIONS_BYTES: usize = 4096;
+/// Registrations one account may have in all rooms together.
+const MAX_PER_ACCOUNT_IN_ALL: usize = 256;
 
 #[derive(Clone)]
 struct Registration {
     token: String,
     /// The client that registered: pushed for while it is not attached.
     client: jid::FullJid,
-    service: jid::Jid,
-    node: String,
-    options: Option<Element>,
+    target: Target,
+    created: i64,
     /// Messages since the client was last attached.
     count: u64,
 }
 
 /// Registrations by room (bare JID), in the server-wide extension slots.
 #[derive(Default)]
-struct Registrations(DashMap<String, Vec<Registration>>);
+struct Registrations {
+    rooms: DashMap<String, Vec<Registration>>,
+    loaded: tokio::sync::OnceCell<()>,
+}
 
-fn new_token() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..24)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
+/// The registrations, loaded from storage on the first call after a start.
+async fn registrations(context: &ServiceContext) -> Arc<Registrations> {
+    let all = context.extensions().get_or_default::<Registrations>();
+    all.loaded
+        .get_or_init(|| async {
+            let stored = match context.push_store().push_registrations(true).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::error!(error = %e, "loading MUC push registrations; none are active");
+                    return;
+                }
+            };
+            for (account, stored) in stored {
+                let client = jid::FullJid::new(&format!("{account}/{}", stored.resource)).ok();
+                let target =
+                    Target::from_stored(&stored.service, &stored.node, stored.options.as_deref());
+                let (Some(client), Some(target), Some(room)) = (client, target, stored.room) else {
+                    continue;
+                };
+                all.rooms.entry(room).or_default().push(Registration {
+                    token: stored.token,
+                    client,
+                    target,
+                    created: stored.created,
+                    count: 0,
+                });
+            }
+        })
+        .await;
+    all
+}
+
+/// Forget `account`'s registrations in every room (it was deleted; storage dropped them).
+pub fn forget_account(extensions: &crate::extensions::Extensions, account: &jid::BareJid) {
+    if let Some(all) = extensions.get::<Registrations>() {
+        for mut room in all.rooms.iter_mut() {
+            room.retain(|r| &r.client.to_bare() != account);
+        }
+    }
+}
+
+/// Removes `gone` from storage.
+async fn unstore(context: &ServiceContext, room: &jid::BareJid, gone: &[Registration]) {
+    for registration in gone {
+        let account = registration.client.to_bare();
+        let (user, domain) = crate::im::roster::account_key(&account);
+        if let Err(e) = context
+            .push_store()
+            .delete_push_registrations(
+                &user,
+                &domain,
+                Some(room.as_str()),
+                registration.target.service.as_str(),
+                Some(&registration.target.node),
+            )
+            .await
+        {
+            tracing::error!(error = %e, %room, %account, "removing a MUC push registration");
+        }
+    }
 }
 
 /// An `<enable/>` or `<disable/>` to the room from `from`.
-pub fn enable_or_disable(
+pub async fn enable_or_disable(
     context: &ServiceContext,
     room: &jid::BareJid,
     from: &jid::FullJid,
     request: &Element,
 ) -> Result<Option<Element>, StanzaError> {
-    let all = context.extensions().get_or_default::<Registrations>();
+    let all = registrations(context).await;
     let account = from.to_bare();
     if request.is("disable", NS) {
         let token = request.attr("token").unwrap_or_default();
-        let mut list = all.0.entry(room.to_string()).or_default();
-        let before = list.len();
-        list.retain(|r| !(r.token == token && r.client.to_bare() == account));
-        if list.len() == before {
+        let gone: Vec<Registration> = match all.rooms.get_mut(room.as_str()) {
+            Some(mut list) => {
+                let (gone, kept) = list
+                    .drain(..)
+                    .partition(|r| r.token == token && r.client.to_bare() == account);
+                *list = kept;
+                gone
+            }
+            None => Vec::new(),
+        };
+        if gone.is_empty() {
             return Err(StanzaError::item_not_found().with_text("no such push registration"));
         }
+        unstore(context, room, &gone).await;
         tracing::info!(%room, %account, "MUC push registration removed");
         return Ok(None);
     }
@@ -76,51 +140,87 @@ pub fn enable_or_disable(
     if !context.is_local_user_host(domain) || context.is_anonymous_host(domain) {
         return Err(StanzaError::not_allowed().with_text("push is for this server's accounts"));
     }
-    let service = request
-        .attr("jid")
-        .and_then(|j| jid::Jid::new(j).ok())
-        .ok_or_else(|| StanzaError::bad_request("the push service's jid is missing"))?;
-    let node = request.attr("node").unwrap_or_default().to_string();
-    if node.is_empty() || node.len() > MAX_NODE_BYTES {
-        return Err(StanzaError::bad_request(
-            "a node of 1 to 256 bytes is needed",
-        ));
-    }
-    let options = request.get_child("x", ns::DATA_FORMS).cloned();
-    if options
-        .as_ref()
-        .is_some_and(|o| salon_xml::serialize(o).len() > MAX_OPTIONS_BYTES)
-    {
-        return Err(StanzaError::bad_request("publish-options too large"));
-    }
-    let token = new_token();
-    let mut list = all.0.entry(room.to_string()).or_default();
-    // A client registering again replaces its registration.
-    list.retain(|r| &r.client != from);
-    let own = list
+    let target = Target::from_enable(request)?;
+    // Counted before the room's entry is taken: iterating the map while holding one of its
+    // entries could deadlock.
+    let elsewhere: usize = all
+        .rooms
         .iter()
-        .filter(|r| r.client.to_bare() == account)
-        .count();
-    if own >= MAX_PER_ACCOUNT {
-        if let Some(oldest) = list.iter().position(|r| r.client.to_bare() == account) {
-            list.remove(oldest);
-        }
+        .filter(|entry| entry.key() != room.as_str())
+        .map(|entry| {
+            entry
+                .value()
+                .iter()
+                .filter(|r| r.client.to_bare() == account)
+                .count()
+        })
+        .sum();
+    if elsewhere >= MAX_PER_ACCOUNT_IN_ALL {
+        return Err(StanzaError::resource_constraint()
+            .with_text("this account has as many room push registrations as it may"));
     }
-    if list.len() >= MAX_PER_ROOM {
-        return Err(StanzaError::new(
-            crate::stanza::ErrorType::Wait,
-            crate::stanza::StanzaCondition::ResourceConstraint,
-        )
-        .with_text("this room has as many push registrations as it may"));
-    }
-    list.push(Registration {
-        token: token.clone(),
+    let registration = Registration {
+        token: crate::stanza::random_token(),
         client: from.clone(),
-        service,
-        node,
-        options,
+        target,
+        created: crate::stanza::now_unix(),
         count: 0,
-    });
+    };
+    let gone: Vec<Registration> = {
+        let mut list = all.rooms.entry(room.to_string()).or_default();
+        // A client registering again replaces its registration, as does the same app server
+        // and node from another client of the account.
+        let (mut gone, mut kept): (Vec<_>, Vec<_>) = list.drain(..).partition(|r| {
+            &r.client == from
+                || (r.client.to_bare() == account
+                    && r.target
+                        .is(&registration.target.service, &registration.target.node))
+        });
+        if kept
+            .iter()
+            .filter(|r| r.client.to_bare() == account)
+            .count()
+            >= MAX_PER_ACCOUNT
+        {
+            if let Some(oldest) = kept.iter().position(|r| r.client.to_bare() == account) {
+                gone.push(kept.remove(oldest));
+            }
+        }
+        let full = kept.len() >= MAX_PER_ROOM;
+        if full {
+            kept.append(&mut gone);
+        }
+        *list = kept;
+        if full {
+            return Err(StanzaError::new(
+                crate::stanza::ErrorType::Wait,
+                crate::stanza::StanzaCondition::ResourceConstraint,
+            )
+            .with_text("this room has as many push registrations as it may"));
+        }
+        gone
+    };
+    unstore(context, room, &gone).await;
+    let (user, domain) = crate::im::roster::account_key(&account);
+    let stored = PushRegistration {
+        room: Some(room.to_string()),
+        resource: from.resource().to_string(),
+        token: registration.token.clone(),
+        service: registration.target.service.to_string(),
+        node: registration.target.node.clone(),
+        options: registration.target.options_text(),
+        created: registration.created,
+    };
+    context
+        .push_store()
+        .put_push_registration(&user, &domain, &stored)
+        .await
+        .map_err(|e| StanzaError::storage("storing a MUC push registration", &e))?;
+    let token = registration.token.clone();
+    all.rooms
+        .entry(room.to_string())
+        .or_default()
+        .push(registration);
     tracing::info!(%room, %account, "MUC push registration added");
     Ok(Some(
         Build::new("registered", NS).attr("token", token).build(),
@@ -130,10 +230,8 @@ pub fn enable_or_disable(
 /// A message with a body went out in `room` from `sender` (an occupant JID): notify the push
 /// service of every registered client that is not attached.
 pub async fn room_message(context: &ServiceContext, room: &jid::BareJid, sender: &str) {
-    let Some(all) = context.extensions().get::<Registrations>() else {
-        return;
-    };
-    let due: Vec<Registration> = match all.0.get_mut(room.as_str()) {
+    let all = registrations(context).await;
+    let due: Vec<Registration> = match all.rooms.get_mut(room.as_str()) {
         Some(mut list) => list
             .iter_mut()
             .filter_map(|r| {
@@ -150,45 +248,30 @@ pub async fn room_message(context: &ServiceContext, room: &jid::BareJid, sender:
             .collect(),
         None => return,
     };
+    let from = room.to_string();
+    let throttle = context.extensions().get::<Throttle>();
     for registration in due {
-        context
-            .route(notification(room, &registration, sender))
-            .await;
+        let summary = Summary {
+            count: registration.count,
+            sender,
+            body: None,
+        };
+        crate::push::notify(
+            throttle.as_ref(),
+            &from,
+            &registration.target,
+            &summary,
+            || route_through(context),
+        )
+        .await;
     }
 }
 
-/// XEP-0357 §5: the publish to the service's node with the summary form, from the room.
-fn notification(room: &jid::BareJid, registration: &Registration, sender: &str) -> Element {
-    let summary = DataForm::new(FormType::Submit)
-        .field(Field::form_type(NS_SUMMARY))
-        .field(Field::untyped("message-count").value(registration.count.to_string()))
-        .field(Field::untyped("last-message-sender").value(sender));
-    let mut pubsub = Build::new("pubsub", NS_PUBSUB).child(
-        Build::new("publish", NS_PUBSUB)
-            .attr("node", registration.node.clone())
-            .child(
-                Build::new("item", NS_PUBSUB)
-                    .child(
-                        Build::new("notification", NS_PUSH)
-                            .child(summary.to_element())
-                            .build(),
-                    )
-                    .build(),
-            )
-            .build(),
-    );
-    if let Some(options) = &registration.options {
-        pubsub = pubsub.child(
-            Build::new("publish-options", NS_PUBSUB)
-                .child(options.clone())
-                .build(),
-        );
-    }
-    Build::new("iq", ns::CLIENT)
-        .attr("type", "set")
-        .attr("id", format!("mucpush-{:016x}", rand::random::<u64>()))
-        .attr("from", room.to_string())
-        .attr("to", registration.service.to_string())
-        .child(pubsub.build())
-        .build()
+/// How the throttle sends a notification it held back.
+fn route_through(context: &ServiceContext) -> Route {
+    let context = context.clone();
+    Arc::new(move |stanza| {
+        let context = context.clone();
+        Box::pin(async move { context.route(stanza).await })
+    })
 }

@@ -53,3 +53,9 @@ pub fn remember_hash(server: &Server, owner: &jid::BareJid, metadata: &Element) 
 pub fn forget_hash(server: &Server, owner: &jid::BareJid) {
     cache(server, owner, None);
 }
+
+/// The account was deleted: nothing is cached for it, so a new account of the same name does
+/// not announce the old one's avatar.
+pub fn forget_account(server: &Server, owner: &jid::BareJid) {
+    hashes(server).0.remove(owner.as_str());
+}

@@ -8,7 +8,7 @@
 
 mod access;
 mod affiliations;
-mod avatar_hash;
+pub mod avatar_hash;
 mod avatars;
 mod bookmarks;
 mod caps;

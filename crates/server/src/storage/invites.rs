@@ -21,6 +21,8 @@ pub struct Invite {
     /// Unix seconds it was made, and at which it stops working.
     pub created: i64,
     pub expires: i64,
+    /// The accounts it makes become administrators (`salon invite create --admin`).
+    pub admin: bool,
 }
 
 impl Invite {

@@ -18,6 +18,8 @@
 //! | [`BanStore`] | server-wide bans | `salon ban` |
 //! | [`InviteStore`] | invitations | XEP-0401, XEP-0445 |
 //! | [`RoomInviteStore`] | room invite links | `salon room invite` |
+//! | [`PushStore`] | push registrations of accounts and rooms | XEP-0357 |
+//! | [`AdminStore`] | administrators made by an invitation | XEP-0133, `salon invite create --admin` |
 //!
 //! Adding a feature: a trait and its record types in a file here, added to [`Storage`] and
 //! [`prelude`]; its implementation in each backend (`memory/`, `salon-store`'s `sqlite/`) with
@@ -41,6 +43,7 @@
 use async_trait::async_trait;
 
 pub mod accounts;
+pub mod admins;
 pub mod archive;
 pub mod bans;
 pub mod blocklist;
@@ -50,6 +53,7 @@ pub mod memory;
 pub mod offline;
 pub mod pep;
 pub mod private;
+pub mod push;
 pub mod room_invites;
 pub mod rooms;
 pub mod roster;
@@ -58,6 +62,7 @@ pub mod uploads;
 pub mod vcard;
 
 pub use accounts::{AccountStore, Credentials, ScramKeys};
+pub use admins::AdminStore;
 pub use archive::{ArchivePage, ArchiveQuery, ArchiveStore, ArchivedMessage};
 pub use bans::{Ban, BanStore};
 pub use blocklist::BlocklistStore;
@@ -66,6 +71,7 @@ pub use last_activity::{LastActivity, LastActivityStore};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use pep::{AccessModel, PepItem, PepNode, PepNodeConfig, PepStore, SendLastItem};
 pub use private::PrivateStore;
+pub use push::{PushRegistration, PushStore};
 pub use room_invites::{RoomInvite, RoomInviteStore};
 pub use rooms::RoomStore;
 pub use roster::{RosterItem, RosterStore, Subscription};
@@ -75,9 +81,9 @@ pub use vcard::VcardStore;
 /// The per-feature traits, so that their methods can be called on a `dyn Storage`.
 pub mod prelude {
     pub use super::{
-        AccountStore, ArchiveStore, BanStore, BlocklistStore, InviteStore, LastActivityStore,
-        OfflineStore, PepStore, PrivateStore, RoomInviteStore, RoomStore, RosterStore, Storage,
-        UploadStore, VcardStore,
+        AccountStore, AdminStore, ArchiveStore, BanStore, BlocklistStore, InviteStore,
+        LastActivityStore, OfflineStore, PepStore, PrivateStore, PushStore, RoomInviteStore,
+        RoomStore, RosterStore, Storage, UploadStore, VcardStore,
     };
 }
 
@@ -112,6 +118,8 @@ pub trait Storage:
     + BanStore
     + InviteStore
     + RoomInviteStore
+    + PushStore
+    + AdminStore
     + Send
     + Sync
     + 'static

@@ -1,15 +1,15 @@
-//! Invitations in SQLite: `invites`, one row per token; a use is taken with one conditional
-//! UPDATE, so two sign-ups cannot share the last use.
+//! Invitations in SQLite: `invites`, one row per token (the shared handling in `tokens.rs`).
 
 use async_trait::async_trait;
-use salon_server::storage::{Invite, InviteStore, StorageError, StorageResult};
+use salon_server::storage::{Invite, InviteStore, StorageResult};
 
+use super::tokens::TokenTable;
 use super::SqliteStorage;
 use crate::errors::db_error;
 
-type Row = (String, String, Option<String>, i64, i64, i64);
+type Row = (String, String, Option<String>, i64, i64, i64, bool);
 
-fn from_row((token, domain, inviter, uses_left, created, expires): Row) -> Invite {
+fn from_row((token, domain, inviter, uses_left, created, expires, admin): Row) -> Invite {
     Invite {
         token,
         domain,
@@ -17,53 +17,49 @@ fn from_row((token, domain, inviter, uses_left, created, expires): Row) -> Invit
         uses_left: u32::try_from(uses_left).unwrap_or(0),
         created,
         expires,
+        admin,
     }
 }
 
-const COLUMNS: &str = "token, domain, inviter, uses_left, created, expires";
+const TABLE: TokenTable = TokenTable {
+    name: "invites",
+    scope: "domain",
+    columns: "token, domain, inviter, uses_left, created, expires, admin",
+};
 
 #[async_trait]
 impl InviteStore for SqliteStorage {
     async fn create_invite(&self, invite: &Invite) -> StorageResult<()> {
-        let result = sqlx::query(&format!(
-            "INSERT OR IGNORE INTO invites ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-        ))
-        .bind(&invite.token)
-        .bind(&invite.domain)
-        .bind(&invite.inviter)
-        .bind(i64::from(invite.uses_left))
-        .bind(invite.created)
-        .bind(invite.expires)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        if result.rows_affected() == 0 {
-            return Err(StorageError::AlreadyExists);
-        }
-        Ok(())
+        let invite = invite.clone();
+        TABLE
+            .insert(&self.pool, move |query| {
+                query
+                    .bind(invite.token)
+                    .bind(invite.domain)
+                    .bind(invite.inviter)
+                    .bind(i64::from(invite.uses_left))
+                    .bind(invite.created)
+                    .bind(invite.expires)
+                    .bind(invite.admin)
+            })
+            .await
     }
 
     async fn invite(&self, token: &str) -> StorageResult<Option<Invite>> {
-        let row: Option<Row> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM invites WHERE token = ?1"))
-                .bind(token)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT {} FROM invites WHERE token = ?1",
+            TABLE.columns
+        ))
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
         Ok(row.map(from_row))
     }
 
     async fn take_invite_use(&self, token: &str, now: i64) -> StorageResult<Option<Invite>> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "UPDATE invites SET uses_left = uses_left - 1 \
-             WHERE token = ?1 AND uses_left > 0 AND expires > ?2 RETURNING {COLUMNS}"
-        ))
-        .bind(token)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
-        // RETURNING gives the row after the update; the caller wants it as it was.
+        let row: Option<Row> = TABLE.take_use(&self.pool, token, None, now).await?;
+        // The row after the update; the caller wants it as it was.
         Ok(row.map(from_row).map(|mut invite| {
             invite.uses_left += 1;
             invite
@@ -80,25 +76,11 @@ impl InviteStore for SqliteStorage {
     }
 
     async fn invites(&self, domain: &str) -> StorageResult<Vec<Invite>> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM invites WHERE domain = ?1 ORDER BY created DESC, token"
-        ))
-        .bind(domain)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
+        let rows: Vec<Row> = TABLE.list(&self.pool, domain).await?;
         Ok(rows.into_iter().map(from_row).collect())
     }
 
     async fn delete_invite(&self, token: &str) -> StorageResult<()> {
-        let removed = sqlx::query("DELETE FROM invites WHERE token = ?1")
-            .bind(token)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        if removed.rows_affected() == 0 {
-            return Err(StorageError::NotFound);
-        }
-        Ok(())
+        TABLE.delete(&self.pool, token, None).await
     }
 }

@@ -33,6 +33,7 @@ use sqlx::Row as _;
 use crate::errors::db_error;
 
 mod accounts;
+mod admins;
 mod archive;
 mod bans;
 mod blocklist;
@@ -41,9 +42,11 @@ mod last_activity;
 mod offline;
 mod pep;
 mod private;
+mod push;
 mod room_invites;
 mod rooms;
 mod roster;
+mod tokens;
 mod uploads;
 mod vcard;
 

@@ -1,11 +1,11 @@
-//! Room invite links in SQLite: `room_invites`, one row per token; a use is taken with one
-//! conditional UPDATE, so two joins cannot share the last use.
+//! Room invite links in SQLite: `room_invites`, one row per token (the shared handling in
+//! `tokens.rs`); a link is used and revoked only through its own room.
 
 use async_trait::async_trait;
-use salon_server::storage::{RoomInvite, RoomInviteStore, StorageError, StorageResult};
+use salon_server::storage::{RoomInvite, RoomInviteStore, StorageResult};
 
+use super::tokens::TokenTable;
 use super::SqliteStorage;
-use crate::errors::db_error;
 
 type Row = (String, String, Option<String>, i64, i64, i64);
 
@@ -20,27 +20,27 @@ fn from_row((token, room, created_by, uses_left, created, expires): Row) -> Room
     }
 }
 
-const COLUMNS: &str = "token, room, created_by, uses_left, created, expires";
+const TABLE: TokenTable = TokenTable {
+    name: "room_invites",
+    scope: "room",
+    columns: "token, room, created_by, uses_left, created, expires",
+};
 
 #[async_trait]
 impl RoomInviteStore for SqliteStorage {
     async fn create_room_invite(&self, invite: &RoomInvite) -> StorageResult<()> {
-        let result = sqlx::query(&format!(
-            "INSERT OR IGNORE INTO room_invites ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-        ))
-        .bind(&invite.token)
-        .bind(&invite.room)
-        .bind(&invite.created_by)
-        .bind(i64::from(invite.uses_left))
-        .bind(invite.created)
-        .bind(invite.expires)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        if result.rows_affected() == 0 {
-            return Err(StorageError::AlreadyExists);
-        }
-        Ok(())
+        let link = invite.clone();
+        TABLE
+            .insert(&self.pool, move |query| {
+                query
+                    .bind(link.token)
+                    .bind(link.room)
+                    .bind(link.created_by)
+                    .bind(i64::from(link.uses_left))
+                    .bind(link.created)
+                    .bind(link.expires)
+            })
+            .await
     }
 
     async fn take_room_invite_use(
@@ -49,18 +49,8 @@ impl RoomInviteStore for SqliteStorage {
         token: &str,
         now: i64,
     ) -> StorageResult<Option<RoomInvite>> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "UPDATE room_invites SET uses_left = uses_left - 1 \
-             WHERE token = ?1 AND room = ?2 AND uses_left > 0 AND expires > ?3 \
-             RETURNING {COLUMNS}"
-        ))
-        .bind(token)
-        .bind(room)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
-        // RETURNING gives the row after the update; the caller wants it as it was.
+        let row: Option<Row> = TABLE.take_use(&self.pool, token, Some(room), now).await?;
+        // The row after the update; the caller wants it as it was.
         Ok(row.map(from_row).map(|mut link| {
             link.uses_left += 1;
             link
@@ -68,26 +58,11 @@ impl RoomInviteStore for SqliteStorage {
     }
 
     async fn room_invites(&self, room: &str) -> StorageResult<Vec<RoomInvite>> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM room_invites WHERE room = ?1 ORDER BY created DESC, token"
-        ))
-        .bind(room)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
+        let rows: Vec<Row> = TABLE.list(&self.pool, room).await?;
         Ok(rows.into_iter().map(from_row).collect())
     }
 
     async fn delete_room_invite(&self, room: &str, token: &str) -> StorageResult<()> {
-        let removed = sqlx::query("DELETE FROM room_invites WHERE token = ?1 AND room = ?2")
-            .bind(token)
-            .bind(room)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        if removed.rows_affected() == 0 {
-            return Err(StorageError::NotFound);
-        }
-        Ok(())
+        TABLE.delete(&self.pool, token, Some(room)).await
     }
 }

@@ -12,6 +12,7 @@ pub(crate) async fn invites(s: &dyn Storage) {
         uses_left: 2,
         created: 10,
         expires: 100,
+        admin: false,
     };
     s.create_invite(&invite).await.expect("create");
     assert!(matches!(
@@ -52,10 +53,12 @@ pub(crate) async fn invites(s: &dyn Storage) {
         uses_left: 5,
         created: 20,
         expires: 60,
+        admin: true,
         ..invite.clone()
     };
     s.create_invite(&later).await.expect("create");
     assert_eq!(s.take_invite_use("tok-b", 60).await.expect("take"), None);
+    assert_eq!(s.invite("tok-b").await.expect("read"), Some(later.clone()));
     assert_eq!(s.take_invite_use("missing", 0).await.expect("take"), None);
 
     let other = Invite {

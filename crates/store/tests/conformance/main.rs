@@ -14,6 +14,7 @@ mod last_activity;
 mod offline;
 mod pep;
 mod private;
+mod push;
 mod room_invites;
 mod rooms;
 mod roster;
@@ -46,6 +47,7 @@ async fn run_suite(s: &dyn Storage) {
     bans::bans(s).await;
     invites::invites(s).await;
     room_invites::room_invites(s).await;
+    push::push_registrations(s).await;
     s.flush().await.expect("flush");
 }
 

@@ -48,8 +48,9 @@ impl Step {
 pub trait Command: Send + Sync {
     fn node(&self) -> &'static str;
     fn name(&self) -> &'static str;
-    /// Whether `requester` may see and run it.
-    fn allowed(&self, server: &Server, requester: &jid::FullJid) -> bool;
+    /// Whether `requester` may see and run it; `admin`: whether it is an administrator
+    /// ([`is_admin`]).
+    fn allowed(&self, server: &Server, requester: &jid::FullJid, admin: bool) -> bool;
     /// The first stage: usually a form to fill in.
     async fn start(
         &self,
@@ -65,13 +66,41 @@ pub trait Command: Send + Sync {
     ) -> Result<Step, StanzaError>;
 }
 
-/// Whether `who` is one of the server's `admins` (XEP-0133 is theirs alone).
-pub fn is_admin(server: &Server, who: &jid::BareJid) -> bool {
-    server
+/// Whether `who` is an administrator (XEP-0133 is theirs alone): listed in the configuration's
+/// `admins`, or made one by an invitation (`salon invite create --admin`, a flag on the account
+/// in storage, which goes with the account).
+pub async fn is_admin(server: &Server, who: &jid::BareJid) -> bool {
+    let listed = server
         .config
         .admins
         .iter()
-        .any(|a| jid::BareJid::new(a).is_ok_and(|admin| &admin == who))
+        .any(|a| jid::BareJid::new(a).is_ok_and(|admin| &admin == who));
+    if listed {
+        return true;
+    }
+    let (user, domain) = crate::im::roster::account_key(who);
+    if !server.is_local_user_host(&domain) || server.is_anonymous_host(&domain) {
+        return false;
+    }
+    match server
+        .storage_for(&domain)
+        .is_stored_admin(&user, &domain)
+        .await
+    {
+        Ok(admin) => admin,
+        Err(e) => {
+            tracing::error!(error = %e, account = %who, "reading an administrator flag");
+            false
+        }
+    }
+}
+
+/// Whether the sender of `request`, a local session, is an administrator.
+async fn requester_is_admin(server: &Server, request: &IqRequest) -> bool {
+    match request.from_full() {
+        Some(requester) => is_admin(server, &requester.to_bare()).await,
+        None => false,
+    }
 }
 
 struct Open {
@@ -105,11 +134,12 @@ impl Commands {
         &self,
         node: &str,
         requester: &jid::FullJid,
+        admin: bool,
         server: &Server,
     ) -> Option<&Arc<dyn Command>> {
         self.list
             .iter()
-            .find(|c| c.node() == node && c.allowed(server, requester))
+            .find(|c| c.node() == node && c.allowed(server, requester, admin))
     }
 
     fn forget_expired(&self) {
@@ -141,9 +171,10 @@ impl DiscoNodes<Server> for CommandNodes {
             ));
         }
         // XEP-0050 §2.3: a command's node is a command-node with commands and data forms.
+        let admin = requester_is_admin(server, request).await;
         let command = request
             .from_full()
-            .and_then(|requester| self.0.find(node, requester, server))
+            .and_then(|requester| self.0.find(node, requester, admin, server))
             .ok_or_else(StanzaError::item_not_found)?;
         Ok(Some(
             query
@@ -177,6 +208,7 @@ impl DiscoNodes<Server> for CommandNodes {
             ));
         }
         // XEP-0050 §2.2: only what this requester may run, each with the server's address.
+        let admin = requester_is_admin(server, request).await;
         let items = self
             .0
             .list
@@ -184,7 +216,7 @@ impl DiscoNodes<Server> for CommandNodes {
             .filter(|c| {
                 request
                     .from_full()
-                    .is_some_and(|requester| c.allowed(server, requester))
+                    .is_some_and(|requester| c.allowed(server, requester, admin))
             })
             .map(|c| {
                 Build::new("item", ns::DISCO_ITEMS)
@@ -231,9 +263,10 @@ impl IqHandler<Server> for Execute {
             .attr("node")
             .ok_or_else(|| StanzaError::bad_request("a command needs a node"))?;
         // Commands are run by a local session; another server's entity finds none.
+        let admin = requester_is_admin(server, &request).await;
         let handler = request
             .from_full()
-            .and_then(|requester| self.0.find(node, requester, server))
+            .and_then(|requester| self.0.find(node, requester, admin, server))
             .ok_or_else(|| {
                 // Unknown, or not this requester's: the same answer, so nothing is revealed.
                 StanzaError::item_not_found().with_text("no such command")

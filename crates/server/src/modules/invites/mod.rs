@@ -39,16 +39,6 @@ pub fn enabled(server: &Server) -> bool {
     server.config.registration != Registration::Closed
 }
 
-/// A new random token: 24 characters of a-z0-9, about 124 bits.
-fn new_token() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..24)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
 /// A new invitation record (not stored yet): at least one use and one second.
 pub fn new_invite(
     domain: &str,
@@ -58,12 +48,13 @@ pub fn new_invite(
     now: i64,
 ) -> Invite {
     Invite {
-        token: new_token(),
+        token: crate::stanza::random_token(),
         domain: domain.to_string(),
         inviter: inviter.map(|j| j.to_string()),
         uses_left: uses.clamp(1, MAX_USES),
         created: now,
         expires: now.saturating_add(seconds.max(1)),
+        admin: false,
     }
 }
 
@@ -145,6 +136,14 @@ pub async fn redeem(
             return Err(error);
         }
     };
+    if invite.admin {
+        // `salon invite create --admin`: the new account may run the XEP-0133 commands.
+        let (user, domain) = roster::account_key(&account);
+        match storage.set_admin(&user, &domain, true).await {
+            Ok(()) => tracing::info!(%account, "account made an administrator by its invitation"),
+            Err(e) => tracing::error!(error = %e, %account, "flagging an administrator"),
+        }
+    }
     if let Some(inviter) = invite
         .inviter
         .as_deref()
@@ -261,9 +260,9 @@ mod tests {
 
     #[test]
     fn tokens_are_long_and_url_safe() {
-        let token = new_token();
+        let token = crate::stanza::random_token();
         assert_eq!(token.len(), 24);
         assert!(token.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(token, new_token());
+        assert_ne!(token, crate::stanza::random_token());
     }
 }

@@ -85,6 +85,7 @@ impl Room {
                 ("set", ns::VCARD, Some(vcard)) => self.vcard_set(&from, &vcard).await,
                 ("set", crate::muc::push::NS, Some(request)) => {
                     crate::muc::push::enable_or_disable(&self.context, &self.jid, &from, &request)
+                        .await
                 }
                 ("set", invite_links::NS_COMMANDS, Some(command)) => {
                     let requester = from.to_bare();

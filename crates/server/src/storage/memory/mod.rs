@@ -27,6 +27,7 @@ use super::{
 };
 
 mod accounts;
+mod admins;
 mod archive;
 mod bans;
 mod blocklist;
@@ -35,6 +36,7 @@ mod last_activity;
 mod offline;
 mod pep;
 mod private;
+mod push;
 mod room_invites;
 mod rooms;
 mod roster;
@@ -58,6 +60,10 @@ struct Entry {
     private: BTreeMap<String, String>,
     /// PEP nodes (XEP-0163) by name.
     pep: BTreeMap<String, pep::Node>,
+    /// Push registrations (XEP-0357, MUC push), oldest first; only for accounts.
+    push: Vec<super::PushRegistration>,
+    /// Made an administrator by an invitation; only for accounts.
+    admin: bool,
 }
 
 impl Entry {
@@ -71,6 +77,8 @@ impl Entry {
             && self.blocklist.is_empty()
             && self.private.is_empty()
             && self.pep.is_empty()
+            && self.push.is_empty()
+            && !self.admin
     }
 }
 
