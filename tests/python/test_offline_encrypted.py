@@ -34,3 +34,22 @@ async def test_an_omemo_message_without_body_or_hint_waits_for_an_offline_recipi
         assert got.xml.find("{eu.siacs.conversations.axolotl}encrypted/{eu.siacs.conversations.axolotl}payload").text == "cGF5bG9hZA=="
         assert not [m for m in alice.messages
                     if m.xml.find("{http://jabber.org/protocol/chatstates}active") is not None]
+
+
+@async_test
+async def test_a_no_store_hint_keeps_a_message_out_of_offline_storage(server):
+    """XEP-0334 §4.2: <no-store/> forbids even temporary storage, body or not; a message sent
+    after it with a body is stored, so the recipient's login is known to deliver storage."""
+    (a_jid, a_pw), (b_jid, b_pw) = server.new_user("away"), server.new_user("hint")
+    async with Clients() as cs:
+        bob = await cs.login(server, f"{b_jid}/r", b_pw)
+        secret = bob.x.make_message(mto=a_jid, mtype="chat", mbody="do not keep this")
+        secret.append(ET.fromstring("<no-store xmlns='urn:xmpp:hints'/>"))
+        secret.send()
+        bob.x.send_message(mto=a_jid, mtype="chat", mbody="keep this one")
+        await bob.ping_server()
+
+        alice = await cs.login(server, f"{a_jid}/phone", a_pw)
+        await alice.wait_message(lambda m: m["body"] == "keep this one", what="the stored message")
+        await alice.ping_server()
+        assert not [m for m in alice.messages if m["body"] == "do not keep this"]

@@ -10,14 +10,23 @@ use minidom::Element;
 use std::sync::Arc;
 
 /// Only messages with content a person would miss are kept (XEP-0160 §3): a body, a subject,
-/// a XEP-0334 hint, or an end-to-end encrypted payload (XEP-0384 §5.3.2: an OMEMO message is
-/// stored like any chat message, with or without a fallback body or hint).
+/// a XEP-0334 `<store/>` hint, or an end-to-end encrypted payload (XEP-0384 §5.3.2: an OMEMO
+/// message is stored like any chat message, with or without a fallback body or hint). A
+/// `<no-store/>` hint wins over all of them: XEP-0334 §4.2 forbids even temporary storage.
 pub fn worth_storing(stanza: &Element) -> bool {
-    stanza
-        .children()
-        .any(|c| c.name() == "body" || c.name() == "subject" || c.ns() == "urn:xmpp:hints")
+    let hint = |name: &str| stanza.get_child(name, HINTS).is_some();
+    if hint("no-store") {
+        return false;
+    }
+    hint("store")
+        || stanza
+            .children()
+            .any(|c| c.name() == "body" || c.name() == "subject")
         || super::encrypted::is_encrypted(stanza)
 }
+
+/// XEP-0334 message processing hints.
+const HINTS: &str = "urn:xmpp:hints";
 
 pub async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
     let (Some(node), domain) = (to.node(), to.domain().as_str()) else {
@@ -80,5 +89,35 @@ pub async fn deliver_offline(server: &Arc<Server>, session: &SessionHandle) {
                 .build(),
         );
         session.send_element(&stanza);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worth_storing;
+    use minidom::Element;
+
+    fn message(children: &str) -> Element {
+        format!("<message xmlns='jabber:client' type='chat'>{children}</message>")
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn hints_decide_before_content() {
+        assert!(worth_storing(&message("<body>hi</body>")));
+        assert!(worth_storing(&message("<store xmlns='urn:xmpp:hints'/>")));
+        assert!(!worth_storing(&message(
+            "<body>hi</body><no-store xmlns='urn:xmpp:hints'/>"
+        )));
+        // Other hints alone are no reason to keep a message (a bare chat state with
+        // <no-permanent-store/> is still a chat state).
+        assert!(!worth_storing(&message(
+            "<active xmlns='http://jabber.org/protocol/chatstates'/>\
+             <no-permanent-store xmlns='urn:xmpp:hints'/>"
+        )));
+        assert!(!worth_storing(&message(
+            "<active xmlns='http://jabber.org/protocol/chatstates'/>"
+        )));
     }
 }
