@@ -237,6 +237,11 @@ export class Bot {
   changeNick(nick) {
     this.command({ nick });
   }
+  /** Give `jid` (bare) an affiliation with the room, as its owner (XEP-0045 §10.3). */
+  async setAffiliation(jid, affiliation) {
+    this.command({ affiliation, jid });
+    await this.waitFor((e) => e.event === 'affiliation' && e.jid === jid && e.affiliation === affiliation);
+  }
   command(cmd) {
     this.proc.stdin.write(JSON.stringify(cmd) + '\n');
   }
@@ -247,4 +252,22 @@ export class Bot {
     await new Promise((r) => this.proc.on('exit', r));
     clearTimeout(t);
   }
+}
+
+/** What a visitor's browser fetches to show a room link (`/join/x`) up to the nick prompt:
+ *  same-origin paths, in the order asked. The page weight figures sum these. */
+export async function firstLoad(b, salon) {
+  const page = await newPage(b);
+  const paths = [];
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.origin === salon.url && !paths.includes(u.pathname)) paths.push(u.pathname);
+  });
+  await page.goto(`${salon.url}/join/x`);
+  await page.locator('#nick-input').waitFor({ timeout: 20000 });
+  await page.waitForLoadState('networkidle');
+  await page.context().close();
+  // Headless Chromium does not ask for the icon; a browser with a tab strip does.
+  if (!paths.includes('/assets/favicon.svg')) paths.push('/assets/favicon.svg');
+  return paths;
 }
