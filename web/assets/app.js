@@ -42,7 +42,7 @@ function route() {
   return { room: room || null, nick: (q.get('nick') || '').trim() || null, embed: q.get('embed') === '1', invite: q.get('invite') };
 }
 
-// -- the room -----------------------------------------------------------------------------------
+// -- opening a room and the session ------------------------------------------------------------
 
 export function openRoom(jid, nick) {
   S.roomJid = jid;

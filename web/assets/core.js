@@ -98,7 +98,7 @@ export const S = {
 };
 window.salon = S;
 
-// -- configuration and routing --------------------------------------------------------------
+
 /** A room name as typed (`sprint`, `#sprint`, `sprint@rooms.host`) → its bare JID. */
 export function roomJid(room) {
   room = room.trim().replace(/^#+/, '').replace(/^xmpp:/, '').replace(/\?.*$/, '');
@@ -108,6 +108,7 @@ export function roomJid(room) {
 
 export const joinUrl = (name) => location.origin + '/join/' + encodeURIComponent(name);
 export const xmppUri = (jid) => 'xmpp:' + jid + '?join';
+
 // -- status line ------------------------------------------------------------------------------
 
 let statusTimer = null;

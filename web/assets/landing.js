@@ -3,8 +3,6 @@
 import { $, S, roomJid, joinUrl, xmppUri } from './core.js';
 import { openRoom } from './app.js';
 
-// -- landing ----------------------------------------------------------------------------------
-
 export function showLanding(r) {
   document.title = 'Salon';
   $('landing').hidden = false;

@@ -1,14 +1,11 @@
-// Private conversations with occupants (XEP-0045 §7.5), one log each beside the room's;
-// fetched when the first one starts.
+// Private conversations with occupants (XEP-0045 §7.5): one log each beside the room's, which
+// stays the main view; a tab bar switches. Fetched when the first one starts.
 
 import { x, t, child, newId } from './xmpp.js';
 import { NS, $, el, S, status, notice } from './core.js';
 import { saveSoon } from './app.js';
 import { countUnread, oobOf, render } from './log.js';
 import { viewLog, showView, renderConvs } from './composer.js';
-
-// -- private conversations (XEP-0045 §7.5) ----------------------------------------------------
-// One log per occupant beside the room's, which stays the main view; a tab bar switches.
 
 /** The conversation with `nick`, opened in the background if there is none. */
 export function pmWith(nick, key = nick) {
