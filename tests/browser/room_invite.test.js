@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { Salon, Bot, SALON_BIN, launchBrowser, newPage, shot } from './salon.js';
+import { Salon, Bot, SALON_BIN, launchBrowser, newPage, shot, axe } from './salon.js';
 
 let salon, browser;
 
@@ -69,7 +69,7 @@ test('an owner makes an invite link on the page, copies it, lists it and revokes
   const bot = await new Bot(salon, `${r}@rooms.localhost`, 'host', '', { 'muc#roomconfig_membersonly': '1' }).start();
   try {
     // A guest of the page becomes an owner of the members-only room, then joins it.
-    const owner = await newPage(browser);
+    const owner = await newPage(browser, { context: { bypassCSP: true } });
     await owner.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: salon.url });
     await owner.goto(`${salon.url}/join/${r}`);
     const jid = await owner.waitForFunction(() => window.salon.conn?.online && window.salon.conn.jid, null, { timeout: 20000 });
@@ -90,6 +90,7 @@ test('an owner makes an invite link on the page, copies it, lists it and revokes
     await owner.locator('#links-dialog').getByRole('button', { name: 'Copy link' }).click();
     assert.equal(await owner.evaluate(() => navigator.clipboard.readText()), url);
     await shot(owner, 'invite-links');
+    await axe(owner, 'the invite links dialog');
 
     // Someone with the link gets in; the room's guests do not see the owner's tools.
     const friend = await open(`${new URL(url).pathname}${new URL(url).search}&nick=friend`);
@@ -106,6 +107,7 @@ test('an owner makes an invite link on the page, copies it, lists it and revokes
     await item.getByRole('button', { name: /Revoke/ }).click();
     await owner.locator('#links-dialog').getByText('The link no longer works.').waitFor({ timeout: 10000 });
     await item.waitFor({ state: 'detached', timeout: 10000 });
+    await owner.locator('#links-dialog li', { hasText: 'None yet.' }).waitFor({ timeout: 10000 });
     assert.deepEqual(owner.errors, []);
 
     // The next visitor with it hears why they cannot come in.

@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 import { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '../..');
@@ -386,4 +388,15 @@ export function converseFixture(siteOptions) {
     if (env.salon) await env.salon.stop();
   });
   return env;
+}
+
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+/** axe-core on `page` (its context made with `bypassCSP: true`): no serious or critical
+ *  finding; the violations, for a closer look. */
+export async function axe(page, what) {
+  await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`), [], `axe-core on ${what}`);
+  return result.violations;
 }

@@ -290,8 +290,8 @@ export function onPresence(st) {
 }
 const article = (w) => (/^[aeiou]/.test(w) ? 'an' : 'a');
 
-/** An owner gets the invite links button (tools.js). */
-export const ownerTools = (me) => me?.affiliation === 'owner' && tools().then((m) => m.inviteLinks());
+/** An owner gets the invite links button (tools.js); one no longer an owner loses it. */
+export const ownerTools = (me) => (me?.affiliation === 'owner' ? tools().then((m) => m.inviteLinks()) : $('invite-links')?.remove());
 
 // -- occupants --------------------------------------------------------------------------------
 

@@ -56,7 +56,6 @@ export function retract(m) {
   adminIq(x('moderate', { xmlns: NS.moderate, id: m.stanzaId }, x('retract', { xmlns: NS.retract }), x('reason', {})), 'remove the message');
 }
 
-
 // -- an owner's invite links ---------------------------------------------------------------------
 
 const COMMANDS = 'http://jabber.org/protocol/commands';
@@ -84,13 +83,16 @@ export function inviteLinks() {
   const expires = el('select', { id: 'link-expires' },
     [['3600', 'One hour'], ['86400', 'One day'], ['604800', 'One week'], ['2592000', '30 days']].map(([v, label]) => el('option', { value: v, selected: v === '604800', text: label })));
   const fail = (what) => (e) => { said.textContent = `Could not ${what}: ${(e instanceof Element ? errorOf(e).text || errorOf(e).condition : e.message)}.`; };
-  const refresh = () => command('list').then((field) => list.replaceChildren(...field('links').map((line) => {
-    const [token, ...state] = line.split(' ');
-    const link = el('a', { href: linkFor(token), text: linkFor(token) });
-    return el('li', {}, link, ' ', state.join(' ').replace(/expires (\d+)/, (_, n) => 'until ' + when(Number(n))), ' ',
-      el('button', { type: 'button', class: 'small', text: 'Revoke', 'aria-label': `Revoke ${link.href}`, onclick: () => command('revoke', { token })
-        .then(() => { said.textContent = 'The link no longer works.'; refresh(); }, fail('revoke the link')) }));
-  })), fail('list the links'));
+  const refresh = () => command('list').then((field) => {
+    const items = field('links').map((line) => {
+      const [token, ...state] = line.split(' ');
+      const link = el('a', { href: linkFor(token), text: linkFor(token) });
+      return el('li', {}, link, ' ', state.join(' ').replace(/expires (\d+)/, (_, n) => 'until ' + when(Number(n))), ' ',
+        el('button', { type: 'button', class: 'small', text: 'Revoke', 'aria-label': `Revoke ${link.href}`, onclick: () => command('revoke', { token })
+          .then(() => { said.textContent = 'The link no longer works.'; refresh(); }, fail('revoke the link')) }));
+    });
+    list.replaceChildren(...(items.length ? items : [el('li', { text: 'None yet.' })]));
+  }, fail('list the links'));
   const form = el('form', { class: 'card' }, el('label', { for: 'link-uses', text: 'How many people' }), uses,
     el('label', { for: 'link-expires', text: 'Works for' }), expires, el('button', { type: 'submit', text: 'Make a link' }));
   form.addEventListener('submit', (e) => {
