@@ -5,73 +5,14 @@
 // Salon's /converse/ page (which turns off Converse's nick registration for guests): the test
 // serves it, with Converse.js, from a web server of its own, as a site embedding a chat does.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
-import { Salon, Bot, launchBrowser, sleep, CONVERSE_DIR } from './salon.js';
+import { Bot, sleep, converseFixture } from './salon.js';
 
-let salon, browser, site, siteUrl, settings;
+const env = converseFixture({ testApi: false });
 
-before(async () => {
-  salon = await new Salon().start();
-  browser = await launchBrowser();
-  site = http.createServer(async (req, res) => {
-    const url = new URL(req.url, 'http://x');
-    if (url.pathname === '/favicon.ico') {
-      res.writeHead(204);
-      return res.end();
-    }
-    if (url.pathname === '/') {
-      res.writeHead(200, { 'content-type': 'text/html' });
-      return res.end(deploymentPage(settings));
-    }
-    const file = path.join(CONVERSE_DIR, path.normalize(decodeURIComponent(url.pathname.replace(/^\/dist\//, ''))));
-    try {
-      const body = await readFile(file);
-      const type = file.endsWith('.js') ? 'text/javascript' : file.endsWith('.css') ? 'text/css' : file.endsWith('.json') ? 'application/json' : file.endsWith('.wasm') ? 'application/wasm' : 'application/octet-stream';
-      res.writeHead(200, { 'content-type': type });
-      res.end(body);
-    } catch {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  await new Promise((r) => site.listen(0, '127.0.0.1', r));
-  siteUrl = `http://127.0.0.1:${site.address().port}/`;
-});
-
-after(async () => {
-  if (site) site.close();
-  if (browser) await browser.close();
-  if (salon) await salon.stop();
-});
 
 const JOINS = Number(process.env.JOINS || 5);
-
-function deploymentPage(settings) {
-  return `<!doctype html><html><head><meta charset="utf-8">
-<link rel="stylesheet" href="/dist/converse.min.css">
-<script type="module" src="/dist/converse.min.js"></script></head>
-<body class="converse-fullscreen"><script type="module">
-const start = () => window.converse ? window.converse.initialize(${JSON.stringify(settings)}) : setTimeout(start, 20);
-start();
-</script></body></html>`;
-}
-
-/** Open the deployment page with these Converse.js settings in a fresh browser context. */
-async function openDeployment(pageSettings) {
-  settings = { assets_path: `${siteUrl}dist/`, ...pageSettings };
-  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
-  const page = await context.newPage();
-  page.errors = [];
-  page.uncaught = [];
-  page.on('pageerror', (e) => { page.uncaught.push(String(e)); page.errors.push(String(e)); });
-  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });
-  await page.goto(siteUrl);
-  return page;
-}
 
 /** Wait for the message box, then say `body` and check the room got it. */
 async function talk(page, bot, nick, body) {
@@ -80,7 +21,7 @@ async function talk(page, bot, nick, body) {
     await bot.waitFor((e) => e.event === 'online' && e.nick === nick, 20000);
     await textarea.waitFor({ timeout: 20000 });
   } catch (e) {
-    throw new Error(`${nick}: the message box did not get into the room; page errors: ${page.errors.join(' | ')}\nserver log:\n${salon.log()}`);
+    throw new Error(`${nick}: the message box did not get into the room; page errors: ${page.errors.join(' | ')}\nserver log:\n${env.salon.log()}`);
   }
   // A page restored from a cached session renders the room at once and renders it again as the
   // session comes back: text typed into the first rendering is lost. Type until the message
@@ -111,14 +52,14 @@ function present(bot) {
 for (const transport of (process.env.TRANSPORTS || 'bosh,websocket').split(',')) {
   test(`Converse.js as the webchat deployments set it up, over ${transport}: ${JOINS} joins${transport === 'bosh' ? ' and a reload' : ''}, no ghost`, async () => {
     const r = `deploy${transport}${Date.now() % 100000}@rooms.localhost`;
-    const bot = await new Bot(salon, r, 'watcher').start();
+    const bot = await new Bot(env.salon, r, 'watcher').start();
     const endpoint = transport === 'bosh'
-      ? { bosh_service_url: `${salon.url}/http-bind` }
-      : { websocket_url: `${salon.url.replace('http', 'ws')}/xmpp-websocket` };
+      ? { bosh_service_url: `${env.salon.url}/http-bind` }
+      : { websocket_url: `${env.salon.url.replace('http', 'ws')}/xmpp-websocket` };
     try {
       for (let i = 1; i <= JOINS; i++) {
         const nick = `guest${i}`;
-        const page = await openDeployment({
+        const page = await env.site.open({
           ...endpoint,
           authentication: 'anonymous',
           jid: 'anon.localhost',

@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { Salon, Bot, launchBrowser, newPage, sleep } from './salon.js';
+import { Salon, Bot, launchBrowser, newPage, sleep, firstLoad } from './salon.js';
 
 let salon, browser;
 
@@ -36,7 +36,7 @@ function gzippedBytes(path) {
 test('figures: page weight, link → first message, reload → resumed, network back → resumed, stall noticed', async () => {
   const figures = {};
   let weight = 0;
-  for (const p of ['/join/x', '/assets/style.css', '/assets/app.js', '/assets/xmpp.js', '/assets/colors.js', '/assets/favicon.svg', '/config.json']) weight += await gzippedBytes(p);
+  for (const p of await firstLoad(browser, salon)) weight += await gzippedBytes(p);
   figures['page weight, gzipped first load (KB)'] = (weight / 1024).toFixed(1);
 
   const room = `figures${Date.now() % 100000}@rooms.localhost`;

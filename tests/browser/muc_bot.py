@@ -6,7 +6,8 @@ fields (e.g. {"salon#roomconfig_guestpm": "1"}), is submitted too. It logs in an
 anon.localhost over STARTTLS to 127.0.0.1 (self-signed certificate, not checked). Commands on
 stdin, one JSON object per line: {"say": "text"} sends a groupchat message, {"pm": "nick",
 "body": "text"} a private message (XEP-0045 §7.5), {"nick": "new"} changes the bot's nick,
-{"quit": true} leaves and exits. Private messages received are reported as "private" events.
+{"affiliation": "owner", "jid": "bare JID"} sets an affiliation (XEP-0045 §10.3, reported as an
+"affiliation" event), {"quit": true} leaves and exits. Private messages received are reported as "private" events.
 """
 
 import asyncio
@@ -16,6 +17,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
 
 
 def emit(**event):
@@ -94,6 +96,12 @@ class Bot(slixmpp.ClientXMPP):
                 msg.send()
             if "nick" in cmd:
                 self.send_presence(pto=f"{self.room}/{cmd['nick']}")
+            if "affiliation" in cmd:
+                try:
+                    await self.plugin["xep_0045"].set_affiliation(self.room, cmd["affiliation"], jid=cmd["jid"])
+                    emit(event="affiliation", jid=cmd["jid"], affiliation=cmd["affiliation"])
+                except (IqError, IqTimeout) as e:
+                    emit(event="error", command="affiliation", error=str(e))
             if cmd.get("quit"):
                 break
         self.disconnect()

@@ -3,12 +3,17 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '../..');
@@ -204,15 +209,20 @@ export class Bot {
     this.waiters = [];
   }
   async start() {
+    return this.run('muc_bot.py', [String(this.salon.c2s), this.room, this.nick, ...(this.password || this.config ? [this.password || ''] : []), ...(this.config ? [JSON.stringify(this.config)] : [])], 'joined');
+  }
+  /** Start the Python helper `script` (in this folder) with `args`; its JSON lines become
+   *  events; resolves once it reports `ready`. */
+  async run(script, args, ready) {
     if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: run tests/run-python.sh once (it creates the venv with slixmpp)`);
-    this.proc = spawn(PYTHON, [path.join(here, 'muc_bot.py'), String(this.salon.c2s), this.room, this.nick, ...(this.password || this.config ? [this.password || ''] : []), ...(this.config ? [JSON.stringify(this.config)] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.proc = spawn(PYTHON, [path.join(here, script), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
     createInterface({ input: this.proc.stdout }).on('line', (line) => {
       let ev;
       try { ev = JSON.parse(line); } catch { return; }
       this.events.push(ev);
       for (const w of [...this.waiters]) if (w.pred(ev)) { this.waiters.splice(this.waiters.indexOf(w), 1); w.resolve(ev); }
     });
-    await this.waitFor((e) => e.event === 'joined', 30000);
+    await this.waitFor((e) => e.event === ready, 30000);
     return this;
   }
   waitFor(pred, timeout = 15000) {
@@ -237,6 +247,11 @@ export class Bot {
   changeNick(nick) {
     this.command({ nick });
   }
+  /** Give `jid` (bare) an affiliation with the room, as its owner (XEP-0045 §10.3). */
+  async setAffiliation(jid, affiliation) {
+    this.command({ affiliation, jid });
+    await this.waitFor((e) => e.event === 'affiliation' && e.jid === jid && e.affiliation === affiliation);
+  }
   command(cmd) {
     this.proc.stdin.write(JSON.stringify(cmd) + '\n');
   }
@@ -247,4 +262,141 @@ export class Bot {
     await new Promise((r) => this.proc.on('exit', r));
     clearTimeout(t);
   }
+}
+
+/** What a visitor's browser fetches to show a room link (`/join/x`) up to the nick prompt:
+ *  same-origin paths, in the order asked. The page weight figures sum these. */
+export async function firstLoad(b, salon) {
+  const page = await newPage(b);
+  const paths = [];
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.origin === salon.url && !paths.includes(u.pathname)) paths.push(u.pathname);
+  });
+  await page.goto(`${salon.url}/join/x`);
+  await page.locator('#nick-input').waitFor({ timeout: 20000 });
+  await page.waitForLoadState('networkidle');
+  await page.context().close();
+  // Headless Chromium does not ask for the icon; a browser with a tab strip does.
+  if (!paths.includes('/assets/favicon.svg')) paths.push('/assets/favicon.svg');
+  return paths;
+}
+
+/** A web site of the test's own that starts Converse.js (the files Salon serves, from
+ *  CONVERSE_DIR) as a site embedding a chat does: `/` is the page, `/dist/` Converse's files.
+ *  With `testApi` the page hands Converse's API to the test as `window.capi` (its state as
+ *  `window.cstate`); without, the page is a deployment's own, untouched. */
+export class ConverseSite {
+  constructor({ testApi = true } = {}) {
+    this.testApi = testApi;
+    this.settings = {};
+  }
+  async start() {
+    this.server = http.createServer(async (req, res) => {
+      const url = new URL(req.url, 'http://x');
+      if (url.pathname === '/favicon.ico') {
+        res.writeHead(204);
+        return res.end();
+      }
+      if (url.pathname === '/') {
+        res.writeHead(200, { 'content-type': 'text/html' });
+        return res.end(this.page());
+      }
+      const file = path.join(CONVERSE_DIR, path.normalize(decodeURIComponent(url.pathname.replace(/^\/dist\//, ''))));
+      try {
+        const body = await readFile(file);
+        const type = file.endsWith('.js') ? 'text/javascript' : file.endsWith('.css') ? 'text/css' : file.endsWith('.json') ? 'application/json' : file.endsWith('.wasm') ? 'application/wasm' : 'application/octet-stream';
+        res.writeHead(200, { 'content-type': type });
+        res.end(body);
+      } catch {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise((r) => this.server.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${this.server.address().port}/`;
+    return this;
+  }
+  page() {
+    const settings = JSON.stringify({ assets_path: `${this.url}dist/`, ...this.settings });
+    const init = this.testApi
+      ? `window.converse.plugins.add('salon-test', { initialize() { window.capi = this._converse.api; window.cstate = this._converse.state; } });
+  window.converse.initialize({ ...${settings}, whitelisted_plugins: ['salon-test'] });`
+      : `window.converse.initialize(${settings});`;
+    return `<!doctype html><html><head><meta charset="utf-8">
+<link rel="stylesheet" href="/dist/converse.min.css">
+<script type="module" src="/dist/converse.min.js"></script></head>
+<body class="converse-fullscreen"><script type="module">
+const start = () => {
+  if (!window.converse) return setTimeout(start, 20);
+  ${init}
+};
+start();
+</script></body></html>`;
+  }
+  /** The site's page in `context` (a new one if none) with these Converse settings; console
+   *  errors gather in `page.errors`, uncaught ones also in `page.uncaught`. */
+  async open(settings, context = null) {
+    this.settings = settings;
+    context ||= await browser.newContext({ viewport: { width: 1100, height: 720 } });
+    const page = await context.newPage();
+    page.errors = [];
+    page.uncaught = [];
+    page.on('pageerror', (e) => { page.uncaught.push(String(e)); page.errors.push(String(e)); });
+    page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); if (process.env.DEBUG_CONVERSE) console.log(m.text().slice(0, 600)); });
+    await page.goto(this.url);
+    return page;
+  }
+  close() {
+    if (this.server) this.server.close();
+  }
+}
+
+/** Converse settings that log in to the account `jid` over WebSocket at once. */
+export function converseLogin(salon, jid, password, more = {}) {
+  return {
+    authentication: 'login',
+    jid,
+    password,
+    auto_login: true,
+    websocket_url: `${salon.url.replace('http', 'ws')}/xmpp-websocket`,
+    discover_connection_methods: false,
+    view_mode: 'fullscreen',
+    loglevel: process.env.CONVERSE_LOGLEVEL || 'warn',
+    ...more,
+  };
+}
+
+/** Wait until Converse on `page` (a ConverseSite page with the test API) has fired `event`. */
+export async function converseReady(page, event) {
+  await page.waitForFunction(() => window.capi, null, { timeout: 20000 });
+  await page.evaluate((e) => window.capi.waitUntil(e), event);
+}
+
+/** For a test file of Converse.js pages: a Salon, the browser and a ConverseSite (options as
+ *  its constructor's), started before the file's tests and stopped after them. */
+export function converseFixture(siteOptions) {
+  const env = {};
+  before(async () => {
+    env.salon = await new Salon().start();
+    env.browser = await launchBrowser();
+    env.site = await new ConverseSite(siteOptions).start();
+  });
+  after(async () => {
+    if (env.site) env.site.close();
+    if (env.browser) await env.browser.close();
+    if (env.salon) await env.salon.stop();
+  });
+  return env;
+}
+
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+/** axe-core on `page` (its context made with `bypassCSP: true`): no serious or critical
+ *  finding; the violations, for a closer look. */
+export async function axe(page, what) {
+  await page.addScriptTag({ path: AXE });
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`), [], `axe-core on ${what}`);
+  return result.violations;
 }

@@ -5,10 +5,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import { Salon, Bot, launchBrowser, newPage, shot, sleep } from './salon.js';
+import { Salon, Bot, launchBrowser, newPage, shot, sleep, axe } from './salon.js';
 
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 let salon, browser;
 const pages = [];
@@ -250,14 +248,6 @@ test('first visit: the prompt says who is there; an empty room offers its link a
   await guest.locator('#room-peek', { hasText: '1 person is here.' }).waitFor({ timeout: 15000 });
   assert.deepEqual(page.errors, []);
 });
-
-async function axe(page, what) {
-  await page.addScriptTag({ path: AXE });
-  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  assert.deepEqual(bad.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`), [], `axe-core on ${what}`);
-  return result.violations;
-}
 
 for (const [w, h] of [[1280, 800], [360, 740]]) {
   test(`axe-core finds nothing serious on the landing page, the nick prompt and the room at ${w}×${h}`, async () => {

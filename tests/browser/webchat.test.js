@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { Salon, Bot, launchBrowser, newPage, shot, sleep } from './salon.js';
+import { Salon, Bot, launchBrowser, newPage, shot, sleep, firstLoad } from './salon.js';
 
 let salon, browser;
 const pages = [];
@@ -488,9 +488,13 @@ test('client files are gzipped, carry ETags (304 on revalidation), fit the 100 K
       r.on('end', () => resolve({ status: r.statusCode, headers: r.headers, bytes: n }));
     }).on('error', reject);
   });
-  // The first load: the page, its stylesheet, scripts and icon, and config.json.
+  // The first load: the page, its stylesheet, modules and icon, and config.json; the modules
+  // for private conversations, files, BOSH, moderation and the landing page come only when used.
+  const paths = await firstLoad(browser, salon);
+  for (const want of ['/join/x', '/assets/style.css', '/assets/app.js', '/assets/xmpp.js', '/assets/colors.js', '/config.json']) assert.ok(paths.includes(want), `${want} in ${paths}`);
+  for (const lazy of ['pm', 'upload', 'bosh', 'tools', 'landing']) assert.ok(!paths.includes(`/assets/${lazy}.js`), `${lazy}.js in the first load`);
   let total = 0;
-  for (const p of ['/join/x', '/assets/style.css', '/assets/app.js', '/assets/xmpp.js', '/assets/colors.js', '/assets/favicon.svg', '/config.json']) {
+  for (const p of paths) {
     const r = await get(p, { 'accept-encoding': 'gzip' });
     assert.equal(r.status, 200, p);
     if (p.endsWith('.js')) assert.match(r.headers['content-type'], /javascript/);

@@ -32,7 +32,16 @@ const ASSETS: &[Asset] = assets![
     "index.html",
     "assets/style.css",
     "assets/app.js",
+    "assets/core.js",
+    "assets/room.js",
+    "assets/log.js",
+    "assets/composer.js",
+    "assets/pm.js",
+    "assets/upload.js",
+    "assets/tools.js",
+    "assets/landing.js",
     "assets/xmpp.js",
+    "assets/bosh.js",
     "assets/colors.js",
     "assets/favicon.svg",
     "converse/index.html",
@@ -446,6 +455,29 @@ mod tests {
         for (path, p) in prepared() {
             assert_ne!(p.content_type, "application/octet-stream", "{path}");
             assert!(!p.etag.is_empty());
+        }
+    }
+
+    /// Every module the page loads (index.html's links, each module's static and dynamic
+    /// imports) is in the list: a missing one would be a 404 found only in a browser.
+    #[test]
+    fn every_module_the_page_imports_is_served() {
+        let listed: Vec<&str> = prepared().iter().map(|(p, _)| *p).collect();
+        for (path, p) in prepared() {
+            let text = std::str::from_utf8(p.bytes).unwrap_or_default();
+            let wanted = text
+                .split("\"/assets/")
+                .skip(1)
+                .map(|r| format!("assets/{}", &r[..r.find('"').unwrap()]))
+                .chain(
+                    text.split("'./")
+                        .skip(1)
+                        .filter(|_| path.ends_with(".js"))
+                        .map(|r| format!("assets/{}", &r[..r.find('\'').unwrap()])),
+                );
+            for w in wanted {
+                assert!(listed.contains(&w.as_str()), "{path} loads {w}, not served");
+            }
         }
     }
 
