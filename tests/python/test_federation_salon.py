@@ -615,3 +615,43 @@ async def test_vcard_of_a_user_on_the_other_salon(pair):
             assert resp["type"] == "result", resp
             fn = resp.xml.find(f"{{{NS_VCARD}}}vCard/{{{NS_VCARD}}}FN")
             assert fn is not None and fn.text == name, resp
+
+
+@async_test(timeout=90)
+async def test_a_bad_key_for_another_domain_costs_only_that_pair(pair, ca, tmp_path_factory):
+    """XEP-0220 §8 from the receiving side: on a stream authenticated for forger.test (SASL
+    EXTERNAL), a `<db:result/>` for rooms.salon2.test is verified with salon2.test (the
+    authoritative server, which says invalid) and refused with a `<forbidden/>` dialback error
+    (§2.5); the stream and its forger.test pair stay, and rooms.salon2.test may not send on it."""
+    _one, _two = pair  # salon2.test answers as the authoritative server
+    three = federated_salon(tmp_path_factory, ca, "fedmux", "salon.test", 5669, hosts=False,
+                            s2s={"hosts": {"rooms.salon2.test": "salon2.test:5469"},
+                                 "domain_policy": {"rooms.salon2.test": "allow_dialback"}})
+    try:
+        a_jid, a_pw = three.new_user("ma")
+        async with Clients() as cs:
+            alice = await login(cs, three, a_jid, a_pw)
+            loop = asyncio.get_running_loop()
+            tls, read = await loop.run_in_executor(
+                None, lambda: raw_s2s("127.0.0.10", "salon.test", "forger.test", ca,
+                                      "forger.test", port=5669))
+            try:
+                tls.sendall(b"<db:result from='rooms.salon2.test' to='salon.test'>"
+                            b"0123456789abcdef</db:result>")
+                answer = await loop.run_in_executor(None, read, b"</db:result>")
+                assert b"type='error'" in answer and b"forbidden" in answer, answer
+                # The stream goes on for the pair it authenticated ...
+                tls.sendall(f"<message xmlns='jabber:server' from='fred@forger.test/x' "
+                            f"to='{a_jid}' type='chat'><body>still here</body></message>".encode())
+                got = await alice.wait_message(lambda m: m["body"] == "still here", timeout=15)
+                assert str(got["from"]) == "fred@forger.test/x", got
+                # ... and refuses the one it did not.
+                tls.sendall(f"<message xmlns='jabber:server' from='x@rooms.salon2.test/y' "
+                            f"to='{a_jid}' type='chat'><body>smuggled</body></message>".encode())
+                closing = await loop.run_in_executor(None, read, b"</stream:stream>")
+                assert b"invalid-from" in closing, closing
+            finally:
+                tls.close()
+            assert not [m for m in alice.messages if m["body"] == "smuggled"]
+    finally:
+        three.stop()

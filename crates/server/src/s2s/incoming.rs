@@ -5,8 +5,9 @@
 //! We also answer `<db:verify/>` for keys we handed out, on any stream. A stanza is accepted
 //! only from a domain authenticated on this stream to one of ours; anything else ends the stream.
 
+use super::dialback::{self, Verdict};
 use super::stream::{self, XmlStream, DIALBACK, SASL_NS, SERVER, TLS_NS};
-use super::{dialback, S2s};
+use super::S2s;
 use crate::config::S2sPolicy;
 use crate::server::Server;
 use crate::stanza::ns;
@@ -65,8 +66,8 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
     }
 }
 
-/// A dialback verification finished: (remote, local, valid).
-type Verified = (String, String, bool);
+/// A dialback verification finished: (remote, local, what the authority said).
+type Verified = (String, String, Verdict);
 
 struct Incoming {
     s2s: Arc<S2s>,
@@ -138,9 +139,9 @@ impl Incoming {
             };
             let event = tokio::select! {
                 event = self.stream.next() => event,
-                Some((remote, local, valid)) = self.verified_rx.recv() => {
+                Some((remote, local, verdict)) = self.verified_rx.recv() => {
                     self.pending_verifications -= 1;
-                    if !self.dialback_answer(&remote, &local, valid).await {
+                    if !self.dialback_answer(&remote, &local, verdict).await {
                         return;
                     }
                     continue;
@@ -396,7 +397,7 @@ impl Incoming {
         // Over TLS with a certificate that names the domain, the key need not be checked
         // (XEP-0220 §2.5: dialback over a verified TLS session).
         if self.certificate_names(&remote).is_ok() {
-            return self.dialback_answer(&remote, &local, true).await;
+            return self.dialback_answer(&remote, &local, Verdict::Valid).await;
         }
         if policy != S2sPolicy::AllowDialback {
             tracing::info!(peer = %self.stream.peer, %remote, "s2s: dialback refused: policy requires a valid certificate");
@@ -415,33 +416,51 @@ impl Incoming {
             request.text().trim().to_string(),
         );
         tokio::spawn(async move {
-            let valid =
+            let verdict =
                 dialback::verify_with_authority(s2s, local.clone(), remote.clone(), id, key).await;
-            let _ = tx.send((remote, local, valid)).await;
+            let _ = tx.send((remote, local, verdict)).await;
         });
         true
     }
 
-    async fn dialback_answer(&mut self, remote: &str, local: &str, valid: bool) -> bool {
-        if valid {
-            if !self.admit(remote).await {
-                return false;
+    /// Tell the peer what became of its `<db:result/>` for (remote, local). An invalid key
+    /// on a stream with no other authenticated pair ends it (XEP-0220 §2.4); on a stream that
+    /// carries other pairs it costs only this pair, as a `<forbidden/>` dialback error (§2.5).
+    async fn dialback_answer(&mut self, remote: &str, local: &str, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Valid => {
+                if !self.admit(remote).await {
+                    return false;
+                }
+                tracing::info!(peer = %self.stream.peer, %remote, %local, method = "dialback", pairs = self.authenticated.len() + 1, "s2s: incoming stream authenticated");
+                self.s2s
+                    .count(|m| m.s2s_authenticated("incoming", "dialback"));
+                self.authenticated
+                    .insert((remote.to_string(), local.to_string()));
             }
-            tracing::info!(peer = %self.stream.peer, %remote, %local, method = "dialback", "s2s: incoming stream authenticated");
-            self.s2s
-                .count(|m| m.s2s_authenticated("incoming", "dialback"));
-            self.authenticated
-                .insert((remote.to_string(), local.to_string()));
-        } else {
-            tracing::info!(peer = %self.stream.peer, %remote, %local, "s2s: dialback key invalid");
+            Verdict::Invalid if !self.authenticated.is_empty() => {
+                tracing::info!(peer = %self.stream.peer, %remote, %local, "s2s: dialback key invalid; the stream's other domain pairs stay");
+                return self.dialback_error(remote, local, "forbidden").await;
+            }
+            Verdict::Invalid => {
+                tracing::info!(peer = %self.stream.peer, %remote, %local, "s2s: dialback key invalid; closing the stream");
+            }
+            Verdict::Failed(condition) => {
+                return self.dialback_error(remote, local, condition).await;
+            }
         }
+        let valid = verdict == Verdict::Valid;
         let answer = format!(
             "<db:result from='{}' to='{}' type='{}'/>",
             salon_xml::escape(local),
             salon_xml::escape(remote),
             if valid { "valid" } else { "invalid" }
         );
-        self.stream.send(answer.as_bytes()).await.is_ok()
+        let sent = self.stream.send(answer.as_bytes()).await.is_ok();
+        if !valid {
+            self.stream.close(None).await;
+        }
+        sent && valid
     }
 
     async fn dialback_error(&mut self, remote: &str, local: &str, condition: &str) -> bool {
