@@ -655,3 +655,36 @@ async def test_a_bad_key_for_another_domain_costs_only_that_pair(pair, ca, tmp_p
             assert not [m for m in alice.messages if m["body"] == "smuggled"]
     finally:
         three.stop()
+
+
+def test_quiet_incoming_streams_get_keepalives_then_close(ca, tmp_path_factory):
+    """An authenticated incoming stream that carries nothing gets a whitespace keepalive every
+    `keepalive_seconds` (RFC 6120 §4.6.4), so that a dead connection is noticed, and is closed
+    after `idle_timeout_seconds` without a stanza from the peer (it reconnects on demand)."""
+    three = federated_salon(tmp_path_factory, ca, "fedalive", "salon.test", 5689, hosts=False,
+                            s2s={"keepalive_seconds": 1, "idle_timeout_seconds": 10})
+    try:
+        tls, _read = raw_s2s("127.0.0.10", "salon.test", "quiet.test", ca, "quiet.test",
+                             port=5689)
+        started = time.monotonic()
+        tls.settimeout(20)
+        received = b""
+        spaces_at = []
+        try:
+            while b"</stream:stream>" not in received and time.monotonic() - started < 20:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                if chunk.strip() == b"" and b" " in chunk:
+                    spaces_at.append(time.monotonic() - started)
+                received += chunk
+        finally:
+            tls.close()
+        closed_after = time.monotonic() - started
+        assert b"</stream:stream>" in received, received
+        # About one space a second while quiet (at least a few, not a flood).
+        assert 4 <= len(spaces_at) <= 15, (spaces_at, received)
+        assert 8 <= closed_after <= 15, f"closed after {closed_after:.1f}s"
+        assert "closing idle incoming stream" in three.log_text()
+    finally:
+        three.stop()

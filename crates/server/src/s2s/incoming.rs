@@ -43,6 +43,10 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
             continue;
         }
         let _ = socket.set_nodelay(true);
+        stream::give_up_unacknowledged_after(
+            &socket,
+            Duration::from_secs(2 * s2s.config.keepalive_seconds),
+        );
         let s2s = s2s.clone();
         tokio::spawn(async move {
             let mut stream = XmlStream::new(socket, peer, s2s.config.max_stanza_bytes);
@@ -128,15 +132,20 @@ impl Incoming {
     async fn run(&mut self) {
         let auth_timeout = Duration::from_secs(self.s2s.config.connect_timeout_seconds);
         let idle = Duration::from_secs(self.s2s.config.idle_timeout_seconds);
+        let keepalive = Duration::from_secs(self.s2s.config.keepalive_seconds);
         let started = tokio::time::Instant::now();
+        // When the peer last sent something: whitespace keepalives and our own writes do not
+        // count (a stream that carries nothing is closed; the peer reconnects on demand).
+        let mut last_heard = started;
         loop {
             // Unauthenticated streams get little time (a dialback verification stream says what
             // it has to say at once); authenticated ones are closed when idle.
             let deadline = if self.authenticated.is_empty() {
                 started + auth_timeout * 2
             } else {
-                tokio::time::Instant::now() + idle
+                last_heard + idle
             };
+            let keepalive_due = self.stream.last_write + keepalive;
             let event = tokio::select! {
                 event = self.stream.next() => event,
                 Some((remote, local, verdict)) = self.verified_rx.recv() => {
@@ -150,11 +159,23 @@ impl Incoming {
                     if self.authenticated.is_empty() {
                         self.fail("connection-timeout", "not authenticated in time").await;
                     } else {
+                        tracing::info!(peer = %self.stream.peer, remote = ?self.remote, "s2s: closing idle incoming stream");
                         self.stream.close(None).await;
                     }
                     return;
                 }
+                // RFC 6120 §4.6.4: a single space after a quiet spell, so that a dead
+                // connection is noticed (a write that cannot go out, or TCP giving up on it).
+                _ = tokio::time::sleep_until(keepalive_due), if !self.authenticated.is_empty() => {
+                    let sent = tokio::time::timeout(keepalive, self.stream.send(b" ")).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        tracing::info!(peer = %self.stream.peer, remote = ?self.remote, "s2s: incoming connection dead (keepalive not written); closing");
+                        return;
+                    }
+                    continue;
+                }
             };
+            last_heard = tokio::time::Instant::now();
             let keep_going = match event {
                 Ok(StreamEvent::StreamOpen {
                     namespace,

@@ -113,6 +113,10 @@ async fn connect_target(
         )));
     };
     let _ = socket.set_nodelay(true);
+    stream::give_up_unacknowledged_after(
+        &socket,
+        Duration::from_secs(2 * s2s.config.keepalive_seconds),
+    );
     let mut stream = XmlStream::new(socket, address, s2s.config.max_stanza_bytes);
     let tls_error = |e: std::io::Error| Failure::NotFound(format!("TLS failed: {e}"));
     if target.direct_tls {
