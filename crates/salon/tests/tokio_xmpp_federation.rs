@@ -80,9 +80,7 @@ fn connections_to(port: u16) -> usize {
         .skip(1)
         .filter(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 3
-                && fields[3] == "01"
-                && fields[2].rsplit(':').next() == Some(&format!("{port:04X}"))
+            fields.len() > 3 && fields[3] == "01" && fields[2] == format!("0100007F:{port:04X}")
         })
         .count()
 }
