@@ -588,6 +588,9 @@ async def test_mediated_invite_reaches_a_user_on_the_other_salon(pair):
         alice = await login(cs, one, a_jid, a_pw)
         await create_room(alice, room, "alice")
         bob = await login(cs, two, b_jid, b_pw)
+        # The invitation has no body, so it is not kept offline: bob's server must have taken
+        # his initial presence first (his session handles its stanzas in order).
+        await bob.ping_server()
         alice.x.send_raw(f"<message to='{room}'><x xmlns='{NS_MUC_USER}'>"
                          f"<invite to='{b_jid}'><reason>come</reason></invite></x></message>")
         got = await bob.wait_message(
