@@ -181,3 +181,26 @@ pub async fn attach(s2s: &S2s, local: &str, remote: &str) -> Option<Carried> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_peers_promising_dialback_errors_are_multiplexed() {
+        let features = |xml: &str| -> Element {
+            format!("<stream:features xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:server'>{xml}</stream:features>")
+                .parse()
+                .unwrap()
+        };
+        // ejabberd, Salon: XEP-0220 §2.5.
+        assert!(peer_handles_errors(&features(
+            "<dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback>"
+        )));
+        // Prosody 0.12: dialback, but no promise about errors.
+        assert!(!peer_handles_errors(&features(
+            "<dialback xmlns='urn:xmpp:features:dialback'/>"
+        )));
+        assert!(!peer_handles_errors(&features("")));
+    }
+}
