@@ -36,6 +36,14 @@ if ! command -v mcabber >/dev/null || ! command -v tmux >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq mcabber tmux >/dev/null
 fi
 
+# Debian's Chromium for the web client's guest in a federated room (test_federation_webclient.py,
+# driven by the playwright package, which never fetches a browser of its own).
+if [ ! -x /usr/bin/chromium ]; then
+    sudo_="" ; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >/dev/null
+fi
+
 # Prosody and ejabberd, Debian's packages, as federation peers (test_federation_peers.py starts
 # its own throw-away instances). Installed only when missing. Their packaged services must never
 # run: they would take 5222/5269 on every address. A policy-rc.d that denies starting services

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import socket
 import ssl
@@ -33,31 +34,11 @@ import pytest
 import trustme
 
 from conftest import start_server
+from federation_peers import ensure_hosts
 from helpers import Client, Clients, async_test, stanza_error_condition, uid
 
-HOSTS = {
-    "127.0.0.10": "salon.test rooms.salon.test anon.salon.test upload.salon.test",
-    "127.0.0.13": "salon2.test rooms.salon2.test anon.salon2.test upload.salon2.test",
-}
 NS_ROSTER = "jabber:iq:roster"
 NS_MUC = "http://jabber.org/protocol/muc"
-
-
-def ensure_hosts():
-    """The test topology in /etc/hosts, added once (the fedpeers tests use the same lines)."""
-    text = Path("/etc/hosts").read_text()
-    missing = [
-        f"{addr} {names}"
-        for addr, names in HOSTS.items()
-        if not re.search(rf"^{re.escape(addr)}\s+{re.escape(names.split()[0])}\b", text, re.M)
-    ]
-    if not missing:
-        return
-    try:
-        with open("/etc/hosts", "a") as hosts:
-            hosts.write("\n# Salon federation tests\n" + "\n".join(missing) + "\n")
-    except PermissionError:
-        pytest.skip("the federation tests need these lines in /etc/hosts: " + "; ".join(missing))
 
 
 def names(domain: str) -> list[str]:
@@ -88,6 +69,46 @@ def salon(tmp_path_factory, name, domain, address, tls, s2s, port=5269, **extra)
     )
 
 
+ADDRESSES = {"salon.test": "127.0.0.10", "salon2.test": "127.0.0.13"}
+
+
+def federated_salon(tmp_path_factory, ca: trustme.CA, name: str, domain: str, port: int, *,
+                    s2s: dict | None = None, cert_ca: trustme.CA | None = None,
+                    hosts: bool = True, **extra):
+    """A Salon for `domain` (salon.test or salon2.test) on its loopback address, s2s on `port`
+    (direct TLS on the next one), trusting `ca`, with a certificate from `cert_ca` (default:
+    `ca`). `hosts`: both Salons' names at `port` in `s2s.hosts`, so that each finds the other
+    without DNS (the override names the host, which the system resolver finds in /etc/hosts).
+    `s2s` adds to or replaces the [s2s] keys."""
+    ensure_hosts()
+    base = tmp_path_factory.mktemp(f"{name}-certs")
+    ca_file = base / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    settings = {"ca_file": str(ca_file), "dns_timeout_seconds": 1}
+    if hosts:
+        settings["hosts"] = {n: f"{n}:{port}" for d in ADDRESSES for n in names(d)}
+    settings.update(s2s or {})
+    return salon(tmp_path_factory, name, domain, ADDRESSES[domain],
+                 write_cert(cert_ca or ca, domain, base / "cert"), settings, port=port, **extra)
+
+
+@contextlib.contextmanager
+def federated_pair(tmp_path_factory, ca: trustme.CA, name: str, port: int, *,
+                   one: dict | None = None, two: dict | None = None):
+    """salon.test and salon2.test on `port` (see `federated_salon`), stopped on the way out.
+    `one` and `two`: keyword arguments of `federated_salon` for each."""
+    first = federated_salon(tmp_path_factory, ca, f"{name}1", "salon.test", port, **(one or {}))
+    try:
+        second = federated_salon(tmp_path_factory, ca, f"{name}2", "salon2.test", port,
+                                 **(two or {}))
+        try:
+            yield first, second
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
 @pytest.fixture(scope="module")
 def ca():
     return trustme.CA()
@@ -95,26 +116,24 @@ def ca():
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, ca):
-    """Both servers trust the same CA and require valid certificates (the default)."""
-    ensure_hosts()
-    base = tmp_path_factory.mktemp("fedcerts")
-    ca_file = base / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    # Port 5469 rather than 5269, where the Prosody/ejabberd tests run Salon: the override
-    # names the host, which the system resolver finds in /etc/hosts.
-    hosts = {name: f"{name}:5469" for d in ("salon.test", "salon2.test") for name in names(d)}
-    s2s = {"ca_file": str(ca_file), "dns_timeout_seconds": 1, "hosts": hosts}
-    one = salon(tmp_path_factory, "fed1", "salon.test", "127.0.0.10",
-                write_cert(ca, "salon.test", base / "one"), s2s, port=5469, metrics=True)
-    two = salon(tmp_path_factory, "fed2", "salon2.test", "127.0.0.13",
-                write_cert(ca, "salon2.test", base / "two"), s2s, port=5469)
-    yield one, two
-    one.stop()
-    two.stop()
+    """Both servers trust the same CA and require valid certificates (the default). Port 5469
+    rather than 5269, where the Prosody/ejabberd tests run Salon."""
+    with federated_pair(tmp_path_factory, ca, "fed", 5469, one={"metrics": True}) as servers:
+        yield servers
 
 
 async def login(cs, server, jid, password):
     return await cs.login(server, f"{jid}/r{uid()}", password, mech="SCRAM-SHA-256")
+
+
+async def create_room(owner: Client, room: str, nick: str):
+    """A plain join creates the room; its owner accepts the default configuration (an instant
+    room, XEP-0045 §10.1.2), which unlocks it."""
+    owner.x.send_presence(pto=f"{room}/{nick}")
+    await owner.wait_presence(lambda p: str(p["from"]) == f"{room}/{nick}", timeout=15)
+    resp = await owner.iq("set", room, "<query xmlns='http://jabber.org/protocol/muc#owner'>"
+                                       "<x xmlns='jabber:x:data' type='submit'/></query>")
+    assert resp["type"] == "result", resp
 
 
 async def roster_items(c: Client) -> dict:
@@ -209,11 +228,7 @@ async def test_remote_user_in_a_room(pair):
     room = f"fed{uid()}@rooms.salon.test"
     async with Clients() as cs:
         alice = await login(cs, one, a_jid, a_pw)
-        alice.x.send_presence(pto=f"{room}/alice", pstatus="", ptype=None)
-        # A plain join creates the room; owners get a locked room to configure (instant room).
-        await alice.wait_presence(lambda p: str(p["from"]) == f"{room}/alice", timeout=15)
-        await alice.iq("set", room, "<query xmlns='http://jabber.org/protocol/muc#owner'>"
-                                     "<x xmlns='jabber:x:data' type='submit'/></query>")
+        await create_room(alice, room, "alice")
         alice.x.send_message(mto=room, mbody="before bob", mtype="groupchat")
         await alice.wait_message(lambda m: m["body"] == "before bob", timeout=15)
 
@@ -440,13 +455,9 @@ async def test_srv_records_are_followed_in_priority_order(pair, ca, tmp_path_fac
     dns = TinySrvResponder({
         "_xmpp-server._tcp.salon2.test": [(10, 0, 5999, "salon2.test"), (20, 0, 5469, "salon2.test")],
     })
-    base = tmp_path_factory.mktemp("fedsrv")
-    ca_file = base / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    three = salon(tmp_path_factory, "fedsrv", "salon.test", "127.0.0.10",
-                  write_cert(ca, "salon.test", base / "cert"),
-                  {"ca_file": str(ca_file), "dns_timeout_seconds": 2,
-                   "nameserver": f"127.0.0.1:{dns.port}"}, port=5569)
+    three = federated_salon(tmp_path_factory, ca, "fedsrv", "salon.test", 5569, hosts=False,
+                            s2s={"dns_timeout_seconds": 2,
+                                 "nameserver": f"127.0.0.1:{dns.port}"})
     try:
         (a_jid, a_pw), (b_jid, b_pw) = three.new_user("va"), two.new_user("vb")
         async with Clients() as cs:
@@ -467,29 +478,15 @@ async def test_srv_records_are_followed_in_priority_order(pair, ca, tmp_path_fac
 
 def untrusted_pair(tmp_path_factory, ca, salon_policy: str):
     """salon.test does not trust salon2.test's certificate (another CA); salon2.test trusts
-    salon.test's. Side ports (5369) and a hosts override keep them apart from `pair`."""
-    ensure_hosts()
-    base = tmp_path_factory.mktemp("fedpolicy")
-    ca_file = base / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    other_ca = trustme.CA()
-    hosts = {name: f"{addr}:5369" for d, addr in (("salon.test", "127.0.0.10"),
-                                                  ("salon2.test", "127.0.0.13"))
-             for name in names(d)}
-    one = salon(tmp_path_factory, "pol1", "salon.test", "127.0.0.10",
-                write_cert(ca, "salon.test", base / "one"),
-                {"ca_file": str(ca_file), "dns_timeout_seconds": 1, "hosts": hosts,
-                 "domain_policy": {"salon2.test": salon_policy}}, port=5369)
-    two = salon(tmp_path_factory, "pol2", "salon2.test", "127.0.0.13",
-                write_cert(other_ca, "salon2.test", base / "two"),
-                {"ca_file": str(ca_file), "dns_timeout_seconds": 1, "hosts": hosts}, port=5369)
-    return one, two
+    salon.test's. Side ports (5369) keep them apart from `pair`."""
+    return federated_pair(tmp_path_factory, ca, "pol", 5369,
+                          one={"s2s": {"domain_policy": {"salon2.test": salon_policy}}},
+                          two={"cert_ca": trustme.CA()})
 
 
 @async_test(timeout=90)
 async def test_dialback_when_the_policy_allows_it(tmp_path_factory, ca):
-    one, two = untrusted_pair(tmp_path_factory, ca, "allow_dialback")
-    try:
+    with untrusted_pair(tmp_path_factory, ca, "allow_dialback") as (one, two):
         (a_jid, a_pw), (b_jid, b_pw) = one.new_user("da"), two.new_user("db")
         async with Clients() as cs:
             alice = await login(cs, one, a_jid, a_pw)
@@ -500,15 +497,11 @@ async def test_dialback_when_the_policy_allows_it(tmp_path_factory, ca):
             await bob.wait_message(lambda m: m["body"] == "and back", timeout=30)
         # salon.test verified salon2.test by dialback, not by its certificate.
         assert re.search(r"method=\S*dialback", one.log_text()), one.log_text()[-3000:]
-    finally:
-        one.stop()
-        two.stop()
 
 
 @async_test(timeout=90)
 async def test_refused_when_the_policy_requires_a_valid_certificate(tmp_path_factory, ca):
-    one, two = untrusted_pair(tmp_path_factory, ca, "require_valid_certificate")
-    try:
+    with untrusted_pair(tmp_path_factory, ca, "require_valid_certificate") as (one, two):
         (a_jid, a_pw), (b_jid, b_pw) = one.new_user("na"), two.new_user("nb")
         async with Clients() as cs:
             alice = await login(cs, one, a_jid, a_pw)
@@ -521,35 +514,20 @@ async def test_refused_when_the_policy_requires_a_valid_certificate(tmp_path_fac
             assert stanza_error_condition(err.xml) == "remote-server-not-found", err
             await asyncio.sleep(0.5)
             assert not [m for m in alice.messages if m["body"] == "let me in"]
-    finally:
-        one.stop()
-        two.stop()
 
 
 @async_test(timeout=90)
 async def test_occupants_of_a_vanished_server_leave_the_room(tmp_path_factory, ca):
     """When a remote occupant's server goes away, the room's next message to it bounces
     (remote-server-not-found) and the room removes the ghost, telling the others."""
-    ensure_hosts()
-    base = tmp_path_factory.mktemp("fedghost")
-    ca_file = base / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    hosts = {name: f"{name}:5769" for d in ("salon.test", "salon2.test") for name in names(d)}
-    s2s = {"ca_file": str(ca_file), "dns_timeout_seconds": 1, "hosts": hosts,
-           "connect_timeout_seconds": 5}
-    one = salon(tmp_path_factory, "ghost1", "salon.test", "127.0.0.10",
-                write_cert(ca, "salon.test", base / "one"), s2s, port=5769)
-    two = salon(tmp_path_factory, "ghost2", "salon2.test", "127.0.0.13",
-                write_cert(ca, "salon2.test", base / "two"), s2s, port=5769)
-    try:
+    with federated_pair(tmp_path_factory, ca, "ghost", 5769,
+                        one={"s2s": {"connect_timeout_seconds": 5}},
+                        two={"s2s": {"connect_timeout_seconds": 5}}) as (one, two):
         (a_jid, a_pw), (b_jid, b_pw) = one.new_user("ga"), two.new_user("gb")
         room = f"ghost{uid()}@rooms.salon.test"
         async with Clients() as cs:
             alice = await login(cs, one, a_jid, a_pw)
-            alice.x.send_presence(pto=f"{room}/alice")
-            await alice.wait_presence(lambda p: str(p["from"]) == f"{room}/alice", timeout=15)
-            await alice.iq("set", room, "<query xmlns='http://jabber.org/protocol/muc#owner'>"
-                                         "<x xmlns='jabber:x:data' type='submit'/></query>")
+            await create_room(alice, room, "alice")
             bob = await login(cs, two, b_jid, b_pw)
             join = bob.x.make_presence(pto=f"{room}/bob")
             join.append(ET.Element(f"{{{NS_MUC}}}x"))
@@ -563,20 +541,12 @@ async def test_occupants_of_a_vanished_server_leave_the_room(tmp_path_factory, c
                 lambda p: str(p["from"]) == f"{room}/bob" and p["type"] == "unavailable",
                 timeout=30,
             )
-    finally:
-        one.stop()
-        two.stop()
 
 
 @async_test(timeout=60)
 async def test_blocked_domains_are_refused_both_ways(tmp_path_factory, ca):
-    ensure_hosts()
-    base = tmp_path_factory.mktemp("fedblock")
-    ca_file = base / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    one = salon(tmp_path_factory, "block1", "salon.test", "127.0.0.10",
-                write_cert(ca, "salon.test", base / "one"),
-                {"ca_file": str(ca_file), "blocked_domains": ["evil.test"]}, port=5869)
+    one = federated_salon(tmp_path_factory, ca, "block", "salon.test", 5869, hosts=False,
+                          s2s={"blocked_domains": ["evil.test"]})
     try:
         a_jid, a_pw = one.new_user("ba")
         async with Clients() as cs:
@@ -616,11 +586,11 @@ async def test_mediated_invite_reaches_a_user_on_the_other_salon(pair):
     room = f"inv{uid()}@rooms.salon.test"
     async with Clients() as cs:
         alice = await login(cs, one, a_jid, a_pw)
-        alice.x.send_presence(pto=f"{room}/alice", pstatus="", ptype=None)
-        await alice.wait_presence(lambda p: str(p["from"]) == f"{room}/alice", timeout=15)
-        await alice.iq("set", room, "<query xmlns='http://jabber.org/protocol/muc#owner'>"
-                                     "<x xmlns='jabber:x:data' type='submit'/></query>")
+        await create_room(alice, room, "alice")
         bob = await login(cs, two, b_jid, b_pw)
+        # The invitation has no body, so it is not kept offline: bob's server must have taken
+        # his initial presence first (his session handles its stanzas in order).
+        await bob.ping_server()
         alice.x.send_raw(f"<message to='{room}'><x xmlns='{NS_MUC_USER}'>"
                          f"<invite to='{b_jid}'><reason>come</reason></invite></x></message>")
         got = await bob.wait_message(
@@ -648,3 +618,76 @@ async def test_vcard_of_a_user_on_the_other_salon(pair):
             assert resp["type"] == "result", resp
             fn = resp.xml.find(f"{{{NS_VCARD}}}vCard/{{{NS_VCARD}}}FN")
             assert fn is not None and fn.text == name, resp
+
+
+@async_test(timeout=90)
+async def test_a_bad_key_for_another_domain_costs_only_that_pair(pair, ca, tmp_path_factory):
+    """XEP-0220 §8 from the receiving side: on a stream authenticated for forger.test (SASL
+    EXTERNAL), a `<db:result/>` for rooms.salon2.test is verified with salon2.test (the
+    authoritative server, which says invalid) and refused with a `<forbidden/>` dialback error
+    (§2.5); the stream and its forger.test pair stay, and rooms.salon2.test may not send on it."""
+    _one, _two = pair  # salon2.test answers as the authoritative server
+    three = federated_salon(tmp_path_factory, ca, "fedmux", "salon.test", 5669, hosts=False,
+                            s2s={"hosts": {"rooms.salon2.test": "salon2.test:5469"},
+                                 "domain_policy": {"rooms.salon2.test": "allow_dialback"}})
+    try:
+        a_jid, a_pw = three.new_user("ma")
+        async with Clients() as cs:
+            alice = await login(cs, three, a_jid, a_pw)
+            loop = asyncio.get_running_loop()
+            tls, read = await loop.run_in_executor(
+                None, lambda: raw_s2s("127.0.0.10", "salon.test", "forger.test", ca,
+                                      "forger.test", port=5669))
+            try:
+                tls.sendall(b"<db:result from='rooms.salon2.test' to='salon.test'>"
+                            b"0123456789abcdef</db:result>")
+                answer = await loop.run_in_executor(None, read, b"</db:result>")
+                assert b"type='error'" in answer and b"forbidden" in answer, answer
+                # The stream goes on for the pair it authenticated ...
+                tls.sendall(f"<message xmlns='jabber:server' from='fred@forger.test/x' "
+                            f"to='{a_jid}' type='chat'><body>still here</body></message>".encode())
+                got = await alice.wait_message(lambda m: m["body"] == "still here", timeout=15)
+                assert str(got["from"]) == "fred@forger.test/x", got
+                # ... and refuses the one it did not.
+                tls.sendall(f"<message xmlns='jabber:server' from='x@rooms.salon2.test/y' "
+                            f"to='{a_jid}' type='chat'><body>smuggled</body></message>".encode())
+                closing = await loop.run_in_executor(None, read, b"</stream:stream>")
+                assert b"invalid-from" in closing, closing
+            finally:
+                tls.close()
+            assert not [m for m in alice.messages if m["body"] == "smuggled"]
+    finally:
+        three.stop()
+
+
+def test_quiet_incoming_streams_get_keepalives_then_close(ca, tmp_path_factory):
+    """An authenticated incoming stream that carries nothing gets a whitespace keepalive every
+    `keepalive_seconds` (RFC 6120 §4.6.4), so that a dead connection is noticed, and is closed
+    after `idle_timeout_seconds` without a stanza from the peer (it reconnects on demand)."""
+    three = federated_salon(tmp_path_factory, ca, "fedalive", "salon.test", 5689, hosts=False,
+                            s2s={"keepalive_seconds": 1, "idle_timeout_seconds": 10})
+    try:
+        tls, _read = raw_s2s("127.0.0.10", "salon.test", "quiet.test", ca, "quiet.test",
+                             port=5689)
+        started = time.monotonic()
+        tls.settimeout(20)
+        received = b""
+        spaces_at = []
+        try:
+            while b"</stream:stream>" not in received and time.monotonic() - started < 20:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                if chunk.strip() == b"" and b" " in chunk:
+                    spaces_at.append(time.monotonic() - started)
+                received += chunk
+        finally:
+            tls.close()
+        closed_after = time.monotonic() - started
+        assert b"</stream:stream>" in received, received
+        # About one space a second while quiet (at least a few, not a flood).
+        assert 4 <= len(spaces_at) <= 15, (spaces_at, received)
+        assert 8 <= closed_after <= 15, f"closed after {closed_after:.1f}s"
+        assert "closing idle incoming stream" in three.log_text()
+    finally:
+        three.stop()

@@ -19,7 +19,7 @@ import pytest
 import trustme
 
 from helpers import Clients, async_test, uid
-from test_federation_salon import ensure_hosts, login, raw_s2s, salon, write_cert
+from test_federation_salon import federated_salon, login, raw_s2s
 
 PEER = "probe.test"
 PEER_PORT = 5479
@@ -169,16 +169,11 @@ def ca():
 
 @pytest.fixture(scope="module")
 def one(tmp_path_factory, ca):
-    ensure_hosts()
-    base = tmp_path_factory.mktemp("fediq")
-    ca_file = base / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    s2s = {"ca_file": str(ca_file), "dns_timeout_seconds": 1,
-           "hosts": {PEER: f"127.0.0.1:{PEER_PORT}"},
-           # Quiet outgoing streams are pinged after 2 s and closed 2 s after an unanswered ping.
-           "ping_after_idle_seconds": 2, "ping_timeout_seconds": 2}
-    server = salon(tmp_path_factory, "fediq", "salon.test", "127.0.0.10",
-                   write_cert(ca, "salon.test", base / "one"), s2s, port=5489)
+    server = federated_salon(tmp_path_factory, ca, "fediq", "salon.test", 5489, hosts=False, s2s={
+        "hosts": {PEER: f"127.0.0.1:{PEER_PORT}"},
+        # Quiet outgoing streams are pinged after 2 s and closed 2 s after an unanswered ping.
+        "ping_after_idle_seconds": 2, "ping_timeout_seconds": 2,
+    })
     yield server
     server.stop()
 

@@ -20,7 +20,7 @@ pub struct TestServer {
 /// Distinct free ports on 127.0.0.1: all are held open until every one is chosen, because a
 /// port closed at once can be handed out again by the next bind (and `salon` refuses two
 /// listeners on one port).
-fn free_ports<const N: usize>() -> [SocketAddr; N] {
+pub fn free_ports<const N: usize>() -> [SocketAddr; N] {
     let listeners: Vec<TcpListener> = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
         .collect();
@@ -34,22 +34,29 @@ pub fn salon_bin() -> &'static str {
 impl TestServer {
     /// Start a server; `extra` is appended to the generated TOML.
     pub fn start(extra: &str) -> TestServer {
+        TestServer::start_domain("localhost", "", extra)
+    }
+
+    /// Start a server for `domain` (its guests on anon.DOMAIN, rooms on rooms.DOMAIN);
+    /// `listen` adds lines to `[listen]` (an s2s listener), `extra` is appended to the TOML.
+    pub fn start_domain(domain: &str, listen: &str, extra: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let [c2s, c2s_tls, http] = free_ports();
         let config = dir.path().join("salon.toml");
         let mut file = std::fs::File::create(&config).expect("write config");
         write!(
             file,
-            r#"domain = "localhost"
+            r#"domain = "{domain}"
 data_dir = "{data}"
 [listen]
 c2s = "{c2s}"
 c2s_direct_tls = "{c2s_tls}"
 http = "{http}"
+{listen}
 [anonymous]
-domain = "anon.localhost"
+domain = "anon.{domain}"
 [muc]
-domain = "rooms.localhost"
+domain = "rooms.{domain}"
 {extra}
 "#,
             data = dir.path().join("data").display(),

@@ -40,6 +40,10 @@ pub struct S2sConfig {
     pub ping_after_idle_seconds: u64,
     /// Seconds a ping waits for its answer before the stream is closed as dead.
     pub ping_timeout_seconds: u64,
+    /// Seconds without anything written on an authenticated incoming stream before a
+    /// whitespace keepalive (RFC 6120 §4.6.4); also how long written bytes may stay
+    /// unacknowledged by the peer's TCP, twice over, before the connection counts as dead.
+    pub keepalive_seconds: u64,
     /// Stanzas held per remote domain while its stream is being set up.
     pub queue_stanzas: usize,
     /// Largest stanza accepted from a remote server, in bytes.
@@ -71,6 +75,7 @@ impl Default for S2sConfig {
             idle_timeout_seconds: 600,
             ping_after_idle_seconds: 120,
             ping_timeout_seconds: 30,
+            keepalive_seconds: 60,
             queue_stanzas: 256,
             max_stanza_bytes: 256 * 1024,
             stanzas_per_second: 1000,
@@ -124,12 +129,13 @@ impl S2sConfig {
             out.push_str(&format!("s2s.hosts.{domain:?} = {host:?}\n"));
         }
         out.push_str(&format!(
-            "s2s.dns_timeout_seconds = {}\ns2s.connect_timeout_seconds = {}\ns2s.idle_timeout_seconds = {}\ns2s.ping_after_idle_seconds = {}\ns2s.ping_timeout_seconds = {}\ns2s.queue_stanzas = {}\ns2s.max_stanza_bytes = {}\ns2s.stanzas_per_second = {}\ns2s.max_incoming_per_domain = {}\ns2s.max_incoming = {}\ns2s.max_outgoing = {}\n",
+            "s2s.dns_timeout_seconds = {}\ns2s.connect_timeout_seconds = {}\ns2s.idle_timeout_seconds = {}\ns2s.ping_after_idle_seconds = {}\ns2s.ping_timeout_seconds = {}\ns2s.keepalive_seconds = {}\ns2s.queue_stanzas = {}\ns2s.max_stanza_bytes = {}\ns2s.stanzas_per_second = {}\ns2s.max_incoming_per_domain = {}\ns2s.max_incoming = {}\ns2s.max_outgoing = {}\n",
             self.dns_timeout_seconds,
             self.connect_timeout_seconds,
             self.idle_timeout_seconds,
             self.ping_after_idle_seconds,
             self.ping_timeout_seconds,
+            self.keepalive_seconds,
             self.queue_stanzas,
             self.max_stanza_bytes,
             self.stanzas_per_second,
@@ -216,6 +222,12 @@ impl S2sConfig {
             (
                 "s2s.ping_timeout_seconds",
                 self.ping_timeout_seconds as usize,
+                1,
+                3_600,
+            ),
+            (
+                "s2s.keepalive_seconds",
+                self.keepalive_seconds as usize,
                 1,
                 3_600,
             ),

@@ -24,6 +24,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the authoritative server said of a key (XEP-0220 §2.2), or why it said nothing (the
+/// dialback error condition of §2.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    Failed(&'static str),
+}
+
 /// As the receiving server: ask `remote`'s authoritative server, on a stream of its own,
 /// whether `key` is what it gave for `local` on our stream `stream_id` (XEP-0220 §2.2).
 pub async fn verify_with_authority(
@@ -32,10 +41,17 @@ pub async fn verify_with_authority(
     remote: String,
     stream_id: String,
     key: String,
-) -> bool {
+) -> Verdict {
     let timeout = std::time::Duration::from_secs(s2s.config.connect_timeout_seconds);
     let asked = async {
-        let mut connected = outgoing::connect(&s2s, &local, &remote).await.ok()?;
+        let mut connected = match outgoing::connect(&s2s, &local, &remote).await {
+            Ok(connected) => connected,
+            Err(outgoing::Failure::NotFound(why)) => {
+                tracing::info!(%remote, reason = %why, "s2s: dialback verification: its server cannot be reached");
+                return Err("remote-connection-failed");
+            }
+            Err(outgoing::Failure::Timeout(_)) => return Err("remote-server-timeout"),
+        };
         let verify = format!(
             "<db:verify from='{}' to='{}' id='{}'>{}</db:verify>",
             salon_xml::escape(&local),
@@ -43,26 +59,34 @@ pub async fn verify_with_authority(
             salon_xml::escape(&stream_id),
             salon_xml::escape(&key)
         );
-        connected.stream.send(verify.as_bytes()).await.ok()?;
+        let lost = "remote-server-timeout";
+        connected
+            .stream
+            .send(verify.as_bytes())
+            .await
+            .map_err(|_| lost)?;
         loop {
-            let salon_xml::StreamEvent::Stanza(answer) = connected.stream.next().await.ok()? else {
+            let salon_xml::StreamEvent::Stanza(answer) =
+                connected.stream.next().await.map_err(|_| lost)?
+            else {
                 continue;
             };
             if answer.is("verify", DIALBACK) && answer.attr("id") == Some(stream_id.as_str()) {
                 connected.stream.close(None).await;
-                return Some(answer.attr("type") == Some("valid"));
+                return Ok(answer.attr("type") == Some("valid"));
             }
         }
     };
     match tokio::time::timeout(timeout, asked).await {
-        Ok(Some(valid)) => valid,
-        Ok(None) => {
-            tracing::info!(%remote, "s2s: dialback verification failed: no answer from its server");
-            false
+        Ok(Ok(true)) => Verdict::Valid,
+        Ok(Ok(false)) => Verdict::Invalid,
+        Ok(Err(condition)) => {
+            tracing::info!(%remote, %condition, "s2s: dialback verification failed: no answer from its server");
+            Verdict::Failed(condition)
         }
         Err(_) => {
             tracing::info!(%remote, "s2s: dialback verification timed out");
-            false
+            Verdict::Failed("remote-server-timeout")
         }
     }
 }

@@ -5,8 +5,9 @@
 //! We also answer `<db:verify/>` for keys we handed out, on any stream. A stanza is accepted
 //! only from a domain authenticated on this stream to one of ours; anything else ends the stream.
 
+use super::dialback::{self, Verdict};
 use super::stream::{self, XmlStream, DIALBACK, SASL_NS, SERVER, TLS_NS};
-use super::{dialback, S2s};
+use super::S2s;
 use crate::config::S2sPolicy;
 use crate::server::Server;
 use crate::stanza::ns;
@@ -42,6 +43,10 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
             continue;
         }
         let _ = socket.set_nodelay(true);
+        stream::give_up_unacknowledged_after(
+            &socket,
+            Duration::from_secs(2 * s2s.config.keepalive_seconds),
+        );
         let s2s = s2s.clone();
         tokio::spawn(async move {
             let mut stream = XmlStream::new(socket, peer, s2s.config.max_stanza_bytes);
@@ -65,8 +70,8 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
     }
 }
 
-/// A dialback verification finished: (remote, local, valid).
-type Verified = (String, String, bool);
+/// A dialback verification finished: (remote, local, what the authority said).
+type Verified = (String, String, Verdict);
 
 struct Incoming {
     s2s: Arc<S2s>,
@@ -127,20 +132,25 @@ impl Incoming {
     async fn run(&mut self) {
         let auth_timeout = Duration::from_secs(self.s2s.config.connect_timeout_seconds);
         let idle = Duration::from_secs(self.s2s.config.idle_timeout_seconds);
+        let keepalive = Duration::from_secs(self.s2s.config.keepalive_seconds);
         let started = tokio::time::Instant::now();
+        // When the peer last sent something: whitespace keepalives and our own writes do not
+        // count (a stream that carries nothing is closed; the peer reconnects on demand).
+        let mut last_heard = started;
         loop {
             // Unauthenticated streams get little time (a dialback verification stream says what
             // it has to say at once); authenticated ones are closed when idle.
             let deadline = if self.authenticated.is_empty() {
                 started + auth_timeout * 2
             } else {
-                tokio::time::Instant::now() + idle
+                last_heard + idle
             };
+            let keepalive_due = self.stream.last_write + keepalive;
             let event = tokio::select! {
                 event = self.stream.next() => event,
-                Some((remote, local, valid)) = self.verified_rx.recv() => {
+                Some((remote, local, verdict)) = self.verified_rx.recv() => {
                     self.pending_verifications -= 1;
-                    if !self.dialback_answer(&remote, &local, valid).await {
+                    if !self.dialback_answer(&remote, &local, verdict).await {
                         return;
                     }
                     continue;
@@ -149,11 +159,23 @@ impl Incoming {
                     if self.authenticated.is_empty() {
                         self.fail("connection-timeout", "not authenticated in time").await;
                     } else {
+                        tracing::info!(peer = %self.stream.peer, remote = ?self.remote, "s2s: closing idle incoming stream");
                         self.stream.close(None).await;
                     }
                     return;
                 }
+                // RFC 6120 §4.6.4: a single space after a quiet spell, so that a dead
+                // connection is noticed (a write that cannot go out, or TCP giving up on it).
+                _ = tokio::time::sleep_until(keepalive_due), if !self.authenticated.is_empty() => {
+                    let sent = tokio::time::timeout(keepalive, self.stream.send(b" ")).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        tracing::info!(peer = %self.stream.peer, remote = ?self.remote, "s2s: incoming connection dead (keepalive not written); closing");
+                        return;
+                    }
+                    continue;
+                }
             };
+            last_heard = tokio::time::Instant::now();
             let keep_going = match event {
                 Ok(StreamEvent::StreamOpen {
                     namespace,
@@ -396,7 +418,7 @@ impl Incoming {
         // Over TLS with a certificate that names the domain, the key need not be checked
         // (XEP-0220 §2.5: dialback over a verified TLS session).
         if self.certificate_names(&remote).is_ok() {
-            return self.dialback_answer(&remote, &local, true).await;
+            return self.dialback_answer(&remote, &local, Verdict::Valid).await;
         }
         if policy != S2sPolicy::AllowDialback {
             tracing::info!(peer = %self.stream.peer, %remote, "s2s: dialback refused: policy requires a valid certificate");
@@ -415,33 +437,51 @@ impl Incoming {
             request.text().trim().to_string(),
         );
         tokio::spawn(async move {
-            let valid =
+            let verdict =
                 dialback::verify_with_authority(s2s, local.clone(), remote.clone(), id, key).await;
-            let _ = tx.send((remote, local, valid)).await;
+            let _ = tx.send((remote, local, verdict)).await;
         });
         true
     }
 
-    async fn dialback_answer(&mut self, remote: &str, local: &str, valid: bool) -> bool {
-        if valid {
-            if !self.admit(remote).await {
-                return false;
+    /// Tell the peer what became of its `<db:result/>` for (remote, local). An invalid key
+    /// on a stream with no other authenticated pair ends it (XEP-0220 §2.4); on a stream that
+    /// carries other pairs it costs only this pair, as a `<forbidden/>` dialback error (§2.5).
+    async fn dialback_answer(&mut self, remote: &str, local: &str, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Valid => {
+                if !self.admit(remote).await {
+                    return false;
+                }
+                tracing::info!(peer = %self.stream.peer, %remote, %local, method = "dialback", pairs = self.authenticated.len() + 1, "s2s: incoming stream authenticated");
+                self.s2s
+                    .count(|m| m.s2s_authenticated("incoming", "dialback"));
+                self.authenticated
+                    .insert((remote.to_string(), local.to_string()));
             }
-            tracing::info!(peer = %self.stream.peer, %remote, %local, method = "dialback", "s2s: incoming stream authenticated");
-            self.s2s
-                .count(|m| m.s2s_authenticated("incoming", "dialback"));
-            self.authenticated
-                .insert((remote.to_string(), local.to_string()));
-        } else {
-            tracing::info!(peer = %self.stream.peer, %remote, %local, "s2s: dialback key invalid");
+            Verdict::Invalid if !self.authenticated.is_empty() => {
+                tracing::info!(peer = %self.stream.peer, %remote, %local, "s2s: dialback key invalid; the stream's other domain pairs stay");
+                return self.dialback_error(remote, local, "forbidden").await;
+            }
+            Verdict::Invalid => {
+                tracing::info!(peer = %self.stream.peer, %remote, %local, "s2s: dialback key invalid; closing the stream");
+            }
+            Verdict::Failed(condition) => {
+                return self.dialback_error(remote, local, condition).await;
+            }
         }
+        let valid = verdict == Verdict::Valid;
         let answer = format!(
             "<db:result from='{}' to='{}' type='{}'/>",
             salon_xml::escape(local),
             salon_xml::escape(remote),
             if valid { "valid" } else { "invalid" }
         );
-        self.stream.send(answer.as_bytes()).await.is_ok()
+        let sent = self.stream.send(answer.as_bytes()).await.is_ok();
+        if !valid {
+            self.stream.close(None).await;
+        }
+        sent && valid
     }
 
     async fn dialback_error(&mut self, remote: &str, local: &str, condition: &str) -> bool {

@@ -6,12 +6,14 @@
 //!
 //! Files: `stream.rs` (XML over TCP/TLS), `dns.rs` (where a domain's server is), `cert.rs`
 //! (certificate checks and TLS settings), `dialback.rs` (keys and verification), `outgoing.rs`
-//! (connecting, authenticating, the per-domain queue), `incoming.rs` (the listener).
+//! (connecting, authenticating, the per-domain queue), `multiplex.rs` (other local domains on
+//! an authenticated outgoing stream, XEP-0220 §8), `incoming.rs` (the listener).
 
 pub mod cert;
 pub mod dialback;
 pub mod dns;
 pub mod incoming;
+pub mod multiplex;
 pub mod outgoing;
 pub mod stream;
 
@@ -61,6 +63,9 @@ pub struct S2s {
     /// The secret dialback keys are made from (XEP-0220 §4), new at every start.
     secret: [u8; 32],
     links: DashMap<(String, String), Link>,
+    /// Per remote domain, an authenticated outgoing stream that carries other local domains
+    /// too (XEP-0220 §8 multiplexing); one at a time.
+    pub(crate) carriers: DashMap<String, multiplex::Carrier>,
     /// For SRV lookups (`dns.rs`).
     resolver: Option<hickory_resolver::TokioResolver>,
     next_link: AtomicU64,
@@ -93,6 +98,7 @@ pub fn install(server: &Arc<Server>) -> anyhow::Result<()> {
         certificates,
         secret,
         links: DashMap::new(),
+        carriers: DashMap::new(),
         next_link: AtomicU64::new(1),
         incoming: Default::default(),
         incoming_per_domain: DashMap::new(),

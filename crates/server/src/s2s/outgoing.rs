@@ -6,6 +6,7 @@
 //! be reached or refuses us, `remote-server-timeout` when it does not answer in time.
 
 use super::dns;
+use super::multiplex::{self, Multiplexer};
 use super::stream::{self, XmlStream, DIALBACK, SASL_NS, SERVER, TLS_NS};
 use super::{Queued, S2s};
 use crate::config::S2sPolicy;
@@ -112,6 +113,10 @@ async fn connect_target(
         )));
     };
     let _ = socket.set_nodelay(true);
+    stream::give_up_unacknowledged_after(
+        &socket,
+        Duration::from_secs(2 * s2s.config.keepalive_seconds),
+    );
     let mut stream = XmlStream::new(socket, address, s2s.config.max_stanza_bytes);
     let tls_error = |e: std::io::Error| Failure::NotFound(format!("TLS failed: {e}"));
     if target.direct_tls {
@@ -217,9 +222,19 @@ fn describe(error: &Element) -> String {
         .join(" ")
 }
 
+/// An authenticated outgoing stream.
+struct Established {
+    stream: XmlStream,
+    /// The id of the peer's latest stream header (keys of multiplexed pairs are bound to it).
+    stream_id: String,
+    /// Whether the peer handles dialback errors, so that other local domains may ask to use
+    /// this stream (XEP-0220 §8.2).
+    multiplexable: bool,
+}
+
 /// Connect and authenticate `local` to `remote`: SASL EXTERNAL when the peer offers it, else
 /// dialback when the policy and the peer allow it.
-async fn establish(s2s: &S2s, local: &str, remote: &str) -> Result<XmlStream, Failure> {
+async fn establish(s2s: &S2s, local: &str, remote: &str) -> Result<Established, Failure> {
     let policy = s2s.policy(remote);
     let mut connected = connect(s2s, local, remote).await?;
     if let Err(why) = &connected.certificate_valid {
@@ -247,10 +262,16 @@ async fn establish(s2s: &S2s, local: &str, remote: &str) -> Result<XmlStream, Fa
         let answer = next_element(stream).await?;
         if answer.is("success", SASL_NS) {
             stream.restart();
-            open(stream, local, remote).await?;
+            let (stream_id, features) = open(stream, local, remote).await?;
             tracing::info!(%local, %remote, method = "SASL EXTERNAL", "s2s: outgoing stream authenticated");
             s2s.count(|m| m.s2s_authenticated("outgoing", "sasl_external"));
-            return Ok(connected.stream);
+            let multiplexable = multiplex::peer_handles_errors(&features)
+                || multiplex::peer_handles_errors(&connected.features);
+            return Ok(Established {
+                stream: connected.stream,
+                stream_id,
+                multiplexable,
+            });
         }
         tracing::info!(%local, %remote, answer = %describe(&answer), "s2s: SASL EXTERNAL refused; trying dialback");
     }
@@ -271,7 +292,11 @@ async fn establish(s2s: &S2s, local: &str, remote: &str) -> Result<XmlStream, Fa
             Some("valid") => {
                 tracing::info!(%local, %remote, method = "dialback", "s2s: outgoing stream authenticated");
                 s2s.count(|m| m.s2s_authenticated("outgoing", "dialback"));
-                Ok(connected.stream)
+                Ok(Established {
+                    multiplexable: multiplex::peer_handles_errors(&connected.features),
+                    stream: connected.stream,
+                    stream_id: connected.stream_id,
+                })
             }
             other => Err(Failure::NotFound(format!(
                 "it did not accept our dialback key ({})",
@@ -290,6 +315,12 @@ pub async fn run_link(
     remote: String,
     mut queue: mpsc::Receiver<Queued>,
 ) {
+    // Another of our domains may already have an authenticated stream to `remote` that will
+    // carry this pair too (XEP-0220 §8.1): one connection fewer.
+    if let Some(carried) = multiplex::attach(&s2s, &local, &remote).await {
+        forward(s2s, id, local, remote, queue, carried).await;
+        return;
+    }
     let timeout = Duration::from_secs(s2s.config.connect_timeout_seconds);
     let established = match tokio::time::timeout(timeout, establish(&s2s, &local, &remote)).await {
         Ok(result) => result,
@@ -298,8 +329,12 @@ pub async fn run_link(
             timeout.as_secs()
         ))),
     };
-    let mut stream = match established {
-        Ok(stream) => stream,
+    let Established {
+        mut stream,
+        stream_id,
+        multiplexable,
+    } = match established {
+        Ok(established) => established,
         Err(failure) => {
             tracing::warn!(%local, %remote, error = ?failure, "s2s: cannot reach the remote server");
             s2s.link_ended(&local, &remote, id);
@@ -312,6 +347,8 @@ pub async fn run_link(
         }
     };
     s2s.count(|m| m.s2s_stream("outgoing", 1));
+    let mut mux =
+        multiplexable.then(|| Multiplexer::offer(s2s.clone(), id, &local, &remote, stream_id));
     let idle = Duration::from_secs(s2s.config.idle_timeout_seconds);
     // A quiet stream is checked with a ping (XEP-0199 §4.3) rather than trusted until it idles
     // out: a peer that went away without closing is found, and the stream closed, in bounded time.
@@ -338,11 +375,7 @@ pub async fn run_link(
         tokio::select! {
             item = queue.recv() => {
                 let Some(item) = item else { break };
-                let bytes = match &item {
-                    Queued::Element(element) => stream::to_wire(element),
-                    Queued::Serialized(bytes) => stream::serialized_to_wire(bytes),
-                };
-                if let Err(e) = stream.send(&bytes).await {
+                if let Err(e) = stream.send(&wire(&item)).await {
                     tracing::info!(%local, %remote, error = %e, "s2s: outgoing stream lost");
                     unsent = Some(item);
                     break;
@@ -350,6 +383,28 @@ pub async fn run_link(
                 last_stanza = tokio::time::Instant::now();
                 quiet_since = last_stanza;
             }
+            event = async {
+                match mux.as_mut() {
+                    Some(mux) => mux.next().await,
+                    None => std::future::pending().await,
+                }
+            } => match event {
+                multiplex::Event::Request(request) => {
+                    if let Err(e) = stream.send(request.as_bytes()).await {
+                        tracing::info!(%local, %remote, error = %e, "s2s: outgoing stream lost");
+                        break;
+                    }
+                }
+                multiplex::Event::Stanza(item) => {
+                    if let Err(e) = stream.send(&wire(&item)).await {
+                        tracing::info!(%local, %remote, error = %e, "s2s: outgoing stream lost");
+                        unsent = Some(item);
+                        break;
+                    }
+                    last_stanza = tokio::time::Instant::now();
+                    quiet_since = last_stanza;
+                }
+            },
             answered = async {
                 match ping.as_mut() {
                     Some((_, answer, _)) => answer.await,
@@ -368,6 +423,11 @@ pub async fn run_link(
                 Ok(StreamEvent::Stanza(element)) if element.name() == "error" => {
                     tracing::info!(%local, %remote, error = %describe(&element), "s2s: stream error from peer");
                     break;
+                }
+                Ok(StreamEvent::Stanza(element)) if element.is("result", DIALBACK) => {
+                    if let Some(mux) = mux.as_mut() {
+                        mux.answered(&element);
+                    }
                 }
                 Ok(StreamEvent::StreamClose) | Err(_) => break,
                 Ok(_) => {}
@@ -409,10 +469,70 @@ pub async fn run_link(
     if let Some((ping_id, _, _)) = ping {
         s2s.pending_pings.remove(&ping_id);
     }
-    s2s.link_ended(&local, &remote, id);
+    // Multiplexed pairs' stanzas not yet written go back too; their link tasks end when they
+    // next hand one over.
+    let carried = mux.map(Multiplexer::close).unwrap_or_default();
     s2s.count(|m| m.s2s_stream("outgoing", -1));
     stream.close(None).await;
-    // Stanzas queued after the stream went: bounced, the next one opens a new stream.
+    link_done(
+        &s2s,
+        id,
+        &local,
+        &remote,
+        queue,
+        unsent.into_iter().chain(carried),
+    );
+}
+
+fn wire(item: &Queued) -> Vec<u8> {
+    match item {
+        Queued::Element(element) => stream::to_wire(element),
+        Queued::Serialized(bytes) => stream::serialized_to_wire(bytes),
+    }
+}
+
+/// The link task of a pair multiplexed on another pair's stream: hands its stanzas over until
+/// that stream goes.
+async fn forward(
+    s2s: Arc<S2s>,
+    id: u64,
+    local: String,
+    remote: String,
+    mut queue: mpsc::Receiver<Queued>,
+    carried: multiplex::Carried,
+) {
+    let mut shutdown = s2s
+        .server()
+        .map(|server| server.shutdown_signal())
+        .unwrap_or_else(|| tokio::sync::watch::channel(true).1);
+    let mut unsent = None;
+    loop {
+        tokio::select! {
+            item = queue.recv() => {
+                let Some(item) = item else { break };
+                if let Err(back) = carried.send(item).await {
+                    unsent = Some(back.0);
+                    break;
+                }
+            }
+            _ = carried.closed() => break,
+            _ = crate::service::shutdown_requested(&mut shutdown) => break,
+        }
+    }
+    tracing::debug!(%local, %remote, "s2s: multiplexed domain pair ended with its stream");
+    link_done(&s2s, id, &local, &remote, queue, unsent);
+}
+
+/// The link is gone: forget it and bounce what it still held; the next stanza opens a new one.
+fn link_done(
+    s2s: &S2s,
+    id: u64,
+    local: &str,
+    remote: &str,
+    mut queue: mpsc::Receiver<Queued>,
+    unsent: impl IntoIterator<Item = Queued>,
+) {
+    s2s.link_ended(local, remote, id);
     queue.close();
     let error = StanzaError::new(ErrorType::Wait, StanzaCondition::RemoteServerTimeout)
         .with_text(format!("the stream to {remote} closed"));

@@ -52,6 +52,36 @@ pub struct XmlStream {
     events: VecDeque<StreamEvent>,
     buffer: Box<[u8]>,
     pub peer: SocketAddr,
+    /// When bytes were last written (whitespace keepalives go out after a quiet spell).
+    pub last_write: tokio::time::Instant,
+}
+
+/// Dead connections are noticed: bytes the peer's TCP has not acknowledged within `limit` make
+/// the kernel drop the connection (TCP_USER_TIMEOUT, Linux), so that the next read or write
+/// fails instead of waiting for the default retransmission give-up (about 15 minutes). With
+/// whitespace keepalives (RFC 6120 §4.6.4) there always is something to acknowledge.
+pub fn give_up_unacknowledged_after(socket: &TcpStream, limit: std::time::Duration) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let millis = libc::c_uint::try_from(limit.as_millis()).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: the descriptor belongs to `socket`, alive for the call; the option value is a
+        // c_uint read by the kernel from a pointer to a local of exactly that size.
+        let set = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_USER_TIMEOUT,
+                std::ptr::from_ref(&millis).cast(),
+                std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+            )
+        };
+        if set != 0 {
+            tracing::debug!(error = %io::Error::last_os_error(), "s2s: TCP_USER_TIMEOUT not set");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (socket, limit);
 }
 
 impl XmlStream {
@@ -65,6 +95,7 @@ impl XmlStream {
             events: VecDeque::new(),
             buffer: vec![0u8; 16 * 1024].into_boxed_slice(),
             peer,
+            last_write: tokio::time::Instant::now(),
         }
     }
 
@@ -94,6 +125,7 @@ impl XmlStream {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.last_write = tokio::time::Instant::now();
         match &mut self.io {
             Io::Plain(s) => s.write_all(bytes).await,
             Io::Accepted(s) => {
