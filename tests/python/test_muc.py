@@ -1011,6 +1011,27 @@ async def test_mediated_invitation(server):
 
 
 @async_test
+async def test_invitation_to_an_offline_account_waits_for_its_next_login(server):
+    """A mediated invitation usually has no body; it is still something its addressee would
+    miss, so offline storage keeps it (XEP-0160) and the next login gets it, with a delay."""
+    invitee_account = server.new_user("away")
+    async with Clients() as cs:
+        owner = await muc_login(cs, server)
+        room = new_room(server)
+        await create_room(owner, room, "boss", {})
+        owner.x.send_raw(f"<message to='{room}'><x xmlns='{NS_MUC_USER}'>"
+                         f"<invite to='{invitee_account[0]}'/></x></message>")
+        await owner.ping_server()
+        await asyncio.sleep(0.3)
+        invitee = await muc_login(cs, server, account=invitee_account)
+        m = await invitee.wait_message(
+            lambda m: muc_x(m) is not None and muc_x(m).find(f"{{{NS_MUC_USER}}}invite") is not None,
+            what="the stored invitation")
+        assert attr(m, "from") == room, str(m)
+        assert xml_of(m).find("{urn:xmpp:delay}delay") is not None, f"no delay stamp: {m}"
+
+
+@async_test
 async def test_direct_invitation_routed(server):
     async with Clients() as cs:
         a = await muc_login(cs, server)

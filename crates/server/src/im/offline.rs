@@ -23,6 +23,19 @@ pub fn worth_storing(stanza: &Element) -> bool {
             .children()
             .any(|c| c.name() == "body" || c.name() == "subject")
         || super::encrypted::is_encrypted(stanza)
+        || is_invitation(stanza)
+}
+
+/// A room invitation, mediated (XEP-0045 §7.8.2) or direct (XEP-0249): often without a body,
+/// and something its addressee would miss as much as a chat message.
+fn is_invitation(stanza: &Element) -> bool {
+    stanza.get_child("x", "jabber:x:conference").is_some()
+        || stanza
+            .get_child("x", "http://jabber.org/protocol/muc#user")
+            .is_some_and(|x| {
+                x.get_child("invite", "http://jabber.org/protocol/muc#user")
+                    .is_some()
+            })
 }
 
 /// XEP-0334 message processing hints.
@@ -118,6 +131,15 @@ mod tests {
         )));
         assert!(!worth_storing(&message(
             "<active xmlns='http://jabber.org/protocol/chatstates'/>"
+        )));
+        assert!(worth_storing(&message(
+            "<x xmlns='http://jabber.org/protocol/muc#user'><invite from='a@b'/></x>"
+        )));
+        assert!(worth_storing(&message(
+            "<x xmlns='jabber:x:conference' jid='room@rooms.example'/>"
+        )));
+        assert!(!worth_storing(&message(
+            "<x xmlns='http://jabber.org/protocol/muc#user'><status code='100'/></x>"
         )));
     }
 }
