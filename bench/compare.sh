@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)}
 SERVERS=${SERVERS:-"salon prosody ejabberd"}
-SCENARIOS=${SCENARIOS:-"connect scram chat muc1 muc1busy muc10 ws10"}
+SCENARIOS=${SCENARIOS:-"connect scram chat muc1 muc1busy muc10 ws10 muc1k ws1k wslogins"}
 DURATION=${DURATION:-20}         # seconds of sending per scenario
 SALON_ARCHIVE=${SALON_ARCHIVE:-true}  # Salon's account archives (XEP-0313) on, its default
 DRAIN=${DRAIN:-10}               # seconds to wait for late deliveries
@@ -26,6 +26,11 @@ MUC_N=${MUC_N:-200}
 MUC1_RATE=${MUC1_RATE:-0.125}    # 200 senders x 0.125/s x 200 occupants = 5000 deliveries/s
 MUC1_BUSY_RATE=${MUC1_BUSY_RATE:-0.5} # 200 x 0.5/s x 200 = 20000 deliveries/s
 MUC10_RATE=${MUC10_RATE:-1.25}   # 200 x 1.25/s x 20 occupants = 5000 deliveries/s
+MUC1K_N=${MUC1K_N:-1000}         # muc1k/ws1k: 1000 clients in 10 rooms of 100
+MUC1K_RATE=${MUC1K_RATE:-0.05}   # 1000 x 0.05/s x 100 occupants = 5000 deliveries/s
+LOGIN_N=${LOGIN_N:-2000}         # wslogins: visitors arriving over WebSocket ...
+LOGIN_RATE=${LOGIN_RATE:-500}    # ... at this many logins (each with a room join) per second
+LOGIN_ROOMS=${LOGIN_ROOMS:-20}   # ... into this many rooms
 SALON_BIN=${SALON_BIN:-}         # use this salon binary instead of building one
 BENCH_BIN=${BENCH_BIN:-}         # use this salon-bench binary instead of building one
 PASSWORD=secret
@@ -34,9 +39,9 @@ PASSWORD=secret
 ACCOUNTS=$((SCRAM_N > CHAT_N ? SCRAM_N : CHAT_N))
 
 # Ports: one set per server, so nothing clashes with a Salon or system server on 5222/5280.
-SALON_C2S=35222 SALON_HTTP=35280
-PROSODY_C2S=15222 PROSODY_HTTP=15280
-EJABBERD_C2S=25222 EJABBERD_HTTP=25280
+SALON_C2S=${SALON_C2S:-35222} SALON_HTTP=${SALON_HTTP:-35280}
+PROSODY_C2S=${PROSODY_C2S:-15222} PROSODY_HTTP=${PROSODY_HTTP:-15280}
+EJABBERD_C2S=${EJABBERD_C2S:-25222} EJABBERD_HTTP=${EJABBERD_HTTP:-25280}
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
@@ -69,8 +74,11 @@ trap 'exit 130' INT TERM
 
 # Many connections: use the hard limit for open files.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-[ "$(ulimit -n)" -ge $((CONNECT_N + 100)) ] ||
-    die "open-file limit $(ulimit -n) is too low for $CONNECT_N connections"
+MOST_N=$((CONNECT_N > MUC1K_N ? CONNECT_N : MUC1K_N))
+MOST_N=$((MOST_N > LOGIN_N ? MOST_N : LOGIN_N))
+# Both ends of every connection are on this machine (the generator's and the server's).
+[ "$(ulimit -n)" -ge $((MOST_N + 100)) ] ||
+    die "open-file limit $(ulimit -n) is too low for $MOST_N connections"
 
 wait_port() { # port, seconds
     local i
@@ -140,12 +148,16 @@ c2s_direct_tls = "off"
 http = "127.0.0.1:$SALON_HTTP"
 [c2s]
 require_encryption = false
+[http]
+connections_per_ip = 100000
 [anonymous]
 domain = "anon.localhost"
 [muc]
 domain = "rooms.localhost"
 max_occupants = 100000
 guest_slow_mode_seconds = 0
+rooms_per_hour = 0
+rooms_per_hour_per_address = 0
 [limits]
 stanzas_per_second = 100000
 connections_per_ip = 100000
@@ -349,12 +361,20 @@ run_scenario() { # server scenario
         muc10) args=(muc --clients "$MUC_N" --rooms 10 --rate "$MUC10_RATE" --duration "$DURATION") ;;
         ws10) args=(ws --ws-url "ws://127.0.0.1:$HTTP/xmpp-websocket" --clients "$MUC_N" --rooms 10
             --rate "$MUC10_RATE" --duration "$DURATION") ;;
+        muc1k) args=(muc --clients "$MUC1K_N" --rooms 10 --rate "$MUC1K_RATE" --duration "$DURATION"
+            --concurrency 100) ;;
+        ws1k) args=(ws --ws-url "ws://127.0.0.1:$HTTP/xmpp-websocket" --clients "$MUC1K_N" --rooms 10
+            --rate "$MUC1K_RATE" --duration "$DURATION" --concurrency 100) ;;
+        wslogins) args=(ws-logins --ws-url "ws://127.0.0.1:$HTTP/xmpp-websocket" --clients "$LOGIN_N"
+            --rate "$LOGIN_RATE" --rooms "$LOGIN_ROOMS" --duration 2 --login-timeout 20) ;;
         *) die "unknown scenario $name" ;;
     esac
     local cmd=("$BENCH_BIN" "${args[@]}" --port "$C2S" --server-pid "$PID" --drain "$DRAIN"
         --setup-timeout 60 --json "$OUT/$server-$name.json")
     echo "${cmd[*]}" | sed "s|$BENCH_BIN|salon-bench|; s|$OUT/||" >>"$OUT/commands.txt"
     log "$server: $name"
+    # Other work on the machine shows in the load average; kept beside every figure.
+    echo "$server $name: load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/load.txt"
     local hard=$((DURATION + DRAIN + 180))
     if ! timeout "$hard" "${cmd[@]}" >"$OUT/$server-$name.txt" 2>&1; then
         log "$server: $name failed: $(tail -1 "$OUT/$server-$name.txt")"
@@ -371,18 +391,24 @@ build
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (work tree modified)')"
     echo "salon binary: $SALON_BIN"
+    echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; per scenario in load.txt)"
     echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB memory, $(uname -r)"
     echo "prosody: $(dpkg-query -W -f '${Version}' prosody 2>/dev/null || echo -)"
     echo "ejabberd: $(dpkg-query -W -f '${Version}' ejabberd 2>/dev/null || echo -)"
 } >"$OUT/machine.txt"
 
-# The cost of the writes alone: one loopback write per delivery, no server, at each
-# single-room load (see bench/README.md, "floor").
-for name in muc1 muc1busy; do
+# The cost of the writes alone: one loopback write per delivery, no server, at each MUC
+# scenario's load (see bench/README.md, "floor"). A load of R rooms at rate r per client offers
+# the deliveries per second of one room at r / R, which is what the floor writes.
+for name in muc1 muc1busy muc10 ws10 muc1k ws1k; do
     case " $SCENARIOS " in *" $name "*) ;; *) continue ;; esac
-    rate=$MUC1_RATE
-    [ "$name" = muc1busy ] && rate=$MUC1_BUSY_RATE
-    cmd=("$BENCH_BIN" floor --clients "$MUC_N" --rate "$rate" --duration "$DURATION" --json "$OUT/floor-$name.json")
+    case $name in
+        muc1) n=$MUC_N rate=$MUC1_RATE ;;
+        muc1busy) n=$MUC_N rate=$MUC1_BUSY_RATE ;;
+        muc10 | ws10) n=$MUC_N rate=$(awk "BEGIN { print $MUC10_RATE / 10 }") ;;
+        muc1k | ws1k) n=$MUC1K_N rate=$(awk "BEGIN { print $MUC1K_RATE / 10 }") ;;
+    esac
+    cmd=("$BENCH_BIN" floor --clients "$n" --rate "$rate" --duration "$DURATION" --json "$OUT/floor-$name.json")
     echo "${cmd[*]}" | sed "s|$BENCH_BIN|salon-bench|; s|$OUT/||" >>"$OUT/commands.txt"
     log "floor: $name"
     timeout $((DURATION + 60)) "${cmd[@]}" >"$OUT/floor-$name.txt" 2>&1 ||

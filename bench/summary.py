@@ -17,7 +17,19 @@ SCENARIOS = {
     "muc1busy": "muc1busy: one busy room (more than Prosody can carry)",
     "muc10": "muc10: ten rooms",
     "ws10": "ws10: ten rooms over WebSocket",
+    "muc1k": "muc1k: a thousand clients in ten rooms",
+    "ws1k": "ws1k: a thousand clients in ten rooms over WebSocket",
+    "wslogins": "wslogins: visitors arriving over WebSocket, each joining a room",
 }
+ARRIVAL_ROWS = [
+    ("visitors joined", lambda r: r["joined"], "more"),
+    ("failed", lambda r: r["failed"], "less"),
+    ("logins/s (offered: see title)", lambda r: r["logins_per_s"], "more"),
+    ("login-to-joined p50 (ms)", lambda r: r["login_to_joined"]["p50_ms"], "less"),
+    ("login-to-joined p99 (ms)", lambda r: r["login_to_joined"]["p99_ms"], "less"),
+    ("server CPU per login (µs)", lambda r: r.get("server_cpu_us_per_login"), "less"),
+    ("RSS per visitor held (KiB)", lambda r: r.get("rss_per_visitor_kib"), "less"),
+]
 LOGIN_ROWS = [
     ("clients logged in", lambda r: r["logins_ok"], "more"),
     ("failed logins", lambda r: r["logins_failed"], "less"),
@@ -87,7 +99,9 @@ def main(out):
         if not any(present.values()) and not any((s, scenario) in failures for s in servers):
             continue
         some = next((r for r in present.values() if r), None)
-        if some and scenario not in ("connect", "scram"):
+        if some and scenario == "wslogins":
+            title += f' ({some["clients"]} at {some["rate_offered"]:.0f}/s into {some["rooms"]} rooms)'
+        elif some and scenario not in ("connect", "scram"):
             rooms = f', {some["rooms"]} room(s)' if some.get("rooms") else ""
             title += f' ({some["clients"]} clients{rooms}, {some["rate_per_client"]} msg/s each, {some["duration_s"]:.0f} s)'
         elif some:
@@ -101,6 +115,8 @@ def main(out):
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         rows = LOGIN_ROWS if scenario in ("connect", "scram") else TRAFFIC_ROWS
+        if scenario == "wslogins":
+            rows = ARRIVAL_ROWS
         for label, get, better in rows:
             values = {}
             for s in servers:
@@ -117,12 +133,32 @@ def main(out):
                     cells.append(ratio(values["salon"], values[s]) if better else "")
             cells.append({"more": "higher", "less": "lower"}.get(better, ""))
             print("| " + " | ".join(cells) + " |")
+        floor = load_floor(out, scenario)
+        if floor:
+            # The floor beside the figure: what one loopback write per delivery costs here.
+            cells = ["floor: writes per CPU-s, same load"] + [fmt(floor["writes_per_cpu_s"])] * len(servers)
+            cells += [""] * (len(header) - len(cells))
+            print("| " + " | ".join(cells) + " |")
+            cells = ["deliveries per server CPU-s / floor"]
+            for s in servers:
+                per_cpu = (present[s] or {}).get("deliveries_per_server_cpu_s")
+                cells.append(f'{100 * per_cpu / floor["writes_per_cpu_s"]:.0f} %' if per_cpu else "-")
+            cells += [""] * (len(header) - len(cells))
+            print("| " + " | ".join(cells) + " |")
         for s in servers:
             if (s, scenario) in failures:
                 print(f"\n{s} failed: `{failures[(s, scenario)]}`")
         print()
 
     print_floor(out, reports)
+
+
+def load_floor(out, scenario):
+    path = os.path.join(out, f"floor-{scenario}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def print_floor(out, reports):

@@ -22,9 +22,9 @@ async def readuntil(r, needle):
 async def one(conns, sem):
     async with sem:
         r,w=await asyncio.wait_for(asyncio.open_connection("127.0.0.1",PORT,ssl=ctx,server_hostname=ANON.decode()), 20)
-        w.write(HDR); await readuntil(r,b"</features>")
+        w.write(HDR); await readuntil(r,b"features>")
         w.write(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/>"); await readuntil(r,b"success")
-        w.write(HDR); await readuntil(r,b"</features>")
+        w.write(HDR); await readuntil(r,b"features>")
         w.write(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>"); await readuntil(r,b"</iq>")
         w.write(b"<presence/>"); await w.drain()
         conns.append((r,w))

@@ -67,6 +67,19 @@ def test_ws_runs_the_muc_scenario_over_websocket(server):
     assert report["transport"] == "websocket", report
 
 
+def test_ws_logins_counts_every_visitor_joined(server):
+    # Rooms are created by one owner each before the visitors arrive; every visitor's time to
+    # the room's self-presence is measured, none fails, and the server is read from /proc.
+    report = bench(server, "ws-logins", "--ws-url",
+                   f"ws://127.0.0.1:{server.http_port}/xmpp-websocket",
+                   "--clients", "30", "--rooms", "3", "--rate", "60", "--duration", "0.5")
+    assert report["joined"] == 30 and report["failed"] == 0, report
+    assert report["transport"] == "websocket", report
+    latency = report["login_to_joined"]
+    assert latency["samples"] == 30 and latency["p99_ms"] >= latency["p50_ms"] > 0, report
+    assert report["server_cpu_s"] is not None and report["rss_held_kib"] > 0, report
+
+
 def test_chat_with_scram_accounts(server):
     for i in range(4):
         server.add_user(f"bench{i}", "secret")

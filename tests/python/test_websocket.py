@@ -162,3 +162,32 @@ async def test_host_meta_and_cors(server):
     lowered = {k.lower(): v for k, v in headers.items()}
     assert lowered.get("access-control-allow-origin") in ("*", "https://embedding.example"), headers
     assert "POST" in lowered.get("access-control-allow-methods", ""), headers
+
+
+@async_test()
+async def test_fragments_pings_binary_and_close_per_rfc_6455(server):
+    # Salon frames WebSocket itself (ws_frame.rs); a client we did not write checks it: a
+    # message sent as several fragments is one element, a ping is answered with a pong, many
+    # stanzas written at once still arrive one per message, a binary message is refused, and
+    # the client's close is answered with a normal close (1000).
+    url = f"ws://127.0.0.1:{server.http_port}/xmpp-websocket"
+    async with websockets.connect(url, subprotocols=["xmpp"]) as ws:
+        jid = await open_anonymous(ws)
+        fragments = ["<message xmlns='jabber:client' to='", jid, "' id='frag'><body>",
+                     "é" * 200, "</body></message>"]
+        await ws.send(iter(fragments))
+        echoed = await recv_until(ws, "id='frag'")
+        assert "é" * 200 in echoed and echoed.startswith("<message"), echoed
+        await asyncio.wait_for(await ws.ping(b"salon"), 10)
+        for i in range(20):
+            await ws.send(f"<message xmlns='jabber:client' to='{jid}' id='m{i}'><body>{i}</body></message>")
+        for i in range(20):
+            message = await recv_until(ws, f"id='m{i}'")
+            assert message.count("<message") == 1 and message.endswith("</message>"), message
+        await ws.close()
+        assert ws.close_code == 1000, ws.close_code
+    async with websockets.connect(url, subprotocols=["xmpp"]) as ws:
+        await open_anonymous(ws)
+        await ws.send(b"<presence xmlns='jabber:client'/>")
+        error = await recv_until(ws, "stream:error")
+        assert "not-well-formed" in error, error

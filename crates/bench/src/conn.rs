@@ -110,9 +110,14 @@ impl Conn {
                 request
                     .headers_mut()
                     .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("xmpp"));
-                let (ws, response) = tokio_tungstenite::client_async(request, tcp)
-                    .await
-                    .map_err(|e| anyhow!("WebSocket handshake with {url} refused: {e}"))?;
+                // Small buffers: `ws-logins` holds ten thousand of these in one process.
+                let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                    .read_buffer_size(4 * 1024)
+                    .write_buffer_size(0);
+                let (ws, response) =
+                    tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+                        .await
+                        .map_err(|e| anyhow!("WebSocket handshake with {url} refused: {e}"))?;
                 let protocol = response
                     .headers()
                     .get("Sec-WebSocket-Protocol")

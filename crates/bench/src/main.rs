@@ -5,6 +5,7 @@
 
 mod conn;
 mod floor;
+mod logins;
 mod sasl;
 mod scenario;
 mod stats;
@@ -116,7 +117,10 @@ fn plan(args: &Args) -> Result<Plan> {
     if args.duration < 0.0 || args.drain < 0.0 || args.rate < 0.0 {
         bail!("--duration, --drain and --rate must not be negative");
     }
-    if matches!(args.scenario, Scenario::Muc | Scenario::Ws) {
+    if matches!(
+        args.scenario,
+        Scenario::Muc | Scenario::Ws | Scenario::Logins | Scenario::WsLogins
+    ) {
         if args.rooms == 0 || args.rooms > args.clients {
             bail!("--rooms must be between 1 and --clients");
         }
@@ -127,7 +131,7 @@ fn plan(args: &Args) -> Result<Plan> {
     if args.scenario == Scenario::Chat && !args.clients.is_multiple_of(2) {
         bail!("chat pairs clients: --clients must be even");
     }
-    let (addr, ws_url) = if args.scenario == Scenario::Ws {
+    let (addr, ws_url) = if matches!(args.scenario, Scenario::Ws | Scenario::WsLogins) {
         let rest = args.ws_url.strip_prefix("ws://").with_context(|| {
             format!(
                 "--ws-url {} must start with ws:// (no TLS on loopback)",
@@ -319,6 +323,39 @@ fn main() {
         let duration = Duration::from_secs_f64(args.duration.max(0.0));
         match runtime.block_on(floor::run(args.clients, args.rate, duration)) {
             Ok(report) => emit(&args, &report, floor::table),
+            Err(e) => fail(e),
+        }
+    }
+    if matches!(args.scenario, Scenario::Logins | Scenario::WsLogins) {
+        let result = plan(&args).and_then(|plan| {
+            let ws = plan.target.ws_url.is_some();
+            let plan = logins::LoginPlan {
+                target: plan.target,
+                clients: plan.clients,
+                rooms: plan.rooms,
+                muc_domain: plan.muc_domain,
+                rate: plan.rate,
+                hold: plan.duration,
+                login_timeout: plan.login_timeout,
+                server_pid: plan.server_pid,
+            };
+            let hard = args.timeout.unwrap_or(
+                plan.clients as f64 / plan.rate.max(1e-3)
+                    + 2.0 * args.login_timeout
+                    + args.duration
+                    + 30.0,
+            );
+            runtime.block_on(async {
+                match tokio::time::timeout(Duration::from_secs_f64(hard), logins::run(plan, ws))
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(_) => bail!("hard timeout: the run took longer than {hard:.0} s"),
+                }
+            })
+        });
+        match result {
+            Ok(report) => emit(&args, &report, logins::table),
             Err(e) => fail(e),
         }
     }

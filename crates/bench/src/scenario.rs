@@ -31,6 +31,10 @@ pub enum Scenario {
     Ws,
     /// No server: the CPU cost of one loopback write per delivery, at the muc scenario's load.
     Floor,
+    /// Visitors arriving at `--rate` logins per second, each logging in and joining a room.
+    Logins,
+    /// The logins scenario over WebSocket (RFC 7395).
+    WsLogins,
 }
 
 /// Phases, in order; clients watch the current one.
@@ -637,7 +641,7 @@ async fn drive(
 
     // Who to send to.
     let to = match plan.scenario {
-        Scenario::Connect | Scenario::Floor => None,
+        Scenario::Connect | Scenario::Floor | Scenario::Logins | Scenario::WsLogins => None,
         Scenario::Chat => shared
             .jids
             .get(index ^ 1)
