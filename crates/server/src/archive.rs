@@ -134,19 +134,106 @@ impl Gathering {
             flushes: Vec::new(),
         }
     }
+
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.flushes.is_empty()
+    }
+}
+
+/// The writer thread's side of the queue.
+struct Queue {
+    gathering: Gathering,
+    /// The thread waits for work: whoever gives it some wakes it (and only then, since a wake
+    /// is a system call).
+    idle: bool,
+    /// Every [`ArchiveWriter`] is gone: the thread ends once it has written what is left.
+    stopped: bool,
 }
 
 struct WriterState {
-    gathering: std::sync::Mutex<Gathering>,
-    /// Wakes the writer when something is gathered (a permit is stored if it is busy).
-    work: tokio::sync::Notify,
+    queue: std::sync::Mutex<Queue>,
+    work: std::sync::Condvar,
     /// One permit per message that may still be queued: appenders wait for the writer when
     /// it falls [`WRITER_QUEUE`] messages behind rather than grow memory.
     room: tokio::sync::Semaphore,
 }
 
-/// Appends messages in order, off the rooms' and sessions' tasks. One writer serves every
-/// archive, with group commit and no fixed window: an append while the writer is idle is
+impl WriterState {
+    /// Runs `change` on the queue and wakes the thread if it waits.
+    fn give<T>(&self, change: impl FnOnce(&mut Gathering) -> T) -> T {
+        let (given, wake) = {
+            let mut queue = lock(&self.queue);
+            let given = change(&mut queue.gathering);
+            (given, std::mem::take(&mut queue.idle))
+        };
+        if wake {
+            self.work.notify_one();
+        }
+        given
+    }
+
+    /// The next batch, waiting for one; `None` once stopped with nothing left.
+    fn take(&self) -> Option<Gathering> {
+        let mut queue = lock(&self.queue);
+        loop {
+            if !queue.gathering.is_empty() {
+                return Some(std::mem::replace(&mut queue.gathering, Gathering::new()));
+            }
+            if queue.stopped {
+                return None;
+            }
+            queue.idle = true;
+            queue = self
+                .work
+                .wait(queue)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// The writer thread: batches are written one after the other, so waiting for one means
+    /// waiting for all before it. Commits are completed here, which wakes the sessions that
+    /// hold their messages directly, without a hop through a task of the runtime.
+    fn run(&self, storage: &dyn ArchiveStore) {
+        while let Some(Gathering {
+            batch,
+            done,
+            flushes,
+            ..
+        }) = self.take()
+        {
+            if !batch.is_empty() {
+                self.room.add_permits(batch.len());
+                if let Err(e) = storage.archive_append_blocking(&batch) {
+                    tracing::error!(error = %e, messages = batch.len(), "archiving messages");
+                }
+            }
+            done.complete();
+            for flush in flushes {
+                let _ = flush.send(());
+            }
+        }
+    }
+}
+
+/// Stops the writer thread when the last [`ArchiveWriter`] goes (with its server).
+struct WriterHandle {
+    state: Arc<WriterState>,
+    /// The server's latest commit, updated with each append (under the queue's lock, so the
+    /// latest is always the batch of the last message queued).
+    latest: Arc<LatestCommit>,
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        lock(&self.state.queue).stopped = true;
+        self.state.work.notify_one();
+    }
+}
+
+/// Appends messages in order, off the rooms' and sessions' tasks, on a thread of its own that
+/// calls the store's blocking append ([`ArchiveStore::archive_append_blocking`]: SQLite writes
+/// on a connection of its own, with no hand-off to the runtime and back). One writer serves
+/// every archive, with group commit and no fixed window: an append while the writer is idle is
 /// written at once, and everything appended while a transaction runs goes into the next one,
 /// which starts as soon as that one ends; so batches grow with the load and an idle server
 /// adds no latency. Whoever appends gets the [`Commit`] of its batch and goes on at once; what
@@ -155,87 +242,60 @@ struct WriterState {
 /// §2.1: what was shown as sent is in the archive), so a crash right after an echo loses
 /// nothing and nobody's loop waits for the disk.
 #[derive(Clone)]
-pub struct ArchiveWriter {
-    state: Arc<WriterState>,
-    /// The server's latest commit, updated with each append (under the gathering's lock, so
-    /// the latest is always the batch of the last message queued).
-    latest: Arc<LatestCommit>,
-}
+pub struct ArchiveWriter(Arc<WriterHandle>);
 
 impl ArchiveWriter {
     /// Starts the writer on `storage`, which needs to be an archive store only: a whole
     /// `Arc<dyn Storage>` is one too. `latest` is where it tells which commit is the last.
+    /// Called inside the runtime, whose context the writer's thread keeps (a store without a
+    /// blocking path runs its async append there).
     pub fn start(storage: Arc<dyn ArchiveStore>, latest: Arc<LatestCommit>) -> ArchiveWriter {
         let state = Arc::new(WriterState {
-            gathering: std::sync::Mutex::new(Gathering::new()),
-            work: tokio::sync::Notify::new(),
+            queue: std::sync::Mutex::new(Queue {
+                gathering: Gathering::new(),
+                idle: false,
+                stopped: false,
+            }),
+            work: std::sync::Condvar::new(),
             room: tokio::sync::Semaphore::new(WRITER_QUEUE),
         });
-        let writer_state = state.clone();
-        // The task lives as long as the runtime (a server has one writer for its lifetime).
-        tokio::spawn(async move {
-            let state = writer_state;
-            loop {
-                let notified = state.work.notified();
-                let taken = {
-                    let mut gathering = lock(&state.gathering);
-                    if gathering.batch.is_empty() && gathering.flushes.is_empty() {
-                        None
-                    } else {
-                        Some(std::mem::replace(&mut *gathering, Gathering::new()))
-                    }
-                };
-                let Some(taken) = taken else {
-                    notified.await;
-                    continue;
-                };
-                let Gathering {
-                    batch,
-                    done,
-                    flushes,
-                    ..
-                } = taken;
-                if !batch.is_empty() {
-                    state.room.add_permits(batch.len());
-                    if let Err(e) = storage.archive_append_many(&batch).await {
-                        tracing::error!(error = %e, messages = batch.len(), "archiving messages");
-                    }
-                }
-                // Batches are written one after the other: waiting for one means waiting for
-                // all before it.
-                done.complete();
-                for flush in flushes {
-                    let _ = flush.send(());
-                }
-            }
-        });
-        ArchiveWriter { state, latest }
+        let runtime = tokio::runtime::Handle::current();
+        let thread_state = state.clone();
+        let thread_storage = storage.clone();
+        let spawned = std::thread::Builder::new()
+            .name("archive-writer".into())
+            .spawn(move || {
+                let _context = runtime.enter();
+                thread_state.run(thread_storage.as_ref());
+            });
+        if let Err(error) = spawned {
+            // Out of threads: the runtime's blocking pool queues it instead.
+            tracing::warn!(%error, "starting the archive writer's thread; using the blocking pool");
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || state.run(storage.as_ref()));
+        }
+        ArchiveWriter(Arc::new(WriterHandle { state, latest }))
     }
 
     /// Queues `message` for `archive` and returns its commit at once (waiting only while the
     /// writer is [`WRITER_QUEUE`] messages behind).
     pub async fn append(&self, archive: &str, message: ArchivedMessage) -> Commit {
-        match self.state.room.acquire().await {
+        match self.0.state.room.acquire().await {
             // Given back by the writer when it takes the message.
             Ok(permit) => permit.forget(),
             Err(_) => tracing::error!(archive, "the archive writer has stopped"),
         }
-        let commit = {
-            let mut gathering = lock(&self.state.gathering);
+        self.0.state.give(|gathering| {
             gathering.batch.push((archive.to_string(), message));
-            let commit = gathering.commit.clone();
-            self.latest.set_with(&commit, || {});
-            commit
-        };
-        self.state.work.notify_one();
-        commit
+            self.0.latest.set_with(&gathering.commit, || {});
+            gathering.commit.clone()
+        })
     }
 
     /// Wait until every message appended so far is stored, so a query sees them.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        lock(&self.state.gathering).flushes.push(done);
-        self.state.work.notify_one();
+        self.0.state.give(|gathering| gathering.flushes.push(done));
         let _ = wait.await;
     }
 }

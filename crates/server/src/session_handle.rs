@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 /// What a session's writer receives: stanza bytes serialised once by the sender, so a fan-out
 /// to many recipients shares one buffer.
@@ -153,9 +153,46 @@ struct Queue {
     taken: u64,
     /// The commit the writer was last registered with, so it is not registered again.
     waiting_on: Option<Commit>,
+    /// The session task's waker, from its last look at the queue: a stanza queued behind a
+    /// commit registers it with that commit instead of waking the task to do so.
+    task: Option<Waker>,
 }
 
 impl Queue {
+    fn remember_task(&mut self, cx: &Context<'_>) {
+        if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            self.task = Some(cx.waker().clone());
+            // Registered as another task (or none): this one registers afresh.
+            self.waiting_on = None;
+        }
+    }
+
+    /// Queues `item` behind `commit` (not done yet); whether the task must be woken. It need
+    /// not be when stanzas before this one are still queued (it was woken for them, and will
+    /// register with this commit when it reaches it), nor when the task can be registered
+    /// with the commit here: it is woken when the stanza may go, not once more in between.
+    fn push_gated(&mut self, item: Outbound, commit: &Commit) -> bool {
+        let position = self.taken + self.items.len() as u64;
+        let behind_others = !self.items.is_empty();
+        self.gates.push_back((position, commit.clone()));
+        self.items.push_back(item);
+        if behind_others {
+            return false;
+        }
+        if self.waiting_on.as_ref().is_some_and(|w| w.same(commit)) {
+            return false;
+        }
+        let Some(task) = &self.task else {
+            return true;
+        };
+        if commit.poll_done(&mut Context::from_waker(task)).is_ready() {
+            // Done meanwhile: the stanza may go now.
+            return true;
+        }
+        self.waiting_on = Some(commit.clone());
+        false
+    }
+
     /// The stanzas before the first commit not yet done (all of them, mostly); `None` when the
     /// first one waits, with the task registered to be woken by its commit.
     fn take_ready(&mut self, cx: &mut Context<'_>) -> Option<VecDeque<Outbound>> {
@@ -313,18 +350,19 @@ impl SessionHandle {
     fn enqueue_after(&self, item: Outbound, commit: Option<&Commit>) {
         let commit = commit.filter(|c| !c.is_done());
         let accepted = match self.queue.lock() {
-            Ok(mut queue) if queue.items.len() < self.queue_limit => {
-                if let Some(commit) = commit {
-                    let position = queue.taken + queue.items.len() as u64;
-                    queue.gates.push_back((position, commit.clone()));
+            Ok(mut queue) if queue.items.len() < self.queue_limit => Some(match commit {
+                Some(commit) => queue.push_gated(item, commit),
+                None => {
+                    queue.items.push_back(item);
+                    true
                 }
-                queue.items.push_back(item);
-                true
-            }
-            _ => false,
+            }),
+            _ => None,
         };
-        if accepted {
-            self.waker.wake();
+        if let Some(wake) = accepted {
+            if wake {
+                self.waker.wake();
+            }
         } else if !self.closing.load(Ordering::SeqCst) {
             tracing::warn!(jid = %self.jid, "outbound queue full; disconnecting slow reader");
             self.kick(
@@ -342,11 +380,19 @@ impl SessionHandle {
             return Poll::Ready(Signal::Kicked(kick));
         }
         match self.queue.lock() {
-            Ok(mut queue) if !queue.items.is_empty() => match queue.take_ready(cx) {
-                Some(ready) => Poll::Ready(Signal::Queued(ready)),
-                None => Poll::Pending,
-            },
-            _ => Poll::Pending,
+            Ok(mut queue) => {
+                // Whichever task polls last is the one to wake (a resumed stream's task takes
+                // over the handle of the one that ended).
+                queue.remember_task(cx);
+                if queue.items.is_empty() {
+                    return Poll::Pending;
+                }
+                match queue.take_ready(cx) {
+                    Some(ready) => Poll::Ready(Signal::Queued(ready)),
+                    None => Poll::Pending,
+                }
+            }
+            Err(_) => Poll::Pending,
         }
     }
 

@@ -71,6 +71,14 @@ pub trait ArchiveStore: Send + Sync {
         }
         Ok(())
     }
+    /// [`archive_append_many`](Self::archive_append_many) on the calling thread, blocking it
+    /// until the messages are stored: the archive writer calls it from a thread of its own
+    /// (inside the runtime's context), so a backend with a synchronous path (SQLite's own
+    /// connection) spares every batch the hand-offs to the runtime and back. The default runs
+    /// the async version to completion on that thread.
+    fn archive_append_blocking(&self, messages: &[(String, ArchivedMessage)]) -> StorageResult<()> {
+        tokio::runtime::Handle::current().block_on(self.archive_append_many(messages))
+    }
     async fn archive_query(
         &self,
         archive: &str,

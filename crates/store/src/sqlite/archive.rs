@@ -2,9 +2,10 @@
 //! an `AUTOINCREMENT` sequence (append order), and listed in each archive that holds it by a
 //! small `archive_entries` row clustered by (archive, seq); a 1:1 message's two copies (the
 //! sender's and the recipient's archive) share one stored stanza when they are written one
-//! after the other in the same batch. The paging rules are those of `salon_server::storage::archive`, with the page
-//! cut by `rules::archive_page`. Archives do not reference accounts: an archive is named by a
-//! bare JID that may be a room or an account.
+//! after the other in the same batch. Appends go through the connection of
+//! `archive_append.rs`; queries and deletions through the pool. The paging rules are those of
+//! `salon_server::storage::archive`, with the page cut by `rules::archive_page`. Archives do
+//! not reference accounts: an archive is named by a bare JID that may be a room or an account.
 
 use async_trait::async_trait;
 use salon_server::storage::rules::{archive_page, page_fetch_size};
@@ -81,35 +82,15 @@ impl ArchiveStore for SqliteStorage {
         &self,
         messages: &[(String, ArchivedMessage)],
     ) -> StorageResult<()> {
-        // One multi-row INSERT into the `archive_appends` view per chunk: one statement is one
-        // transaction and one trip to SQLite's worker thread, however many messages arrived
-        // meanwhile. The copies of a 1:1 message come one after the other (the sender's, then
-        // the recipient's, with the same text): the second shares the first one's stanza.
-        for chunk in messages.chunks(200) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO archive_appends (archive, id, timestamp, with_jid, stanza, shared) ",
-            );
-            let mut previous: Option<(&str, &str)> = None;
-            insert.push_values(chunk, |mut row, (archive, message)| {
-                let shared = previous.is_some_and(|(other_archive, text)| {
-                    other_archive != archive.as_str() && text == message.stanza
-                });
-                previous = Some((archive.as_str(), message.stanza.as_str()));
-                row.push_bind(archive)
-                    .push_bind(&message.id)
-                    .push_bind(message.timestamp)
-                    .push_bind(&message.with)
-                    .push_bind(if shared { "" } else { message.stanza.as_str() })
-                    .push_bind(shared);
-            });
-            // A duplicate id violates UNIQUE (archive, id): `AlreadyExists`.
-            insert
-                .build()
-                .execute(&self.archive_pool)
-                .await
-                .map_err(db_error)?;
-        }
-        Ok(())
+        let appends = self.archive_appends.clone();
+        let messages = messages.to_vec();
+        tokio::task::spawn_blocking(move || appends.append(&messages))
+            .await
+            .map_err(|e| StorageError::Backend(format!("archive append: {e}")))?
+    }
+
+    fn archive_append_blocking(&self, messages: &[(String, ArchivedMessage)]) -> StorageResult<()> {
+        self.archive_appends.append(messages)
     }
 
     async fn archive_query(
@@ -242,6 +223,22 @@ impl ArchiveStore for SqliteStorage {
         // The newest `keep` by sequence stay unless older than `before`; the (archive, seq)
         // key finds the cut without reading the messages.
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        if before == i64::MIN {
+            // No age limit: a range of the key, where the `OR` of the general form below
+            // would read the whole archive (a room does this every hundred messages).
+            let result = sqlx::query(
+                "DELETE FROM archive_entries WHERE archive = ?1 AND seq <= \
+                 COALESCE((SELECT seq FROM archive_entries WHERE archive = ?1 \
+                           ORDER BY seq DESC LIMIT 1 OFFSET ?2), -1)",
+            )
+            .bind(archive)
+            .bind(keep)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+            return usize::try_from(result.rows_affected())
+                .map_err(|e| corrupt("trimmed message count", e));
+        }
         let result = sqlx::query(
             "DELETE FROM archive_entries WHERE archive = ?1 AND (timestamp < ?3 OR seq <= \
              COALESCE((SELECT seq FROM archive_entries WHERE archive = ?1 \

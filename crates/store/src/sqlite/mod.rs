@@ -18,6 +18,7 @@
 //! there was no account, which it still reports as `NotFound`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -35,6 +36,7 @@ use crate::errors::db_error;
 mod accounts;
 mod admins;
 mod archive;
+mod archive_append;
 mod bans;
 mod blocklist;
 mod invites;
@@ -64,12 +66,13 @@ const MAX_CONNECTIONS: u32 = 4;
 #[derive(Clone, Debug)]
 pub struct SqliteStorage {
     pool: SqlitePool,
-    /// One connection for the room archive's appends, which commit without waiting for the
-    /// disk (synchronous = NORMAL): every groupchat message is archived, and a sync per
-    /// commit was a tenth of the server's CPU under chat load. In WAL mode a power loss can
-    /// lose the last moments of history this way, never corrupt the file; a process crash
-    /// loses nothing. Accounts, rosters and everything else stay on `pool`, synced.
-    archive_pool: SqlitePool,
+    /// One connection of its own for archive appends, used from the archive writer's thread
+    /// (see `archive_append.rs`); it commits without waiting for the disk (synchronous =
+    /// NORMAL): every message is archived, and a sync per commit was a tenth of the server's
+    /// CPU under chat load. In WAL mode a power loss can lose the last moments of history this
+    /// way, never corrupt the file; a process crash loses nothing. Accounts, rosters and
+    /// everything else stay on `pool`, synced.
+    archive_appends: Arc<archive_append::AppendConnection>,
 }
 
 impl SqliteStorage {
@@ -91,14 +94,24 @@ impl SqliteStorage {
             .busy_timeout(BUSY_TIMEOUT);
         let pool = connect(&options, path, MAX_CONNECTIONS).await?;
         migrate(&pool, path).await?;
-        let archive_options = options.synchronous(SqliteSynchronous::Normal);
-        let archive_pool = connect(&archive_options, path, 1).await?;
-        Ok(SqliteStorage { pool, archive_pool })
+        let appends_path = path.to_path_buf();
+        let archive_appends = tokio::task::spawn_blocking(move || {
+            archive_append::AppendConnection::open(&appends_path)
+        })
+        .await
+        .context("opening the archive connection")?
+        .with_context(|| format!("opening database {} for archive appends", path.display()))?;
+        Ok(SqliteStorage {
+            pool,
+            archive_appends: Arc::new(archive_appends),
+        })
     }
 
     /// Closes every connection, waiting for those in use to be returned. Further calls fail.
     pub async fn close(&self) {
-        self.archive_pool.close().await;
+        let appends = self.archive_appends.clone();
+        // Waits for a batch being written.
+        let _ = tokio::task::spawn_blocking(move || appends.close()).await;
         self.pool.close().await;
     }
 }

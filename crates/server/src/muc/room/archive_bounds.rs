@@ -39,26 +39,38 @@ impl Room {
     }
 
     /// A groupchat message went out (and to the archive, `bytes` of it): trim once enough
-    /// have, by count or by size (a tenth of either cap).
+    /// have, by count or by size (a tenth of either cap). The size is only measured once a
+    /// tenth of its cap was written since it last was: measuring sums the whole archive, which
+    /// every hundred messages cost a busy room more than the messages themselves.
     pub(super) async fn archived_one(&mut self, bytes: usize) {
         self.since_archive_trim += 1;
         self.bytes_since_archive_trim = self.bytes_since_archive_trim.saturating_add(bytes as u64);
         let every = TRIM_EVERY.min(self.archive_cap().div_ceil(10)).max(1);
         let max_bytes = self.service.settings.max_archive_bytes;
         let bytes_every = max_bytes.div_ceil(10).max(1);
-        if self.since_archive_trim >= every
-            || (max_bytes > 0 && self.bytes_since_archive_trim >= bytes_every)
-        {
+        if max_bytes > 0 && self.bytes_since_archive_trim >= bytes_every {
             self.bound_archive().await;
+        } else if self.since_archive_trim >= every {
+            self.bound_archive_by(false).await;
         }
     }
 
-    /// Drop the oldest messages past the cap and, in a room a guest created, those past the
+    /// Drop the oldest messages past the caps and, in a room a guest created, those past the
     /// guests' retention.
     pub(super) async fn bound_archive(&mut self) {
+        self.bound_archive_by(true).await;
+    }
+
+    /// [`bound_archive`](Self::bound_archive), with the size cap only if `size`.
+    async fn bound_archive_by(&mut self, size: bool) {
         self.since_archive_trim = 0;
-        self.bytes_since_archive_trim = 0;
-        let max_bytes = self.service.settings.max_archive_bytes;
+        let max_bytes = match size {
+            true => {
+                self.bytes_since_archive_trim = 0;
+                self.service.settings.max_archive_bytes
+            }
+            false => 0,
+        };
         let keep = self.archive_cap();
         let hours = match self.record.created_by_guest {
             true => self.service.settings.guest_room_archive_retention_hours,

@@ -85,9 +85,8 @@ impl Archive {
     }
 }
 
-#[async_trait]
-impl ArchiveStore for MemoryStorage {
-    async fn archive_append(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()> {
+impl MemoryStorage {
+    fn append_one(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()> {
         let mut archives = write(&self.archives);
         let seq = archives.next_seq;
         let entry = archives.by_jid.entry(archive.to_owned()).or_default();
@@ -98,6 +97,24 @@ impl ArchiveStore for MemoryStorage {
         entry.messages.insert(seq, message.clone());
         archives.next_seq += 1;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ArchiveStore for MemoryStorage {
+    async fn archive_append(&self, archive: &str, message: &ArchivedMessage) -> StorageResult<()> {
+        self.append_one(archive, message)
+    }
+
+    fn archive_append_blocking(&self, messages: &[(String, ArchivedMessage)]) -> StorageResult<()> {
+        // Like SQLite's: the others are stored, the first refusal reported.
+        let mut first_error = Ok(());
+        for (archive, message) in messages {
+            if let Err(e) = self.append_one(archive, message) {
+                first_error = first_error.and(Err(e));
+            }
+        }
+        first_error
     }
 
     async fn archive_query(
