@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz Salon's parsers of network input for a bounded time with cargo-fuzz (libFuzzer): the XML
-# stream parser, BOSH bodies, JIDs, SCRAM messages and data forms (crates/xml/fuzz/fuzz_targets).
+# stream parser, BOSH bodies, WebSocket frames, JIDs, SCRAM messages and data forms
+# (crates/xml/fuzz/fuzz_targets).
 #
 #   scripts/fuzz.sh [SECONDS] [-- LIBFUZZER_ARGS...]
 #
