@@ -16,8 +16,11 @@ use std::sync::Arc;
 pub mod priority {
     /// Policy that may refuse a stanza before anything else sees it (blocking, guest rules).
     pub const POLICY: i32 = 100;
-    /// Observers that record or copy what passes (archives, carbons).
+    /// Observers that record what passes (archives).
     pub const OBSERVE: i32 = 50;
+    /// Copies of what passes, made after the observers recorded it, so that a copy can wait
+    /// for the record (carbons wait for the sender's archive write).
+    pub const COPY: i32 = 40;
     /// The module that finally delivers or routes the stanza.
     pub const DELIVER: i32 = 0;
 }
@@ -64,7 +67,9 @@ pub trait MessageHook<S: Send + Sync + 'static>: Send + Sync {
         None
     }
 
-    /// `message` was queued to `recipients`, some of the account's bound `sessions`.
+    /// `message` was queued to `recipients`, some of the account's bound `sessions`, behind
+    /// `archived` (the commit [`arriving`](Self::arriving) returned): whatever the hook shows
+    /// of it to anyone waits for that commit too.
     fn delivered(
         &self,
         _server: &Arc<S>,
@@ -72,6 +77,7 @@ pub trait MessageHook<S: Send + Sync + 'static>: Send + Sync {
         _sessions: &[Arc<SessionHandle>],
         _recipients: &[&Arc<SessionHandle>],
         _message: &Element,
+        _archived: Option<&Commit>,
     ) {
     }
 }
@@ -334,9 +340,10 @@ impl<S: Send + Sync + 'static> Hooks<S> {
         sessions: &[Arc<SessionHandle>],
         recipients: &[&Arc<SessionHandle>],
         message: &Element,
+        archived: Option<&Commit>,
     ) {
         for hook in self.messages.iter() {
-            hook.delivered(server, account, sessions, recipients, message);
+            hook.delivered(server, account, sessions, recipients, message, archived);
         }
     }
 

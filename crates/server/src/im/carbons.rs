@@ -1,6 +1,7 @@
 //! Message Carbons (XEP-0280): a user's other clients get copies of the chats that one of them
 //! sends or receives, so a conversation reads the same on the phone and on the desk.
 
+use crate::durable::{Commit, LatestCommit};
 use crate::hooks::{priority, FromClient, MessageHook, StanzaHook};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::SessionHandle;
@@ -29,11 +30,13 @@ pub fn register(registry: &mut Registry<Server>) {
         Arc::new(CarbonsHandler),
     );
     registry.feature(IqScope::Server, ns::CARBONS);
-    // Copies of what a client sends, after blocking had its say and before routing; copies of
-    // what an account receives, once the delivery module has queued it.
+    // Copies of what a client sends, after blocking had its say and the archive queued the
+    // sender's copy, before routing; copies of what an account receives, once the delivery
+    // module has queued it. Either copy reaches a client only once the archive holds the
+    // message, so that a crash cannot lose what a client has shown.
     registry
         .hooks
-        .on_from_client(priority::OBSERVE, Arc::new(Copies));
+        .on_from_client(priority::COPY, Arc::new(Copies));
     registry
         .hooks
         .on_message(priority::OBSERVE, Arc::new(Copies));
@@ -70,8 +73,9 @@ impl MessageHook<Server> for Copies {
         sessions: &[Arc<SessionHandle>],
         recipients: &[&Arc<SessionHandle>],
         message: &Element,
+        archived: Option<&Commit>,
     ) {
-        copy_received(account, sessions, recipients, message);
+        copy_received(account, sessions, recipients, message, archived);
     }
 }
 
@@ -160,6 +164,7 @@ fn copy_received(
     sessions: &[Arc<SessionHandle>],
     recipients: &[&Arc<SessionHandle>],
     message: &Element,
+    archived: Option<&Commit>,
 ) {
     if !eligible(message, Direction::Received) {
         return;
@@ -167,7 +172,7 @@ fn copy_received(
     let others = sessions
         .iter()
         .filter(|s| !recipients.iter().any(|r| r.id == s.id));
-    send_copies(account, others, message, Direction::Received);
+    send_copies(account, others, message, Direction::Received, archived);
 }
 
 /// Copy `message`, just sent by `sender`, to the sender's other clients that enabled carbons.
@@ -178,7 +183,20 @@ fn copy_sent(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
     let account = sender.jid.to_bare();
     let sessions = server.router.sessions_of(account.as_str());
     let others = sessions.iter().filter(|s| s.id != sender.id);
-    send_copies(&account, others, message, Direction::Sent);
+    // The archive hook ran before this one and queued the sender's copy; writes complete in
+    // order, so the latest commit covers it. (A message to the account itself is archived
+    // only as it arrives, after this: its copies here wait for what was queued before.)
+    let archived = server
+        .extensions
+        .get::<LatestCommit>()
+        .and_then(|latest| latest.get());
+    send_copies(
+        &account,
+        others,
+        message,
+        Direction::Sent,
+        archived.as_ref(),
+    );
 }
 
 fn send_copies<'a>(
@@ -186,6 +204,7 @@ fn send_copies<'a>(
     sessions: impl Iterator<Item = &'a Arc<SessionHandle>>,
     message: &Element,
     direction: Direction,
+    archived: Option<&Commit>,
 ) {
     let mut copies = sessions.filter(|s| wants_carbons(s)).peekable();
     if copies.peek().is_none() {
@@ -205,7 +224,7 @@ fn send_copies<'a>(
             .attr("type", message.attr("type").unwrap_or("normal"))
             .child(wrapper.clone())
             .build();
-        session.send(Bytes::from(salon_xml::serialize(&copy)));
+        session.send_after(Bytes::from(salon_xml::serialize(&copy)), archived);
     }
 }
 

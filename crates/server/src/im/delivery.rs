@@ -102,6 +102,15 @@ async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::Fu
             archived = hooks
                 .message_arriving(server, &to.to_bare(), &mut stanza)
                 .await;
+            if archived.is_none() && crate::stanza::is_error(&stanza) {
+                // An error about a message carries that message back (RFC 6120 §8.3.1), and
+                // the sender's archive may have just queued it: the error, and its carbons,
+                // wait for that write like the message would.
+                archived = server
+                    .extensions
+                    .get::<crate::durable::LatestCommit>()
+                    .and_then(|latest| latest.get());
+            }
         }
         // Shown to the recipient once its archive holds it (and behind it what follows).
         let bytes = Bytes::from(salon_xml::serialize(&stanza));
@@ -110,7 +119,14 @@ async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::Fu
             let bare = to.to_bare();
             let sessions = server.router.sessions_of(bare.as_str());
             let hooks = &server.modules.hooks;
-            hooks.message_delivered(server, &bare, &sessions, &[&session], &stanza);
+            hooks.message_delivered(
+                server,
+                &bare,
+                &sessions,
+                &[&session],
+                &stanza,
+                archived.as_ref(),
+            );
         }
         return;
     }
@@ -224,7 +240,7 @@ async fn deliver_message_to_bare(
         }
         if delivery == Delivery::First {
             let hooks = &server.modules.hooks;
-            hooks.message_delivered(server, to, &sessions, &targets, &stanza);
+            hooks.message_delivered(server, to, &sessions, &targets, &stanza, archived.as_ref());
         }
         return;
     }

@@ -7,6 +7,7 @@ pub mod state;
 use super::sasl::common::Authenticated;
 use super::transport::NoTransport;
 use super::{next_signal, Session, Stage, Stop};
+use crate::durable::LatestCommit;
 use crate::session_handle::{Outbound, Signal};
 use crate::stanza::ns::SM as NS_SM;
 use crate::stanza::{ns, StanzaCondition, StreamCondition};
@@ -14,6 +15,10 @@ use minidom::Element;
 use state::{next_resume, ResumeRequest, ResumeSlot, StreamManagement};
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// How long `<resumed/>` waits for the writes it counts; a commit always completes (a failed
+/// writer completes its commits as it drops them), so this only bounds a stuck disk.
+const RESUMED_DURABLE_WAIT: Duration = Duration::from_secs(10);
 
 /// A `<failed/>` answer to `<enable/>` or `<resume/>`, with its stanza error condition.
 fn failed(condition: StanzaCondition) -> String {
@@ -163,6 +168,10 @@ impl Session {
         drop(old);
         // What a stream module held back goes with the rest the client missed.
         let held = self.server.modules.hooks.detached(&mut self.local);
+        // `<resumed h/>` tells the client which of its stanzas it need not send again: like an
+        // `<a/>` (see `state::HeldAcks`), it waits until what it counts is durable. (The
+        // stanzas sent again below went out before and passed their own commits then.)
+        self.inbound_durable().await;
         let Some(sm) = self.sm.as_mut() else {
             return;
         };
@@ -191,6 +200,31 @@ impl Session {
         if let Some(handle) = &self.handle {
             let hooks = &self.server.modules.hooks;
             hooks.session_resumed(&self.server, handle).await;
+        }
+    }
+
+    /// Wait (bounded) until every stanza this session took in is written where a crash cannot
+    /// lose it: none is still held by another task, and the server's latest commit is done.
+    fn inbound_durable(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // Owned, so that the wait does not hold on to the session (which is not `Sync`).
+        let server = self.server.clone();
+        let handle = self.handle.clone();
+        let durable = async move {
+            if let Some(handle) = &handle {
+                std::future::poll_fn(|cx| handle.poll_none_in_flight(cx)).await;
+            }
+            let latest = server.extensions.get::<LatestCommit>();
+            if let Some(commit) = latest.and_then(|l| l.get()) {
+                commit.done().await;
+            }
+        };
+        async move {
+            if tokio::time::timeout(RESUMED_DURABLE_WAIT, durable)
+                .await
+                .is_err()
+            {
+                tracing::warn!("storage slow: resumption answered before its writes completed");
+            }
         }
     }
 
