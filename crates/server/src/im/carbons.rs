@@ -184,8 +184,10 @@ fn copy_sent(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
     let sessions = server.router.sessions_of(account.as_str());
     let others = sessions.iter().filter(|s| s.id != sender.id);
     // The archive hook ran before this one and queued the sender's copy; writes complete in
-    // order, so the latest commit covers it. (A message to the account itself is archived
-    // only as it arrives, after this: its copies here wait for what was queued before.)
+    // order, so the latest commit covers it. A message to the account itself is the
+    // exception: it is archived only as it arrives, after this hook, so its sent copies wait
+    // only for what was queued before (a hook point after routing would close that gap; the
+    // copies the account's clients get as recipients do wait for its write).
     let archived = server
         .extensions
         .get::<LatestCommit>()
