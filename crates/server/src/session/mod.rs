@@ -154,10 +154,11 @@ pub async fn run(server: Arc<Server>, transport: Box<dyn Transport>) {
     session.tokens = session.rate() * 2.0;
     let stop = loop {
         match session.serve().await {
-            Stop::Resumed(request) => session.adopt(request).await,
+            // The rarer steps are boxed too: the task keeps room for its largest await point.
+            Stop::Resumed(request) => Box::pin(session.adopt(request)).await,
             Stop::Dropped if session.sm.as_ref().is_some_and(|sm| sm.resumable()) => {
-                match session.wait_detached().await {
-                    Some(request) => session.adopt(request).await,
+                match Box::pin(session.wait_detached()).await {
+                    Some(request) => Box::pin(session.adopt(request)).await,
                     None => break Stop::Closed,
                 }
             }
@@ -166,7 +167,7 @@ pub async fn run(server: Arc<Server>, transport: Box<dyn Transport>) {
             stop => break stop,
         }
     };
-    session.finish(stop).await;
+    Box::pin(session.finish(stop)).await;
 }
 
 impl Session {
@@ -230,7 +231,10 @@ impl Session {
                 read = std::future::poll_fn(|cx| transport.poll_read_events(cx, &mut events)) => {
                     let result = read;
                     for event in std::mem::take(&mut events) {
-                        if let Err(stop) = self.on_event(event).await {
+                        // Boxed: handling an event (SASL, bind, routing, every module's
+                        // hooks) takes a large future; inline, every idle session would keep
+                        // room for it in its task for as long as it lives.
+                        if let Err(stop) = Box::pin(self.on_event(event)).await {
                             return stop;
                         }
                     }
