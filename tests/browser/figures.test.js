@@ -6,8 +6,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { Salon, Bot, launchBrowser, newPage, sleep, firstLoad } from './salon.js';
+import { Salon, Bot, launchBrowser, newPage, sleep, firstLoad, gzipped } from './salon.js';
 
 let salon, browser;
 
@@ -23,15 +22,7 @@ after(async () => {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function gzippedBytes(path) {
-  return new Promise((resolve, reject) => {
-    http.get(`${salon.url}${path}`, { headers: { 'accept-encoding': 'gzip' } }, (r) => {
-      let n = 0;
-      r.on('data', (c) => { n += c.length; });
-      r.on('end', () => resolve(n));
-    }).on('error', reject);
-  });
-}
+const gzippedBytes = (path) => gzipped(salon, path);
 
 test('figures: page weight, link → first message, reload → resumed, network back → resumed, stall noticed', async () => {
   const figures = {};

@@ -4,7 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Salon, launchBrowser, newPage, shot } from './salon.js';
+import { Salon, launchBrowser, newPage, shot, gzipped } from './salon.js';
 
 let salon, browser;
 
@@ -53,4 +53,25 @@ test('an invitation page signs up in the browser, then says it is used up', asyn
   assert.equal(again.status(), 410);
   assert.match(await page.locator('body').innerText(), /already been used/);
   await page.context().close();
+});
+
+test('the invitation page fits the built-in client\'s first-load budget', async () => {
+  // docs/web-client.md: the built-in client's first load is at most 33.6 KB gzipped; the
+  // invitation page, QR code and all, is held to the same budget.
+  const path = salon.createInvite('--uses', '1');
+  const page = await newPage(browser);
+  const paths = [];
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.origin === salon.url && !paths.includes(u.pathname)) paths.push(u.pathname);
+  });
+  await page.goto(salon.url + path);
+  await page.waitForLoadState('networkidle');
+  await page.context().close();
+  let weight = 0;
+  for (const p of paths) weight += await gzipped(salon, p);
+  assert.ok(paths.includes(path), `the page itself was fetched: ${paths}`);
+  assert.ok(weight > 1000, `measured something: ${weight} bytes from ${paths}`);
+  assert.ok(weight <= 33.6 * 1024, `invitation page weighs ${weight} bytes gzipped (${paths})`);
+  console.log(`invitation page, gzipped first load: ${(weight / 1024).toFixed(1)} KB (${paths.length} requests)`);
 });

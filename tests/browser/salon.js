@@ -266,6 +266,17 @@ export class Bot {
 
 /** What a visitor's browser fetches to show a room link (`/join/x`) up to the nick prompt:
  *  same-origin paths, in the order asked. The page weight figures sum these. */
+/** Bytes on the wire for `path` of `salon` when the client accepts gzip (what a browser gets). */
+export function gzipped(salon, path) {
+  return new Promise((resolve, reject) => {
+    http.get(`${salon.url}${path}`, { headers: { 'accept-encoding': 'gzip' } }, (r) => {
+      let n = 0;
+      r.on('data', (c) => { n += c.length; });
+      r.on('end', () => resolve(n));
+    }).on('error', reject);
+  });
+}
+
 export async function firstLoad(b, salon) {
   const page = await newPage(b);
   const paths = [];
