@@ -69,7 +69,7 @@ async fn fresh() -> (tempfile::TempDir, SqliteStorage) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark; run with --ignored --nocapture"]
 async fn archive_append_cost() {
-    for batch in [1, 8, 64] {
+    for batch in [1, 8, 64, 256, 1024] {
         let (_dir, storage) = fresh().await;
         let storage = std::sync::Arc::new(storage);
         let cpu = process_cpu();
@@ -80,7 +80,9 @@ async fn archive_append_cost() {
             for n in 0..MESSAGES {
                 pending.extend(copies(n));
                 if pending.len() == batch * 2 {
-                    writer.archive_append_blocking(&pending).expect("append");
+                    writer
+                        .archive_append_blocking(&pending, None)
+                        .expect("append");
                     pending.clear();
                 }
             }

@@ -107,6 +107,8 @@ pub async fn remove(server: &Arc<Server>, account: &jid::BareJid) -> Result<(), 
             roster::send_subscription(server, &from, &contact, "unsubscribed").await;
         }
     }
+    // Messages still on their way into the archive go in first, so they go with it.
+    crate::archive::writer(server.as_ref()).flush().await;
     match server
         .storage_for(&domain)
         .delete_account(&user, &domain)

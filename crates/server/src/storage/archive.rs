@@ -71,12 +71,31 @@ pub trait ArchiveStore: Send + Sync {
         }
         Ok(())
     }
+    /// Writes a message to the backend's journal, if it keeps one: a log that survives the
+    /// process being killed from the moment this returns `Ok(Some(record))`, and from which
+    /// the backend puts the message into the archive on its next start unless
+    /// [`archive_append_blocking`](Self::archive_append_blocking) did so first (given the
+    /// record's number). The archive writer calls it for every append, in append order, on the
+    /// appending task (a quick, blocking write), so nobody waits for the archive's own commit.
+    /// `Ok(None)`: no journal; the message is durable only once appended.
+    fn archive_journal(
+        &self,
+        _archive: &str,
+        _message: &ArchivedMessage,
+    ) -> StorageResult<Option<u64>> {
+        Ok(None)
+    }
     /// [`archive_append_many`](Self::archive_append_many) on the calling thread, blocking it
     /// until the messages are stored: the archive writer calls it from a thread of its own
     /// (inside the runtime's context), so a backend with a synchronous path (SQLite's own
-    /// connection) spares every batch the hand-offs to the runtime and back. The default runs
-    /// the async version to completion on that thread.
-    fn archive_append_blocking(&self, messages: &[(String, ArchivedMessage)]) -> StorageResult<()> {
+    /// connection) spares every batch the hand-offs to the runtime and back. `journaled` is the
+    /// last journal record among `messages`, which the backend records with them. The default
+    /// runs the async version to completion on that thread.
+    fn archive_append_blocking(
+        &self,
+        messages: &[(String, ArchivedMessage)],
+        _journaled: Option<u64>,
+    ) -> StorageResult<()> {
         tokio::runtime::Handle::current().block_on(self.archive_append_many(messages))
     }
     async fn archive_query(

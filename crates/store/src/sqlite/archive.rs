@@ -84,13 +84,35 @@ impl ArchiveStore for SqliteStorage {
     ) -> StorageResult<()> {
         let appends = self.archive_appends.clone();
         let messages = messages.to_vec();
-        tokio::task::spawn_blocking(move || appends.append(&messages))
+        tokio::task::spawn_blocking(move || appends.append(&messages, None))
             .await
             .map_err(|e| StorageError::Backend(format!("archive append: {e}")))?
     }
 
-    fn archive_append_blocking(&self, messages: &[(String, ArchivedMessage)]) -> StorageResult<()> {
-        self.archive_appends.append(messages)
+    fn archive_journal(
+        &self,
+        archive: &str,
+        message: &ArchivedMessage,
+    ) -> StorageResult<Option<u64>> {
+        match &self.archive_journal {
+            Some(journal) => journal.write(archive, message).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn archive_append_blocking(
+        &self,
+        messages: &[(String, ArchivedMessage)],
+        journaled: Option<u64>,
+    ) -> StorageResult<()> {
+        let appended = self.archive_appends.append(messages, journaled);
+        if let (Some(journal), Some(record)) = (&self.archive_journal, journaled) {
+            // Refused duplicates aside, the batch is in: its records need not be kept.
+            if matches!(appended, Ok(()) | Err(StorageError::AlreadyExists)) {
+                journal.applied(record);
+            }
+        }
+        appended
     }
 
     async fn archive_query(

@@ -30,6 +30,9 @@ const INSERT_ENTRY: &str =
 /// Fewer entries than planned refer to a stored message (a duplicate id was refused).
 const SET_REFS: &str = "UPDATE archive_stanzas SET refs = ?2 WHERE seq = ?1";
 const DELETE_STANZA: &str = "DELETE FROM archive_stanzas WHERE seq = ?1";
+/// The last journal record the database holds (`archive_journal.rs`).
+const SET_JOURNAL_APPLIED: &str = "UPDATE archive_journal_applied SET record = ?1 WHERE id = 1";
+const JOURNAL_APPLIED: &str = "SELECT record FROM archive_journal_applied WHERE id = 1";
 
 fn sql_error(error: rusqlite::Error) -> StorageError {
     match &error {
@@ -66,11 +69,28 @@ impl AppendConnection {
         self.lock().take();
     }
 
+    /// The number of the last journal record the database holds.
+    pub(super) fn journal_applied(&self) -> StorageResult<u64> {
+        let guard = self.lock();
+        let connection = guard
+            .as_ref()
+            .ok_or_else(|| StorageError::Backend("the archive connection is closed".into()))?;
+        connection
+            .query_row(JOURNAL_APPLIED, [], |row| row.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(sql_error)
+    }
+
     /// Appends `messages` in order, in one transaction, blocking the calling thread. The copies
     /// of a 1:1 message come one after the other (the sender's archive, then the recipient's,
     /// with the same text): they share one stored stanza. A message whose id its archive holds
     /// already is left out and reported (`AlreadyExists`) once the rest is committed.
-    pub(super) fn append(&self, messages: &[(String, ArchivedMessage)]) -> StorageResult<()> {
+    /// `journaled` is the last journal record among them, recorded in the same transaction.
+    pub(super) fn append(
+        &self,
+        messages: &[(String, ArchivedMessage)],
+        journaled: Option<u64>,
+    ) -> StorageResult<()> {
         let mut guard = self.lock();
         let connection = guard
             .as_mut()
@@ -125,6 +145,12 @@ impl AppendConnection {
                         .map_err(sql_error)?;
                 }
             }
+        }
+        if let Some(record) = journaled {
+            transaction
+                .prepare_cached(SET_JOURNAL_APPLIED)
+                .and_then(|mut s| s.execute(params![record as i64]))
+                .map_err(sql_error)?;
         }
         transaction.commit().map_err(sql_error)?;
         refused.map_or(Ok(()), Err)

@@ -37,6 +37,7 @@ mod accounts;
 mod admins;
 mod archive;
 mod archive_append;
+mod archive_journal;
 mod bans;
 mod blocklist;
 mod invites;
@@ -73,6 +74,9 @@ pub struct SqliteStorage {
     /// way, never corrupt the file; a process crash loses nothing. Accounts, rosters and
     /// everything else stay on `pool`, synced.
     archive_appends: Arc<archive_append::AppendConnection>,
+    /// Where archived messages are written first (`archive_journal.rs`); `None` when another
+    /// process (the server, beside this command) holds it.
+    archive_journal: Option<Arc<archive_journal::Journal>>,
 }
 
 impl SqliteStorage {
@@ -101,9 +105,17 @@ impl SqliteStorage {
         .await
         .context("opening the archive connection")?
         .with_context(|| format!("opening database {} for archive appends", path.display()))?;
+        let archive_appends = Arc::new(archive_appends);
+        let journal_path = path.to_path_buf();
+        let appends = archive_appends.clone();
+        let archive_journal =
+            tokio::task::spawn_blocking(move || open_journal(&journal_path, &appends))
+                .await
+                .context("opening the archive journal")??;
         Ok(SqliteStorage {
             pool,
-            archive_appends: Arc::new(archive_appends),
+            archive_appends,
+            archive_journal: archive_journal.map(Arc::new),
         })
     }
 
@@ -114,6 +126,40 @@ impl SqliteStorage {
         let _ = tokio::task::spawn_blocking(move || appends.close()).await;
         self.pool.close().await;
     }
+}
+
+/// Opens the archive journal and puts what a stopped or killed process left in it into the
+/// database; `None` if another process holds it.
+fn open_journal(
+    database: &Path,
+    appends: &archive_append::AppendConnection,
+) -> anyhow::Result<Option<archive_journal::Journal>> {
+    let applied = appends.journal_applied()?;
+    let Some((journal, records)) = archive_journal::Journal::open(database, applied)
+        .with_context(|| format!("opening the archive journal of {}", database.display()))?
+    else {
+        return Ok(None);
+    };
+    let left: Vec<_> = records.into_iter().filter(|r| r.0 > applied).collect();
+    for chunk in left.chunks(1024) {
+        let last = chunk.last().map(|r| r.0);
+        let messages: Vec<_> = chunk
+            .iter()
+            .map(|(_, archive, message)| (archive.clone(), message.clone()))
+            .collect();
+        match appends.append(&messages, last) {
+            Ok(()) | Err(salon_server::storage::StorageError::AlreadyExists) => {}
+            Err(error) => return Err(anyhow::anyhow!("applying the archive journal: {error}")),
+        }
+    }
+    if !left.is_empty() {
+        tracing::info!(
+            messages = left.len(),
+            "archived messages the last run had journaled are now in the database"
+        );
+    }
+    journal.clear()?;
+    Ok(Some(journal))
 }
 
 /// How often opening is attempted when another process holds the database lock.

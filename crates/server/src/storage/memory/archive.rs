@@ -106,7 +106,11 @@ impl ArchiveStore for MemoryStorage {
         self.append_one(archive, message)
     }
 
-    fn archive_append_blocking(&self, messages: &[(String, ArchivedMessage)]) -> StorageResult<()> {
+    fn archive_append_blocking(
+        &self,
+        messages: &[(String, ArchivedMessage)],
+        _journaled: Option<u64>,
+    ) -> StorageResult<()> {
         // Like SQLite's: the others are stored, the first refusal reported.
         let mut first_error = Ok(());
         for (archive, message) in messages {

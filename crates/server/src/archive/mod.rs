@@ -1,7 +1,11 @@
 //! Message archives (XEP-0313 Message Archive Management with XEP-0059 paging) of rooms and
 //! accounts: the ordered, bounded writer they append through, the query protocol, retention.
 
-use crate::durable::{Commit, Completer, LatestCommit};
+mod writer;
+
+pub use writer::ArchiveWriter;
+
+use crate::durable::LatestCommit;
 use crate::extensions::Extensions;
 use crate::hooks::{priority, ServerHook};
 use crate::registry::Registry;
@@ -11,14 +15,10 @@ use crate::service::ServiceContext;
 use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
 use crate::stanza::{ns, Build, StanzaError};
 use crate::storage::prelude::*;
-use crate::storage::{ArchiveQuery, ArchivedMessage, StorageError};
+use crate::storage::{ArchiveQuery, StorageError};
 use minidom::Element;
 use std::sync::Arc;
-use tokio::sync::oneshot;
 
-/// Messages waiting to be written; rooms wait for a storage that falls this far behind rather
-/// than grow memory.
-const WRITER_QUEUE: usize = 4096;
 /// Largest page a client may ask for.
 const MAX_PAGE: usize = 250;
 const DEFAULT_PAGE: usize = 50;
@@ -111,199 +111,6 @@ impl ServerHook<Server> for FlushAtStop {
             writer.flush().await;
         }
     }
-}
-
-/// What the writer has still to write: the batch being gathered and the commit its messages
-/// share, and the flushes waiting for it.
-struct Gathering {
-    batch: Vec<(String, ArchivedMessage)>,
-    /// The commit of every message in `batch`: one per transaction, so a session holding
-    /// several of them is registered and woken once.
-    commit: Commit,
-    done: Completer,
-    flushes: Vec<oneshot::Sender<()>>,
-}
-
-impl Gathering {
-    fn new() -> Gathering {
-        let (commit, done) = Commit::pending();
-        Gathering {
-            batch: Vec::new(),
-            commit,
-            done,
-            flushes: Vec::new(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.batch.is_empty() && self.flushes.is_empty()
-    }
-}
-
-/// The writer thread's side of the queue.
-struct Queue {
-    gathering: Gathering,
-    /// The thread waits for work: whoever gives it some wakes it (and only then, since a wake
-    /// is a system call).
-    idle: bool,
-    /// Every [`ArchiveWriter`] is gone: the thread ends once it has written what is left.
-    stopped: bool,
-}
-
-struct WriterState {
-    queue: std::sync::Mutex<Queue>,
-    work: std::sync::Condvar,
-    /// One permit per message that may still be queued: appenders wait for the writer when
-    /// it falls [`WRITER_QUEUE`] messages behind rather than grow memory.
-    room: tokio::sync::Semaphore,
-}
-
-impl WriterState {
-    /// Runs `change` on the queue and wakes the thread if it waits.
-    fn give<T>(&self, change: impl FnOnce(&mut Gathering) -> T) -> T {
-        let (given, wake) = {
-            let mut queue = lock(&self.queue);
-            let given = change(&mut queue.gathering);
-            (given, std::mem::take(&mut queue.idle))
-        };
-        if wake {
-            self.work.notify_one();
-        }
-        given
-    }
-
-    /// The next batch, waiting for one; `None` once stopped with nothing left.
-    fn take(&self) -> Option<Gathering> {
-        let mut queue = lock(&self.queue);
-        loop {
-            if !queue.gathering.is_empty() {
-                return Some(std::mem::replace(&mut queue.gathering, Gathering::new()));
-            }
-            if queue.stopped {
-                return None;
-            }
-            queue.idle = true;
-            queue = self
-                .work
-                .wait(queue)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-    }
-
-    /// The writer thread: batches are written one after the other, so waiting for one means
-    /// waiting for all before it. Commits are completed here, which wakes the sessions that
-    /// hold their messages directly, without a hop through a task of the runtime.
-    fn run(&self, storage: &dyn ArchiveStore) {
-        while let Some(Gathering {
-            batch,
-            done,
-            flushes,
-            ..
-        }) = self.take()
-        {
-            if !batch.is_empty() {
-                self.room.add_permits(batch.len());
-                if let Err(e) = storage.archive_append_blocking(&batch) {
-                    tracing::error!(error = %e, messages = batch.len(), "archiving messages");
-                }
-            }
-            done.complete();
-            for flush in flushes {
-                let _ = flush.send(());
-            }
-        }
-    }
-}
-
-/// Stops the writer thread when the last [`ArchiveWriter`] goes (with its server).
-struct WriterHandle {
-    state: Arc<WriterState>,
-    /// The server's latest commit, updated with each append (under the queue's lock, so the
-    /// latest is always the batch of the last message queued).
-    latest: Arc<LatestCommit>,
-}
-
-impl Drop for WriterHandle {
-    fn drop(&mut self) {
-        lock(&self.state.queue).stopped = true;
-        self.state.work.notify_one();
-    }
-}
-
-/// Appends messages in order, off the rooms' and sessions' tasks, on a thread of its own that
-/// calls the store's blocking append ([`ArchiveStore::archive_append_blocking`]: SQLite writes
-/// on a connection of its own, with no hand-off to the runtime and back). One writer serves
-/// every archive, with group commit and no fixed window: an append while the writer is idle is
-/// written at once, and everything appended while a transaction runs goes into the next one,
-/// which starts as soon as that one ends; so batches grow with the load and an idle server
-/// adds no latency. Whoever appends gets the [`Commit`] of its batch and goes on at once; what
-/// shows the message (the room's echo and fan-out, the delivery to a recipient, a
-/// stream-management answer) is held behind that commit in the recipients' queues (XEP-0313
-/// §2.1: what was shown as sent is in the archive), so a crash right after an echo loses
-/// nothing and nobody's loop waits for the disk.
-#[derive(Clone)]
-pub struct ArchiveWriter(Arc<WriterHandle>);
-
-impl ArchiveWriter {
-    /// Starts the writer on `storage`, which needs to be an archive store only: a whole
-    /// `Arc<dyn Storage>` is one too. `latest` is where it tells which commit is the last.
-    /// Called inside the runtime, whose context the writer's thread keeps (a store without a
-    /// blocking path runs its async append there).
-    pub fn start(storage: Arc<dyn ArchiveStore>, latest: Arc<LatestCommit>) -> ArchiveWriter {
-        let state = Arc::new(WriterState {
-            queue: std::sync::Mutex::new(Queue {
-                gathering: Gathering::new(),
-                idle: false,
-                stopped: false,
-            }),
-            work: std::sync::Condvar::new(),
-            room: tokio::sync::Semaphore::new(WRITER_QUEUE),
-        });
-        let runtime = tokio::runtime::Handle::current();
-        let thread_state = state.clone();
-        let thread_storage = storage.clone();
-        let spawned = std::thread::Builder::new()
-            .name("archive-writer".into())
-            .spawn(move || {
-                let _context = runtime.enter();
-                thread_state.run(thread_storage.as_ref());
-            });
-        if let Err(error) = spawned {
-            // Out of threads: the runtime's blocking pool queues it instead.
-            tracing::warn!(%error, "starting the archive writer's thread; using the blocking pool");
-            let state = state.clone();
-            tokio::task::spawn_blocking(move || state.run(storage.as_ref()));
-        }
-        ArchiveWriter(Arc::new(WriterHandle { state, latest }))
-    }
-
-    /// Queues `message` for `archive` and returns its commit at once (waiting only while the
-    /// writer is [`WRITER_QUEUE`] messages behind).
-    pub async fn append(&self, archive: &str, message: ArchivedMessage) -> Commit {
-        match self.0.state.room.acquire().await {
-            // Given back by the writer when it takes the message.
-            Ok(permit) => permit.forget(),
-            Err(_) => tracing::error!(archive, "the archive writer has stopped"),
-        }
-        self.0.state.give(|gathering| {
-            gathering.batch.push((archive.to_string(), message));
-            self.0.latest.set_with(&gathering.commit, || {});
-            gathering.commit.clone()
-        })
-    }
-
-    /// Wait until every message appended so far is stored, so a query sees them.
-    pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        self.0.state.give(|gathering| gathering.flushes.push(done));
-        let _ = wait.await;
-    }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A new XEP-0359 stanza id: the time first, so ids sort roughly by age, then 64 random bits,
@@ -548,75 +355,5 @@ mod tests {
             .await
             .expect("the sweep ends at shutdown")
             .expect("without a panic");
-    }
-
-    fn message(n: usize) -> ArchivedMessage {
-        ArchivedMessage {
-            id: format!("id{n}"),
-            timestamp: n as i64,
-            with: "room@rooms.example/nick".into(),
-            stanza: format!("<message><body>{n}</body></message>"),
-        }
-    }
-
-    async fn stored(storage: &MemoryStorage, archive: &str) -> Vec<String> {
-        let query = ArchiveQuery {
-            limit: 10_000,
-            ..ArchiveQuery::default()
-        };
-        let page = ArchiveStore::archive_query(storage, archive, &query)
-            .await
-            .unwrap();
-        page.messages.into_iter().map(|m| m.id).collect()
-    }
-
-    #[tokio::test]
-    async fn a_flush_waits_for_everything_appended_before_it_in_order() {
-        let storage = Arc::new(MemoryStorage::new());
-        let writer = ArchiveWriter::start(storage.clone(), Default::default());
-        for n in 0..300 {
-            let archive = if n % 2 == 0 { "a@rooms" } else { "b@rooms" };
-            writer.append(archive, message(n)).await;
-        }
-        writer.flush().await;
-        let expected_a: Vec<String> = (0..300).step_by(2).map(|n| format!("id{n}")).collect();
-        assert_eq!(stored(&storage, "a@rooms").await, expected_a);
-        assert_eq!(stored(&storage, "b@rooms").await.len(), 150);
-        // Nothing pending: a flush answers at once, and later messages still get written.
-        writer.flush().await;
-        writer.append("a@rooms", message(1000)).await;
-        writer.flush().await;
-        assert_eq!(
-            stored(&storage, "a@rooms").await.last().map(String::as_str),
-            Some("id1000")
-        );
-    }
-
-    #[tokio::test]
-    async fn an_appends_commit_completes_once_its_message_is_stored_in_order() {
-        let storage = Arc::new(MemoryStorage::new());
-        let latest = Arc::new(LatestCommit::default());
-        let writer = ArchiveWriter::start(storage.clone(), latest.clone());
-        let first = writer.append("a@rooms", message(1)).await;
-        first.done().await;
-        assert_eq!(stored(&storage, "a@rooms").await, vec!["id1"]);
-        // Many appenders at once share commits; each commit is done only with its message
-        // stored, and the server's latest commit covers them all.
-        let appends: Vec<_> = (2..500)
-            .map(|n| {
-                let writer = writer.clone();
-                tokio::spawn(async move { writer.append("a@rooms", message(n)).await })
-            })
-            .collect();
-        let mut commits = Vec::new();
-        for append in appends {
-            commits.push(append.await.unwrap());
-        }
-        if let Some(last) = latest.get() {
-            last.done().await;
-        }
-        assert!(commits.iter().all(|c| c.is_done()));
-        assert_eq!(stored(&storage, "a@rooms").await.len(), 499);
-        assert!(latest.get().is_none());
     }
 }
