@@ -6,3 +6,7 @@ CREATE TABLE archive_journal_applied (
     record INTEGER NOT NULL
 );
 INSERT INTO archive_journal_applied (id, record) VALUES (1, 0);
+
+-- The appending connection adds each batch's entries to archive_counts once per archive
+-- (crates/store/src/sqlite/archive_append.rs) instead of a trigger updating it per row.
+DROP TRIGGER archive_entries_count;

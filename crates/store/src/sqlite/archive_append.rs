@@ -31,6 +31,9 @@ const INSERT_ENTRY: &str =
 const SET_REFS: &str = "UPDATE archive_stanzas SET refs = ?2 WHERE seq = ?1";
 const DELETE_STANZA: &str = "DELETE FROM archive_stanzas WHERE seq = ?1";
 /// The last journal record the database holds (`archive_journal.rs`).
+/// Adds a batch's entries to an archive's count (RSM `<count/>` of unfiltered queries).
+const ADD_TO_COUNT: &str = "INSERT INTO archive_counts (archive, messages) VALUES (?1, ?2) \
+                            ON CONFLICT (archive) DO UPDATE SET messages = messages + ?2";
 const SET_JOURNAL_APPLIED: &str = "UPDATE archive_journal_applied SET record = ?1 WHERE id = 1";
 const JOURNAL_APPLIED: &str = "SELECT record FROM archive_journal_applied WHERE id = 1";
 
@@ -82,10 +85,14 @@ impl AppendConnection {
     }
 
     /// Appends `messages` in order, in one transaction, blocking the calling thread. The copies
-    /// of a 1:1 message come one after the other (the sender's archive, then the recipient's,
-    /// with the same text): they share one stored stanza. A message whose id its archive holds
+    /// of a 1:1 message (the sender's archive and the recipient's, with the same text) share
+    /// one stored stanza when both are in the batch. A message whose id its archive holds
     /// already is left out and reported (`AlreadyExists`) once the rest is committed.
     /// `journaled` is the last journal record among them, recorded in the same transaction.
+    ///
+    /// The stanzas are stored first, in order, then the entries sorted by archive: each
+    /// archive's entries land together at the end of its part of every index, so a batch of
+    /// hundreds touches each page once rather than once per message.
     pub(super) fn append(
         &self,
         messages: &[(String, ArchivedMessage)],
@@ -100,48 +107,75 @@ impl AppendConnection {
             .map_err(sql_error)?;
         let mut refused = None;
         {
+            let groups = shared_stanzas(messages);
             let mut insert_stanza = transaction
                 .prepare_cached(INSERT_STANZA)
                 .map_err(sql_error)?;
+            let mut seqs = Vec::with_capacity(groups.len());
+            for members in &groups {
+                insert_stanza
+                    .execute(params![messages[members[0]].1.stanza, members.len() as i64])
+                    .map_err(sql_error)?;
+                seqs.push(transaction.last_insert_rowid());
+            }
+            // (message, its stanza's group), by archive then position.
+            let mut entries: Vec<(usize, usize)> = groups
+                .iter()
+                .enumerate()
+                .flat_map(|(group, members)| members.iter().map(move |&m| (m, group)))
+                .collect();
+            entries.sort_unstable_by(|a, b| {
+                (messages[a.0].0.as_str(), seqs[a.1]).cmp(&(messages[b.0].0.as_str(), seqs[b.1]))
+            });
             let mut insert_entry = transaction
                 .prepare_cached(INSERT_ENTRY)
                 .map_err(sql_error)?;
-            let mut start = 0;
-            while start < messages.len() {
-                let end = start + shared_run(&messages[start..]);
-                let group = &messages[start..end];
-                start = end;
-                insert_stanza
-                    .execute(params![group[0].1.stanza, group.len() as i64])
-                    .map_err(sql_error)?;
-                let seq = transaction.last_insert_rowid();
-                let mut entries = 0;
-                for (archive, message) in group {
-                    match insert_entry.execute(params![
-                        archive,
-                        seq,
-                        message.id,
-                        message.timestamp,
-                        message.with
-                    ]) {
-                        Ok(_) => entries += 1,
-                        Err(error) => match sql_error(error) {
-                            StorageError::AlreadyExists => {
-                                refused.get_or_insert(StorageError::AlreadyExists);
-                            }
-                            other => return Err(other),
-                        },
-                    }
+            let mut count = transaction
+                .prepare_cached(ADD_TO_COUNT)
+                .map_err(sql_error)?;
+            let mut kept = vec![0usize; groups.len()];
+            let mut run: Option<(&str, i64)> = None;
+            for (index, group) in entries {
+                let (archive, message) = &messages[index];
+                match insert_entry.execute(params![
+                    archive,
+                    seqs[group],
+                    message.id,
+                    message.timestamp,
+                    message.with
+                ]) {
+                    Ok(_) => kept[group] += 1,
+                    Err(error) => match sql_error(error) {
+                        StorageError::AlreadyExists => {
+                            refused.get_or_insert(StorageError::AlreadyExists);
+                            continue;
+                        }
+                        other => return Err(other),
+                    },
                 }
-                if entries == 0 {
+                run = match run {
+                    Some((current, n)) if current == archive.as_str() => Some((current, n + 1)),
+                    other => {
+                        if let Some((done, n)) = other {
+                            count.execute(params![done, n]).map_err(sql_error)?;
+                        }
+                        Some((archive.as_str(), 1))
+                    }
+                };
+            }
+            if let Some((done, n)) = run {
+                count.execute(params![done, n]).map_err(sql_error)?;
+            }
+            for (group, members) in groups.iter().enumerate() {
+                if kept[group] == 0 {
                     transaction
                         .prepare_cached(DELETE_STANZA)
-                        .and_then(|mut s| s.execute(params![seq]))
+                        .and_then(|mut s| s.execute(params![seqs[group]]))
                         .map_err(sql_error)?;
-                } else if entries < group.len() {
+                } else if kept[group] < members.len() {
                     transaction
                         .prepare_cached(SET_REFS)
-                        .and_then(|mut s| s.execute(params![seq, entries as i64]))
+                        .and_then(|mut s| s.execute(params![seqs[group], kept[group] as i64]))
                         .map_err(sql_error)?;
                 }
             }
@@ -157,18 +191,67 @@ impl AppendConnection {
     }
 }
 
-/// How many messages from the first share its stored stanza: those right after it with the
-/// same text, each for an archive not yet in the run.
-fn shared_run(messages: &[(String, ArchivedMessage)]) -> usize {
-    let Some((_, first)) = messages.first() else {
-        return 0;
-    };
-    let mut run = 1;
-    while let Some((archive, message)) = messages.get(run) {
-        if message.stanza != first.stanza || messages[..run].iter().any(|(a, _)| a == archive) {
-            break;
-        }
-        run += 1;
+/// The messages grouped by the stored stanza they share, in order of the groups' first
+/// message (the order their stanzas are stored in, so their positions). A message joins an
+/// earlier group with the same text unless the group already has its archive, or its archive
+/// has a message in a later group: an archive's positions keep its messages' order.
+fn shared_stanzas(messages: &[(String, ArchivedMessage)]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut by_text: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut last_group: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (index, (archive, message)) in messages.iter().enumerate() {
+        let shared = by_text.get(message.stanza.as_str()).copied().filter(|&group| {
+            last_group.get(archive.as_str()).is_none_or(|&last| last < group)
+        });
+        let group = match shared {
+            Some(group) => {
+                groups[group].push(index);
+                group
+            }
+            None => {
+                groups.push(vec![index]);
+                by_text.insert(message.stanza.as_str(), groups.len() - 1);
+                groups.len() - 1
+            }
+        };
+        last_group.insert(archive.as_str(), group);
     }
-    run
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(archive: &str, text: &str) -> (String, ArchivedMessage) {
+        (
+            archive.to_string(),
+            ArchivedMessage {
+                id: format!("{archive}{text}"),
+                timestamp: 0,
+                with: String::new(),
+                stanza: text.to_string(),
+            },
+        )
+    }
+
+    #[test]
+    fn copies_share_a_stanza_unless_an_archive_would_change_order() {
+        let batch = [
+            message("alice", "hi bob"),
+            message("carol", "hi dave"),
+            message("bob", "hi bob"),
+            message("dave", "hi dave"),
+            // Bob's next message shares nothing; then a copy of an earlier text for bob would
+            // land before it, so it gets its own stanza.
+            message("bob", "later"),
+            message("bob", "hi dave"),
+            // An archive holding the text already gets its own copy.
+            message("alice", "hi bob"),
+        ];
+        assert_eq!(
+            shared_stanzas(&batch),
+            vec![vec![0, 2], vec![1, 3], vec![4], vec![5], vec![6]]
+        );
+    }
 }
