@@ -8,14 +8,14 @@ use crate::storage::ArchivedMessage;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
-/// Messages waiting to be written; rooms wait for a storage that falls this far behind rather
-/// than grow memory.
-const WRITER_QUEUE: usize = 4096;
+/// Kibibytes of messages waiting to be written (each message counts its size, rounded up, plus
+/// one): appenders wait for a storage that falls this far behind rather than grow memory.
+const WRITER_QUEUE_KIB: usize = 32 * 1024;
 /// The most messages in one transaction: the writer starts one at once when it has this many.
-const FULL_BATCH: usize = 1024;
+const FULL_BATCH: usize = 4096;
 /// How long journaled messages wait to be written while there are fewer than [`FULL_BATCH`]:
 /// nobody waits for them, and the fewer transactions, the fewer pages each message costs.
-const WINDOW: std::time::Duration = std::time::Duration::from_millis(250);
+const WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the writer has still to write: the batch being gathered and the commit its messages
 /// share, and the flushes waiting for it.
@@ -81,8 +81,8 @@ struct Queue {
 struct WriterState {
     queue: std::sync::Mutex<Queue>,
     work: std::sync::Condvar,
-    /// One permit per message that may still be queued: appenders wait for the writer when
-    /// it falls [`WRITER_QUEUE`] messages behind rather than grow memory.
+    /// One permit per kibibyte that may still be queued ([`queued_kib`]): appenders wait for
+    /// the writer when it falls [`WRITER_QUEUE_KIB`] behind rather than grow memory.
     room: tokio::sync::Semaphore,
 }
 
@@ -156,7 +156,8 @@ impl WriterState {
         }) = self.take()
         {
             if !batch.is_empty() {
-                self.room.add_permits(batch.len());
+                self.room
+                    .add_permits(batch.iter().map(|(a, m)| queued_kib(a, m)).sum());
                 if let Err(e) = storage.archive_append_blocking(&batch, journaled) {
                     tracing::error!(error = %e, messages = batch.len(), "archiving messages");
                 }
@@ -220,7 +221,7 @@ impl ArchiveWriter {
                 stopped: false,
             }),
             work: std::sync::Condvar::new(),
-            room: tokio::sync::Semaphore::new(WRITER_QUEUE),
+            room: tokio::sync::Semaphore::new(WRITER_QUEUE_KIB),
         });
         let runtime = tokio::runtime::Handle::current();
         let thread_state = state.clone();
@@ -249,9 +250,10 @@ impl ArchiveWriter {
     }
 
     /// Queues `message` for `archive` and returns its commit at once (waiting only while the
-    /// writer is [`WRITER_QUEUE`] messages behind): already done if the store journaled it.
+    /// writer is [`WRITER_QUEUE_KIB`] behind): already done if the store journaled it.
     pub async fn append(&self, archive: &str, message: ArchivedMessage) -> Commit {
-        match self.0.state.room.acquire().await {
+        let kib = queued_kib(archive, &message) as u32;
+        match self.0.state.room.acquire_many(kib).await {
             // Given back by the writer when it takes the message.
             Ok(permit) => permit.forget(),
             Err(_) => tracing::error!(archive, "the archive writer has stopped"),
@@ -288,6 +290,13 @@ impl ArchiveWriter {
         });
         let _ = wait.await;
     }
+}
+
+/// What a queued message counts against [`WRITER_QUEUE_KIB`]; never more than all of it, so
+/// any message the server took can be queued.
+fn queued_kib(archive: &str, message: &ArchivedMessage) -> usize {
+    let bytes = archive.len() + message.id.len() + message.with.len() + message.stanza.len();
+    (1 + bytes / 1024).min(WRITER_QUEUE_KIB)
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -200,9 +200,14 @@ fn shared_stanzas(messages: &[(String, ArchivedMessage)]) -> Vec<Vec<usize>> {
     let mut by_text: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut last_group: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (index, (archive, message)) in messages.iter().enumerate() {
-        let shared = by_text.get(message.stanza.as_str()).copied().filter(|&group| {
-            last_group.get(archive.as_str()).is_none_or(|&last| last < group)
-        });
+        let shared = by_text
+            .get(message.stanza.as_str())
+            .copied()
+            .filter(|&group| {
+                last_group
+                    .get(archive.as_str())
+                    .is_none_or(|&last| last < group)
+            });
         let group = match shared {
             Some(group) => {
                 groups[group].push(index);
