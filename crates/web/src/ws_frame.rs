@@ -143,6 +143,17 @@ impl Reader {
         Ok(Some((end, received)))
     }
 
+    /// Bytes held for a frame or a message that has not ended yet (what a client that never
+    /// finishes one makes the server keep).
+    pub fn buffered(&self) -> usize {
+        self.pending.len() + self.fragments.len()
+    }
+
+    /// Whether a frame or a fragmented message has begun and not ended.
+    pub fn is_midway(&self) -> bool {
+        self.in_message || !self.pending.is_empty()
+    }
+
     /// Forget a completed fragmented message (called after its text was used).
     pub fn message_done(&mut self) {
         if !self.in_message {
