@@ -621,6 +621,34 @@ async def test_vcard_of_a_user_on_the_other_salon(pair):
             assert fn is not None and fn.text == name, resp
 
 
+async def user_and_raw_peer(cs: Clients, server, ca: trustme.CA, frm: str,
+                            cert_names: list[str], port: int):
+    """A new user of `server` logged in, and a raw peer's stream to salon.test (see `raw_s2s`)
+    authenticated as `frm` with a certificate for `cert_names`. Returns (user's client, its
+    JID, the peer's TLS socket, its reader)."""
+    jid, password = server.new_user("mp")
+    user = await login(cs, server, jid, password)
+    tls, read = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: raw_s2s("127.0.0.10", "salon.test", frm, ca, cert_names, port=port))
+    return user, jid, tls, read
+
+
+async def kept_and_refused(tls, read, user: Client, jid: str, kept: str, refused: str):
+    """On a raw peer's stream: a message from domain `kept` reaches `user`; one from domain
+    `refused`, not authenticated there, ends the stream with <invalid-from/> and is not
+    delivered."""
+    tls.sendall(f"<message xmlns='jabber:server' from='m@{kept}/x' to='{jid}' type='chat'>"
+                "<body>kept pair</body></message>".encode())
+    got = await user.wait_message(lambda m: m["body"] == "kept pair", timeout=15)
+    assert str(got["from"]) == f"m@{kept}/x", got
+    tls.sendall(f"<message xmlns='jabber:server' from='m@{refused}/x' to='{jid}' type='chat'>"
+                "<body>smuggled</body></message>".encode())
+    closing = await asyncio.get_running_loop().run_in_executor(None, read, b"</stream:stream>")
+    assert b"invalid-from" in closing, closing
+    await asyncio.sleep(0.5)
+    assert not [m for m in user.messages if m["body"] == "smuggled"]
+
+
 @async_test(timeout=90)
 async def test_a_bad_key_for_another_domain_costs_only_that_pair(pair, ca, tmp_path_factory):
     """XEP-0220 §8 from the receiving side: on a stream authenticated for forger.test (SASL
@@ -632,31 +660,20 @@ async def test_a_bad_key_for_another_domain_costs_only_that_pair(pair, ca, tmp_p
                             s2s={"hosts": {"rooms.salon2.test": "salon2.test:5469"},
                                  "domain_policy": {"rooms.salon2.test": "allow_dialback"}})
     try:
-        a_jid, a_pw = three.new_user("ma")
         async with Clients() as cs:
-            alice = await login(cs, three, a_jid, a_pw)
-            loop = asyncio.get_running_loop()
-            tls, read = await loop.run_in_executor(
-                None, lambda: raw_s2s("127.0.0.10", "salon.test", "forger.test", ca,
-                                      "forger.test", port=5669))
+            alice, a_jid, tls, read = await user_and_raw_peer(
+                cs, three, ca, "forger.test", ["forger.test"], 5669)
             try:
                 tls.sendall(b"<db:result from='rooms.salon2.test' to='salon.test'>"
                             b"0123456789abcdef</db:result>")
-                answer = await loop.run_in_executor(None, read, b"</db:result>")
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    None, read, b"</db:result>")
                 assert b"type='error'" in answer and b"forbidden" in answer, answer
-                # The stream goes on for the pair it authenticated ...
-                tls.sendall(f"<message xmlns='jabber:server' from='fred@forger.test/x' "
-                            f"to='{a_jid}' type='chat'><body>still here</body></message>".encode())
-                got = await alice.wait_message(lambda m: m["body"] == "still here", timeout=15)
-                assert str(got["from"]) == "fred@forger.test/x", got
-                # ... and refuses the one it did not.
-                tls.sendall(f"<message xmlns='jabber:server' from='x@rooms.salon2.test/y' "
-                            f"to='{a_jid}' type='chat'><body>smuggled</body></message>".encode())
-                closing = await loop.run_in_executor(None, read, b"</stream:stream>")
-                assert b"invalid-from" in closing, closing
+                # The stream goes on for the pair it authenticated, not the one it did not.
+                await kept_and_refused(tls, read, alice, a_jid, "forger.test",
+                                       "rooms.salon2.test")
             finally:
                 tls.close()
-            assert not [m for m in alice.messages if m["body"] == "smuggled"]
     finally:
         three.stop()
 
@@ -672,13 +689,9 @@ async def test_domain_pairs_per_stream_are_capped(ca, tmp_path_factory):
     three = federated_salon(tmp_path_factory, ca, "fedpairs", "salon.test", 5889, hosts=False)
     domains = [f"d{n}.mux.test" for n in range(150)]
     try:
-        a_jid, a_pw = three.new_user("mp")
         async with Clients() as cs:
-            alice = await login(cs, three, a_jid, a_pw)
-            loop = asyncio.get_running_loop()
-            tls, read = await loop.run_in_executor(
-                None, lambda: raw_s2s("127.0.0.10", "salon.test", "mux.test", ca,
-                                      ["mux.test", *domains], port=5889))
+            alice, a_jid, tls, read = await user_and_raw_peer(
+                cs, three, ca, "mux.test", ["mux.test", *domains], 5889)
             try:
                 tls.sendall("".join(f"<db:result from='{d}' to='salon.test'>0123456789abcdef"
                                     "</db:result>" for d in domains).encode())
@@ -694,19 +707,11 @@ async def test_domain_pairs_per_stream_are_capped(ca, tmp_path_factory):
                             text)
                     return valid, refused
 
-                valid, refused = await loop.run_in_executor(None, answers)
+                valid, refused = await asyncio.get_running_loop().run_in_executor(None, answers)
                 assert len(valid) == 99 and len(refused) == 51, (len(valid), len(refused))
                 assert set(valid) == set(domains[:99]) and set(refused) == set(domains[99:])
-                # The stream goes on for the pairs it authenticated ...
-                tls.sendall(f"<message xmlns='jabber:server' from='m@{domains[98]}/x' "
-                            f"to='{a_jid}' type='chat'><body>pair 99</body></message>".encode())
-                got = await alice.wait_message(lambda m: m["body"] == "pair 99", timeout=15)
-                assert str(got["from"]) == f"m@{domains[98]}/x", got
-                # ... and refuses the ones it did not.
-                tls.sendall(f"<message xmlns='jabber:server' from='m@{domains[99]}/x' "
-                            f"to='{a_jid}' type='chat'><body>pair 100</body></message>".encode())
-                closing = await loop.run_in_executor(None, read, b"</stream:stream>")
-                assert b"invalid-from" in closing, closing
+                # The stream goes on for the pairs it authenticated, not the ones it refused.
+                await kept_and_refused(tls, read, alice, a_jid, domains[98], domains[99])
             finally:
                 tls.close()
         log = three.log_text()

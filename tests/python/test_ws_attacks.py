@@ -17,7 +17,7 @@ import time
 from websockets.frames import Opcode
 
 from conftest import server_fixture
-from helpers import async_test
+from helpers import async_test, cpu_seconds, rss_mib
 from websocket_helpers import RawWebSocket, open_anonymous
 
 STANZA_LIMIT = 256 * 1024  # limits.max_stanza_bytes by default
@@ -28,21 +28,6 @@ server = server_fixture(
     "ws-attacks",
     http={"websocket_ping_interval": 1, "bosh_max_wait": 1, "idle_timeout": MESSAGE_TIMEOUT},
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process (/proc/PID/stat, in clock ticks of 1/100 s)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/PID/status")
 
 
 async def logged_in(server) -> tuple[RawWebSocket, str]:
