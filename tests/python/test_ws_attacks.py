@@ -110,6 +110,7 @@ async def test_endless_fragmented_messages_leave_memory_bounded(server):
     done.set()
     await watching
     server.assert_running()
+    print(f"4 endless messages ({sum(sent) >> 20} MiB sent): RSS {before:.1f} -> peak {peak:.1f} MiB")
     # 4 x 256 KiB held at most, plus the parser and buffers; the attackers wrote far more.
     assert peak - before < 24, f"RSS grew from {before:.1f} to {peak:.1f} MiB (sent {sent})"
 
@@ -138,6 +139,7 @@ async def test_a_trickled_message_times_out(server):
         except (ConnectionError, OSError):
             break
     took = time.monotonic() - started
+    print(f"trickled message closed after {took:.1f}s")
     assert ws.closed, "a message trickled for 20 s is still being waited for"
     # idle_timeout, plus up to one keepalive interval until the check, plus slack.
     assert took < MESSAGE_TIMEOUT + 4, f"closed after {took:.1f}s"
@@ -173,10 +175,11 @@ async def test_one_byte_fragments_cost_linear_time(server):
     each frame costs the server the same small amount, however many came before it (no
     re-scan of what was gathered), so 4x the fragments cost about 4x the time (a quadratic
     cost, 16x), and a message near the stanza limit (240,000 frames) takes well under 2 s of
-    CPU (about 0.05 s, debug build)."""
+    CPU (0.05 s, debug build). `-s` prints the figures in docs/configuration.md."""
     ws, jid = await logged_in(server)
     small = await one_byte_fragments_cost(server, ws, jid, 60_000, "small")
     large = await one_byte_fragments_cost(server, ws, jid, 240_000, "large")
+    print(f"one-byte fragments: 60,000 cost {small:.2f}s of CPU, 240,000 {large:.2f}s")
     ws.abort()
     # Clock ticks are 10 ms: compare with a floor under the small one.
     assert large < 8 * max(small, 0.05), f"60k frames {small:.2f}s, 240k frames {large:.2f}s"
