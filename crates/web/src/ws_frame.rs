@@ -312,6 +312,26 @@ mod tests {
     }
 
     #[test]
+    fn a_message_under_way_is_midway_and_counted() {
+        let mut reader = Reader::default();
+        assert!(!reader.is_midway());
+        let mut first = client_frame(1, false, &[b'a'; 60]);
+        reader.next(&mut first, 1000).unwrap().unwrap();
+        // Between fragments: the message is not over, its bytes are held.
+        assert!(reader.is_midway());
+        assert_eq!(reader.buffered(), 60);
+        let mut last = client_frame(0, true, b"b");
+        let (_, received) = reader.next(&mut last, 1000).unwrap().unwrap();
+        assert_eq!(
+            received,
+            Received::Text(&[[b'a'; 60].as_slice(), b"b"].concat())
+        );
+        reader.message_done();
+        assert!(!reader.is_midway());
+        assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
     fn text_frames_around_written_bytes() {
         for length in [0usize, 5, 125, 126, 65535, 65536, 70000] {
             let mut out = b"xy".to_vec();
