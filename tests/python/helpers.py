@@ -56,6 +56,22 @@ def async_test(fn=None, *, timeout: float = TEST_TIMEOUT):
     return decorate(fn) if fn is not None else decorate
 
 
+def rss_mib(pid: int) -> float:
+    """A process's resident memory in MiB (/proc/PID/status), for the servers' memory bounds."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/PID/status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's user and system CPU time (/proc/PID/stat, in clock ticks of 1/100 s)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
+
+
 def insecure_tls_context() -> ssl.SSLContext:
     """The server uses a self-signed certificate: no verification."""
     ctx = ssl.create_default_context()

@@ -4,12 +4,10 @@ finds that message in the account's archive after a SIGKILL. Bounded in time and
 loopback only."""
 
 import asyncio
-import sqlite3
 import time
 
-import pytest
-
-from conftest import start_server
+from durability_helpers import (archived_stanzas, durability_server, elements, kill,
+                                logged_in)
 from helpers import NS_CLIENT, RawXmpp, async_test, tostr
 
 NS_CARBONS = "urn:xmpp:carbons:2"
@@ -20,30 +18,11 @@ ROUNDS = 16
 TIME_BUDGET = 60.0
 
 
-@pytest.fixture
-def server(tmp_path_factory):
-    srv = start_server(tmp_path_factory, "carbons-durability", require_encryption=False)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def archived_text(server, archive: str) -> str:
-    db = sqlite3.connect(server.data_dir / "salon.db")
-    try:
-        return "\n".join(row[0] for row in db.execute(
-            "SELECT s.stanza FROM archive_entries AS e JOIN archive_stanzas AS s ON s.seq = e.body"
-            " WHERE e.archive = ?", (archive,)
-        ))
-    finally:
-        db.close()
+server = durability_server("carbons-durability")
 
 
 async def client(server, user: str, resource: str, carbons: bool) -> RawXmpp:
-    raw = await RawXmpp.connect(server.c2s_port)
-    await raw.open_stream("localhost")
-    await raw.login_plain(user, "pw", resource)
+    raw = await logged_in(server, user, resource)
     if carbons:
         await raw.send(f"<iq type='set' id='carbons'><enable xmlns='{NS_CARBONS}'/></iq>")
         done = await raw.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda q: q.get("id") == "carbons")
@@ -53,13 +32,7 @@ async def client(server, user: str, resource: str, carbons: bool) -> RawXmpp:
 
 async def record_carbons(raw: RawXmpp, direction: str, seen: set[str]):
     """Add the id of every message `raw` sees a `direction` carbon of, until the stream ends."""
-    while True:
-        try:
-            element = await raw.next_element(timeout=10)
-        except (AssertionError, ConnectionError):
-            return
-        if element is None:
-            return
+    async for element in elements(raw):
         forwarded = element.find(f"{{{NS_CARBONS}}}{direction}/{{{NS_FORWARD}}}forwarded")
         if forwarded is None:
             continue
@@ -70,12 +43,8 @@ async def record_carbons(raw: RawXmpp, direction: str, seen: set[str]):
 
 async def drain(raw: RawXmpp):
     """Read and drop what the recipient gets, so that its queue never fills."""
-    while True:
-        try:
-            if await raw.next_element(timeout=10) is None:
-                return
-        except (AssertionError, ConnectionError):
-            return
+    async for _ in elements(raw):
+        pass
 
 
 async def stream_until_killed(server, round_: int) -> tuple[set[str], set[str]]:
@@ -110,8 +79,7 @@ async def stream_until_killed(server, round_: int) -> tuple[set[str], set[str]]:
     deadline = time.monotonic() + 10
     while (len(sent_seen) < target or len(received_seen) < target) and time.monotonic() < deadline:
         await asyncio.sleep(0.0005)
-    server.proc.kill()
-    server.proc.wait(timeout=10)
+    kill(server)
     sending.cancel()
     for task in tasks:
         await asyncio.wait_for(task, 15)
@@ -136,9 +104,9 @@ async def test_every_carbon_seen_is_in_the_archive_after_a_sigkill(server):
         received_seen |= received
         server.restart()
 
-    alices = archived_text(server, "alice@localhost")
+    alices = "\n".join(archived_stanzas(server, "alice@localhost"))
     lost_sent = sorted(mid for mid in sent_seen if f"id='{mid}'" not in alices)
-    bobs = archived_text(server, "bob@localhost")
+    bobs = "\n".join(archived_stanzas(server, "bob@localhost"))
     lost_received = sorted(mid for mid in received_seen if f"id='{mid}'" not in bobs)
     assert not lost_sent and not lost_received, (
         f"{len(lost_sent)} of {len(sent_seen)} sent carbons missing from alice's archive"

@@ -7,9 +7,8 @@ import asyncio
 import sqlite3
 import time
 
-import pytest
-
-from conftest import start_server
+from durability_helpers import (archived_stanzas, durability_server, elements, kill,
+                                logged_in)
 from helpers import NS_CLIENT, RawXmpp, async_test, tostr
 
 NS_MUC = "http://jabber.org/protocol/muc"
@@ -19,19 +18,11 @@ SENDERS = 3
 ROUNDS = 2
 
 
-@pytest.fixture
-def server(tmp_path_factory):
-    srv = start_server(tmp_path_factory, "durability", require_encryption=False)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+server = durability_server("durability")
 
 
 async def joined(server, user: str, room: str, nick: str, create: bool = False) -> RawXmpp:
-    raw = await RawXmpp.connect(server.c2s_port)
-    await raw.open_stream("localhost")
-    await raw.login_plain(user, "pw", "r")
+    raw = await logged_in(server, user, "r")
     await raw.expect(f"{{{NS_CLIENT}}}presence")
     await raw.send(f"<presence to='{room}/{nick}'><x xmlns='{NS_MUC}'/></presence>")
     await raw.expect(
@@ -59,13 +50,7 @@ async def stream_until_killed(server, room: str, round_: int) -> set[str]:
     seen: set[str] = set()
 
     async def watch():
-        while True:
-            try:
-                element = await watcher.next_element(timeout=10)
-            except (AssertionError, ConnectionError):
-                return
-            if element is None:
-                return
+        async for element in elements(watcher):
             sid = element.find(f"{{{NS_SID}}}stanza-id")
             if element.get("type") == "groupchat" and sid is not None:
                 seen.add(sid.get("id"))
@@ -84,8 +69,7 @@ async def stream_until_killed(server, room: str, round_: int) -> set[str]:
     deadline = time.monotonic() + 10
     while len(seen) < 400 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    server.proc.kill()
-    server.proc.wait(timeout=10)
+    kill(server)
     await asyncio.wait_for(watching, 15)
     for task in sending:
         task.cancel()
@@ -151,17 +135,6 @@ async def test_every_echoed_room_message_survives_a_sigkill(server):
 NS_SM = "urn:xmpp:sm:3"
 
 
-def archived_stanzas(server, archive: str) -> list[str]:
-    db = sqlite3.connect(server.data_dir / "salon.db")
-    try:
-        return [row[0] for row in db.execute(
-            "SELECT s.stanza FROM archive_entries AS e JOIN archive_stanzas AS s ON s.seq = e.body"
-            " WHERE e.archive = ?", (archive,)
-        )]
-    finally:
-        db.close()
-
-
 async def acked_stream(raw: RawXmpp, stanza_for, acked_ids: list, stop: asyncio.Event):
     """Send stanzas (each followed by an XEP-0198 <r/>) until `stop`, while reading the
     server's <a/> answers: `acked_ids` ends as the ids of the stanzas the server acknowledged.
@@ -173,13 +146,7 @@ async def acked_stream(raw: RawXmpp, stanza_for, acked_ids: list, stop: asyncio.
 
     async def read():
         nonlocal received
-        while True:
-            try:
-                element = await raw.next_element(timeout=10)
-            except (AssertionError, ConnectionError):
-                return
-            if element is None:
-                return
+        async for element in elements(raw):
             if element.tag == f"{{{NS_SM}}}a":
                 h = int(element.get("h"))
                 acked_ids[:] = sent[:h]
@@ -207,8 +174,7 @@ async def kill_when(server, enough, stop: asyncio.Event):
     deadline = time.monotonic() + 10
     while not enough() and time.monotonic() < deadline:
         await asyncio.sleep(0.001)
-    server.proc.kill()
-    server.proc.wait(timeout=10)
+    kill(server)
     stop.set()
 
 
@@ -219,22 +185,12 @@ async def test_acknowledged_and_delivered_chat_messages_survive_a_sigkill(server
     stanza-id) is in the recipient's archive, after a SIGKILL mid-stream."""
     server.add_user("alice", "pw")
     server.add_user("bob", "pw")
-    bob = await RawXmpp.connect(server.c2s_port)
-    await bob.open_stream("localhost")
-    await bob.login_plain("bob", "pw", "r")
-    alice = await RawXmpp.connect(server.c2s_port)
-    await alice.open_stream("localhost")
-    await alice.login_plain("alice", "pw", "r")
+    bob = await logged_in(server, "bob", "r")
+    alice = await logged_in(server, "alice", "r")
     delivered: set[str] = set()
 
     async def watch():
-        while True:
-            try:
-                element = await bob.next_element(timeout=10)
-            except (AssertionError, ConnectionError):
-                return
-            if element is None:
-                return
+        async for element in elements(bob):
             sid = element.find(f"{{{NS_SID}}}stanza-id")
             if element.get("type") == "chat" and sid is not None:
                 assert sid.get("by") == "bob@localhost", tostr(element)

@@ -13,8 +13,8 @@ user of the other Salon, vCards read across both ways, ghosts of a killed server
 the room, guests refused federation both ways, SASL EXTERNAL with valid certificates (STARTTLS and
 direct TLS), dialback when one certificate is not trusted and the policy allows it, refusal when
 the policy requires valid certificates, blocked domains, SRV records followed in order, a bounce
-for a domain that does not exist within a bounded time, a forged `from` ending the stream, and
-the s2s metrics.
+for a domain that does not exist within a bounded time, a forged `from` ending the stream, the
+cap on domain pairs one stream may authenticate, and the s2s metrics.
 """
 
 from __future__ import annotations
@@ -302,11 +302,11 @@ def metrics_text(server) -> str:
         return response.read().decode()
 
 
-def raw_s2s(address: str, to: str, frm: str, ca: trustme.CA, cert_domain: str, timeout=15.0,
-            port=5469, direct_tls=False):
+def raw_s2s(address: str, to: str, frm: str, ca: trustme.CA, cert_domain: str | list[str],
+            timeout=15.0, port=5469, direct_tls=False):
     """A hand-made server stream: STARTTLS (or TLS from the first byte, XEP-0368, on the next
-    port) with a certificate from `ca` for `cert_domain`, SASL EXTERNAL as `frm`. Returns the
-    TLS socket after the restart and a reader."""
+    port) with a certificate from `ca` for `cert_domain` (or each of a list of names), SASL
+    EXTERNAL as `frm`. Returns the TLS socket after the restart and a reader."""
     sock = socket.create_connection((address, port + 1 if direct_tls else port), timeout=timeout)
     header = (f"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
               f"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
@@ -326,7 +326,8 @@ def raw_s2s(address: str, to: str, frm: str, ca: trustme.CA, cert_domain: str, t
 
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
-    ca.issue_cert(cert_domain).configure_cert(ctx)
+    names = [cert_domain] if isinstance(cert_domain, str) else cert_domain
+    ca.issue_cert(*names).configure_cert(ctx)
     if direct_tls:
         ctx.set_alpn_protocols(["xmpp-server"])
     else:
@@ -620,6 +621,34 @@ async def test_vcard_of_a_user_on_the_other_salon(pair):
             assert fn is not None and fn.text == name, resp
 
 
+async def user_and_raw_peer(cs: Clients, server, ca: trustme.CA, frm: str,
+                            cert_names: list[str], port: int):
+    """A new user of `server` logged in, and a raw peer's stream to salon.test (see `raw_s2s`)
+    authenticated as `frm` with a certificate for `cert_names`. Returns (user's client, its
+    JID, the peer's TLS socket, its reader)."""
+    jid, password = server.new_user("mp")
+    user = await login(cs, server, jid, password)
+    tls, read = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: raw_s2s("127.0.0.10", "salon.test", frm, ca, cert_names, port=port))
+    return user, jid, tls, read
+
+
+async def kept_and_refused(tls, read, user: Client, jid: str, kept: str, refused: str):
+    """On a raw peer's stream: a message from domain `kept` reaches `user`; one from domain
+    `refused`, not authenticated there, ends the stream with <invalid-from/> and is not
+    delivered."""
+    tls.sendall(f"<message xmlns='jabber:server' from='m@{kept}/x' to='{jid}' type='chat'>"
+                "<body>kept pair</body></message>".encode())
+    got = await user.wait_message(lambda m: m["body"] == "kept pair", timeout=15)
+    assert str(got["from"]) == f"m@{kept}/x", got
+    tls.sendall(f"<message xmlns='jabber:server' from='m@{refused}/x' to='{jid}' type='chat'>"
+                "<body>smuggled</body></message>".encode())
+    closing = await asyncio.get_running_loop().run_in_executor(None, read, b"</stream:stream>")
+    assert b"invalid-from" in closing, closing
+    await asyncio.sleep(0.5)
+    assert not [m for m in user.messages if m["body"] == "smuggled"]
+
+
 @async_test(timeout=90)
 async def test_a_bad_key_for_another_domain_costs_only_that_pair(pair, ca, tmp_path_factory):
     """XEP-0220 §8 from the receiving side: on a stream authenticated for forger.test (SASL
@@ -631,31 +660,62 @@ async def test_a_bad_key_for_another_domain_costs_only_that_pair(pair, ca, tmp_p
                             s2s={"hosts": {"rooms.salon2.test": "salon2.test:5469"},
                                  "domain_policy": {"rooms.salon2.test": "allow_dialback"}})
     try:
-        a_jid, a_pw = three.new_user("ma")
         async with Clients() as cs:
-            alice = await login(cs, three, a_jid, a_pw)
-            loop = asyncio.get_running_loop()
-            tls, read = await loop.run_in_executor(
-                None, lambda: raw_s2s("127.0.0.10", "salon.test", "forger.test", ca,
-                                      "forger.test", port=5669))
+            alice, a_jid, tls, read = await user_and_raw_peer(
+                cs, three, ca, "forger.test", ["forger.test"], 5669)
             try:
                 tls.sendall(b"<db:result from='rooms.salon2.test' to='salon.test'>"
                             b"0123456789abcdef</db:result>")
-                answer = await loop.run_in_executor(None, read, b"</db:result>")
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    None, read, b"</db:result>")
                 assert b"type='error'" in answer and b"forbidden" in answer, answer
-                # The stream goes on for the pair it authenticated ...
-                tls.sendall(f"<message xmlns='jabber:server' from='fred@forger.test/x' "
-                            f"to='{a_jid}' type='chat'><body>still here</body></message>".encode())
-                got = await alice.wait_message(lambda m: m["body"] == "still here", timeout=15)
-                assert str(got["from"]) == "fred@forger.test/x", got
-                # ... and refuses the one it did not.
-                tls.sendall(f"<message xmlns='jabber:server' from='x@rooms.salon2.test/y' "
-                            f"to='{a_jid}' type='chat'><body>smuggled</body></message>".encode())
-                closing = await loop.run_in_executor(None, read, b"</stream:stream>")
-                assert b"invalid-from" in closing, closing
+                # The stream goes on for the pair it authenticated, not the one it did not.
+                await kept_and_refused(tls, read, alice, a_jid, "forger.test",
+                                       "rooms.salon2.test")
             finally:
                 tls.close()
-            assert not [m for m in alice.messages if m["body"] == "smuggled"]
+    finally:
+        three.stop()
+
+
+@async_test(timeout=90)
+async def test_domain_pairs_per_stream_are_capped(ca, tmp_path_factory):
+    """XEP-0220 §8 from the receiving side, by an attacker: a peer whose certificate names 150
+    domains multiplexes all of them on one stream (SASL EXTERNAL as mux.test, then a
+    `<db:result/>` for each). `s2s.max_domain_pairs_per_stream` (100 by default) pairs are
+    authenticated, the SASL one included; each one beyond gets a `<resource-constraint/>`
+    dialback error (§2.5), logged once; the stream and its pairs stay, a refused domain may not
+    send on it."""
+    three = federated_salon(tmp_path_factory, ca, "fedpairs", "salon.test", 5889, hosts=False)
+    domains = [f"d{n}.mux.test" for n in range(150)]
+    try:
+        async with Clients() as cs:
+            alice, a_jid, tls, read = await user_and_raw_peer(
+                cs, three, ca, "mux.test", ["mux.test", *domains], 5889)
+            try:
+                tls.sendall("".join(f"<db:result from='{d}' to='salon.test'>0123456789abcdef"
+                                    "</db:result>" for d in domains).encode())
+
+                def answers() -> tuple[list[str], list[str]]:
+                    valid, refused, text = [], [], ""
+                    deadline = time.monotonic() + 30
+                    while len(valid) + len(refused) < len(domains) and time.monotonic() < deadline:
+                        text += tls.recv(65536).decode()
+                        valid = re.findall(r"to='([^']+)' type='valid'", text)
+                        refused = re.findall(
+                            r"to='([^']+)' type='error'><error type='cancel'><resource-constraint ",
+                            text)
+                    return valid, refused
+
+                valid, refused = await asyncio.get_running_loop().run_in_executor(None, answers)
+                assert len(valid) == 99 and len(refused) == 51, (len(valid), len(refused))
+                assert set(valid) == set(domains[:99]) and set(refused) == set(domains[99:])
+                # The stream goes on for the pairs it authenticated, not the ones it refused.
+                await kept_and_refused(tls, read, alice, a_jid, domains[98], domains[99])
+            finally:
+                tls.close()
+        log = three.log_text()
+        assert log.count("too many domain pairs on one incoming stream") == 1, log[-3000:]
     finally:
         three.stop()
 

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from conftest import start_server
-from helpers import NS_CLIENT, RawXmpp, async_test, tostr
+from helpers import NS_CLIENT, RawXmpp, async_test, rss_mib, tostr
 
 MESSAGES = 20  # the default history length of a room
 ELEMENTS = 4_000  # just under the default max_stanza_elements (4096)
@@ -23,14 +23,6 @@ def server(tmp_path_factory):
         yield srv
     finally:
         srv.stop()
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/PID/status")
 
 
 async def guest(server) -> RawXmpp:

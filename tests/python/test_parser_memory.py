@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from conftest import start_server
-from helpers import RawXmpp, async_test
+from helpers import RawXmpp, async_test, rss_mib
 
 CONNECTIONS = 40  # under the default limits.connections_per_ip (64)
 FLOOD_ELEMENTS = 60_000  # 240 KB of `<a/>`: under max_stanza_bytes, over max_stanza_elements
@@ -35,14 +35,6 @@ def server(tmp_path_factory):
         yield srv
     finally:
         srv.stop()
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/PID/status")
 
 
 async def open_unfinished(server, count: int, payload: bytes) -> list[RawXmpp]:

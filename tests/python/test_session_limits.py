@@ -8,7 +8,7 @@ import socket
 import time
 
 from conftest import server_fixture
-from helpers import NS_CLIENT, RawXmpp, async_test, tostr
+from helpers import NS_CLIENT, RawXmpp, async_test, rss_mib, tostr
 
 NS_SM = "urn:xmpp:sm:3"
 NS_MUC = "http://jabber.org/protocol/muc"
@@ -23,15 +23,6 @@ server = server_fixture(
         "unauthenticated_bytes": 16384,
     },
 )
-
-
-def rss_mib(pid: int) -> float:
-    """The server's resident memory, for the figures in docs/configuration.md (`-s` shows them)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/PID/status")
 
 
 async def logged_in(server, user: str, resource: str = "r") -> tuple[RawXmpp, str]:

@@ -11,9 +11,7 @@ import websockets
 
 from conftest import server_fixture
 from helpers import async_test
-
-FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"
-SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+from websocket_helpers import FRAMING, SASL, open_anonymous, recv, recv_until
 
 server = server_fixture("websocket", max_stanza_bytes=20000)
 
@@ -23,33 +21,6 @@ def insecure() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-async def recv(ws, timeout: float = 10) -> str:
-    return await asyncio.wait_for(ws.recv(), timeout)
-
-
-async def recv_until(ws, needle: str, timeout: float = 10) -> str:
-    while True:
-        frame = await recv(ws, timeout)
-        if needle in frame:
-            return frame
-
-
-async def open_anonymous(ws) -> str:
-    await ws.send(f"<open xmlns='{FRAMING}' to='anon.localhost' version='1.0'/>")
-    opened = await recv(ws)
-    assert opened.startswith("<open") and FRAMING in opened, opened
-    features = await recv(ws)
-    assert "<mechanism>ANONYMOUS</mechanism>" in features, features
-    await ws.send(f"<auth xmlns='{SASL}' mechanism='ANONYMOUS'/>")
-    assert "<success" in await recv(ws)
-    await ws.send(f"<open xmlns='{FRAMING}' to='anon.localhost' version='1.0'/>")
-    await recv(ws)
-    assert "urn:ietf:params:xml:ns:xmpp-bind" in await recv(ws)
-    await ws.send("<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
-    bound = await recv_until(ws, "<jid>")
-    return bound.split("<jid>")[1].split("</jid>")[0]
 
 
 @async_test()
@@ -113,7 +84,7 @@ async def test_oversized_stanza_and_bad_framing_get_stream_errors(server):
         error = await recv_until(ws, "stream:error")
         assert "not-well-formed" in error or "invalid-namespace" in error, error
     async with websockets.connect(url, subprotocols=["xmpp"]) as ws:
-        # Larger than http.max_websocket_message (1 MiB): the WebSocket itself is closed (1009).
+        # Far larger than a stanza may be: the WebSocket itself is closed (1009).
         await open_anonymous(ws)
         try:
             await ws.send("x" * (2 * 1024 * 1024))

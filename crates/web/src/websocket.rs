@@ -147,6 +147,11 @@ pub struct WebSocketTransport {
     peer: IpAddr,
     secure: bool,
     ping: tokio::time::Interval,
+    /// How long a frame or a fragmented message may take to arrive once begun, and since when
+    /// the current one has been arriving: a client trickling one byte at a time (slowloris)
+    /// would otherwise hold the connection forever. Checked at each keepalive tick.
+    message_timeout: Duration,
+    midway_since: Option<tokio::time::Instant>,
     /// What the closing frame says, when not a normal closure.
     close_code: Option<(CloseCode, &'static str)>,
 }
@@ -161,7 +166,14 @@ impl WebSocketTransport {
             parser: StreamParser::new(parser_limits(server))
                 .with_tree_limits(server.config.limits.tree_limits()),
             frames: Reader::default(),
-            max_message: server.config.http.max_websocket_message,
+            // RFC 7395 §3.3.3: a message is one element, so one larger than a stanza may be
+            // can be refused as soon as that much of it has come (fragmented or not), without
+            // buffering up to the larger HTTP limit first.
+            max_message: server
+                .config
+                .http
+                .max_websocket_message
+                .min(server.config.limits.max_stanza_bytes),
             outgoing: Vec::new(),
             element_start: None,
             written: 0,
@@ -169,21 +181,26 @@ impl WebSocketTransport {
             peer,
             secure,
             ping,
+            message_timeout: Duration::from_secs(server.config.http.idle_timeout),
+            midway_since: None,
             close_code: None,
         };
         transport.restart();
         transport
     }
 
-    /// A framing error: close with its code (RFC 6455 §7.4.1). A message over
-    /// `http.max_websocket_message` is the client's fault: a policy-violation stream error,
-    /// then close code 1009 (message too big).
+    /// A framing error: close with its code (RFC 6455 §7.4.1). A message over the stanza
+    /// limit is the client's fault: a policy-violation stream error, then close code 1009
+    /// (message too big); so is one that takes too long to arrive (close code 1008).
     fn frame_error(&mut self, error: FrameError) -> ReadError {
         tracing::info!(peer = %self.peer, reason = error.reason, "WebSocket framing error");
         self.close_code = Some((error.code, error.reason));
         match error.code {
             CloseCode::Size => ReadError::Parse(StreamParseError::PolicyViolation(
                 "the WebSocket message is larger than this server accepts".into(),
+            )),
+            CloseCode::Policy => ReadError::Parse(StreamParseError::PolicyViolation(
+                "the WebSocket message took too long to arrive".into(),
             )),
             CloseCode::Unsupported => ReadError::Parse(StreamParseError::NotWellFormed(
                 "XMPP over WebSocket uses text messages".into(),
@@ -258,6 +275,8 @@ impl WebSocketTransport {
                 Received::Text(text) => {
                     Self::parse_message(&mut self.parser, text, events)?;
                     self.frames.message_done();
+                    // The next message's time starts when it does, not with this one's.
+                    self.midway_since = None;
                 }
                 Received::Ping(payload) => {
                     if self.control.len() < 4 * 1024 {
@@ -357,12 +376,30 @@ impl Transport for WebSocketTransport {
         let polled = loop {
             let first = events.len();
             match self.poll_frames(cx, events) {
-                // Only control frames or a fragment: read on.
-                Poll::Ready(Ok(())) if events.len() == first => continue,
+                // Only control frames: read on. A fragment or part of a frame goes back to the
+                // session with no events, so that its limits on unauthenticated peers count
+                // the bytes held for it (`received_bytes`).
+                Poll::Ready(Ok(())) if events.len() == first && !self.frames.is_midway() => {
+                    continue
+                }
                 other => break other,
             }
         };
+        if !self.frames.is_midway() {
+            self.midway_since = None;
+        } else if self.midway_since.is_none() {
+            self.midway_since = Some(tokio::time::Instant::now());
+        }
         if self.ping.poll_tick(cx).is_ready() {
+            if self
+                .midway_since
+                .is_some_and(|since| since.elapsed() > self.message_timeout)
+            {
+                return Poll::Ready(Err(self.frame_error(FrameError {
+                    code: CloseCode::Policy,
+                    reason: "message not finished in time",
+                })));
+            }
             // A keepalive, best effort: a socket that cannot take it now is already behind,
             // and the next tick tries again.
             if self.control.is_empty() {
@@ -437,7 +474,8 @@ impl Transport for WebSocketTransport {
     }
 
     fn received_bytes(&self) -> Option<u64> {
-        Some(self.parser.bytes_fed())
+        // Fragments and partial frames count as soon as they are held, not once parsed.
+        Some(self.parser.bytes_fed() + self.frames.buffered() as u64)
     }
 
     fn peer_ip(&self) -> IpAddr {

@@ -143,6 +143,17 @@ impl Reader {
         Ok(Some((end, received)))
     }
 
+    /// Bytes held for a frame or a message that has not ended yet (what a client that never
+    /// finishes one makes the server keep).
+    pub fn buffered(&self) -> usize {
+        self.pending.len() + self.fragments.len()
+    }
+
+    /// Whether a frame or a fragmented message has begun and not ended.
+    pub fn is_midway(&self) -> bool {
+        self.in_message || !self.pending.is_empty()
+    }
+
     /// Forget a completed fragmented message (called after its text was used).
     pub fn message_done(&mut self) {
         if !self.in_message {
@@ -298,6 +309,26 @@ mod tests {
             reader.next(&mut second, 100).unwrap_err().code,
             CloseCode::Size
         );
+    }
+
+    #[test]
+    fn a_message_under_way_is_midway_and_counted() {
+        let mut reader = Reader::default();
+        assert!(!reader.is_midway());
+        let mut first = client_frame(1, false, &[b'a'; 60]);
+        reader.next(&mut first, 1000).unwrap().unwrap();
+        // Between fragments: the message is not over, its bytes are held.
+        assert!(reader.is_midway());
+        assert_eq!(reader.buffered(), 60);
+        let mut last = client_frame(0, true, b"b");
+        let (_, received) = reader.next(&mut last, 1000).unwrap().unwrap();
+        assert_eq!(
+            received,
+            Received::Text(&[[b'a'; 60].as_slice(), b"b"].concat())
+        );
+        reader.message_done();
+        assert!(!reader.is_midway());
+        assert_eq!(reader.buffered(), 0);
     }
 
     #[test]

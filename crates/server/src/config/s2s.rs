@@ -54,6 +54,10 @@ pub struct S2sConfig {
     pub max_incoming_per_domain: usize,
     /// Incoming streams at once in all (authenticated or not).
     pub max_incoming: usize,
+    /// Domain pairs (remote sender, local target) one incoming stream may authenticate
+    /// (XEP-0220 §8 multiplexing); more are refused with a `<resource-constraint/>` dialback
+    /// error, so that one connection cannot make the server hold pairs without bound.
+    pub max_domain_pairs_per_stream: usize,
     /// Outgoing streams (open or being set up) at once in all, one per domain pair.
     pub max_outgoing: usize,
     /// Where some domains live, overriding DNS: `"domain" = "host:port"`, for private
@@ -81,6 +85,7 @@ impl Default for S2sConfig {
             stanzas_per_second: 1000,
             max_incoming_per_domain: 8,
             max_incoming: 512,
+            max_domain_pairs_per_stream: 100,
             max_outgoing: 1024,
             hosts: BTreeMap::new(),
             nameserver: None,
@@ -129,7 +134,7 @@ impl S2sConfig {
             out.push_str(&format!("s2s.hosts.{domain:?} = {host:?}\n"));
         }
         out.push_str(&format!(
-            "s2s.dns_timeout_seconds = {}\ns2s.connect_timeout_seconds = {}\ns2s.idle_timeout_seconds = {}\ns2s.ping_after_idle_seconds = {}\ns2s.ping_timeout_seconds = {}\ns2s.keepalive_seconds = {}\ns2s.queue_stanzas = {}\ns2s.max_stanza_bytes = {}\ns2s.stanzas_per_second = {}\ns2s.max_incoming_per_domain = {}\ns2s.max_incoming = {}\ns2s.max_outgoing = {}\n",
+            "s2s.dns_timeout_seconds = {}\ns2s.connect_timeout_seconds = {}\ns2s.idle_timeout_seconds = {}\ns2s.ping_after_idle_seconds = {}\ns2s.ping_timeout_seconds = {}\ns2s.keepalive_seconds = {}\ns2s.queue_stanzas = {}\ns2s.max_stanza_bytes = {}\ns2s.stanzas_per_second = {}\ns2s.max_incoming_per_domain = {}\ns2s.max_incoming = {}\ns2s.max_domain_pairs_per_stream = {}\ns2s.max_outgoing = {}\n",
             self.dns_timeout_seconds,
             self.connect_timeout_seconds,
             self.idle_timeout_seconds,
@@ -141,6 +146,7 @@ impl S2sConfig {
             self.stanzas_per_second,
             self.max_incoming_per_domain,
             self.max_incoming,
+            self.max_domain_pairs_per_stream,
             self.max_outgoing
         ));
         out
@@ -251,6 +257,12 @@ impl S2sConfig {
                 1000,
             ),
             ("s2s.max_incoming", self.max_incoming, 1, 100_000),
+            (
+                "s2s.max_domain_pairs_per_stream",
+                self.max_domain_pairs_per_stream,
+                1,
+                10_000,
+            ),
             ("s2s.max_outgoing", self.max_outgoing, 1, 100_000),
         ] {
             if value < min || value > max {

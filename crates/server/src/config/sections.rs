@@ -445,8 +445,9 @@ pub struct HttpConfig {
     /// The address people reach Salon's HTTP side at, e.g. `https://chat.example.org`; used in
     /// host-meta and room links. Absent: taken from each request's Host header.
     pub public_url: Option<String>,
-    /// Largest WebSocket message accepted, in bytes; larger closes the connection with
-    /// close code 1009. Stanzas over `limits.max_stanza_bytes` already get `<policy-violation/>`.
+    /// Largest BOSH request body and WebSocket message, in bytes. A WebSocket message is one
+    /// stanza (RFC 7395), so it is also cut at `limits.max_stanza_bytes`: `<policy-violation/>`
+    /// and close code 1009.
     pub max_websocket_message: usize,
     /// Seconds between WebSocket pings that keep idle connections (and proxies) alive.
     pub websocket_ping_interval: u64,
@@ -461,7 +462,8 @@ pub struct HttpConfig {
     /// connection stays open.
     pub header_read_timeout: u64,
     /// Seconds a connection may go without a byte read or written while it is served; longer
-    /// than `bosh_max_wait` and `websocket_ping_interval`, which keep live ones busy.
+    /// than `bosh_max_wait` and `websocket_ping_interval`, which keep live ones busy. Also how
+    /// long a WebSocket frame or fragmented message may take to arrive once begun.
     pub idle_timeout: u64,
     /// Simultaneous HTTP connections from one TCP peer (trusted proxies are exempt).
     pub connections_per_ip: usize,

@@ -191,6 +191,13 @@ fn s2s_section_parses_policies_and_rejects_bad_values() {
     let bad = "[s2s]\ndns_timeout_seconds = 0\n";
     let error = Config::parse(bad, None).unwrap_err();
     assert_eq!(error.key.as_deref(), Some("s2s.dns_timeout_seconds"));
+    assert_eq!(s2s.max_domain_pairs_per_stream, 100);
+    let bad = "[s2s]\nmax_domain_pairs_per_stream = 0\n";
+    let error = Config::parse(bad, None).unwrap_err();
+    assert_eq!(
+        error.key.as_deref(),
+        Some("s2s.max_domain_pairs_per_stream")
+    );
     assert!(Config::parse("domain = \"a.test\"\n", None)
         .unwrap()
         .s2s

@@ -88,6 +88,9 @@ struct Incoming {
     verified_tx: mpsc::Sender<Verified>,
     verified_rx: mpsc::Receiver<Verified>,
     pending_verifications: usize,
+    /// Whether a pair past `s2s.max_domain_pairs_per_stream` was refused yet (logged once
+    /// a stream, so a peer cannot flood the log either).
+    pair_cap_logged: bool,
 }
 
 impl Incoming {
@@ -104,6 +107,7 @@ impl Incoming {
             verified_tx,
             verified_rx,
             pending_verifications: 0,
+            pair_cap_logged: false,
         }
     }
 
@@ -415,6 +419,14 @@ impl Incoming {
                 .dialback_error(&remote, &local, "policy-violation")
                 .await;
         }
+        if self.pairs_full(&remote, &local) {
+            // XEP-0220 §2.5: "lacks the resources to add the requested domain pair to the
+            // list of connections authorized for this connection"; the stream and its other
+            // pairs stay.
+            return self
+                .dialback_error(&remote, &local, "resource-constraint")
+                .await;
+        }
         // Over TLS with a certificate that names the domain, the key need not be checked
         // (XEP-0220 §2.5: dialback over a verified TLS session).
         if self.certificate_names(&remote).is_ok() {
@@ -441,6 +453,23 @@ impl Incoming {
                 dialback::verify_with_authority(s2s, local.clone(), remote.clone(), id, key).await;
             let _ = tx.send((remote, local, verdict)).await;
         });
+        true
+    }
+
+    /// Whether (remote, local) would be one domain pair more than `s2s.max_domain_pairs_per_stream`
+    /// on this stream, counting those being verified (a pair asked for again does not count).
+    fn pairs_full(&mut self, remote: &str, local: &str) -> bool {
+        let limit = self.s2s.config.max_domain_pairs_per_stream;
+        let pair = (remote.to_string(), local.to_string());
+        if self.authenticated.contains(&pair)
+            || self.authenticated.len() + self.pending_verifications < limit
+        {
+            return false;
+        }
+        if !self.pair_cap_logged {
+            self.pair_cap_logged = true;
+            tracing::warn!(peer = %self.stream.peer, %remote, %local, limit, "s2s: too many domain pairs on one incoming stream (s2s.max_domain_pairs_per_stream); refusing more with resource-constraint");
+        }
         true
     }
 

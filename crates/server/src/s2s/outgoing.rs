@@ -372,17 +372,13 @@ pub async fn run_link(
             quiet_since + ping_after,
             ping.as_ref().map(|(_, _, deadline)| *deadline),
         );
-        tokio::select! {
-            item = queue.recv() => {
-                let Some(item) = item else { break };
-                if let Err(e) = stream.send(&wire(&item)).await {
-                    tracing::info!(%local, %remote, error = %e, "s2s: outgoing stream lost");
-                    unsent = Some(item);
-                    break;
-                }
-                last_stanza = tokio::time::Instant::now();
-                quiet_since = last_stanza;
-            }
+        // A stanza to write, of this pair (its queue) or of a pair multiplexed on the stream;
+        // the other arms handle what they get themselves and go round again.
+        let item = tokio::select! {
+            item = queue.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
             event = async {
                 match mux.as_mut() {
                     Some(mux) => mux.next().await,
@@ -394,16 +390,9 @@ pub async fn run_link(
                         tracing::info!(%local, %remote, error = %e, "s2s: outgoing stream lost");
                         break;
                     }
+                    continue;
                 }
-                multiplex::Event::Stanza(item) => {
-                    if let Err(e) = stream.send(&wire(&item)).await {
-                        tracing::info!(%local, %remote, error = %e, "s2s: outgoing stream lost");
-                        unsent = Some(item);
-                        break;
-                    }
-                    last_stanza = tokio::time::Instant::now();
-                    quiet_since = last_stanza;
-                }
+                multiplex::Event::Stanza(item) => item,
             },
             answered = async {
                 match ping.as_mut() {
@@ -416,6 +405,7 @@ pub async fn run_link(
                 }
                 ping = None;
                 quiet_since = tokio::time::Instant::now();
+                continue;
             }
             event = stream.next() => match event {
                 // Peers may answer on our stream (dialback results, stream errors); stanzas
@@ -428,9 +418,10 @@ pub async fn run_link(
                     if let Some(mux) = mux.as_mut() {
                         mux.answered(&element);
                     }
+                    continue;
                 }
                 Ok(StreamEvent::StreamClose) | Err(_) => break,
-                Ok(_) => {}
+                Ok(_) => continue,
             },
             _ = tokio::time::sleep_until(wake) => {
                 let now = tokio::time::Instant::now();
@@ -462,9 +453,17 @@ pub async fn run_link(
                     }
                     ping = Some((id, answer, now + ping_timeout));
                 }
+                continue;
             }
             _ = crate::service::shutdown_requested(&mut shutdown) => break,
+        };
+        if let Err(e) = stream.send(&wire(&item)).await {
+            tracing::info!(%local, %remote, error = %e, "s2s: outgoing stream lost");
+            unsent = Some(item);
+            break;
         }
+        last_stanza = tokio::time::Instant::now();
+        quiet_since = last_stanza;
     }
     if let Some((ping_id, _, _)) = ping {
         s2s.pending_pings.remove(&ping_id);
