@@ -382,4 +382,32 @@ mod tests {
         assert!(records.is_empty());
         assert_eq!(journal.write("a@x", &message(3)).unwrap(), 3);
     }
+
+    #[test]
+    fn a_full_file_is_sealed_and_the_sealed_one_goes_once_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("salon.db");
+        let sealed_path = beside(&database, ".archive-journal.old");
+        let (journal, _) = Journal::open(&database, 0).unwrap().unwrap();
+        let mut big = message(0);
+        big.stanza = "x".repeat(64 << 10);
+        let mut written = 0;
+        while !sealed_path.exists() {
+            written = journal.write("a@x", &big).unwrap();
+            assert!(written < 1000, "never sealed");
+        }
+        let sealed_at = written;
+        let after = journal.write("a@x", &message(1)).unwrap();
+        assert_eq!(after, sealed_at + 1);
+        // Not all of the sealed file is applied: it stays, and a restart reads both files.
+        journal.applied(sealed_at - 1);
+        assert!(sealed_path.exists());
+        drop(journal);
+        let (journal, records) = Journal::open(&database, 0).unwrap().unwrap();
+        let numbers: Vec<u64> = records.iter().map(|r| r.0).collect();
+        assert_eq!(numbers, (1..=after).collect::<Vec<_>>());
+        // Once applied up to its last record, the sealed file is deleted.
+        journal.applied(sealed_at);
+        assert!(!sealed_path.exists());
+    }
 }
