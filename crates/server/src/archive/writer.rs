@@ -15,7 +15,7 @@ const WRITER_QUEUE_KIB: usize = 32 * 1024;
 const FULL_BATCH: usize = 4096;
 /// How long journaled messages wait to be written while there are fewer than [`FULL_BATCH`]:
 /// nobody waits for them, and the fewer transactions, the fewer pages each message costs.
-const WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
+const WINDOW: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// What the writer has still to write: the batch being gathered and the commit its messages
 /// share, and the flushes waiting for it.
