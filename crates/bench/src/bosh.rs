@@ -32,12 +32,14 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// request as soon as the second arrives, so this only fills when the server stops answering.
 const MAX_PENDING_BYTES: usize = 1024 * 1024;
 
-type Answer = (SendRequest<Full<Bytes>>, Result<Bytes>);
+/// The connection back (none when it failed) and the response body.
+type Answer = (Option<SendRequest<Full<Bytes>>>, Result<Bytes>);
 /// A response `<body/>`'s attributes and its children as events.
 type Parsed = (Vec<(String, String)>, Vec<Incoming>);
 type Flight = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 pub struct BoshClient {
+    addr: SocketAddr,
     /// The HTTP/1.1 connections not carrying a request now.
     idle: Vec<SendRequest<Full<Bytes>>>,
     in_flight: FuturesUnordered<Flight>,
@@ -91,6 +93,7 @@ impl BoshClient {
         let (host_header, path) = split_url(url)?;
         let idle = vec![http_connection(addr).await?, http_connection(addr).await?];
         Ok(BoshClient {
+            addr,
             idle,
             in_flight: FuturesUnordered::new(),
             path,
@@ -106,37 +109,60 @@ impl BoshClient {
         })
     }
 
-    fn request(&self, body: String) -> Request<Full<Bytes>> {
-        Request::builder()
-            .method(Method::POST)
-            .uri(self.path.as_str())
-            .header(header::HOST, self.host_header.as_str())
-            .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .body(Full::new(Bytes::from(body)))
-            .expect("a request from valid parts")
-    }
-
-    /// Send `body` on an idle connection; the answer comes out of `in_flight`.
+    /// Send `body` on an idle connection; the answer comes out of `in_flight`. A keep-alive
+    /// connection the server closed while idle (Salon after `http.header_read_timeout`) is
+    /// replaced by a new one, and a request it refused unread is sent again on the new one,
+    /// as browsers do: the server never saw it, so the rid is still unused.
     fn launch(&mut self, body: String) {
-        let request = self.request(body);
-        let mut sender = self.idle.pop().expect("launch needs an idle connection");
+        let body = Bytes::from(body);
+        let sender = self.idle.pop().expect("launch needs an idle connection");
+        let (addr, path, host) = (self.addr, self.path.clone(), self.host_header.clone());
         self.in_flight.push(Box::pin(async move {
+            let mut sender = Some(sender);
             let exchange = async {
-                sender.ready().await.context("HTTP connection")?;
-                let response = sender.send_request(request).await.context("BOSH request")?;
-                let status = response.status();
-                let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                    .collect()
-                    .await
-                    .map_err(|e| anyhow!("reading a BOSH response: {e}"))?
-                    .to_bytes();
-                if !status.is_success() {
-                    bail!(
-                        "BOSH request answered {status}: {}",
-                        String::from_utf8_lossy(&body[..body.len().min(200)])
-                    );
+                let mut fresh = false;
+                loop {
+                    let reusable = match sender.take() {
+                        Some(mut s) if !s.is_closed() => s.ready().await.ok().map(|()| s),
+                        _ => None,
+                    };
+                    let mut connection = match reusable {
+                        Some(s) => s,
+                        None => {
+                            fresh = true;
+                            http_connection(addr).await?
+                        }
+                    };
+                    let request = Request::builder()
+                        .method(Method::POST)
+                        .uri(path.as_str())
+                        .header(header::HOST, host.as_str())
+                        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+                        .body(Full::new(body.clone()))
+                        .expect("a request from valid parts");
+                    let response = match connection.send_request(request).await {
+                        Ok(response) => response,
+                        Err(e) if !fresh && (e.is_canceled() || e.is_closed()) => {
+                            fresh = true;
+                            continue;
+                        }
+                        Err(e) => return Err(anyhow!("BOSH request: {e}")),
+                    };
+                    sender = Some(connection);
+                    let status = response.status();
+                    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                        .collect()
+                        .await
+                        .map_err(|e| anyhow!("reading a BOSH response: {e}"))?
+                        .to_bytes();
+                    if !status.is_success() {
+                        bail!(
+                            "BOSH request answered {status}: {}",
+                            String::from_utf8_lossy(&body[..body.len().min(200)])
+                        );
+                    }
+                    return Ok(body);
                 }
-                Ok(body)
             };
             let result = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
                 Ok(result) => result,
@@ -168,7 +194,7 @@ impl BoshClient {
         );
         self.launch(body);
         let (sender, result) = self.in_flight.next().await.expect("one request in flight");
-        self.idle.push(sender);
+        self.idle.extend(sender);
         let (attributes, events) = self.parse(&result?)?;
         let sid = attributes
             .iter()
@@ -238,7 +264,7 @@ impl BoshClient {
             let Some((sender, result)) = self.in_flight.next().await else {
                 bail!("the BOSH session has ended");
             };
-            self.idle.push(sender);
+            self.idle.extend(sender);
             let body = result?;
             let (_, events) = self.parse(&body)?;
             if !events.is_empty() {
@@ -311,7 +337,8 @@ impl BoshClient {
         // Wait for a free connection (the server answers the held poll when this arrives).
         while self.idle.is_empty() {
             match self.in_flight.next().await {
-                Some((sender, _)) => self.idle.push(sender),
+                Some((Some(sender), _)) => self.idle.push(sender),
+                Some((None, _)) => {}
                 None => return,
             }
         }
@@ -335,6 +362,7 @@ mod tests {
 
     fn client() -> BoshClient {
         BoshClient {
+            addr: "127.0.0.1:9".parse().unwrap(),
             idle: Vec::new(),
             in_flight: FuturesUnordered::new(),
             path: "/http-bind".into(),
