@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)}
 SERVERS=${SERVERS:-"salon prosody ejabberd"}
-SCENARIOS=${SCENARIOS:-"connect scram chat muc1 muc1busy muc10 ws10 muc1k ws1k wslogins"}
+SCENARIOS=${SCENARIOS:-"connect scram chat muc1 muc1busy muc10 ws10 bosh10 muc1k ws1k bosh1k wslogins"}
 DURATION=${DURATION:-20}         # seconds of sending per scenario
 SALON_ARCHIVE=${SALON_ARCHIVE:-true}  # Salon's account archives (XEP-0313) on, its default
 DRAIN=${DRAIN:-10}               # seconds to wait for late deliveries
@@ -26,7 +26,7 @@ MUC_N=${MUC_N:-200}
 MUC1_RATE=${MUC1_RATE:-0.125}    # 200 senders x 0.125/s x 200 occupants = 5000 deliveries/s
 MUC1_BUSY_RATE=${MUC1_BUSY_RATE:-0.5} # 200 x 0.5/s x 200 = 20000 deliveries/s
 MUC10_RATE=${MUC10_RATE:-1.25}   # 200 x 1.25/s x 20 occupants = 5000 deliveries/s
-MUC1K_N=${MUC1K_N:-1000}         # muc1k/ws1k: 1000 clients in 10 rooms of 100
+MUC1K_N=${MUC1K_N:-1000}         # muc1k/ws1k/bosh1k: 1000 clients in 10 rooms of 100
 MUC1K_RATE=${MUC1K_RATE:-0.05}   # 1000 x 0.05/s x 100 occupants = 5000 deliveries/s
 LOGIN_N=${LOGIN_N:-2000}         # wslogins: visitors arriving over WebSocket ...
 LOGIN_RATE=${LOGIN_RATE:-500}    # ... at this many logins (each with a room join) per second
@@ -76,6 +76,8 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 MOST_N=$((CONNECT_N > MUC1K_N ? CONNECT_N : MUC1K_N))
 MOST_N=$((MOST_N > LOGIN_N ? MOST_N : LOGIN_N))
+# A BOSH client holds two HTTP connections (one long-poll, one for sending).
+case " $SCENARIOS " in *" bosh1k "*) MOST_N=$((MOST_N > 2 * MUC1K_N ? MOST_N : 2 * MUC1K_N)) ;; esac
 # Both ends of every connection are on this machine (the generator's and the server's).
 [ "$(ulimit -n)" -ge $((MOST_N + 100)) ] ||
     die "open-file limit $(ulimit -n) is too low for $MOST_N connections"
@@ -207,9 +209,10 @@ http_interfaces = { "127.0.0.1" }
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 consider_websocket_secure = true
+consider_bosh_secure = true
 authentication = "internal_hashed"
 storage = "internal"
-modules_enabled = { "roster", "saslauth", "disco", "ping", "websocket", "posix" }
+modules_enabled = { "roster", "saslauth", "disco", "ping", "websocket", "bosh", "posix" }
 modules_disabled = { "s2s", "tls" }
 VirtualHost "localhost"
 VirtualHost "anon.localhost"
@@ -273,6 +276,7 @@ listen:
     backlog: 1024
     request_handlers:
       /xmpp-websocket: ejabberd_http_ws
+      /http-bind: mod_bosh
       /api: mod_http_api
 auth_method: internal
 auth_password_format: scram
@@ -300,6 +304,7 @@ host_config:
     anonymous_protocol: sasl_anon
     allow_multiple_connections: true
 modules:
+  mod_bosh: {}
   mod_disco: {}
   mod_ping: {}
   mod_muc:
@@ -361,9 +366,13 @@ run_scenario() { # server scenario
         muc10) args=(muc --clients "$MUC_N" --rooms 10 --rate "$MUC10_RATE" --duration "$DURATION") ;;
         ws10) args=(ws --ws-url "ws://127.0.0.1:$HTTP/xmpp-websocket" --clients "$MUC_N" --rooms 10
             --rate "$MUC10_RATE" --duration "$DURATION") ;;
+        bosh10) args=(bosh --bosh-url "http://127.0.0.1:$HTTP/http-bind" --clients "$MUC_N" --rooms 10
+            --rate "$MUC10_RATE" --duration "$DURATION") ;;
         muc1k) args=(muc --clients "$MUC1K_N" --rooms 10 --rate "$MUC1K_RATE" --duration "$DURATION"
             --concurrency 100) ;;
         ws1k) args=(ws --ws-url "ws://127.0.0.1:$HTTP/xmpp-websocket" --clients "$MUC1K_N" --rooms 10
+            --rate "$MUC1K_RATE" --duration "$DURATION" --concurrency 100) ;;
+        bosh1k) args=(bosh --bosh-url "http://127.0.0.1:$HTTP/http-bind" --clients "$MUC1K_N" --rooms 10
             --rate "$MUC1K_RATE" --duration "$DURATION" --concurrency 100) ;;
         wslogins) args=(ws-logins --ws-url "ws://127.0.0.1:$HTTP/xmpp-websocket" --clients "$LOGIN_N"
             --rate "$LOGIN_RATE" --rooms "$LOGIN_ROOMS" --duration 2 --login-timeout 20) ;;
@@ -400,13 +409,13 @@ build
 # The cost of the writes alone: one loopback write per delivery, no server, at each MUC
 # scenario's load (see bench/README.md, "floor"). A load of R rooms at rate r per client offers
 # the deliveries per second of one room at r / R, which is what the floor writes.
-for name in muc1 muc1busy muc10 ws10 muc1k ws1k; do
+for name in muc1 muc1busy muc10 ws10 bosh10 muc1k ws1k bosh1k; do
     case " $SCENARIOS " in *" $name "*) ;; *) continue ;; esac
     case $name in
         muc1) n=$MUC_N rate=$MUC1_RATE ;;
         muc1busy) n=$MUC_N rate=$MUC1_BUSY_RATE ;;
-        muc10 | ws10) n=$MUC_N rate=$(awk "BEGIN { print $MUC10_RATE / 10 }") ;;
-        muc1k | ws1k) n=$MUC1K_N rate=$(awk "BEGIN { print $MUC1K_RATE / 10 }") ;;
+        muc10 | ws10 | bosh10) n=$MUC_N rate=$(awk "BEGIN { print $MUC10_RATE / 10 }") ;;
+        muc1k | ws1k | bosh1k) n=$MUC1K_N rate=$(awk "BEGIN { print $MUC1K_RATE / 10 }") ;;
     esac
     cmd=("$BENCH_BIN" floor --clients "$n" --rate "$rate" --duration "$DURATION" --json "$OUT/floor-$name.json")
     echo "${cmd[*]}" | sed "s|$BENCH_BIN|salon-bench|; s|$OUT/||" >>"$OUT/commands.txt"

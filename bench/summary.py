@@ -17,10 +17,14 @@ SCENARIOS = {
     "muc1busy": "muc1busy: one busy room (more than Prosody can carry)",
     "muc10": "muc10: ten rooms",
     "ws10": "ws10: ten rooms over WebSocket",
+    "bosh10": "bosh10: ten rooms over BOSH (hold=1, two requests at most)",
     "muc1k": "muc1k: a thousand clients in ten rooms",
     "ws1k": "ws1k: a thousand clients in ten rooms over WebSocket",
+    "bosh1k": "bosh1k: a thousand clients in ten rooms over BOSH",
     "wslogins": "wslogins: visitors arriving over WebSocket, each joining a room",
 }
+# The HTTP transports' scenarios and the TCP scenario of the same load, shown side by side.
+SAME_LOAD_OVER_TCP = {"ws10": "muc10", "bosh10": "muc10", "ws1k": "muc1k", "bosh1k": "muc1k"}
 ARRIVAL_ROWS = [
     ("visitors joined", lambda r: r["joined"], "more"),
     ("failed", lambda r: r["failed"], "less"),
@@ -132,6 +136,21 @@ def main(out):
                 for s in others:
                     cells.append(ratio(values["salon"], values[s]) if better else "")
             cells.append({"more": "higher", "less": "lower"}.get(better, ""))
+            print("| " + " | ".join(cells) + " |")
+        tcp = SAME_LOAD_OVER_TCP.get(scenario)
+        if tcp and any(reports.get((s, tcp)) for s in servers):
+            # The same load over TCP in the same run: what the transport costs.
+            per_cpu = lambda s, name: (reports.get((s, name)) or {}).get("deliveries_per_server_cpu_s")
+            p99 = lambda s, name: ((reports.get((s, name)) or {}).get("latency") or {}).get("p99_ms")
+            for label, get in ((f"{tcp} (TCP) deliveries per server CPU-s", per_cpu),
+                               (f"{tcp} (TCP) latency p99 (ms)", p99)):
+                cells = [label] + [fmt(get(s, tcp)) for s in servers]
+                cells += [""] * (len(header) - len(cells))
+                print("| " + " | ".join(cells) + " |")
+            cells = [f"{scenario} / {tcp} deliveries per CPU-s"]
+            for s in servers:
+                cells.append(ratio(per_cpu(s, scenario), per_cpu(s, tcp)))
+            cells += [""] * (len(header) - len(cells))
             print("| " + " | ".join(cells) + " |")
         floor = load_floor(out, scenario)
         if floor:

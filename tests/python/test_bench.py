@@ -67,6 +67,16 @@ def test_ws_runs_the_muc_scenario_over_websocket(server):
     assert report["transport"] == "websocket", report
 
 
+def test_bosh_runs_the_muc_scenario_over_bosh(server):
+    # Every copy arrives through long-polled HTTP requests (hold=1, two in flight at most),
+    # after a login made of a session creation, SASL, a restart and a bind, all over BOSH.
+    report = bench(server, "bosh", "--bosh-url", f"http://127.0.0.1:{server.http_port}/http-bind",
+                   "--clients", "6", "--rooms", "2", "--rate", "4", "--duration", "1.5")
+    assert_all_delivered(report)
+    assert report["transport"] == "bosh", report
+    assert report["deliveries_expected"] == 3 * report["messages_sent"], report
+
+
 def test_ws_logins_counts_every_visitor_joined(server):
     # Rooms are created by one owner each before the visitors arrive; every visitor's time to
     # the room's self-presence is measured, none fails, and the server is read from /proc.

@@ -1,7 +1,8 @@
-//! A small, fast XMPP client connection: TCP (RFC 6120, plain text on loopback) or WebSocket
-//! (RFC 7395), stream negotiation, SASL, resource binding. Incoming bytes go through
+//! A small, fast XMPP client connection: TCP (RFC 6120, plain text on loopback), WebSocket
+//! (RFC 7395) or BOSH (XEP-0206, in `bosh.rs`), stream negotiation, SASL, resource binding. Incoming bytes go through
 //! `salon_xml::StreamParser`, so stanzas split across reads (or WebSocket frames) are handled.
 
+use crate::bosh::BoshClient;
 use crate::sasl::{plain_initial, ScramClient};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -48,6 +49,8 @@ pub struct Target {
     pub addr: SocketAddr,
     /// `Some(url)` for WebSocket.
     pub ws_url: Option<String>,
+    /// `Some(url)` for BOSH.
+    pub bosh_url: Option<String>,
     pub domain: String,
     pub anon_domain: String,
     pub auth: Auth,
@@ -68,6 +71,7 @@ pub enum Incoming {
 enum Transport {
     Tcp(TcpStream, Vec<u8>),
     Ws(Box<WebSocketStream<TcpStream>>),
+    Bosh(Box<BoshClient>),
 }
 
 pub struct Conn {
@@ -91,6 +95,16 @@ fn parser_limits() -> ParserLimits {
 impl Conn {
     /// Open the transport (TCP, or TCP plus the WebSocket handshake with the `xmpp` subprotocol).
     pub async fn connect(target: &Target) -> Result<Conn> {
+        if let Some(url) = &target.bosh_url {
+            let client = BoshClient::connect(target.addr, url, parser_limits()).await?;
+            return Ok(Conn {
+                transport: Transport::Bosh(Box::new(client)),
+                parser: StreamParser::new(parser_limits()),
+                queue: VecDeque::new(),
+                events: Vec::new(),
+                bytes_in: 0,
+            });
+        }
         let tcp = TcpStream::connect(target.addr).await.map_err(|e| {
             if e.raw_os_error() == Some(24) {
                 anyhow!("cannot connect to {}: {e} (raise `ulimit -n`)", target.addr)
@@ -158,12 +172,13 @@ impl Conn {
                 .send(Message::text(xml))
                 .await
                 .context("WebSocket send to server"),
+            Transport::Bosh(client) => client.send(xml),
         }
     }
 
     /// Open (or, after SASL, restart) the stream to `domain`.
     pub async fn open_stream(&mut self, domain: &str) -> Result<()> {
-        let header = match &self.transport {
+        let header = match &mut self.transport {
             Transport::Tcp(..) => {
                 // A restart means a new XML document: the parser starts afresh (RFC 6120 §4.3.3).
                 self.parser.reset();
@@ -176,6 +191,18 @@ impl Conn {
                 "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{}' version='1.0'/>",
                 salon_xml::escape(domain)
             ),
+            // BOSH has no header on the wire: the first call creates the session, later ones
+            // restart the stream (XEP-0206 §4, §5).
+            Transport::Bosh(client) => {
+                if client.has_session() {
+                    client.restart(domain);
+                } else {
+                    let events = client.create(domain).await?;
+                    self.queue.push_back(Incoming::Open);
+                    self.queue.extend(events);
+                }
+                return Ok(());
+            }
         };
         self.send(&header).await
     }
@@ -216,6 +243,12 @@ impl Conn {
                         .feed(data, &mut self.events)
                         .map_err(|e| anyhow!("server sent bad XML: {e}"))?;
                 }
+                Transport::Bosh(client) => {
+                    let events = client.recv().await?;
+                    self.bytes_in = client.bytes_in;
+                    self.queue.extend(events);
+                    continue;
+                }
             }
             for event in self.events.drain(..) {
                 self.queue.push_back(match event {
@@ -250,6 +283,10 @@ impl Conn {
 
     /// Say goodbye politely (best effort).
     pub async fn close(&mut self) {
+        if let Transport::Bosh(client) = &mut self.transport {
+            client.close().await;
+            return;
+        }
         let bye = if self.is_ws() {
             "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"
         } else {
@@ -281,6 +318,14 @@ pub fn describe_error(error: &Element) -> String {
     } else {
         format!("{condition} ({text})")
     }
+}
+
+/// `condition (text)` of a stanza's `<error/>`, empty when it has none.
+pub fn stanza_error(stanza: &Element) -> String {
+    stanza
+        .get_child("error", NS_CLIENT)
+        .map(describe_error)
+        .unwrap_or_default()
 }
 
 /// A logged-in, bound client.
@@ -402,11 +447,7 @@ pub async fn login(target: &Target, index: usize) -> Result<Session> {
         let el = conn.recv_stanza().await?;
         if el.name() == "iq" && el.attr("id") == Some("bind1") {
             if el.attr("type") != Some("result") {
-                let error = el
-                    .get_child("error", NS_CLIENT)
-                    .map(describe_error)
-                    .unwrap_or_default();
-                bail!("resource binding refused: {error}");
+                bail!("resource binding refused: {}", stanza_error(&el));
             }
             break el
                 .get_child("bind", NS_BIND)

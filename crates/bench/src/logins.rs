@@ -5,20 +5,16 @@
 //! self-presence (status 110) per client, the server's CPU for the arrivals and its memory
 //! per visitor held once everyone has arrived.
 
-use crate::conn::{describe_error, login, Conn, Incoming, Target, NS_CLIENT};
+use crate::conn::{login, Conn, Target};
+use crate::muc::join;
 use crate::stats::{cpu_seconds, rss_kib, Latency};
 use anyhow::{bail, Result};
-use salon_xml::minidom::Element;
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::time::timeout;
-
-const NS_MUC: &str = "http://jabber.org/protocol/muc";
-const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 
 pub struct LoginPlan {
     pub target: Target,
@@ -79,71 +75,6 @@ impl Shared {
     }
 }
 
-/// Join `room_jid` as `nick`; unlock the room with the instant-room form if this join created
-/// it. Returns once the self-presence arrived (and, for a new room, the unlock was accepted).
-async fn join(conn: &mut Conn, room_jid: &str, nick: &str) -> Result<()> {
-    let occupant = format!("{room_jid}/{nick}");
-    conn.send(&format!(
-        "<presence xmlns='jabber:client' to='{occupant}'><x xmlns='{NS_MUC}'><history maxstanzas='0'/></x></presence>"
-    ))
-    .await?;
-    let created = loop {
-        let el = match conn.recv().await? {
-            Incoming::Stanza(el) => el,
-            Incoming::Close => bail!("server closed the stream while joining"),
-            Incoming::Open => continue,
-        };
-        if el.name() != "presence"
-            || !el
-                .attr("from")
-                .unwrap_or("")
-                .eq_ignore_ascii_case(&occupant)
-        {
-            continue;
-        }
-        if el.attr("type") == Some("error") {
-            let why = el
-                .get_child("error", NS_CLIENT)
-                .map(describe_error)
-                .unwrap_or_default();
-            bail!("joining {occupant} refused: {why}");
-        }
-        let codes = status_codes(&el);
-        if codes.iter().any(|c| c == "110") || el.attr("type").is_none() {
-            break codes.iter().any(|c| c == "201");
-        }
-    };
-    if created {
-        conn.send(&format!(
-            "<iq xmlns='jabber:client' type='set' id='unlock' to='{room_jid}'><query xmlns='{NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
-        ))
-        .await?;
-        loop {
-            if let Incoming::Stanza(el) = conn.recv().await? {
-                if el.name() == "iq" && el.attr("id") == Some("unlock") {
-                    if el.attr("type") != Some("result") {
-                        bail!("unlocking new room {room_jid} refused");
-                    }
-                    break;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn status_codes(presence: &Element) -> Vec<String> {
-    presence
-        .get_child("x", NS_MUC_USER)
-        .map(|x| {
-            x.children()
-                .filter(|c| c.name() == "status")
-                .filter_map(|c| c.attr("code").map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Read and drop whatever the server sends (presence of later arrivals) until told to stop,
 /// as an idle visitor's client does.
 async fn idle(mut conn: Conn, mut stop: watch::Receiver<bool>) {
@@ -167,7 +98,14 @@ async fn visitor(shared: Arc<Shared>, index: usize, stop: watch::Receiver<bool>)
             .send("<presence xmlns='jabber:client'/>")
             .await?;
         let room = shared.room_jid(index % plan.rooms);
-        join(&mut session.conn, &room, &format!("v{index}")).await?;
+        // What else arrives while joining (earlier visitors' presence) is dropped.
+        join(
+            &mut session.conn,
+            &room,
+            &format!("v{index}"),
+            &mut Vec::new(),
+        )
+        .await?;
         Ok::<_, anyhow::Error>(session.conn)
     };
     match timeout(plan.login_timeout, arrival).await {
@@ -212,7 +150,13 @@ pub async fn run(plan: LoginPlan, ws: bool) -> Result<LoginReport> {
     let mut owners = Vec::new();
     for room in 0..shared.plan.rooms {
         let mut session = login(&shared.plan.target, shared.plan.clients + room).await?;
-        join(&mut session.conn, &shared.room_jid(room), "owner").await?;
+        join(
+            &mut session.conn,
+            &shared.room_jid(room),
+            "owner",
+            &mut Vec::new(),
+        )
+        .await?;
         owners.push(session.conn);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1,11 +1,13 @@
 //! `salon-bench`: a load generator for XMPP servers. One process, thousands of client
-//! connections over plain TCP (loopback only) or WebSocket (RFC 7395), measuring login rate,
+//! connections over plain TCP (loopback only), WebSocket (RFC 7395) or BOSH (XEP-0206), measuring login rate,
 //! server memory per connection, 1:1 and group-chat throughput, delivery latency, lost
 //! messages and the server's CPU per delivery. See bench/README.md.
 
+mod bosh;
 mod conn;
 mod floor;
 mod logins;
+mod muc;
 mod sasl;
 mod scenario;
 mod stats;
@@ -22,7 +24,7 @@ use std::time::Duration;
 #[command(
     name = "salon-bench",
     version,
-    about = "Load generator for XMPP servers (login rate, 1:1 chat, MUC fan-out; TCP and WebSocket)"
+    about = "Load generator for XMPP servers (login rate, 1:1 chat, MUC fan-out; TCP, WebSocket and BOSH)"
 )]
 struct Args {
     /// What to measure.
@@ -64,6 +66,9 @@ struct Args {
     /// WebSocket endpoint for the `ws` scenario; must be on a loopback address.
     #[arg(long, default_value = "ws://127.0.0.1:5280/xmpp-websocket")]
     ws_url: String,
+    /// BOSH endpoint for the `bosh` scenario; must be on a loopback address.
+    #[arg(long, default_value = "http://127.0.0.1:5280/http-bind")]
+    bosh_url: String,
     /// Server process to watch: VmRSS and CPU time from /proc/PID.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -110,6 +115,23 @@ fn loopback(host: &str, port: u16) -> Result<SocketAddr> {
     }
 }
 
+/// The loopback address of `scheme://host[:port]/path` (port 80 when none is given).
+fn url_addr(url: &str, scheme: &str, option: &str) -> Result<SocketAddr> {
+    let rest = url
+        .strip_prefix(scheme)
+        .with_context(|| format!("{option} {url} must start with {scheme} (no TLS on loopback)"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h.trim_start_matches('[').trim_end_matches(']'),
+            p.parse::<u16>()
+                .with_context(|| format!("bad port in {option}"))?,
+        ),
+        _ => (authority, 80),
+    };
+    loopback(host, port)
+}
+
 fn plan(args: &Args) -> Result<Plan> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
@@ -119,7 +141,7 @@ fn plan(args: &Args) -> Result<Plan> {
     }
     if matches!(
         args.scenario,
-        Scenario::Muc | Scenario::Ws | Scenario::Logins | Scenario::WsLogins
+        Scenario::Muc | Scenario::Ws | Scenario::Bosh | Scenario::Logins | Scenario::WsLogins
     ) {
         if args.rooms == 0 || args.rooms > args.clients {
             bail!("--rooms must be between 1 and --clients");
@@ -131,24 +153,18 @@ fn plan(args: &Args) -> Result<Plan> {
     if args.scenario == Scenario::Chat && !args.clients.is_multiple_of(2) {
         bail!("chat pairs clients: --clients must be even");
     }
-    let (addr, ws_url) = if matches!(args.scenario, Scenario::Ws | Scenario::WsLogins) {
-        let rest = args.ws_url.strip_prefix("ws://").with_context(|| {
-            format!(
-                "--ws-url {} must start with ws:// (no TLS on loopback)",
-                args.ws_url
-            )
-        })?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse::<u16>().context("bad port in --ws-url")?,
-            ),
-            _ => (authority, 80),
-        };
-        (loopback(host, port)?, Some(args.ws_url.clone()))
-    } else {
-        (loopback(&args.host, args.port)?, None)
+    let (addr, ws_url, bosh_url) = match args.scenario {
+        Scenario::Ws | Scenario::WsLogins => (
+            url_addr(&args.ws_url, "ws://", "--ws-url")?,
+            Some(args.ws_url.clone()),
+            None,
+        ),
+        Scenario::Bosh => (
+            url_addr(&args.bosh_url, "http://", "--bosh-url")?,
+            None,
+            Some(args.bosh_url.clone()),
+        ),
+        _ => (loopback(&args.host, args.port)?, None, None),
     };
     if let Some(pid) = args.server_pid {
         stats::rss_kib(pid)?;
@@ -158,6 +174,7 @@ fn plan(args: &Args) -> Result<Plan> {
         target: Target {
             addr,
             ws_url,
+            bosh_url,
             domain: args.domain.clone(),
             anon_domain: args.anon_domain.clone(),
             auth: args.auth,
@@ -413,6 +430,27 @@ mod tests {
             plan(&args).unwrap().target.addr,
             "[::1]:5290".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn bosh_url_must_be_loopback() {
+        let mut args = Args::parse_from([
+            "salon-bench",
+            "bosh",
+            "--bosh-url",
+            "http://10.1.2.3:5280/http-bind",
+        ]);
+        assert!(plan(&args).is_err());
+        args.bosh_url = "https://127.0.0.1:5281/http-bind".into();
+        assert!(plan(&args).is_err());
+        args.bosh_url = "http://127.0.0.1:15280/http-bind".into();
+        let p = plan(&args).unwrap();
+        assert_eq!(p.target.addr, "127.0.0.1:15280".parse().unwrap());
+        assert_eq!(
+            p.target.bosh_url.as_deref(),
+            Some("http://127.0.0.1:15280/http-bind")
+        );
+        assert!(p.target.ws_url.is_none());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The client tasks and the conductor that moves them through the phases of a run:
 //! log in → (join rooms) → send for `duration` → drain → stop.
 
-use crate::conn::{describe_error, login, Conn, Incoming, Session, Target, NS_CLIENT};
+use crate::conn::{
+    describe_error, login, stanza_error, Conn, Incoming, Session, Target, NS_CLIENT,
+};
 use crate::stats::{cpu_seconds, rss_kib, Latency};
 use anyhow::{anyhow, bail, Result};
 use salon_xml::minidom::Element;
@@ -14,10 +16,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{interval_at, timeout, MissedTickBehavior};
 
-const NS_MUC: &str = "http://jabber.org/protocol/muc";
-const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
@@ -29,6 +27,8 @@ pub enum Scenario {
     Muc,
     /// The muc scenario over WebSocket (RFC 7395).
     Ws,
+    /// The muc scenario over BOSH (XEP-0206), `hold=1`, at most two requests in flight.
+    Bosh,
     /// No server: the CPU cost of one loopback write per delivery, at the muc scenario's load.
     Floor,
     /// Visitors arriving at `--rate` logins per second, each logging in and joining a room.
@@ -63,7 +63,7 @@ pub struct Plan {
 
 impl Plan {
     fn is_muc(&self) -> bool {
-        matches!(self.scenario, Scenario::Muc | Scenario::Ws)
+        matches!(self.scenario, Scenario::Muc | Scenario::Ws | Scenario::Bosh)
     }
 }
 
@@ -173,6 +173,8 @@ pub async fn run(plan: Plan) -> Result<Report> {
         scenario: format!("{:?}", plan.scenario).to_lowercase(),
         transport: if plan.target.ws_url.is_some() {
             "websocket".into()
+        } else if plan.target.bosh_url.is_some() {
+            "bosh".into()
         } else {
             "tcp".into()
         },
@@ -424,10 +426,7 @@ fn handle(shared: &Shared, state: &mut ClientState, el: &Element, phase: u8) {
         "message" => {
             if el.attr("type") == Some("error") {
                 shared.stanza_errors.fetch_add(1, Relaxed);
-                let why = el
-                    .get_child("error", NS_CLIENT)
-                    .map(describe_error)
-                    .unwrap_or_default();
+                let why = stanza_error(el);
                 Shared::note(
                     &shared.first_error,
                     format!(
@@ -458,10 +457,7 @@ fn handle(shared: &Shared, state: &mut ClientState, el: &Element, phase: u8) {
         }
         "iq" | "presence" if el.attr("type") == Some("error") => {
             shared.stanza_errors.fetch_add(1, Relaxed);
-            let why = el
-                .get_child("error", NS_CLIENT)
-                .map(describe_error)
-                .unwrap_or_default();
+            let why = stanza_error(el);
             Shared::note(
                 &shared.first_error,
                 format!(
@@ -532,76 +528,18 @@ async fn wait_phase(
     }
 }
 
-/// Join room `room` as nick `u{index}`; the creator unlocks a new room (status 201).
+/// Join room `room` as nick `u{index}`, then account for what arrived meanwhile.
 async fn join(
     shared: &Shared,
     conn: &mut Conn,
     state: &mut ClientState,
     room: usize,
 ) -> Result<()> {
-    let room_jid = shared.room_jid(room);
-    let occupant = format!("{room_jid}/u{}", state.index);
-    conn.send(&format!(
-        "<presence xmlns='jabber:client' to='{occupant}'><x xmlns='{NS_MUC}'><history maxstanzas='0'/></x></presence>"
-    ))
-    .await?;
-    let created = loop {
-        let el = match conn.recv().await? {
-            Incoming::Stanza(el) => el,
-            other => {
-                on_event(shared, conn, state, other, JOIN_REST).await?;
-                continue;
-            }
-        };
-        let from = el.attr("from").unwrap_or("");
-        if el.name() == "presence" && from.eq_ignore_ascii_case(&occupant) {
-            if el.attr("type") == Some("error") {
-                let why = el
-                    .get_child("error", NS_CLIENT)
-                    .map(describe_error)
-                    .unwrap_or_default();
-                bail!("joining {occupant} refused: {why}");
-            }
-            let codes: Vec<String> = el
-                .get_child("x", NS_MUC_USER)
-                .map(|x| {
-                    x.children()
-                        .filter(|c| c.name() == "status")
-                        .filter_map(|c| c.attr("code").map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if codes.iter().any(|c| c == "110") || el.attr("type").is_none() {
-                break codes.iter().any(|c| c == "201");
-            }
-        }
-        on_event(shared, conn, state, Incoming::Stanza(el), JOIN_REST).await?;
-    };
-    if created {
-        conn.send(&format!(
-            "<iq xmlns='jabber:client' type='set' id='unlock' to='{room_jid}'><query xmlns='{NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
-        ))
-        .await?;
-        loop {
-            let el = match conn.recv().await? {
-                Incoming::Stanza(el) => el,
-                other => {
-                    on_event(shared, conn, state, other, JOIN_REST).await?;
-                    continue;
-                }
-            };
-            if el.name() == "iq" && el.attr("id") == Some("unlock") {
-                if el.attr("type") != Some("result") {
-                    let why = el
-                        .get_child("error", NS_CLIENT)
-                        .map(describe_error)
-                        .unwrap_or_default();
-                    bail!("unlocking new room {room_jid} refused: {why}");
-                }
-                break;
-            }
-            on_event(shared, conn, state, Incoming::Stanza(el), JOIN_REST).await?;
-        }
+    let mut others = Vec::new();
+    let nick = format!("u{}", state.index);
+    crate::muc::join(conn, &shared.room_jid(room), &nick, &mut others).await?;
+    for event in others {
+        on_event(shared, conn, state, event, JOIN_REST).await?;
     }
     shared.occupants[room].fetch_add(1, Relaxed);
     Ok(())
@@ -647,7 +585,9 @@ async fn drive(
             .get(index ^ 1)
             .and_then(|j| j.get())
             .map(|jid| (jid.clone(), "chat", None)),
-        Scenario::Muc | Scenario::Ws => Some((shared.room_jid(room), "groupchat", Some(room))),
+        Scenario::Muc | Scenario::Ws | Scenario::Bosh => {
+            Some((shared.room_jid(room), "groupchat", Some(room)))
+        }
     };
     let mut sending = to.is_some() && plan.rate > 0.0;
     let period = Duration::from_secs_f64(1.0 / plan.rate.max(1e-6));

@@ -41,8 +41,9 @@ struct Shared {
     last_rid: u64,
     /// Elements waiting for a request to carry them.
     outgoing: Vec<String>,
-    /// Recent responses, for replay when a request is retried.
-    answered: BTreeMap<u64, String>,
+    /// Recent responses, for replay when a request is retried (shared with the response
+    /// that carried them, not copied).
+    answered: BTreeMap<u64, Bytes>,
     /// Requests currently held, by rid.
     held: VecDeque<u64>,
     /// Requests that arrived ahead of their predecessors and wait for them, by rid. With
@@ -66,10 +67,13 @@ struct BoshSession {
 
 /// Build a `<body/>` wrapper around elements.
 fn body(attributes: &str, elements: &[String]) -> String {
-    let mut text = format!(
+    let header = format!(
         "<body xmlns='{NS_HTTPBIND}' xmlns:xmpp='{NS_XBOSH}' xmlns:stream='{}'{attributes}>",
         ns::STREAM
     );
+    let payload: usize = elements.iter().map(String::len).sum();
+    let mut text = String::with_capacity(header.len() + payload + "</body>".len());
+    text.push_str(&header);
     for element in elements {
         text.push_str(element);
     }
@@ -81,7 +85,8 @@ fn terminate(condition: &str) -> String {
     body(&format!(" type='terminate' condition='{condition}'"), &[])
 }
 
-fn xml_response(status: StatusCode, text: String) -> Response {
+fn xml_response(status: StatusCode, text: impl Into<Bytes>) -> Response {
+    let text: Bytes = text.into();
     (
         status,
         [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
@@ -95,6 +100,19 @@ type BoshRequest = (Vec<(String, String)>, Vec<minidom::Element>);
 
 /// Parse a request body into its `<body/>` attributes and child elements.
 pub(crate) fn parse_request(
+    text: &[u8],
+    limits: &ParserLimits,
+    tree_limits: TreeLimits,
+) -> Result<BoshRequest, String> {
+    if let Some(attributes) = empty_poll(text) {
+        if attributes.len() <= limits.max_attributes {
+            return Ok((attributes, Vec::new()));
+        }
+    }
+    parse_with_parser(text, limits, tree_limits)
+}
+
+fn parse_with_parser(
     text: &[u8],
     limits: &ParserLimits,
     tree_limits: TreeLimits,
@@ -126,6 +144,61 @@ pub(crate) fn parse_request(
         (Some(attributes), true) => Ok((attributes, children)),
         _ => Err("the request body is not a complete <body/> element".into()),
     }
+}
+
+/// The attributes of an empty request, the long-poll most BOSH traffic is made of
+/// (`<body rid='…' sid='…' xmlns='http://jabber.org/protocol/httpbind'/>`), read without
+/// building an XML parser: the parser's setup was most of the cost of such a request. Only the
+/// plainest form qualifies (unprefixed ASCII attribute names, values with no markup, entity or
+/// control character, the BOSH namespace declared, nothing else); `None` sends the body to
+/// the full parser, which accepts or refuses it as before.
+fn empty_poll(text: &[u8]) -> Option<Vec<(String, String)>> {
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
+    let text = std::str::from_utf8(text).ok()?.trim_matches(is_space);
+    let inner = text.strip_prefix("<body")?;
+    let mut rest = inner
+        .strip_suffix("/>")
+        .or_else(|| inner.strip_suffix("></body>"))?;
+    let mut attributes: Vec<(String, String)> = Vec::new();
+    let mut namespace_declared = false;
+    loop {
+        let trimmed = rest.trim_start_matches(is_space);
+        if trimmed.is_empty() {
+            break;
+        }
+        // Attributes are separated from the name and from each other by white space.
+        if trimmed.len() == rest.len() {
+            return None;
+        }
+        let (name, after) = trimmed.split_once('=')?;
+        let plain_name = name.as_bytes().first()?.is_ascii_alphabetic()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !plain_name {
+            return None;
+        }
+        let quote = after.chars().next().filter(|q| matches!(q, '\'' | '"'))?;
+        let (value, tail) = after[1..].split_once(quote)?;
+        if value
+            .bytes()
+            .any(|b| matches!(b, b'<' | b'&' | b'\'' | b'"') || b < 0x20)
+        {
+            return None;
+        }
+        rest = tail;
+        if name == "xmlns" {
+            if value != NS_HTTPBIND || namespace_declared {
+                return None;
+            }
+            namespace_declared = true;
+        } else if attributes.iter().any(|(k, _)| k == name) {
+            return None;
+        } else {
+            attributes.push((name.to_string(), value.to_string()));
+        }
+    }
+    namespace_declared.then_some(attributes)
 }
 
 fn attribute<'a>(attributes: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -238,7 +311,7 @@ async fn create_session(
         salon_xml::escape(&host),
         session.sid,
     );
-    let text = body(&attributes, &elements);
+    let text = Bytes::from(body(&attributes, &elements));
     session.remember(rid, &text);
     xml_response(StatusCode::OK, text)
 }
@@ -262,9 +335,9 @@ impl BoshSession {
         let _ = self.inbound.send(vec![self.stream_open()]).await;
     }
 
-    fn remember(&self, rid: u64, text: &str) {
+    fn remember(&self, rid: u64, text: &Bytes) {
         if let Ok(mut shared) = self.shared.lock() {
-            shared.answered.insert(rid, text.to_string());
+            shared.answered.insert(rid, text.clone());
             while shared.answered.len() as u64 > REPLAY_WINDOW {
                 shared.answered.pop_first();
             }
@@ -356,7 +429,7 @@ impl BoshSession {
             self.wait_for_output(rid).await
         };
         let terminated = self.shared.lock().map(|s| s.terminated).unwrap_or(true);
-        let text = if terminating || (terminated && elements.is_empty()) {
+        let text = Bytes::from(if terminating || (terminated && elements.is_empty()) {
             terminate_with(&elements)
         } else if terminated {
             body(
@@ -365,7 +438,7 @@ impl BoshSession {
             )
         } else {
             body("", &elements)
-        };
+        });
         self.remember(rid, &text);
         xml_response(StatusCode::OK, text)
     }
@@ -502,8 +575,10 @@ impl Transport for BoshTransport {
     fn end_element(&mut self) {
         let bytes = std::mem::take(&mut self.current);
         if !bytes.is_empty() {
-            self.pending
-                .push(String::from_utf8_lossy(&bytes).into_owned());
+            // Serialised stanzas are UTF-8 already: keep the buffer rather than copy it.
+            let text = String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            self.pending.push(text);
         }
     }
 
@@ -559,5 +634,61 @@ impl Transport for BoshTransport {
             shared.terminated = true;
         }
         self.session.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the shortcut reads is what the parser reads; what it does not take, the parser
+    /// decides on.
+    #[test]
+    fn empty_polls_read_as_the_parser_reads_them() {
+        let limits = ParserLimits::default();
+        let parsed = |text: &str| {
+            parse_with_parser(text.as_bytes(), &limits, TreeLimits::default()).map(
+                |(mut attributes, children)| {
+                    attributes.sort();
+                    (attributes, children.len())
+                },
+            )
+        };
+        for taken in [
+            "<body rid='10' xmlns='http://jabber.org/protocol/httpbind' sid='ab12'/>",
+            "<body xmlns=\"http://jabber.org/protocol/httpbind\" rid=\"11\" sid=\"x\"></body>",
+            " <body\n rid='12'  sid='s' xmlns='http://jabber.org/protocol/httpbind' type='terminate' />\r\n",
+            "<body rid='1>' xmlns='http://jabber.org/protocol/httpbind'/>",
+        ] {
+            let mut fast = empty_poll(taken.as_bytes()).unwrap_or_else(|| panic!("{taken}"));
+            fast.sort();
+            assert_eq!(Ok((fast, 0)), parsed(taken), "{taken}");
+        }
+        for left in [
+            "<body rid='1' sid='s'/>",
+            "<body rid='1' xmlns='urn:other'/>",
+            "<body rid='1' xmlns='http://jabber.org/protocol/httpbind' rid='2'/>",
+            "<body rid='&amp;' xmlns='http://jabber.org/protocol/httpbind'/>",
+            "<body rid='1' xmpp:restart='true' xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh'/>",
+            "<body rid='1' xml:lang='en' xmlns='http://jabber.org/protocol/httpbind'/>",
+            "<bodyx rid='1' xmlns='http://jabber.org/protocol/httpbind'/>",
+            "<body rid='1'xmlns='http://jabber.org/protocol/httpbind'/>",
+            "<body rid = '1' xmlns='http://jabber.org/protocol/httpbind'/>",
+            "<body rid='1' xmlns='http://jabber.org/protocol/httpbind'/></body>",
+            "<body rid='1 xmlns='http://jabber.org/protocol/httpbind'/>",
+            "<?xml version='1.0'?><body rid='1' xmlns='http://jabber.org/protocol/httpbind'/>",
+            "<body rid='1' xmlns='http://jabber.org/protocol/httpbind'><presence/></body>",
+            "<body rid='1\t' xmlns='http://jabber.org/protocol/httpbind'/>",
+            "<body/>",
+        ] {
+            assert_eq!(empty_poll(left.as_bytes()), None, "{left}");
+        }
+        // Past the attribute limit, the parser refuses as before.
+        let few = ParserLimits {
+            max_attributes: 1,
+            ..ParserLimits::default()
+        };
+        let poll = b"<body rid='1' sid='s' xmlns='http://jabber.org/protocol/httpbind'/>";
+        assert!(parse_request(poll, &few, TreeLimits::default()).is_err());
     }
 }
