@@ -6,11 +6,13 @@ use crate::server::Server;
 use crate::session::sasl::common::ChannelBindings;
 use crate::stanza::StreamCondition;
 use salon_xml::{ParserLimits, StreamEvent, StreamParser, TreeLimits};
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -41,6 +43,12 @@ pub struct TcpTransport {
     outgoing: Vec<u8>,
     peer: SocketAddr,
     server_end_point: Vec<u8>,
+    /// How long a stanza may take to arrive once begun (`limits.stanza_timeout`), and when the
+    /// one under way runs out: a client trickling a stanza one byte at a time (slowloris) keeps
+    /// bytes coming, so no idle bound would end it. One timer per stanza left unfinished at the
+    /// end of a read, none for the usual stanza that comes whole.
+    stanza_timeout: Duration,
+    stanza_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl TcpTransport {
@@ -50,6 +58,7 @@ impl TcpTransport {
         limits: ParserLimits,
         tree_limits: TreeLimits,
         server_end_point: Vec<u8>,
+        stanza_timeout: Duration,
     ) -> Self {
         TcpTransport {
             stream,
@@ -58,6 +67,17 @@ impl TcpTransport {
             outgoing: Vec::new(),
             peer,
             server_end_point,
+            stanza_timeout,
+            stanza_deadline: None,
+        }
+    }
+
+    /// Start the stanza timer when a read leaves a stanza unfinished, stop it when none is.
+    fn track_stanza(&mut self) {
+        if !self.parser.stanza_begun() {
+            self.stanza_deadline = None;
+        } else if self.stanza_deadline.is_none() {
+            self.stanza_deadline = Some(Box::pin(tokio::time::sleep(self.stanza_timeout)));
         }
     }
 }
@@ -69,10 +89,16 @@ impl Transport for TcpTransport {
         cx: &mut Context<'_>,
         events: &mut Vec<StreamEvent>,
     ) -> Poll<Result<(), ReadError>> {
+        // Polled on every call, so that the timer wakes the session even when nothing comes.
+        if let Some(deadline) = self.stanza_deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(ReadError::StanzaTimeout(self.stanza_timeout)));
+            }
+        }
         let TcpTransport { stream, parser, .. } = self;
         // Read into the worker thread's buffer and parse at once, within one poll: an idle
         // connection then holds no read buffer of its own (most connections are idle).
-        READ_BUFFER.with(|cell| {
+        let polled = READ_BUFFER.with(|cell| {
             let mut buffer = cell.borrow_mut();
             let mut read = ReadBuf::new(&mut buffer[..]);
             let polled = match stream {
@@ -96,7 +122,11 @@ impl Transport for TcpTransport {
                     Poll::Ready(parsed)
                 }
             }
-        })
+        });
+        if polled.is_ready() {
+            self.track_stanza();
+        }
+        polled
     }
 
     fn out(&mut self) -> &mut Vec<u8> {
@@ -195,6 +225,7 @@ impl Transport for TcpTransport {
 
     fn restart(&mut self) {
         self.parser.reset();
+        self.stanza_deadline = None;
     }
 
     fn is_secure(&self) -> bool {
@@ -212,6 +243,7 @@ impl Transport for TcpTransport {
         let tls = TlsAcceptor::from(config).accept(tcp).await?;
         self.stream = Stream::Tls(Box::new(tls));
         self.parser.reset();
+        self.stanza_deadline = None;
         Ok(())
     }
 
@@ -273,7 +305,9 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
                 Stream::Plain(socket)
             };
             let tree_limits = server.config.limits.tree_limits();
-            let transport = TcpTransport::new(stream, peer, limits, tree_limits, end_point);
+            let stanza_timeout = Duration::from_secs(server.config.limits.stanza_timeout);
+            let transport =
+                TcpTransport::new(stream, peer, limits, tree_limits, end_point, stanza_timeout);
             super::run(server, Box::new(transport)).await;
         });
     }
