@@ -125,3 +125,30 @@ async def test_c2s_slowloris_slow_stanzas_within_the_bound_are_accepted(server):
     await ping(raw, "still-here")
     assert "policy-violation" not in raw.transcript(), raw.transcript()
     raw.close()
+
+
+@async_test(timeout=25)
+async def test_c2s_slowloris_back_to_back_stanzas_each_within_the_bound_are_accepted(server):
+    """A busy client whose every write ends inside the next stanza (for 6 s, more than the
+    bound): each stanza's time is its own, so nothing is cut off."""
+    raw, jid = await guest(server)
+    stanzas = [
+        f"<message to='{jid}' type='chat' id='b2b{n}'><body>part {n}</body></message>"
+        for n in range(7)
+    ]
+    wire = "".join(stanzas)
+    # Cut each write in the middle of a stanza: the first half of one, then the second half
+    # with the first half of the next, and so on.
+    cuts = [0] + [sum(len(s) for s in stanzas[:n]) + len(stanzas[n]) // 2 for n in range(7)]
+    for start, end in zip(cuts, cuts[1:]):
+        await raw.send(wire[start:end])
+        await asyncio.sleep(1)
+    await raw.send(wire[cuts[-1]:])
+    for n in range(7):
+        await raw.expect(
+            f"{{{NS_CLIENT}}}message", timeout=3, predicate=lambda m, n=n: m.get("id") == f"b2b{n}"
+        )
+    await ping(raw, "busy-still-here")
+    assert "policy-violation" not in raw.transcript(), raw.transcript()
+    raw.close()
+

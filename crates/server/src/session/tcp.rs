@@ -45,10 +45,14 @@ pub struct TcpTransport {
     server_end_point: Vec<u8>,
     /// How long a stanza may take to arrive once begun (`limits.stanza_timeout`), and when the
     /// one under way runs out: a client trickling a stanza one byte at a time (slowloris) keeps
-    /// bytes coming, so no idle bound would end it. One timer per stanza left unfinished at the
-    /// end of a read, none for the usual stanza that comes whole.
+    /// bytes coming, so no idle bound would end it. One timer for a connection whose reads end
+    /// inside stanzas (reset for each new one), none for the usual stanza that comes whole.
     stanza_timeout: Duration,
     stanza_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A read left a new stanza begun: its clock starts when the session reads again, so that
+    /// the time spent on the complete stanzas before it (throttled to
+    /// `limits.stanzas_per_second`, when the server is not reading) is not counted against it.
+    stanza_clock_due: bool,
 }
 
 impl TcpTransport {
@@ -69,16 +73,41 @@ impl TcpTransport {
             server_end_point,
             stanza_timeout,
             stanza_deadline: None,
+            stanza_clock_due: false,
         }
     }
 
-    /// Start the stanza timer when a read leaves a stanza unfinished, stop it when none is.
-    fn track_stanza(&mut self) {
+    /// After a read: no timer when it left no stanza unfinished; a fresh one when the
+    /// unfinished stanza is new (none was under way, or the read completed some, which ended
+    /// the one under way).
+    fn track_stanza(&mut self, completed_some: bool) {
         if !self.parser.stanza_begun() {
             self.stanza_deadline = None;
-        } else if self.stanza_deadline.is_none() {
-            self.stanza_deadline = Some(Box::pin(tokio::time::sleep(self.stanza_timeout)));
+            self.stanza_clock_due = false;
+        } else if completed_some || self.stanza_deadline.is_none() {
+            self.stanza_clock_due = true;
         }
+    }
+
+    /// Whether the stanza under way has run out of time; registers for its wake-up otherwise,
+    /// so that the session hears of it even when nothing more comes.
+    fn poll_stanza_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        if std::mem::take(&mut self.stanza_clock_due) {
+            let due = tokio::time::Instant::now() + self.stanza_timeout;
+            match self.stanza_deadline.as_mut() {
+                Some(deadline) => deadline.as_mut().reset(due),
+                None => self.stanza_deadline = Some(Box::pin(tokio::time::sleep_until(due))),
+            }
+        }
+        self.stanza_deadline
+            .as_mut()
+            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
+    }
+
+    /// Forget the stanza timer (a stream restart).
+    fn forget_stanza(&mut self) {
+        self.stanza_deadline = None;
+        self.stanza_clock_due = false;
     }
 }
 
@@ -89,12 +118,10 @@ impl Transport for TcpTransport {
         cx: &mut Context<'_>,
         events: &mut Vec<StreamEvent>,
     ) -> Poll<Result<(), ReadError>> {
-        // Polled on every call, so that the timer wakes the session even when nothing comes.
-        if let Some(deadline) = self.stanza_deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(ReadError::StanzaTimeout(self.stanza_timeout)));
-            }
+        if self.poll_stanza_deadline(cx) {
+            return Poll::Ready(Err(ReadError::StanzaTimeout(self.stanza_timeout)));
         }
+        let known = events.len();
         let TcpTransport { stream, parser, .. } = self;
         // Read into the worker thread's buffer and parse at once, within one poll: an idle
         // connection then holds no read buffer of its own (most connections are idle).
@@ -124,7 +151,7 @@ impl Transport for TcpTransport {
             }
         });
         if polled.is_ready() {
-            self.track_stanza();
+            self.track_stanza(events.len() > known);
         }
         polled
     }
@@ -225,7 +252,7 @@ impl Transport for TcpTransport {
 
     fn restart(&mut self) {
         self.parser.reset();
-        self.stanza_deadline = None;
+        self.forget_stanza();
     }
 
     fn is_secure(&self) -> bool {
@@ -243,7 +270,7 @@ impl Transport for TcpTransport {
         let tls = TlsAcceptor::from(config).accept(tcp).await?;
         self.stream = Stream::Tls(Box::new(tls));
         self.parser.reset();
-        self.stanza_deadline = None;
+        self.forget_stanza();
         Ok(())
     }
 
