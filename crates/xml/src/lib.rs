@@ -146,6 +146,9 @@ pub struct StreamParser {
     root_open: bool,
     /// Bytes consumed since the last complete stanza; bounded by `max_stanza_bytes`.
     stanza_bytes: usize,
+    /// Whether markup (anything but whitespace) has come since the last complete stanza while
+    /// no stanza element is open yet: a start tag still arriving (see [`Self::stanza_begun`]).
+    markup_pending: bool,
     /// Every byte fed since the parser was made, stream restarts included: what a connection
     /// has sent in all, for limits on unauthenticated peers.
     fed: u64,
@@ -171,6 +174,7 @@ impl StreamParser {
             stack: Vec::new(),
             root_open: false,
             stanza_bytes: 0,
+            markup_pending: false,
             fed: 0,
             finished: false,
             header_bytes: Vec::new(),
@@ -236,6 +240,14 @@ impl StreamParser {
         !self.stack.is_empty()
     }
 
+    /// Whether a stanza has begun and not ended: like [`Self::in_stanza`], but also while its
+    /// start tag is still arriving (or stray text at stream level is). Whitespace between
+    /// stanzas (keepalives, RFC 6120 §4.6.4) does not begin one. What a transport reads to
+    /// bound how long a started stanza may take to arrive.
+    pub fn stanza_begun(&self) -> bool {
+        !self.finished && self.root_open && (!self.stack.is_empty() || self.markup_pending)
+    }
+
     /// Parse `data` and append every complete event to `out`. On error the stream is over: the
     /// caller sends the matching stream error and closes.
     pub fn feed(
@@ -265,6 +277,10 @@ impl StreamParser {
                 return Err(e);
             }
         }
+        // Where the bytes after the last stanza (or the stream header) begin in `input`, when
+        // one ended in this call: what comes after it tells whether another has begun.
+        let input = data;
+        let mut boundary = None;
         loop {
             let before = data.len();
             let result = self.parser.parse(&mut data, false);
@@ -278,6 +294,7 @@ impl StreamParser {
             }
             match result {
                 Ok(Some(event)) => {
+                    let emitted = out.len();
                     if let Err(e) = self.handle_event(event, out) {
                         self.finished = true;
                         return Err(e);
@@ -285,17 +302,41 @@ impl StreamParser {
                     if self.finished {
                         return Ok(());
                     }
+                    // A stanza or the stream header ended with the byte just consumed (the
+                    // lexer emits a tag at its `>`, reading nothing past it).
+                    if out.len() > emitted {
+                        boundary = Some(input.len() - data.len());
+                    }
                 }
                 Ok(None) => {
                     self.finished = true;
                     return Ok(());
                 }
-                Err(rxml::error::EndOrError::NeedMoreData) => return Ok(()),
+                Err(rxml::error::EndOrError::NeedMoreData) => {
+                    self.note_pending_markup(input, boundary);
+                    return Ok(());
+                }
                 Err(rxml::error::EndOrError::Error(e)) => {
                     self.finished = true;
                     return Err(classify(e));
                 }
             }
+        }
+    }
+
+    /// After `input` has been consumed, whether a stanza's start tag (or stray text) is under
+    /// way: non-whitespace after the last boundary (in `input` if one was there, else since
+    /// the previous call). Scans only what follows the last stanza, once.
+    fn note_pending_markup(&mut self, input: &[u8], boundary: Option<usize>) {
+        let is_markup = |b: &u8| !b" \t\r\n".contains(b);
+        if !self.root_open || !self.stack.is_empty() {
+            self.markup_pending = false;
+            return;
+        }
+        match boundary {
+            Some(end) => self.markup_pending = input[end..].iter().any(is_markup),
+            None if self.markup_pending => {}
+            None => self.markup_pending = input.iter().any(is_markup),
         }
     }
 
@@ -506,278 +547,4 @@ pub fn escape(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
-
-    fn parse_all(chunks: &[&[u8]]) -> (Vec<StreamEvent>, Result<(), StreamParseError>) {
-        let mut parser = StreamParser::new(ParserLimits::default());
-        let mut out = Vec::new();
-        for chunk in chunks {
-            if let Err(e) = parser.feed(chunk, &mut out) {
-                return (out, Err(e));
-            }
-        }
-        (out, Ok(()))
-    }
-
-    /// Fuzzing regression (fuzz/regressions/stream_parser-whitespace-then-text): 126 bytes of
-    /// whitespace and then text, under a 32-byte stanza limit, gave a policy violation when
-    /// the whitespace came in small chunks and a malformed stream in one piece. Whitespace
-    /// before the header is dropped now: text there is a malformed stream either way.
-    #[test]
-    fn whitespace_before_the_header_does_not_change_the_outcome_of_a_split() {
-        let limits = ParserLimits {
-            max_stanza_bytes: 32,
-            max_depth: 6,
-            max_attributes: 2,
-            max_token_bytes: 128,
-        };
-        let mut input = vec![b'\t'; 126];
-        input.push(b'x');
-        let mut whole = StreamParser::new(limits.clone());
-        let whole = whole.feed(&input, &mut Vec::new());
-        let mut chunked = StreamParser::new(limits);
-        let mut result = Ok(());
-        for chunk in input.chunks(5) {
-            result = chunked.feed(chunk, &mut Vec::new());
-            if result.is_err() {
-                break;
-            }
-        }
-        for outcome in [whole, result] {
-            assert!(
-                matches!(outcome, Err(StreamParseError::NotWellFormed(_))),
-                "{outcome:?}"
-            );
-        }
-        // Whitespace ahead of a real header still opens the stream.
-        let mut input = b"\n\n  ".to_vec();
-        input.extend_from_slice(HEADER);
-        let (events, result) = parse_all(&[&input[..3], &input[3..]]);
-        assert_eq!(result, Ok(()));
-        assert!(matches!(events[0], StreamEvent::StreamOpen { .. }));
-    }
-
-    #[test]
-    fn stanza_split_at_every_byte() {
-        let mut input = HEADER.to_vec();
-        input.extend_from_slice(
-            "<message to='a@b'><body>héllo ✓ &amp; bye</body></message></stream:stream>".as_bytes(),
-        );
-        let chunks: Vec<&[u8]> = input.chunks(1).collect();
-        let (events, result) = parse_all(&chunks);
-        result.unwrap();
-        assert!(
-            matches!(&events[0], StreamEvent::StreamOpen { name, attributes, default_namespace, .. } if name == "stream" && attributes.iter().any(|(k, v)| k == "to" && v == "localhost") && default_namespace.as_deref() == Some("jabber:client"))
-        );
-        match &events[1] {
-            StreamEvent::Stanza(el) => {
-                assert_eq!(el.name(), "message");
-                assert_eq!(el.ns(), "jabber:client");
-                assert_eq!(el.attr("to"), Some("a@b"));
-                assert_eq!(
-                    el.get_child("body", "jabber:client").unwrap().text(),
-                    "héllo ✓ & bye"
-                );
-            }
-            other => panic!("expected stanza, got {other:?}"),
-        }
-        assert!(matches!(events[2], StreamEvent::StreamClose));
-    }
-
-    #[test]
-    fn oversized_stanza_is_policy_violation() {
-        let mut parser = StreamParser::new(ParserLimits {
-            max_stanza_bytes: 1000,
-            ..ParserLimits::default()
-        });
-        let mut out = Vec::new();
-        parser.feed(HEADER, &mut out).unwrap();
-        let big = format!("<message><body>{}</body></message>", "x".repeat(2000));
-        let err = parser.feed(big.as_bytes(), &mut out).unwrap_err();
-        assert_eq!(err.condition(), "policy-violation");
-    }
-
-    /// 60,000 empty elements fit in 240 KB but became ≈ 13 MiB of tree: the element cap ends the
-    /// stream long before the byte limit would.
-    #[test]
-    fn empty_element_flood_is_policy_violation() {
-        let mut parser = StreamParser::new(ParserLimits::default());
-        let mut out = Vec::new();
-        parser.feed(HEADER, &mut out).unwrap();
-        parser.feed(b"<message to='a@b'>", &mut out).unwrap();
-        let flood = "<a/>".repeat(60_000);
-        let err = parser.feed(flood.as_bytes(), &mut out).unwrap_err();
-        assert_eq!(err.condition(), "policy-violation");
-        assert!(err.to_string().contains("elements"), "{err}");
-        assert!(out.iter().all(|e| !matches!(e, StreamEvent::Stanza(_))));
-    }
-
-    /// Elements with many attributes stay under the element cap but not under the memory cap.
-    #[test]
-    fn attribute_flood_hits_the_memory_cap() {
-        let mut parser = StreamParser::new(ParserLimits::default());
-        let mut out = Vec::new();
-        parser.feed(HEADER, &mut out).unwrap();
-        parser.feed(b"<message to='a@b'>", &mut out).unwrap();
-        let attributes: String = (0..60).map(|i| format!(" b{i}=''")).collect();
-        let element = format!("<a{attributes}/>");
-        let flood = element.repeat(600);
-        assert!(flood.len() < ParserLimits::default().max_stanza_bytes);
-        assert!(600 < TreeLimits::default().max_elements);
-        let err = parser.feed(flood.as_bytes(), &mut out).unwrap_err();
-        assert_eq!(err.condition(), "policy-violation");
-        assert!(err.to_string().contains("memory"), "{err}");
-    }
-
-    /// The counts are per stanza: many stanzas, each under the caps, pass; and a stream restart
-    /// keeps the configured caps.
-    #[test]
-    fn tree_limits_apply_per_stanza_and_survive_reset() {
-        let limits = TreeLimits {
-            max_elements: 10,
-            max_memory: 64 * 1024,
-        };
-        let mut parser = StreamParser::new(ParserLimits::default()).with_tree_limits(limits);
-        let mut out = Vec::new();
-        parser.feed(HEADER, &mut out).unwrap();
-        let stanza = format!("<message>{}</message>", "<a/>".repeat(9));
-        for _ in 0..100 {
-            parser.feed(stanza.as_bytes(), &mut out).unwrap();
-        }
-        assert_eq!(
-            out.iter()
-                .filter(|e| matches!(e, StreamEvent::Stanza(_)))
-                .count(),
-            100
-        );
-        parser.reset();
-        assert_eq!(parser.tree_limits(), &limits);
-        parser.feed(HEADER, &mut out).unwrap();
-        let over = format!("<message>{}</message>", "<a/>".repeat(10));
-        let err = parser.feed(over.as_bytes(), &mut out).unwrap_err();
-        assert_eq!(err.condition(), "policy-violation");
-    }
-
-    /// A large text body (an avatar, a long message) is accounted by its length and passes.
-    #[test]
-    fn large_text_within_the_caps_passes() {
-        let mut parser = StreamParser::new(ParserLimits::default());
-        let mut out = Vec::new();
-        parser.feed(HEADER, &mut out).unwrap();
-        let body = format!("<message><body>{}</body></message>", "x".repeat(250_000));
-        parser.feed(body.as_bytes(), &mut out).unwrap();
-        assert!(matches!(out.last(), Some(StreamEvent::Stanza(_))));
-    }
-
-    #[test]
-    fn deep_nesting_is_policy_violation() {
-        let mut input = HEADER.to_vec();
-        input.extend_from_slice("<a>".repeat(100).as_bytes());
-        let (_, result) = parse_all(&[&input]);
-        assert_eq!(result.unwrap_err().condition(), "policy-violation");
-    }
-
-    #[test]
-    fn doctype_and_entities_are_restricted() {
-        for bad in [
-            &b"<?xml version='1.0'?><!DOCTYPE foo [<!ENTITY x 'y'>]><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>"[..],
-            &b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><?php echo 1 ?>"[..],
-            &b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><message>&xxe;</message>"[..],
-        ] {
-            let (_, result) = parse_all(&[bad]);
-            let err = result.unwrap_err();
-            assert_eq!(
-                err.condition(),
-                "restricted-xml",
-                "input {:?}: {err:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
-    fn invalid_utf8_is_not_well_formed() {
-        let mut input = HEADER.to_vec();
-        input.extend_from_slice(b"<message><body>\xff\xfe</body></message>");
-        let (_, result) = parse_all(&[&input]);
-        assert_eq!(result.unwrap_err().condition(), "not-well-formed");
-    }
-
-    #[test]
-    fn http_request_is_not_well_formed_at_once() {
-        for request in [
-            &b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"[..],
-            b"GET / HTTP/1.1\r\n",
-            b"\r\nPOST /http-bind HTTP/1.1\r\n",
-        ] {
-            let (_, result) = parse_all(&[request]);
-            let err = result.unwrap_err();
-            assert_eq!(err.condition(), "not-well-formed", "{request:?}");
-        }
-        let (_, result) = parse_all(&[b"GET / HTTP/1.1\r\n"]);
-        assert!(result.unwrap_err().to_string().contains("HTTP"));
-        // Byte by byte: the first byte is enough.
-        let (_, result) = parse_all(&[b"G"]);
-        assert_eq!(result.unwrap_err().condition(), "not-well-formed");
-    }
-
-    #[test]
-    fn mismatched_tags_are_not_well_formed() {
-        let mut input = HEADER.to_vec();
-        input.extend_from_slice(b"<message><body></message>");
-        let (_, result) = parse_all(&[&input]);
-        assert_eq!(result.unwrap_err().condition(), "not-well-formed");
-    }
-
-    #[test]
-    fn reset_allows_a_new_stream_header() {
-        let mut parser = StreamParser::new(ParserLimits::default());
-        let mut out = Vec::new();
-        parser.feed(HEADER, &mut out).unwrap();
-        parser.reset();
-        parser.feed(HEADER, &mut out).unwrap();
-        assert_eq!(
-            out.iter()
-                .filter(|e| matches!(e, StreamEvent::StreamOpen { .. }))
-                .count(),
-            2
-        );
-    }
-
-    #[test]
-    fn stored_elements_parse_back_in_their_namespace() {
-        let element = parse_stored(
-            "<message to='a@b'><body>x &amp; y</body></message>",
-            "jabber:client",
-        )
-        .unwrap();
-        assert_eq!(element.ns(), "jabber:client");
-        assert_eq!(
-            element.get_child("body", "jabber:client").unwrap().text(),
-            "x & y"
-        );
-        let vcard = parse_stored(
-            "<vCard xmlns='vcard-temp'><FN>Al</FN></vCard>",
-            "jabber:client",
-        );
-        assert_eq!(vcard.unwrap().ns(), "vcard-temp");
-        assert!(parse_stored("<broken>", "jabber:client").is_none());
-    }
-
-    #[test]
-    fn serialize_round_trips() {
-        let mut input = HEADER.to_vec();
-        input.extend_from_slice(b"<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>");
-        let (events, result) = parse_all(&[&input]);
-        result.unwrap();
-        let StreamEvent::Stanza(el) = &events[1] else {
-            panic!("no stanza")
-        };
-        let text = String::from_utf8(serialize(el)).unwrap();
-        assert!(text.contains("jabber:iq:roster"), "{text}");
-        assert!(text.starts_with("<iq"), "{text}");
-    }
-}
+mod tests;

@@ -98,6 +98,7 @@ impl Config {
             ("limits.unacked_stanzas", limits.unacked_stanzas, 16),
             ("limits.unacked_bytes", limits.unacked_bytes, 64 * 1024),
             ("limits.write_timeout", limits.write_timeout as usize, 1),
+            ("limits.stanza_timeout", limits.stanza_timeout as usize, 1),
             (
                 "limits.unauthenticated_bytes",
                 limits.unauthenticated_bytes,
@@ -373,10 +374,10 @@ impl Config {
         }
         let l = &self.limits;
         out.push_str(&format!(
-            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.logins_per_minute = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\nlimits.unauthenticated_bytes = {}\nlimits.registrations_per_hour = {}\n",
+            "limits.max_stanza_bytes = {}\nlimits.max_xml_depth = {}\nlimits.max_attributes = {}\nlimits.outbound_queue = {}\nlimits.login_failures_per_minute = {}\nlimits.login_failures_per_account_per_minute = {}\nlimits.connections_per_ip = {}\nlimits.logins_per_minute = {}\nlimits.offline_messages_per_user = {}\nlimits.stanzas_per_second = {}\nlimits.unacked_stanzas = {}\nlimits.unacked_bytes = {}\nlimits.write_timeout = {}\nlimits.stanza_timeout = {}\nlimits.unauthenticated_bytes = {}\nlimits.registrations_per_hour = {}\n",
             l.max_stanza_bytes, l.max_xml_depth, l.max_attributes, l.outbound_queue,
             l.login_failures_per_minute, l.login_failures_per_account_per_minute, l.connections_per_ip, l.logins_per_minute, l.offline_messages_per_user,
-            l.stanzas_per_second, l.unacked_stanzas, l.unacked_bytes, l.write_timeout, l.unauthenticated_bytes,
+            l.stanzas_per_second, l.unacked_stanzas, l.unacked_bytes, l.write_timeout, l.stanza_timeout, l.unauthenticated_bytes,
             l.registrations_per_hour
         ));
         out.push_str(&format!(

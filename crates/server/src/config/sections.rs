@@ -426,6 +426,10 @@ pub struct LimitsConfig {
     /// Seconds a write to a client may take before the connection is given up as stuck (a
     /// reader that stopped reading); the session then ends and leaves its rooms.
     pub write_timeout: u64,
+    /// Seconds a stanza may take to arrive once its first byte has come, on TCP client
+    /// streams: a client trickling one byte at a time (slowloris) would otherwise hold its
+    /// connection, parser state and buffers for ever.
+    pub stanza_timeout: u64,
     /// Bytes of XML a TCP or WebSocket peer may send before it has authenticated (stream
     /// headers, STARTTLS, the SASL exchange take a few KiB); one more ends the stream.
     pub unauthenticated_bytes: usize,
@@ -645,6 +649,7 @@ impl Default for LimitsConfig {
             unacked_stanzas: 5000,
             unacked_bytes: 16 * 1024 * 1024,
             write_timeout: 30,
+            stanza_timeout: 60,
             unauthenticated_bytes: 64 * 1024,
             registrations_per_hour: 3,
         }

@@ -58,6 +58,25 @@ impl Session {
         ))
     }
 
+    /// A stanza begun must end within `limits.stanza_timeout`: a client that trickles one a
+    /// byte at a time would otherwise hold its connection, parser and buffers for ever, since
+    /// the bytes keep coming. `<policy-violation/>` rather than `<connection-timeout/>`: RFC
+    /// 6120 §4.9.3.4 means the latter for a peer believed to have lost the ability to
+    /// communicate, while this one is sending, only too slowly for a limit the server sets, which
+    /// §4.9.3.14 covers ("violated some local service policy"; the text names the policy).
+    pub(super) fn stanza_timed_out(&self, limit: Duration) -> Stop {
+        let peer = self.transport.peer_ip();
+        let jid = self.handle.as_ref().map(|handle| handle.jid.to_string());
+        tracing::info!(%peer, ?jid, seconds = limit.as_secs(), "closing stream: a stanza took too long to arrive (sent too slowly)");
+        Stop::StreamError(
+            StreamCondition::PolicyViolation,
+            format!(
+                "a stanza must arrive within {} s of its start",
+                limit.as_secs()
+            ),
+        )
+    }
+
     /// XEP-0198 gives a client the stanzas it has not acknowledged again; one that never
     /// acknowledges must not make the server keep them without bound.
     pub(super) fn unacked_overflow(&self) -> Option<Stop> {

@@ -252,6 +252,7 @@ impl Session {
                             return Stop::Dropped;
                         }
                         Err(ReadError::Closed) => return Stop::Dropped,
+                        Err(ReadError::StanzaTimeout(limit)) => return self.stanza_timed_out(limit),
                     }
                 }
                 request = next_resume(resume_requests.as_mut()) => {

@@ -6,11 +6,13 @@ use crate::server::Server;
 use crate::session::sasl::common::ChannelBindings;
 use crate::stanza::StreamCondition;
 use salon_xml::{ParserLimits, StreamEvent, StreamParser, TreeLimits};
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -41,6 +43,16 @@ pub struct TcpTransport {
     outgoing: Vec<u8>,
     peer: SocketAddr,
     server_end_point: Vec<u8>,
+    /// How long a stanza may take to arrive once begun (`limits.stanza_timeout`), and when the
+    /// one under way runs out: a client trickling a stanza one byte at a time (slowloris) keeps
+    /// bytes coming, so no idle bound would end it. One timer for a connection whose reads end
+    /// inside stanzas (reset for each new one), none for the usual stanza that comes whole.
+    stanza_timeout: Duration,
+    stanza_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A read left a new stanza begun: its clock starts when the session reads again, so that
+    /// the time spent on the complete stanzas before it (throttled to
+    /// `limits.stanzas_per_second`, when the server is not reading) is not counted against it.
+    stanza_clock_due: bool,
 }
 
 impl TcpTransport {
@@ -50,6 +62,7 @@ impl TcpTransport {
         limits: ParserLimits,
         tree_limits: TreeLimits,
         server_end_point: Vec<u8>,
+        stanza_timeout: Duration,
     ) -> Self {
         TcpTransport {
             stream,
@@ -58,7 +71,43 @@ impl TcpTransport {
             outgoing: Vec::new(),
             peer,
             server_end_point,
+            stanza_timeout,
+            stanza_deadline: None,
+            stanza_clock_due: false,
         }
+    }
+
+    /// After a read: no timer when it left no stanza unfinished; a fresh one when the
+    /// unfinished stanza is new (none was under way, or the read completed some, which ended
+    /// the one under way).
+    fn track_stanza(&mut self, completed_some: bool) {
+        if !self.parser.stanza_begun() {
+            self.stanza_deadline = None;
+            self.stanza_clock_due = false;
+        } else if completed_some || self.stanza_deadline.is_none() {
+            self.stanza_clock_due = true;
+        }
+    }
+
+    /// Whether the stanza under way has run out of time; registers for its wake-up otherwise,
+    /// so that the session hears of it even when nothing more comes.
+    fn poll_stanza_deadline(&mut self, cx: &mut Context<'_>) -> bool {
+        if std::mem::take(&mut self.stanza_clock_due) {
+            let due = tokio::time::Instant::now() + self.stanza_timeout;
+            match self.stanza_deadline.as_mut() {
+                Some(deadline) => deadline.as_mut().reset(due),
+                None => self.stanza_deadline = Some(Box::pin(tokio::time::sleep_until(due))),
+            }
+        }
+        self.stanza_deadline
+            .as_mut()
+            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
+    }
+
+    /// Forget the stanza timer (a stream restart).
+    fn forget_stanza(&mut self) {
+        self.stanza_deadline = None;
+        self.stanza_clock_due = false;
     }
 }
 
@@ -69,10 +118,14 @@ impl Transport for TcpTransport {
         cx: &mut Context<'_>,
         events: &mut Vec<StreamEvent>,
     ) -> Poll<Result<(), ReadError>> {
+        if self.poll_stanza_deadline(cx) {
+            return Poll::Ready(Err(ReadError::StanzaTimeout(self.stanza_timeout)));
+        }
+        let known = events.len();
         let TcpTransport { stream, parser, .. } = self;
         // Read into the worker thread's buffer and parse at once, within one poll: an idle
         // connection then holds no read buffer of its own (most connections are idle).
-        READ_BUFFER.with(|cell| {
+        let polled = READ_BUFFER.with(|cell| {
             let mut buffer = cell.borrow_mut();
             let mut read = ReadBuf::new(&mut buffer[..]);
             let polled = match stream {
@@ -96,7 +149,11 @@ impl Transport for TcpTransport {
                     Poll::Ready(parsed)
                 }
             }
-        })
+        });
+        if polled.is_ready() {
+            self.track_stanza(events.len() > known);
+        }
+        polled
     }
 
     fn out(&mut self) -> &mut Vec<u8> {
@@ -195,6 +252,7 @@ impl Transport for TcpTransport {
 
     fn restart(&mut self) {
         self.parser.reset();
+        self.forget_stanza();
     }
 
     fn is_secure(&self) -> bool {
@@ -212,6 +270,7 @@ impl Transport for TcpTransport {
         let tls = TlsAcceptor::from(config).accept(tcp).await?;
         self.stream = Stream::Tls(Box::new(tls));
         self.parser.reset();
+        self.forget_stanza();
         Ok(())
     }
 
@@ -273,7 +332,9 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
                 Stream::Plain(socket)
             };
             let tree_limits = server.config.limits.tree_limits();
-            let transport = TcpTransport::new(stream, peer, limits, tree_limits, end_point);
+            let stanza_timeout = Duration::from_secs(server.config.limits.stanza_timeout);
+            let transport =
+                TcpTransport::new(stream, peer, limits, tree_limits, end_point, stanza_timeout);
             super::run(server, Box::new(transport)).await;
         });
     }

@@ -14,6 +14,8 @@ pub enum ReadError {
     Io(io::Error),
     Parse(StreamParseError),
     Closed,
+    /// A stanza begun did not end within this long (`limits.stanza_timeout`).
+    StanzaTimeout(std::time::Duration),
 }
 
 /// What a session needs from a transport: parsed input, raw output, and TLS.
