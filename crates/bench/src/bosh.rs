@@ -3,7 +3,7 @@
 //! request held by the server at all times and at most one more carrying what the client has to
 //! send, so never more than two requests in flight (`requests` = `hold` + 1, §6).
 
-use crate::conn::Incoming;
+use crate::incoming::Incoming;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;

@@ -3,6 +3,7 @@
 //! `salon_xml::StreamParser`, so stanzas split across reads (or WebSocket frames) are handled.
 
 use crate::bosh::BoshClient;
+pub use crate::incoming::Incoming;
 use crate::sasl::{plain_initial, ScramClient};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -56,16 +57,6 @@ pub struct Target {
     pub auth: Auth,
     pub user_prefix: String,
     pub password: String,
-}
-
-/// What came in.
-#[derive(Debug)]
-pub enum Incoming {
-    /// A stream header (TCP) or `<open/>` (WebSocket).
-    Open,
-    Stanza(Element),
-    /// The server closed the stream.
-    Close,
 }
 
 enum Transport {

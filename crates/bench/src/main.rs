@@ -6,6 +6,7 @@
 mod bosh;
 mod conn;
 mod floor;
+mod incoming;
 mod logins;
 mod muc;
 mod sasl;
