@@ -35,7 +35,7 @@ const DELETE_STANZA: &str = "DELETE FROM archive_stanzas WHERE seq = ?1";
 const ADD_TO_COUNT: &str = "INSERT INTO archive_counts (archive, messages) VALUES (?1, ?2) \
                             ON CONFLICT (archive) DO UPDATE SET messages = messages + ?2";
 const SET_JOURNAL_APPLIED: &str = "UPDATE archive_journal_applied SET record = ?1 WHERE id = 1";
-const JOURNAL_APPLIED: &str = "SELECT record FROM archive_journal_applied WHERE id = 1";
+const JOURNAL_APPLIED: &str = "SELECT record, database FROM archive_journal_applied WHERE id = 1";
 
 fn sql_error(error: rusqlite::Error) -> StorageError {
     match &error {
@@ -72,15 +72,20 @@ impl AppendConnection {
         self.lock().take();
     }
 
-    /// The number of the last journal record the database holds.
-    pub(super) fn journal_applied(&self) -> StorageResult<u64> {
+    /// The number of the last journal record the database holds, and the database's name for
+    /// its journal.
+    pub(super) fn journal_applied(&self) -> StorageResult<(u64, String)> {
         let guard = self.lock();
         let connection = guard
             .as_ref()
             .ok_or_else(|| StorageError::Backend("the archive connection is closed".into()))?;
         connection
-            .query_row(JOURNAL_APPLIED, [], |row| row.get::<_, i64>(0))
-            .map(|n| n.max(0) as u64)
+            .query_row(JOURNAL_APPLIED, [], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?.max(0) as u64,
+                    row.get::<_, String>(1)?,
+                ))
+            })
             .map_err(sql_error)
     }
 

@@ -37,6 +37,8 @@ const HEADER: usize = 8;
 pub(super) struct Journal {
     path: PathBuf,
     sealed_path: PathBuf,
+    /// What each of its files starts with.
+    header: Vec<u8>,
     state: Mutex<State>,
     /// Held (locked) for as long as the journal lives.
     _lock: File,
@@ -64,32 +66,53 @@ fn beside(database: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The whole records of the file at `path` (none if it does not exist).
-fn read_records(path: &Path) -> anyhow::Result<(Vec<Record>, u64)> {
+/// What every journal file starts with: it names the database it belongs to (`owner`, kept
+/// in that database), so that a journal left beside another database (the old one deleted,
+/// a backup restored) is not applied to it.
+fn header(owner: &str) -> Vec<u8> {
+    format!("salon archive journal {owner}\n").into_bytes()
+}
+
+/// The whole records of the file at `path` (none if it does not exist, or if it belongs to
+/// another database), the file's length, and whether it belongs to another database.
+fn read_records(path: &Path, header: &[u8]) -> anyhow::Result<(Vec<Record>, u64, bool)> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(error) => return Err(error.into()),
     };
-    let (records, whole) = decode_all(&bytes);
-    if whole < bytes.len() {
+    if bytes.is_empty() {
+        return Ok((Vec::new(), 0, false));
+    }
+    let Some(body) = bytes.strip_prefix(header) else {
         tracing::warn!(
             journal = %path.display(),
-            ignored_bytes = bytes.len() - whole,
+            bytes = bytes.len(),
+            "the archive journal does not belong to this database (was the database replaced?); \
+             it is not applied"
+        );
+        return Ok((Vec::new(), bytes.len() as u64, true));
+    };
+    let (records, whole) = decode_all(body);
+    if whole < body.len() {
+        tracing::warn!(
+            journal = %path.display(),
+            ignored_bytes = body.len() - whole,
             "the archive journal ends in a damaged record (a power loss?); it is ignored"
         );
     }
-    Ok((records, bytes.len() as u64))
+    Ok((records, bytes.len() as u64, false))
 }
 
 impl Journal {
     /// The journal beside the database at `database`: `None` if another process holds it.
     /// Returns the records in it (whole ones, up to the first damaged one) for the caller to
     /// apply, then [`clear`](Self::clear); numbering goes on after `applied` or the last
-    /// record, whichever is greater.
+    /// record, whichever is greater. `owner` is the database's name for its journal.
     pub(super) fn open(
         database: &Path,
         applied: u64,
+        owner: &str,
     ) -> anyhow::Result<Option<(Journal, Vec<Record>)>> {
         let lock = OpenOptions::new()
             .write(true)
@@ -103,8 +126,9 @@ impl Journal {
         }
         let path = beside(database, ".archive-journal");
         let sealed_path = beside(database, ".archive-journal.old");
-        let (mut records, _) = read_records(&sealed_path)?;
-        let (active, len) = read_records(&path)?;
+        let header = header(owner);
+        let (mut records, _, _) = read_records(&sealed_path, &header)?;
+        let (active, len, active_is_foreign) = read_records(&path, &header)?;
         let sealed = records.last().map(|r| r.0);
         // Numbers only grow from the sealed file to the active one.
         records.extend(
@@ -112,11 +136,19 @@ impl Journal {
                 .into_iter()
                 .filter(|r| sealed.is_none_or(|s| r.0 > s)),
         );
-        let file = OpenOptions::new().append(true).create(true).open(&path)?;
+        let mut file = OpenOptions::new().append(true).create(true).open(&path)?;
+        let mut len = len;
+        if active_is_foreign || len == 0 {
+            // New, or another database's: it starts afresh with this one's header.
+            file.set_len(0)?;
+            file.write_all(&header)?;
+            len = header.len() as u64;
+        }
         let last = records.last().map_or(0, |r| r.0).max(applied);
         let journal = Journal {
             path,
             sealed_path,
+            header,
             state: Mutex::new(State {
                 file: Some(file),
                 last,
@@ -163,22 +195,32 @@ impl Journal {
     }
 
     /// Renames the active file and starts a new one (the writer deletes the old one once it
-    /// has applied it); on failure the active file just grows.
+    /// has applied it). If the rename fails nothing changed and the active file just grows; if
+    /// the new file cannot be started the journal turns off (archiving goes on, waiting for
+    /// SQLite's commits), since the old handle now writes into the sealed file.
     fn seal(&self, state: &mut State) {
-        let sealed = std::fs::rename(&self.path, &self.sealed_path).and_then(|()| {
-            OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&self.path)
-        });
-        match sealed {
+        if let Err(error) = std::fs::rename(&self.path, &self.sealed_path) {
+            tracing::warn!(journal = %self.path.display(), %error, "sealing the archive journal");
+            return;
+        }
+        state.sealed = Some(state.last);
+        let started = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .and_then(|mut file| file.write_all(&self.header).map(|()| file));
+        match started {
             Ok(file) => {
                 state.file = Some(file);
-                state.len = 0;
-                state.sealed = Some(state.last);
+                state.len = self.header.len() as u64;
             }
             Err(error) => {
-                tracing::warn!(journal = %self.path.display(), %error, "starting a new archive journal file")
+                tracing::error!(
+                    journal = %self.path.display(),
+                    %error,
+                    "starting a new archive journal file; archiving goes on without it"
+                );
+                state.file = None;
             }
         }
     }
@@ -203,9 +245,10 @@ impl Journal {
         if state.sealed.take().is_some() {
             std::fs::remove_file(&self.sealed_path)?;
         }
-        if let Some(file) = state.file.as_ref() {
+        if let Some(file) = state.file.as_mut() {
             file.set_len(0)?;
-            state.len = 0;
+            file.write_all(&self.header)?;
+            state.len = self.header.len() as u64;
         }
         Ok(())
     }
@@ -366,19 +409,19 @@ mod tests {
     fn the_file_is_held_by_one_process_and_numbering_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("salon.db");
-        let (journal, records) = Journal::open(&database, 0).unwrap().unwrap();
+        let (journal, records) = Journal::open(&database, 0, "db1").unwrap().unwrap();
         assert!(records.is_empty());
         assert_eq!(journal.write("a@x", &message(1)).unwrap(), 1);
         assert_eq!(journal.write("b@x", &message(2)).unwrap(), 2);
         // Another opener (a command beside the server) gets no journal.
-        assert!(Journal::open(&database, 0).unwrap().is_none());
+        assert!(Journal::open(&database, 0, "db1").unwrap().is_none());
         drop(journal);
-        let (journal, records) = Journal::open(&database, 0).unwrap().unwrap();
+        let (journal, records) = Journal::open(&database, 0, "db1").unwrap().unwrap();
         assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
         journal.clear().unwrap();
         // Emptied, the numbers still go on after what the database holds.
         drop(journal);
-        let (journal, records) = Journal::open(&database, 2).unwrap().unwrap();
+        let (journal, records) = Journal::open(&database, 2, "db1").unwrap().unwrap();
         assert!(records.is_empty());
         assert_eq!(journal.write("a@x", &message(3)).unwrap(), 3);
     }
@@ -388,7 +431,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("salon.db");
         let sealed_path = beside(&database, ".archive-journal.old");
-        let (journal, _) = Journal::open(&database, 0).unwrap().unwrap();
+        let (journal, _) = Journal::open(&database, 0, "db1").unwrap().unwrap();
         let mut big = message(0);
         big.stanza = "x".repeat(64 << 10);
         let mut written = 0;
@@ -403,11 +446,31 @@ mod tests {
         journal.applied(sealed_at - 1);
         assert!(sealed_path.exists());
         drop(journal);
-        let (journal, records) = Journal::open(&database, 0).unwrap().unwrap();
+        let (journal, records) = Journal::open(&database, 0, "db1").unwrap().unwrap();
         let numbers: Vec<u64> = records.iter().map(|r| r.0).collect();
         assert_eq!(numbers, (1..=after).collect::<Vec<_>>());
         // Once applied up to its last record, the sealed file is deleted.
         journal.applied(sealed_at);
         assert!(!sealed_path.exists());
+    }
+
+    #[test]
+    fn a_journal_of_another_database_is_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("salon.db");
+        let (journal, _) = Journal::open(&database, 0, "db1").unwrap().unwrap();
+        journal.clear().unwrap();
+        journal.write("a@x", &message(1)).unwrap();
+        drop(journal);
+        // The database was replaced by a new one (another name): the old journal is not
+        // applied, and once cleared it belongs to the new one.
+        let (journal, records) = Journal::open(&database, 0, "db2").unwrap().unwrap();
+        assert!(records.is_empty());
+        journal.clear().unwrap();
+        journal.write("a@x", &message(2)).unwrap();
+        drop(journal);
+        let (_, records) = Journal::open(&database, 0, "db2").unwrap().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].2, message(2));
     }
 }

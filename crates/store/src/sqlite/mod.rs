@@ -134,8 +134,8 @@ fn open_journal(
     database: &Path,
     appends: &archive_append::AppendConnection,
 ) -> anyhow::Result<Option<archive_journal::Journal>> {
-    let applied = appends.journal_applied()?;
-    let Some((journal, records)) = archive_journal::Journal::open(database, applied)
+    let (applied, owner) = appends.journal_applied()?;
+    let Some((journal, records)) = archive_journal::Journal::open(database, applied, &owner)
         .with_context(|| format!("opening the archive journal of {}", database.display()))?
     else {
         return Ok(None);
