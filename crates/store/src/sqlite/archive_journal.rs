@@ -67,8 +67,8 @@ fn beside(database: &Path, suffix: &str) -> PathBuf {
 }
 
 /// What every journal file starts with: it names the database it belongs to (`owner`, kept
-/// in that database), so that a journal left beside another database (the old one deleted,
-/// a backup restored) is not applied to it.
+/// in that database), so that a journal left beside another database (the old one deleted
+/// and a new one created) is not applied to it.
 fn header(owner: &str) -> Vec<u8> {
     format!("salon archive journal {owner}\n").into_bytes()
 }
