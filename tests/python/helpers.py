@@ -710,6 +710,20 @@ class RawXmpp:
         await self.send("<presence/>")
         return full
 
+    @classmethod
+    async def guest(cls, port: int, tls: bool = False,
+                    domain: str = "anon.localhost") -> tuple["RawXmpp", str]:
+        """An anonymous visitor (SASL ANONYMOUS on `domain`), bound, initial presence sent.
+        Returns the stream and the bound full JID."""
+        raw = await cls.connect(port, tls=tls)
+        await raw.open_stream(domain)
+        result = await raw.auth("ANONYMOUS", b"")
+        assert result.tag.endswith("success"), tostr(result)
+        await raw.open_stream()
+        jid = await raw.bind()
+        await raw.send("<presence/>")
+        return raw, jid
+
     async def iq(self, xml: str, iid: str, timeout: float = TIMEOUT) -> ET.Element:
         await self.send(xml)
         return await self.expect(

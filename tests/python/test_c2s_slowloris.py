@@ -22,13 +22,7 @@ server = server_fixture(
 
 async def guest(server, tls: bool = False) -> tuple[RawXmpp, str]:
     port = server.tls_port if tls else server.c2s_port
-    raw = await RawXmpp.connect(port, tls=tls)
-    await raw.open_stream("anon.localhost")
-    result = await raw.auth("ANONYMOUS", b"")
-    assert result.tag.endswith("success"), tostr(result)
-    await raw.open_stream()
-    jid = await raw.bind()
-    await raw.send("<presence/>")
+    raw, jid = await RawXmpp.guest(port, tls=tls)
     await raw.expect(f"{{{NS_CLIENT}}}presence")
     return raw, jid
 

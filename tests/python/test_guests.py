@@ -15,14 +15,7 @@ server = server_fixture("guests", require_encryption=False)
 
 
 async def guest(server) -> tuple[RawXmpp, str]:
-    raw = await RawXmpp.connect(server.c2s_port)
-    await raw.open_stream("anon.localhost")
-    result = await raw.auth("ANONYMOUS", b"")
-    assert result.tag.endswith("success"), tostr(result)
-    await raw.open_stream()
-    jid = await raw.bind()
-    await raw.send("<presence/>")
-    return raw, jid
+    return await RawXmpp.guest(server.c2s_port)
 
 
 async def join(raw: RawXmpp, room: str, nick: str, instant: bool = False):
