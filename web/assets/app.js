@@ -5,11 +5,14 @@
 // This module starts it and keeps its session (reconnecting, XEP-0198 resumption, reloads); the
 // others: core, room, log, composer; fetched when used: pm, upload, bosh, tools, landing.
 
-import { Connection, WebSocketTransport, x, t, child, newId } from './xmpp.js';
-import { NS, KEEP_MESSAGES, $, splitJid, S, pmMod, loadPm, roomJid, xmppUri, status } from './core.js';
-import { savedNick, askNick, peekRoom, onPresence, renderOccupants, ownerTools } from './room.js';
+import { Connection, WebSocketTransport, x } from './xmpp.js';
+import { $, splitJid, S, pmMod, loadPm, roomJid, xmppUri, status, hooks, snapKey, KEEP_MESSAGES } from './core.js';
+import { savedNick, askNick, peekRoom, onPresence, renderOccupants, ownerTools, joinRoom } from './room.js';
 import { onMessage, addMessage } from './log.js';
 import { showView, setupComposer } from './composer.js';
+
+// For the modules below (core.js hooks); the loaders of the lazy modules live up here.
+Object.assign(hooks, { start, leave, saveSoon, pm: () => import('./pm.js'), tools: () => import('./tools.js') });
 
 async function loadConfig() {
   let cfg = {};
@@ -44,7 +47,7 @@ function route() {
 
 // -- opening a room and the session ------------------------------------------------------------
 
-export function openRoom(jid, nick) {
+function openRoom(jid, nick) {
   S.roomJid = jid;
   S.roomName = jid.endsWith('@' + S.cfg.muc) ? jid.split('@')[0] : jid;
   document.title = '#' + S.roomName + ' — Salon';
@@ -73,7 +76,7 @@ export function openRoom(jid, nick) {
   }
 }
 
-export async function start(nick, resume) {
+async function start(nick, resume) {
   S.nick = nick;
   if (nick) {
     $('nick-form').hidden = true;
@@ -195,42 +198,7 @@ document.addEventListener('visibilitychange', () => {
   else if (S.conn && Date.now() - S.conn.lastHeard > 5000) S.conn.probe();
 });
 
-export function joinRoom() {
-  S.joining = true;
-  S.joined = false;
-  S.subjectSeen = false;
-  S.occupants.clear();
-  renderOccupants();
-  // Coming back after a failed resumption: only what was missed.
-  const last = S.messages.filter((m) => !m.pending).at(-1);
-  const history = last ? { since: new Date(last.time).toISOString() } : { maxstanzas: 50 };
-  const secret = visitorSecret();
-  S.conn.send(x('presence', { to: `${S.roomJid}/${S.nick}`, id: newId() },
-    x('x', { xmlns: NS.muc }, x('history', history), S.password ? x('password', {}, t(S.password)) : null,
-      S.invite ? x('invite', { xmlns: NS.roomInvite, token: S.invite }) : null),
-    secret ? x('visitor', { xmlns: NS.visitor, secret }) : null));
-}
-
-// The browser secret: a server may hand this browser a secret in a room's self-presence, to be
-// shown again on every later join (it tells a returning visitor from a new one). Kept per
-// server; nothing is sent where none was given.
-const secretKey = () => 'salon:visitor:' + S.cfg.domain;
-function visitorSecret() {
-  try {
-    return localStorage.getItem(secretKey()) || null;
-  } catch {
-    return null;
-  }
-}
-export function keepVisitorSecret(st) {
-  const secret = child(st, 'visitor', NS.visitor)?.getAttribute('secret');
-  if (!secret || secret.length > 512) return;
-  try {
-    localStorage.setItem(secretKey(), secret);
-  } catch { /* storage refused: joins go without it */ }
-}
-
-export function leave() {
+function leave() {
   S.leaving = true;
   clearTimeout(S.reconnectTimer);
   clearInterval(S.countdown);
@@ -254,9 +222,8 @@ function onstanza(st) {
 
 // -- surviving a reload (XEP-0198 resumption, page state in sessionStorage) -------------------
 
-export const snapKey = () => 'salon:room:' + S.roomJid;
 let saveTimer = null;
-export function saveSoon() {
+function saveSoon() {
   if (saveTimer) return;
   saveTimer = setTimeout(() => { saveTimer = null; save(); }, 300);
 }
@@ -325,7 +292,7 @@ async function main() {
   S.cfg = await loadConfig();
   S.embed = r.embed;
   S.invite = r.invite;
-  if (!r.room) return landing.then((m) => m.showLanding(r));
+  if (!r.room) return landing.then((m) => m.showLanding(r, openRoom));
   openRoom(roomJid(r.room), r.nick);
 }
 addEventListener('popstate', () => location.reload());

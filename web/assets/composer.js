@@ -1,10 +1,12 @@
 // The composer (sending, replies, edits, reactions, /msg, /nick), the views and controls.
 
 import { x, t, newId } from './xmpp.js';
-import { NS, REACTIONS, $, el, S, status, pmMod, loadPm } from './core.js';
-import { leave, saveSoon } from './app.js';
+import { NS, REACTIONS, $, el, S, status, pmMod, loadPm, hooks, myKey } from './core.js';
 import { askNick, setupNickForm, rename } from './room.js';
 import { addMessage, nickSpan, logKeys } from './log.js';
+
+// For log.js and room.js (core.js hooks).
+Object.assign(hooks, { showView, renderConvs, toggleReaction, openPicker, startReply, startEdit, cancelContext });
 
 export const viewLog = () => (S.view ? S.view.log : $('log'));
 
@@ -23,7 +25,7 @@ export function showView(c) {
   const log = viewLog();
   log.scrollTop = log.keep ?? log.scrollHeight;
   if (!$('composer').hidden && !$('input').disabled) $('input').focus();
-  saveSoon();
+  hooks.saveSoon();
 }
 
 /** The tab bar, and the composer for the conversation in view (which may have left). */
@@ -46,10 +48,6 @@ export function renderConvs() {
 }
 
 // -- sending --------------------------------------------------------------------------------
-
-export function myKey() {
-  return (S.me && S.me.occupantId) || S.nick;
-}
 
 function sendMessage(body) {
   if (S.editing) {
@@ -81,7 +79,7 @@ function sendMessage(body) {
   addMessage(m);
 }
 
-export function toggleReaction(m, emoji) {
+function toggleReaction(m, emoji) {
   const mine = myKey();
   const set = new Set([...m.reactions].filter(([, who]) => who.has(mine)).map(([e]) => e));
   if (set.has(emoji)) set.delete(emoji);
@@ -91,7 +89,7 @@ export function toggleReaction(m, emoji) {
     x('store', { xmlns: NS.hints })));
 }
 
-export function openPicker(m, anchor) {
+function openPicker(m, anchor) {
   const p = $('reaction-picker');
   p.replaceChildren(...REACTIONS.map((e) => el('button', { type: 'button', role: 'menuitem', text: e, 'aria-label': `React with ${e}`, onclick: () => { closePicker(); toggleReaction(m, e); } })));
   p.hidden = false;
@@ -114,12 +112,12 @@ function setContext(label) {
   $('context-text').replaceChildren(...label);
   $('input').focus();
 }
-export function startReply(m) {
+function startReply(m) {
   S.editing = null;
   S.reply = m;
   setContext(['Replying to ', nickSpan(m.nick), ': ', m.body.split('\n')[0].slice(0, 80)]);
 }
-export function startEdit(m) {
+function startEdit(m) {
   S.reply = null;
   S.editing = m;
   $('input').value = m.body;
@@ -237,7 +235,7 @@ export function setupComposer() {
   });
   document.querySelector('.body').addEventListener('click', (e) => { if (e.target.closest('.log')) closeDrawer(); });
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeDrawer(); });
-  $('leave').addEventListener('click', leave);
+  $('leave').addEventListener('click', () => hooks.leave());
   document.querySelector('.body').addEventListener('keydown', logKeys);
 }
 

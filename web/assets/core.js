@@ -31,12 +31,16 @@ export const ROLE_ORDER = { moderator: 0, participant: 1, visitor: 2, none: 3 };
 export const ROLE_TITLE = { moderator: 'Moderators', participant: 'Participants', visitor: 'Visitors' };
 export const KEEP_MESSAGES = 150;
 
+// Modules import only those below them (core < log < room < composer < app): calls up go
+// through hooks, filled by the higher module as it loads (docs/web-client.md).
+export const hooks = {};
+
 // pm.js is fetched with the first private conversation: code that finds one may use pmMod.
 export let pmMod = null;
 let pmLoading = null;
-export const loadPm = () => (pmLoading ||= import('./pm.js').then((m) => (pmMod = m), (e) => { pmLoading = null; throw e; }));
+export const loadPm = () => (pmLoading ||= hooks.pm().then((m) => (pmMod = m), (e) => { pmLoading = null; throw e; }));
 
-export const tools = () => import('./tools.js');
+export const tools = () => hooks.tools();
 
 export const $ = (id) => document.getElementById(id);
 export const el = (tag, props = {}, ...kids) => {
@@ -134,8 +138,13 @@ export function errorOf(st) {
   return { condition: cond ? cond.localName : 'undefined-condition', text: text(child(e, 'text')) || '' };
 }
 
+export function myKey() {
+  return (S.me && S.me.occupantId) || S.nick;
+}
+
 export function notice(msg, kind = '', log = $('log')) {
   log.append(el('p', { class: 'notice ' + kind, text: msg }));
   log.scrollTop = log.scrollHeight;
 }
 
+export const snapKey = () => 'salon:room:' + S.roomJid;

@@ -1,9 +1,9 @@
 // The landing page (`/`): pick a nickname and a room, share or embed it; fetched only there.
 
 import { $, S, roomJid, joinUrl, xmppUri } from './core.js';
-import { openRoom } from './app.js';
 
-export function showLanding(r) {
+/** `openRoom(jid, nick)` (app.js) opens the room chosen. */
+export function showLanding(r, openRoom) {
   document.title = 'Salon';
   $('landing').hidden = false;
   $('chat').hidden = true;

@@ -3,8 +3,7 @@
 
 import { child, children, text } from './xmpp.js';
 import { nickColor, cachedColor } from './colors.js';
-import { NS, $, el, splitJid, dark, S, errorOf, notice, loadPm, tools } from './core.js';
-import { renderConvs, myKey, toggleReaction, openPicker, startReply, startEdit, cancelContext } from './composer.js';
+import { NS, $, el, splitJid, dark, S, errorOf, notice, loadPm, tools, hooks, myKey } from './core.js';
 
 function stanzaIdOf(st) {
   for (const s of children(st, 'stanza-id', NS.sid)) if (s.getAttribute('by') === S.roomJid) return s.getAttribute('id');
@@ -87,7 +86,7 @@ export function onMessage(st) {
       orig.edited = true;
       orig.pendingEdit = false;
       render(orig);
-      if (orig === S.editing) cancelContext();
+      if (orig === S.editing) hooks.cancelContext();
       return;
     }
   }
@@ -121,7 +120,7 @@ export function onMessage(st) {
   if (m.delayed) return;
   if (S.view) {
     S.roomUnread++;
-    renderConvs();
+    hooks.renderConvs();
   }
   if (document.hidden) countUnread();
 }
@@ -293,14 +292,14 @@ export function render(m) {
       node.append(el('div', { class: 'reactions' }, [...m.reactions].map(([emoji, who]) => el('button', {
         type: 'button', class: 'chip', 'aria-pressed': who.has(mine) ? 'true' : 'false',
         title: [...who.values()].join(', '), 'aria-label': `${emoji} ${who.size}: ${[...who.values()].join(', ')}`,
-        onclick: () => toggleReaction(m, emoji),
+        onclick: () => hooks.toggleReaction(m, emoji),
       }, emoji, ' ', el('span', { text: String(who.size) })))));
     }
     const actions = el('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Message actions' });
     const can = m.stanzaId && S.joined;
-    if (can) actions.append(el('button', { type: 'button', 'aria-label': `Reply to ${m.nick}`, title: 'Reply', text: '↩', onclick: () => startReply(m) }));
-    if (can) actions.append(el('button', { type: 'button', 'aria-label': 'React', title: 'React', text: '☺', onclick: (e) => openPicker(m, e.currentTarget) }));
-    if (own && !m.pending) actions.append(el('button', { type: 'button', 'aria-label': 'Edit', title: 'Edit', text: '✎', onclick: () => startEdit(m) }));
+    if (can) actions.append(el('button', { type: 'button', 'aria-label': `Reply to ${m.nick}`, title: 'Reply', text: '↩', onclick: () => hooks.startReply(m) }));
+    if (can) actions.append(el('button', { type: 'button', 'aria-label': 'React', title: 'React', text: '☺', onclick: (e) => hooks.openPicker(m, e.currentTarget) }));
+    if (own && !m.pending) actions.append(el('button', { type: 'button', 'aria-label': 'Edit', title: 'Edit', text: '✎', onclick: () => hooks.startEdit(m) }));
     if (can && isModerator()) actions.append(el('button', { type: 'button', 'aria-label': `Remove message from ${m.nick}`, title: 'Remove (moderator)', text: '🗑', onclick: () => tools().then((m2) => m2.retract(m)) }));
     if (actions.children.length && !m.pm) node.append(actions);
   }

@@ -2,8 +2,7 @@
 // stays the main view; a tab bar switches. Fetched when the first one starts.
 
 import { x, t, child, newId } from './xmpp.js';
-import { NS, $, el, S, status, notice } from './core.js';
-import { saveSoon } from './app.js';
+import { NS, $, el, S, status, notice, hooks } from './core.js';
 import { countUnread, oobOf, render } from './log.js';
 import { viewLog, showView, renderConvs } from './composer.js';
 
@@ -32,7 +31,7 @@ export function addPm(c, m) {
   const stick = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
   log.append(m.note ? el('p', { class: 'notice', text: m.note }) : render(m));
   if (stick || m.own) log.scrollTop = log.scrollHeight;
-  saveSoon();
+  hooks.saveSoon();
 }
 
 export function sendPm(c, body, oob) {

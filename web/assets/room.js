@@ -1,12 +1,10 @@
 // Joining and being in the room (XEP-0045): the nick prompt and /nick, refusals, presence,
 // the people list, the card of an empty room, moderation (kick, ban, XEP-0425).
 
-import { x, child, children, text, newId } from './xmpp.js';
+import { x, t, child, children, text, newId } from './xmpp.js';
 import { nickColor } from './colors.js';
-import { NS, ROLE_ORDER, ROLE_TITLE, $, el, splitJid, dark, S, status, errorOf, notice, pmMod, loadPm, tools } from './core.js';
-import { start, joinRoom, keepVisitorSecret, snapKey } from './app.js';
+import { NS, ROLE_ORDER, ROLE_TITLE, $, el, splitJid, dark, S, status, errorOf, notice, pmMod, loadPm, tools, hooks, snapKey } from './core.js';
 import { nickSpan, isModerator, renderMessages, noise } from './log.js';
-import { showView } from './composer.js';
 
 export const savedNick = () => localStorage.getItem('salon:nick') || '';
 /** Remember a nick the room accepted (never one merely asked for). */
@@ -66,7 +64,7 @@ function chooseNick(nick) {
     S.nick = nick; // joins once connected
     $('composer').hidden = false;
   } else {
-    start(nick, null);
+    hooks.start(nick, null);
   }
 }
 
@@ -78,6 +76,42 @@ export function rename(nick) {
   S.conn.send(x('presence', { to: `${S.roomJid}/${nick}`, id: newId() }));
   $('input').focus();
 }
+
+export function joinRoom() {
+  S.joining = true;
+  S.joined = false;
+  S.subjectSeen = false;
+  S.occupants.clear();
+  renderOccupants();
+  // Coming back after a failed resumption: only what was missed.
+  const last = S.messages.filter((m) => !m.pending).at(-1);
+  const history = last ? { since: new Date(last.time).toISOString() } : { maxstanzas: 50 };
+  const secret = visitorSecret();
+  S.conn.send(x('presence', { to: `${S.roomJid}/${S.nick}`, id: newId() },
+    x('x', { xmlns: NS.muc }, x('history', history), S.password ? x('password', {}, t(S.password)) : null,
+      S.invite ? x('invite', { xmlns: NS.roomInvite, token: S.invite }) : null),
+    secret ? x('visitor', { xmlns: NS.visitor, secret }) : null));
+}
+
+// The browser secret: a server may hand this browser a secret in a room's self-presence, to be
+// shown again on every later join (it tells a returning visitor from a new one). Kept per
+// server; nothing is sent where none was given.
+const secretKey = () => 'salon:visitor:' + S.cfg.domain;
+function visitorSecret() {
+  try {
+    return localStorage.getItem(secretKey()) || null;
+  } catch {
+    return null;
+  }
+}
+function keepVisitorSecret(st) {
+  const secret = child(st, 'visitor', NS.visitor)?.getAttribute('secret');
+  if (!secret || secret.length > 512) return;
+  try {
+    localStorage.setItem(secretKey(), secret);
+  } catch { /* storage refused: joins go without it */ }
+}
+
 
 /** Nick + a digit, the digit growing each time the suggestion was taken too. */
 function suggestNick(nick) {
@@ -310,7 +344,7 @@ export function renderOccupants() {
     const mine = o.nick === S.nick;
     const li = el('li', { class: 'occupant' + (mine ? ' me' : '') },
       el('span', { class: 'dot', 'aria-hidden': 'true' }),
-      mine ? nickSpan(o.nick) : el('button', { type: 'button', class: 'who', title: 'Private message', 'aria-label': `Private message to ${o.nick}`, onclick: () => loadPm().then((m) => showView(m.pmWith(o.nick))) },
+      mine ? nickSpan(o.nick) : el('button', { type: 'button', class: 'who', title: 'Private message', 'aria-label': `Private message to ${o.nick}`, onclick: () => loadPm().then((m) => hooks.showView(m.pmWith(o.nick))) },
         nickSpan(o.nick), el('span', { class: 'pm-icon', 'aria-hidden': 'true', text: '✉\ufe0e' })),
       o.affiliation === 'owner' || o.affiliation === 'admin' ? el('span', { class: 'badge', text: o.affiliation }) : null,
       mine ? el('span', { class: 'badge', text: 'you' }) : null,

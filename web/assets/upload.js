@@ -1,9 +1,8 @@
 // Sharing a file (XEP-0363 upload, XEP-0066 link); fetched when the first file is shared.
 
 import { x, t, child, children, text, newId } from './xmpp.js';
-import { NS, $, el, S, errorOf, notice, pmMod } from './core.js';
+import { NS, $, el, S, errorOf, notice, pmMod, myKey } from './core.js';
 import { addMessage, httpUrl } from './log.js';
-import { myKey } from './composer.js';
 
 const fmtSize = (n) => (n >= 1048576 ? `${+(n / 1048576).toFixed(1)} MB` : n >= 1024 ? `${Math.round(n / 1024)} KB` : `${n} bytes`);
 const UPLOAD_ERRORS = {
