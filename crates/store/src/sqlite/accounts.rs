@@ -34,6 +34,11 @@ impl AccountStore for SqliteStorage {
         domain: &str,
         credentials: &Credentials,
     ) -> StorageResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
         sqlx::query(
             "INSERT INTO accounts (user, domain, iterations, salt, sha1_stored_key, \
              sha1_server_key, sha256_stored_key, sha256_server_key) \
@@ -47,9 +52,18 @@ impl AccountStore for SqliteStorage {
         .bind(&credentials.sha1.server_key[..])
         .bind(&credentials.sha256.stored_key[..])
         .bind(&credentials.sha256.server_key[..])
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        // A new account starts with an empty archive: entries left under the name (written
+        // after an earlier account's deletion by a writer that still held them, or a deletion
+        // from another process) are not its history.
+        sqlx::query("DELETE FROM archive_entries WHERE archive = ?1")
+            .bind(account_archive(user, domain))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
         Ok(())
     }
 

@@ -15,7 +15,8 @@
 //!
 //! MUC room records, message archives and upload records do not reference accounts.
 //! `delete_account` deletes the archive named `user@domain` in the same transaction (even when
-//! there was no account, which it still reports as `NotFound`).
+//! there was no account, which it still reports as `NotFound`), and `create_account` deletes
+//! whatever was archived under the name since, so a new account never inherits history.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -90,7 +90,15 @@ pub(crate) async fn delete_cascades(s: &dyn Storage) {
         .await
         .expect("archive delete");
 
-    // A new account under the same name inherits nothing.
+    // A message archived for dave after the deletion (the archive writer was still holding it,
+    // or the deletion came from another process) ...
+    s.archive_append(
+        "dave@a.example",
+        &archived(2, T0, "contact@c.example", "<message/>"),
+    )
+    .await
+    .expect("late archive write");
+    // ... and a new account under the same name inherits nothing, archive included.
     s.create_account("dave", A, &creds(8))
         .await
         .expect("recreate");

@@ -23,7 +23,10 @@ impl AccountStore for MemoryStorage {
             entry.credentials = Some(credentials.clone());
             Ok(())
         })
-        .unwrap_or(Err(StorageError::NotFound))
+        .unwrap_or(Err(StorageError::NotFound))?;
+        // Archive entries left under the name are not the new account's history (SQLite's).
+        write(&self.archives).delete(&account_archive(user, domain));
+        Ok(())
     }
 
     async fn set_credentials(
