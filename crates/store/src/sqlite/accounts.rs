@@ -10,6 +10,21 @@ use sqlx::Row as _;
 use super::SqliteStorage;
 use crate::errors::{corrupt, db_error, require_row};
 
+/// Deletes the archive named after the account `user@domain` (which does not reference the
+/// account row), inside the caller's transaction.
+async fn delete_archive(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    user: &str,
+    domain: &str,
+) -> StorageResult<()> {
+    sqlx::query("DELETE FROM archive_entries WHERE archive = ?1")
+        .bind(account_archive(user, domain))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 fn credentials_from_row(row: &SqliteRow) -> StorageResult<Credentials> {
     let iterations: i64 = row.try_get("iterations").map_err(db_error)?;
     Ok(Credentials {
@@ -58,11 +73,7 @@ impl AccountStore for SqliteStorage {
         // A new account starts with an empty archive: entries left under the name (written
         // after an earlier account's deletion by a writer that still held them, or a deletion
         // from another process) are not its history.
-        sqlx::query("DELETE FROM archive_entries WHERE archive = ?1")
-            .bind(account_archive(user, domain))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        delete_archive(&mut tx, user, domain).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(())
     }
@@ -107,11 +118,7 @@ impl AccountStore for SqliteStorage {
             .await
             .map_err(db_error)?;
         // The archive is not tied to the account row; it goes even if there was no account.
-        sqlx::query("DELETE FROM archive_entries WHERE archive = ?1")
-            .bind(account_archive(user, domain))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        delete_archive(&mut tx, user, domain).await?;
         tx.commit().await.map_err(db_error)?;
         require_row(result.rows_affected())
     }
