@@ -361,10 +361,7 @@ pub async fn run_link(
         tokio::sync::oneshot::Receiver<()>,
         tokio::time::Instant,
     )> = None;
-    let mut shutdown = s2s
-        .server()
-        .map(|server| server.shutdown_signal())
-        .unwrap_or_else(|| tokio::sync::watch::channel(true).1);
+    let mut shutdown = shutdown_signal(&s2s);
     let mut unsent = None;
     loop {
         let wake = next_check(
@@ -500,10 +497,7 @@ async fn forward(
     mut queue: mpsc::Receiver<Queued>,
     carried: multiplex::Carried,
 ) {
-    let mut shutdown = s2s
-        .server()
-        .map(|server| server.shutdown_signal())
-        .unwrap_or_else(|| tokio::sync::watch::channel(true).1);
+    let mut shutdown = shutdown_signal(&s2s);
     let mut unsent = None;
     loop {
         tokio::select! {
@@ -551,4 +545,11 @@ fn next_check(
     ping_deadline: Option<tokio::time::Instant>,
 ) -> tokio::time::Instant {
     idle_close.min(ping_deadline.unwrap_or(ping_due))
+}
+
+/// The server's shutdown signal; one that reads "stopping" where the server is gone already.
+fn shutdown_signal(s2s: &S2s) -> tokio::sync::watch::Receiver<bool> {
+    s2s.server()
+        .map(|server| server.shutdown_signal())
+        .unwrap_or_else(|| tokio::sync::watch::channel(true).1)
 }
