@@ -146,6 +146,13 @@ pub trait StreamHook<S: Send + Sync + 'static>: Send + Sync {
         batch
     }
 
+    /// Whether every stanza may now go to the client as it comes, without passing through
+    /// [`outgoing`](Self::outgoing): then delivering tasks may write to the client's socket
+    /// themselves. A module whose `outgoing` holds or changes stanzas says no while it would.
+    fn writes_through(&self, _local: &mut LocalExtensions) -> bool {
+        true
+    }
+
     /// The connection is gone (or replaced by a resumption): give back whatever is held, to be
     /// kept with the unacknowledged stanzas.
     fn detached(&self, _local: &mut LocalExtensions) -> Vec<Outbound> {
@@ -394,6 +401,11 @@ impl<S: Send + Sync + 'static> Hooks<S> {
             batch = hook.outgoing(local, batch);
         }
         batch
+    }
+
+    /// Whether no stream module needs to see stanzas before they are written.
+    pub fn writes_through(&self, local: &mut LocalExtensions) -> bool {
+        self.streams.iter().all(|hook| hook.writes_through(local))
     }
 
     pub fn detached(&self, local: &mut LocalExtensions) -> Vec<Outbound> {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use minidom::Element;
 use std::collections::HashSet;
 use std::collections::VecDeque;
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -32,6 +33,15 @@ impl Outbound {
                 out.extend_from_slice(to.as_bytes());
                 out.extend_from_slice(&template.tail);
             }
+        }
+    }
+
+    /// The wire form in three parts (the last two empty for a plain stanza), for one
+    /// vectored write without copying.
+    pub fn wire_parts(&self) -> [&[u8]; 3] {
+        match self {
+            Outbound::Stanza(bytes) => [bytes, &[], &[]],
+            Outbound::Addressed(template, to) => [&template.head, to.as_bytes(), &template.tail],
         }
     }
 
@@ -61,6 +71,27 @@ impl Outbound {
             Outbound::Addressed(template, _) => within(&template.head) || within(&template.tail),
         }
     }
+}
+
+/// A client's socket as a delivering task may use it: writes that never wait, made while the
+/// session's own task is parked with nothing to write (see [`SessionHandle::open_direct`]). A
+/// fan-out to a hundred occupants then costs a hundred writes, not a hundred task wake-ups
+/// each followed by a write. Transports whose writes need their own task (TLS, BOSH) have none.
+pub trait DirectWrite: Send + Sync {
+    /// Write one stanza (its wire form in parts, see [`Outbound::wire_parts`]), with the
+    /// transport's framing, as far as the socket takes it now; what it did not take is
+    /// appended to `rest`. `Err` only when nothing was written.
+    fn try_write(&self, parts: [&[u8]; 3], rest: &mut Vec<u8>) -> io::Result<()>;
+}
+
+/// Who may write to the socket: the session's task, or (while `writer` is set) whoever
+/// delivers a stanza to an empty queue.
+#[derive(Default)]
+struct Direct {
+    writer: Option<Arc<dyn DirectWrite>>,
+    /// A direct write the socket took only in part: the session writes the rest before
+    /// anything else.
+    rest: Vec<u8>,
 }
 
 /// A stanza serialised once for many recipients, split where the `to` address goes
@@ -289,6 +320,12 @@ pub struct SessionHandle {
     pub peer_ip: std::net::IpAddr,
     /// `jid`, escaped once for fanned-out stanzas' `to`.
     address: Arc<str>,
+    /// The socket, lent by the session's task while it waits with nothing to write.
+    direct: Mutex<Direct>,
+    /// Whether `direct` holds a writer (read without the lock on every delivery).
+    direct_open: AtomicBool,
+    /// A direct write ended the loan (the socket was full or failed): the session must look.
+    direct_interrupted: AtomicBool,
 }
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
@@ -316,6 +353,9 @@ impl SessionHandle {
             address,
             presence: Mutex::new(PresenceState::default()),
             extensions: Default::default(),
+            direct: Mutex::new(Direct::default()),
+            direct_open: AtomicBool::new(false),
+            direct_interrupted: AtomicBool::new(false),
         };
         Arc::new(handle)
     }
@@ -323,22 +363,40 @@ impl SessionHandle {
     /// Queue bytes for this session. A session whose queue is full cannot keep up; it is closed
     /// rather than allowed to grow memory without bound.
     pub fn send(&self, bytes: Bytes) {
+        if self.direct_open.load(Ordering::Acquire) && self.write_direct([&bytes, &[], &[]]) {
+            return;
+        }
         self.enqueue(Outbound::Stanza(bytes));
     }
 
     /// Queue one copy of a fanned-out stanza, addressed to this session's JID.
     pub fn send_addressed(&self, template: &Arc<AddressedTemplate>) {
-        self.enqueue(Outbound::Addressed(template.clone(), self.address.clone()));
+        self.send_addressed_after(template, None);
     }
 
     /// Queue bytes that may reach the client only once `commit` is done (a message its
     /// archive must hold first); whatever is queued after them waits too, so order is kept.
     pub fn send_after(&self, bytes: Bytes, commit: Option<&Commit>) {
-        self.enqueue_after(Outbound::Stanza(bytes), commit);
+        match commit.filter(|c| !c.is_done()) {
+            None => self.send(bytes),
+            Some(commit) => self.enqueue_after(Outbound::Stanza(bytes), Some(commit)),
+        }
     }
 
     /// [`send_addressed`](Self::send_addressed), held back until `commit` is done.
     pub fn send_addressed_after(&self, template: &Arc<AddressedTemplate>, commit: Option<&Commit>) {
+        let commit = commit.filter(|c| !c.is_done());
+        if commit.is_none() && self.direct_open.load(Ordering::Acquire) {
+            // Written from the parts: no reference counts touched for a copy that goes at once.
+            let parts = [
+                &template.head[..],
+                self.address.as_bytes(),
+                &template.tail[..],
+            ];
+            if self.write_direct(parts) {
+                return;
+            }
+        }
         let item = Outbound::Addressed(template.clone(), self.address.clone());
         self.enqueue_after(item, commit);
     }
@@ -372,6 +430,74 @@ impl SessionHandle {
         }
     }
 
+    /// Write a stanza to the socket at once if the session lent it and nothing queued must go
+    /// first; `false` when it must be queued instead.
+    fn write_direct(&self, parts: [&[u8]; 3]) -> bool {
+        let Ok(mut direct) = self.direct.lock() else {
+            return false;
+        };
+        let Some(writer) = direct.writer.as_ref() else {
+            return false;
+        };
+        // Stanzas queued before the loan ended, or a delivery that fell back to the queue
+        // while the loan was being made, go first.
+        let queue_empty = self.queue.lock().is_ok_and(|queue| queue.items.is_empty());
+        if !queue_empty || self.closing.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut rest = Vec::new();
+        match writer.try_write(parts, &mut rest) {
+            Ok(()) if rest.is_empty() => true,
+            Ok(()) => {
+                // The socket is full: the session takes over, rest first.
+                direct.rest = rest;
+                self.end_loan(&mut direct);
+                true
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    tracing::debug!(jid = %self.jid, error = %e, "direct write failed");
+                }
+                self.end_loan(&mut direct);
+                false
+            }
+        }
+    }
+
+    fn end_loan(&self, direct: &mut Direct) {
+        direct.writer = None;
+        self.direct_open.store(false, Ordering::Release);
+        self.direct_interrupted.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Lend the socket to delivering tasks while the session's task waits with nothing to
+    /// write; refused while stanzas are queued (the session must write those first).
+    pub fn open_direct(&self, writer: Arc<dyn DirectWrite>) -> bool {
+        let Ok(mut direct) = self.direct.lock() else {
+            return false;
+        };
+        let queue_empty = self.queue.lock().is_ok_and(|queue| queue.items.is_empty());
+        if !queue_empty || !direct.rest.is_empty() || self.closing.load(Ordering::Acquire) {
+            return false;
+        }
+        direct.writer = Some(writer);
+        self.direct_open.store(true, Ordering::Release);
+        true
+    }
+
+    /// Take the socket back before the session's task writes: returns the part of a stanza a
+    /// direct write left unwritten, which must be written first.
+    pub fn close_direct(&self) -> Vec<u8> {
+        self.direct_interrupted.store(false, Ordering::Release);
+        let Ok(mut direct) = self.direct.lock() else {
+            return Vec::new();
+        };
+        direct.writer = None;
+        self.direct_open.store(false, Ordering::Release);
+        std::mem::take(&mut direct.rest)
+    }
+
     /// What the session's task must act on next: a kick first, then everything queued (the
     /// writer sends a batch in one go). Registers the task to be woken for either.
     pub fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
@@ -385,6 +511,10 @@ impl SessionHandle {
                 // over the handle of the one that ended).
                 queue.remember_task(cx);
                 if queue.items.is_empty() {
+                    if self.direct_interrupted.load(Ordering::Acquire) {
+                        // A direct write left the rest of a stanza to write.
+                        return Poll::Ready(Signal::Queued(VecDeque::new()));
+                    }
                     return Poll::Pending;
                 }
                 match queue.take_ready(cx) {
@@ -507,5 +637,80 @@ mod tests {
             bare,
             String::from_utf8(salon_xml::serialize(&message)).unwrap()
         );
+    }
+
+    /// A socket that takes `room` more bytes, then would block.
+    struct Socket {
+        room: Mutex<usize>,
+        written: Mutex<Vec<u8>>,
+    }
+
+    impl DirectWrite for Socket {
+        fn try_write(&self, parts: [&[u8]; 3], rest: &mut Vec<u8>) -> io::Result<()> {
+            let mut room = self.room.lock().unwrap();
+            if *room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let whole = parts.concat();
+            let taken = whole.len().min(*room);
+            *room -= taken;
+            self.written
+                .lock()
+                .unwrap()
+                .extend_from_slice(&whole[..taken]);
+            rest.extend_from_slice(&whole[taken..]);
+            Ok(())
+        }
+    }
+
+    fn queued(handle: &SessionHandle) -> Vec<String> {
+        let queue = handle.queue.lock().unwrap();
+        queue.items.iter().map(written).collect()
+    }
+
+    #[test]
+    fn direct_writes_keep_order_when_the_socket_fills() {
+        let jid: jid::FullJid = "a@example/r".parse().unwrap();
+        let handle = SessionHandle::new(jid, false, 16, std::net::IpAddr::from([127, 0, 0, 1]));
+        let socket = Arc::new(Socket {
+            room: Mutex::new(10),
+            written: Mutex::new(Vec::new()),
+        });
+        // Not lent: queued.
+        handle.send(Bytes::from_static(b"<one/>"));
+        assert_eq!(queued(&handle), ["<one/>"]);
+        // Lending is refused while something is queued: it must be written first.
+        assert!(!handle.open_direct(socket.clone()));
+        handle.queue.lock().unwrap().items.clear();
+        assert!(handle.open_direct(socket.clone()));
+
+        // Fits: written at once, nothing queued.
+        handle.send(Bytes::from_static(b"<two/>"));
+        assert_eq!(&socket.written.lock().unwrap()[..], b"<two/>");
+        assert!(queued(&handle).is_empty());
+        // Fits in part: the rest is kept for the session, the loan ends and the session is
+        // told, and what follows is queued behind it.
+        handle.send(Bytes::from_static(b"<three/>"));
+        handle.send(Bytes::from_static(b"<four/>"));
+        assert_eq!(&socket.written.lock().unwrap()[..], b"<two/><thr");
+        assert_eq!(queued(&handle), ["<four/>"]);
+        assert!(handle.direct_interrupted.load(Ordering::Acquire));
+        assert_eq!(handle.close_direct(), b"ee/>");
+        assert!(!handle.direct_interrupted.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_full_socket_sends_the_stanza_to_the_queue() {
+        let jid: jid::FullJid = "b@example/r".parse().unwrap();
+        let handle = SessionHandle::new(jid, false, 16, std::net::IpAddr::from([127, 0, 0, 1]));
+        let socket = Arc::new(Socket {
+            room: Mutex::new(0),
+            written: Mutex::new(Vec::new()),
+        });
+        assert!(handle.open_direct(socket.clone()));
+        handle.send(Bytes::from_static(b"<one/>"));
+        handle.send(Bytes::from_static(b"<two/>"));
+        assert_eq!(queued(&handle), ["<one/>", "<two/>"]);
+        assert!(handle.close_direct().is_empty());
     }
 }

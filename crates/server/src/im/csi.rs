@@ -54,6 +54,12 @@ impl StreamHook<Server> for ClientStateIndication {
         }
     }
 
+    fn writes_through(&self, local: &mut LocalExtensions) -> bool {
+        local
+            .existing::<ClientState>()
+            .is_none_or(|state| !state.inactive && state.held.is_empty())
+    }
+
     fn detached(&self, local: &mut LocalExtensions) -> Vec<Outbound> {
         local
             .existing::<ClientState>()

@@ -3,6 +3,7 @@
 //! only supplies bytes in and out (see [`Transport`]).
 
 mod bounds;
+mod lend;
 mod pre_auth;
 pub mod sasl;
 pub mod stream_management;
@@ -129,6 +130,8 @@ struct Session {
     held_acks: HeldAcks,
     /// Stream-level modules' state for this connection (see [`crate::hooks::StreamHook`]).
     local: LocalExtensions,
+    /// The socket is lent to delivering tasks (see `lend.rs`).
+    lent: bool,
 }
 
 /// Drive one client connection to its end.
@@ -150,6 +153,7 @@ pub async fn run(server: Arc<Server>, transport: Box<dyn Transport>) {
         resume_requests: None,
         held_acks: HeldAcks::default(),
         local: LocalExtensions::default(),
+        lent: false,
     };
     session.tokens = session.rate() * 2.0;
     let stop = loop {
@@ -189,6 +193,7 @@ impl Session {
                     "the server is shutting down".into(),
                 );
             }
+            self.lend_socket();
             let Session {
                 server,
                 transport,
@@ -205,13 +210,13 @@ impl Session {
             };
             tokio::select! {
                 biased;
-                signal = next_signal(handle.as_deref()) => match signal {
-                    Signal::Kicked(kick) => return Stop::StreamError(kick.condition, kick.text),
-                    Signal::Queued(batch) => {
+                signal = next_signal(handle.as_deref()) => match (self.take_socket_back(), signal) {
+                    (_, Signal::Kicked(kick)) => return Stop::StreamError(kick.condition, kick.text),
+                    (rest_first, Signal::Queued(batch)) => {
                         // Everything queued goes out in the same write (unless a stream
                         // module holds some back, as client state indication does).
                         let ready = self.server.modules.hooks.outgoing(&mut self.local, batch);
-                        if ready.is_empty() {
+                        if ready.is_empty() && !rest_first {
                             continue;
                         }
                         for item in ready {
@@ -230,6 +235,11 @@ impl Session {
                 },
                 read = std::future::poll_fn(|cx| transport.poll_read_events(cx, &mut events)) => {
                     let result = read;
+                    if self.take_socket_back() {
+                        if let Err(stop) = self.write_out(Stop::Dropped).await {
+                            return stop;
+                        }
+                    }
                     for event in std::mem::take(&mut events) {
                         // Boxed: handling an event (SASL, bind, routing, every module's
                         // hooks) takes a large future; inline, every idle session would keep
@@ -256,6 +266,7 @@ impl Session {
                     }
                 }
                 request = next_resume(resume_requests.as_mut()) => {
+                    self.take_socket_back();
                     if let Some(request) = request {
                         return Stop::Resumed(request);
                     }
@@ -718,6 +729,7 @@ impl Session {
 
     /// Leave the router, tell contacts, and close the stream as `stop` says.
     async fn finish(mut self, stop: Stop) {
+        self.take_socket_back();
         if let Some(id) = self.sm.as_ref().and_then(|sm| sm.id.clone()) {
             self.server.resumable.remove(&id);
         }

@@ -1,0 +1,93 @@
+"""Room messages written straight to a recipient's socket by the room (docs/ARCHITECTURE.md,
+"The path of a stanza"): a reader that falls behind makes those writes stop partway through a
+stanza, hand the rest to its session and queue what follows. Nothing may be torn, lost or
+reordered on the way, and the reader, once it catches up, keeps the fast path. Bounded in time
+and count, loopback only."""
+
+import asyncio
+import socket
+import time
+
+from conftest import server_fixture
+from helpers import NS_CLIENT, RawXmpp, async_test, tostr
+
+NS_MUC = "http://jabber.org/protocol/muc"
+
+server = server_fixture("order", require_encryption=False)
+
+
+async def join(raw: RawXmpp, room: str, nick: str) -> None:
+    await raw.send(f"<presence to='{room}/{nick}'><x xmlns='{NS_MUC}'/></presence>")
+    await raw.expect(f"{{{NS_CLIENT}}}presence", predicate=lambda p: p.get("from") == f"{room}/{nick}")
+
+
+async def small_window_client(server) -> RawXmpp:
+    """A client whose receive buffer is tiny, so that the server's writes soon fill it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.c2s_port))
+    # The default stream limit: asyncio stops reading once 128 KiB wait unread.
+    reader, writer = await asyncio.open_connection(sock=sock)
+    return RawXmpp(reader, writer)
+
+
+async def room_messages(raw: RawXmpp, room: str, count: int, timeout: float) -> list[str]:
+    ids = []
+    deadline = time.monotonic() + timeout
+    while len(ids) < count:
+        message = await raw.expect(
+            f"{{{NS_CLIENT}}}message",
+            timeout=max(0.1, deadline - time.monotonic()),
+            predicate=lambda m: m.get("type") == "groupchat" and m.get("from", "").startswith(room + "/"),
+        )
+        body = message.find(f"{{{NS_CLIENT}}}body")
+        assert body is not None and len(body.text or "") == 30000, tostr(message)[:300]
+        ids.append(message.get("id"))
+    return ids
+
+
+@async_test(timeout=90)
+async def test_a_reader_that_falls_behind_gets_every_room_message_whole_and_in_order(server):
+    server.add_user("orderspeaker", "pw")
+    server.add_user("orderreader", "pw")
+    room = f"order{int(time.time() * 1000)}@{server.muc_domain}"
+
+    speaker = await RawXmpp.connect(server.c2s_port)
+    await speaker.open_stream("localhost")
+    await speaker.login_plain("orderspeaker", "pw", "s")
+    await join(speaker, room, "speaker")
+    await speaker.send(
+        f"<iq type='set' id='instant' to='{room}'><query xmlns='{NS_MUC}#owner'>"
+        "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
+    )
+    await speaker.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda q: q.get("id") == "instant")
+
+    reader = await small_window_client(server)
+    await reader.open_stream("localhost")
+    await reader.login_plain("orderreader", "pw", "r")
+    await join(reader, room, "reader")
+
+    for round_ in range(2):
+        # The reader stops reading while 150 messages of 30 KB (4.5 MB) arrive: far more
+        # than the socket buffers hold, so a direct write ends partway through a stanza and
+        # the rest wait in the reader's queue (well below its bound of 2,048).
+        sent = [f"r{round_}m{i}" for i in range(150)]
+        # The speaker reads its echoes (which go the same way) as it sends.
+        echoes = asyncio.create_task(room_messages(speaker, room, len(sent), timeout=40))
+        for message_id in sent:
+            await speaker.send(
+                f"<message to='{room}' type='groupchat' id='{message_id}'><body>{'x' * 30000}</body></message>"
+            )
+        await asyncio.sleep(1.0)
+        # Caught up: every message, whole (the parser would fail on a torn one), in order.
+        received = await room_messages(reader, room, len(sent), timeout=30)
+        assert received == sent, f"round {round_}: {received[:5]}… against {sent[:5]}…"
+        assert await echoes == sent
+
+    # Still in the room and answering: the session was not cut off on the way.
+    await reader.send("<iq type='get' id='alive'><ping xmlns='urn:xmpp:ping'/></iq>")
+    pong = await reader.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda q: q.get("id") == "alive")
+    assert pong.get("type") == "result", tostr(pong)
+    reader.close()
+    speaker.close()
