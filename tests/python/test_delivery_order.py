@@ -8,12 +8,17 @@ import asyncio
 import socket
 import time
 
+import xml.etree.ElementTree as ET
+
 from conftest import server_fixture
 from helpers import NS_CLIENT, RawXmpp, async_test, tostr
+from websocket_helpers import RawWebSocket, open_anonymous
 
 NS_MUC = "http://jabber.org/protocol/muc"
 
-server = server_fixture("order", require_encryption=False)
+# Pings every second: while the socket is lent, a ping must wait for the session to take it
+# back rather than cut into a frame another task is writing.
+server = server_fixture("order", require_encryption=False, http={"websocket_ping_interval": 1})
 
 
 async def join(raw: RawXmpp, room: str, nick: str) -> None:
@@ -45,6 +50,65 @@ async def room_messages(raw: RawXmpp, room: str, count: int, timeout: float) -> 
         assert body is not None and len(body.text or "") == 30000, tostr(message)[:300]
         ids.append(message.get("id"))
     return ids
+
+
+async def speaker_in_new_room(server, name: str) -> tuple[RawXmpp, str]:
+    server.add_user(name, "pw")
+    room = f"{name}{int(time.time() * 1000)}@{server.muc_domain}"
+    speaker = await RawXmpp.connect(server.c2s_port)
+    await speaker.open_stream("localhost")
+    await speaker.login_plain(name, "pw", "s")
+    await join(speaker, room, "speaker")
+    await speaker.send(
+        f"<iq type='set' id='instant' to='{room}'><query xmlns='{NS_MUC}#owner'>"
+        "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
+    )
+    await speaker.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda q: q.get("id") == "instant")
+    return speaker, room
+
+
+async def speak(speaker: RawXmpp, room: str, sent: list[str]) -> None:
+    """Send `sent` to the room, 30 KB each, reading the echoes (which go the same way) as it
+    goes; they must come back whole and in order too."""
+    echoes = asyncio.create_task(room_messages(speaker, room, len(sent), timeout=40))
+    for message_id in sent:
+        await speaker.send(
+            f"<message to='{room}' type='groupchat' id='{message_id}'><body>{'x' * 30000}</body></message>"
+        )
+    return echoes
+
+
+@async_test(timeout=90)
+async def test_a_websocket_reader_that_falls_behind_gets_every_frame_whole_and_in_order(server):
+    speaker, room = await speaker_in_new_room(server, "wsorderspeaker")
+    ws = await RawWebSocket.connect(server.http_port)
+    await open_anonymous(ws)
+    await ws.send(f"<presence xmlns='jabber:client' to='{room}/visitor'><x xmlns='{NS_MUC}'/></presence>")
+    while f"from='{room}/visitor'" not in (await ws.recv(timeout=10) or ""):
+        pass
+
+    for round_ in range(2):
+        sent = [f"w{round_}m{i}" for i in range(150)]
+        echoes = await speak(speaker, room, sent)
+        await asyncio.sleep(1.5)
+        # Each WebSocket message is one whole stanza (RFC 7395 §3.3.3), in order.
+        received = []
+        while len(received) < len(sent):
+            text = await ws.recv(timeout=30)
+            assert text is not None, f"closed after {len(received)}: {ws.said()[-300:]}"
+            stanza = ET.fromstring(text)
+            if stanza.get("type") == "groupchat" and stanza.get("from", "").startswith(room + "/"):
+                body = stanza.find(f"{{{NS_CLIENT}}}body")
+                assert body is not None and len(body.text or "") == 30000, text[:300]
+                received.append(stanza.get("id"))
+        assert received == sent, f"round {round_}: {received[:5]}… against {sent[:5]}…"
+        assert await echoes == sent
+
+    await ws.send("<iq xmlns='jabber:client' type='get' id='alive'><ping xmlns='urn:xmpp:ping'/></iq>")
+    while "id='alive'" not in (await ws.recv(timeout=10) or "id='alive'"):
+        pass
+    assert not ws.closed, ws.said()[-300:]
+    speaker.close()
 
 
 @async_test(timeout=90)

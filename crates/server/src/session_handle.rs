@@ -36,15 +36,6 @@ impl Outbound {
         }
     }
 
-    /// The wire form in three parts (the last two empty for a plain stanza), for one
-    /// vectored write without copying.
-    pub fn wire_parts(&self) -> [&[u8]; 3] {
-        match self {
-            Outbound::Stanza(bytes) => [bytes, &[], &[]],
-            Outbound::Addressed(template, to) => [&template.head, to.as_bytes(), &template.tail],
-        }
-    }
-
     /// Bytes of the wire form, for the bounds on what waits for a client.
     pub fn wire_len(&self) -> usize {
         match self {
@@ -78,8 +69,8 @@ impl Outbound {
 /// fan-out to a hundred occupants then costs a hundred writes, not a hundred task wake-ups
 /// each followed by a write. Transports whose writes need their own task (TLS, BOSH) have none.
 pub trait DirectWrite: Send + Sync {
-    /// Write one stanza (its wire form in parts, see [`Outbound::wire_parts`]), with the
-    /// transport's framing, as far as the socket takes it now; what it did not take is
+    /// Write one stanza (its wire form in parts: a fanned-out template's head, the recipient's
+    /// address and its tail; or the bytes and two empty parts), with the transport's framing, as far as the socket takes it now; what it did not take is
     /// appended to `rest`. `Err` only when nothing was written.
     fn try_write(&self, parts: [&[u8]; 3], rest: &mut Vec<u8>) -> io::Result<()>;
 }

@@ -142,19 +142,24 @@ pub async fn serve<L, C>(
 
 /// A connection that fails with `TimedOut` when a read or write it waits on has made no
 /// progress for `idle`: a request body trickled byte by byte, a response nobody reads.
-struct IdleTimeout<T> {
+pub(crate) struct IdleTimeout<T> {
     io: T,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl<T> IdleTimeout<T> {
-    fn new(io: T, idle: Duration) -> Self {
+    pub(crate) fn new(io: T, idle: Duration) -> Self {
         IdleTimeout {
             io,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
         }
+    }
+
+    /// The connection and its idle bound, for a WebSocket that shares its socket.
+    pub(crate) fn into_parts(self) -> (T, Duration) {
+        (self.io, self.idle)
     }
 
     fn progressed(&mut self) {

@@ -13,6 +13,7 @@ mod invite;
 pub mod metrics;
 mod upload;
 mod websocket;
+mod ws_direct;
 mod ws_frame;
 
 use axum::http::{header, HeaderValue, Method};

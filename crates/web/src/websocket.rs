@@ -7,7 +7,6 @@ use crate::{ClientAddress, WebState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::TokioIo;
 use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
 use salon_server::stanza::{ns, StreamCondition};
 use salon_xml::{StreamEvent, StreamParseError, StreamParser};
@@ -108,7 +107,9 @@ pub async fn upgrade(
                 return;
             }
         };
-        let transport = WebSocketTransport::new(TokioIo::new(upgraded), &server, client.ip, secure);
+        let (upgraded, shared) = crate::ws_direct::share_plain_socket(upgraded);
+        let mut transport = WebSocketTransport::new(upgraded, &server, client.ip, secure);
+        transport.shared = shared;
         salon_server::session::run(server, Box::new(transport)).await;
     });
     (
@@ -129,7 +130,7 @@ pub async fn upgrade(
         .into_response()
 }
 
-type Io = TokioIo<hyper::upgrade::Upgraded>;
+type Io = crate::ws_direct::WsIo;
 
 pub struct WebSocketTransport {
     io: Io,
@@ -154,6 +155,10 @@ pub struct WebSocketTransport {
     midway_since: Option<tokio::time::Instant>,
     /// What the closing frame says, when not a normal closure.
     close_code: Option<(CloseCode, &'static str)>,
+    /// The plain TCP socket under the connection, which the session may lend to delivering
+    /// tasks (`crate::ws_direct`), and whether it is lent now: pongs and pings then wait.
+    shared: Option<Arc<tokio::net::TcpStream>>,
+    lent: bool,
 }
 
 impl WebSocketTransport {
@@ -184,6 +189,8 @@ impl WebSocketTransport {
             message_timeout: Duration::from_secs(server.config.http.idle_timeout),
             midway_since: None,
             close_code: None,
+            shared: None,
+            lent: false,
         };
         transport.restart();
         transport
@@ -408,10 +415,31 @@ impl Transport for WebSocketTransport {
             // Register for the next tick.
             let _ = self.ping.poll_tick(cx);
         }
+        if self.lent {
+            // Delivering tasks write frames now: a control frame may not cut into theirs.
+            // Hand the socket back to the session to write it (the session wakes on this).
+            if !self.control.is_empty() && polled.is_pending() {
+                return Poll::Ready(Ok(()));
+            }
+            return polled;
+        }
         if let Err(e) = self.poll_write_control(cx) {
             return Poll::Ready(Err(e));
         }
         polled
+    }
+
+    fn direct_writer(&mut self) -> Option<Arc<dyn salon_server::session_handle::DirectWrite>> {
+        let idle = self.outgoing.is_empty() && self.control.is_empty() && self.written == 0;
+        let socket = self.shared.as_ref().filter(|_| idle)?;
+        self.lent = true;
+        Some(Arc::new(crate::ws_direct::FrameWriter(socket.clone())))
+    }
+
+    fn reclaim(&mut self, rest: Vec<u8>) {
+        self.lent = false;
+        // Already framed: the tail of a frame a direct write began.
+        self.outgoing.splice(0..0, rest);
     }
 
     fn out(&mut self) -> &mut Vec<u8> {

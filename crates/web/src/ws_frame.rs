@@ -188,9 +188,9 @@ pub fn push_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
 
 /// Turn the bytes written at `out[start + HEADER_ROOM..]` into one text frame, filling the room
 /// left before them with the header (and closing the gap if the header is shorter).
-pub fn finish_text_frame(out: &mut Vec<u8>, start: usize) {
-    let payload_start = start + HEADER_ROOM;
-    let length = out.len() - payload_start;
+/// The header of an unmasked text frame (server to client) of `length` payload bytes, and how
+/// many of the 10 bytes it takes.
+pub fn text_frame_header(length: usize) -> ([u8; 10], usize) {
     let header = FrameHeader {
         opcode: OpCode::Data(Data::Text),
         ..FrameHeader::default()
@@ -200,6 +200,13 @@ pub fn finish_text_frame(out: &mut Vec<u8>, start: usize) {
     header
         .format(length as u64, &mut &mut bytes[..])
         .expect("a header fits in 10 bytes");
+    (bytes, size)
+}
+
+pub fn finish_text_frame(out: &mut Vec<u8>, start: usize) {
+    let payload_start = start + HEADER_ROOM;
+    let length = out.len() - payload_start;
+    let (bytes, size) = text_frame_header(length);
     if size > HEADER_ROOM {
         // 64 KiB or more: make room (rare; elements that big are files, not chat).
         out.splice(

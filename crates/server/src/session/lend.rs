@@ -35,10 +35,8 @@ impl Session {
             return false;
         };
         let rest = handle.close_direct();
-        if rest.is_empty() {
-            return false;
-        }
-        self.transport.after_direct(rest);
-        true
+        let rest_first = !rest.is_empty();
+        self.transport.reclaim(rest);
+        rest_first
     }
 }

@@ -6,6 +6,7 @@ mod bounds;
 mod lend;
 mod pre_auth;
 pub mod sasl;
+pub mod shared_socket;
 pub mod stream_management;
 pub mod tcp;
 mod transport;

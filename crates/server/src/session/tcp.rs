@@ -1,6 +1,7 @@
 //! The TCP transport for client streams: plain with STARTTLS (RFC 6120 §5) or TLS from the first
 //! byte (XEP-0368). It only moves bytes; stream logic lives in the session.
 
+use super::shared_socket::SharedTcp;
 use super::{ReadError, Transport};
 use crate::server::Server;
 use crate::session::sasl::common::ChannelBindings;
@@ -8,7 +9,7 @@ use crate::session_handle::DirectWrite;
 use crate::stanza::StreamCondition;
 use salon_xml::{ParserLimits, StreamEvent, StreamParser, TreeLimits};
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ thread_local! {
 
 enum Stream {
     /// Shared with the session's handle while it is lent for direct writes.
-    Plain(Arc<TcpStream>),
+    Plain(SharedTcp),
     Tls(Box<TlsStream<TcpStream>>),
     /// Only while STARTTLS swaps one for the other.
     Upgrading,
@@ -131,7 +132,12 @@ impl Transport for TcpTransport {
             let mut buffer = cell.borrow_mut();
             let capacity = buffer.len();
             let polled = match stream {
-                Stream::Plain(s) => poll_read_plain(s, cx, &mut buffer[..]),
+                Stream::Plain(s) => {
+                    let mut read = ReadBuf::new(&mut buffer[..]);
+                    Pin::new(s)
+                        .poll_read(cx, &mut read)
+                        .map_ok(|()| read.filled().len())
+                }
                 Stream::Tls(s) => {
                     let mut read = ReadBuf::new(&mut buffer[..]);
                     Pin::new(s.as_mut())
@@ -172,7 +178,7 @@ impl Transport for TcpTransport {
             return Ok(());
         }
         let result = match &mut self.stream {
-            Stream::Plain(s) => write_all_plain(s, &self.outgoing).await,
+            Stream::Plain(s) => s.write_all(&self.outgoing).await,
             Stream::Tls(s) => match s.write_all(&self.outgoing).await {
                 Ok(()) => s.flush().await,
                 Err(e) => Err(e),
@@ -212,10 +218,7 @@ impl Transport for TcpTransport {
     async fn close(&mut self) {
         match &mut self.stream {
             Stream::Plain(s) => {
-                // Not lent any more (the session took it back before closing).
-                if let Some(s) = Arc::get_mut(s) {
-                    let _ = s.shutdown().await;
-                }
+                let _ = s.shutdown().await;
             }
             Stream::Tls(s) => {
                 let _ = s.shutdown().await;
@@ -231,7 +234,7 @@ impl Transport for TcpTransport {
             let mut drained = 0usize;
             while drained < LINGER_BYTES {
                 let read = match &mut self.stream {
-                    Stream::Plain(s) => read_plain(s, &mut scratch).await,
+                    Stream::Plain(s) => s.read(&mut scratch).await,
                     Stream::Tls(s) => s.read(&mut scratch).await,
                     Stream::Upgrading => return,
                 };
@@ -276,7 +279,7 @@ impl Transport for TcpTransport {
             return Err(io::ErrorKind::InvalidInput.into());
         };
         // Lent only once bound, long after STARTTLS.
-        let tcp = Arc::try_unwrap(tcp).map_err(|_| io::Error::other("the socket is lent"))?;
+        let tcp = Arc::try_unwrap(tcp.0).map_err(|_| io::Error::other("the socket is lent"))?;
         let tls = TlsAcceptor::from(config).accept(tcp).await?;
         self.stream = Stream::Tls(Box::new(tls));
         self.parser.reset();
@@ -302,14 +305,16 @@ impl Transport for TcpTransport {
         self.peer.ip()
     }
 
-    fn direct_writer(&self) -> Option<Arc<dyn DirectWrite>> {
+    fn direct_writer(&mut self) -> Option<Arc<dyn DirectWrite>> {
         match &self.stream {
-            Stream::Plain(s) if self.outgoing.is_empty() => Some(Arc::new(PlainWriter(s.clone()))),
+            Stream::Plain(s) if self.outgoing.is_empty() => {
+                Some(Arc::new(PlainWriter(s.0.clone())))
+            }
             _ => None,
         }
     }
 
-    fn after_direct(&mut self, rest: Vec<u8>) {
+    fn reclaim(&mut self, rest: Vec<u8>) {
         self.outgoing.splice(0..0, rest);
     }
 }
@@ -319,50 +324,8 @@ struct PlainWriter(Arc<TcpStream>);
 
 impl DirectWrite for PlainWriter {
     fn try_write(&self, parts: [&[u8]; 3], rest: &mut Vec<u8>) -> io::Result<()> {
-        let slices = parts.map(IoSlice::new);
-        // Straight to the socket rather than through tokio's readiness (`try_write_vectored`):
-        // a full socket answers `WouldBlock` either way, and the session's own write, which
-        // then takes over, learns it from the kernel. Skipping it saves a cache miss per
-        // recipient of a fan-out. `send` rather than `write` also spares the file-position lock.
-        let written = socket2::SockRef::from(&*self.0).send_vectored(&slices)?;
-        let mut skip = written;
-        for part in parts {
-            let unwritten = &part[skip.min(part.len())..];
-            skip = skip.saturating_sub(part.len());
-            rest.extend_from_slice(unwritten);
-        }
-        Ok(())
+        super::shared_socket::send_parts(&self.0, &parts, rest)
     }
-}
-
-fn poll_read_plain(s: &TcpStream, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-    loop {
-        if let Err(e) = std::task::ready!(s.poll_read_ready(cx)) {
-            return Poll::Ready(Err(e));
-        }
-        match s.try_read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            read => return Poll::Ready(read),
-        }
-    }
-}
-
-async fn read_plain(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    std::future::poll_fn(|cx| poll_read_plain(s, cx, buf)).await
-}
-
-/// Write all of `buf`; `&TcpStream` has no `AsyncWrite`, the socket being shared.
-async fn write_all_plain(s: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        s.writable().await?;
-        match s.try_write(buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Accept client connections until the task is aborted.
@@ -401,7 +364,7 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, direct_tls:
                     }
                 }
             } else {
-                Stream::Plain(Arc::new(socket))
+                Stream::Plain(SharedTcp(Arc::new(socket)))
             };
             let tree_limits = server.config.limits.tree_limits();
             let stanza_timeout = Duration::from_secs(server.config.limits.stanza_timeout);

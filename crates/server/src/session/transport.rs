@@ -73,11 +73,12 @@ pub trait Transport: Send {
     /// A writer that delivering tasks may use while the session waits with nothing to write
     /// (`SessionHandle::open_direct`); `None` where writes need the session's task (TLS, BOSH)
     /// or where output is waiting.
-    fn direct_writer(&self) -> Option<Arc<dyn crate::session_handle::DirectWrite>> {
+    fn direct_writer(&mut self) -> Option<Arc<dyn crate::session_handle::DirectWrite>> {
         None
     }
-    /// The part of a stanza a direct write left unwritten: it goes out before anything else.
-    fn after_direct(&mut self, _rest: Vec<u8>) {}
+    /// The session took the socket back; `rest` is the part of a stanza a direct write left
+    /// unwritten (already framed), which goes out before anything else.
+    fn reclaim(&mut self, _rest: Vec<u8>) {}
     /// Close the connection after the last flush.
     async fn close(&mut self) {}
 }
