@@ -111,7 +111,7 @@ def test_floor_writes_and_reads_every_delivery():
     assert report["bytes_received"] == report["writes"] * report["bytes_per_write"], report
 
 
-@pytest.mark.parametrize("mode", ["thread", "tasks"])
+@pytest.mark.parametrize("mode", ["thread", "tasks", "direct"])
 def test_fixed_floor_serves_a_room_of_two_from_a_child_process(mode):
     # The minimal server runs in a child process; its CPU and context switches are read
     # from /proc over the sending window, per message, as for a real server.

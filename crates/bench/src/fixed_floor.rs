@@ -36,7 +36,7 @@ pub struct FixedFloorPlan {
 pub struct FixedFloorReport {
     pub scenario: &'static str,
     pub mode: Mode,
-    /// Only for the tasks mode.
+    /// Only for the tasks and direct modes.
     pub workers: Option<usize>,
     pub clients: usize,
     pub rate_per_client: f64,
@@ -203,7 +203,7 @@ pub async fn run(plan: FixedFloorPlan) -> Result<FixedFloorReport> {
     Ok(FixedFloorReport {
         scenario: "fixed-floor",
         mode: plan.mode,
-        workers: (plan.mode == Mode::Tasks).then_some(plan.workers),
+        workers: (plan.mode != Mode::Thread).then_some(plan.workers),
         clients: plan.clients,
         rate_per_client: plan.rate,
         duration_s: plan.duration.as_secs_f64(),
@@ -300,7 +300,7 @@ pub fn table(r: &FixedFloorReport) -> String {
          1-minute load at start       {}\n\
          load generator CPU           {:.2} s\n",
         match r.workers {
-            Some(n) => format!("tasks on {n} workers"),
+            Some(n) => format!("{} on {n} workers", format!("{:?}", r.mode).to_lowercase()),
             None => format!("{:?}", r.mode).to_lowercase(),
         },
         r.clients,

@@ -8,7 +8,8 @@
 //! Two shapes: `thread` (one thread blocking in epoll, the cheapest any server can be) and
 //! `tasks` (a tokio runtime with two workers, or `--workers`, laid out as Salon is: one task per connection
 //! that reads its socket and writes its queued deliveries, a room task that journals each
-//! message and queues the deliveries).
+//! message and queues the deliveries), and `direct` (the same, but the room writes the
+//! deliveries to the sockets itself: what a fan-out costs when no session task is woken).
 
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
@@ -37,6 +38,10 @@ pub enum Mode {
     Thread,
     /// A tokio runtime with two workers, one task per connection and a room task.
     Tasks,
+    /// As `tasks`, but the room writes each delivery to the occupants' sockets itself
+    /// (queueing to the session only what a full socket did not take): no session task is
+    /// woken for a delivery.
+    Direct,
 }
 
 /// What the child did, printed as its last line so the parent can report system calls.
@@ -55,7 +60,7 @@ pub struct ServerCounts {
 /// clients have closed) the counts as one JSON line. Exits by itself after the deadline.
 pub fn child_main(args: &[String]) -> Result<()> {
     let [mode, workers, clients, journal, deadline] = args else {
-        bail!("usage: {CHILD_ARG} thread|tasks WORKERS CLIENTS JOURNAL DEADLINE_S");
+        bail!("usage: {CHILD_ARG} thread|tasks|direct WORKERS CLIENTS JOURNAL DEADLINE_S");
     };
     let workers: usize = workers.parse().context("WORKERS")?;
     let mode = <Mode as clap::ValueEnum>::from_str(mode, true).map_err(anyhow::Error::msg)?;
@@ -83,7 +88,8 @@ pub fn child_main(args: &[String]) -> Result<()> {
     println!("ready");
     let counts = match mode {
         Mode::Thread => thread::serve(sockets, journal)?,
-        Mode::Tasks => tasks::serve(sockets, journal, workers.max(1))?,
+        Mode::Tasks => tasks::serve(sockets, journal, workers.max(1), false)?,
+        Mode::Direct => tasks::serve(sockets, journal, workers.max(1), true)?,
     };
     println!("{}", serde_json::to_string(&counts)?);
     Ok(())
@@ -241,7 +247,7 @@ mod tasks {
     use bytes::Bytes;
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     use tokio::sync::mpsc;
 
     /// A room's inbox and a session's queue are bounded in Salon too.
@@ -259,13 +265,14 @@ mod tasks {
         sockets: Vec<std::net::TcpStream>,
         journal: File,
         workers: usize,
+        direct: bool,
     ) -> Result<ServerCounts> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .enable_io()
             .build()?;
         let counters = Arc::new(Counters::default());
-        runtime.block_on(run(sockets, journal, counters.clone()))?;
+        runtime.block_on(run(sockets, journal, direct, counters.clone()))?;
         Ok(ServerCounts {
             messages: counters.messages.load(Relaxed),
             socket_reads: counters.socket_reads.load(Relaxed),
@@ -278,37 +285,53 @@ mod tasks {
     async fn run(
         sockets: Vec<std::net::TcpStream>,
         journal: File,
+        direct: bool,
         counters: Arc<Counters>,
     ) -> Result<()> {
         let (inbox_tx, inbox_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-        let mut queues = Vec::new();
+        let mut occupants = Vec::new();
         let mut sessions = Vec::new();
         for socket in sockets {
             socket.set_nonblocking(true)?;
-            let stream = tokio::net::TcpStream::from_std(socket)?;
+            let (reader, writer) = tokio::net::TcpStream::from_std(socket)?.into_split();
             let (queue_tx, queue_rx) = mpsc::channel::<Bytes>(QUEUE);
-            queues.push(queue_tx);
+            let outbox = Arc::new(Outbox {
+                writer,
+                queued: std::sync::Mutex::new(false),
+            });
+            occupants.push((queue_tx, outbox.clone()));
             sessions.push(tokio::spawn(session(
-                stream,
+                reader,
+                outbox,
                 inbox_tx.clone(),
                 queue_rx,
                 counters.clone(),
             )));
         }
         drop(inbox_tx);
-        let room = tokio::spawn(room(inbox_rx, journal, queues, counters));
+        let room = tokio::spawn(room(inbox_rx, journal, occupants, direct, counters));
         for session in sessions {
             session.await??;
         }
         room.await?
     }
 
+    /// A session's socket for writing, shared with the room in the `direct` mode.
+    struct Outbox {
+        writer: tokio::net::tcp::OwnedWriteHalf,
+        /// Set while deliveries go through the session's queue (the socket once did not take
+        /// all of one): the room then queues too, so that order holds.
+        queued: std::sync::Mutex<bool>,
+    }
+
     /// The room: journal the message, then queue one delivery to every occupant's session
-    /// (serialised once, shared).
+    /// (serialised once, shared), or in the `direct` mode write it to the occupant's socket
+    /// itself, queueing only what a full socket did not take.
     async fn room(
         mut inbox: mpsc::Receiver<Vec<u8>>,
         mut journal: File,
-        queues: Vec<mpsc::Sender<Bytes>>,
+        occupants: Vec<(mpsc::Sender<Bytes>, Arc<Outbox>)>,
+        direct: bool,
         counters: Arc<Counters>,
     ) -> Result<()> {
         while let Some(message) = inbox.recv().await {
@@ -316,9 +339,30 @@ mod tasks {
             append(&mut journal, &record(sequence, &message))?;
             counters.journal_writes.fetch_add(1, Relaxed);
             let delivery = Bytes::from(delivery(&message));
-            for queue in &queues {
+            for (queue, outbox) in &occupants {
                 // A session that is gone or cannot keep up loses it (Salon disconnects it).
-                let _ = queue.try_send(delivery.clone());
+                if !direct {
+                    let _ = queue.try_send(delivery.clone());
+                    continue;
+                }
+                let mut queued = outbox.queued.lock().unwrap_or_else(|e| e.into_inner());
+                if *queued {
+                    let _ = queue.try_send(delivery.clone());
+                    continue;
+                }
+                counters.socket_writes.fetch_add(1, Relaxed);
+                match outbox.writer.try_write(&delivery) {
+                    Ok(n) if n == delivery.len() => {}
+                    Ok(n) => {
+                        *queued = true;
+                        let _ = queue.try_send(delivery.slice(n..));
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        *queued = true;
+                        let _ = queue.try_send(delivery.clone());
+                    }
+                    Err(_) => {}
+                }
             }
         }
         Ok(())
@@ -327,12 +371,12 @@ mod tasks {
     /// One session: reads its socket and hands each message to the room, writes whatever is
     /// queued for it (everything ready in one write).
     async fn session(
-        stream: tokio::net::TcpStream,
+        mut reader: tokio::net::tcp::OwnedReadHalf,
+        outbox: Arc<Outbox>,
         inbox: mpsc::Sender<Vec<u8>>,
         mut queue: mpsc::Receiver<Bytes>,
         counters: Arc<Counters>,
     ) -> Result<()> {
-        let (mut reader, mut writer) = stream.into_split();
         let mut buffer = vec![0u8; 16 * 1024];
         let mut input = Vec::new();
         let mut batch = Vec::new();
@@ -359,16 +403,43 @@ mod tasks {
                     let Some(first) = first else { return Ok(()) };
                     batch.clear();
                     batch.extend_from_slice(&first);
-                    while let Ok(next) = queue.try_recv() {
-                        batch.extend_from_slice(&next);
-                    }
-                    counters.socket_writes.fetch_add(1, Relaxed);
-                    if writer.write_all(&batch).await.is_err() {
-                        return Ok(());
+                    loop {
+                        while let Ok(next) = queue.try_recv() {
+                            batch.extend_from_slice(&next);
+                        }
+                        if write_all(&outbox.writer, &batch, &counters).await.is_err() {
+                            return Ok(());
+                        }
+                        batch.clear();
+                        // Whatever the room queued meanwhile goes out before it writes again.
+                        let mut queued = outbox.queued.lock().unwrap_or_else(|e| e.into_inner());
+                        match queue.try_recv() {
+                            Ok(next) => batch.extend_from_slice(&next),
+                            Err(_) => {
+                                *queued = false;
+                                break;
+                            }
+                        }
                     }
                 }
             }
         }
+    }
+
+    async fn write_all(
+        writer: &tokio::net::tcp::OwnedWriteHalf,
+        mut bytes: &[u8],
+        counters: &Counters,
+    ) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            counters.socket_writes.fetch_add(1, Relaxed);
+            match writer.try_write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == ErrorKind::WouldBlock => writer.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 
