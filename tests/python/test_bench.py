@@ -109,3 +109,28 @@ def test_floor_writes_and_reads_every_delivery():
     report = json.loads(out.stdout)
     assert report["writes"] > 0 and report["writes"] % 8 == 0, report
     assert report["bytes_received"] == report["writes"] * report["bytes_per_write"], report
+
+
+@pytest.mark.parametrize("mode", ["thread", "tasks", "direct"])
+def test_fixed_floor_serves_a_room_of_two_from_a_child_process(mode):
+    # The minimal server runs in a child process; its CPU and context switches are read
+    # from /proc over the sending window, per message, as for a real server.
+    if not BENCH_BIN.exists():
+        pytest.fail(f"{BENCH_BIN} is missing; build it with `cargo build -p salon-bench`")
+    out = subprocess.run([str(BENCH_BIN), "fixed-floor", "--mode", mode, "--clients", "2",
+                          "--rate", "50", "--duration", "1", "--drain", "3", "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["mode"] == mode, report
+    assert report["messages_sent"] > 0, report
+    # Every message goes back to both clients (the sender's echo and the other occupant).
+    assert report["deliveries_expected"] == 2 * report["messages_sent"], report
+    assert report["deliveries_received"] == report["deliveries_expected"], report
+    assert report["server_counts"]["messages"] == report["messages_sent"], report
+    assert report["server_counts"]["journal_writes"] == report["messages_sent"], report
+    assert report["server_pid"] != os.getpid(), report
+    assert report["server_cpu_s"] > 0 and report["server_cpu_us_per_message"] > 0, report
+    # An idle server is woken for its messages: at least some sleeps per message.
+    assert report["server_voluntary_switches_per_message"] > 0, report
+    assert report["latency"]["p99_ms"] >= report["latency"]["p50_ms"] > 0, report

@@ -5,6 +5,8 @@
 
 mod bosh;
 mod conn;
+mod fixed_floor;
+mod fixed_floor_server;
 mod floor;
 mod incoming;
 mod logins;
@@ -94,6 +96,13 @@ struct Args {
     /// Write the report as JSON to this file (the table still goes to stdout).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// How the `fixed-floor` scenario's server works: one thread blocking in epoll, or tasks
+    /// on a two-worker tokio runtime laid out as Salon's sessions and rooms are.
+    #[arg(long, value_enum, default_value_t = fixed_floor::Mode::Thread)]
+    mode: fixed_floor::Mode,
+    /// Worker threads of the `fixed-floor` tasks mode's tokio runtime.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -300,6 +309,19 @@ fn table(r: &Report) -> String {
                     .unwrap_or_else(|| "-".into()),
             ));
         }
+        if let Some(us) = r.server_cpu_us_per_message {
+            rows.push((
+                "server per message sent",
+                format!(
+                    "{us:.1} µs CPU, {:.2} voluntary + {:.2} involuntary context switches",
+                    r.server_voluntary_switches_per_message.unwrap_or(0.0),
+                    r.server_involuntary_switches_per_message.unwrap_or(0.0)
+                ),
+            ));
+        }
+        if let Some(load) = r.load_1min {
+            rows.push(("1-minute load at start", format!("{load:.2}")));
+        }
     } else {
         rows.push(("idle", format!("{:.0} s", r.duration_s)));
     }
@@ -332,6 +354,13 @@ async fn run(args: &Args) -> Result<Report> {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(fixed_floor_server::CHILD_ARG) {
+        match fixed_floor_server::child_main(&argv[2..]) {
+            Ok(()) => std::process::exit(0),
+            Err(e) => fail(e),
+        }
+    }
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -341,6 +370,20 @@ fn main() {
         let duration = Duration::from_secs_f64(args.duration.max(0.0));
         match runtime.block_on(floor::run(args.clients, args.rate, duration)) {
             Ok(report) => emit(&args, &report, floor::table),
+            Err(e) => fail(e),
+        }
+    }
+    if args.scenario == Scenario::FixedFloor {
+        let plan = fixed_floor::FixedFloorPlan {
+            mode: args.mode,
+            workers: args.workers,
+            clients: args.clients,
+            rate: args.rate,
+            duration: Duration::from_secs_f64(args.duration.max(0.0)),
+            drain: Duration::from_secs_f64(args.drain.max(0.0)),
+        };
+        match runtime.block_on(fixed_floor::run(plan)) {
+            Ok(report) => emit(&args, &report, fixed_floor::table),
             Err(e) => fail(e),
         }
     }

@@ -4,7 +4,7 @@
 use crate::conn::{
     describe_error, login, stanza_error, Conn, Incoming, Session, Target, NS_CLIENT,
 };
-use crate::stats::{cpu_seconds, rss_kib, Latency};
+use crate::stats::{cpu_seconds, load_1min, proc_sample, rss_kib, Latency};
 use anyhow::{anyhow, bail, Result};
 use salon_xml::minidom::Element;
 use std::sync::atomic::{
@@ -31,6 +31,9 @@ pub enum Scenario {
     Bosh,
     /// No server: the CPU cost of one loopback write per delivery, at the muc scenario's load.
     Floor,
+    /// A minimal server in a child process doing only a room message's system work (read,
+    /// one journal write, one write per occupant): the fixed cost's floor.
+    FixedFloor,
     /// Visitors arriving at `--rate` logins per second, each logging in and joining a room.
     Logins,
     /// The logins scenario over WebSocket (RFC 7395).
@@ -145,6 +148,13 @@ pub struct Report {
     pub server_cpu_s: Option<f64>,
     pub server_cpu_percent: Option<f64>,
     pub deliveries_per_server_cpu_s: Option<f64>,
+    /// Per message sent, over the send window and drain: the server's CPU (all threads'
+    /// schedstat run time) and its threads' context switches (see `stats::proc_sample`).
+    pub server_cpu_us_per_message: Option<f64>,
+    pub server_voluntary_switches_per_message: Option<f64>,
+    pub server_involuntary_switches_per_message: Option<f64>,
+    /// The 1-minute load average when sending started (the machine may be shared).
+    pub load_1min: Option<f64>,
     pub bench_cpu_s: f64,
     pub stanza_errors: u64,
     pub disconnects: usize,
@@ -307,6 +317,8 @@ pub async fn run(plan: Plan) -> Result<Report> {
     let duration = shared.plan.duration;
     report.duration_s = duration.as_secs_f64();
     let cpu_start = cpu(pid)?;
+    let sample_start = pid.map(proc_sample).transpose()?;
+    report.load_1min = load_1min();
     let run_start = Instant::now();
     phase_tx.send_replace(RUN);
     tokio::time::sleep(duration).await;
@@ -324,6 +336,7 @@ pub async fn run(plan: Plan) -> Result<Report> {
     }
     report.drain_s = drain_start.elapsed().as_secs_f64();
     let cpu_end = cpu(pid)?;
+    let sample_end = pid.map(proc_sample).transpose()?;
     let run_elapsed = run_start.elapsed().as_secs_f64();
     report.rss_end_kib = rss(pid)?;
     phase_tx.send_replace(STOP);
@@ -353,6 +366,14 @@ pub async fn run(plan: Plan) -> Result<Report> {
         if used > 0.0 && report.deliveries_received > 0 {
             report.deliveries_per_server_cpu_s = Some(report.deliveries_received as f64 / used);
         }
+    }
+    if let (Some(a), Some(b)) = (sample_start, sample_end) {
+        let used = b.since(&a);
+        let per =
+            |v: u64| (report.messages_sent > 0).then(|| v as f64 / report.messages_sent as f64);
+        report.server_cpu_us_per_message = per(used.cpu_ns).map(|ns| ns / 1000.0);
+        report.server_voluntary_switches_per_message = per(used.voluntary_switches);
+        report.server_involuntary_switches_per_message = per(used.involuntary_switches);
     }
     report.bench_cpu_s = cpu_seconds("self").unwrap_or(0.0) - bench_cpu_start;
     report.stanza_errors = shared.stanza_errors.load(Relaxed);
@@ -579,7 +600,11 @@ async fn drive(
 
     // Who to send to.
     let to = match plan.scenario {
-        Scenario::Connect | Scenario::Floor | Scenario::Logins | Scenario::WsLogins => None,
+        Scenario::Connect
+        | Scenario::Floor
+        | Scenario::FixedFloor
+        | Scenario::Logins
+        | Scenario::WsLogins => None,
         Scenario::Chat => shared
             .jids
             .get(index ^ 1)

@@ -71,9 +71,77 @@ fn parse_stat_cpu(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / CLOCK_TICKS_PER_SECOND)
 }
 
+/// What a process's threads have used so far, summed over `/proc/PID/task/*`: CPU time in
+/// nanoseconds (`schedstat`'s run time, user + system, far finer than `stat`'s 10 ms ticks) and
+/// context switches (`status`; the per-process `status` counts only the main thread's).
+/// Threads that exit between two samples take their share with them; the servers measured
+/// here keep theirs for the whole run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ProcSample {
+    pub cpu_ns: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+}
+
+impl ProcSample {
+    pub fn since(&self, earlier: &ProcSample) -> ProcSample {
+        ProcSample {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            voluntary_switches: self
+                .voluntary_switches
+                .saturating_sub(earlier.voluntary_switches),
+            involuntary_switches: self
+                .involuntary_switches
+                .saturating_sub(earlier.involuntary_switches),
+        }
+    }
+}
+
+pub fn proc_sample(pid: u32) -> Result<ProcSample> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = ProcSample::default();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {dir}"))? {
+        let task = entry?.path();
+        // A thread may exit between listing and reading: skip it.
+        let (Ok(schedstat), Ok(status)) = (
+            std::fs::read_to_string(task.join("schedstat")),
+            std::fs::read_to_string(task.join("status")),
+        ) else {
+            continue;
+        };
+        total.cpu_ns += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        total.voluntary_switches += status_field(&status, "voluntary_ctxt_switches:");
+        total.involuntary_switches += status_field(&status, "nonvoluntary_ctxt_switches:");
+    }
+    Ok(total)
+}
+
+fn status_field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The 1-minute load average, for the record of a run on a shared machine.
+pub fn load_1min() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn nearest_rank_percentiles() {
@@ -109,5 +177,17 @@ mod tests {
         // This process can be read.
         assert!(cpu_seconds("self").unwrap() >= 0.0);
         assert!(rss_kib(std::process::id()).unwrap() > 0);
+        let before = proc_sample(std::process::id()).unwrap();
+        let spin = Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(20) {}
+        let used = proc_sample(std::process::id()).unwrap().since(&before);
+        assert!(used.cpu_ns >= 10_000_000, "{used:?}");
+        assert_eq!(
+            status_field(
+                "voluntary_ctxt_switches:\t17\nnonvoluntary_ctxt_switches:\t3\n",
+                "nonvoluntary_ctxt_switches:"
+            ),
+            3
+        );
     }
 }
