@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use salon_server::session::{parser_limits, ConnectionGuard, ReadError, Transport};
+use salon_server::session_handle::DirectWrite;
 use salon_server::stanza::{ns, StreamCondition};
 use salon_xml::{StreamEvent, StreamParseError, StreamParser};
 use std::io;
@@ -109,7 +110,8 @@ pub async fn upgrade(
         };
         let (upgraded, shared) = crate::ws_direct::share_plain_socket(upgraded);
         let mut transport = WebSocketTransport::new(upgraded, &server, client.ip, secure);
-        transport.shared = shared;
+        transport.lendable = shared
+            .map(|socket| Arc::new(crate::ws_direct::FrameWriter(socket)) as Arc<dyn DirectWrite>);
         salon_server::session::run(server, Box::new(transport)).await;
     });
     (
@@ -155,9 +157,9 @@ pub struct WebSocketTransport {
     midway_since: Option<tokio::time::Instant>,
     /// What the closing frame says, when not a normal closure.
     close_code: Option<(CloseCode, &'static str)>,
-    /// The plain TCP socket under the connection, which the session may lend to delivering
-    /// tasks (`crate::ws_direct`), and whether it is lent now: pongs and pings then wait.
-    shared: Option<Arc<tokio::net::TcpStream>>,
+    /// A writer for the plain TCP socket under the connection, which the session may lend to
+    /// delivering tasks (`crate::ws_direct`), and whether it is lent now: pongs and pings wait.
+    lendable: Option<Arc<dyn DirectWrite>>,
     lent: bool,
 }
 
@@ -189,7 +191,7 @@ impl WebSocketTransport {
             message_timeout: Duration::from_secs(server.config.http.idle_timeout),
             midway_since: None,
             close_code: None,
-            shared: None,
+            lendable: None,
             lent: false,
         };
         transport.restart();
@@ -429,11 +431,11 @@ impl Transport for WebSocketTransport {
         polled
     }
 
-    fn direct_writer(&mut self) -> Option<Arc<dyn salon_server::session_handle::DirectWrite>> {
+    fn direct_writer(&mut self) -> Option<Arc<dyn DirectWrite>> {
         let idle = self.outgoing.is_empty() && self.control.is_empty() && self.written == 0;
-        let socket = self.shared.as_ref().filter(|_| idle)?;
+        let writer = self.lendable.as_ref().filter(|_| idle)?.clone();
         self.lent = true;
-        Some(Arc::new(crate::ws_direct::FrameWriter(socket.clone())))
+        Some(writer)
     }
 
     fn reclaim(&mut self, rest: Vec<u8>) {

@@ -56,6 +56,8 @@ pub struct TcpTransport {
     /// the time spent on the complete stanzas before it (throttled to
     /// `limits.stanzas_per_second`, when the server is not reading) is not counted against it.
     stanza_clock_due: bool,
+    /// The writer lent to delivering tasks, once the session first lends the socket.
+    lendable: Option<Arc<dyn DirectWrite>>,
 }
 
 impl TcpTransport {
@@ -77,6 +79,7 @@ impl TcpTransport {
             stanza_timeout,
             stanza_deadline: None,
             stanza_clock_due: false,
+            lendable: None,
         }
     }
 
@@ -306,12 +309,17 @@ impl Transport for TcpTransport {
     }
 
     fn direct_writer(&mut self) -> Option<Arc<dyn DirectWrite>> {
-        match &self.stream {
-            Stream::Plain(s) if self.outgoing.is_empty() => {
-                Some(Arc::new(PlainWriter(s.0.clone())))
-            }
-            _ => None,
+        let Stream::Plain(s) = &self.stream else {
+            return None;
+        };
+        if !self.outgoing.is_empty() {
+            return None;
         }
+        // Made once (the session is bound, past STARTTLS), lent at every wait.
+        let writer = self
+            .lendable
+            .get_or_insert_with(|| Arc::new(PlainWriter(s.0.clone())));
+        Some(writer.clone())
     }
 
     fn reclaim(&mut self, rest: Vec<u8>) {
