@@ -67,7 +67,7 @@ async def speaker_in_new_room(server, name: str) -> tuple[RawXmpp, str]:
     return speaker, room
 
 
-async def speak(speaker: RawXmpp, room: str, sent: list[str]) -> None:
+async def speak(speaker: RawXmpp, room: str, sent: list[str]) -> asyncio.Task:
     """Send `sent` to the room, 30 KB each, reading the echoes (which go the same way) as it
     goes; they must come back whole and in order too."""
     echoes = asyncio.create_task(room_messages(speaker, room, len(sent), timeout=40))
@@ -113,20 +113,8 @@ async def test_a_websocket_reader_that_falls_behind_gets_every_frame_whole_and_i
 
 @async_test(timeout=90)
 async def test_a_reader_that_falls_behind_gets_every_room_message_whole_and_in_order(server):
-    server.add_user("orderspeaker", "pw")
+    speaker, room = await speaker_in_new_room(server, "orderspeaker")
     server.add_user("orderreader", "pw")
-    room = f"order{int(time.time() * 1000)}@{server.muc_domain}"
-
-    speaker = await RawXmpp.connect(server.c2s_port)
-    await speaker.open_stream("localhost")
-    await speaker.login_plain("orderspeaker", "pw", "s")
-    await join(speaker, room, "speaker")
-    await speaker.send(
-        f"<iq type='set' id='instant' to='{room}'><query xmlns='{NS_MUC}#owner'>"
-        "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
-    )
-    await speaker.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda q: q.get("id") == "instant")
-
     reader = await small_window_client(server)
     await reader.open_stream("localhost")
     await reader.login_plain("orderreader", "pw", "r")
@@ -137,12 +125,7 @@ async def test_a_reader_that_falls_behind_gets_every_room_message_whole_and_in_o
         # than the socket buffers hold, so a direct write ends partway through a stanza and
         # the rest wait in the reader's queue (well below its bound of 2,048).
         sent = [f"r{round_}m{i}" for i in range(150)]
-        # The speaker reads its echoes (which go the same way) as it sends.
-        echoes = asyncio.create_task(room_messages(speaker, room, len(sent), timeout=40))
-        for message_id in sent:
-            await speaker.send(
-                f"<message to='{room}' type='groupchat' id='{message_id}'><body>{'x' * 30000}</body></message>"
-            )
+        echoes = await speak(speaker, room, sent)
         await asyncio.sleep(1.0)
         # Caught up: every message, whole (the parser would fail on a torn one), in order.
         received = await room_messages(reader, room, len(sent), timeout=30)
