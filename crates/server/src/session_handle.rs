@@ -256,6 +256,15 @@ impl Drop for InFlight {
     }
 }
 
+/// See [`SessionHandle::burst`].
+pub struct Burst(Arc<SessionHandle>);
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.0.bursts.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A stream error to close a session with, decided by someone other than the session itself.
 #[derive(Debug, Clone)]
 pub struct Kick {
@@ -317,6 +326,8 @@ pub struct SessionHandle {
     direct_open: AtomicBool,
     /// A direct write ended the loan (the socket was full or failed): the session must look.
     direct_interrupted: AtomicBool,
+    /// Bursts under way for this session (see [`SessionHandle::burst`]).
+    bursts: AtomicUsize,
 }
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
@@ -347,6 +358,7 @@ impl SessionHandle {
             direct: Mutex::new(Direct::default()),
             direct_open: AtomicBool::new(false),
             direct_interrupted: AtomicBool::new(false),
+            bursts: AtomicUsize::new(0),
         };
         Arc::new(handle)
     }
@@ -354,7 +366,7 @@ impl SessionHandle {
     /// Queue bytes for this session. A session whose queue is full cannot keep up; it is closed
     /// rather than allowed to grow memory without bound.
     pub fn send(&self, bytes: Bytes) {
-        if self.direct_open.load(Ordering::Acquire) && self.write_direct([&bytes, &[], &[]]) {
+        if self.may_write_direct() && self.write_direct([&bytes, &[], &[]]) {
             return;
         }
         self.enqueue(Outbound::Stanza(bytes));
@@ -377,7 +389,7 @@ impl SessionHandle {
     /// [`send_addressed`](Self::send_addressed), held back until `commit` is done.
     pub fn send_addressed_after(&self, template: &Arc<AddressedTemplate>, commit: Option<&Commit>) {
         let commit = commit.filter(|c| !c.is_done());
-        if commit.is_none() && self.direct_open.load(Ordering::Acquire) {
+        if commit.is_none() && self.may_write_direct() {
             // Written from the parts: no reference counts touched for a copy that goes at once.
             let parts = [
                 &template.head[..],
@@ -419,6 +431,19 @@ impl SessionHandle {
                 "too many stanzas waiting to be read; the connection is too slow",
             );
         }
+    }
+
+    /// Many stanzas for this one client are coming from the caller (a room's occupants and
+    /// history on join, a page of archive results): until the guard is dropped they are queued
+    /// rather than written one system call each, and go out in one write when the session's
+    /// task wakes.
+    pub fn burst(self: &Arc<Self>) -> Burst {
+        self.bursts.fetch_add(1, Ordering::AcqRel);
+        Burst(self.clone())
+    }
+
+    fn may_write_direct(&self) -> bool {
+        self.direct_open.load(Ordering::Acquire) && self.bursts.load(Ordering::Acquire) == 0
     }
 
     /// Write a stanza to the socket at once if the session lent it and nothing queued must go
@@ -703,5 +728,29 @@ mod tests {
         handle.send(Bytes::from_static(b"<two/>"));
         assert_eq!(queued(&handle), ["<one/>", "<two/>"]);
         assert!(handle.close_direct().is_empty());
+    }
+
+    #[test]
+    fn a_burst_for_one_client_is_queued_for_one_write() {
+        let jid: jid::FullJid = "c@example/r".parse().unwrap();
+        let handle = SessionHandle::new(jid, false, 16, std::net::IpAddr::from([127, 0, 0, 1]));
+        let socket = Arc::new(Socket {
+            room: Mutex::new(1 << 20),
+            written: Mutex::new(Vec::new()),
+        });
+        assert!(handle.open_direct(socket.clone()));
+        {
+            let _burst = handle.burst();
+            handle.send(Bytes::from_static(b"<one/>"));
+            handle.send(Bytes::from_static(b"<two/>"));
+        }
+        // Queued behind the burst, so not written directly either.
+        handle.send(Bytes::from_static(b"<three/>"));
+        assert_eq!(queued(&handle), ["<one/>", "<two/>", "<three/>"]);
+        assert!(socket.written.lock().unwrap().is_empty());
+        // Once the session has written the queue, single deliveries go direct again.
+        handle.queue.lock().unwrap().items.clear();
+        handle.send(Bytes::from_static(b"<four/>"));
+        assert_eq!(&socket.written.lock().unwrap()[..], b"<four/>");
     }
 }

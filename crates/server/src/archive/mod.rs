@@ -235,6 +235,8 @@ pub async fn answer_query(
     };
     let query_id = query.attr("queryid");
     let session = host.local_session(to);
+    // One write for the page, not one per result.
+    let _burst = session.as_ref().map(|session| session.burst());
     for message in &page.messages {
         let Some(original) = salon_xml::parse_stored(&message.stanza, ns::CLIENT) else {
             continue;

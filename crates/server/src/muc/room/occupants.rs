@@ -342,6 +342,11 @@ impl Room {
         extra_codes: &[&str],
         visitor_secret: Option<String>,
     ) {
+        // One write for all of it, not one per stanza.
+        let _burst = self
+            .context
+            .local_session(session)
+            .map(|handle| handle.burst());
         let me = &self.occupants[index];
         let sees_jids = self.may_see_real_jids(me);
         for (i, other) in self.occupants.iter().enumerate() {
