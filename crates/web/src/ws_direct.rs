@@ -34,7 +34,9 @@ pub fn share_plain_socket(upgraded: Upgraded) -> (WsIo, Option<Arc<TcpStream>>) 
             let (socket, idle) = parts.io.into_inner().into_parts();
             let socket = Arc::new(socket);
             let io = IdleTimeout::new(SharedTcp(socket.clone()), idle);
-            let unread = parts.read_buf;
+            // Copied out (mostly nothing): the `Bytes` hyper hands over keep its whole read
+            // buffer alive, kilobytes per idle visitor.
+            let unread = Bytes::copy_from_slice(&parts.read_buf);
             (WsIo::Shared { unread, io }, Some(socket))
         }
         Err(upgraded) => (WsIo::Upgraded(TokioIo::new(upgraded)), None),
@@ -52,6 +54,9 @@ impl AsyncRead for WsIo {
             WsIo::Shared { unread, .. } if !unread.is_empty() => {
                 let n = unread.len().min(buf.remaining());
                 buf.put_slice(&unread.split_to(n));
+                if unread.is_empty() {
+                    *unread = Bytes::new();
+                }
                 Poll::Ready(Ok(()))
             }
             WsIo::Shared { io, .. } => Pin::new(io).poll_read(cx, buf),
