@@ -679,6 +679,17 @@ mod tests {
         }
     }
 
+    /// A bound session's handle, and a socket that takes `room` bytes before it would block.
+    fn handle_and_socket(user: &str, room: usize) -> (Arc<SessionHandle>, Arc<Socket>) {
+        let jid: jid::FullJid = format!("{user}@example/r").parse().unwrap();
+        let handle = SessionHandle::new(jid, false, 16, std::net::IpAddr::from([127, 0, 0, 1]));
+        let socket = Arc::new(Socket {
+            room: Mutex::new(room),
+            written: Mutex::new(Vec::new()),
+        });
+        (handle, socket)
+    }
+
     fn queued(handle: &SessionHandle) -> Vec<String> {
         let queue = handle.queue.lock().unwrap();
         queue.items.iter().map(written).collect()
@@ -686,12 +697,7 @@ mod tests {
 
     #[test]
     fn direct_writes_keep_order_when_the_socket_fills() {
-        let jid: jid::FullJid = "a@example/r".parse().unwrap();
-        let handle = SessionHandle::new(jid, false, 16, std::net::IpAddr::from([127, 0, 0, 1]));
-        let socket = Arc::new(Socket {
-            room: Mutex::new(10),
-            written: Mutex::new(Vec::new()),
-        });
+        let (handle, socket) = handle_and_socket("a", 10);
         // Not lent: queued.
         handle.send(Bytes::from_static(b"<one/>"));
         assert_eq!(queued(&handle), ["<one/>"]);
@@ -717,12 +723,7 @@ mod tests {
 
     #[test]
     fn a_full_socket_sends_the_stanza_to_the_queue() {
-        let jid: jid::FullJid = "b@example/r".parse().unwrap();
-        let handle = SessionHandle::new(jid, false, 16, std::net::IpAddr::from([127, 0, 0, 1]));
-        let socket = Arc::new(Socket {
-            room: Mutex::new(0),
-            written: Mutex::new(Vec::new()),
-        });
+        let (handle, socket) = handle_and_socket("b", 0);
         assert!(handle.open_direct(socket.clone()));
         handle.send(Bytes::from_static(b"<one/>"));
         handle.send(Bytes::from_static(b"<two/>"));
@@ -732,12 +733,7 @@ mod tests {
 
     #[test]
     fn a_burst_for_one_client_is_queued_for_one_write() {
-        let jid: jid::FullJid = "c@example/r".parse().unwrap();
-        let handle = SessionHandle::new(jid, false, 16, std::net::IpAddr::from([127, 0, 0, 1]));
-        let socket = Arc::new(Socket {
-            room: Mutex::new(1 << 20),
-            written: Mutex::new(Vec::new()),
-        });
+        let (handle, socket) = handle_and_socket("c", 1 << 20);
         assert!(handle.open_direct(socket.clone()));
         {
             let _burst = handle.burst();
