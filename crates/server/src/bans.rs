@@ -4,6 +4,7 @@
 //! reads the list again when its copy is older than [`REFRESH`] at the moment someone connects
 //! or logs in. Sessions already logged in are not ended by a new ban.
 
+use crate::stanza::Bare;
 use crate::storage::{Ban, BanStore};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -52,7 +53,7 @@ impl BanTarget {
             });
         }
         match jid::Jid::new(text) {
-            Ok(jid) if jid.resource().is_none() => Ok(BanTarget::Jid(jid.to_bare())),
+            Ok(jid) if jid.resource().is_none() => Ok(BanTarget::Jid(jid.bare())),
             Ok(_) => Err(format!("`{text}`: ban a bare JID, without a resource")),
             Err(_) => Err(format!(
                 "`{text}` is neither an IP address, a network (address/length) nor a JID"

@@ -3,6 +3,7 @@
 //! Built once at startup, read-only afterwards; the core consults it instead of knowing any XEP.
 
 use crate::hooks::Hooks;
+use crate::stanza::Bare;
 use crate::stanza::StanzaError;
 use minidom::Element;
 use std::collections::{BTreeSet, HashMap};
@@ -48,7 +49,7 @@ impl IqRequest {
 
     /// Whether the requester is asking about its own account.
     pub fn is_own_account(&self) -> bool {
-        self.from.to_bare() == self.to
+        self.from.bare() == self.to
     }
 }
 

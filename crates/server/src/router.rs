@@ -5,6 +5,7 @@ use crate::service::ServiceHost;
 pub use crate::session_handle::{
     AddressedTemplate, Kick, Outbound, PresenceState, SessionHandle, Signal,
 };
+use crate::stanza::Bare;
 use dashmap::DashMap;
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ impl Router {
     /// Bind a session. An existing session with the same full JID is returned so the caller
     /// can close it with `<conflict/>` (RFC 6120 §7.7.2.2).
     pub fn bind(&self, session: Arc<SessionHandle>) -> Option<Arc<SessionHandle>> {
-        let bare = session.jid.to_bare().to_string();
+        let bare = session.jid.bare().to_string();
         let mut entry = self.sessions.entry(bare).or_default();
         let replaced = entry
             .iter()
@@ -32,7 +33,7 @@ impl Router {
 
     /// Remove a session, if it is still the one bound under its JID.
     pub fn unbind(&self, session: &SessionHandle) {
-        let bare = session.jid.to_bare().to_string();
+        let bare = session.jid.bare().to_string();
         self.sessions.remove_if_mut(&bare, |_, list| {
             list.retain(|s| s.id != session.id);
             list.is_empty()
@@ -48,7 +49,7 @@ impl Router {
     }
 
     pub fn session(&self, full: &jid::FullJid) -> Option<Arc<SessionHandle>> {
-        let bare = full.to_bare().to_string();
+        let bare = full.bare().to_string();
         self.sessions
             .get(&bare)
             .and_then(|list| list.iter().find(|s| &s.jid == full).cloned())

@@ -10,6 +10,7 @@ use crate::registry::{IqKind, IqRequest, IqScope, Registry};
 use crate::router::Router;
 use crate::service::ServiceContext;
 use crate::service::ServiceCore;
+use crate::stanza::Bare;
 use crate::stanza::{self, StanzaError, StreamCondition};
 use crate::storage::{memory::MemoryStorage, Storage};
 use crate::tls::TlsSetup;
@@ -276,7 +277,7 @@ impl Server {
     async fn deliver_local(self: &Arc<Self>, stanza: Element, to: jid::Jid) {
         if to.node().is_none() {
             if stanza.name() == "iq" {
-                self.handle_iq(stanza, IqScope::Server, to.to_bare()).await;
+                self.handle_iq(stanza, IqScope::Server, to.bare()).await;
             } else if stanza.name() == "message" {
                 // RFC 6120 §10.3.1: a message to the server that it cannot act on.
                 self.bounce(&stanza, StanzaError::service_unavailable());
@@ -284,7 +285,7 @@ impl Server {
             return;
         }
         let point = ToAccount {
-            account: to.to_bare(),
+            account: to.bare(),
             to,
         };
         let unhandled = self.modules.hooks.to_account(self, &point, stanza).await;

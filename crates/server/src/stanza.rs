@@ -4,9 +4,11 @@
 use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
 
+mod bare;
 mod condition;
 pub mod forms;
 
+pub use bare::Bare;
 pub use condition::{StanzaCondition, StreamCondition};
 
 pub mod ns {

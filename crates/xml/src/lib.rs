@@ -11,6 +11,8 @@ use minidom::Element;
 mod condition;
 
 pub use condition::StreamCondition;
+
+mod write;
 pub use minidom;
 
 /// Limits applied while parsing one stream. Every breach is reported as
@@ -520,6 +522,23 @@ pub fn parse_stored(text: &str, default_namespace: &str) -> Option<Element> {
 
 /// Serialise one element to bytes, as it goes on the wire inside a stream.
 pub fn serialize(element: &Element) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(256);
+    if write::write_element(element, "", &mut buffer) {
+        return buffer;
+    }
+    serialize_with_minidom(element)
+}
+
+/// [`serialize`] as a `String`, for storage: the bytes are taken over without a copy (they are
+/// UTF-8, written from strings).
+pub fn serialize_to_string(element: &Element) -> String {
+    String::from_utf8(serialize(element))
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`serialize`] by minidom's own writer: what the fast path falls back to, and what the
+/// fuzzing checks it against.
+pub fn serialize_with_minidom(element: &Element) -> Vec<u8> {
     let mut buffer = Vec::with_capacity(256);
     // Writing to a Vec cannot fail on I/O; an error here would mean an element we built
     // ourselves is invalid, which is a bug worth surfacing in logs rather than a panic.

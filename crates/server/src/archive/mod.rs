@@ -13,6 +13,7 @@ use crate::router::SessionHandle;
 use crate::server::Server;
 use crate::service::ServiceContext;
 use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, StanzaError};
 use crate::storage::prelude::*;
 use crate::storage::{ArchiveQuery, StorageError};
@@ -116,11 +117,19 @@ impl ServerHook<Server> for FlushAtStop {
 /// A new XEP-0359 stanza id: the time first, so ids sort roughly by age, then 64 random bits,
 /// so nobody can guess another message's id.
 pub fn new_stanza_id() -> String {
-    format!(
-        "{:x}{:016x}",
-        chrono::Utc::now().timestamp_micros(),
-        rand::random::<u64>()
-    )
+    // What `format!("{:x}{:016x}", …)` gives, without its formatting pass (a tenth of the
+    // instructions; two ids per one-to-one message).
+    fn hex(value: u64, digits: usize, out: &mut String) {
+        for shift in (0..digits).rev() {
+            out.push(char::from(b"0123456789abcdef"[(value >> (shift * 4)) as usize & 0xf]));
+        }
+    }
+    let micros = chrono::Utc::now().timestamp_micros().max(0) as u64;
+    let time_digits = (16 - micros.leading_zeros() as usize / 4).max(1);
+    let mut id = String::with_capacity(time_digits + 16);
+    hex(micros, time_digits, &mut id);
+    hex(rand::random::<u64>(), 16, &mut id);
+    id
 }
 
 /// The query form's fields (XEP-0313 §5.1.1), answered to a `get`.
@@ -176,7 +185,7 @@ fn parse_query(query: &Element, with_kind: WithKind) -> Result<ArchiveQuery, Sta
                     let with = jid::Jid::new(&value).map_err(|_| StanzaError::jid_malformed())?;
                     parsed.with = Some(match with_kind {
                         WithKind::Full => with.to_string(),
-                        WithKind::Bare => with.to_bare().to_string(),
+                        WithKind::Bare => with.bare().to_string(),
                     });
                 }
                 "start" => parsed.start = Some(parse_time(&value)?),
@@ -342,6 +351,20 @@ pub fn start_retention(
 mod tests {
     use super::*;
     use crate::storage::memory::MemoryStorage;
+
+    /// Ids are the time in hexadecimal, then 16 random hexadecimal digits: they sort by age.
+    #[test]
+    fn stanza_ids_carry_the_time_then_randomness() {
+        let before = chrono::Utc::now().timestamp_micros();
+        let id = new_stanza_id();
+        let after = chrono::Utc::now().timestamp_micros();
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let (time, random) = id.split_at(id.len() - 16);
+        let time = i64::from_str_radix(time, 16).expect("hexadecimal time");
+        assert!((before..=after).contains(&time), "{id}");
+        assert_ne!(random, &new_stanza_id()[id.len() - 16..]);
+        assert_eq!(format!("{time:x}"), id[..id.len() - 16]);
+    }
 
     /// The retention sweep ends when the server shuts down.
     #[tokio::test]

@@ -6,6 +6,7 @@ use crate::hooks::{priority, FromClient, SessionHook, StanzaHook, ToAccount};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +77,7 @@ impl SessionHook<Server> for Enforce {
         session: &Arc<SessionHandle>,
         _: &mut Vec<Outbound>,
     ) {
-        blocklist::cache(server).forget_if_offline(server, &session.jid.to_bare());
+        blocklist::cache(server).forget_if_offline(server, &session.jid.bare());
     }
 }
 
@@ -281,7 +282,7 @@ async fn outbound_allowed(
     stanza: &Element,
     to: &jid::Jid,
 ) -> bool {
-    if !is_blocked(server, &session.jid.to_bare(), to).await {
+    if !is_blocked(server, &session.jid.bare(), to).await {
         return true;
     }
     server.bounce(stanza, blocked_error());

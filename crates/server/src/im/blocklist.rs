@@ -3,6 +3,7 @@
 //! (`blocking.rs`) changes them; delivery and presence consult them.
 
 use crate::server::Server;
+use crate::stanza::Bare;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,7 +64,7 @@ pub fn blocks(list: &[String], address: &jid::Jid) -> bool {
     let domain = address.domain().as_str();
     let matches = |candidate: &str| list.iter().any(|item| item == candidate);
     matches(address.as_str())
-        || matches(address.to_bare().as_str())
+        || matches(address.bare().as_str())
         || address
             .resource()
             .is_some_and(|r| matches(&format!("{domain}/{}", r.as_str())))
@@ -72,7 +73,7 @@ pub fn blocks(list: &[String], address: &jid::Jid) -> bool {
 
 /// Whether `account` blocks `address`; the account's own resources are never blocked.
 pub async fn is_blocked(server: &Server, account: &jid::BareJid, address: &jid::Jid) -> bool {
-    if address.to_bare() == *account {
+    if address.bare() == *account {
         return false;
     }
     blocks(&of(server, account).await, address)

@@ -6,6 +6,7 @@ use crate::hooks::{priority, FromClient, MessageHook, StanzaHook};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::SessionHandle;
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, StanzaError};
 use bytes::Bytes;
 use minidom::Element;
@@ -180,7 +181,7 @@ fn copy_sent(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
     if sender.anonymous || !eligible(message, Direction::Sent) {
         return;
     }
-    let account = sender.jid.to_bare();
+    let account = sender.jid.bare();
     let sessions = server.router.sessions_of(account.as_str());
     let others = sessions.iter().filter(|s| s.id != sender.id);
     // The archive hook ran before this one and queued the sender's copy; writes complete in

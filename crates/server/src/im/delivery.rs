@@ -8,6 +8,7 @@ use crate::hooks::{priority, SessionHook, StanzaHook, ToAccount};
 use crate::registry::{IqScope, Registry};
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{ns, StanzaError};
 use bytes::Bytes;
 use minidom::Element;
@@ -56,7 +57,7 @@ impl SessionHook<Server> for LocalDelivery {
         // A guest has no other resource and no offline storage.
         if !session.anonymous {
             let pending = std::mem::take(unacked);
-            redeliver_unacked(server, &session.jid.to_bare(), pending).await;
+            redeliver_unacked(server, &session.jid.bare(), pending).await;
         }
     }
 }
@@ -92,7 +93,7 @@ impl StanzaHook<Server, ToAccount> for GuestsApart {
 async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::FullJid) {
     if stanza.name() == "presence" && is_subscription(&stanza) {
         // RFC 6121 §3: subscription stanzas are about the account, not a resource.
-        presence::inbound_subscription(server, stanza, &to.to_bare()).await;
+        presence::inbound_subscription(server, stanza, &to.bare()).await;
         return;
     }
     if let Some(session) = server.router.session(to) {
@@ -100,7 +101,7 @@ async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::Fu
         if stanza.name() == "message" {
             let hooks = &server.modules.hooks;
             archived = hooks
-                .message_arriving(server, &to.to_bare(), &mut stanza)
+                .message_arriving(server, &to.bare(), &mut stanza)
                 .await;
             if archived.is_none() && crate::stanza::is_error(&stanza) {
                 // An error about a message carries that message back (RFC 6120 §8.3.1), and
@@ -116,7 +117,7 @@ async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::Fu
         let bytes = Bytes::from(salon_xml::serialize(&stanza));
         session.send_after(bytes, archived.as_ref());
         if stanza.name() == "message" {
-            let bare = to.to_bare();
+            let bare = to.bare();
             let sessions = server.router.sessions_of(bare.as_str());
             let hooks = &server.modules.hooks;
             hooks.message_delivered(
@@ -133,7 +134,7 @@ async fn deliver_to_full(server: &Arc<Server>, mut stanza: Element, to: &jid::Fu
     match stanza.name() {
         // §8.5.3.2.1: chat and normal messages fall back to the bare JID.
         "message" => match stanza.attr("type").unwrap_or("normal") {
-            "normal" | "chat" => deliver_to_bare(server, stanza, &to.to_bare()).await,
+            "normal" | "chat" => deliver_to_bare(server, stanza, &to.bare()).await,
             "groupchat" => server.bounce(&stanza, StanzaError::service_unavailable()),
             _ => {}
         },
@@ -294,7 +295,7 @@ fn between_different_guests(server: &Server, stanza: &Element, to: &jid::Jid) ->
     from.is_some_and(|from| {
         server.is_anonymous_host(from.domain().as_str())
             && server.is_anonymous_host(to.domain().as_str())
-            && from.to_bare() != to.to_bare()
+            && from.bare() != to.bare()
     })
 }
 

@@ -7,6 +7,7 @@ use crate::hooks::{priority, FromClient, MessageHook, ServerHook, StanzaHook};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::SessionHandle;
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, StanzaError};
 use crate::storage::ArchivedMessage;
 use minidom::Element;
@@ -134,7 +135,7 @@ fn enabled_for(server: &Server, account: &jid::BareJid) -> bool {
 }
 
 fn bare_of(address: Option<&str>) -> Option<String> {
-    Some(jid::Jid::new(address?).ok()?.to_bare().to_string())
+    Some(jid::Jid::new(address?).ok()?.bare().to_string())
 }
 
 /// A message about to be delivered to (or held for) `account`: drop stanza ids that claim to
@@ -179,7 +180,7 @@ async fn archive_incoming(
 /// that commit here: what delivers the message waits for the recipient's archive write,
 /// queued after it, and the sender's stream-management answers for the server's latest.
 async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
-    let account = sender.jid.to_bare();
+    let account = sender.jid.bare();
     if sender.anonymous || !enabled_for(server, &account) || !archivable(message) {
         return;
     }
@@ -201,7 +202,7 @@ async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, message:
 }
 
 fn serialized(message: &Element) -> String {
-    String::from_utf8_lossy(&salon_xml::serialize(message)).into_owned()
+    salon_xml::serialize_to_string(message)
 }
 
 async fn append(

@@ -4,6 +4,7 @@
 
 use crate::router::SessionHandle;
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{self, ns, Build, StanzaError};
 use crate::storage::OfflineMessage;
 use minidom::Element;
@@ -63,7 +64,7 @@ pub async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::Bare
         return;
     }
     let message = OfflineMessage {
-        stanza: String::from_utf8_lossy(&salon_xml::serialize(&stanza)).into_owned(),
+        stanza: salon_xml::serialize_to_string(&stanza),
         received_at: stanza::now_unix(),
     };
     if let Err(e) = storage.store_offline(node.as_str(), domain, &message).await {
@@ -74,7 +75,7 @@ pub async fn store_offline(server: &Arc<Server>, stanza: Element, to: &jid::Bare
 
 /// Hand held messages to a session that just became available, with XEP-0203 delay stamps.
 pub async fn deliver_offline(server: &Arc<Server>, session: &SessionHandle) {
-    let bare = session.jid.to_bare();
+    let bare = session.jid.bare();
     let (Some(node), domain) = (bare.node(), bare.domain().as_str()) else {
         return;
     };

@@ -7,6 +7,7 @@ use crate::hooks::{priority, FromClient, SessionHook, StanzaHook};
 use crate::modules::Registry;
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{ns, remove_attr, set_attr, Build, StanzaError};
 use bytes::Bytes;
 use minidom::Element;
@@ -59,7 +60,7 @@ async fn outbound(server: &Arc<Server>, session: &Arc<SessionHandle>, stanza: El
         (None, None | Some("unavailable")) => broadcast(server, session, stanza).await,
         (None, _) => {}
         (Some(to), Some(kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"))) => {
-            let Ok(contact) = jid::Jid::new(to).map(|j| j.to_bare()) else {
+            let Ok(contact) = jid::Jid::new(to).map(|j| j.bare()) else {
                 server.bounce(&stanza, StanzaError::jid_malformed());
                 return;
             };
@@ -72,7 +73,7 @@ async fn outbound(server: &Arc<Server>, session: &Arc<SessionHandle>, stanza: El
                 );
                 return;
             }
-            let from = session.jid.to_bare().to_string();
+            let from = session.jid.bare().to_string();
             // What the client put in it goes along (a XEP-0172 nick, a status, an invitation
             // token): RFC 6121 §3.1.2 has the server stamp the request, not strip it.
             let payload: Vec<Element> = stanza.children().cloned().collect();
@@ -120,7 +121,7 @@ async fn broadcast(server: &Arc<Server>, session: &Arc<SessionHandle>, mut stanz
         };
         (first, directed)
     };
-    let account = session.jid.to_bare();
+    let account = session.jid.bare();
     let items = roster::items(server, &account).await;
     // Blocked contacts see the user as offline (XEP-0191 §3.3).
     let blocklist = blocklist::of(server, &account).await;
@@ -165,7 +166,7 @@ async fn probe_contacts(
     session: &SessionHandle,
     items: &[crate::storage::RosterItem],
 ) {
-    let account = session.jid.to_bare();
+    let account = session.jid.bare();
     for item in items.iter().filter(|i| i.subscription.has_to()) {
         // Neither side's presence passes a block, whichever side set it.
         let Ok(contact_jid) = jid::BareJid::new(&item.jid) else {
@@ -208,7 +209,7 @@ fn redeliver_pending_requests(
         let request = Build::new("presence", ns::CLIENT)
             .attr("type", "subscribe")
             .attr("from", item.jid.clone())
-            .attr("to", session.jid.to_bare().to_string())
+            .attr("to", session.jid.bare().to_string())
             .build();
         session.send_element(&request);
     }
@@ -240,7 +241,7 @@ async fn answer_probe(server: &Arc<Server>, probe: &Element, to: &jid::BareJid) 
         return;
     };
     let items = roster::items(server, to).await;
-    let prober_bare = prober.to_bare();
+    let prober_bare = prober.bare();
     let subscribed = items
         .iter()
         .any(|i| i.jid == prober_bare.as_str() && i.subscription.has_from());
@@ -372,7 +373,7 @@ pub(super) fn send_current_presence(
 pub async fn inbound_subscription(server: &Arc<Server>, stanza: Element, to: &jid::BareJid) {
     let Some(Ok(from)) = stanza
         .attr("from")
-        .map(|f| jid::Jid::new(f).map(|j| j.to_bare()))
+        .map(|f| jid::Jid::new(f).map(|j| j.bare()))
     else {
         return;
     };

@@ -12,6 +12,7 @@ use crate::push::{Summary, Target, NS_PUSH};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::session_handle::SessionHandle;
+use crate::stanza::Bare;
 use crate::stanza::{ns, StanzaError};
 use crate::storage::PushRegistration;
 use dashmap::DashMap;
@@ -119,7 +120,7 @@ impl IqHandler<Server> for EnableDisable {
         let payload = request
             .payload()
             .ok_or_else(|| StanzaError::bad_request("missing payload"))?;
-        let account = request.from.to_bare();
+        let account = request.from.bare();
         let (user, domain) = crate::im::roster::account_key(&account);
         if server.is_anonymous_host(&domain) {
             return Err(StanzaError::not_allowed().with_text("guests have no pushes"));
@@ -292,7 +293,7 @@ impl Reset {
         let Some((service, node)) = enabled_of(session) else {
             return;
         };
-        if let Some(mut list) = all.0.get_mut(session.jid.to_bare().as_str()) {
+        if let Some(mut list) = all.0.get_mut(session.jid.bare().as_str()) {
             for r in list.iter_mut().filter(|r| r.target.is(&service, &node)) {
                 r.count = 0;
             }

@@ -6,6 +6,7 @@ use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::router::{Outbound, SessionHandle};
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{self, ns, Build, StanzaError};
 use std::sync::Arc;
 
@@ -42,7 +43,7 @@ impl SessionHook<Server> for RecordLogout {
         if session.anonymous {
             return;
         }
-        let bare = session.jid.to_bare();
+        let bare = session.jid.bare();
         if server.router.is_online(bare.as_str()) {
             return;
         }
@@ -86,7 +87,7 @@ impl IqHandler<Server> for AccountLast {
         if !request.is_own_account() {
             let item = server
                 .storage_for(&domain)
-                .roster_item(&user, &domain, request.from.to_bare().as_str())
+                .roster_item(&user, &domain, request.from.bare().as_str())
                 .await
                 .map_err(|e| {
                     StanzaError::storage(&format!("reading the roster of {}", request.to), &e)

@@ -74,7 +74,7 @@ impl IqHandler<Server> for PrivateStorage {
                     if reserved(&namespace) {
                         return Err(not_acceptable("that namespace cannot be stored"));
                     }
-                    let xml = String::from_utf8_lossy(&salon_xml::serialize(child)).into_owned();
+                    let xml = salon_xml::serialize_to_string(child);
                     if xml.len() > MAX_ELEMENT_BYTES {
                         return Err(not_acceptable(&format!(
                             "at most {MAX_ELEMENT_BYTES} bytes per element"

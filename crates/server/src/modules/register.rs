@@ -5,6 +5,7 @@ use super::accounts;
 use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, StanzaError};
 use minidom::Element;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ impl IqHandler<Server> for Register {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         // Addressed to the server or to the account itself: either way about the sender's own
         // account, on its own host.
-        let account = request.from.to_bare();
+        let account = request.from.bare();
         if request.to != account && request.to.as_str() != account.domain().as_str() {
             return Err(StanzaError::forbidden());
         }

@@ -47,7 +47,7 @@ impl IqHandler<Server> for VCard {
                 let vcard = request
                     .payload()
                     .ok_or_else(|| StanzaError::bad_request("missing vCard"))?;
-                let text = String::from_utf8_lossy(&salon_xml::serialize(vcard)).into_owned();
+                let text = salon_xml::serialize_to_string(vcard);
                 if text.len() > MAX_VCARD_BYTES {
                     return Err(StanzaError::new(
                         ErrorType::Modify,

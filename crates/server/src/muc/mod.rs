@@ -15,6 +15,7 @@ use crate::limits::RateWindow;
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::service::{self, ServiceContext, ServiceHost, ServiceInfo, ServiceStart};
+use crate::stanza::Bare;
 use crate::stanza::{self, ns, Build, StanzaCondition, StanzaError};
 use dashmap::DashMap;
 use minidom::Element;
@@ -177,7 +178,7 @@ impl MucService {
     /// IPv6 /64), created its share in the last hour. A visitor of the anonymous host gets a
     /// new JID with every login, so it counts by its address; admins are not counted.
     fn count_creation(&self, context: &ServiceContext, creator: &jid::FullJid) -> bool {
-        let bare = creator.to_bare();
+        let bare = creator.bare();
         if context.is_server_admin(&bare) {
             return true;
         }
@@ -281,7 +282,7 @@ impl ServiceHost for MucService {
                 let Some(Ok(creator)) = stanza.attr("from").map(jid::Jid::new) else {
                     return;
                 };
-                if !self.may_create(context, &creator.to_bare()) {
+                if !self.may_create(context, &creator.bare()) {
                     context.bounce(
                         &stanza,
                         StanzaError::not_allowed().with_text("you may not create rooms here"),

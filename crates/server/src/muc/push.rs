@@ -12,6 +12,7 @@
 use crate::push::throttle::{Route, Throttle};
 use crate::push::{Summary, Target};
 use crate::service::ServiceContext;
+use crate::stanza::Bare;
 use crate::stanza::{Build, StanzaError};
 use crate::storage::PushRegistration;
 use dashmap::DashMap;
@@ -79,7 +80,7 @@ async fn registrations(context: &ServiceContext) -> Arc<Registrations> {
 pub fn forget_account(extensions: &crate::extensions::Extensions, account: &jid::BareJid) {
     if let Some(all) = extensions.get::<Registrations>() {
         for mut room in all.rooms.iter_mut() {
-            room.retain(|r| &r.client.to_bare() != account);
+            room.retain(|r| &r.client.bare() != account);
         }
     }
 }
@@ -87,7 +88,7 @@ pub fn forget_account(extensions: &crate::extensions::Extensions, account: &jid:
 /// Removes `gone` from storage.
 async fn unstore(context: &ServiceContext, room: &jid::BareJid, gone: &[Registration]) {
     for registration in gone {
-        let account = registration.client.to_bare();
+        let account = registration.client.bare();
         let (user, domain) = crate::im::roster::account_key(&account);
         if let Err(e) = context
             .push_store()
@@ -113,14 +114,14 @@ pub async fn enable_or_disable(
     request: &Element,
 ) -> Result<Option<Element>, StanzaError> {
     let all = registrations(context).await;
-    let account = from.to_bare();
+    let account = from.bare();
     if request.is("disable", NS) {
         let token = request.attr("token").unwrap_or_default();
         let gone: Vec<Registration> = match all.rooms.get_mut(room.as_str()) {
             Some(mut list) => {
                 let (gone, kept) = list
                     .drain(..)
-                    .partition(|r| r.token == token && r.client.to_bare() == account);
+                    .partition(|r| r.token == token && r.client.bare() == account);
                 *list = kept;
                 gone
             }
@@ -151,7 +152,7 @@ pub async fn enable_or_disable(
             entry
                 .value()
                 .iter()
-                .filter(|r| r.client.to_bare() == account)
+                .filter(|r| r.client.bare() == account)
                 .count()
         })
         .sum();
@@ -172,17 +173,12 @@ pub async fn enable_or_disable(
         // and node from another client of the account.
         let (mut gone, mut kept): (Vec<_>, Vec<_>) = list.drain(..).partition(|r| {
             &r.client == from
-                || (r.client.to_bare() == account
+                || (r.client.bare() == account
                     && r.target
                         .is(&registration.target.service, &registration.target.node))
         });
-        if kept
-            .iter()
-            .filter(|r| r.client.to_bare() == account)
-            .count()
-            >= MAX_PER_ACCOUNT
-        {
-            if let Some(oldest) = kept.iter().position(|r| r.client.to_bare() == account) {
+        if kept.iter().filter(|r| r.client.bare() == account).count() >= MAX_PER_ACCOUNT {
+            if let Some(oldest) = kept.iter().position(|r| r.client.bare() == account) {
                 gone.push(kept.remove(oldest));
             }
         }

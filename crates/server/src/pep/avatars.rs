@@ -12,6 +12,7 @@ use crate::hooks::{priority, FromClient, StanzaHook};
 use crate::modules::vcard::{photo as vcard_photo, sha1_hex};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build};
 use crate::storage::AccessModel;
 use base64::Engine as _;
@@ -115,7 +116,7 @@ pub async fn to_vcard(service: &Service<'_>, metadata: &Element) {
     if let Some(photo) = photo {
         vcard.append_child(photo);
     }
-    let xml = String::from_utf8_lossy(&salon_xml::serialize(&vcard)).into_owned();
+    let xml = salon_xml::serialize_to_string(&vcard);
     if let Err(e) = storage.set_vcard(user, domain, &xml).await {
         tracing::warn!(account = %service.owner, error = %e, "avatar to vCard: storing the vCard");
     }
@@ -191,7 +192,7 @@ impl StanzaHook<Server, FromClient> for PhotoHash {
         if says_none {
             return Some(stanza);
         }
-        let Some(hash) = current_hash(server, &point.session.jid.to_bare()).await else {
+        let Some(hash) = current_hash(server, &point.session.jid.bare()).await else {
             return Some(stanza);
         };
         while stanza.remove_child("x", VCARD_UPDATE).is_some() {}

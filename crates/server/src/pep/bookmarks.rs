@@ -126,7 +126,7 @@ async fn sync_from_legacy(
         .collect();
     let options = node_options();
     for (room, conference) in &wanted {
-        let xml = String::from_utf8_lossy(&salon_xml::serialize(conference)).into_owned();
+        let xml = salon_xml::serialize_to_string(conference);
         if existing.get(room) != Some(&xml) {
             service
                 .publish_item(BOOKMARKS, room, conference, &options, Preconditions::Ignore)

@@ -6,6 +6,7 @@ use super::access;
 use crate::im::roster;
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build};
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ struct NodeList {
 impl IqHandler<Server> for NodeList {
     async fn handle(&self, server: &Arc<Server>, request: IqRequest) -> IqResponse {
         let owner = request.to.clone();
-        let requester = request.from.to_bare();
+        let requester = request.from.bare();
         let answer = self.inner.handle(server, request).await?;
         let Some(mut query) = answer else {
             return Ok(None);

@@ -8,6 +8,7 @@ use super::client_features::{self, Features};
 use crate::im::{blocklist, roster};
 use crate::router::SessionHandle;
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{ns, xep82_datetime, Build};
 use crate::storage::{AccessModel, PepItem, PepNode, SendLastItem};
 use minidom::Element;
@@ -101,7 +102,7 @@ pub async fn send_last_items(
     session: &Arc<SessionHandle>,
     features: &Features,
 ) {
-    let account = session.jid.to_bare();
+    let account = session.jid.bare();
     send_last_items_of(server, session, features, &account, &Relation::Owner).await;
     for item in roster::items(server, &account).await {
         if !item.subscription.has_to() {

@@ -12,6 +12,7 @@ use super::service::{storage_error, Preconditions, Service};
 use super::{PUBSUB, PUBSUB_OWNER};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse};
 use crate::server::Server;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use crate::storage::{PepNode, PepNodeConfig};
 use minidom::Element;
@@ -298,7 +299,7 @@ impl IqHandler<Server> for Pubsub {
         let (verb, next) = verb(&request)?;
         let own = request.is_own_account();
         match (request.kind, verb.name()) {
-            (IqKind::Get, "items") => service.items(&request.from.to_bare(), verb).await,
+            (IqKind::Get, "items") => service.items(&request.from.bare(), verb).await,
             (IqKind::Set, "publish" | "retract" | "create") if !own => {
                 Err(with_condition(StanzaError::forbidden(), "publisher-only"))
             }

@@ -117,7 +117,7 @@ impl Service<'_> {
         options: &[(String, Vec<String>)],
         preconditions: Preconditions,
     ) -> Result<(), StanzaError> {
-        let payload_xml = String::from_utf8_lossy(&salon_xml::serialize(payload)).into_owned();
+        let payload_xml = salon_xml::serialize_to_string(payload);
         if payload_xml.len() > self.limits.max_item_bytes {
             return Err(with_condition(
                 StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(

@@ -57,9 +57,7 @@ impl Target {
 
     /// The publish-options form as stored.
     pub fn options_text(&self) -> Option<String> {
-        self.options
-            .as_ref()
-            .map(|o| String::from_utf8_lossy(&salon_xml::serialize(o)).into_owned())
+        self.options.as_ref().map(salon_xml::serialize_to_string)
     }
 
     /// A target read back from storage; `None` (and a log line) if it no longer parses.

@@ -21,6 +21,7 @@ use crate::registry::IqScope;
 use crate::server::Server;
 use crate::session_handle::{Outbound, SessionHandle, Signal};
 use crate::stanza::ns::SM as NS_SM;
+use crate::stanza::Bare;
 use crate::stanza::{self, ns, set_attr, Build, StanzaError, StreamCondition};
 use minidom::Element;
 use salon_xml::{ParserLimits, StreamEvent};
@@ -663,7 +664,7 @@ impl Session {
             }
         } else if element.name() == "message" && to.is_none() {
             // RFC 6120 §10.3.1: a message without `to` is for the sender's own account.
-            set_attr(&mut element, "to", handle.jid.to_bare().to_string());
+            set_attr(&mut element, "to", handle.jid.bare().to_string());
         }
         let point = FromClient {
             session: handle.clone(),
@@ -711,14 +712,14 @@ impl Session {
         to: Option<jid::Jid>,
         handle: &Arc<SessionHandle>,
     ) -> Result<(), Stop> {
-        let own_bare = handle.jid.to_bare();
+        let own_bare = handle.jid.bare();
         match to {
             None => {
                 self.server
                     .handle_iq(element, IqScope::Account, own_bare)
                     .await;
             }
-            Some(to) if to.is_bare() && to.to_bare() == own_bare => {
+            Some(to) if to.is_bare() && to.bare() == own_bare => {
                 self.server
                     .handle_iq(element, IqScope::Account, own_bare)
                     .await;

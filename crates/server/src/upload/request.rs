@@ -6,6 +6,7 @@ use super::names::{media_type, normalise_content_type, sanitize_filename, type_a
 use super::slots::SlotClaims;
 use super::{Reservation, UploadService};
 use crate::service::ServiceContext;
+use crate::stanza::Bare;
 use crate::stanza::{self, ns, Build, ErrorType, StanzaCondition, StanzaError};
 use crate::storage::StorageError;
 use minidom::Element;
@@ -102,7 +103,7 @@ impl UploadService {
             let ip = context
                 .local_session(from)
                 .map(|s| crate::limits::address_key(s.peer_ip).to_string())
-                .unwrap_or_else(|| from.to_bare().to_string());
+                .unwrap_or_else(|| from.bare().to_string());
             (
                 format!("ip:{ip}"),
                 self.settings.anonymous.quota_per_day,
@@ -110,7 +111,7 @@ impl UploadService {
             )
         } else {
             (
-                from.to_bare().to_string(),
+                from.bare().to_string(),
                 self.settings.quota_per_day,
                 self.settings.expire_after,
             )
@@ -169,7 +170,7 @@ impl UploadService {
             size,
             content_type,
             exp,
-            owner: from.to_bare().to_string(),
+            owner: from.bare().to_string(),
             quota: quota_key,
             keep,
             name: filename.clone(),

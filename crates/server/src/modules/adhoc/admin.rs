@@ -6,6 +6,7 @@ use super::{Command, Step};
 use crate::modules::accounts;
 use crate::server::Server;
 use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, StanzaError};
 use std::sync::Arc;
 
@@ -173,7 +174,7 @@ impl Command for Admin {
         requester: &jid::FullJid,
         form: &DataForm,
     ) -> Result<Step, StanzaError> {
-        let by = requester.to_bare();
+        let by = requester.bare();
         match self {
             Admin::AddUser => {
                 let account = local_account(server, required(form, "accountjid")?)?;
@@ -212,7 +213,7 @@ impl Command for Admin {
                     .all_sessions()
                     .iter()
                     .filter(|s| !s.anonymous)
-                    .map(|s| s.jid.to_bare().to_string())
+                    .map(|s| s.jid.bare().to_string())
                     .collect();
                 online.sort();
                 online.dedup();

@@ -9,6 +9,7 @@ pub mod admin;
 use crate::registry::{DiscoNodes, IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
 use crate::server::Server;
 use crate::stanza::forms::DataForm;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use dashmap::DashMap;
 use minidom::Element;
@@ -98,7 +99,7 @@ pub async fn is_admin(server: &Server, who: &jid::BareJid) -> bool {
 /// Whether the sender of `request`, a local session, is an administrator.
 async fn requester_is_admin(server: &Server, request: &IqRequest) -> bool {
     match request.from_full() {
-        Some(requester) => is_admin(server, &requester.to_bare()).await,
+        Some(requester) => is_admin(server, &requester.bare()).await,
         None => false,
     }
 }

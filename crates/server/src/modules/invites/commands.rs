@@ -6,6 +6,7 @@ use super::{create, enabled, landing_url, uri, CLIENT_INVITE_SECONDS, CLIENT_INV
 use crate::modules::adhoc::{Command, Step};
 use crate::server::Server;
 use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
+use crate::stanza::Bare;
 use crate::stanza::{self, StanzaError};
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ impl Command for Invitation {
         server: &Arc<Server>,
         requester: &jid::FullJid,
     ) -> Result<Step, StanzaError> {
-        let inviter = requester.to_bare();
+        let inviter = requester.bare();
         let inviter = match self {
             Invitation::Contact => Some(&inviter),
             Invitation::Account => None,

@@ -11,6 +11,7 @@ use crate::im::roster;
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::stanza;
+use crate::stanza::Bare;
 use minidom::Element;
 use std::sync::Arc;
 
@@ -40,8 +41,8 @@ impl StanzaHook<Server, FromClient> for PreAuthSubscribe {
         else {
             return Some(stanza);
         };
-        let from = point.session.jid.to_bare();
-        let Some(inviter) = point.to.as_ref().map(|to| to.to_bare()) else {
+        let from = point.session.jid.bare();
+        let Some(inviter) = point.to.as_ref().map(|to| to.bare()) else {
             return Some(stanza);
         };
         if !server.is_local_user_host(inviter.domain().as_str()) || inviter == from {

@@ -13,6 +13,7 @@
 
 use super::Room;
 use crate::muc::config::Affiliation;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, StanzaError};
 use minidom::Element;
 use std::net::IpAddr;
@@ -129,7 +130,7 @@ impl Room {
 
     /// Whether a guest joining from `session` comes from a banned address.
     pub(super) fn joins_from_banned_address(&self, session: &jid::FullJid) -> bool {
-        if !self.is_guest(&session.to_bare()) || self.record.banned_addresses.is_empty() {
+        if !self.is_guest(&session.bare()) || self.record.banned_addresses.is_empty() {
             return false;
         }
         let Some(handle) = self.context.local_session(session) else {
@@ -149,7 +150,7 @@ impl Room {
         browser: Option<&str>,
     ) -> bool {
         let Some(browser) = browser else { return false };
-        self.is_guest(&session.to_bare())
+        self.is_guest(&session.bare())
             && self
                 .record
                 .banned_browsers

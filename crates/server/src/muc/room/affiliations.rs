@@ -3,13 +3,14 @@
 
 use super::{status, Room};
 use crate::muc::config::{Affiliation, Role};
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
 impl Room {
     /// The requester's affiliation, and its role if present.
     pub(super) fn standing(&self, from: &jid::FullJid) -> (Affiliation, Role) {
-        let affiliation = self.affiliation(&from.to_bare());
+        let affiliation = self.affiliation(&from.bare());
         let role = self
             .occupant_by_session(from)
             .map(|i| self.occupants[i].role)
@@ -135,7 +136,7 @@ impl Room {
                 let jid = item
                     .attr("jid")
                     .and_then(|j| jid::Jid::new(j).ok())
-                    .map(|j| j.to_bare())
+                    .map(|j| j.bare())
                     .or_else(|| {
                         item.attr("nick")
                             .and_then(|n| self.occupant_by_nick(n))

@@ -6,6 +6,7 @@ use super::{status, Room};
 use crate::modules::vcard::{photo, sha1_hex};
 use crate::muc::config::Affiliation;
 use crate::router::AddressedTemplate;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
@@ -27,7 +28,7 @@ impl Room {
         from: &jid::FullJid,
         vcard: &Element,
     ) -> Result<Option<Element>, StanzaError> {
-        if self.affiliation(&from.to_bare()) != Affiliation::Owner {
+        if self.affiliation(&from.bare()) != Affiliation::Owner {
             return Err(
                 StanzaError::forbidden().with_text("Only owners are allowed to set avatars.")
             );
@@ -37,7 +38,7 @@ impl Room {
                 "expected <vCard xmlns='vcard-temp'/>",
             ));
         }
-        let xml = String::from_utf8_lossy(&salon_xml::serialize(vcard)).into_owned();
+        let xml = salon_xml::serialize_to_string(vcard);
         if xml.len() > MAX_ROOM_VCARD_BYTES {
             return Err(
                 StanzaError::new(ErrorType::Modify, StanzaCondition::NotAcceptable).with_text(

@@ -11,6 +11,7 @@ use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError
 
 /// The well-known node for discovering one's reserved nick (XEP-0045 §7.12).
 const RESERVED_NICK_NODE: &str = "x-roomuser-item";
+use crate::stanza::Bare;
 use minidom::Element;
 
 impl Room {
@@ -60,7 +61,7 @@ impl Room {
                 let items = |node: Option<&str>| match node {
                     Some(invite_links::NS_COMMANDS) => Ok(invite_links::command_items(
                         self.jid.as_str(),
-                        self.affiliation(&from.to_bare()) == Affiliation::Owner,
+                        self.affiliation(&from.bare()) == Affiliation::Owner,
                     )),
                     _ => Ok(service::no_items()),
                 };
@@ -88,7 +89,7 @@ impl Room {
                         .await
                 }
                 ("set", invite_links::NS_COMMANDS, Some(command)) => {
-                    let requester = from.to_bare();
+                    let requester = from.bare();
                     let at = invite_links::CommandContext {
                         context: &self.context,
                         room: &self.jid,
@@ -232,7 +233,7 @@ impl Room {
 
     /// XEP-0045 §7.12: the asker's registered nick as an identity's name, or an empty query.
     pub(super) fn reserved_nick_info(&self, from: &jid::FullJid) -> Element {
-        let registered = self.record.registered_nicks.get(from.to_bare().as_str());
+        let registered = self.record.registered_nicks.get(from.bare().as_str());
         Build::new("query", ns::DISCO_INFO)
             .attr("node", RESERVED_NICK_NODE)
             .children(registered.map(|nick| {

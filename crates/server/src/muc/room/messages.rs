@@ -5,6 +5,7 @@ use super::{HistoryEntry, Room};
 use crate::archive;
 use crate::muc::config::{Affiliation, AllowPm, Role};
 use crate::router::AddressedTemplate;
+use crate::stanza::Bare;
 use crate::stanza::{
     self, ns, remove_attr, set_attr, Build, ErrorType, StanzaCondition, StanzaError,
 };
@@ -343,7 +344,7 @@ impl Room {
                 );
                 return;
             }
-            let bare = invitee.to_bare();
+            let bare = invitee.bare();
             if self.affiliation(&bare) < Affiliation::Member {
                 self.record
                     .affiliations
@@ -354,7 +355,7 @@ impl Room {
         let reason = invite.get_child("reason", ns::MUC_USER).map(|r| r.text());
         let mut x = Build::new("x", ns::MUC_USER).child(
             Build::new("invite", ns::MUC_USER)
-                .attr("from", from.to_bare().to_string())
+                .attr("from", from.bare().to_string())
                 .children(reason.map(|r| Build::new("reason", ns::MUC_USER).text(r).build()))
                 .build(),
         );
@@ -386,7 +387,7 @@ impl Room {
         query: &Element,
     ) -> Result<Option<Element>, StanzaError> {
         let joined = self.occupant_by_session(from).is_some();
-        let affiliation = self.affiliation(&from.to_bare());
+        let affiliation = self.affiliation(&from.bare());
         // Members-only rooms share their archive with members; open rooms with anyone who
         // could join and read it anyway.
         let allowed = if self.record.config.members_only {
@@ -519,5 +520,5 @@ pub(super) fn tombstone(stored: &str, retracted: Element) -> Option<String> {
         }
     }
     kept.append_child(retracted);
-    Some(String::from_utf8_lossy(&salon_xml::serialize(&kept)).into_owned())
+    Some(salon_xml::serialize_to_string(&kept))
 }

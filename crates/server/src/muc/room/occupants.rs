@@ -7,6 +7,7 @@ use crate::muc::config::{Affiliation, Role};
 use crate::muc::nick::{self, NickError};
 use crate::muc::visitor;
 use crate::router::AddressedTemplate;
+use crate::stanza::Bare;
 use crate::stanza::{ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
@@ -165,7 +166,7 @@ impl Room {
     }
 
     pub(super) async fn join(&mut self, stanza: &Element, from: jid::FullJid, requested: &str) {
-        let real = from.to_bare();
+        let real = from.bare();
         let muc = stanza.get_child("x", ns::MUC);
         let affiliation = self.affiliation(&real);
         let is_owner = affiliation == Affiliation::Owner;

@@ -5,12 +5,13 @@ use super::{status, Departure, Room};
 use crate::muc::config::{self as room_config, Affiliation, Role};
 use crate::router::AddressedTemplate;
 use crate::stanza::forms::{DataForm, FormType};
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, StanzaError};
 use minidom::Element;
 
 impl Room {
     pub(super) fn owner_get(&self, from: &jid::FullJid) -> Result<Option<Element>, StanzaError> {
-        if self.affiliation(&from.to_bare()) != Affiliation::Owner {
+        if self.affiliation(&from.bare()) != Affiliation::Owner {
             return Err(StanzaError::forbidden().with_text("only owners configure the room"));
         }
         let list = |wanted: Affiliation| -> Vec<String> {
@@ -37,7 +38,7 @@ impl Room {
         from: &jid::FullJid,
         query: &Element,
     ) -> Result<Option<Element>, StanzaError> {
-        let real = from.to_bare();
+        let real = from.bare();
         if self.affiliation(&real) != Affiliation::Owner {
             return Err(StanzaError::forbidden().with_text("only owners configure the room"));
         }

@@ -4,6 +4,7 @@
 use super::Room;
 use crate::muc::config::Affiliation;
 use crate::stanza::forms::{DataForm, Field, FieldType, FormType};
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
@@ -11,7 +12,7 @@ impl Room {
     /// §7.10: the registration form, or the registered nick. Someone who may not register is
     /// told so when asking for the form, not handed a form whose submission will be refused.
     pub(super) fn register_get(&self, from: &jid::FullJid) -> Result<Option<Element>, StanzaError> {
-        let real = from.to_bare();
+        let real = from.bare();
         if self.context.is_anonymous_host(real.domain().as_str()) {
             return Err(StanzaError::not_allowed().with_text("guests cannot register nicknames"));
         }
@@ -47,7 +48,7 @@ impl Room {
         from: &jid::FullJid,
         query: &Element,
     ) -> Result<Option<Element>, StanzaError> {
-        let real = from.to_bare();
+        let real = from.bare();
         if self.context.is_anonymous_host(real.domain().as_str()) {
             return Err(StanzaError::not_allowed().with_text("guests cannot register nicknames"));
         }

@@ -7,6 +7,7 @@
 
 use super::{status, Departure, Room};
 use crate::muc::nick;
+use crate::stanza::Bare;
 use minidom::Element;
 
 impl Room {
@@ -34,7 +35,7 @@ impl Room {
         from: jid::FullJid,
         muc: Option<&Element>,
     ) {
-        let real = from.to_bare();
+        let real = from.bare();
         let previous = self.occupants[index].real.clone();
         tracing::info!(room = %self.jid, %previous, guest = %real, "same browser takes its place back");
         // The waiting sessions learn, should they resume after all, that they are out.

@@ -10,6 +10,7 @@ use crate::service::ServiceContext;
 use crate::stanza::ns::MUC_ADMIN as NS_MUC_ADMIN;
 use crate::stanza::ns::OCCUPANT_ID as NS_OCCUPANT_ID;
 use crate::stanza::ns::SID as NS_SID;
+use crate::stanza::Bare;
 use crate::stanza::{ns, Build, StanzaError};
 use crate::storage::memory::MemoryStorage;
 use minidom::Element;
@@ -261,11 +262,11 @@ async fn the_last_owner_cannot_give_up_ownership() {
         condition(room.admin_set(&alice, &step_down).await),
         "conflict"
     );
-    assert_eq!(room.affiliation(&alice.to_bare()), Affiliation::Owner);
+    assert_eq!(room.affiliation(&alice.bare()), Affiliation::Owner);
     let co_owner = admin_item("affiliation='owner' jid='bob@localhost'");
     assert_eq!(condition(room.admin_set(&alice, &co_owner).await), "ok");
     assert_eq!(condition(room.admin_set(&alice, &step_down).await), "ok");
-    assert_eq!(room.affiliation(&alice.to_bare()), Affiliation::Admin);
+    assert_eq!(room.affiliation(&alice.bare()), Affiliation::Admin);
 }
 
 #[tokio::test]
