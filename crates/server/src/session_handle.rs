@@ -100,6 +100,14 @@ const TO_PLACEHOLDER: &str = "\u{E000}salon-recipient\u{E000}";
 impl AddressedTemplate {
     /// Serialise `stanza` (whose `to` is ignored) once.
     pub fn new(stanza: &Element) -> Arc<AddressedTemplate> {
+        // Written around the address, without copying the stanza to set a placeholder (a copy
+        // and its drop cost about as much as the writing; callgrind, session 9).
+        if let Some((bytes, at)) = salon_xml::serialize_around_attribute(stanza, "to") {
+            return Arc::new(AddressedTemplate {
+                head: Bytes::copy_from_slice(&bytes[..at]),
+                tail: Bytes::copy_from_slice(&bytes[at..]),
+            });
+        }
         let mut copy = stanza.clone();
         crate::stanza::set_attr(&mut copy, "to", TO_PLACEHOLDER);
         let bytes = salon_xml::serialize(&copy);

@@ -529,6 +529,21 @@ pub fn serialize(element: &Element) -> Vec<u8> {
     serialize_with_minidom(element)
 }
 
+/// [`serialize`] with the value of the top element's unqualified `attribute` left out (set or
+/// not): the bytes, and where the value goes. How a room serialises a message once for all its
+/// occupants, each copy with the occupant's own `to`, without copying the stanza to change it.
+pub fn serialize_around_attribute(element: &Element, attribute: &str) -> Option<(Vec<u8>, usize)> {
+    let mut buffer = Vec::with_capacity(256);
+    let mut gap = write::Gap {
+        attribute,
+        at: None,
+    };
+    if write::write_element_with(element, "", Some(&mut gap), &mut buffer) {
+        return Some((buffer, gap.at?));
+    }
+    None
+}
+
 /// [`serialize`] as a `String`, for storage: the bytes are taken over without a copy (they are
 /// UTF-8, written from strings).
 pub fn serialize_to_string(element: &Element) -> String {

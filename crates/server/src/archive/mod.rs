@@ -121,7 +121,9 @@ pub fn new_stanza_id() -> String {
     // instructions; two ids per one-to-one message).
     fn hex(value: u64, digits: usize, out: &mut String) {
         for shift in (0..digits).rev() {
-            out.push(char::from(b"0123456789abcdef"[(value >> (shift * 4)) as usize & 0xf]));
+            out.push(char::from(
+                b"0123456789abcdef"[(value >> (shift * 4)) as usize & 0xf],
+            ));
         }
     }
     let micros = chrono::Utc::now().timestamp_micros().max(0) as u64;
@@ -358,7 +360,9 @@ mod tests {
         let before = chrono::Utc::now().timestamp_micros();
         let id = new_stanza_id();
         let after = chrono::Utc::now().timestamp_micros();
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         let (time, random) = id.split_at(id.len() - 16);
         let time = i64::from_str_radix(time, 16).expect("hexadecimal time");
         assert!((before..=after).contains(&time), "{id}");

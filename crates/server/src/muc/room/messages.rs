@@ -6,9 +6,7 @@ use crate::archive;
 use crate::muc::config::{Affiliation, AllowPm, Role};
 use crate::router::AddressedTemplate;
 use crate::stanza::Bare;
-use crate::stanza::{
-    self, ns, remove_attr, set_attr, Build, ErrorType, StanzaCondition, StanzaError,
-};
+use crate::stanza::{self, ns, set_attr, Build, ErrorType, StanzaCondition, StanzaError};
 use minidom::Element;
 
 impl Room {
@@ -146,14 +144,17 @@ impl Room {
     pub(super) async fn broadcast_groupchat(&mut self, index: usize, mut stanza: Element) -> usize {
         let mut archived = 0;
         let occupant = &self.occupants[index];
+        // The sender's children move over (no copy); its text between them was never kept.
         let foreign: Vec<Element> = stanza
-            .children()
+            .take_nodes()
+            .into_iter()
+            .filter_map(minidom::Node::into_element)
             .filter(|c| !self.is_forged(c))
-            .cloned()
             .collect();
+        let from = self.occupant_jid(&occupant.nick);
         let mut message = Build::new("message", ns::CLIENT)
             .attr("type", "groupchat")
-            .attr("from", self.occupant_jid(&occupant.nick))
+            .attr("from", from.clone())
             .attr_opt("id", stanza.attr("id"))
             .children(foreign)
             .build();
@@ -177,7 +178,6 @@ impl Room {
                     .build(),
             );
         }
-        remove_attr(&mut stanza, "to");
         let template = AddressedTemplate::new(&message);
         let mut held_for = None;
         if let Some(stanza_id) = stanza_id {
@@ -185,8 +185,9 @@ impl Room {
             let serialised = template
                 .without_recipient()
                 .unwrap_or_else(|| salon_xml::serialize(&message));
+            let chars = serialised.len();
             if self.record.config.archive {
-                archived = serialised.len();
+                archived = chars;
                 // Durable before anyone sees it: an echoed message is never lost to a crash.
                 // The room goes on at once; the copies wait for the commit in each
                 // occupant's queue (with whatever the room sends them after it).
@@ -197,8 +198,10 @@ impl Room {
                         crate::storage::ArchivedMessage {
                             id: stanza_id.clone(),
                             timestamp: chrono::Utc::now().timestamp_micros(),
-                            with: self.occupant_jid(&occupant.nick),
-                            stanza: String::from_utf8_lossy(&serialised).into_owned(),
+                            with: from,
+                            stanza: String::from_utf8(serialised).unwrap_or_else(|e| {
+                                String::from_utf8_lossy(e.as_bytes()).into_owned()
+                            }),
                         },
                     )
                     .await;
@@ -206,7 +209,7 @@ impl Room {
             }
             let now = stanza::now_unix();
             self.history.push_back(HistoryEntry {
-                chars: serialised.len(),
+                chars,
                 template: template.clone(),
                 stanza_id: stanza_id.clone(),
                 at: now,
