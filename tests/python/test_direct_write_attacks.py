@@ -473,10 +473,10 @@ async def test_an_occupant_flooding_while_written_to_gets_its_output_whole_and_i
     assert_no_panic(server)
 
 
-async def bad_input_while_written_to(server, name: str, payload: str, expected: set[str]) -> None:
+async def bad_input_while_written_to(server, name: str, payload: str, expected: set[str] | None) -> None:
     """An occupant that stopped reading (so its session holds the rest of a stanza a direct
-    write began) sends `payload`: after whole stanzas, in order, the stream error; nobody else
-    notices."""
+    write began) sends `payload`: after whole stanzas, in order, the stream error (`expected`;
+    None: a plain close of the stream); nobody else notices."""
     speaker, room = await new_room(server, name)
     attacker = await guest_in_room(server, room, "attacker", slow=True)
     witness = await guest_in_room(server, room, "witness")
@@ -491,7 +491,12 @@ async def bad_input_while_written_to(server, name: str, payload: str, expected: 
     # Sent while reading (the stream error comes after whole stanzas: the parser checks),
     # so that neither side waits for the other.
     sending = asyncio.create_task(attacker.try_send(payload))
-    await attacker.expect_error_and_close(expected, timeout=15)
+    if expected is None:
+        while (element := await attacker.next_element(15)) is not None:
+            assert element.tag != f"{{{NS_STREAM}}}error", tostr(element)
+        assert attacker.stream_closed, attacker.transcript(500)
+    else:
+        await attacker.expect_error_and_close(expected, timeout=15)
     await sending
     await wait_for(lambda: witnessed.of("speaker")[-1:] == sent[-1:], 15,
                    lambda: f"witness {len(witnessed.of('speaker'))}")
@@ -520,6 +525,14 @@ async def test_a_deeply_nested_stanza_from_a_recipient_being_written_to(server):
     await bad_input_while_written_to(
         server, "deepspeaker", "<message to='localhost'>" + "<a>" * depth + "</a>" * depth + "</message>",
         {"policy-violation"})
+
+
+@async_test(timeout=40)
+async def test_a_stream_closed_by_a_recipient_being_written_to(server):
+    """The TCP twin of the WebSocket close frame: `</stream:stream>` from an occupant whose
+    session holds the rest of a stanza; the server closes its stream too (RFC 6120 §4.4),
+    after whole stanzas, and the room sees it leave."""
+    await bad_input_while_written_to(server, "closespeaker", "</stream:stream>", None)
 
 
 # -- WebSocket ----------------------------------------------------------------------------
@@ -551,8 +564,11 @@ async def test_websocket_resets_and_floods_mid_stream(server):
     own = [f"wf{i}" for i in range(150)]
 
     async def flood():
-        for stanza in flood_stanzas(room, own, BIG):
+        for i, stanza in enumerate(flood_stanzas(room, own, BIG)):
             await flooder.send(stanza)
+            if i % 10 == 0:
+                # Its pong may not cut into a frame the room is writing.
+                await flooder.write(flooder.frame(Opcode.PING, b"p%d" % i))
 
     speaking = asyncio.gather(speak(speaker, room, first, BIG, pause_every=50), flood())
     await wait_for(lambda: len(seen[3].of("speaker")) >= 100, 10, lambda: "slow stream")
