@@ -490,7 +490,13 @@ async def bad_input_while_written_to(server, name: str, payload: str, expected: 
                    lambda: f"speaker {len(echoes.of('speaker'))}")
     # Sent while reading (the stream error comes after whole stanzas: the parser checks),
     # so that neither side waits for the other.
-    sending = asyncio.create_task(attacker.try_send(payload))
+    async def send_it() -> None:
+        if payload:
+            await attacker.try_send(payload)
+        else:
+            attacker.writer.write_eof()
+
+    sending = asyncio.create_task(send_it())
     if expected is None:
         while (element := await attacker.next_element(15)) is not None:
             assert element.tag != f"{{{NS_STREAM}}}error", tostr(element)
@@ -533,6 +539,13 @@ async def test_a_stream_closed_by_a_recipient_being_written_to(server):
     session holds the rest of a stanza; the server closes its stream too (RFC 6120 §4.4),
     after whole stanzas, and the room sees it leave."""
     await bad_input_while_written_to(server, "closespeaker", "</stream:stream>", None)
+
+
+@async_test(timeout=40)
+async def test_a_half_closed_connection_being_written_to(server):
+    """The same with the TCP connection half-closed (FIN, no stream close): the server
+    ends the session and still writes whole stanzas, then closes."""
+    await bad_input_while_written_to(server, "halfclosespeaker", "", None)
 
 
 # -- WebSocket ----------------------------------------------------------------------------
