@@ -336,6 +336,9 @@ pub struct SessionHandle {
     direct_interrupted: AtomicBool,
     /// Bursts under way for this session (see [`SessionHandle::burst`]).
     bursts: AtomicUsize,
+    /// The session has ended and told the modules (`SessionHook::ended`: its unavailable
+    /// presence is on its way); see [`SessionHandle::has_ended`].
+    ended: AtomicBool,
 }
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
@@ -367,6 +370,7 @@ impl SessionHandle {
             direct_open: AtomicBool::new(false),
             direct_interrupted: AtomicBool::new(false),
             bursts: AtomicUsize::new(0),
+            ended: AtomicBool::new(false),
         };
         Arc::new(handle)
     }
@@ -598,6 +602,17 @@ impl SessionHandle {
             });
         }
         self.waker.wake();
+    }
+
+    /// Record that the session has ended and its `SessionHook::ended` hooks have run.
+    pub fn mark_ended(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
+    /// Whether the session has ended and told the modules so (a session replaced by a new one
+    /// with the same address is waited for, `session/replaced.rs`).
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 
     pub fn set_detached(&self, detached: bool) {

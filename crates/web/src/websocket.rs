@@ -17,13 +17,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tungstenite::protocol::frame::coding::{CloseCode, Control, OpCode};
 
 pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 
 /// Wraps the frames so that elements without their own `xmlns` are in `jabber:client`.
 const WRAPPER: &str = "<stream xmlns='jabber:client'>";
+
+/// How long, and how much, a closing connection keeps reading so that its last words arrive.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Bytes a connection may keep between reads for a frame that has not fully arrived, beyond
 /// the message limit (the frame header).
@@ -539,5 +543,22 @@ impl Transport for WebSocketTransport {
         );
         let _ = self.flush().await;
         let _ = self.io.shutdown().await;
+        // A lingering close, as for TCP (`salon_server::session::tcp`): a client cut off
+        // while it was still sending (a frame over the limit, a flood) has unread bytes here,
+        // and closing a socket with unread input makes the kernel answer with a reset, which
+        // destroys what the client has not read yet: the stream error and the close frame
+        // with the code that says why. Read (and drop) what still comes, within bounds,
+        // until the client closes its side.
+        let drain = async {
+            let mut scratch = [0u8; 4096];
+            let mut drained = 0usize;
+            while drained < LINGER_BYTES {
+                match self.io.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => drained += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
     }
 }

@@ -22,6 +22,13 @@ impl Session {
         }
         if let Some(writer) = self.transport.direct_writer() {
             self.lent = handle.open_direct(writer);
+            if !self.lent {
+                // Refused (a stanza was queued meanwhile, or the session is being kicked):
+                // the transport, which marked itself lent, must know it is not, or a
+                // WebSocket would hold its pongs and pings back (and its reads would return
+                // at once for them) until a later loan is taken back.
+                self.transport.reclaim(Vec::new());
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 mod bounds;
 mod lend;
 mod pre_auth;
+mod replaced;
 pub mod sasl;
 pub mod shared_socket;
 pub mod stream_management;
@@ -599,10 +600,7 @@ impl Session {
         );
         if let Some(old) = self.server.router.bind(handle.clone()) {
             tracing::info!(jid = %full, "new session replaces the old one with the same resource");
-            old.kick(
-                StreamCondition::Conflict,
-                "replaced by a new session with the same resource",
-            );
+            replaced::close(&old).await;
         }
         self.handle = Some(handle.clone());
 
@@ -750,6 +748,7 @@ impl Session {
                 .hooks
                 .session_ended(&self.server, &handle, &mut unacked)
                 .await;
+            handle.mark_ended();
             // Anonymous visitors leave nothing behind.
             if handle.anonymous {
                 if let Some(node) = handle.jid.node() {
