@@ -291,6 +291,10 @@ fn highest_priority(sessions: &[Arc<SessionHandle>]) -> Vec<&Arc<SessionHandle>>
 }
 
 fn between_different_guests(server: &Server, stanza: &Element, to: &jid::Jid) -> bool {
+    // Most stanzas are for accounts: no need to parse the sender's address for those.
+    if !server.is_anonymous_host(to.domain().as_str()) {
+        return false;
+    }
     let from = stanza.attr("from").and_then(|f| jid::Jid::new(f).ok());
     from.is_some_and(|from| {
         server.is_anonymous_host(from.domain().as_str())
