@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Instructions per message in Salon's own code, counted by callgrind (valgrind): a figure that,
+# unlike CPU time, does not move with the machine's other load, for comparing two builds of
+# one code path. See bench/README.md ("Instructions per message").
+#
+#   bench/instructions.sh chat  SALON_BIN BENCH_BIN   # 1:1 messages: the sender's and the
+#                                                     # recipient's session code
+#   bench/instructions.sh room  SALON_BIN BENCH_BIN   # a room of 2: session and room code
+#
+# Counts what runs inside a session's reading and stanza handling (`poll_read_events`,
+# `Session::on_element`), a room's task (`Room::run`) and the archive writer's batches
+# (`archive_append_blocking`), including the 50 (chat) or 2 (room) logins at the start,
+# divided by the messages sent; not the runtime's scheduling or the kernel. Needs valgrind
+# (Debian: valgrind); release builds with symbols (the default profile keeps them).
+set -euo pipefail
+
+MODE=${1:?usage: instructions.sh chat|room SALON_BIN BENCH_BIN}
+SALON_BIN=${2:?salon binary}
+BENCH_BIN=${3:?salon-bench binary}
+command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind" >&2; exit 2; }
+
+WORK=$(mktemp -d /tmp/salon-instructions.XXXXXX)
+PORT=${PORT:-36222}
+cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+cat >"$WORK/salon.toml" <<EOF
+domain = "localhost"
+data_dir = "$WORK/data"
+[listen]
+c2s = "127.0.0.1:$PORT"
+c2s_direct_tls = "off"
+http = "off"
+[c2s]
+require_encryption = false
+[anonymous]
+domain = "anon.localhost"
+[muc]
+domain = "rooms.localhost"
+guest_slow_mode_seconds = 0
+rooms_per_hour = 0
+rooms_per_hour_per_address = 0
+[limits]
+stanzas_per_second = 100000
+logins_per_minute = 100000
+connections_per_ip = 100000
+[archive]
+enabled = true
+[log]
+level = "warn"
+EOF
+
+case $MODE in
+    chat)
+        CLIENTS=50
+        for ((i = 0; i < CLIENTS; i++)); do
+            "$SALON_BIN" user add "bench$i@localhost" --password secret \
+                --config "$WORK/salon.toml" >/dev/null
+        done
+        LOAD=(chat --auth scram --clients "$CLIENTS" --rate 2 --duration 10)
+        ;;
+    room) LOAD=(muc --clients 2 --rooms 1 --rate 50 --duration 10) ;;
+    *) echo "instructions.sh: unknown mode $MODE" >&2; exit 2 ;;
+esac
+
+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --collect-atstart=no \
+    --toggle-collect='*Session::on_element*' --toggle-collect='*poll_read_events*' \
+    --toggle-collect='*Room::run*' --toggle-collect='*archive_append_blocking*' \
+    "$SALON_BIN" serve --config "$WORK/salon.toml" >"$WORK/salon.log" 2>&1 &
+PID=$!
+for _ in $(seq 1 120); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    sleep 0.5
+done
+"$BENCH_BIN" "${LOAD[@]}" --port "$PORT" >"$WORK/bench.out"
+kill "$PID"
+wait "$PID" 2>/dev/null || true
+PID=
+sent=$(awk '/^messages sent/ {print $3}' "$WORK/bench.out")
+total=$(callgrind_annotate "$WORK/callgrind.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+echo "mode $MODE: $sent messages, $total instructions, $((total / sent)) per message"
