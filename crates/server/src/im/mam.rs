@@ -5,7 +5,6 @@ use crate::archive::{self, WithKind};
 use crate::durable::Commit;
 use crate::hooks::{priority, FromClient, MessageHook, ServerHook, StanzaHook};
 use crate::registry::{IqHandler, IqKind, IqRequest, IqResponse, IqScope, Registry};
-use crate::router::SessionHandle;
 use crate::server::Server;
 use crate::stanza::Bare;
 use crate::stanza::{ns, Build, StanzaError};
@@ -46,7 +45,7 @@ impl StanzaHook<Server, FromClient> for Archiving {
         stanza: Element,
     ) -> Option<Element> {
         if stanza.name() == "message" {
-            archive_outgoing(server, &point.session, &stanza).await;
+            archive_outgoing(server, point, &stanza).await;
         }
         Some(stanza)
     }
@@ -179,12 +178,14 @@ async fn archive_incoming(
 /// A message a local client sends: archived in its own account's archive. Nothing waits for
 /// that commit here: what delivers the message waits for the recipient's archive write,
 /// queued after it, and the sender's stream-management answers for the server's latest.
-async fn archive_outgoing(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
+async fn archive_outgoing(server: &Arc<Server>, point: &FromClient, message: &Element) {
+    let sender = &point.session;
     let account = sender.jid.bare();
     if sender.anonymous || !enabled_for(server, &account) || !archivable(message) {
         return;
     }
-    let Some(with) = bare_of(message.attr("to")) else {
+    // The session parsed `to` already (the same parse `bare_of` would do).
+    let Some(with) = point.to.as_ref().map(|to| to.bare_str().to_string()) else {
         return;
     };
     if with == account.as_str() {
