@@ -5,16 +5,14 @@ reordered on the way, and the reader, once it catches up, keeps the fast path. B
 and count, loopback only."""
 
 import asyncio
-import socket
 import time
 
 import xml.etree.ElementTree as ET
 
 from conftest import server_fixture
 from helpers import NS_CLIENT, RawXmpp, async_test, tostr
+from room_helpers import NS_MUC, small_window, speaker_in_new_room
 from websocket_helpers import RawWebSocket, open_anonymous
-
-NS_MUC = "http://jabber.org/protocol/muc"
 
 # Pings every second: while the socket is lent, a ping must wait for the session to take it
 # back rather than cut into a frame another task is writing.
@@ -28,13 +26,7 @@ async def join(raw: RawXmpp, room: str, nick: str) -> None:
 
 async def small_window_client(server) -> RawXmpp:
     """A client whose receive buffer is tiny, so that the server's writes soon fill it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.c2s_port))
-    # The default stream limit: asyncio stops reading once 128 KiB wait unread.
-    reader, writer = await asyncio.open_connection(sock=sock)
-    return RawXmpp(reader, writer)
+    return RawXmpp(*await small_window(server.c2s_port))
 
 
 async def room_messages(raw: RawXmpp, room: str, count: int, timeout: float) -> list[str]:
@@ -50,21 +42,6 @@ async def room_messages(raw: RawXmpp, room: str, count: int, timeout: float) -> 
         assert body is not None and len(body.text or "") == 30000, tostr(message)[:300]
         ids.append(message.get("id"))
     return ids
-
-
-async def speaker_in_new_room(server, name: str) -> tuple[RawXmpp, str]:
-    server.add_user(name, "pw")
-    room = f"{name}{int(time.time() * 1000)}@{server.muc_domain}"
-    speaker = await RawXmpp.connect(server.c2s_port)
-    await speaker.open_stream("localhost")
-    await speaker.login_plain(name, "pw", "s")
-    await join(speaker, room, "speaker")
-    await speaker.send(
-        f"<iq type='set' id='instant' to='{room}'><query xmlns='{NS_MUC}#owner'>"
-        "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
-    )
-    await speaker.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda q: q.get("id") == "instant")
-    return speaker, room
 
 
 async def speak(speaker: RawXmpp, room: str, sent: list[str]) -> asyncio.Task:

@@ -21,9 +21,9 @@ from websockets.frames import Opcode
 
 from conftest import server_fixture
 from helpers import NS_CLIENT, RawXmpp, async_test, tostr
+from room_helpers import NS_MUC, small_window as small_window_of, speaker_in_new_room as new_room
 from websocket_helpers import RawWebSocket, open_anonymous
 
-NS_MUC = "http://jabber.org/protocol/muc"
 NS_DELAY = "urn:xmpp:delay"
 NS_STREAM = "http://etherx.jabber.org/streams"
 MAX_STANZA = 16384
@@ -168,11 +168,7 @@ async def join_ws(ws: RawWebSocket, room: str, nick: str) -> None:
 async def small_window(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection with a tiny receive buffer (and asyncio's buffer kept small too), so that
     a reader slower than the stream soon has the server's writes stop partway through."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    return await asyncio.open_connection(sock=sock, limit=4096)
+    return await small_window_of(port, limit=4096)
 
 
 async def guest_in_room(server, room: str, nick: str, slow: bool = False) -> RawXmpp:
@@ -213,22 +209,6 @@ async def ws_guest_in_room(server, room: str, nick: str, slow: bool = False) -> 
     await open_anonymous(ws)
     await join_ws(ws, room, nick)
     return ws
-
-
-async def new_room(server, name: str) -> tuple[RawXmpp, str]:
-    """An account that creates an instant room and speaks in it."""
-    server.add_user(name, "pw")
-    room = f"{name}{int(time.time() * 1000)}@{server.muc_domain}"
-    speaker = await RawXmpp.connect(server.c2s_port)
-    await speaker.open_stream("localhost")
-    await speaker.login_plain(name, "pw", "s")
-    await join_tcp(speaker, room, "speaker")
-    await speaker.send(
-        f"<iq type='set' id='instant' to='{room}'><query xmlns='{NS_MUC}#owner'>"
-        "<x xmlns='jabber:x:data' type='submit'/></query></iq>"
-    )
-    await speaker.expect(f"{{{NS_CLIENT}}}iq", predicate=lambda q: q.get("id") == "instant")
-    return speaker, room
 
 
 async def speak(raw: RawXmpp, room: str, ids: list[str], body: int, pause_every: int = 0) -> None:
