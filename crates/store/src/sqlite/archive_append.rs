@@ -17,6 +17,9 @@ use salon_server::storage::{ArchivedMessage, StorageError, StorageResult};
 
 use super::BUSY_TIMEOUT;
 
+/// The append connection's page cache, in KiB (SQLite's `cache_size` takes KiB negated).
+const APPEND_CACHE_KIB: i64 = -32 * 1024;
+
 /// The connection, `None` once closed.
 #[derive(Debug)]
 pub(super) struct AppendConnection(Mutex<Option<Connection>>);
@@ -58,6 +61,10 @@ impl AppendConnection {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.pragma_update(None, "foreign_keys", true)?;
+        // SQLite's default page cache (2 MiB) is smaller than the indexes' pages one batch
+        // touches across a few hundred archives: each miss is a read() from the operating
+        // system's cache (a sixth of the writer's time in perf, session 10).
+        connection.pragma_update(None, "cache_size", APPEND_CACHE_KIB)?;
         Ok(AppendConnection(Mutex::new(Some(connection))))
     }
 
