@@ -247,3 +247,62 @@ async def test_acknowledged_room_messages_survive_a_sigkill(server):
     stored = "\n".join(archived_stanzas(server, room))
     lost = [mid for mid in acked if f"id='{mid}'" not in stored]
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged messages missing from the archive"
+
+
+@async_test(timeout=90)
+async def test_messages_archived_while_the_database_is_locked_are_written_once_it_is_not(server):
+    """Another process (a backup, an operator's sqlite3) holds the database's write lock for
+    longer than the server's busy timeout: the batch of 1:1 messages the archive writer could
+    not write then is written once the lock is gone, before the messages that came after it,
+    and survives a restart (a later batch must not mark it as applied)."""
+    server.add_user("alice", "pw")
+    server.add_user("bob", "pw")
+    bob = await logged_in(server, "bob", "r")
+    alice = await logged_in(server, "alice", "r")
+
+    async def chat(first: int, last: int):
+        for n in range(first, last):
+            await alice.send(f"<message to='bob@localhost/r' type='chat' id='locked{n}'>"
+                             f"<body>locked{n}</body></message>")
+            await bob.expect(f"{{{NS_CLIENT}}}message", timeout=10)
+
+    await chat(0, 3)
+    holder = sqlite3.connect(server.data_dir / "salon.db", timeout=30, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        # Delivered at once (journaled), but not storable for now.
+        await chat(3, 13)
+        deadline = time.monotonic() + 30
+        while "archiving messages" not in server.log_text():
+            assert time.monotonic() < deadline, "the locked database never failed a batch"
+            await asyncio.sleep(0.2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    await chat(13, 16)
+    expected = {f"locked{n}" for n in range(16)}
+
+    def stored(archive: str) -> set[str]:
+        texts = "\n".join(archived_stanzas(server, archive))
+        return {mid for mid in expected if f">{mid}</body>" in texts}
+
+    deadline = time.monotonic() + 20
+    while stored("bob@localhost") != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert stored("bob@localhost") == expected, sorted(expected - stored("bob@localhost"))
+    alice.close()
+    bob.close()
+    server.restart()
+    for archive in ("alice@localhost", "bob@localhost"):
+        missing = expected - stored(archive)
+        assert not missing, f"{archive} lost {sorted(missing)}"
+    # In order: the batch written late comes before the messages sent after it.
+    db = sqlite3.connect(server.data_dir / "salon.db")
+    try:
+        bodies = [row[0] for row in db.execute(
+            "SELECT s.stanza FROM archive_entries AS e JOIN archive_stanzas AS s ON s.seq = e.body"
+            " WHERE e.archive = 'bob@localhost' ORDER BY e.seq")]
+    finally:
+        db.close()
+    order = [int(text.split(">locked")[1].split("<")[0]) for text in bodies if ">locked" in text]
+    assert order == list(range(16)), order

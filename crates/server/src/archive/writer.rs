@@ -4,7 +4,7 @@
 
 use crate::durable::{Commit, Completer, LatestCommit};
 use crate::storage::prelude::*;
-use crate::storage::ArchivedMessage;
+use crate::storage::{ArchivedMessage, StorageError};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -16,6 +16,16 @@ const FULL_BATCH: usize = 4096;
 /// How long journaled messages wait to be written while there are fewer than [`FULL_BATCH`]:
 /// nobody waits for them, and the fewer transactions, the fewer pages each message costs.
 const WINDOW: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// How long a batch the store failed to write waits before the next attempt: at first, then
+/// doubling up to the most.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const RETRY_MOST: std::time::Duration = std::time::Duration::from_secs(5);
+/// Attempts at a failed batch once the server stops.
+const ATTEMPTS_WHEN_STOPPING: u32 = 3;
+/// The longest a query waits for the writer: a store that keeps failing must not hold a
+/// room's task or an IQ for longer (the answer then lacks the messages still queued).
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the writer has still to write: the batch being gathered and the commit its messages
 /// share, and the flushes waiting for it.
@@ -155,17 +165,59 @@ impl WriterState {
             ..
         }) = self.take()
         {
+            let mut flushes = flushes;
             if !batch.is_empty() {
                 self.room
                     .add_permits(batch.iter().map(|(a, m)| queued_kib(a, m)).sum());
-                if let Err(e) = storage.archive_append_blocking(&batch, journaled) {
-                    tracing::error!(error = %e, messages = batch.len(), "archiving messages");
-                }
+                self.write(storage, &batch, journaled, &mut flushes);
             }
             done.complete();
             for flush in flushes {
                 let _ = flush.send(());
             }
+        }
+    }
+
+    /// Writes one batch, again and again while the store fails (a full disk, a database another
+    /// process holds locked): a batch left out would be lost for good, since the next one
+    /// records a later journal position as applied. Those waiting to query are answered after
+    /// the first attempt, from what is stored; the batches after this one wait, their appenders
+    /// too once [`WRITER_QUEUE_KIB`] are queued. Once the server stops, a few attempts and the
+    /// batch is left to the journal, which the next start applies.
+    fn write(
+        &self,
+        storage: &dyn ArchiveStore,
+        batch: &[(String, ArchivedMessage)],
+        journaled: Option<u64>,
+        flushes: &mut Vec<oneshot::Sender<()>>,
+    ) {
+        let mut wait = RETRY_FIRST;
+        for attempt in 1.. {
+            let result = storage.archive_append_blocking(batch, journaled);
+            for flush in flushes.drain(..) {
+                let _ = flush.send(());
+            }
+            let error = match result {
+                Ok(()) => return,
+                Err(StorageError::AlreadyExists) => {
+                    // Committed; the store left out ids its archive held already.
+                    tracing::debug!(
+                        messages = batch.len(),
+                        "archived a batch with duplicate ids"
+                    );
+                    return;
+                }
+                Err(error) => error,
+            };
+            if lock(&self.queue).stopped && attempt >= ATTEMPTS_WHEN_STOPPING {
+                tracing::error!(%error, messages = batch.len(), attempt,
+                    "archiving messages failed while stopping; the journal keeps them for the next start");
+                return;
+            }
+            tracing::error!(%error, messages = batch.len(), attempt, retry_in_ms = wait.as_millis() as u64,
+                "archiving messages failed; trying again");
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(RETRY_MOST);
         }
     }
 }
@@ -281,14 +333,17 @@ impl ArchiveWriter {
         })
     }
 
-    /// Wait until every message appended so far is stored, so a query sees them.
+    /// Wait until every message appended so far is stored (or the store failed to, or
+    /// [`FLUSH_LIMIT`] passed), so a query sees them.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         self.0.state.give(|gathering| {
             gathering.flushes.push(done);
             gathering.urgent = true;
         });
-        let _ = wait.await;
+        if tokio::time::timeout(FLUSH_LIMIT, wait).await.is_err() {
+            tracing::warn!("the archive writer is behind; answering from what is stored");
+        }
     }
 }
 
@@ -388,6 +443,8 @@ mod tests {
         memory: MemoryStorage,
         records: std::sync::atomic::AtomicU64,
         batches: std::sync::Mutex<Vec<(usize, Option<u64>)>>,
+        /// How many of the next batches fail (as with a database another process has locked).
+        failing: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait::async_trait]
@@ -412,6 +469,16 @@ mod tests {
             journaled: Option<u64>,
         ) -> StorageResult<()> {
             lock(&self.batches).push((messages.len(), journaled));
+            let failing = &self.failing;
+            let ordering = std::sync::atomic::Ordering::SeqCst;
+            if failing
+                .fetch_update(ordering, ordering, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(crate::storage::StorageError::Backend(
+                    "database is locked".into(),
+                ));
+            }
             self.memory.archive_append_blocking(messages, journaled)
         }
         async fn archive_query(
@@ -481,5 +548,29 @@ mod tests {
             "a full batch waited for the window"
         );
         assert_eq!(lock(&storage.batches)[2].0, FULL_BATCH);
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_store_fails_to_write_is_written_again_before_the_next() {
+        let storage = Arc::new(Journaling::default());
+        storage
+            .failing
+            .store(2, std::sync::atomic::Ordering::SeqCst);
+        let writer = ArchiveWriter::start(storage.clone(), Default::default());
+        for n in 0..5 {
+            writer.append("a@rooms", message(n)).await;
+        }
+        // The query is answered after the first attempt, without the batch it could not write.
+        writer.flush().await;
+        assert!(stored(&storage.memory, "a@rooms").await.is_empty());
+        writer.append("a@rooms", message(5)).await;
+        writer.flush().await;
+        // Written on the third attempt (100 + 200 ms later), then the next batch, in order.
+        let expected: Vec<String> = (0..6).map(|n| format!("id{n}")).collect();
+        assert_eq!(stored(&storage.memory, "a@rooms").await, expected);
+        assert_eq!(
+            *lock(&storage.batches),
+            vec![(5, Some(5)), (5, Some(5)), (5, Some(5)), (1, Some(6))]
+        );
     }
 }
