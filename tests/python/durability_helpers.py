@@ -58,8 +58,8 @@ def archived_stanzas(server, archive: str) -> list[str]:
     db = sqlite3.connect(server.data_dir / "salon.db")
     try:
         return [row[0] for row in db.execute(
-            "SELECT s.stanza FROM archive_entries AS e JOIN archive_stanzas AS s ON s.seq = e.body"
-            " WHERE e.archive = ?", (archive,)
+            "SELECT s.stanza FROM archive_entries_named AS e JOIN archive_stanzas AS s ON s.seq = e.body"
+            " WHERE e.archive = ? ORDER BY e.seq", (archive,)
         )]
     finally:
         db.close()

@@ -82,7 +82,7 @@ def archived_ids(server, room: str) -> set[str]:
     db = sqlite3.connect(server.data_dir / "salon.db")
     try:
         return {row[0] for row in db.execute(
-            "SELECT id FROM archive_entries WHERE archive = ?", (room,)
+            "SELECT id FROM archive_entries_named WHERE archive = ?", (room,)
         )}
     finally:
         db.close()
@@ -297,12 +297,6 @@ async def test_messages_archived_while_the_database_is_locked_are_written_once_i
         missing = expected - stored(archive)
         assert not missing, f"{archive} lost {sorted(missing)}"
     # In order: the batch written late comes before the messages sent after it.
-    db = sqlite3.connect(server.data_dir / "salon.db")
-    try:
-        bodies = [row[0] for row in db.execute(
-            "SELECT s.stanza FROM archive_entries AS e JOIN archive_stanzas AS s ON s.seq = e.body"
-            " WHERE e.archive = 'bob@localhost' ORDER BY e.seq")]
-    finally:
-        db.close()
+    bodies = archived_stanzas(server, "bob@localhost")
     order = [int(text.split(">locked")[1].split("<")[0]) for text in bodies if ">locked" in text]
     assert order == list(range(16)), order

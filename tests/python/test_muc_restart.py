@@ -115,8 +115,12 @@ async def test_archive_retention_sweep_deletes_old_messages(tmp_path_factory):
                 "INSERT INTO archive_stanzas (stanza, refs) VALUES (?, 1)",
                 (f"<message xmlns='jabber:client' from='{room}/boss' type='groupchat'><body>ancient message</body></message>",),
             ).lastrowid
+            for address in (room, f"{room}/boss"):
+                db.execute("INSERT OR IGNORE INTO archive_addresses (jid) VALUES (?)", (address,))
             db.execute(
-                "INSERT INTO archive_entries (archive, seq, id, timestamp, with_jid, body) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO archive_entries (archive, seq, id, timestamp, with_jid, body) VALUES"
+                " ((SELECT id FROM archive_addresses WHERE jid = ?), ?, ?, ?,"
+                " (SELECT id FROM archive_addresses WHERE jid = ?), ?)",
                 (room, seq, "ancient-1", old, f"{room}/boss", seq),
             )
         db.close()

@@ -17,11 +17,14 @@ async fn delete_archive(
     user: &str,
     domain: &str,
 ) -> StorageResult<()> {
-    sqlx::query("DELETE FROM archive_entries WHERE archive = ?1")
-        .bind(account_archive(user, domain))
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
+    sqlx::query(
+        "DELETE FROM archive_entries WHERE archive = \
+         (SELECT id FROM archive_addresses WHERE jid = ?1)",
+    )
+    .bind(account_archive(user, domain))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
     Ok(())
 }
 

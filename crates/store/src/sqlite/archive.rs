@@ -6,6 +6,9 @@
 //! `archive_append.rs`; queries and deletions through the pool. The paging rules are those of
 //! `salon_server::storage::archive`, with the page cut by `rules::archive_page`. Archives do
 //! not reference accounts: an archive is named by a bare JID that may be a room or an account.
+//! Entries name their archive and their `with` by number (`archive_addresses`, migration
+//! `20261207000001`); statements look the number up with [`ADDRESS_OF`]'s subquery, which SQLite
+//! runs once and searches the keys with.
 
 use async_trait::async_trait;
 use salon_server::storage::rules::{archive_page, page_fetch_size};
@@ -19,9 +22,12 @@ use super::SqliteStorage;
 use crate::errors::{corrupt, db_error};
 
 /// Columns of an [`ArchivedMessage`], for [`archived_from_row`].
-const ARCHIVE_COLUMNS: &str = "e.id, e.timestamp, e.with_jid, s.stanza";
-/// The entries with their stored stanzas, for [`ARCHIVE_COLUMNS`].
-const ARCHIVE_JOIN: &str = "archive_entries AS e JOIN archive_stanzas AS s ON s.seq = e.body";
+const ARCHIVE_COLUMNS: &str = "e.id, e.timestamp, w.jid AS with_jid, s.stanza";
+/// The entries with their stored stanzas and `with` addresses, for [`ARCHIVE_COLUMNS`].
+const ARCHIVE_JOIN: &str = "archive_entries AS e JOIN archive_stanzas AS s ON s.seq = e.body \
+                            JOIN archive_addresses AS w ON w.id = e.with_jid";
+/// The number of the address bound next (NULL, which matches nothing, if it has none).
+const ADDRESS_OF: &str = "(SELECT id FROM archive_addresses WHERE jid = ";
 
 fn archived_from_row(row: &SqliteRow) -> StorageResult<ArchivedMessage> {
     Ok(ArchivedMessage {
@@ -40,9 +46,17 @@ fn push_archive_filters<'a>(
     archive: &'a str,
     query: &'a ArchiveQuery,
 ) {
-    builder.push(" WHERE e.archive = ").push_bind(archive);
+    builder
+        .push(" WHERE e.archive = ")
+        .push(ADDRESS_OF)
+        .push_bind(archive)
+        .push(")");
     if let Some(with) = &query.with {
-        builder.push(" AND e.with_jid = ").push_bind(with.as_str());
+        builder
+            .push(" AND e.with_jid = ")
+            .push(ADDRESS_OF)
+            .push_bind(with.as_str())
+            .push(")");
     }
     if let Some(start) = query.start {
         builder.push(" AND e.timestamp >= ").push_bind(start);
@@ -61,13 +75,14 @@ async fn archive_position(
     let Some(id) = id else {
         return Ok(None);
     };
-    let seq: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM archive_entries WHERE archive = ?1 AND id = ?2")
-            .bind(archive)
-            .bind(id)
-            .fetch_optional(conn)
-            .await
-            .map_err(db_error)?;
+    let seq: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT seq FROM archive_entries WHERE archive = {ADDRESS_OF}?1) AND id = ?2"
+    ))
+    .bind(archive)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .map_err(db_error)?;
     seq.map(Some).ok_or(StorageError::NotFound)
 }
 
@@ -129,12 +144,14 @@ impl ArchiveStore for SqliteStorage {
         let count: i64 = if unfiltered {
             // Kept by triggers: counting a large archive's entries would take longer than
             // the page.
-            sqlx::query_scalar("SELECT messages FROM archive_counts WHERE archive = ?1")
-                .bind(archive)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .unwrap_or(0)
+            sqlx::query_scalar(&format!(
+                "SELECT messages FROM archive_counts WHERE archive = {ADDRESS_OF}?1)"
+            ))
+            .bind(archive)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .unwrap_or(0)
         } else {
             let mut count = QueryBuilder::new("SELECT COUNT(*) FROM archive_entries AS e");
             push_archive_filters(&mut count, archive, query);
@@ -173,7 +190,8 @@ impl ArchiveStore for SqliteStorage {
 
     async fn archive_get(&self, archive: &str, id: &str) -> StorageResult<Option<ArchivedMessage>> {
         let row = sqlx::query(&format!(
-            "SELECT {ARCHIVE_COLUMNS} FROM {ARCHIVE_JOIN} WHERE e.archive = ?1 AND e.id = ?2"
+            "SELECT {ARCHIVE_COLUMNS} FROM {ARCHIVE_JOIN} \
+             WHERE e.archive = {ADDRESS_OF}?1) AND e.id = ?2"
         ))
         .bind(archive)
         .bind(id)
@@ -185,10 +203,11 @@ impl ArchiveStore for SqliteStorage {
 
     async fn archive_replace(&self, archive: &str, id: &str, stanza: &str) -> StorageResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let stored: Option<(i64, i64)> = sqlx::query_as(
+        let stored: Option<(i64, i64)> = sqlx::query_as(&format!(
             "SELECT s.seq, s.refs FROM archive_entries AS e \
-             JOIN archive_stanzas AS s ON s.seq = e.body WHERE e.archive = ?1 AND e.id = ?2",
-        )
+             JOIN archive_stanzas AS s ON s.seq = e.body \
+             WHERE e.archive = {ADDRESS_OF}?1) AND e.id = ?2"
+        ))
         .bind(archive)
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -210,13 +229,15 @@ impl ArchiveStore for SqliteStorage {
                 .await
                 .map_err(db_error)?
                 .last_insert_rowid();
-            sqlx::query("UPDATE archive_entries SET body = ?3 WHERE archive = ?1 AND id = ?2")
-                .bind(archive)
-                .bind(id)
-                .bind(own)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+            sqlx::query(&format!(
+                "UPDATE archive_entries SET body = ?3 WHERE archive = {ADDRESS_OF}?1) AND id = ?2"
+            ))
+            .bind(archive)
+            .bind(id)
+            .bind(own)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
             sqlx::query("UPDATE archive_stanzas SET refs = refs - 1 WHERE seq = ?1")
                 .bind(body)
                 .execute(&mut *tx)
@@ -230,8 +251,8 @@ impl ArchiveStore for SqliteStorage {
     async fn archive_expire(&self, domain: &str, before: i64) -> StorageResult<usize> {
         // Compared as a suffix, not with LIKE, whose `_` would match any character.
         let result = sqlx::query(
-            "DELETE FROM archive_entries WHERE timestamp < ?1 \
-             AND substr(archive, -(length(?2) + 1)) = '@' || ?2",
+            "DELETE FROM archive_entries WHERE timestamp < ?1 AND archive IN \
+             (SELECT id FROM archive_addresses WHERE substr(jid, -(length(?2) + 1)) = '@' || ?2)",
         )
         .bind(before)
         .bind(domain)
@@ -248,11 +269,11 @@ impl ArchiveStore for SqliteStorage {
         if before == i64::MIN {
             // No age limit: a range of the key, where the `OR` of the general form below
             // would read the whole archive (a room does this every hundred messages).
-            let result = sqlx::query(
-                "DELETE FROM archive_entries WHERE archive = ?1 AND seq <= \
-                 COALESCE((SELECT seq FROM archive_entries WHERE archive = ?1 \
-                           ORDER BY seq DESC LIMIT 1 OFFSET ?2), -1)",
-            )
+            let result = sqlx::query(&format!(
+                "DELETE FROM archive_entries WHERE archive = {ADDRESS_OF}?1) AND seq <= \
+                 COALESCE((SELECT seq FROM archive_entries WHERE archive = {ADDRESS_OF}?1) \
+                           ORDER BY seq DESC LIMIT 1 OFFSET ?2), -1)"
+            ))
             .bind(archive)
             .bind(keep)
             .execute(&self.pool)
@@ -261,11 +282,11 @@ impl ArchiveStore for SqliteStorage {
             return usize::try_from(result.rows_affected())
                 .map_err(|e| corrupt("trimmed message count", e));
         }
-        let result = sqlx::query(
-            "DELETE FROM archive_entries WHERE archive = ?1 AND (timestamp < ?3 OR seq <= \
-             COALESCE((SELECT seq FROM archive_entries WHERE archive = ?1 \
-                       ORDER BY seq DESC LIMIT 1 OFFSET ?2), -1))",
-        )
+        let result = sqlx::query(&format!(
+            "DELETE FROM archive_entries WHERE archive = {ADDRESS_OF}?1) AND (timestamp < ?3 \
+             OR seq <= COALESCE((SELECT seq FROM archive_entries WHERE archive = {ADDRESS_OF}?1) \
+                       ORDER BY seq DESC LIMIT 1 OFFSET ?2), -1))"
+        ))
         .bind(archive)
         .bind(keep)
         .bind(before)
@@ -280,15 +301,15 @@ impl ArchiveStore for SqliteStorage {
         // which it passes the cap, and all older, go. One pass over the archive's rows, which
         // the room does once per tenth of the cap written (archive_bounds.rs).
         let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
-        let result = sqlx::query(
-            "DELETE FROM archive_entries WHERE archive = ?1 AND seq <= COALESCE(( \
+        let result = sqlx::query(&format!(
+            "DELETE FROM archive_entries WHERE archive = {ADDRESS_OF}?1) AND seq <= COALESCE(( \
                SELECT seq FROM ( \
                  SELECT e.seq AS seq, \
                         SUM(length(CAST(b.stanza AS BLOB))) OVER (ORDER BY e.seq DESC) AS total \
                  FROM archive_entries e JOIN archive_stanzas b ON b.seq = e.body \
-                 WHERE e.archive = ?1) \
-               WHERE total > ?2 ORDER BY seq DESC LIMIT 1), -1)",
-        )
+                 WHERE e.archive = {ADDRESS_OF}?1)) \
+               WHERE total > ?2 ORDER BY seq DESC LIMIT 1), -1)"
+        ))
         .bind(archive)
         .bind(max_bytes)
         .execute(&self.pool)
@@ -298,11 +319,13 @@ impl ArchiveStore for SqliteStorage {
     }
 
     async fn archive_delete(&self, archive: &str) -> StorageResult<()> {
-        sqlx::query("DELETE FROM archive_entries WHERE archive = ?1")
-            .bind(archive)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+        sqlx::query(&format!(
+            "DELETE FROM archive_entries WHERE archive = {ADDRESS_OF}?1)"
+        ))
+        .bind(archive)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
         Ok(())
     }
 }

@@ -9,34 +9,51 @@
 //! returns, so a killed process loses nothing (what XEP-0198 acknowledged or a room echoed is
 //! stored); a power loss can lose the last moments of history, never corrupt the file.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 use salon_server::storage::{ArchivedMessage, StorageError, StorageResult};
 
 use super::BUSY_TIMEOUT;
 
 /// The append connection's page cache, in KiB (SQLite's `cache_size` takes KiB negated).
 const APPEND_CACHE_KIB: i64 = -32 * 1024;
+/// Address numbers kept in memory; past this many the map starts over (each address then
+/// costs one lookup again).
+const KNOWN_ADDRESSES: usize = 100_000;
 
-/// The connection, `None` once closed.
+/// The connection and the address numbers it knows, `None` once closed.
 #[derive(Debug)]
-pub(super) struct AppendConnection(Mutex<Option<Connection>>);
+pub(super) struct AppendConnection(Mutex<Option<Appender>>);
+
+#[derive(Debug)]
+struct Appender {
+    connection: Connection,
+    /// `archive_addresses` rows committed already: a number never changes its address, and
+    /// only this connection adds them.
+    addresses: HashMap<String, i64>,
+}
 
 /// Stores a message's text once, with how many entries refer to it.
 const INSERT_STANZA: &str = "INSERT INTO archive_stanzas (stanza, refs) VALUES (?1, ?2)";
-/// One archive's entry for a stored message, at the message's position.
+/// One archive's entry for a stored message, at the message's position; `archive` and
+/// `with_jid` are address numbers.
 const INSERT_ENTRY: &str =
     "INSERT INTO archive_entries (archive, seq, id, timestamp, with_jid, body) \
                             VALUES (?1, ?2, ?3, ?4, ?5, ?2)";
+const FIND_ADDRESS: &str = "SELECT id FROM archive_addresses WHERE jid = ?1";
+const ADD_ADDRESS: &str = "INSERT INTO archive_addresses (jid) VALUES (?1)";
 /// Fewer entries than planned refer to a stored message (a duplicate id was refused).
 const SET_REFS: &str = "UPDATE archive_stanzas SET refs = ?2 WHERE seq = ?1";
 const DELETE_STANZA: &str = "DELETE FROM archive_stanzas WHERE seq = ?1";
-/// The last journal record the database holds (`archive_journal.rs`).
 /// Adds a batch's entries to an archive's count (RSM `<count/>` of unfiltered queries).
 const ADD_TO_COUNT: &str = "INSERT INTO archive_counts (archive, messages) VALUES (?1, ?2) \
                             ON CONFLICT (archive) DO UPDATE SET messages = messages + ?2";
+/// The last journal record the database holds (`archive_journal.rs`).
 const SET_JOURNAL_APPLIED: &str = "UPDATE archive_journal_applied SET record = ?1 WHERE id = 1";
 const JOURNAL_APPLIED: &str = "SELECT record, database FROM archive_journal_applied WHERE id = 1";
 
@@ -46,6 +63,36 @@ fn sql_error(error: rusqlite::Error) -> StorageError {
             StorageError::AlreadyExists
         }
         _ => StorageError::Backend(error.to_string()),
+    }
+}
+
+/// Address numbers for one transaction: those committed before, those it added (known only
+/// once it commits: a rolled-back number may go to another address).
+struct Numbering<'a> {
+    committed: &'a mut HashMap<String, i64>,
+    added: HashMap<String, i64>,
+}
+
+impl Numbering<'_> {
+    fn number(&mut self, transaction: &Transaction<'_>, jid: &str) -> StorageResult<i64> {
+        if let Some(&number) = self.committed.get(jid).or_else(|| self.added.get(jid)) {
+            return Ok(number);
+        }
+        let found: Option<i64> = transaction
+            .prepare_cached(FIND_ADDRESS)
+            .and_then(|mut s| s.query_row(params![jid], |row| row.get(0)).optional())
+            .map_err(sql_error)?;
+        if let Some(number) = found {
+            self.committed.insert(jid.to_string(), number);
+            return Ok(number);
+        }
+        transaction
+            .prepare_cached(ADD_ADDRESS)
+            .and_then(|mut s| s.execute(params![jid]))
+            .map_err(sql_error)?;
+        let number = transaction.last_insert_rowid();
+        self.added.insert(jid.to_string(), number);
+        Ok(number)
     }
 }
 
@@ -65,10 +112,13 @@ impl AppendConnection {
         // touches across a few hundred archives: each miss is a read() from the operating
         // system's cache (a sixth of the writer's time in perf, session 10).
         connection.pragma_update(None, "cache_size", APPEND_CACHE_KIB)?;
-        Ok(AppendConnection(Mutex::new(Some(connection))))
+        Ok(AppendConnection(Mutex::new(Some(Appender {
+            connection,
+            addresses: HashMap::new(),
+        }))))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
+    fn lock(&self) -> MutexGuard<'_, Option<Appender>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -83,10 +133,11 @@ impl AppendConnection {
     /// its journal.
     pub(super) fn journal_applied(&self) -> StorageResult<(u64, String)> {
         let guard = self.lock();
-        let connection = guard
+        let appender = guard
             .as_ref()
             .ok_or_else(|| StorageError::Backend("the archive connection is closed".into()))?;
-        connection
+        appender
+            .connection
             .query_row(JOURNAL_APPLIED, [], |row| {
                 Ok((
                     row.get::<_, i64>(0)?.max(0) as u64,
@@ -111,87 +162,21 @@ impl AppendConnection {
         journaled: Option<u64>,
     ) -> StorageResult<()> {
         let mut guard = self.lock();
-        let connection = guard
+        let appender = guard
             .as_mut()
             .ok_or_else(|| StorageError::Backend("the archive connection is closed".into()))?;
-        let transaction = connection
+        if appender.addresses.len() > KNOWN_ADDRESSES {
+            appender.addresses.clear();
+        }
+        let transaction = appender
+            .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_error)?;
-        let mut refused = None;
-        {
-            let groups = shared_stanzas(messages);
-            let mut insert_stanza = transaction
-                .prepare_cached(INSERT_STANZA)
-                .map_err(sql_error)?;
-            let mut seqs = Vec::with_capacity(groups.len());
-            for members in &groups {
-                insert_stanza
-                    .execute(params![messages[members[0]].1.stanza, members.len() as i64])
-                    .map_err(sql_error)?;
-                seqs.push(transaction.last_insert_rowid());
-            }
-            // (message, its stanza's group), by archive then position.
-            let mut entries: Vec<(usize, usize)> = groups
-                .iter()
-                .enumerate()
-                .flat_map(|(group, members)| members.iter().map(move |&m| (m, group)))
-                .collect();
-            entries.sort_unstable_by(|a, b| {
-                (messages[a.0].0.as_str(), seqs[a.1]).cmp(&(messages[b.0].0.as_str(), seqs[b.1]))
-            });
-            let mut insert_entry = transaction
-                .prepare_cached(INSERT_ENTRY)
-                .map_err(sql_error)?;
-            let mut count = transaction
-                .prepare_cached(ADD_TO_COUNT)
-                .map_err(sql_error)?;
-            let mut kept = vec![0usize; groups.len()];
-            let mut run: Option<(&str, i64)> = None;
-            for (index, group) in entries {
-                let (archive, message) = &messages[index];
-                match insert_entry.execute(params![
-                    archive,
-                    seqs[group],
-                    message.id,
-                    message.timestamp,
-                    message.with
-                ]) {
-                    Ok(_) => kept[group] += 1,
-                    Err(error) => match sql_error(error) {
-                        StorageError::AlreadyExists => {
-                            refused.get_or_insert(StorageError::AlreadyExists);
-                            continue;
-                        }
-                        other => return Err(other),
-                    },
-                }
-                run = match run {
-                    Some((current, n)) if current == archive.as_str() => Some((current, n + 1)),
-                    other => {
-                        if let Some((done, n)) = other {
-                            count.execute(params![done, n]).map_err(sql_error)?;
-                        }
-                        Some((archive.as_str(), 1))
-                    }
-                };
-            }
-            if let Some((done, n)) = run {
-                count.execute(params![done, n]).map_err(sql_error)?;
-            }
-            for (group, members) in groups.iter().enumerate() {
-                if kept[group] == 0 {
-                    transaction
-                        .prepare_cached(DELETE_STANZA)
-                        .and_then(|mut s| s.execute(params![seqs[group]]))
-                        .map_err(sql_error)?;
-                } else if kept[group] < members.len() {
-                    transaction
-                        .prepare_cached(SET_REFS)
-                        .and_then(|mut s| s.execute(params![seqs[group], kept[group] as i64]))
-                        .map_err(sql_error)?;
-                }
-            }
-        }
+        let mut numbering = Numbering {
+            committed: &mut appender.addresses,
+            added: HashMap::new(),
+        };
+        let refused = write_batch(&transaction, &mut numbering, messages)?;
         if let Some(record) = journaled {
             transaction
                 .prepare_cached(SET_JOURNAL_APPLIED)
@@ -199,8 +184,88 @@ impl AppendConnection {
                 .map_err(sql_error)?;
         }
         transaction.commit().map_err(sql_error)?;
+        let Numbering { committed, added } = numbering;
+        committed.extend(added);
         refused.map_or(Ok(()), Err)
     }
+}
+
+/// The stanzas, entries and counts of one batch, in `transaction`; `AlreadyExists` if an
+/// archive refused a message's id (the rest is written).
+fn write_batch(
+    transaction: &Transaction<'_>,
+    numbering: &mut Numbering<'_>,
+    messages: &[(String, ArchivedMessage)],
+) -> StorageResult<Option<StorageError>> {
+    let mut refused = None;
+    let groups = shared_stanzas(messages);
+    let mut insert_stanza = transaction
+        .prepare_cached(INSERT_STANZA)
+        .map_err(sql_error)?;
+    let mut seqs = Vec::with_capacity(groups.len());
+    for members in &groups {
+        insert_stanza
+            .execute(params![messages[members[0]].1.stanza, members.len() as i64])
+            .map_err(sql_error)?;
+        seqs.push(transaction.last_insert_rowid());
+    }
+    // (archive's number, position, message, its stanza's group), by archive then position.
+    let mut entries = Vec::with_capacity(messages.len());
+    for (group, members) in groups.iter().enumerate() {
+        for &index in members {
+            let archive = numbering.number(transaction, &messages[index].0)?;
+            entries.push((archive, seqs[group], index, group));
+        }
+    }
+    entries.sort_unstable();
+    let mut insert_entry = transaction
+        .prepare_cached(INSERT_ENTRY)
+        .map_err(sql_error)?;
+    let mut count = transaction
+        .prepare_cached(ADD_TO_COUNT)
+        .map_err(sql_error)?;
+    let mut kept = vec![0usize; groups.len()];
+    let mut run: Option<(i64, i64)> = None;
+    for (archive, seq, index, group) in entries {
+        let message = &messages[index].1;
+        let with = numbering.number(transaction, &message.with)?;
+        match insert_entry.execute(params![archive, seq, message.id, message.timestamp, with]) {
+            Ok(_) => kept[group] += 1,
+            Err(error) => match sql_error(error) {
+                StorageError::AlreadyExists => {
+                    refused.get_or_insert(StorageError::AlreadyExists);
+                    continue;
+                }
+                other => return Err(other),
+            },
+        }
+        run = match run {
+            Some((current, n)) if current == archive => Some((current, n + 1)),
+            other => {
+                if let Some((done, n)) = other {
+                    count.execute(params![done, n]).map_err(sql_error)?;
+                }
+                Some((archive, 1))
+            }
+        };
+    }
+    if let Some((done, n)) = run {
+        count.execute(params![done, n]).map_err(sql_error)?;
+    }
+    for (group, members) in groups.iter().enumerate() {
+        if kept[group] == 0 {
+            transaction
+                .prepare_cached(DELETE_STANZA)
+                .and_then(|mut s| s.execute(params![seqs[group]]))
+                .map_err(sql_error)?;
+        } else if kept[group] < members.len() {
+            transaction
+                .prepare_cached(SET_REFS)
+                .and_then(|mut s| s.execute(params![seqs[group], kept[group] as i64]))
+                .map_err(sql_error)?;
+        }
+    }
+    Ok(refused)
 }
 
 /// The messages grouped by the stored stanza they share, in order of the groups' first

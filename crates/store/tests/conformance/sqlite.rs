@@ -237,6 +237,32 @@ async fn sqlite_two_handles_write_concurrently() {
     cli.close().await;
 }
 
+/// A new database in `dir` (`salon.db`) as the releases before migration `version` left it:
+/// every migration up to the one before, applied.
+async fn migrated_before(dir: &tempfile::TempDir, version: &str) -> sqlx::SqlitePool {
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).expect("mkdir");
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&all).expect("migrations") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.as_str() < version {
+            std::fs::copy(entry.path(), old.join(&name)).expect("copy");
+        }
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("salon.db"))
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("connect");
+    let migrator = sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .expect("migrator");
+    migrator.run(&pool).await.expect("old migrations");
+    pool
+}
+
 /// The archive schema of migration 2026120600000 4 (one stored stanza per message, entries
 /// clustered by archive) takes over what the old `archive_messages` table held: same messages,
 /// same order, and positions keep growing past the old sequence.
@@ -244,28 +270,8 @@ async fn sqlite_two_handles_write_concurrently() {
 async fn sqlite_archives_move_to_the_shared_row_schema() {
     let dir = tempfile::TempDir::new().expect("tempdir");
     let path = dir.path().join("salon.db");
-    // The database as the releases before it left it: every migration up to the one before.
-    let old = dir.path().join("old-migrations");
-    std::fs::create_dir(&old).expect("mkdir");
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-    for entry in std::fs::read_dir(&all).expect("migrations") {
-        let entry = entry.expect("entry");
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.as_str() < "20261206000004" {
-            std::fs::copy(entry.path(), old.join(&name)).expect("copy");
-        }
-    }
     {
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options)
-            .await
-            .expect("connect");
-        let migrator = sqlx::migrate::Migrator::new(old.as_path())
-            .await
-            .expect("migrator");
-        migrator.run(&pool).await.expect("old migrations");
+        let pool = migrated_before(&dir, "20261206000004").await;
         for (n, archive) in [
             (1, "room@rooms.a.example"),
             (2, "juliet@a.example"),
@@ -348,5 +354,147 @@ async fn sqlite_archives_move_to_the_shared_row_schema() {
     assert_eq!(
         next, 5,
         "positions continue after the old sequence (4 was given and deleted)"
+    );
+}
+
+/// Migration 20261207000001 numbers the addresses: what the text-keyed entries held (order,
+/// ids, `with`, shared stanzas, counts) is there after it, `with` filters and deletions work
+/// on it, and new appends go on after the old positions.
+#[tokio::test]
+async fn sqlite_archives_move_to_address_numbers() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let path = dir.path().join("salon.db");
+    {
+        let pool = migrated_before(&dir, "20261207000001").await;
+        // Two 1:1 messages between juliet and romeo (one stanza each, an entry in both
+        // archives) and a room message, as the writer of that version stored them.
+        let rows = [
+            (1, "juliet@a.example", "romeo@a.example", "j1"),
+            (1, "romeo@a.example", "juliet@a.example", "r1"),
+            (
+                2,
+                "room@rooms.a.example",
+                "room@rooms.a.example/nurse",
+                "m1",
+            ),
+            (3, "juliet@a.example", "romeo@a.example", "j2"),
+            (3, "romeo@a.example", "juliet@a.example", "r2"),
+        ];
+        for seq in [1, 2, 3] {
+            let refs = rows.iter().filter(|r| r.0 == seq).count() as i64;
+            sqlx::query("INSERT INTO archive_stanzas (seq, stanza, refs) VALUES (?1, ?2, ?3)")
+                .bind(seq)
+                .bind(format!("<message>{seq}</message>"))
+                .bind(refs)
+                .execute(&pool)
+                .await
+                .expect("stanza");
+        }
+        for (seq, archive, with, id) in rows {
+            sqlx::query(
+                "INSERT INTO archive_entries (archive, seq, id, timestamp, with_jid, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?2)",
+            )
+            .bind(archive)
+            .bind(seq)
+            .bind(id)
+            .bind(seq * 1000)
+            .bind(with)
+            .execute(&pool)
+            .await
+            .expect("entry");
+        }
+        sqlx::query(
+            "INSERT INTO archive_counts (archive, messages) \
+             SELECT archive, COUNT(*) FROM archive_entries GROUP BY archive",
+        )
+        .execute(&pool)
+        .await
+        .expect("counts");
+        pool.close().await;
+    }
+
+    let storage = open(&path).await;
+    let all = ArchiveQuery {
+        limit: 10,
+        ..ArchiveQuery::default()
+    };
+    let juliet = storage
+        .archive_query("juliet@a.example", &all)
+        .await
+        .expect("query");
+    let ids: Vec<_> = juliet.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["j1", "j2"]);
+    assert_eq!(juliet.count, 2);
+    assert_eq!(juliet.messages[1].with, "romeo@a.example");
+    assert_eq!(juliet.messages[1].stanza, "<message>3</message>");
+    assert_eq!(juliet.messages[1].timestamp, 3000);
+    let with_nurse = ArchiveQuery {
+        with: Some("room@rooms.a.example/nurse".into()),
+        ..all.clone()
+    };
+    let room = storage
+        .archive_query("room@rooms.a.example", &with_nurse)
+        .await
+        .expect("query");
+    assert_eq!(room.messages.len(), 1);
+    assert_eq!(room.messages[0].id, "m1");
+    let nobody = ArchiveQuery {
+        with: Some("nobody@a.example".into()),
+        ..all.clone()
+    };
+    let none = storage
+        .archive_query("juliet@a.example", &nobody)
+        .await
+        .expect("query");
+    assert!(none.messages.is_empty() && none.count == 0);
+    // Paging by an old id, and a new message after the old positions, sharing nothing.
+    let after_j1 = ArchiveQuery {
+        after_id: Some("j1".into()),
+        ..all.clone()
+    };
+    storage
+        .archive_append(
+            "juliet@a.example",
+            &ArchivedMessage {
+                id: "j3".into(),
+                timestamp: 4000,
+                with: "tybalt@a.example".into(),
+                stanza: "<message>4</message>".into(),
+            },
+        )
+        .await
+        .expect("append");
+    let page = storage
+        .archive_query("juliet@a.example", &after_j1)
+        .await
+        .expect("query");
+    let ids: Vec<_> = page.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["j2", "j3"]);
+    assert_eq!(page.messages[1].with, "tybalt@a.example");
+    let juliet = storage
+        .archive_query("juliet@a.example", &all)
+        .await
+        .expect("query");
+    assert_eq!(juliet.count, 3, "the count moved over and goes on");
+    // Deleting juliet's archive leaves romeo's copies of the shared stanzas whole.
+    storage
+        .archive_delete("juliet@a.example")
+        .await
+        .expect("delete");
+    let romeo = storage
+        .archive_query("romeo@a.example", &all)
+        .await
+        .expect("query");
+    let stanzas: Vec<_> = romeo.messages.iter().map(|m| m.stanza.as_str()).collect();
+    assert_eq!(stanzas, ["<message>1</message>", "<message>3</message>"]);
+    assert_eq!(romeo.count, 2);
+    assert_eq!(
+        storage
+            .archive_query("juliet@a.example", &all)
+            .await
+            .expect("query")
+            .count,
+        0
     );
 }
