@@ -12,6 +12,7 @@ mod condition;
 
 pub use condition::StreamCondition;
 
+mod fast_read;
 mod write;
 pub use minidom;
 
@@ -159,6 +160,14 @@ pub struct StreamParser {
     /// Raw bytes before the stream header has been parsed, to read its default namespace,
     /// which the namespace-resolving parser does not report.
     header_bytes: Vec<u8>,
+    /// The namespace stanzas without an `xmlns` of their own are in (the stream header's
+    /// default one), for the fast path; `None` turns the fast path off.
+    content_namespace: Option<String>,
+    /// rxml has read nothing since the last stanza (or the header) ended: the fast path may
+    /// read the next one instead, from the same position.
+    at_boundary: bool,
+    /// Whether the fast path is used at all (off to compare it with rxml alone).
+    fast_path: bool,
 }
 
 impl StreamParser {
@@ -180,6 +189,9 @@ impl StreamParser {
             fed: 0,
             finished: false,
             header_bytes: Vec::new(),
+            content_namespace: None,
+            at_boundary: false,
+            fast_path: true,
         }
     }
 
@@ -188,8 +200,19 @@ impl StreamParser {
     pub fn reset(&mut self) {
         let tree_limits = self.tree_limits;
         let fed = self.fed;
-        *self = StreamParser::new(self.limits.clone()).with_tree_limits(tree_limits);
+        let fast_path = self.fast_path;
+        *self = StreamParser::new(self.limits.clone())
+            .with_tree_limits(tree_limits)
+            .with_fast_path(fast_path);
         self.fed = fed;
+    }
+
+    /// Whether whole plain stanzas are read by the fast path (`fast_read.rs`; on by default)
+    /// rather than by rxml. Off, every byte goes through rxml: what the fuzz target compares
+    /// the fast path with.
+    pub fn with_fast_path(mut self, on: bool) -> Self {
+        self.fast_path = on;
+        self
     }
 
     /// Bytes fed in all, across stream restarts.
@@ -284,8 +307,15 @@ impl StreamParser {
         let input = data;
         let mut boundary = None;
         loop {
+            if self.at_boundary && self.read_plain_stanza(&mut data, out) {
+                boundary = Some(input.len() - data.len());
+                continue;
+            }
             let before = data.len();
             let result = self.parser.parse(&mut data, false);
+            if data.len() != before {
+                self.at_boundary = false;
+            }
             self.stanza_bytes += before - data.len();
             if self.stanza_bytes > self.limits.max_stanza_bytes {
                 self.finished = true;
@@ -308,6 +338,10 @@ impl StreamParser {
                     // lexer emits a tag at its `>`, reading nothing past it).
                     if out.len() > emitted {
                         boundary = Some(input.len() - data.len());
+                        // After a stanza's end tag rxml holds nothing back. After the stream
+                        // header it may: the end of a self-closed root (`<open/>`, found by
+                        // fuzzing), so the first stanza of a stream is always rxml's.
+                        self.at_boundary = matches!(out.last(), Some(StreamEvent::Stanza(_)));
                     }
                 }
                 Ok(None) => {
@@ -324,6 +358,38 @@ impl StreamParser {
                 }
             }
         }
+    }
+
+    /// The fast path: when `data` holds (after whitespace) a whole stanza that
+    /// [`fast_read`] can read, emit it and move `data` past it. `false` leaves `data` to rxml,
+    /// which has read nothing since the last boundary, so it goes on from the same byte.
+    fn read_plain_stanza(&mut self, data: &mut &[u8], out: &mut Vec<StreamEvent>) -> bool {
+        let Some(namespace) = self.content_namespace.as_deref().filter(|_| self.fast_path) else {
+            return false;
+        };
+        let Some(start) = data.iter().position(|b| !b" \t\r\n".contains(b)) else {
+            return false;
+        };
+        let Some(bytes_left) = self
+            .limits
+            .max_stanza_bytes
+            .checked_sub(self.stanza_bytes + start)
+        else {
+            return false;
+        };
+        let bounds = fast_read::Bounds {
+            limits: &self.limits,
+            tree: &self.tree_limits,
+            bytes_left,
+        };
+        let Some((stanza, length)) = fast_read::read_stanza(&data[start..], namespace, &bounds)
+        else {
+            return false;
+        };
+        *data = &data[start + length..];
+        self.stanza_bytes = 0;
+        out.push(StreamEvent::Stanza(stanza));
+        true
     }
 
     /// After `input` has been consumed, whether a stanza's start tag (or stray text) is under
@@ -361,6 +427,10 @@ impl StreamParser {
                     self.stanza_bytes = 0;
                     let default_namespace = default_namespace_of(&self.header_bytes, &name);
                     self.header_bytes = Vec::new();
+                    // Written with a reference, it is left to rxml to resolve.
+                    self.content_namespace = default_namespace
+                        .clone()
+                        .filter(|namespace| !namespace.is_empty() && !namespace.contains('&'));
                     out.push(StreamEvent::StreamOpen {
                         default_namespace,
                         namespace: namespace.to_string(),
@@ -448,36 +518,40 @@ fn check_prolog_start(header: &[u8]) -> Result<(), StreamParseError> {
     }
 }
 
-/// Find `xmlns='…'` on the first element named `local` (possibly prefixed) in `header`, which
-/// the parser has already found well-formed.
+/// The `xmlns='…'` attribute of the root start tag in `header` (after an XML declaration), if
+/// the root's local name is `local`. The parser has found the tag well-formed, so it is read
+/// attribute by attribute: a value is quoted and holds neither its quote nor `<`, so
+/// `xmlns` inside another attribute's value is not taken for the declaration. The value is
+/// as written (entity references unresolved).
 fn default_namespace_of(header: &[u8], local: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(header);
-    let start = text.match_indices('<').find_map(|(i, _)| {
-        let rest = &text[i + 1..];
-        let name_end = rest.find(|c: char| c.is_whitespace() || c == '>' || c == '/')?;
-        let name = &rest[..name_end];
-        let bare = name.rsplit(':').next().unwrap_or(name);
-        (bare == local && !name.starts_with('?') && !name.starts_with('!'))
-            .then_some(i + 1 + name_end)
-    })?;
-    let tag = &text[start..];
-    let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
-    let mut rest = tag;
-    while let Some(position) = rest.find("xmlns") {
-        let after = rest[position + 5..].trim_start();
-        rest = &rest[position + 5..];
-        let Some(after) = after.strip_prefix('=') else {
-            continue;
-        };
-        let after = after.trim_start();
-        let quote = after.chars().next()?;
-        if quote != '\'' && quote != '"' {
-            continue;
-        }
-        let value = &after[1..];
-        return Some(value[..value.find(quote)?].to_string());
+    let text = std::str::from_utf8(header).ok()?.trim_start();
+    let text = match text.strip_prefix("<?") {
+        Some(declaration) => declaration[declaration.find("?>")? + 2..].trim_start(),
+        None => text,
+    };
+    let tag = text.strip_prefix('<')?;
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
+    let name_end = tag.find(|c: char| is_space(c) || c == '>' || c == '/')?;
+    let name = &tag[..name_end];
+    if name.rsplit(':').next() != Some(local) {
+        return None;
     }
-    None
+    let mut rest = &tag[name_end..];
+    loop {
+        rest = rest.trim_start_matches(is_space);
+        if rest.is_empty() || rest.starts_with('>') || rest.starts_with('/') {
+            return None;
+        }
+        let equals = rest.find('=')?;
+        let attribute = rest[..equals].trim_end_matches(is_space);
+        let after = rest[equals + 1..].trim_start_matches(is_space);
+        let quote = after.chars().next().filter(|q| *q == '\'' || *q == '"')?;
+        let value_end = after[1..].find(quote)? + 1;
+        if attribute == "xmlns" {
+            return Some(after[1..value_end].to_string());
+        }
+        rest = &after[value_end + 1..];
+    }
 }
 
 fn classify(error: rxml::Error) -> StreamParseError {

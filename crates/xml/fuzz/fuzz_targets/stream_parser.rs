@@ -15,7 +15,9 @@
 //! 3. round trip: every stanza, serialised with `salon_xml::serialize`, wrapped in a fresh stream
 //!    header and parsed again, comes back as one stanza with the same name and namespace and,
 //!    more strictly, the same tree (names, namespaces, attributes, text);
-//! 4. the serialiser's fast path writes the same bytes as minidom's writer.
+//! 4. the serialiser's fast path writes the same bytes as minidom's writer;
+//! 5. the parser's fast path reads what rxml reads: the stream fed whole (and in the same chunks)
+//!    to a parser with the fast path off gives the same events and the same error condition.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -63,6 +65,28 @@ fuzz_target!(|data: &[u8]| {
 
     let chunked = normalise_events(&chunked_events);
     let whole = normalise_events(&whole_events);
+
+    for split in [0, split_seed] {
+        let mut reference = StreamParser::new(limits.clone()).with_fast_path(false);
+        let mut reference_events = Vec::new();
+        let mut reference_result = Ok(());
+        for chunk in Chunks::new(stream, split) {
+            reference_result = reference.feed(chunk, &mut reference_events);
+            if reference_result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(
+            condition(&reference_result),
+            condition(&whole_result),
+            "the fast path changed the outcome: rxml alone {reference_result:?}, with it {whole_result:?}"
+        );
+        assert_eq!(
+            normalise_events(&reference_events),
+            whole,
+            "the fast path read the stream differently from rxml"
+        );
+    }
     assert_eq!(
         condition(&chunked_result),
         condition(&whole_result),
