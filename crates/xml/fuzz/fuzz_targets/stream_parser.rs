@@ -41,14 +41,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Chunked feed.
     let mut parser = StreamParser::new(limits.clone());
-    let mut chunked_events = Vec::new();
-    let mut chunked_result = Ok(());
-    for chunk in Chunks::new(stream, split_seed) {
-        chunked_result = parser.feed(chunk, &mut chunked_events);
-        if chunked_result.is_err() {
-            break;
-        }
-    }
+    let (chunked_events, chunked_result) = feed_in_chunks(&mut parser, stream, split_seed);
     // Once the stream is over (error or `</stream:stream>`), feeding more is a harmless no-op.
     let ended =
         chunked_result.is_err() || matches!(chunked_events.last(), Some(StreamEvent::StreamClose));
@@ -68,14 +61,7 @@ fuzz_target!(|data: &[u8]| {
 
     for split in [0, split_seed] {
         let mut reference = StreamParser::new(limits.clone()).with_fast_path(false);
-        let mut reference_events = Vec::new();
-        let mut reference_result = Ok(());
-        for chunk in Chunks::new(stream, split) {
-            reference_result = reference.feed(chunk, &mut reference_events);
-            if reference_result.is_err() {
-                break;
-            }
-        }
+        let (reference_events, reference_result) = feed_in_chunks(&mut reference, stream, split);
         assert_eq!(
             condition(&reference_result),
             condition(&whole_result),
@@ -100,6 +86,22 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Feeds `stream` cut as `split_seed` says (see [`Chunks`]) until the end or an error.
+fn feed_in_chunks(
+    parser: &mut StreamParser,
+    stream: &[u8],
+    split_seed: u8,
+) -> (Vec<StreamEvent>, Result<(), StreamParseError>) {
+    let mut events = Vec::new();
+    for chunk in Chunks::new(stream, split_seed) {
+        let result = parser.feed(chunk, &mut events);
+        if result.is_err() {
+            return (events, result);
+        }
+    }
+    (events, Ok(()))
+}
 
 fn limits_from(selector: u8) -> ParserLimits {
     if selector < 0x80 {
