@@ -5,9 +5,9 @@
 -- number: the rows are about half as large and an append costs a third less (bench/RESULTS.md,
 -- "Archive entries keyed by number").
 --
--- Addresses are never deleted: a number, once given, always names the same address (the
--- appending connection keeps them in memory), and an address whose entries all went costs one
--- small row.
+-- Only the appending connection adds and removes addresses (it keeps their numbers in memory):
+-- those no entry refers to any longer go now and then (crates/store/src/sqlite/archive_append.rs,
+-- PRUNE_AFTER_ADDED), so that a room's stream of guest nicknames does not grow the table for ever.
 CREATE TABLE archive_addresses (
     id  INTEGER PRIMARY KEY,
     jid TEXT    NOT NULL UNIQUE

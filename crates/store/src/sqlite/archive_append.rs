@@ -25,6 +25,15 @@ const APPEND_CACHE_KIB: i64 = -32 * 1024;
 /// Address numbers kept in memory; past this many the map starts over (each address then
 /// costs one lookup again).
 const KNOWN_ADDRESSES: usize = 100_000;
+/// Addresses whose entries have all gone (trimmed, expired, deleted) are removed once this many
+/// new ones have been added, at most once per [`PRUNE_INTERVAL`]: a room's guests bring a new
+/// address with each nickname, and without this the table would grow for ever. The removal
+/// reads every entry once, so it runs rarely.
+const PRUNE_AFTER_ADDED: usize = 10_000;
+const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Addresses no entry refers to (as its archive or its `with`).
+const PRUNE_ADDRESSES: &str = "DELETE FROM archive_addresses WHERE id NOT IN \
+     (SELECT archive FROM archive_entries UNION SELECT with_jid FROM archive_entries)";
 
 /// The connection and the address numbers it knows, `None` once closed.
 #[derive(Debug)]
@@ -33,9 +42,27 @@ pub(super) struct AppendConnection(Mutex<Option<Appender>>);
 #[derive(Debug)]
 struct Appender {
     connection: Connection,
-    /// `archive_addresses` rows committed already: a number never changes its address, and
-    /// only this connection adds them.
+    /// `archive_addresses` rows committed already: only this connection adds and removes
+    /// them, and it forgets them all when it removes any.
     addresses: HashMap<String, i64>,
+    /// Addresses added since unused ones were last removed, and when that was.
+    added_since_prune: usize,
+    last_prune: std::time::Instant,
+}
+
+impl Appender {
+    /// Removes the addresses no entry refers to any longer, and forgets every number (a
+    /// removed one may be given to another address).
+    fn prune_addresses(&mut self) -> StorageResult<usize> {
+        let removed = self
+            .connection
+            .execute(PRUNE_ADDRESSES, [])
+            .map_err(sql_error)?;
+        self.addresses.clear();
+        self.added_since_prune = 0;
+        self.last_prune = std::time::Instant::now();
+        Ok(removed)
+    }
 }
 
 /// Stores a message's text once, with how many entries refer to it.
@@ -115,6 +142,8 @@ impl AppendConnection {
         Ok(AppendConnection(Mutex::new(Some(Appender {
             connection,
             addresses: HashMap::new(),
+            added_since_prune: 0,
+            last_prune: std::time::Instant::now(),
         }))))
     }
 
@@ -185,8 +214,26 @@ impl AppendConnection {
         }
         transaction.commit().map_err(sql_error)?;
         let Numbering { committed, added } = numbering;
+        appender.added_since_prune += added.len();
         committed.extend(added);
+        if appender.added_since_prune >= PRUNE_AFTER_ADDED
+            && appender.last_prune.elapsed() >= PRUNE_INTERVAL
+        {
+            match appender.prune_addresses() {
+                Ok(removed) => tracing::info!(removed, "removed unused archive addresses"),
+                Err(error) => tracing::warn!(%error, "removing unused archive addresses"),
+            }
+        }
         refused.map_or(Ok(()), Err)
+    }
+
+    /// [`Appender::prune_addresses`] now, whatever the counts say.
+    #[cfg(test)]
+    fn prune_addresses(&self) -> StorageResult<usize> {
+        self.lock()
+            .as_mut()
+            .ok_or_else(|| StorageError::Backend("the archive connection is closed".into()))?
+            .prune_addresses()
     }
 }
 
@@ -315,6 +362,79 @@ mod tests {
                 stanza: text.to_string(),
             },
         )
+    }
+
+    fn entry(archive: &str, id: &str, with: &str) -> (String, ArchivedMessage) {
+        (
+            archive.to_string(),
+            ArchivedMessage {
+                id: id.to_string(),
+                timestamp: 0,
+                with: with.to_string(),
+                stanza: format!("<message>{id}</message>"),
+            },
+        )
+    }
+
+    fn addresses(path: &Path) -> Vec<String> {
+        let connection = Connection::open(path).expect("open");
+        let mut statement = connection
+            .prepare("SELECT jid FROM archive_addresses ORDER BY jid")
+            .expect("prepare");
+        let rows = statement.query_map([], |row| row.get(0)).expect("query");
+        rows.map(|row| row.expect("row")).collect()
+    }
+
+    #[tokio::test]
+    async fn addresses_no_entry_uses_are_removed_and_numbers_forgotten() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let path = dir.path().join("salon.db");
+        let storage = super::super::SqliteStorage::open(&path)
+            .await
+            .expect("open");
+        let appends = AppendConnection::open(&path).expect("append connection");
+        appends
+            .append(
+                &[
+                    entry("room@rooms", "1", "room@rooms/kept"),
+                    entry("other@rooms", "2", "other@rooms/gone"),
+                ],
+                None,
+            )
+            .expect("append");
+        // The other room's archive goes, with the last use of the newest address.
+        use salon_server::storage::ArchiveStore;
+        storage.archive_delete("other@rooms").await.expect("delete");
+        assert_eq!(appends.prune_addresses().expect("prune"), 2);
+        assert_eq!(addresses(&path), ["room@rooms", "room@rooms/kept"]);
+        // The removed numbers are given again: a number remembered from before would now
+        // name another address.
+        appends
+            .append(
+                &[
+                    entry("room@rooms", "3", "room@rooms/new"),
+                    entry("room@rooms", "4", "other@rooms/gone"),
+                ],
+                None,
+            )
+            .expect("append");
+        let page = storage
+            .archive_query(
+                "room@rooms",
+                &salon_server::storage::ArchiveQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("query");
+        let withs: Vec<_> = page.messages.iter().map(|m| m.with.as_str()).collect();
+        assert_eq!(
+            withs,
+            ["room@rooms/kept", "room@rooms/new", "other@rooms/gone"]
+        );
+        assert_eq!(page.count, 3);
+        storage.close().await;
     }
 
     #[test]
