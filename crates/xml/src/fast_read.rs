@@ -15,6 +15,10 @@ use minidom::Element;
 
 use crate::{element_cost, text_cost, ParserLimits, TreeLimits};
 
+/// Nesting the fast path reads, whatever the configured limit: it recurses per element, and a
+/// deeper stanza (rare) goes to rxml, which keeps its open elements on the heap.
+const DEEPEST: usize = 32;
+
 /// What the fast path may take: limits it stays well inside, since it declines rather than
 /// reports.
 pub(crate) struct Bounds<'a> {
@@ -59,7 +63,7 @@ impl<'a> Reader<'a, '_> {
     /// The element starting at `self.at` (a `<`), at `depth` (the stanza is 1), and everything
     /// in it, up to and including its end tag.
     fn element(&mut self, parent_namespace: &str, depth: usize) -> Option<Element> {
-        if depth > self.bounds.limits.max_depth || self.peek()? != b'<' {
+        if depth > self.bounds.limits.max_depth.min(DEEPEST) || self.peek()? != b'<' {
             return None;
         }
         self.at += 1;
@@ -395,6 +399,15 @@ mod tests {
     fn limits_are_rxmls_to_enforce() {
         let deep = "<a>".repeat(40) + &"</a>".repeat(40);
         assert!(!taken(&deep));
+        // Under a limit raised past the fast path's own, rxml reads it.
+        let mut parser = StreamParser::new(ParserLimits {
+            max_depth: 100,
+            ..ParserLimits::default()
+        });
+        let mut events = Vec::new();
+        let stream = format!("{HEADER}<presence/>{deep}");
+        assert!(parser.feed(stream.as_bytes(), &mut events).is_ok());
+        assert_eq!(events.len(), 3);
         let (_, ok) = parse(&deep, true);
         assert!(!ok, "nesting past the limit still refused");
         let many = format!(
