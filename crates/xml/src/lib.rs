@@ -289,10 +289,7 @@ impl StreamParser {
             // nothing to count against the stanza limit, so the check below sees the header's
             // first byte however the bytes were split (found by fuzzing: whitespace split off
             // ahead of stray text was a policy violation, in one piece a malformed stream).
-            let start = data
-                .iter()
-                .position(|b| !b" \t\r\n".contains(b))
-                .unwrap_or(data.len());
+            let start = data.iter().position(is_markup).unwrap_or(data.len());
             data = &data[start..];
         }
         if !self.root_open && self.header_bytes.len() < self.limits.max_stanza_bytes {
@@ -367,7 +364,7 @@ impl StreamParser {
         let Some(namespace) = self.content_namespace.as_deref().filter(|_| self.fast_path) else {
             return false;
         };
-        let Some(start) = data.iter().position(|b| !b" \t\r\n".contains(b)) else {
+        let Some(start) = data.iter().position(is_markup) else {
             return false;
         };
         let Some(bytes_left) = self
@@ -396,7 +393,6 @@ impl StreamParser {
     /// way: non-whitespace after the last boundary (in `input` if one was there, else since
     /// the previous call). Scans only what follows the last stanza, once.
     fn note_pending_markup(&mut self, input: &[u8], boundary: Option<usize>) {
-        let is_markup = |b: &u8| !b" \t\r\n".contains(b);
         if !self.root_open || !self.stack.is_empty() {
             self.markup_pending = false;
             return;
@@ -498,11 +494,16 @@ impl StreamParser {
     }
 }
 
+/// Whether `byte` is anything but XML whitespace (§2.3 S) between stanzas or before the header.
+fn is_markup(byte: &u8) -> bool {
+    !b" \t\r\n".contains(byte)
+}
+
 /// A stream starts with markup (after whitespace). `rxml` rejects text there only once the text
 /// ends at the next `<`, so an HTTP request sent to the XMPP port (`GET / HTTP/1.1`) would keep
 /// the connection open until a timeout; this rejects it at its first byte.
 fn check_prolog_start(header: &[u8]) -> Result<(), StreamParseError> {
-    match header.iter().find(|b| !b" \t\r\n".contains(b)) {
+    match header.iter().find(|b| is_markup(b)) {
         None | Some(b'<') => Ok(()),
         Some(_) => {
             let line = header.split(|b| *b == b'\n').next().unwrap_or_default();

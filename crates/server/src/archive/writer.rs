@@ -160,12 +160,11 @@ impl WriterState {
         while let Some(Gathering {
             batch,
             done,
-            flushes,
+            mut flushes,
             journaled,
             ..
         }) = self.take()
         {
-            let mut flushes = flushes;
             if !batch.is_empty() {
                 self.room
                     .add_permits(batch.iter().map(|(a, m)| queued_kib(a, m)).sum());
