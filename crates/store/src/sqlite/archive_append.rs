@@ -315,35 +315,34 @@ fn write_batch(
     Ok(refused)
 }
 
+/// How many of the latest groups a message's text is compared with. The two copies of a 1:1
+/// message are appended one after the other, so a match is among the last few groups or
+/// nowhere; looking no further keeps a batch of room messages (none shared) from hashing or
+/// comparing every text.
+const SHARING_LOOKBACK: usize = 8;
+
 /// The messages grouped by the stored stanza they share, in order of the groups' first
-/// message (the order their stanzas are stored in, so their positions). A message joins an
-/// earlier group with the same text unless the group already has its archive, or its archive
-/// has a message in a later group: an archive's positions keep its messages' order.
+/// message (the order their stanzas are stored in, so their positions). A message joins the
+/// latest of the last [`SHARING_LOOKBACK`] groups with the same text unless its archive has a
+/// message in that group or a later one: an archive's positions keep its messages' order.
 fn shared_stanzas(messages: &[(String, ArchivedMessage)]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut by_text: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let mut last_group: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::with_capacity(messages.len());
     for (index, (archive, message)) in messages.iter().enumerate() {
-        let shared = by_text
-            .get(message.stanza.as_str())
-            .copied()
-            .filter(|&group| {
-                last_group
-                    .get(archive.as_str())
-                    .is_none_or(|&last| last < group)
-            });
-        let group = match shared {
-            Some(group) => {
-                groups[group].push(index);
-                group
-            }
-            None => {
-                groups.push(vec![index]);
-                by_text.insert(message.stanza.as_str(), groups.len() - 1);
-                groups.len() - 1
-            }
-        };
-        last_group.insert(archive.as_str(), group);
+        let recent = groups.len().saturating_sub(SHARING_LOOKBACK);
+        let same_text = (recent..groups.len()).rev().find(|&group| {
+            let text = &messages[groups[group][0]].1.stanza;
+            text.len() == message.stanza.len() && *text == message.stanza
+        });
+        let shared = same_text.filter(|&group| {
+            groups[group..]
+                .iter()
+                .flatten()
+                .all(|&member| messages[member].0 != *archive)
+        });
+        match shared {
+            Some(group) => groups[group].push(index),
+            None => groups.push(vec![index]),
+        }
     }
     groups
 }
@@ -455,5 +454,18 @@ mod tests {
             shared_stanzas(&batch),
             vec![vec![0, 2], vec![1, 3], vec![4], vec![5], vec![6]]
         );
+        // A copy further back than the lookback is not looked for: it gets its own stanza.
+        let mut far = vec![message("alice", "hi bob")];
+        let texts: Vec<String> = (0..SHARING_LOOKBACK)
+            .map(|n| format!("other {n}"))
+            .collect();
+        far.extend(texts.iter().map(|text| message("carol", text)));
+        far.push(message("bob", "hi bob"));
+        let groups = shared_stanzas(&far);
+        assert_eq!(groups.len(), SHARING_LOOKBACK + 2);
+        assert_eq!(groups[SHARING_LOOKBACK + 1], vec![SHARING_LOOKBACK + 1]);
+        // One group fewer between them and the copy is found.
+        far.remove(1);
+        assert_eq!(shared_stanzas(&far)[0], vec![0, SHARING_LOOKBACK]);
     }
 }
