@@ -9,6 +9,7 @@ pub mod durable;
 pub mod extensions;
 pub mod fuzz;
 pub mod hooks;
+pub mod jid_memo;
 pub mod limits;
 pub mod metrics;
 pub mod registry;

@@ -211,7 +211,7 @@ impl Server {
     }
 
     async fn route_inner(self: &Arc<Self>, stanza: Element) {
-        let to = match stanza.attr("to").map(jid::Jid::new) {
+        let to = match stanza.attr("to").map(crate::jid_memo::parse) {
             Some(Ok(to)) => to,
             Some(Err(_)) => {
                 self.bounce(&stanza, StanzaError::jid_malformed());
@@ -239,7 +239,7 @@ impl Server {
     fn route_remote(self: &Arc<Self>, stanza: Element, to_domain: &str) {
         let from_domain = stanza
             .attr("from")
-            .and_then(|from| jid::Jid::new(from).ok())
+            .and_then(|from| crate::jid_memo::parse(from).ok())
             .map(|from| from.domain().to_string())
             .unwrap_or_default();
         let hosted =

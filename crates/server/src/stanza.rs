@@ -72,9 +72,9 @@ pub mod ns {
 /// stringprep's profiles for stored strings prohibit unassigned code points anyway. Found by
 /// fuzzing (`fuzz::jid`).
 pub fn parse_jid(text: &str) -> Result<jid::Jid, jid::Error> {
-    let parsed = jid::Jid::new(text)?;
+    let parsed = crate::jid_memo::parse(text)?;
     if parsed.as_str() != text {
-        match jid::Jid::new(parsed.as_str()) {
+        match crate::jid_memo::parse(parsed.as_str()) {
             Ok(again) if again == parsed => {}
             _ => return Err(jid::Error::NamePrep),
         }

@@ -91,7 +91,7 @@ async fn inbound_allowed(
     if blocklist::of(server, account).await.is_empty() {
         return Some(stanza);
     }
-    if let Some(Ok(from)) = stanza.attr("from").map(jid::Jid::new) {
+    if let Some(Ok(from)) = stanza.attr("from").map(crate::jid_memo::parse) {
         if is_blocked(server, account, &from).await {
             refuse_inbound(server, &stanza);
             return None;

@@ -141,7 +141,7 @@ fn eligible(message: &Element, direction: Direction) -> bool {
             && muc_user.is_some_and(|x| x.get_child("invite", ns::MUC_USER).is_none())
             && message
                 .attr("from")
-                .and_then(|f| jid::Jid::new(f).ok())
+                .and_then(|f| crate::jid_memo::parse(f).ok())
                 .is_some_and(|f| f.resource().is_some()) =>
         {
             false

@@ -295,7 +295,9 @@ fn between_different_guests(server: &Server, stanza: &Element, to: &jid::Jid) ->
     if !server.is_anonymous_host(to.domain().as_str()) {
         return false;
     }
-    let from = stanza.attr("from").and_then(|f| jid::Jid::new(f).ok());
+    let from = stanza
+        .attr("from")
+        .and_then(|f| crate::jid_memo::parse(f).ok());
     from.is_some_and(|from| {
         server.is_anonymous_host(from.domain().as_str())
             && server.is_anonymous_host(to.domain().as_str())
@@ -307,7 +309,7 @@ fn between_different_guests(server: &Server, stanza: &Element, to: &jid::Jid) ->
 pub fn from_anonymous_visitor(server: &Server, stanza: &Element) -> bool {
     stanza
         .attr("from")
-        .and_then(|from| jid::Jid::new(from).ok())
+        .and_then(|from| crate::jid_memo::parse(from).ok())
         .is_some_and(|from| server.is_anonymous_host(from.domain().as_str()))
 }
 

@@ -134,7 +134,7 @@ fn enabled_for(server: &Server, account: &jid::BareJid) -> bool {
 }
 
 fn bare_of(address: Option<&str>) -> Option<String> {
-    Some(jid::Jid::new(address?).ok()?.bare().to_string())
+    Some(crate::jid_memo::parse(address?).ok()?.bare().to_string())
 }
 
 /// A message about to be delivered to (or held for) `account`: drop stanza ids that claim to

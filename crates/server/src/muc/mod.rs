@@ -254,7 +254,7 @@ impl MucService {
 #[async_trait::async_trait]
 impl ServiceHost for MucService {
     async fn handle(&self, context: &ServiceContext, stanza: Element) {
-        let Some(Ok(to)) = stanza.attr("to").map(jid::Jid::new) else {
+        let Some(Ok(to)) = stanza.attr("to").map(crate::jid_memo::parse) else {
             return;
         };
         let Some(node) = to.node() else {
@@ -279,7 +279,7 @@ impl ServiceHost for MucService {
                     }
                     return;
                 }
-                let Some(Ok(creator)) = stanza.attr("from").map(jid::Jid::new) else {
+                let Some(Ok(creator)) = stanza.attr("from").map(crate::jid_memo::parse) else {
                     return;
                 };
                 if !self.may_create(context, &creator.bare()) {
@@ -289,7 +289,7 @@ impl ServiceHost for MucService {
                     );
                     return;
                 }
-                let counted = match stanza.attr("from").map(jid::FullJid::new) {
+                let counted = match stanza.attr("from").map(crate::jid_memo::parse_full) {
                     Some(Ok(full)) => self.count_creation(context, &full),
                     _ => false,
                 };
@@ -319,7 +319,11 @@ impl ServiceHost for MucService {
         // A groupchat message is archived before anyone sees it; its local sender's XEP-0198
         // answers wait until the room has queued that write.
         let sent_by = (stanza.name() == "message" && stanza.attr("type") == Some("groupchat"))
-            .then(|| stanza.attr("from").and_then(|f| jid::FullJid::new(f).ok()))
+            .then(|| {
+                stanza
+                    .attr("from")
+                    .and_then(|f| crate::jid_memo::parse_full(f).ok())
+            })
             .flatten()
             .and_then(|from| context.local_session(&from))
             .map(|session| session.in_flight());

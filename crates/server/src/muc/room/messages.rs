@@ -55,10 +55,10 @@ impl Room {
     }
 
     pub(super) async fn on_message(&mut self, stanza: Element) {
-        let Some(Ok(from)) = stanza.attr("from").map(jid::FullJid::new) else {
+        let Some(Ok(from)) = stanza.attr("from").map(crate::jid_memo::parse_full) else {
             return;
         };
-        let Some(Ok(to)) = stanza.attr("to").map(jid::Jid::new) else {
+        let Some(Ok(to)) = stanza.attr("to").map(crate::jid_memo::parse) else {
             return;
         };
         let sender = self.occupant_by_session(&from);
