@@ -2,11 +2,11 @@
 //! directly while the session waits (`session/lend.rs`): async reads and writes for the session
 //! through `&TcpStream`, and the one-system-call writes a delivering task makes.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// The session's side of a shared socket.
@@ -21,13 +21,30 @@ impl AsyncRead for SharedTcp {
     ) -> Poll<io::Result<()>> {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
-            match self.0.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
+            let unfilled = buf.initialize_unfilled();
+            let room = unfilled.len();
+            let mut short = None;
+            // A read shorter than the room given took all the kernel had: the closure says
+            // WouldBlock then, which makes tokio clear the socket's readiness, so the session's
+            // next poll waits for epoll rather than making a read that can only fail (one
+            // system call per message saved; tokio's own `TcpStream::poll_read` does the same).
+            // Data arriving after the read sets readiness again with a newer tick, which the
+            // clearing leaves alone (edge-triggered epoll reports it).
+            let read = self.0.try_io(Interest::READABLE, || {
+                let n = (&*socket2::SockRef::from(&*self.0)).read(unfilled)?;
+                if n > 0 && n < room {
+                    short = Some(n);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match (read, short) {
+                (_, Some(n)) | (Ok(n), None) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (Err(e), None) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -76,4 +93,59 @@ pub fn send_parts(socket: &TcpStream, parts: &[&[u8]], rest: &mut Vec<u8>) -> io
         skip = skip.saturating_sub(part.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_short_read_waits_for_more_and_gets_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut shared = SharedTcp(Arc::new(socket));
+        let mut buffer = [0u8; 64];
+        peer.write_all(b"<a/>").await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), shared.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buffer[..n], b"<a/>");
+        // The short read cleared the socket's readiness: no read is tried until epoll says so.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(shared.0.poll_read_ready(&mut cx).is_pending());
+        // Nothing to read is a wait, not an error.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), shared.read(&mut buffer));
+        assert!(waiting.await.is_err());
+        // What comes later wakes the reader (no wakeup lost to the clearing), several times.
+        for text in [&b"<b/>"[..], b"<c>d</c>", b"<e/>"] {
+            peer.write_all(text).await.unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(5), shared.read(&mut buffer))
+                .await
+                .expect("a later write wakes the reader")
+                .unwrap();
+            assert_eq!(&buffer[..n], text);
+        }
+        // A read that fills the room leaves readiness alone: the rest follows at once.
+        peer.write_all(&[b'x'; 100]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let first = shared.read(&mut buffer).await.unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(5), shared.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((first, second), (64, 36));
+        // The peer's close is an end of file.
+        drop(peer);
+        let end = tokio::time::timeout(Duration::from_secs(5), shared.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(end, 0);
+    }
 }
