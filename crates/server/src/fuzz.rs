@@ -11,12 +11,16 @@ use salon_xml::{ParserLimits, StreamEvent, StreamParser, TreeLimits};
 use std::sync::{Arc, OnceLock};
 
 /// A JID (RFC 7622) as it comes in a `to` (`stanza::parse_jid`): if it parses, its string form
-/// parses back to the same JID. (The `jid` crate alone does not hold to this; see
-/// `parse_jid`.)
+/// parses back to the same JID (the `jid` crate alone does not hold to this; see
+/// `parse_jid`); and `jid_memo::parse` answers as `jid::Jid::new` does.
 pub fn jid(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    // The memo answers as the crate does, first time (parsed) and after (remembered).
+    for _ in 0..2 {
+        assert_eq!(crate::jid_memo::parse(text), jid::Jid::new(text));
+    }
     if let Ok(parsed) = crate::stanza::parse_jid(text) {
         let again =
             crate::stanza::parse_jid(parsed.as_str()).expect("a JID's own string form parses");
