@@ -88,12 +88,14 @@ async def test_subscription_handshake_roster_and_presence(server):
         )
         assert p["show"] == "away", str(p)
 
-        # A second bob resource gets alice's current presence when it comes online.
+        # A second bob resource gets alice's current presence, as she last sent it (status
+        # included: the server keeps it as text and reads it back), when it comes online.
         bob2 = await login(cs, server, b_jid, b_pw)
-        await bob2.wait_presence(
+        p = await bob2.wait_presence(
             lambda p: str(p["from"]) == alice.jid and p["type"] != "unavailable",
             what="alice's presence on bob's initial presence (presence probe)",
         )
+        assert p["status"] == status, str(p)
 
         # alice goes offline: bob sees unavailable from alice's full JID.
         alice_full = alice.jid

@@ -294,8 +294,10 @@ pub struct PresenceState {
     /// Has sent initial presence and not gone unavailable.
     pub available: bool,
     pub priority: i8,
-    /// The last broadcast presence, already serialised without `to`.
-    pub last: Option<Element>,
+    /// The last broadcast presence without `to`, serialised: kept for as long as the session
+    /// lasts, and an element (its attribute maps, names and namespaces) held about 1 KiB more
+    /// per session than its text; it is read back only to answer probes and new contacts.
+    pub last: Option<Box<str>>,
     /// Addresses that received directed presence and must hear when we go offline.
     pub directed: HashSet<String>,
 }

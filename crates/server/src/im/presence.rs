@@ -98,6 +98,13 @@ async fn outbound(server: &Arc<Server>, session: &Arc<SessionHandle>, stanza: El
     }
 }
 
+/// The last presence `session` broadcast, read back from its text (our own serialisation of
+/// a stanza we accepted, so it reads back unless memory is corrupt).
+fn last_presence(session: &SessionHandle) -> Option<Element> {
+    let text = session.presence.lock().ok()?.last.clone()?;
+    salon_xml::parse_stored(&text, ns::CLIENT)
+}
+
 /// Initial, updated or unavailable presence without `to` (RFC 6121 §4.2, §4.4, §4.5).
 async fn broadcast(server: &Arc<Server>, session: &Arc<SessionHandle>, mut stanza: Element) {
     let going_offline = stanza.attr("type") == Some("unavailable");
@@ -113,7 +120,7 @@ async fn broadcast(server: &Arc<Server>, session: &Arc<SessionHandle>, mut stanz
         let first = !state.available && !going_offline;
         state.available = !going_offline;
         state.priority = priority;
-        state.last = (!going_offline).then(|| stanza.clone());
+        state.last = (!going_offline).then(|| salon_xml::serialize_to_string(&stanza).into());
         let directed: Vec<String> = if going_offline {
             state.directed.drain().collect()
         } else {
@@ -189,8 +196,7 @@ async fn probe_contacts(
             continue;
         }
         for contact in server.router.sessions_of(&item.jid) {
-            let last = contact.presence.lock().ok().and_then(|p| p.last.clone());
-            if let Some(mut presence) = last {
+            if let Some(mut presence) = last_presence(&contact) {
                 set_attr(&mut presence, "to", session.jid.to_string());
                 session.send_element(&presence);
             }
@@ -250,8 +256,7 @@ async fn answer_probe(server: &Arc<Server>, probe: &Element, to: &jid::BareJid) 
     }
     let mut answered = false;
     for session in server.router.sessions_of(to.as_str()) {
-        let last = session.presence.lock().ok().and_then(|p| p.last.clone());
-        if let Some(mut presence) = last {
+        if let Some(mut presence) = last_presence(&session) {
             set_attr(&mut presence, "from", session.jid.to_string());
             deliver_presence_to(server, &presence, prober.as_str());
             answered = true;
@@ -355,8 +360,9 @@ pub(super) fn send_current_presence(
     unavailable: bool,
 ) {
     for session in server.router.sessions_of(account.as_str()) {
-        let last = session.presence.lock().ok().and_then(|p| p.last.clone());
-        let Some(presence) = last else { continue };
+        let Some(presence) = last_presence(&session) else {
+            continue;
+        };
         let presence = if unavailable {
             Build::new("presence", ns::CLIENT)
                 .attr("type", "unavailable")
