@@ -593,6 +593,34 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_cannot_be_started_turns_the_journal_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("salon.db");
+        let (journal, _) = Journal::open(&database, 0, "db1").unwrap().unwrap();
+        // Sealing cannot rename the full file (a directory is in the way), as when a new
+        // file cannot be reserved: the journal turns off, nothing is written half.
+        let blocker = beside(&database, ".archive-journal.old");
+        std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+        let mut big = message(0);
+        big.stanza = "x".repeat(64 << 10);
+        let mut written = Vec::new();
+        let refused = loop {
+            match journal.write("a@x", &big) {
+                Ok(number) => written.push(number),
+                Err(error) => break error,
+            }
+            assert!(written.len() < 1000, "never full");
+        };
+        assert!(matches!(refused, StorageError::Backend(_)));
+        assert!(journal.write("a@x", &message(1)).is_err());
+        drop(journal);
+        std::fs::remove_dir_all(&blocker).unwrap();
+        let (_, records) = Journal::open(&database, 0, "db1").unwrap().unwrap();
+        let numbers: Vec<u64> = records.iter().map(|r| r.0).collect();
+        assert_eq!(numbers, written);
+    }
+
+    #[test]
     fn a_journal_of_another_database_is_not_applied() {
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("salon.db");
