@@ -28,34 +28,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck source=bench/salon-config.sh
+source "$(dirname "$0")/salon-config.sh"
 config() { # DIR PORT
-    cat >"$1/salon.toml" <<EOF
-domain = "localhost"
-data_dir = "$1/data"
-[listen]
-c2s = "127.0.0.1:$2"
-c2s_direct_tls = "off"
-http = "off"
-[c2s]
-require_encryption = false
-[anonymous]
-domain = "anon.localhost"
-[muc]
-domain = "rooms.localhost"
-guest_slow_mode_seconds = 0
-rooms_per_hour = 0
-rooms_per_hour_per_address = 0
-[limits]
-stanzas_per_second = 100000
-connections_per_ip = 100000
-outbound_queue = 100000
-logins_per_minute = 100000
-login_failures_per_minute = 100000
-[archive]
-enabled = true
-[log]
-level = "warn"
-EOF
+    salon_config "$1/salon.toml" "$1/data" "$2" off
 }
 
 case $MODE in

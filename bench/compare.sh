@@ -12,6 +12,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/salon-config.sh
+source "$ROOT/bench/salon-config.sh"
 OUT=${OUT:-$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)}
 SERVERS=${SERVERS:-"salon prosody ejabberd"}
 SCENARIOS=${SCENARIOS:-"connect scram chat muc1 muc1busy muc10 ws10 bosh10 muc1k ws1k bosh1k wslogins"}
@@ -141,36 +143,7 @@ build() {
 start_salon() {
     local dir=$WORK/salon
     mkdir -p "$dir"
-    cat >"$dir/salon.toml" <<EOF
-domain = "localhost"
-data_dir = "$dir/data"
-[listen]
-c2s = "127.0.0.1:$SALON_C2S"
-c2s_direct_tls = "off"
-http = "127.0.0.1:$SALON_HTTP"
-[c2s]
-require_encryption = false
-[http]
-connections_per_ip = 100000
-[anonymous]
-domain = "anon.localhost"
-[muc]
-domain = "rooms.localhost"
-max_occupants = 100000
-guest_slow_mode_seconds = 0
-rooms_per_hour = 0
-rooms_per_hour_per_address = 0
-[limits]
-stanzas_per_second = 100000
-connections_per_ip = 100000
-outbound_queue = 100000
-login_failures_per_minute = 100000
-logins_per_minute = 100000
-[archive]
-enabled = $SALON_ARCHIVE
-[log]
-level = "warn"
-EOF
+    salon_config "$dir/salon.toml" "$dir/data" "$SALON_C2S" "$SALON_HTTP" "$SALON_ARCHIVE"
     if needs_accounts; then
         log "salon: creating $ACCOUNTS accounts"
         local i

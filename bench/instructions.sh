@@ -24,31 +24,9 @@ PORT=${PORT:-36222}
 cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-cat >"$WORK/salon.toml" <<EOF
-domain = "localhost"
-data_dir = "$WORK/data"
-[listen]
-c2s = "127.0.0.1:$PORT"
-c2s_direct_tls = "off"
-http = "off"
-[c2s]
-require_encryption = false
-[anonymous]
-domain = "anon.localhost"
-[muc]
-domain = "rooms.localhost"
-guest_slow_mode_seconds = 0
-rooms_per_hour = 0
-rooms_per_hour_per_address = 0
-[limits]
-stanzas_per_second = 100000
-logins_per_minute = 100000
-connections_per_ip = 100000
-[archive]
-enabled = true
-[log]
-level = "warn"
-EOF
+# shellcheck source=bench/salon-config.sh
+source "$(dirname "$0")/salon-config.sh"
+salon_config "$WORK/salon.toml" "$WORK/data" "$PORT" off
 
 case $MODE in
     chat)

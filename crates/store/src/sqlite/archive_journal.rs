@@ -466,6 +466,25 @@ mod tests {
         }
     }
 
+    /// A 64 KiB message: a few hundred fill a file.
+    fn big_message() -> ArchivedMessage {
+        ArchivedMessage {
+            stanza: "x".repeat(64 << 10),
+            ..message(0)
+        }
+    }
+
+    /// A directory for a database, and the database's path in it.
+    fn new_database() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("salon.db");
+        (dir, database)
+    }
+
+    fn numbers(records: &[Record]) -> Vec<u64> {
+        records.iter().map(|r| r.0).collect()
+    }
+
     #[test]
     fn records_read_back_and_a_damaged_tail_is_ignored() {
         let mut bytes = Vec::new();
@@ -498,8 +517,7 @@ mod tests {
 
     #[test]
     fn the_file_is_held_by_one_process_and_numbering_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = dir.path().join("salon.db");
+        let (_dir, database) = new_database();
         let (journal, records) = Journal::open(&database, 0, "db1").unwrap().unwrap();
         assert!(records.is_empty());
         assert_eq!(journal.write("a@x", &message(1)).unwrap(), 1);
@@ -508,7 +526,7 @@ mod tests {
         assert!(Journal::open(&database, 0, "db1").unwrap().is_none());
         drop(journal);
         let (journal, records) = Journal::open(&database, 0, "db1").unwrap().unwrap();
-        assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(numbers(&records), vec![1, 2]);
         journal.clear().unwrap();
         // Emptied, the numbers still go on after what the database holds.
         drop(journal);
@@ -519,12 +537,10 @@ mod tests {
 
     #[test]
     fn a_full_file_is_sealed_and_the_sealed_one_goes_once_applied() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = dir.path().join("salon.db");
+        let (_dir, database) = new_database();
         let sealed_path = beside(&database, ".archive-journal.old");
         let (journal, _) = Journal::open(&database, 0, "db1").unwrap().unwrap();
-        let mut big = message(0);
-        big.stanza = "x".repeat(64 << 10);
+        let big = big_message();
         let mut written = 0;
         while !sealed_path.exists() {
             written = journal.write("a@x", &big).unwrap();
@@ -539,8 +555,7 @@ mod tests {
         assert!(sealed_path.exists());
         drop(journal);
         let (journal, records) = Journal::open(&database, 0, "db1").unwrap().unwrap();
-        let numbers: Vec<u64> = records.iter().map(|r| r.0).collect();
-        assert_eq!(numbers, (1..=after).collect::<Vec<_>>());
+        assert_eq!(numbers(&records), (1..=after).collect::<Vec<_>>());
         // Once applied up to its last record, the sealed file is deleted.
         journal.applied(sealed_at);
         assert!(!sealed_path.exists());
@@ -549,8 +564,7 @@ mod tests {
     #[test]
     fn the_active_file_is_reserved_and_records_go_on_after_the_whole_ones() {
         use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let database = dir.path().join("salon.db");
+        let (_dir, database) = new_database();
         let path = beside(&database, ".archive-journal");
         let (journal, _) = Journal::open(&database, 0, "db1").unwrap().unwrap();
         // Blocks allocated, not a sparse file: writing through the mapping needs no space.
@@ -567,19 +581,16 @@ mod tests {
         assert_eq!(journal.write("a@x", &message(3)).unwrap(), 3);
         drop(journal);
         let (_, records) = Journal::open(&database, 0, "db1").unwrap().unwrap();
-        let numbers: Vec<u64> = records.iter().map(|r| r.0).collect();
-        assert_eq!(numbers, vec![1, 2, 3]);
+        assert_eq!(numbers(&records), vec![1, 2, 3]);
         assert_eq!(records[2].2, message(3));
     }
 
     #[test]
     fn while_a_sealed_file_waits_the_active_one_grows() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = dir.path().join("salon.db");
+        let (_dir, database) = new_database();
         let path = beside(&database, ".archive-journal");
         let (journal, _) = Journal::open(&database, 0, "db1").unwrap().unwrap();
-        let mut big = message(0);
-        big.stanza = "x".repeat(64 << 10);
+        let big = big_message();
         // Two files' worth without anything applied: one sealed, the active one doubled.
         let mut last = 0;
         for _ in 0..(2 * SEAL_AT / big.stanza.len() + 8) {
@@ -588,21 +599,18 @@ mod tests {
         assert!(std::fs::metadata(&path).unwrap().len() >= 2 * SEAL_AT as u64);
         drop(journal);
         let (_, records) = Journal::open(&database, 0, "db1").unwrap().unwrap();
-        let numbers: Vec<u64> = records.iter().map(|r| r.0).collect();
-        assert_eq!(numbers, (1..=last).collect::<Vec<_>>());
+        assert_eq!(numbers(&records), (1..=last).collect::<Vec<_>>());
     }
 
     #[test]
     fn a_file_that_cannot_be_started_turns_the_journal_off() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = dir.path().join("salon.db");
+        let (_dir, database) = new_database();
         let (journal, _) = Journal::open(&database, 0, "db1").unwrap().unwrap();
         // Sealing cannot rename the full file (a directory is in the way), as when a new
         // file cannot be reserved: the journal turns off, nothing is written half.
         let blocker = beside(&database, ".archive-journal.old");
         std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
-        let mut big = message(0);
-        big.stanza = "x".repeat(64 << 10);
+        let big = big_message();
         let mut written = Vec::new();
         let refused = loop {
             match journal.write("a@x", &big) {
@@ -616,14 +624,12 @@ mod tests {
         drop(journal);
         std::fs::remove_dir_all(&blocker).unwrap();
         let (_, records) = Journal::open(&database, 0, "db1").unwrap().unwrap();
-        let numbers: Vec<u64> = records.iter().map(|r| r.0).collect();
-        assert_eq!(numbers, written);
+        assert_eq!(numbers(&records), written);
     }
 
     #[test]
     fn a_journal_of_another_database_is_not_applied() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = dir.path().join("salon.db");
+        let (_dir, database) = new_database();
         let (journal, _) = Journal::open(&database, 0, "db1").unwrap().unwrap();
         journal.clear().unwrap();
         journal.write("a@x", &message(1)).unwrap();
