@@ -257,13 +257,14 @@ impl ServiceHost for MucService {
         let Some(Ok(to)) = stanza.attr("to").map(crate::jid_memo::parse) else {
             return;
         };
-        let Some(node) = to.node() else {
+        if to.node().is_none() {
             self.handle_service_stanza(context, stanza);
             return;
-        };
-        let room_jid = jid::BareJid::from_parts(Some(node), to.domain());
-        let key = room_jid.to_string();
-        let existing = self.rooms.get(&key).map(|h| h.clone());
+        }
+        // The room's address is `to` without its resource (`Bare`: no formatting pass per
+        // stanza).
+        let key = to.bare_str();
+        let existing = self.rooms.get(key).map(|h| h.clone());
         let handle = match existing {
             Some(handle) => handle,
             None => {
@@ -309,10 +310,10 @@ impl ServiceHost for MucService {
                     return;
                 };
                 // Another stanza may have created it meanwhile: entry() keeps this atomic.
-                if let Some(handle) = self.rooms.get(&key).map(|h| h.clone()) {
+                if let Some(handle) = self.rooms.get(key).map(|h| h.clone()) {
                     handle
                 } else {
-                    me.spawn_room(context, room_jid, config::RoomRecord::default(), true)
+                    me.spawn_room(context, to.bare(), config::RoomRecord::default(), true)
                 }
             }
         };

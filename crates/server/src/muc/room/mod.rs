@@ -296,7 +296,13 @@ impl Room {
     }
 
     fn occupant_jid(&self, nick: &str) -> String {
-        format!("{}/{}", self.jid, nick)
+        // Without `format!`'s formatting pass: twice per groupchat message.
+        let room = self.jid.as_str();
+        let mut jid = String::with_capacity(room.len() + 1 + nick.len());
+        jid.push_str(room);
+        jid.push('/');
+        jid.push_str(nick);
+        jid
     }
 
     fn default_role(&self, affiliation: Affiliation) -> Role {
