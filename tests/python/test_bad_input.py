@@ -374,6 +374,28 @@ async def test_stanza_under_limit_is_delivered(server, accounts):
 
 
 @async_test
+async def test_stanza_before_bad_xml_in_one_write_is_handled(server, accounts):
+    """A whole stanza that came before the broken XML, in the same packet, is handled as it
+    would be in a packet of its own (RFC 6120 §4.9: the error ends the stream from where it
+    is), then the stream ends with not-well-formed."""
+    async with Clients() as cs:
+        w = await witness(cs, server, accounts)
+        raw, _full = await raw_login(server, accounts)
+        try:
+            mid = "before-bad-" + uid()
+            await raw.try_send(
+                f"<message to='{w.jid}' id='{mid}' type='chat'><body>first</body></message>"
+                "<message><body>broken</bod></message>"
+            )
+            await raw.expect_error_and_close({"not-well-formed"})
+        finally:
+            raw.close()
+        m = await w.wait_message(lambda m: m["id"] == mid, what="the stanza before the bad XML")
+        assert m["body"] == "first"
+        await check_witness(w, server)
+
+
+@async_test
 async def test_oversized_stanza_after_auth(server, accounts):
     async with Clients() as cs:
         w = await witness(cs, server, accounts)
