@@ -367,6 +367,14 @@ async def test_message_carbons(server):
         assert copies[tablet] == {"received": [], "sent": []}, "carbons went to a client that did not enable them"
         assert copies[desk] == {"received": [], "sent": []}, "a client got copies of its own traffic"
 
+        # A note to self (to the account's own bare JID) from the phone: the desk gets a sent
+        # copy, which goes once the message is routed and archived as it arrived.
+        phone.x.send_message(mto=a_jid, mbody="note to self", mtype="chat")
+        await desk.wait_until(lambda: "note to self" in bodies(desk, "sent"),
+                              what="sent carbon of a note to self on the desk")
+        note = next(m for m in copies[desk]["sent"] if str(m["body"]) == "note to self")
+        assert str(note["from"]) == phone.jid and str(note["to"]) == a_jid, str(note)
+
 
 NS_BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
 

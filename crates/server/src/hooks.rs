@@ -32,6 +32,38 @@ pub struct FromClient {
     /// The parsed `to`; `None` when the client left it out (the stanza is then for the
     /// client's own account or the server, RFC 6120 §10.3).
     pub to: Option<jid::Jid>,
+    /// What hooks asked to do once the stanza is routed ([`after_routing`](Self::after_routing)).
+    after_routing: std::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+}
+
+impl FromClient {
+    pub fn new(session: Arc<SessionHandle>, to: Option<jid::Jid>) -> FromClient {
+        FromClient {
+            session,
+            to,
+            after_routing: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `action` once the stanza has been routed and delivered locally (or kept by a
+    /// later hook, or answered): for what must not show before routing's own effects, such as
+    /// a copy of a message to the sender's own account, which is archived only as it arrives.
+    pub fn after_routing(&self, action: impl FnOnce() + Send + 'static) {
+        if let Ok(mut actions) = self.after_routing.lock() {
+            actions.push(Box::new(action));
+        }
+    }
+
+    /// The stanza was routed: runs what hooks asked for, in the order they asked.
+    pub fn routed(&self) {
+        let actions = match self.after_routing.lock() {
+            Ok(mut actions) => std::mem::take(&mut *actions),
+            Err(_) => return,
+        };
+        for action in actions {
+            action();
+        }
+    }
 }
 
 /// A stanza addressed to an account on a local host: to its bare JID (RFC 6121 §8.5.2) or to

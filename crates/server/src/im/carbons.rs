@@ -59,7 +59,21 @@ impl StanzaHook<Server, FromClient> for Copies {
         stanza: Element,
     ) -> Option<Element> {
         if stanza.name() == "message" {
-            copy_sent(server, &point.session, &stanza);
+            let account = point.session.jid.bare();
+            // No `to` is the sender's own account here (RFC 6120 §10.3.1).
+            let to_own_account = point
+                .to
+                .as_ref()
+                .is_none_or(|to| to.bare_str() == account.as_str());
+            if to_own_account {
+                // Archived only as it arrives, after this hook: its copies go once it is
+                // routed, behind the commit that covers that write.
+                let (server, sender, message) =
+                    (server.clone(), point.session.clone(), stanza.clone());
+                point.after_routing(move || copy_sent(&server, &sender, &message));
+            } else {
+                copy_sent(server, &point.session, &stanza);
+            }
         }
         Some(stanza)
     }
@@ -184,11 +198,9 @@ fn copy_sent(server: &Arc<Server>, sender: &SessionHandle, message: &Element) {
     let account = sender.jid.bare();
     let sessions = server.router.sessions_of(account.as_str());
     let others = sessions.iter().filter(|s| s.id != sender.id);
-    // The archive hook ran before this one and queued the sender's copy; writes complete in
-    // order, so the latest commit covers it. A message to the account itself is the
-    // exception: it is archived only as it arrives, after this hook, so its sent copies wait
-    // only for what was queued before (a hook point after routing would close that gap; the
-    // copies the account's clients get as recipients do wait for its write).
+    // The archive hook ran before this one and queued the sender's copy (or, for a message
+    // to the account itself, this runs once it was routed and archived as it arrived); writes
+    // complete in order, so the latest commit covers it.
     let archived = server
         .extensions
         .get::<LatestCommit>()

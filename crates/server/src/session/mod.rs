@@ -664,21 +664,21 @@ impl Session {
             // RFC 6120 §10.3.1: a message without `to` is for the sender's own account.
             set_attr(&mut element, "to", handle.jid.bare().to_string());
         }
-        let point = FromClient {
-            session: handle.clone(),
-            to,
-        };
+        let mut point = FromClient::new(handle.clone(), to);
         let hooks = &self.server.modules.hooks;
         let Some(element) = hooks.from_client(&self.server, &point, element).await else {
+            point.routed();
             return Ok(());
         };
-        match element.name() {
-            "iq" => self.on_iq(element, point.to, &handle).await,
+        let handled = match element.name() {
+            "iq" => self.on_iq(element, point.to.take(), &handle).await,
             _ => {
                 self.server.route(element).await;
                 Ok(())
             }
-        }
+        };
+        point.routed();
+        handled
     }
 
     /// The answer to an IQ that is malformed (RFC 6120 §8.2.3) or needs nothing done (the
