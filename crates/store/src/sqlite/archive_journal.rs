@@ -215,19 +215,25 @@ impl Journal {
         );
         let mapped = if active.start_afresh {
             // New, or another database's: it starts afresh with this one's header.
-            Active::fresh(&path, &header, SEAL_AT)?
+            Active::fresh(&path, &header, SEAL_AT)
         } else {
             // Records go on after the whole ones (until `clear`, once they are applied).
-            let file = OpenOptions::new().read(true).write(true).open(&path)?;
-            Active::map(&file, SEAL_AT, active.whole)?
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .and_then(|file| Active::map(&file, SEAL_AT, active.whole))
         };
+        // A disk too full for the reservation still starts the server (the records read are
+        // applied all the same), without a journal.
+        let mapped = mapped.map_err(|error| off(&path, &error)).ok();
         let last = records.last().map_or(0, |r| r.0).max(applied);
         let journal = Journal {
             path,
             sealed_path,
             header,
             state: Mutex::new(State {
-                active: Some(mapped),
+                active: mapped,
                 last,
                 sealed,
             }),
@@ -289,15 +295,7 @@ impl Journal {
                 .open(&self.path)
                 .and_then(|file| Active::map(&file, grown, len))
         };
-        match result {
-            Ok(active) => state.active = Some(active),
-            Err(error) => tracing::error!(
-                journal = %self.path.display(),
-                %error,
-                "making room in the archive journal (is the disk full?); archiving goes on \
-                 without it, waiting for the database's commits"
-            ),
-        }
+        state.active = result.map_err(|error| off(&self.path, &error)).ok();
     }
 
     /// Everything up to record `applied` is in the database: the sealed file goes once it is
@@ -321,10 +319,23 @@ impl Journal {
             std::fs::remove_file(&self.sealed_path)?;
         }
         if state.active.take().is_some() {
-            state.active = Some(Active::fresh(&self.path, &self.header, SEAL_AT)?);
+            state.active = Active::fresh(&self.path, &self.header, SEAL_AT)
+                .map_err(|error| off(&self.path, &error))
+                .ok();
         }
         Ok(())
     }
+}
+
+/// Logs why the journal at `path` is turning off: archiving goes on without it, each message
+/// waiting for the database's commit.
+fn off(path: &Path, error: &std::io::Error) {
+    tracing::error!(
+        journal = %path.display(),
+        %error,
+        "reserving room for the archive journal (is the disk full?); archiving goes on \
+         without it, waiting for the database's commits"
+    );
 }
 
 /// The bytes [`encode_into`] writes for this message.
