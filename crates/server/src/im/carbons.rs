@@ -59,12 +59,9 @@ impl StanzaHook<Server, FromClient> for Copies {
         stanza: Element,
     ) -> Option<Element> {
         if stanza.name() == "message" {
-            let account = point.session.jid.bare();
             // No `to` is the sender's own account here (RFC 6120 §10.3.1).
-            let to_own_account = point
-                .to
-                .as_ref()
-                .is_none_or(|to| to.bare_str() == account.as_str());
+            let account = point.session.jid.bare_str();
+            let to_own_account = point.to.as_ref().is_none_or(|to| to.bare_str() == account);
             if to_own_account {
                 // Archived only as it arrives, after this hook: its copies go once it is
                 // routed, behind the commit that covers that write.

@@ -113,6 +113,9 @@ async fn broadcast(server: &Arc<Server>, session: &Arc<SessionHandle>, mut stanz
         .and_then(|p| p.text().trim().parse::<i8>().ok())
         .unwrap_or(0);
     remove_attr(&mut stanza, "to");
+    // Serialised before the lock is taken: probes of this session wait for it.
+    let last: Option<Box<str>> =
+        (!going_offline).then(|| salon_xml::serialize_to_string(&stanza).into());
     let (first_available, directed) = {
         let Ok(mut state) = session.presence.lock() else {
             return;
@@ -120,7 +123,7 @@ async fn broadcast(server: &Arc<Server>, session: &Arc<SessionHandle>, mut stanz
         let first = !state.available && !going_offline;
         state.available = !going_offline;
         state.priority = priority;
-        state.last = (!going_offline).then(|| salon_xml::serialize_to_string(&stanza).into());
+        state.last = last;
         let directed: Vec<String> = if going_offline {
             state.directed.drain().collect()
         } else {

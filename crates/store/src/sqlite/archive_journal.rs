@@ -255,10 +255,11 @@ impl Journal {
         let mut state = self.lock();
         let number = state.last + 1;
         let size = encoded_len(archive, message);
-        let Some(active) = state.active.as_ref() else {
-            return Err(StorageError::Backend("the archive journal is off".into()));
-        };
-        if active.room() < size {
+        if state
+            .active
+            .as_ref()
+            .is_some_and(|active| active.room() < size)
+        {
             self.make_room(&mut state, size);
         }
         let Some(active) = state.active.as_mut() else {

@@ -297,12 +297,7 @@ impl Room {
 
     fn occupant_jid(&self, nick: &str) -> String {
         // Without `format!`'s formatting pass: twice per groupchat message.
-        let room = self.jid.as_str();
-        let mut jid = String::with_capacity(room.len() + 1 + nick.len());
-        jid.push_str(room);
-        jid.push('/');
-        jid.push_str(nick);
-        jid
+        [self.jid.as_str(), "/", nick].concat()
     }
 
     fn default_role(&self, affiliation: Affiliation) -> Role {
