@@ -290,6 +290,8 @@ async def test_messages_archived_while_the_database_is_locked_are_written_once_i
     while stored("bob@localhost") != expected and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert stored("bob@localhost") == expected, sorted(expected - stored("bob@localhost"))
+    # The operator who saw the errors is told that they are over.
+    assert "archiving works again" in server.log_text(), server.log_text()[-2000:]
     alice.close()
     bob.close()
     server.restart()

@@ -197,7 +197,17 @@ impl WriterState {
                 let _ = flush.send(());
             }
             let error = match result {
-                Ok(()) => return,
+                Ok(()) => {
+                    if attempt > 1 {
+                        // The operator saw the errors above; say that they are over.
+                        tracing::warn!(
+                            messages = batch.len(),
+                            attempt,
+                            "archiving works again; the messages held back are stored"
+                        );
+                    }
+                    return;
+                }
                 Err(StorageError::AlreadyExists) => {
                     // Committed; the store left out ids its archive held already.
                     tracing::debug!(
