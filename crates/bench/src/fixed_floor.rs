@@ -1,15 +1,22 @@
-//! The `fixed-floor` scenario: what one room message must cost a server on this machine, at
-//! the least, when the server is idle between messages (issue 17's fixed cost of a room
-//! message). It starts `fixed_floor_server` in a child process (this binary, run again with a
-//! hidden first argument) that only does the system work a room message needs: wake up for
-//! the input, read the message, append it to a journal with one `write(2)`, write one
-//! delivery to every client. Its clients here send and read as `salon-bench muc --clients N
-//! --rooms 1 --rate R` does, and its CPU time and context switches are read from /proc like
-//! a server's, over the same window (sending plus drain). What Salon spends beyond this per
-//! message is what its own code and its wake-ups cost.
+//! The `fixed-floor` scenario: what one message must cost a server on this machine, at the
+//! least, when the server is idle between messages (issue 17's fixed cost of a message). It
+//! starts `fixed_floor_server` in a child process (this binary, run again with a hidden first
+//! argument) that only does the system work a message needs: wake up for the input, read the
+//! message, append it to a journal (one `write(2)`, or with `--journal none` nothing, as an
+//! append to Salon's mapped journal makes no system call), write the deliveries. Its CPU time
+//! and context switches are read from /proc like a server's, over the same window (sending
+//! plus drain). What Salon spends beyond this per message is what its own code and its
+//! wake-ups cost.
+//!
+//! Two shapes, so that each of Salon's figures has its floor measured on the same machine:
+//! - `--shape room` (default): the clients send and read as `salon-bench muc --clients N
+//!   --rooms 1 --rate R` does; each message is delivered to every client, the sender too.
+//! - `--shape chat`: as `salon-bench chat --clients N --rate R`; clients in pairs (0,1),
+//!   (2,3)…, each message delivered to the sender's partner only, so one delivery per
+//!   message (issue 17's 1:1 target is counted in deliveries per CPU-second).
 
-pub use crate::fixed_floor_server::Mode;
-use crate::fixed_floor_server::{ServerCounts, CHILD_ARG, DELIVERY, MESSAGE};
+use crate::fixed_floor_server::{check_clients, ServerCounts, CHILD_ARG, DELIVERY, MESSAGE};
+pub use crate::fixed_floor_server::{JournalMode, Mode, Shape};
 use crate::stats::{cpu_seconds, load_1min, proc_sample, Latency};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -24,6 +31,8 @@ use tokio::time::{interval_at, MissedTickBehavior};
 
 pub struct FixedFloorPlan {
     pub mode: Mode,
+    pub shape: Shape,
+    pub journal: JournalMode,
     /// Worker threads of the tasks mode's runtime (Salon's default on this machine is 2).
     pub workers: usize,
     pub clients: usize,
@@ -36,6 +45,10 @@ pub struct FixedFloorPlan {
 pub struct FixedFloorReport {
     pub scenario: &'static str,
     pub mode: Mode,
+    /// `room` (every message to every client) or `chat` (to the sender's partner only).
+    pub shape: Shape,
+    /// `write` (one `write(2)` per message) or `none`.
+    pub journal: JournalMode,
     /// Only for the tasks and direct modes.
     pub workers: Option<usize>,
     pub clients: usize,
@@ -75,12 +88,14 @@ impl Server {
             std::process::id()
         ));
         let deadline = plan.duration + plan.drain + Duration::from_secs(60);
-        let mode = format!("{:?}", plan.mode).to_lowercase();
+        let name = |v: &dyn std::fmt::Debug| format!("{v:?}").to_lowercase();
         let mut child = Command::new(std::env::current_exe().context("finding salon-bench")?)
             .arg(CHILD_ARG)
-            .arg(mode)
+            .arg(name(&plan.mode))
+            .arg(name(&plan.shape))
             .arg(plan.workers.to_string())
             .arg(plan.clients.to_string())
+            .arg(name(&plan.journal))
             .arg(&journal)
             .arg(deadline.as_secs_f64().to_string())
             .stdin(Stdio::null())
@@ -117,8 +132,9 @@ impl Drop for Server {
 }
 
 pub async fn run(plan: FixedFloorPlan) -> Result<FixedFloorReport> {
-    if plan.clients == 0 || plan.rate <= 0.0 {
-        bail!("fixed-floor needs --clients ≥ 1 and a positive --rate");
+    check_clients(plan.shape, plan.clients)?;
+    if plan.rate <= 0.0 {
+        bail!("fixed-floor needs a positive --rate");
     }
     let (mut server, port) = Server::start(&plan)?;
     let pid = server.child.id();
@@ -171,7 +187,11 @@ pub async fn run(plan: FixedFloorPlan) -> Result<FixedFloorReport> {
     for sender in senders {
         writers.push(sender.await??);
     }
-    let expected = sent.load(Relaxed) * plan.clients as u64;
+    let expected = sent.load(Relaxed)
+        * match plan.shape {
+            Shape::Room => plan.clients as u64,
+            Shape::Chat => 1,
+        };
     let drain_until = Instant::now() + plan.drain;
     while received.load(Relaxed) < expected && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -203,6 +223,8 @@ pub async fn run(plan: FixedFloorPlan) -> Result<FixedFloorReport> {
     Ok(FixedFloorReport {
         scenario: "fixed-floor",
         mode: plan.mode,
+        shape: plan.shape,
+        journal: plan.journal,
         workers: (plan.mode != Mode::Thread).then_some(plan.workers),
         clients: plan.clients,
         rate_per_client: plan.rate,
@@ -287,8 +309,8 @@ pub fn table(r: &FixedFloorReport) -> String {
     let ms = |v: Option<f64>| v.map(|v| format!("{v:.2} ms")).unwrap_or("-".into());
     let per = |v: u64| v as f64 / r.server_counts.messages.max(1) as f64;
     format!(
-        "scenario                     fixed-floor, {} (read, one journal write(2), one write per client; no XML)\n\
-         clients                      {} in one room\n\
+        "scenario                     fixed-floor {}, {} (read, {}, {}; no XML)\n\
+         clients                      {} {}\n\
          rate                         {} msg/s per client for {:.0} s\n\
          messages sent                {}\n\
          deliveries                   {} of {} ({} lost)\n\
@@ -299,11 +321,24 @@ pub fn table(r: &FixedFloorReport) -> String {
          server calls per message     {:.2} reads, {:.2} socket writes, {:.2} journal writes, {:.2} polls\n\
          1-minute load at start       {}\n\
          load generator CPU           {:.2} s\n",
+        format!("{:?}", r.shape).to_lowercase(),
         match r.workers {
             Some(n) => format!("{} on {n} workers", format!("{:?}", r.mode).to_lowercase()),
             None => format!("{:?}", r.mode).to_lowercase(),
         },
+        match r.journal {
+            JournalMode::Write => "one journal write(2)",
+            JournalMode::None => "no journal",
+        },
+        match r.shape {
+            Shape::Room => "one write per client",
+            Shape::Chat => "one write to the partner",
+        },
         r.clients,
+        match r.shape {
+            Shape::Room => "in one room",
+            Shape::Chat => "in pairs (1:1)",
+        },
         r.rate_per_client,
         r.duration_s,
         r.messages_sent,

@@ -1,15 +1,27 @@
 //! The server half of the `fixed-floor` scenario, run in a child process of `salon-bench` (so
 //! that its CPU time and context switches are read from /proc like a real server's): the
-//! system work one room message needs and nothing else. For every message a client sends it
-//! reads the message from its loopback socket, appends one record to a journal file with one
-//! `write(2)` (as Salon's archive journal does) and writes one delivery to every client (the
-//! sender's echo and the other occupants' copies). No XML, no routing, no archive database.
+//! system work one message needs and nothing else. No XML, no routing table, no archive
+//! database.
 //!
-//! Two shapes: `thread` (one thread blocking in epoll, the cheapest any server can be) and
-//! `tasks` (a tokio runtime with two workers, or `--workers`, laid out as Salon is: one task per connection
-//! that reads its socket and writes its queued deliveries, a room task that journals each
-//! message and queues the deliveries), and `direct` (the same, but the room writes the
-//! deliveries to the sockets itself: what a fan-out costs when no session task is woken).
+//! Two shapes of traffic:
+//! - `room` (a room message, `muc --clients N --rooms 1`): for every message a client sends it
+//!   reads the message from its loopback socket, appends one record to a journal and writes
+//!   one delivery to every client (the sender's echo and the other occupants' copies);
+//! - `chat` (a 1:1 message, `chat --clients N`): clients are in pairs (0,1), (2,3)…; it reads
+//!   the message, appends one record to the journal and writes one delivery to the sender's
+//!   partner only (no echo).
+//!
+//! The journal append is one `write(2)` (`--journal write`, as Salon's archive journal once
+//! did) or nothing (`--journal none`: Salon's journal is now a mapped file, where an append is
+//! a memcpy and no system call, so leaving the call out gives the least figure).
+//!
+//! Three modes: `thread` (one thread blocking in epoll, the cheapest any server can be),
+//! `tasks` (a tokio runtime with two workers, or `--workers`, laid out as Salon is: one task
+//! per connection that reads its socket and writes its queued deliveries; in the room shape a
+//! room task that journals each message and queues the deliveries, in the chat shape the
+//! sender's session journals and queues the delivery to the partner's session, as Salon's
+//! sessions route 1:1 messages) and `direct` (the same, but whoever delivers writes to the
+//! recipient's socket itself: what a delivery costs when no session task is woken for it).
 
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
@@ -36,12 +48,48 @@ pub const CHILD_ARG: &str = "__fixed-floor-server";
 pub enum Mode {
     /// One thread blocking in epoll (mio).
     Thread,
-    /// A tokio runtime with two workers, one task per connection and a room task.
+    /// A tokio runtime with two workers, one task per connection (and a room task in the
+    /// room shape).
     Tasks,
-    /// As `tasks`, but the room writes each delivery to the occupants' sockets itself
-    /// (queueing to the session only what a full socket did not take): no session task is
-    /// woken for a delivery.
+    /// As `tasks`, but the room (or, in the chat shape, the sender's session) writes each
+    /// delivery to the recipient's socket itself (queueing to the recipient's session only
+    /// what a full socket did not take): no session task is woken for a delivery.
     Direct,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    /// One room: every message is delivered to every client, the sender included.
+    Room,
+    /// 1:1 chat: clients in pairs (0,1), (2,3)…, each message delivered to the partner only.
+    Chat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalMode {
+    /// Append one record per message to a journal file with one `write(2)`.
+    Write,
+    /// No journal (an append to Salon's mapped journal is a memcpy, no system call).
+    None,
+}
+
+/// The client a chat-shape message from client `i` goes to: pairs are (0,1), (2,3)…, as the
+/// `chat` scenario pairs its clients.
+pub fn partner(i: usize) -> usize {
+    i ^ 1
+}
+
+/// Rejects a client count the shape cannot use: the chat shape needs whole pairs.
+pub fn check_clients(shape: Shape, clients: usize) -> Result<()> {
+    match shape {
+        Shape::Room if clients == 0 => bail!("fixed-floor needs --clients ≥ 1"),
+        Shape::Chat if clients < 2 || !clients.is_multiple_of(2) => {
+            bail!("fixed-floor --shape chat pairs clients: --clients must be even and ≥ 2")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What the child did, printed as its last line so the parent can report system calls.
@@ -54,17 +102,24 @@ pub struct ServerCounts {
     pub polls: u64,
 }
 
-/// Entry point of the child: `salon-bench __fixed-floor-server MODE WORKERS CLIENTS JOURNAL
-/// DEADLINE_S`.
+/// Entry point of the child: `salon-bench __fixed-floor-server MODE SHAPE WORKERS CLIENTS
+/// JOURNAL_MODE JOURNAL DEADLINE_S`.
 /// Prints the port it listens on, then `ready` once every client is connected, then (when all
 /// clients have closed) the counts as one JSON line. Exits by itself after the deadline.
 pub fn child_main(args: &[String]) -> Result<()> {
-    let [mode, workers, clients, journal, deadline] = args else {
-        bail!("usage: {CHILD_ARG} thread|tasks|direct WORKERS CLIENTS JOURNAL DEADLINE_S");
+    let [mode, shape, workers, clients, journal_mode, journal, deadline] = args else {
+        bail!(
+            "usage: {CHILD_ARG} thread|tasks|direct room|chat WORKERS CLIENTS write|none \
+             JOURNAL DEADLINE_S"
+        );
     };
-    let workers: usize = workers.parse().context("WORKERS")?;
     let mode = <Mode as clap::ValueEnum>::from_str(mode, true).map_err(anyhow::Error::msg)?;
+    let shape = <Shape as clap::ValueEnum>::from_str(shape, true).map_err(anyhow::Error::msg)?;
+    let workers: usize = workers.parse().context("WORKERS")?;
     let clients: usize = clients.parse().context("CLIENTS")?;
+    check_clients(shape, clients)?;
+    let journal_mode = <JournalMode as clap::ValueEnum>::from_str(journal_mode, true)
+        .map_err(anyhow::Error::msg)?;
     let deadline = Duration::from_secs_f64(deadline.parse().context("DEADLINE_S")?);
     // Whatever happens to the parent, this process does not outlive the run.
     std::thread::spawn(move || {
@@ -80,16 +135,21 @@ pub fn child_main(args: &[String]) -> Result<()> {
         socket.set_nodelay(true)?;
         sockets.push(socket);
     }
-    let journal = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(Path::new(journal))
-        .context("opening the journal")?;
+    let journal = match journal_mode {
+        JournalMode::Write => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(Path::new(journal))
+                .context("opening the journal")?,
+        ),
+        JournalMode::None => None,
+    };
     println!("ready");
     let counts = match mode {
-        Mode::Thread => thread::serve(sockets, journal)?,
-        Mode::Tasks => tasks::serve(sockets, journal, workers.max(1), false)?,
-        Mode::Direct => tasks::serve(sockets, journal, workers.max(1), true)?,
+        Mode::Thread => thread::serve(sockets, journal, shape)?,
+        Mode::Tasks => tasks::serve(sockets, journal, shape, workers.max(1), false)?,
+        Mode::Direct => tasks::serve(sockets, journal, shape, workers.max(1), true)?,
     };
     println!("{}", serde_json::to_string(&counts)?);
     Ok(())
@@ -136,7 +196,11 @@ mod thread {
         open: bool,
     }
 
-    pub fn serve(sockets: Vec<std::net::TcpStream>, mut journal: File) -> Result<ServerCounts> {
+    pub fn serve(
+        sockets: Vec<std::net::TcpStream>,
+        mut journal: Option<File>,
+        shape: Shape,
+    ) -> Result<ServerCounts> {
         let mut poll = Poll::new()?;
         let mut events = Events::with_capacity(64);
         let mut clients = Vec::with_capacity(sockets.len());
@@ -187,10 +251,17 @@ mod thread {
                             while clients[i].input.len() >= MESSAGE {
                                 let message: Vec<u8> = clients[i].input.drain(..MESSAGE).collect();
                                 counts.messages += 1;
-                                append(&mut journal, &record(counts.messages, &message))?;
-                                counts.journal_writes += 1;
+                                if let Some(journal) = journal.as_mut() {
+                                    append(journal, &record(counts.messages, &message))?;
+                                    counts.journal_writes += 1;
+                                }
                                 let delivery = delivery(&message);
-                                for (j, client) in clients.iter_mut().enumerate() {
+                                let recipients = match shape {
+                                    Shape::Room => 0..clients.len(),
+                                    Shape::Chat => partner(i)..partner(i) + 1,
+                                };
+                                for j in recipients {
+                                    let client = &mut clients[j];
                                     if client.open {
                                         client.output.extend_from_slice(&delivery);
                                         flush(client, &poll, j, &mut counts)?;
@@ -246,7 +317,7 @@ mod tasks {
     use super::*;
     use bytes::Bytes;
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use tokio::io::AsyncReadExt;
     use tokio::sync::mpsc;
 
@@ -263,7 +334,8 @@ mod tasks {
 
     pub fn serve(
         sockets: Vec<std::net::TcpStream>,
-        journal: File,
+        journal: Option<File>,
+        shape: Shape,
         workers: usize,
         direct: bool,
     ) -> Result<ServerCounts> {
@@ -272,7 +344,7 @@ mod tasks {
             .enable_io()
             .build()?;
         let counters = Arc::new(Counters::default());
-        runtime.block_on(run(sockets, journal, direct, counters.clone()))?;
+        runtime.block_on(run(sockets, journal, shape, direct, counters.clone()))?;
         Ok(ServerCounts {
             messages: counters.messages.load(Relaxed),
             socket_reads: counters.socket_reads.load(Relaxed),
@@ -284,96 +356,177 @@ mod tasks {
 
     async fn run(
         sockets: Vec<std::net::TcpStream>,
-        journal: File,
+        journal: Option<File>,
+        shape: Shape,
         direct: bool,
         counters: Arc<Counters>,
     ) -> Result<()> {
-        let (inbox_tx, inbox_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-        let mut occupants = Vec::new();
-        let mut sessions = Vec::new();
+        let mut recipients = Vec::new();
+        let mut halves = Vec::new();
         for socket in sockets {
             socket.set_nonblocking(true)?;
             let (reader, writer) = tokio::net::TcpStream::from_std(socket)?.into_split();
             let (queue_tx, queue_rx) = mpsc::channel::<Bytes>(QUEUE);
             let outbox = Arc::new(Outbox {
                 writer,
-                queued: std::sync::Mutex::new(false),
+                queued: Mutex::new(false),
             });
-            occupants.push((queue_tx, outbox.clone()));
+            recipients.push(Recipient {
+                queue: queue_tx,
+                outbox: outbox.clone(),
+            });
+            halves.push((reader, outbox, queue_rx));
+        }
+        let (room, routes) = match shape {
+            Shape::Room => {
+                let (inbox_tx, inbox_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+                let routes: Vec<Route> = (0..halves.len())
+                    .map(|_| Route::Room(inbox_tx.clone()))
+                    .collect();
+                let room = tokio::spawn(room(
+                    inbox_rx,
+                    journal,
+                    recipients,
+                    direct,
+                    counters.clone(),
+                ));
+                (Some(room), routes)
+            }
+            Shape::Chat => {
+                // One journal for the whole server, as Salon's archive has: the sessions take
+                // turns at it.
+                let journal = journal.map(|file| Arc::new(Mutex::new(file)));
+                let routes = (0..halves.len())
+                    .map(|i| Route::Partner {
+                        partner: recipients[partner(i)].clone(),
+                        journal: journal.clone(),
+                        direct,
+                    })
+                    .collect();
+                // Only the partners hold a session's queue now, so a session's queue closes
+                // when its partner's session ends.
+                drop(recipients);
+                (None, routes)
+            }
+        };
+        let mut sessions = Vec::new();
+        for ((reader, outbox, queue), route) in halves.into_iter().zip(routes) {
             sessions.push(tokio::spawn(session(
                 reader,
                 outbox,
-                inbox_tx.clone(),
-                queue_rx,
+                route,
+                queue,
                 counters.clone(),
             )));
         }
-        drop(inbox_tx);
-        let room = tokio::spawn(room(inbox_rx, journal, occupants, direct, counters));
         for session in sessions {
             session.await??;
         }
-        room.await?
+        match room {
+            Some(room) => room.await?,
+            None => Ok(()),
+        }
     }
 
-    /// A session's socket for writing, shared with the room in the `direct` mode.
+    /// A session's socket for writing, shared with whoever delivers to it in the `direct` mode.
     struct Outbox {
         writer: tokio::net::tcp::OwnedWriteHalf,
         /// Set while deliveries go through the session's queue (the socket once did not take
-        /// all of one): the room then queues too, so that order holds.
-        queued: std::sync::Mutex<bool>,
+        /// all of one): the deliverer then queues too, so that order holds.
+        queued: Mutex<bool>,
     }
 
-    /// The room: journal the message, then queue one delivery to every occupant's session
-    /// (serialised once, shared), or in the `direct` mode write it to the occupant's socket
-    /// itself, queueing only what a full socket did not take.
+    /// A session as others deliver to it.
+    #[derive(Clone)]
+    struct Recipient {
+        queue: mpsc::Sender<Bytes>,
+        outbox: Arc<Outbox>,
+    }
+
+    impl Recipient {
+        /// Queues one delivery to the session, or in the `direct` mode writes it to the
+        /// session's socket, queueing only what a full socket did not take (and, after that,
+        /// everything until the session has written its queue, so that order holds). A
+        /// session that is gone or cannot keep up loses it (Salon disconnects it).
+        fn deliver(&self, delivery: &Bytes, direct: bool, counters: &Counters) {
+            if !direct {
+                let _ = self.queue.try_send(delivery.clone());
+                return;
+            }
+            let mut queued = self.outbox.queued.lock().unwrap_or_else(|e| e.into_inner());
+            if *queued {
+                let _ = self.queue.try_send(delivery.clone());
+                return;
+            }
+            counters.socket_writes.fetch_add(1, Relaxed);
+            match self.outbox.writer.try_write(delivery) {
+                Ok(n) if n == delivery.len() => {}
+                Ok(n) => {
+                    *queued = true;
+                    let _ = self.queue.try_send(delivery.slice(n..));
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    *queued = true;
+                    let _ = self.queue.try_send(delivery.clone());
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Where a session's messages go.
+    enum Route {
+        /// Room shape: to the room task.
+        Room(mpsc::Sender<Vec<u8>>),
+        /// Chat shape: the session journals the message itself and delivers it to its
+        /// partner's session, as Salon's sessions route a 1:1 message without a room.
+        Partner {
+            partner: Recipient,
+            journal: Option<Arc<Mutex<File>>>,
+            direct: bool,
+        },
+    }
+
+    /// Numbers the message and appends its record if there is a journal.
+    fn journal_message(
+        journal: Option<&mut File>,
+        message: &[u8],
+        counters: &Counters,
+    ) -> Result<()> {
+        let sequence = counters.messages.fetch_add(1, Relaxed) + 1;
+        if let Some(journal) = journal {
+            append(journal, &record(sequence, message))?;
+            counters.journal_writes.fetch_add(1, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The room: journal the message, then deliver it to every occupant (serialised once,
+    /// shared).
     async fn room(
         mut inbox: mpsc::Receiver<Vec<u8>>,
-        mut journal: File,
-        occupants: Vec<(mpsc::Sender<Bytes>, Arc<Outbox>)>,
+        mut journal: Option<File>,
+        occupants: Vec<Recipient>,
         direct: bool,
         counters: Arc<Counters>,
     ) -> Result<()> {
         while let Some(message) = inbox.recv().await {
-            let sequence = counters.messages.fetch_add(1, Relaxed) + 1;
-            append(&mut journal, &record(sequence, &message))?;
-            counters.journal_writes.fetch_add(1, Relaxed);
+            journal_message(journal.as_mut(), &message, &counters)?;
             let delivery = Bytes::from(delivery(&message));
-            for (queue, outbox) in &occupants {
-                // A session that is gone or cannot keep up loses it (Salon disconnects it).
-                if !direct {
-                    let _ = queue.try_send(delivery.clone());
-                    continue;
-                }
-                let mut queued = outbox.queued.lock().unwrap_or_else(|e| e.into_inner());
-                if *queued {
-                    let _ = queue.try_send(delivery.clone());
-                    continue;
-                }
-                counters.socket_writes.fetch_add(1, Relaxed);
-                match outbox.writer.try_write(&delivery) {
-                    Ok(n) if n == delivery.len() => {}
-                    Ok(n) => {
-                        *queued = true;
-                        let _ = queue.try_send(delivery.slice(n..));
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        *queued = true;
-                        let _ = queue.try_send(delivery.clone());
-                    }
-                    Err(_) => {}
-                }
+            for occupant in &occupants {
+                occupant.deliver(&delivery, direct, &counters);
             }
         }
         Ok(())
     }
 
-    /// One session: reads its socket and hands each message to the room, writes whatever is
-    /// queued for it (everything ready in one write).
+    /// One session: reads its socket and hands each message on (to the room, or journals it
+    /// and delivers it to its partner), writes whatever is queued for it (everything ready in
+    /// one write).
     async fn session(
         mut reader: tokio::net::tcp::OwnedReadHalf,
         outbox: Arc<Outbox>,
-        inbox: mpsc::Sender<Vec<u8>>,
+        route: Route,
         mut queue: mpsc::Receiver<Bytes>,
         counters: Arc<Counters>,
     ) -> Result<()> {
@@ -381,6 +534,9 @@ mod tasks {
         let mut input = Vec::new();
         let mut batch = Vec::new();
         let mut reading = true;
+        // Until nobody can deliver to this session any more (the room, or the partner's
+        // session, has ended): its own client may still be sending.
+        let mut receiving = true;
         loop {
             tokio::select! {
                 read = reader.read(&mut buffer), if reading => {
@@ -393,14 +549,30 @@ mod tasks {
                     input.extend_from_slice(&buffer[..n]);
                     while input.len() >= MESSAGE {
                         let message: Vec<u8> = input.drain(..MESSAGE).collect();
-                        if inbox.send(message).await.is_err() {
-                            reading = false;
-                            break;
+                        match &route {
+                            Route::Room(inbox) => {
+                                if inbox.send(message).await.is_err() {
+                                    reading = false;
+                                    break;
+                                }
+                            }
+                            Route::Partner { partner, journal, direct } => {
+                                let mut journal = journal
+                                    .as_ref()
+                                    .map(|j| j.lock().unwrap_or_else(|e| e.into_inner()));
+                                journal_message(journal.as_deref_mut(), &message, &counters)?;
+                                drop(journal);
+                                let delivery = Bytes::from(delivery(&message));
+                                partner.deliver(&delivery, *direct, &counters);
+                            }
                         }
                     }
                 }
-                first = queue.recv() => {
-                    let Some(first) = first else { return Ok(()) };
+                first = queue.recv(), if receiving => {
+                    let Some(first) = first else {
+                        receiving = false;
+                        continue;
+                    };
                     batch.clear();
                     batch.extend_from_slice(&first);
                     loop {
@@ -411,7 +583,8 @@ mod tasks {
                             return Ok(());
                         }
                         batch.clear();
-                        // Whatever the room queued meanwhile goes out before it writes again.
+                        // Whatever was queued meanwhile goes out before the deliverer writes
+                        // again.
                         let mut queued = outbox.queued.lock().unwrap_or_else(|e| e.into_inner());
                         match queue.try_recv() {
                             Ok(next) => batch.extend_from_slice(&next),
@@ -422,6 +595,7 @@ mod tasks {
                         }
                     }
                 }
+                else => return Ok(()),
             }
         }
     }
@@ -457,5 +631,25 @@ mod tests {
         let r = record(7, &message);
         assert_eq!(r.len(), RECORD);
         assert_eq!(&r[..8], &7u64.to_le_bytes());
+    }
+
+    #[test]
+    fn chat_pairs_neighbours_and_needs_whole_pairs() {
+        for i in 0..10 {
+            assert_eq!(partner(i), i ^ 1);
+            assert_eq!(partner(partner(i)), i);
+            assert_ne!(partner(i), i);
+        }
+        assert_eq!(
+            (partner(0), partner(1), partner(198), partner(199)),
+            (1, 0, 199, 198)
+        );
+        assert!(check_clients(Shape::Chat, 200).is_ok());
+        assert!(check_clients(Shape::Chat, 2).is_ok());
+        assert!(check_clients(Shape::Chat, 201).is_err());
+        assert!(check_clients(Shape::Chat, 1).is_err());
+        assert!(check_clients(Shape::Chat, 0).is_err());
+        assert!(check_clients(Shape::Room, 1).is_ok());
+        assert!(check_clients(Shape::Room, 0).is_err());
     }
 }

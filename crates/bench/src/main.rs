@@ -103,6 +103,14 @@ struct Args {
     /// Worker threads of the `fixed-floor` tasks mode's tokio runtime.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// What the `fixed-floor` scenario's messages are: `room` (as `muc --rooms 1`, each to
+    /// every client) or `chat` (as `chat`, clients in pairs, each to the partner only).
+    #[arg(long, value_enum, default_value_t = fixed_floor::Shape::Room)]
+    shape: fixed_floor::Shape,
+    /// The `fixed-floor` scenario's journal: one `write(2)` per message, or none (Salon's
+    /// mapped journal appends without a system call).
+    #[arg(long, value_enum, default_value_t = fixed_floor::JournalMode::Write)]
+    journal: fixed_floor::JournalMode,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -376,6 +384,8 @@ fn main() {
     if args.scenario == Scenario::FixedFloor {
         let plan = fixed_floor::FixedFloorPlan {
             mode: args.mode,
+            shape: args.shape,
+            journal: args.journal,
             workers: args.workers,
             clients: args.clients,
             rate: args.rate,
