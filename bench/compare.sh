@@ -397,6 +397,19 @@ for name in muc1 muc1busy muc10 ws10 bosh10 muc1k ws1k bosh1k; do
         log "floor: $name failed: $(tail -1 "$OUT/floor-$name.txt")"
 done
 
+# The least 1:1 chat can cost at the chat scenario's load: a one-thread server that only wakes
+# up, reads each message and writes it to the partner (no XML, no archive; Salon's journal is
+# a mapped file, an append is a copy). See bench/README.md, "fixed-floor".
+case " $SCENARIOS " in *" chat "*)
+    cmd=("$BENCH_BIN" fixed-floor --shape chat --journal none --clients "$CHAT_N" --rate "$CHAT_RATE"
+        --duration "$DURATION" --drain 3 --json "$OUT/floor-chat.json")
+    echo "${cmd[*]}" | sed "s|$BENCH_BIN|salon-bench|; s|$OUT/||" >>"$OUT/commands.txt"
+    log "floor: chat"
+    timeout $((DURATION + 60)) "${cmd[@]}" >"$OUT/floor-chat.txt" 2>&1 ||
+        log "floor: chat failed: $(tail -1 "$OUT/floor-chat.txt")"
+    ;;
+esac
+
 for server in $SERVERS; do
     if ! "start_$server"; then
         echo "$server could not be started" >"$OUT/$server.skipped"

@@ -177,7 +177,17 @@ def load_floor(out, scenario):
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        return as_writes(json.load(f))
+
+
+def as_writes(floor):
+    """The `fixed-floor` report (the chat floor: read, one write to the partner) in the
+    `floor` report's terms: deliveries per CPU-second and CPU per delivery."""
+    if floor.get("scenario") != "fixed-floor":
+        return floor
+    per_message = floor["deliveries_expected"] / max(floor["messages_sent"], 1)
+    us = floor["server_cpu_us_per_message"] / max(per_message, 1e-9)
+    return dict(floor, writes_per_cpu_s=1e6 / us if us else 0, cpu_us_per_write=us)
 
 
 def print_floor(out, reports):
@@ -185,11 +195,9 @@ def print_floor(out, reports):
     the servers' deliveries per CPU-second at the same load."""
     rows = []
     for scenario in SCENARIOS:
-        path = os.path.join(out, f"floor-{scenario}.json")
-        if not os.path.exists(path):
+        floor = load_floor(out, scenario)
+        if not floor:
             continue
-        with open(path) as f:
-            floor = json.load(f)
         per_cpu = lambda server: (reports.get((server, scenario)) or {}).get("deliveries_per_server_cpu_s")
         salon, prosody = per_cpu("salon"), per_cpu("prosody")
         rows.append([
@@ -202,7 +210,8 @@ def print_floor(out, reports):
         ])
     if not rows:
         return
-    print("### floor: one write per delivery, no server (`salon-bench floor`, same load)\n")
+    print("### floor: one write per delivery, no server (`salon-bench floor`, same load; chat:")
+    print("`salon-bench fixed-floor --shape chat`, which also reads and waits for each message)\n")
     print("| scenario | writes per CPU-s | µs per write | salon deliveries per CPU-s | salon / floor | 20 × prosody |")
     print("|---|---|---|---|---|---|")
     for row in rows:
