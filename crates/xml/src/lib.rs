@@ -308,6 +308,14 @@ impl StreamParser {
                 boundary = Some(input.len() - data.len());
                 continue;
             }
+            if self.at_boundary && data.is_empty() {
+                // At a boundary rxml holds nothing back, so parsing nothing would only make
+                // its lexer reserve a scratch buffer of the longest token allowed (a large
+                // allocation, freed again by `release_temporaries`): 4–5 k instructions per
+                // message read by the fast path.
+                self.note_pending_markup(input, boundary);
+                return Ok(());
+            }
             let before = data.len();
             let result = self.parser.parse(&mut data, false);
             if data.len() != before {
