@@ -436,6 +436,126 @@ mod tests {
         storage.close().await;
     }
 
+    /// Every entry of `archive`, oldest first.
+    async fn all(storage: &super::super::SqliteStorage, archive: &str) -> Vec<ArchivedMessage> {
+        use salon_server::storage::ArchiveStore;
+        let query = salon_server::storage::ArchiveQuery {
+            limit: 10_000,
+            ..Default::default()
+        };
+        storage
+            .archive_query(archive, &query)
+            .await
+            .expect("query")
+            .messages
+    }
+
+    #[tokio::test]
+    async fn batches_of_every_size_store_each_message_with_its_own_text() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let path = dir.path().join("salon.db");
+        let storage = super::super::SqliteStorage::open(&path)
+            .await
+            .expect("open");
+        let appends = AppendConnection::open(&path).expect("append connection");
+        // 1:1 pairs (the two copies share a stored stanza) and room messages (one copy), in
+        // batches of one message to a few hundred entries.
+        let mut sent = 0;
+        for batch_size in [1, 5, 70, 133] {
+            let mut batch = Vec::new();
+            while batch.len() < batch_size {
+                let text = format!("<message>{sent}</message>");
+                let copy = |archive: &str, with: &str| {
+                    (
+                        archive.to_string(),
+                        ArchivedMessage {
+                            id: format!("id{sent}"),
+                            timestamp: sent,
+                            with: with.to_string(),
+                            stanza: text.clone(),
+                        },
+                    )
+                };
+                if sent % 3 == 0 {
+                    batch.push(copy("room@rooms", "room@rooms/nick"));
+                } else {
+                    batch.push(copy("alice@x", "bob@x"));
+                    batch.push(copy("bob@x", "alice@x"));
+                }
+                sent += 1;
+            }
+            appends.append(&batch, None).expect("append");
+        }
+        let (alice, bob, room) = (
+            all(&storage, "alice@x").await,
+            all(&storage, "bob@x").await,
+            all(&storage, "room@rooms").await,
+        );
+        assert_eq!(alice.len() + room.len(), sent as usize);
+        assert_eq!(alice.len(), bob.len());
+        for archive in [&alice, &bob, &room] {
+            for message in archive {
+                let n = message.id.trim_start_matches("id");
+                assert_eq!(message.stanza, format!("<message>{n}</message>"));
+                assert_eq!(message.timestamp.to_string(), n);
+            }
+            let order: Vec<i64> = archive.iter().map(|m| m.timestamp).collect();
+            assert!(order.windows(2).all(|w| w[0] < w[1]), "in order: {order:?}");
+        }
+        assert_eq!(
+            alice.iter().map(|m| m.with.as_str()).collect::<Vec<_>>(),
+            vec!["bob@x"; alice.len()]
+        );
+        storage.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_id_an_archive_holds_is_refused_and_the_rest_of_the_batch_kept() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let path = dir.path().join("salon.db");
+        let storage = super::super::SqliteStorage::open(&path)
+            .await
+            .expect("open");
+        let appends = AppendConnection::open(&path).expect("append connection");
+        appends
+            .append(&[entry("room@rooms", "17", "room@rooms/a")], None)
+            .expect("append");
+        // A batch of 80 entries, one of them refused: the other 79 must still be stored.
+        let batch: Vec<_> = (0..80)
+            .map(|n| entry("room@rooms", &n.to_string(), "room@rooms/a"))
+            .collect();
+        assert!(matches!(
+            appends.append(&batch, None),
+            Err(StorageError::AlreadyExists)
+        ));
+        let stored = all(&storage, "room@rooms").await;
+        let ids: Vec<&str> = stored.iter().map(|m| m.id.as_str()).collect();
+        let mut expected = vec!["17".to_string()];
+        expected.extend((0..80).filter(|&n| n != 17).map(|n| n.to_string()));
+        assert_eq!(ids, expected);
+        // The refused copy's stanza went with it; the one stored before is still its own.
+        assert_eq!(stored[0].stanza, "<message>17</message>");
+        use salon_server::storage::ArchiveStore;
+        let counted = storage
+            .archive_query(
+                "room@rooms",
+                &salon_server::storage::ArchiveQuery {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("query")
+            .count;
+        assert_eq!(counted, 80);
+        let stanzas: i64 = Connection::open(&path)
+            .expect("open")
+            .query_row("SELECT COUNT(*) FROM archive_stanzas", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(stanzas, 80, "no stored stanza without an entry");
+        storage.close().await;
+    }
+
     #[test]
     fn copies_share_a_stanza_unless_an_archive_would_change_order() {
         let batch = [
