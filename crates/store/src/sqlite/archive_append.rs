@@ -384,14 +384,26 @@ mod tests {
         rows.map(|row| row.expect("row")).collect()
     }
 
-    #[tokio::test]
-    async fn addresses_no_entry_uses_are_removed_and_numbers_forgotten() {
+    /// A fresh database in a temporary directory, opened by the pool (which migrates it) and
+    /// by an appending connection.
+    async fn opened() -> (
+        tempfile::TempDir,
+        super::super::SqliteStorage,
+        AppendConnection,
+    ) {
         let dir = tempfile::TempDir::new().expect("tempdir");
         let path = dir.path().join("salon.db");
         let storage = super::super::SqliteStorage::open(&path)
             .await
             .expect("open");
         let appends = AppendConnection::open(&path).expect("append connection");
+        (dir, storage, appends)
+    }
+
+    #[tokio::test]
+    async fn addresses_no_entry_uses_are_removed_and_numbers_forgotten() {
+        let (dir, storage, appends) = opened().await;
+        let path = dir.path().join("salon.db");
         appends
             .append(
                 &[
@@ -452,12 +464,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_of_every_size_store_each_message_with_its_own_text() {
-        let dir = tempfile::TempDir::new().expect("tempdir");
-        let path = dir.path().join("salon.db");
-        let storage = super::super::SqliteStorage::open(&path)
-            .await
-            .expect("open");
-        let appends = AppendConnection::open(&path).expect("append connection");
+        let (_dir, storage, appends) = opened().await;
         // 1:1 pairs (the two copies share a stored stanza) and room messages (one copy), in
         // batches of one message to a few hundred entries.
         let mut sent = 0;
@@ -511,12 +518,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_id_an_archive_holds_is_refused_and_the_rest_of_the_batch_kept() {
-        let dir = tempfile::TempDir::new().expect("tempdir");
+        let (dir, storage, appends) = opened().await;
         let path = dir.path().join("salon.db");
-        let storage = super::super::SqliteStorage::open(&path)
-            .await
-            .expect("open");
-        let appends = AppendConnection::open(&path).expect("append connection");
         appends
             .append(&[entry("room@rooms", "17", "room@rooms/a")], None)
             .expect("append");
