@@ -429,16 +429,7 @@ mod tests {
                 None,
             )
             .expect("append");
-        let page = storage
-            .archive_query(
-                "room@rooms",
-                &salon_server::storage::ArchiveQuery {
-                    limit: 10,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("query");
+        let page = first_page(&storage, "room@rooms", 10).await;
         let withs: Vec<_> = page.messages.iter().map(|m| m.with.as_str()).collect();
         assert_eq!(
             withs,
@@ -448,18 +439,23 @@ mod tests {
         storage.close().await;
     }
 
-    /// Every entry of `archive`, oldest first.
-    async fn all(storage: &super::super::SqliteStorage, archive: &str) -> Vec<ArchivedMessage> {
+    /// The first page of `archive`, at most `limit` entries, oldest first.
+    async fn first_page(
+        storage: &super::super::SqliteStorage,
+        archive: &str,
+        limit: usize,
+    ) -> salon_server::storage::ArchivePage {
         use salon_server::storage::ArchiveStore;
         let query = salon_server::storage::ArchiveQuery {
-            limit: 10_000,
+            limit,
             ..Default::default()
         };
-        storage
-            .archive_query(archive, &query)
-            .await
-            .expect("query")
-            .messages
+        storage.archive_query(archive, &query).await.expect("query")
+    }
+
+    /// Every entry of `archive`, oldest first.
+    async fn all(storage: &super::super::SqliteStorage, archive: &str) -> Vec<ArchivedMessage> {
+        first_page(storage, archive, 10_000).await.messages
     }
 
     #[tokio::test]
@@ -538,18 +534,7 @@ mod tests {
         assert_eq!(ids, expected);
         // The refused copy's stanza went with it; the one stored before is still its own.
         assert_eq!(stored[0].stanza, "<message>17</message>");
-        use salon_server::storage::ArchiveStore;
-        let counted = storage
-            .archive_query(
-                "room@rooms",
-                &salon_server::storage::ArchiveQuery {
-                    limit: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("query")
-            .count;
+        let counted = first_page(&storage, "room@rooms", 1).await.count;
         assert_eq!(counted, 80);
         let stanzas: i64 = Connection::open(&path)
             .expect("open")
