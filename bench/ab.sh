@@ -4,16 +4,17 @@
 # next, runs taken one after the other cannot show a change of a few percent; two servers
 # measured in the same seconds share the drift. See bench/README.md ("Two builds at once").
 #
-#   bench/ab.sh chat|room SALON_A SALON_B BENCH_BIN [ROUNDS]
+#   bench/ab.sh chat|room|fanout SALON_A SALON_B BENCH_BIN [ROUNDS]
 #
 # chat: 200 accounts in pairs, 5 1:1 messages/s each (SCRAM logins, archives on);
-# room: a room of 2 guests, 100 messages/s each. Each round starts both servers on fresh data
+# room: a room of 2 guests, 100 messages/s each;
+# fanout: the muc1k load, 1,000 guests in 10 rooms, 0.05 messages/s each (CPU per delivery). Each round starts both servers on fresh data
 # directories, runs both loads for DURATION (default 40) seconds, reads every thread's CPU
 # (/proc/PID/task/*/schedstat) from second 5 to DURATION-5, and swaps which build is A in the
 # next round, so neither always starts first.
 set -euo pipefail
 
-MODE=${1:?usage: ab.sh chat|room SALON_A SALON_B BENCH_BIN [ROUNDS]}
+MODE=${1:?usage: ab.sh chat|room|fanout SALON_A SALON_B BENCH_BIN [ROUNDS]}
 BIN_A=${2:?salon binary A}
 BIN_B=${3:?salon binary B}
 BENCH_BIN=${4:?salon-bench binary}
@@ -42,6 +43,10 @@ case $MODE in
     room)
         CLIENTS=2 RATE=100
         LOAD=(muc --clients $CLIENTS --rooms 1 --rate $RATE)
+        ;;
+    fanout)
+        CLIENTS=1000 RATE=0.05 PER_MESSAGE=100
+        LOAD=(muc --clients $CLIENTS --rooms 10 --rate $RATE)
         ;;
     *) echo "ab.sh: unknown mode $MODE" >&2; exit 2 ;;
 esac
@@ -78,8 +83,11 @@ start() { # BIN NAME PORT -> PID in STARTED
 }
 
 window=$((DURATION - 10))
-messages=$((CLIENTS * RATE * window))
-echo "mode $MODE, $ROUNDS rounds of $DURATION s; CPU µs per message from second 5 to $((DURATION - 5))"
+# What the CPU is divided by: messages sent, or for fanout the deliveries they make.
+unit=message
+[ "$MODE" = fanout ] && unit=delivery
+messages=$(awk -v c="$CLIENTS" -v r="$RATE" -v w="$window" -v d="${PER_MESSAGE:-1}" 'BEGIN { print c * r * w * d }')
+echo "mode $MODE, $ROUNDS rounds of $DURATION s; CPU µs per $unit from second 5 to $((DURATION - 5))"
 for ((round = 1; round <= ROUNDS; round++)); do
     if ((round % 2)); then first=$BIN_A second=$BIN_B; else first=$BIN_B second=$BIN_A; fi
     start "$first" one 37101; pid_one=$STARTED
@@ -99,7 +107,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     PIDS=()
     if [ "$first" = "$BIN_A" ]; then a=$((one1 - one0)) b=$((two1 - two0)) la=$lost_one lb=$lost_two
     else a=$((two1 - two0)) b=$((one1 - one0)) la=$lost_two lb=$lost_one; fi
-    awk -v a="$a" -v b="$b" -v m="$messages" -v r="$round" -v la="$la" -v lb="$lb" 'BEGIN {
-        printf "round %d: A %.1f µs, B %.1f µs per message, B/A %.3f (lost: A %s, B %s)\n",
+    awk -v a="$a" -v b="$b" -v m="$messages" -v r="$round" -v la="$la" -v lb="$lb" -v u="$unit" 'BEGIN {
+        printf "round %d: A %.2f µs, B %.2f µs per " u ", B/A %.3f (lost: A %s, B %s)\n",
             r, a / 1000 / m, b / 1000 / m, b / a, la, lb }'
 done
