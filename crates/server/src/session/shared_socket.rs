@@ -74,12 +74,6 @@ impl AsyncWrite for SharedTcp {
     }
 }
 
-/// Stanzas up to this size are copied into one buffer on the stack and sent with `send(2)`:
-/// the kernel then copies from one user buffer instead of importing and walking an iovec
-/// array, about 2 % less server CPU per delivery of a room's fan-out (bench/RESULTS.md,
-/// session 14). Larger ones go as their parts.
-const GATHERED: usize = 2048;
-
 /// Send `parts` (one stanza, perhaps framed) in one system call, as far as the socket takes
 /// them now; what it did not take is appended to `rest`. `Err` only when nothing was sent.
 ///
@@ -88,22 +82,11 @@ const GATHERED: usize = 2048;
 /// learns it from the kernel. Skipping it saves a cache miss per recipient of a fan-out;
 /// `sendmsg` rather than `writev` also spares the file-position lock.
 pub fn send_parts(socket: &TcpStream, parts: &[&[u8]], rest: &mut Vec<u8>) -> io::Result<()> {
-    let total: usize = parts.iter().map(|part| part.len()).sum();
-    let written = if total <= GATHERED {
-        let mut gathered = [0u8; GATHERED];
-        let mut at = 0;
-        for part in parts {
-            gathered[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        socket2::SockRef::from(socket).send(&gathered[..total])?
-    } else {
-        let mut slices = [IoSlice::new(&[]); 4];
-        for (slice, part) in slices.iter_mut().zip(parts) {
-            *slice = IoSlice::new(part);
-        }
-        socket2::SockRef::from(socket).send_vectored(&slices[..parts.len().min(4)])?
-    };
+    let mut slices = [IoSlice::new(&[]); 4];
+    for (slice, part) in slices.iter_mut().zip(parts) {
+        *slice = IoSlice::new(part);
+    }
+    let written = socket2::SockRef::from(socket).send_vectored(&slices[..parts.len().min(4)])?;
     let mut skip = written;
     for part in parts {
         rest.extend_from_slice(&part[skip.min(part.len())..]);
@@ -166,8 +149,8 @@ mod tests {
         assert_eq!(end, 0);
     }
 
-    /// Small stanzas (copied together) and large ones (sent as parts) arrive whole and in
-    /// order, and what a full socket does not take is kept, in order, in `rest`.
+    /// Stanzas small and large arrive whole and in order, and what a full socket does not take
+    /// is kept, in order, in `rest`.
     #[tokio::test]
     async fn parts_arrive_whole_and_a_full_socket_leaves_the_rest() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -175,7 +158,7 @@ mod tests {
             .await
             .unwrap();
         let (socket, _) = listener.accept().await.unwrap();
-        let large = vec![b'l'; GATHERED * 3];
+        let large = vec![b'l'; 6000];
         let mut expected = Vec::new();
         let mut rest = Vec::new();
         for parts in [
