@@ -268,11 +268,17 @@ impl ArchiveStore for SqliteStorage {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         if before == i64::MIN {
             // No age limit: a range of the key, where the `OR` of the general form below
-            // would read the whole archive (a room does this every hundred messages).
+            // would read the whole archive (a room does this every hundred messages). The
+            // archive's count says how many of its oldest go, so the cut is found by stepping
+            // over those few from the old end, not over the `keep` newest (10,000 by default)
+            // from the new one; an archive within its cap is not read at all.
             let result = sqlx::query(&format!(
-                "DELETE FROM archive_entries WHERE archive = {ADDRESS_OF}?1) AND seq <= \
-                 COALESCE((SELECT seq FROM archive_entries WHERE archive = {ADDRESS_OF}?1) \
-                           ORDER BY seq DESC LIMIT 1 OFFSET ?2), -1)"
+                "DELETE FROM archive_entries WHERE archive = {ADDRESS_OF}?1) \
+                 AND (SELECT messages FROM archive_counts WHERE archive = {ADDRESS_OF}?1)) > ?2 \
+                 AND seq <= COALESCE((SELECT seq FROM archive_entries \
+                     WHERE archive = {ADDRESS_OF}?1) ORDER BY seq ASC LIMIT 1 OFFSET \
+                     COALESCE((SELECT messages FROM archive_counts \
+                               WHERE archive = {ADDRESS_OF}?1)), 0) - ?2 - 1), -1)"
             ))
             .bind(archive)
             .bind(keep)

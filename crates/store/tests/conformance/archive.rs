@@ -85,6 +85,40 @@ pub(crate) async fn trimmed_archives(s: &dyn Storage) {
     );
     assert_eq!(query(s, OTHER_ROOM, &limit(10)).await.count, 1);
     s.archive_delete(OTHER_ROOM).await.expect("delete");
+
+    // Far past the cap: all the excess goes at once, the newest stay, and a trim within the
+    // cap deletes nothing.
+    const FULL_ROOM: &str = "full@muc.a.example";
+    for i in 1..=50 {
+        s.archive_append(FULL_ROOM, &archived(i, i as i64, ROMEO, "<m/>"))
+            .await
+            .expect("append");
+    }
+    assert_eq!(
+        s.archive_trim(FULL_ROOM, 20, i64::MIN).await.expect("trim"),
+        30
+    );
+    let page = query(s, FULL_ROOM, &limit(50)).await;
+    assert_eq!(page.count, 20);
+    assert_eq!(page.messages.first().map(|m| m.id.as_str()), Some("id-31"));
+    assert_eq!(page.messages.last().map(|m| m.id.as_str()), Some("id-50"));
+    assert_eq!(
+        s.archive_trim(FULL_ROOM, 20, i64::MIN).await.expect("trim"),
+        0
+    );
+    assert_eq!(
+        s.archive_trim(FULL_ROOM, 25, i64::MIN).await.expect("trim"),
+        0
+    );
+    assert_eq!(
+        s.archive_trim(FULL_ROOM, 19, i64::MIN).await.expect("trim"),
+        1
+    );
+    assert_eq!(
+        query(s, FULL_ROOM, &limit(50)).await.messages[0].id,
+        "id-32"
+    );
+    s.archive_delete(FULL_ROOM).await.expect("delete");
 }
 
 /// `archive_trim_bytes` keeps the newest messages whose stanzas add up to at most the cap

@@ -8,6 +8,11 @@ use super::Room;
 /// How often a room applies its archive's bounds when no messages come (retention).
 pub(super) const CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How often the trims a busy room makes as it archives also apply the guests' retention. The
+/// age cut reads the whole archive (timestamps have no index, which would cost every message
+/// its upkeep), where the count cut steps over the excess only; retention is counted in hours.
+pub(super) const AGE_TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// At most this many messages between two trims: the cap costs one delete per batch, not one
 /// per message. The archive may briefly hold up to a tenth more than its cap.
 const TRIM_EVERY: usize = 100;
@@ -61,8 +66,13 @@ impl Room {
         self.bound_archive_by(true).await;
     }
 
-    /// [`bound_archive`](Self::bound_archive), with the size cap only if `size`.
+    /// [`bound_archive`](Self::bound_archive), with the size cap only if `size`, and the age
+    /// limit then or when it was last applied [`AGE_TRIM_EVERY`] ago.
     async fn bound_archive_by(&mut self, size: bool) {
+        let with_age = size
+            || self
+                .last_age_trim
+                .is_none_or(|at| at.elapsed() >= AGE_TRIM_EVERY);
         self.since_archive_trim = 0;
         let max_bytes = match size {
             true => {
@@ -72,10 +82,13 @@ impl Room {
             false => 0,
         };
         let keep = self.archive_cap();
-        let hours = match self.record.created_by_guest {
+        let hours = match self.record.created_by_guest && with_age {
             true => self.service.settings.guest_room_archive_retention_hours,
             false => 0,
         };
+        if with_age {
+            self.last_age_trim = Some(std::time::Instant::now());
+        }
         let before = match hours {
             0 => i64::MIN,
             hours => {

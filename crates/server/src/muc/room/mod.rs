@@ -115,6 +115,8 @@ pub struct Room {
     since_archive_trim: usize,
     /// Bytes of the messages archived since then.
     bytes_since_archive_trim: u64,
+    /// When the guests' retention was last applied to the archive (archive_bounds.rs).
+    last_age_trim: Option<std::time::Instant>,
     /// Copies for occupants on other servers waiting for their archive commit.
     remote_outbox: remote_outbox::RemoteOutbox,
 }
@@ -176,6 +178,7 @@ impl Room {
             relayed: HashMap::new(),
             since_archive_trim: 0,
             bytes_since_archive_trim: 0,
+            last_age_trim: None,
             remote_outbox: Default::default(),
         };
         room.update_summary();

@@ -121,6 +121,60 @@ async fn a_guest_rooms_archive_forgets_messages_past_the_guest_retention() {
     }
 }
 
+/// The trims a busy guest room makes as it archives (every hundred messages) apply the
+/// guests' retention at most once a [`super::super::archive_bounds::AGE_TRIM_EVERY`]: the first
+/// does, one within that time does not, one after it does again.
+#[tokio::test]
+async fn a_busy_guest_rooms_trims_apply_the_retention_once_a_minute() {
+    use super::super::archive_bounds::AGE_TRIM_EVERY;
+    use crate::storage::{ArchiveQuery, ArchivedMessage};
+    let expired = chrono::Utc::now().timestamp_micros() - 25 * 3_600_000_000i64;
+    let mut room = owned_room();
+    room.record.created_by_guest = true;
+    let store = room.context.archive_store();
+    let stored = || {
+        let store = store.clone();
+        async move {
+            let query = ArchiveQuery {
+                limit: 100,
+                ..ArchiveQuery::default()
+            };
+            let page = store.archive_query(ROOM, &query).await.expect("query");
+            page.messages.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        }
+    };
+    let append_expired = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            let message = ArchivedMessage {
+                id: id.into(),
+                timestamp: expired,
+                with: format!("{ROOM}/someone"),
+                stanza: "<message/>".into(),
+            };
+            store.archive_append(ROOM, &message).await.expect("append");
+        }
+    };
+    // A hundred messages archived: one trim.
+    async fn hundred(room: &mut Room) {
+        for _ in 0..100 {
+            room.archived_one(10).await;
+        }
+    }
+    append_expired("first").await;
+    hundred(&mut room).await;
+    assert!(
+        stored().await.is_empty(),
+        "the first trim applies the retention"
+    );
+    append_expired("second").await;
+    hundred(&mut room).await;
+    assert_eq!(stored().await, ["second"], "not again within the minute");
+    room.last_age_trim = room.last_age_trim.map(|at| at - AGE_TRIM_EVERY);
+    hundred(&mut room).await;
+    assert!(stored().await.is_empty(), "again once the minute is over");
+}
+
 /// Bodies of the groupchat messages `handle` received, and the conditions of errors.
 fn said_and_refused(handle: &SessionHandle) -> (Vec<String>, Vec<String>) {
     let mut said = Vec::new();
