@@ -55,9 +55,7 @@ esac
 mkdir -p "$WORK/seed"
 config "$WORK/seed" 0
 if [ "$MODE" = chat ]; then
-    for ((i = 0; i < CLIENTS; i++)); do
-        "$BIN_A" user add "bench$i@localhost" --password secret --config "$WORK/seed/salon.toml" >/dev/null
-    done
+    salon_accounts "$BIN_A" "$WORK/seed/salon.toml" "$CLIENTS"
 fi
 
 cpu_ns() { # PID: all threads' run time
@@ -74,10 +72,7 @@ start() { # BIN NAME PORT -> PID in STARTED
     "$1" serve --config "$dir/salon.toml" >"$dir/salon.log" 2>&1 &
     STARTED=$!
     PIDS+=("$STARTED")
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$3") 2>/dev/null && return 0
-        sleep 0.2
-    done
+    wait_for_port "$3" && return 0
     echo "ab.sh: $1 did not start" >&2
     exit 1
 }

@@ -17,21 +17,16 @@ SALON_BIN=${2:?salon binary}
 BENCH_BIN=${3:?salon-bench binary}
 WINDOW=20
 PORT=${PORT:-37201}
-WORK=$(mktemp -d /tmp/salon-cpu-split.XXXXXX)
 command -v perf >/dev/null || { echo "cpu-split.sh: needs perf" >&2; exit 2; }
-cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 # shellcheck source=bench/salon-config.sh
 source "$(dirname "$0")/salon-config.sh"
+bench_workdir cpu-split
 salon_config "$WORK/salon.toml" "$WORK/data" "$PORT" off
 
 case $MODE in
     chat)
-        for ((i = 0; i < 200; i++)); do
-            "$SALON_BIN" user add "bench$i@localhost" --password secret \
-                --config "$WORK/salon.toml" >/dev/null
-        done
+        salon_accounts "$SALON_BIN" "$WORK/salon.toml" 200
         LOAD=(chat --auth scram --user-prefix bench --password secret --clients 200 --rate 5)
         UNITS=$((200 * 5 * WINDOW)) UNIT=message
         ;;
@@ -48,10 +43,7 @@ esac
 
 "$SALON_BIN" serve --config "$WORK/salon.toml" >"$WORK/salon.log" 2>&1 &
 PID=$!
-for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.2
-done
+wait_for_port "$PORT" || { echo "cpu-split.sh: salon did not start" >&2; exit 1; }
 "$BENCH_BIN" "${LOAD[@]}" --port "$PORT" --duration $((WINDOW + 10)) >"$WORK/bench.out" 2>&1 &
 LOAD_PID=$!
 

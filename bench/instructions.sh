@@ -19,22 +19,17 @@ SALON_BIN=${2:?salon binary}
 BENCH_BIN=${3:?salon-bench binary}
 command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind" >&2; exit 2; }
 
-WORK=$(mktemp -d /tmp/salon-instructions.XXXXXX)
 PORT=${PORT:-36222}
-cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
 
 # shellcheck source=bench/salon-config.sh
 source "$(dirname "$0")/salon-config.sh"
+bench_workdir instructions
 salon_config "$WORK/salon.toml" "$WORK/data" "$PORT" off
 
 case $MODE in
     chat)
         CLIENTS=50
-        for ((i = 0; i < CLIENTS; i++)); do
-            "$SALON_BIN" user add "bench$i@localhost" --password secret \
-                --config "$WORK/salon.toml" >/dev/null
-        done
+        salon_accounts "$SALON_BIN" "$WORK/salon.toml" "$CLIENTS"
         LOAD=(chat --auth scram --clients "$CLIENTS" --rate 2 --duration 10)
         ;;
     room) LOAD=(muc --clients 2 --rooms 1 --rate 50 --duration 10) ;;
@@ -46,10 +41,8 @@ valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --collect-a
     --toggle-collect='*Room::run*' --toggle-collect='*archive_append_blocking*' \
     "$SALON_BIN" serve --config "$WORK/salon.toml" >"$WORK/salon.log" 2>&1 &
 PID=$!
-for _ in $(seq 1 120); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.5
-done
+# valgrind starts slowly.
+wait_for_port "$PORT" 60 || { echo "instructions.sh: salon did not start" >&2; exit 1; }
 "$BENCH_BIN" "${LOAD[@]}" --port "$PORT" >"$WORK/bench.out"
 kill "$PID"
 wait "$PID" 2>/dev/null || true

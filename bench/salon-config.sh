@@ -1,6 +1,7 @@
-# The Salon configuration the benchmark scripts run (compare.sh, instructions.sh, ab.sh): the
-# equivalent of what Prosody and ejabberd get in compare.sh (bench/README.md), with no rate
-# limits in the way of the load. Sourced, not run.
+# The Salon configuration the benchmark scripts run (compare.sh, instructions.sh, ab.sh,
+# cpu-split.sh): the equivalent of what Prosody and ejabberd get in compare.sh
+# (bench/README.md), with no rate limits in the way of the load; and the setup those scripts
+# share. Sourced, not run.
 #
 #   salon_config FILE DATA_DIR C2S_PORT HTTP_PORT|off [ARCHIVE: true|false, default true]
 salon_config() {
@@ -36,4 +37,39 @@ enabled = $archive
 [log]
 level = "warn"
 EOT
+}
+
+# A temporary directory in $WORK, removed on exit together with the server in $PID if set.
+#
+#   bench_workdir NAME
+bench_workdir() {
+    WORK=$(mktemp -d "/tmp/salon-$1.XXXXXX")
+    trap bench_cleanup EXIT
+}
+bench_cleanup() {
+    [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null
+    wait 2>/dev/null
+    rm -rf "$WORK"
+}
+
+# Accounts bench0@localhost … bench(N-1)@localhost, password "secret".
+#
+#   salon_accounts SALON_BIN CONFIG N
+salon_accounts() {
+    local i
+    for ((i = 0; i < $3; i++)); do
+        "$1" user add "bench$i@localhost" --password secret --config "$2" >/dev/null
+    done
+}
+
+# Until something listens on 127.0.0.1:PORT; fails after SECONDS (default 20).
+#
+#   wait_for_port PORT [SECONDS]
+wait_for_port() {
+    local attempt
+    for attempt in $(seq 1 $((${2:-20} * 5))); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
 }

@@ -101,13 +101,19 @@ mod tests {
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn a_short_read_waits_for_more_and_gets_it() {
+    /// A loopback connection: the server's socket, and the peer's.
+    async fn connected() -> (TcpStream, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (socket, _) = listener.accept().await.unwrap();
+        (socket, peer)
+    }
+
+    #[tokio::test]
+    async fn a_short_read_waits_for_more_and_gets_it() {
+        let (socket, mut peer) = connected().await;
         let mut shared = SharedTcp(Arc::new(socket));
         let mut buffer = [0u8; 64];
         peer.write_all(b"<a/>").await.unwrap();
@@ -153,11 +159,7 @@ mod tests {
     /// is kept, in order, in `rest`.
     #[tokio::test]
     async fn parts_arrive_whole_and_a_full_socket_leaves_the_rest() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (socket, _) = listener.accept().await.unwrap();
+        let (socket, mut peer) = connected().await;
         let large = vec![b'l'; 6000];
         let mut expected = Vec::new();
         let mut rest = Vec::new();
