@@ -76,40 +76,44 @@ async fn the_same_account_gets_its_nick_back_on_a_new_session() {
         .contains(&full("alice@localhost/laptop")));
 }
 
+/// The ids in the room's archive, oldest first.
+async fn archived_ids(room: &Room) -> Vec<String> {
+    let query = crate::storage::ArchiveQuery {
+        limit: 100,
+        ..crate::storage::ArchiveQuery::default()
+    };
+    let store = room.context.archive_store();
+    let page = store.archive_query(ROOM, &query).await.expect("query");
+    page.messages.into_iter().map(|m| m.id).collect()
+}
+
+/// Put a message archived at `timestamp` (µs) straight into the room's archive.
+async fn archive_at(room: &Room, id: &str, timestamp: i64) {
+    let message = crate::storage::ArchivedMessage {
+        id: id.into(),
+        timestamp,
+        with: format!("{ROOM}/someone"),
+        stanza: "<message/>".into(),
+    };
+    room.context
+        .archive_store()
+        .archive_append(ROOM, &message)
+        .await
+        .expect("append");
+}
+
+const HOUR_MICROS: i64 = 3_600_000_000;
+
 /// Item 7: the archive of a room a guest created keeps messages for
 /// `muc.guest_room_archive_retention_hours` (24 by default); other rooms keep them.
 #[tokio::test]
 async fn a_guest_rooms_archive_forgets_messages_past_the_guest_retention() {
-    use crate::storage::{ArchiveQuery, ArchivedMessage};
     let now = chrono::Utc::now().timestamp_micros();
-    let hour = 3_600_000_000i64;
-    let stored = |room: &Room| {
-        let store = room.context.archive_store();
-        let jid = room.jid.to_string();
-        async move {
-            let query = ArchiveQuery {
-                limit: 100,
-                ..ArchiveQuery::default()
-            };
-            let page = store.archive_query(&jid, &query).await.expect("query");
-            page.messages.into_iter().map(|m| m.id).collect::<Vec<_>>()
-        }
-    };
     for guest_room in [true, false] {
         let mut room = owned_room();
         room.record.created_by_guest = guest_room;
-        for (id, age) in [("old", 25 * hour), ("new", hour)] {
-            let message = ArchivedMessage {
-                id: id.into(),
-                timestamp: now - age,
-                with: format!("{ROOM}/someone"),
-                stanza: "<message/>".into(),
-            };
-            room.context
-                .archive_store()
-                .archive_append(ROOM, &message)
-                .await
-                .expect("append");
+        for (id, age) in [("old", 25 * HOUR_MICROS), ("new", HOUR_MICROS)] {
+            archive_at(&room, id, now - age).await;
         }
         room.bound_archive().await;
         let expected: &[&str] = if guest_room {
@@ -117,7 +121,11 @@ async fn a_guest_rooms_archive_forgets_messages_past_the_guest_retention() {
         } else {
             &["old", "new"]
         };
-        assert_eq!(stored(&room).await, expected, "guest room: {guest_room}");
+        assert_eq!(
+            archived_ids(&room).await,
+            expected,
+            "guest room: {guest_room}"
+        );
     }
 }
 
@@ -127,52 +135,34 @@ async fn a_guest_rooms_archive_forgets_messages_past_the_guest_retention() {
 #[tokio::test]
 async fn a_busy_guest_rooms_trims_apply_the_retention_once_a_minute() {
     use super::super::archive_bounds::AGE_TRIM_EVERY;
-    use crate::storage::{ArchiveQuery, ArchivedMessage};
-    let expired = chrono::Utc::now().timestamp_micros() - 25 * 3_600_000_000i64;
+    let expired = chrono::Utc::now().timestamp_micros() - 25 * HOUR_MICROS;
     let mut room = owned_room();
     room.record.created_by_guest = true;
-    let store = room.context.archive_store();
-    let stored = || {
-        let store = store.clone();
-        async move {
-            let query = ArchiveQuery {
-                limit: 100,
-                ..ArchiveQuery::default()
-            };
-            let page = store.archive_query(ROOM, &query).await.expect("query");
-            page.messages.into_iter().map(|m| m.id).collect::<Vec<_>>()
-        }
-    };
-    let append_expired = |id: &'static str| {
-        let store = store.clone();
-        async move {
-            let message = ArchivedMessage {
-                id: id.into(),
-                timestamp: expired,
-                with: format!("{ROOM}/someone"),
-                stanza: "<message/>".into(),
-            };
-            store.archive_append(ROOM, &message).await.expect("append");
-        }
-    };
     // A hundred messages archived: one trim.
     async fn hundred(room: &mut Room) {
         for _ in 0..100 {
             room.archived_one(10).await;
         }
     }
-    append_expired("first").await;
+    archive_at(&room, "first", expired).await;
     hundred(&mut room).await;
     assert!(
-        stored().await.is_empty(),
+        archived_ids(&room).await.is_empty(),
         "the first trim applies the retention"
     );
-    append_expired("second").await;
+    archive_at(&room, "second", expired).await;
     hundred(&mut room).await;
-    assert_eq!(stored().await, ["second"], "not again within the minute");
+    assert_eq!(
+        archived_ids(&room).await,
+        ["second"],
+        "not again within the minute"
+    );
     room.last_age_trim = room.last_age_trim.map(|at| at - AGE_TRIM_EVERY);
     hundred(&mut room).await;
-    assert!(stored().await.is_empty(), "again once the minute is over");
+    assert!(
+        archived_ids(&room).await.is_empty(),
+        "again once the minute is over"
+    );
 }
 
 /// Bodies of the groupchat messages `handle` received, and the conditions of errors.
