@@ -8,8 +8,9 @@
 #
 # chat: 200 accounts in pairs, 5 1:1 messages/s each (SCRAM logins, archives on);
 # room: a room of 2 guests, 100 messages/s each;
-# fanout: the muc1k load, 1,000 guests in 10 rooms, 0.05 messages/s each (CPU per delivery). Each round starts both servers on fresh data
-# directories, runs both loads for DURATION (default 40) seconds, reads every thread's CPU
+# fanout: the muc1k load, 1,000 guests in 10 rooms, 0.05 messages/s each (CPU per delivery).
+# The loads are bench/salon-config.sh's `bench_load`. Each round starts both servers on fresh
+# data directories, runs both loads for DURATION (default 40) seconds, reads every thread's CPU
 # (/proc/PID/task/*/schedstat) from second 5 to DURATION-5, and swaps which build is A in the
 # next round, so neither always starts first.
 set -euo pipefail
@@ -35,21 +36,7 @@ config() { # DIR PORT
     salon_config "$1/salon.toml" "$1/data" "$2" off
 }
 
-case $MODE in
-    chat)
-        CLIENTS=200 RATE=5
-        LOAD=(chat --auth scram --user-prefix bench --password secret --clients $CLIENTS --rate $RATE)
-        ;;
-    room)
-        CLIENTS=2 RATE=100
-        LOAD=(muc --clients $CLIENTS --rooms 1 --rate $RATE)
-        ;;
-    fanout)
-        CLIENTS=1000 RATE=0.05 PER_MESSAGE=100
-        LOAD=(muc --clients $CLIENTS --rooms 10 --rate $RATE)
-        ;;
-    *) echo "ab.sh: unknown mode $MODE" >&2; exit 2 ;;
-esac
+bench_load "$MODE" || { echo "ab.sh: unknown mode $MODE" >&2; exit 2; }
 
 # One data directory with the accounts, copied for every server started.
 mkdir -p "$WORK/seed"
@@ -79,10 +66,8 @@ start() { # BIN NAME PORT -> PID in STARTED
 
 window=$((DURATION - 10))
 # What the CPU is divided by: messages sent, or for fanout the deliveries they make.
-unit=message
-[ "$MODE" = fanout ] && unit=delivery
-messages=$(awk -v c="$CLIENTS" -v r="$RATE" -v w="$window" -v d="${PER_MESSAGE:-1}" 'BEGIN { print c * r * w * d }')
-echo "mode $MODE, $ROUNDS rounds of $DURATION s; CPU µs per $unit from second 5 to $((DURATION - 5))"
+messages=$(awk -v c="$CLIENTS" -v r="$RATE" -v w="$window" -v d="$PER_MESSAGE" 'BEGIN { print c * r * w * d }')
+echo "mode $MODE, $ROUNDS rounds of $DURATION s; CPU µs per $UNIT from second 5 to $((DURATION - 5))"
 for ((round = 1; round <= ROUNDS; round++)); do
     if ((round % 2)); then first=$BIN_A second=$BIN_B; else first=$BIN_B second=$BIN_A; fi
     start "$first" one 37101; pid_one=$STARTED
@@ -102,7 +87,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     PIDS=()
     if [ "$first" = "$BIN_A" ]; then a=$((one1 - one0)) b=$((two1 - two0)) la=$lost_one lb=$lost_two
     else a=$((two1 - two0)) b=$((one1 - one0)) la=$lost_two lb=$lost_one; fi
-    awk -v a="$a" -v b="$b" -v m="$messages" -v r="$round" -v la="$la" -v lb="$lb" -v u="$unit" 'BEGIN {
+    awk -v a="$a" -v b="$b" -v m="$messages" -v r="$round" -v la="$la" -v lb="$lb" -v u="$UNIT" 'BEGIN {
         printf "round %d: A %.2f µs, B %.2f µs per " u ", B/A %.3f (lost: A %s, B %s)\n",
             r, a / 1000 / m, b / 1000 / m, b / a, la, lb }'
 done

@@ -24,22 +24,9 @@ source "$(dirname "$0")/salon-config.sh"
 bench_workdir cpu-split
 salon_config "$WORK/salon.toml" "$WORK/data" "$PORT" off
 
-case $MODE in
-    chat)
-        salon_accounts "$SALON_BIN" "$WORK/salon.toml" 200
-        LOAD=(chat --auth scram --user-prefix bench --password secret --clients 200 --rate 5)
-        UNITS=$((200 * 5 * WINDOW)) UNIT=message
-        ;;
-    room)
-        LOAD=(muc --clients 2 --rooms 1 --rate 100)
-        UNITS=$((2 * 100 * WINDOW)) UNIT=message
-        ;;
-    fanout)
-        LOAD=(muc --clients 1000 --rooms 10 --rate 0.05)
-        UNITS=$((50 * 100 * WINDOW)) UNIT=delivery
-        ;;
-    *) echo "cpu-split.sh: unknown mode $MODE" >&2; exit 2 ;;
-esac
+bench_load "$MODE" || { echo "cpu-split.sh: unknown mode $MODE" >&2; exit 2; }
+[ "$MODE" = chat ] && salon_accounts "$SALON_BIN" "$WORK/salon.toml" "$CLIENTS"
+UNITS=$(awk -v c="$CLIENTS" -v r="$RATE" -v w="$WINDOW" -v d="$PER_MESSAGE" 'BEGIN { print c * r * w * d }')
 
 "$SALON_BIN" serve --config "$WORK/salon.toml" >"$WORK/salon.log" 2>&1 &
 PID=$!

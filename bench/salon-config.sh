@@ -73,3 +73,27 @@ wait_for_port() {
     done
     return 1
 }
+
+# The loads ab.sh and cpu-split.sh put on Salon: sets LOAD (salon-bench's arguments but the
+# port and duration), CLIENTS, RATE (messages per second per client), PER_MESSAGE (what one
+# message is counted as: 1, or its deliveries for fanout) and UNIT; 1 for an unknown mode.
+#
+#   bench_load chat|room|fanout
+bench_load() {
+    PER_MESSAGE=1 UNIT=message
+    case $1 in
+        chat) # 200 accounts in pairs (salon_accounts), 5 1:1 messages/s each, archives on
+            CLIENTS=200 RATE=5
+            LOAD=(chat --auth scram --user-prefix bench --password secret --clients $CLIENTS --rate $RATE)
+            ;;
+        room) # a room of 2 guests, 100 messages/s each
+            CLIENTS=2 RATE=100
+            LOAD=(muc --clients $CLIENTS --rooms 1 --rate $RATE)
+            ;;
+        fanout) # the muc1k load: 1,000 guests in 10 rooms, 0.05 messages/s each
+            CLIENTS=1000 RATE=0.05 PER_MESSAGE=100 UNIT=delivery
+            LOAD=(muc --clients $CLIENTS --rooms 10 --rate $RATE)
+            ;;
+        *) return 1 ;;
+    esac
+}
